@@ -1,0 +1,184 @@
+"""Rendering a step into the two files that run it.
+
+``stax.step.sh``  the user's script with placeholders replaced by quoted references to
+                  ``STAX_PARAM_*`` variables (see :mod:`.params`);
+``stax.job.sh``   the wrapper the scheduler runs: it enters the step directory, records its start
+                  (``stax.start``), exports parameters and environment, runs the step (through the
+                  launcher for multi-task steps) and records the exit code (``stax.exit``).
+
+The exit record is written by the step itself, so the engine never depends on PSI/J's exit-code
+file (deleted on first read) or on the scheduler's memory of the job. Records carry the attempt
+number, so a record left by an earlier attempt is never taken for the current one.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import Cluster, ParamValue, Step
+from .params import export_lines, render_script
+from .units import parse_walltime
+
+STEP_SCRIPT = "stax.step.sh"
+JOB_SCRIPT = "stax.job.sh"
+STDOUT = "stax.out"
+STDERR = "stax.err"
+START_RECORD = "stax.start"
+EXIT_RECORD = "stax.exit"
+#: files of one attempt; an earlier attempt's are renamed to ``<name>.<attempt>``
+ATTEMPT_FILES = (STDOUT, STDERR, START_RECORD, EXIT_RECORD)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything a scheduler backend needs to submit one attempt of one step."""
+
+    execution_id: str
+    step: str
+    attempt: int
+    job_name: str
+    step_dir: Path
+    job_script: Path
+    stdout: Path
+    stderr: Path
+    walltime_seconds: int
+    nodes: int | None = None
+    ntasks: int | None = None
+    cpus_per_task: int | None = None
+    gpus_per_task: int | None = None
+    memory_bytes: int | None = None
+    queue: str | None = None
+    account: str | None = None
+    custom_attributes: dict[str, str] = field(default_factory=dict)
+    after_native_ids: tuple[str, ...] = ()
+    """scheduler-native dependencies (detached mode): start only after these jobs succeeded"""
+
+
+def job_name(execution_id: str, step: str) -> str:
+    return f"stax-{execution_id}-{step}"
+
+
+def effective_launcher(step: Step, cluster: Cluster) -> str:
+    return step.launcher or cluster.launcher
+
+
+def run_line(step: Step, cluster: Cluster) -> str:
+    """The line of the job script that runs the step's script."""
+    launcher = effective_launcher(step, cluster)
+    r = step.resources
+    if launcher == "srun":
+        return f"srun bash ./{STEP_SCRIPT}"
+    if launcher == "mpirun":
+        n = r.ntasks or 1
+        return f"mpirun -n {n} bash ./{STEP_SCRIPT}"
+    # single: sourced in a subshell: no new bash process, `exit N` ends only the step
+    return f"( . ./{STEP_SCRIPT} )"
+
+
+def render_step_script(step: Step) -> str:
+    body = render_script(step.run, where=f"step {step.name!r}")
+    if not body.endswith("\n"):
+        body += "\n"
+    return body
+
+
+def render_job_script(
+    *,
+    execution_id: str,
+    step: Step,
+    attempt: int,
+    cluster: Cluster,
+    params: Mapping[str, ParamValue],
+    step_dir: Path,
+    execution_dir: Path,
+) -> str:
+    q = shlex.quote
+    lines = [
+        "#!/bin/bash",
+        f"# jupyter_stax: execution {execution_id}, step {step.name}, attempt {attempt}, "
+        f"cluster {cluster.name}.",
+        f"# Generated; the step's own script is {STEP_SCRIPT}. Records: {START_RECORD}, "
+        f"{EXIT_RECORD}.",
+        f'cd -P -- {q(str(step_dir))} || {{ echo "jupyter_stax: cannot enter step directory '
+        f'{q(str(step_dir))}" >&2; exit 126; }}',
+        f"printf '%s %s %s %s\\n' {attempt} \"${{SLURM_JOB_ID:-${{PBS_JOBID:-"
+        f'${{FLUX_JOB_ID:-$$}}}}}}" "${{HOSTNAME:-?}}" "$EPOCHREALTIME" > {START_RECORD}',
+        f"export STAX_EXECUTION={q(execution_id)} STAX_STEP={q(step.name)} "
+        f"STAX_ATTEMPT={attempt} STAX_CLUSTER={q(cluster.name)}",
+        f"export STAX_STEP_DIR={q(str(step_dir))} STAX_EXECUTION_DIR={q(str(execution_dir))}",
+    ]
+    env = {**cluster.env, **step.env}
+    lines += [f"export {k}={q(v)}" for k, v in env.items()]
+    exports = export_lines(params).rstrip("\n")
+    if exports:
+        lines.append(exports)
+    if cluster.setup:
+        lines += ["# cluster setup", cluster.setup.rstrip("\n")]
+    lines += [
+        run_line(step, cluster),
+        "rc=$?",
+        f'printf \'%s %s %s\\n\' {attempt} "$rc" "$EPOCHREALTIME" > {EXIT_RECORD}',
+        'exit "$rc"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def walltime_seconds(step: Step, cluster: Cluster) -> int:
+    return step.resources.time_seconds or parse_walltime(cluster.walltime)
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    attempt: int
+    job_id: str
+    host: str
+    time: float
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    attempt: int
+    exit_code: int
+    time: float
+
+
+def read_start_record(step_dir: Path) -> StartRecord | None:
+    parts = _read_record(step_dir / START_RECORD, 4)
+    if parts is None:
+        return None
+    try:
+        return StartRecord(int(parts[0]), parts[1], parts[2], _epoch(parts[3]))
+    except ValueError:
+        return None
+
+
+def read_exit_record(step_dir: Path) -> ExitRecord | None:
+    """The step's own exit record, or None when absent or not completely written yet."""
+    parts = _read_record(step_dir / EXIT_RECORD, 3)
+    if parts is None:
+        return None
+    try:
+        return ExitRecord(int(parts[0]), int(parts[1]), _epoch(parts[2]))
+    except ValueError:
+        return None
+
+
+def _read_record(path: Path, n: int) -> list[str] | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except OSError:
+        return None
+    if not data.endswith(b"\n"):
+        return None  # being written
+    parts = data.decode("utf-8", "replace").split()
+    return parts if len(parts) == n else None
+
+
+def _epoch(text: str) -> float:
+    # $EPOCHREALTIME uses the locale's decimal separator
+    return float(text.replace(",", "."))

@@ -1,0 +1,305 @@
+"""The one public model: what the workflow file, REST API, magics, CLI and frontend speak.
+
+Pure pydantic; no Jupyter, PSI/J or database imports here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+from .states import ExecutionState, StepState
+from .units import parse_memory, parse_walltime
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_RE = PARAM_NAME_RE
+
+#: schedulers = PSI/J executor names that load with psij-python (aliases pbspro/torque do not)
+KNOWN_SCHEDULERS = ("local", "slurm", "pbs", "pbs_classic", "lsf", "cobalt", "flux")
+Launcher = Literal["single", "srun", "mpirun"]
+ParamValue = str | int | float | bool | None
+OnFailure = Literal["continue", "stop"]
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"{kind} name {value!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (it becomes a directory and a job name)"
+        )
+    return value
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    for k in env:
+        if not ENV_NAME_RE.match(k):
+            raise ValueError(f"environment variable name {k!r} is not a shell identifier")
+    return env
+
+
+def _check_params(params: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    for k in params:
+        if not PARAM_NAME_RE.match(k):
+            raise ValueError(f"parameter name {k!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    return params
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Resources(_Model):
+    """What one step asks of the scheduler. Unset fields take the cluster's defaults."""
+
+    nodes: Annotated[int, Field(ge=1)] | None = None
+    ntasks: Annotated[int, Field(ge=1)] | None = None
+    cpus_per_task: Annotated[int, Field(ge=1)] | None = Field(
+        None, validation_alias=AliasChoices("cpus_per_task", "cpus-per-task")
+    )
+    gpus: Annotated[int, Field(ge=0)] | None = Field(None, description="GPUs per task")
+    memory: str | None = Field(
+        None,
+        validation_alias=AliasChoices("memory", "mem"),
+        description="per node, e.g. 4G, 512M (a bare number is MiB)",
+    )
+    time: str | None = Field(
+        None,
+        validation_alias=AliasChoices("time", "walltime"),
+        description="walltime: MM, MM:SS, HH:MM:SS or D-HH:MM:SS",
+    )
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _mem(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        parse_memory(v)
+        return str(v)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        parse_walltime(v)
+        return str(v)
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return parse_memory(self.memory) if self.memory else None
+
+    @property
+    def time_seconds(self) -> int | None:
+        return parse_walltime(self.time) if self.time else None
+
+
+class Step(_Model):
+    """A named bash script with ``{{param}}`` placeholders, run as one scheduler job."""
+
+    name: str
+    run: str = Field(
+        validation_alias=AliasChoices("run", "script", "command"),
+        description="bash script; {{name}} placeholders are replaced by quoted parameter values",
+    )
+    after: list[str] = Field(default_factory=list, description="steps that must complete first")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="step-specific parameter bindings (override all others)"
+    )
+    resources: Resources = Field(default_factory=Resources)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("env", "environment"),
+        description="environment variables exported for the step (values are literal)",
+    )
+    image: str | None = Field(None, description="StaX image (variant or family) to run the step in")
+    cluster: str | None = Field(None, description="run this step on another cluster")
+    launcher: Launcher | None = None
+    retries: Annotated[int, Field(ge=0, le=100)] = 0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name("step", v)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
+    _params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
+
+
+class Workflow(_Model):
+    """Steps and default parameters. Validated as a whole by :func:`jupyter_stax.core.dag.check`."""
+
+    name: str = "workflow"
+    description: str | None = None
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1)
+    on_failure: OnFailure = Field(
+        "continue",
+        description="continue: steps that do not depend on a failed step still run; "
+        "stop: no new step starts after a failure (running ones finish)",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name("workflow", v)
+
+    _params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+class Cluster(_Model):
+    """A place to run steps: a PSI/J executor plus site defaults."""
+
+    name: str
+    scheduler: str = Field(
+        "local", description="PSI/J executor name: " + ", ".join(KNOWN_SCHEDULERS)
+    )
+    queue: str | None = Field(None, validation_alias=AliasChoices("queue", "partition"))
+    account: str | None = None
+    walltime: str = Field("01:00:00", description="default walltime of a step")
+    launcher: Launcher = "single"
+    work_dir: str | None = Field(
+        None, description="where execution directories go (must be visible to compute nodes)"
+    )
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        None, description="seconds between two scheduler status queries (one per cluster)"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, validation_alias=AliasChoices("env", "environment")
+    )
+    setup: str | None = Field(
+        None, description="bash lines run before every step (module load ...)"
+    )
+    custom_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="scheduler directives passed through PSI/J, e.g. {'slurm.qos': 'debug'}",
+    )
+    container_runtime: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict, description="node traits (StaX matching)")
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name("cluster", v)
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime(cls, v: Any) -> Any:
+        parse_walltime(v)
+        return str(v)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        v = v.strip().lower()
+        aliases = {"pbspro": "pbs", "openpbs": "pbs", "torque": "pbs_classic"}
+        return aliases.get(v, v)
+
+    _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
+
+    @property
+    def effective_poll_interval(self) -> float:
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return 0.5 if self.scheduler == "local" else 2.0
+
+
+class AttemptRecord(BaseModel):
+    """A finished earlier attempt of a step (kept when the step is retried)."""
+
+    attempt: int
+    state: StepState
+    native_id: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class StepRun(BaseModel):
+    """One step of one execution, as the engine last committed it."""
+
+    name: str
+    state: StepState = StepState.PENDING
+    attempt: int = Field(0, description="1 for the first submission; 0 before it")
+    cluster: str
+    native_id: str | None = None
+    job_name: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    directory: str
+    script: str
+    stdout: str
+    stderr: str
+    image: str | None = None
+    history: list[AttemptRecord] = Field(default_factory=list)
+
+
+class SubmitOptions(_Model):
+    detached: bool = Field(
+        False,
+        description="queue the whole DAG at once with scheduler-native dependencies "
+        "(Slurm --dependency=afterok), so it runs on with no engine watching",
+    )
+    on_failure: OnFailure | None = None
+
+
+class Execution(BaseModel):
+    """A run of a workflow on a cluster with bound parameters."""
+
+    id: str
+    workflow: Workflow
+    cluster: str
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    options: SubmitOptions = Field(default_factory=SubmitOptions)
+    state: ExecutionState = ExecutionState.PENDING
+    created_at: datetime
+    finished_at: datetime | None = None
+    work_dir: str
+    owner: str | None = Field(None, description="engine driving this execution")
+    cancel_requested: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    steps: list[StepRun]
+
+    def step(self, name: str) -> StepRun:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        done = sum(1 for s in self.steps if s.state.final)
+        return done, len(self.steps)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.steps:
+            out[s.state.value] = out.get(s.state.value, 0) + 1
+        return out

@@ -1,0 +1,479 @@
+"""Scheduler backends: the only module that imports PSI/J.
+
+ONE PSI/J executor per cluster (PSI/J builds a new executor, with its own polling thread, on every
+``get_instance``). Blocking calls (``submit``, ``cancel``, ``attach``) are made by the engine on a
+worker thread, never on the event-loop thread; PSI/J's status callbacks arrive on PSI/J's threads
+and are handed to ``on_update``, which must be thread-safe (the engine moves them onto its loop).
+
+Guards around PSI/J's known faults (see README, "PSI/J guards"):
+
+* job name, stdout/stderr and walltime are always set explicitly (PSI/J defaults: no Slurm job name,
+  /dev/null output, 10 minutes);
+* PSI/J quotes paths badly (a space breaks the launcher's redirections and ``#SBATCH --chdir``):
+  every path handed to PSI/J is shell-safe; a step directory that is not is reached through a
+  shell-safe symlink;
+* a scheduler that does not answer never turns jobs into failed ones: the polling error threshold
+  is infinite, a missing ``squeue`` binary counts as a polling error (PSI/J would fail every job),
+  and polling errors are kept in :attr:`Backend.health` so the engine can warn;
+* ``squeue`` output is parsed line by line through a state table; a line that cannot be parsed
+  is skipped (PSI/J's parser raises and freezes the status of every job of the executor);
+* exit codes come from the step's own exit record (see :mod:`jupyter_stax.core.jobscript`),
+  not from PSI/J's ``.ec`` file, which is deleted on first read; PSI/J's leftover files of
+  finished jobs are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import SchedulerUnavailable, StaxError
+from ..core.jobscript import JobRequest
+from ..core.models import Cluster
+
+log = logging.getLogger("jupyter_stax.backend")
+
+#: PSI/J state name -> our name for what the scheduler says (final ones are checked against the
+#: step's exit record by the engine)
+_PSIJ_STATES = {
+    "QUEUED": "queued",
+    "ACTIVE": "running",
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "CANCELED": "canceled",
+}
+
+#: squeue compact state -> PSI/J state name (a superset of PSI/J's table)
+SLURM_STATES = {
+    "PD": "QUEUED",
+    "CF": "QUEUED",
+    "RD": "QUEUED",
+    "RF": "QUEUED",
+    "RH": "QUEUED",
+    "RV": "QUEUED",
+    "R": "ACTIVE",
+    "CG": "ACTIVE",
+    "RQ": "ACTIVE",
+    "SO": "ACTIVE",
+    "RS": "ACTIVE",
+    "SI": "ACTIVE",
+    "SE": "ACTIVE",
+    "ST": "ACTIVE",
+    "S": "ACTIVE",
+    "CD": "COMPLETED",
+    "CA": "CANCELED",
+    "F": "FAILED",
+    "BF": "FAILED",
+    "DL": "FAILED",
+    "NF": "FAILED",
+    "OOM": "FAILED",
+    "PR": "FAILED",
+    "TO": "FAILED",
+}
+
+#: sbatch/qsub error texts that mean "try again later" rather than "this job is wrong"
+TRANSIENT_SUBMIT_ERRORS = (
+    "unable to contact slurm controller",
+    "socket timed out",
+    "slurm temporarily unable",
+    "resource temporarily unavailable",
+    "connection refused",
+    "connect failure",
+    "cannot connect to server",
+    "pbs_iff",
+    "communication failure",
+    "temporarily unavailable",
+)
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    key: str
+    state: str  # queued | running | completed | failed | canceled
+    exit_code: int | None
+    message: str | None
+    time: float
+
+
+class SubmitError(StaxError):
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class JobGone(StaxError):
+    """attach() found no such job (local: no such process)."""
+
+
+def is_transient(message: str) -> bool:
+    m = message.lower()
+    return any(t in m for t in TRANSIENT_SUBMIT_ERRORS)
+
+
+def shell_safe(path: str) -> bool:
+    return shlex.quote(path) == path
+
+
+def parse_squeue(out: str) -> dict[str, tuple[str, str]]:
+    """``%i|%t|%r`` lines -> {native_id: (PSI/J state name, reason)}; bad lines are skipped."""
+    result: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split("|", 2)
+        if len(parts) < 2:
+            log.warning("ignoring squeue line I cannot parse: %r", line)
+            continue
+        native_id, code = parts[0].strip(), parts[1].strip()
+        state = SLURM_STATES.get(code)
+        if state is None:
+            log.warning("ignoring unknown Slurm state %r of job %s", code, native_id)
+            continue
+        result[native_id] = (state, parts[2].strip() if len(parts) > 2 else "")
+    return result
+
+
+class Health:
+    """What the last status queries of one executor said (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.since: float | None = None
+        self.last_error: str | None = None
+
+    def ok(self) -> None:
+        with self._lock:
+            self.failures, self.since, self.last_error = 0, None, None
+
+    def failed(self, message: str) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.since is None:
+                self.since = time.time()
+            self.last_error = " ".join(message.split())[:300]
+
+    def warning(self, scheduler: str) -> str | None:
+        with self._lock:
+            if not self.failures:
+                return None
+            t = time.strftime("%H:%M:%S", time.localtime(self.since or time.time()))
+            return (
+                f"{scheduler} is not answering status queries since {t} "
+                f"({self.failures} tries): {self.last_error}. Jobs keep their last known state; "
+                "retrying."
+            )
+
+
+def _executor_classes() -> dict[str, Any]:
+    """Our subclasses of PSI/J's executors, with the polling guards. Imported lazily."""
+    from psij import JobState, JobStatus
+    from psij.executors.batch.slurm import SlurmJobExecutor
+
+    class _Guarded:
+        """Mixin: polling errors are counted, never fatal; failures are kept in ``health``."""
+
+        health: Health
+
+        def _run_command(self, cmd: list[str]) -> str:
+            try:
+                return super()._run_command(cmd)  # type: ignore[misc,no-any-return]
+            except OSError as e:  # e.g. squeue not on PATH: PSI/J would fail every job
+                raise subprocess.CalledProcessError(127, cmd, output=f"{cmd[0]}: {e}") from None
+
+        def parse_status_output(self, exit_code: int, out: str) -> dict[str, Any]:
+            if exit_code != 0:
+                self.health.failed(out or f"exit code {exit_code}")
+                raise RuntimeError(f"status command failed ({exit_code}): {out}")
+            try:
+                r = self._parse_ok(out)
+            except Exception as e:
+                self.health.failed(f"cannot parse status output: {e}")
+                raise
+            self.health.ok()
+            return r
+
+        def _parse_ok(self, out: str) -> dict[str, Any]:
+            return super().parse_status_output(0, out)  # type: ignore[misc,no-any-return]
+
+    class StaxSlurmExecutor(_Guarded, SlurmJobExecutor):  # type: ignore[misc]
+        _NAME_ = "slurm"
+
+        def get_status_command(self, native_ids: Collection[str]) -> list[str]:
+            # one squeue for all jobs of this user, delimiter-separated (reasons may be long)
+            return ["squeue", "--me", "-t", "all", "-h", "-o", "%i|%t|%r"]
+
+        def _parse_ok(self, out: str) -> dict[str, Any]:
+            r = {}
+            for native_id, (state, reason) in parse_squeue(out).items():
+                st = getattr(JobState, state)
+                msg = None
+                if st == JobState.FAILED:
+                    msg = SlurmJobExecutor._REASONS_MAP.get(reason, reason or None)
+                r[native_id] = JobStatus(st, message=msg)
+            return r
+
+    classes: dict[str, Any] = {"slurm": StaxSlurmExecutor, "_guarded": _Guarded}
+    return classes
+
+
+class Backend:
+    """One cluster's PSI/J executor, with the guards described in the module docstring."""
+
+    def __init__(
+        self, cluster: Cluster, state_dir: Path, on_update: Callable[[JobUpdate], None]
+    ) -> None:
+        self.cluster = cluster
+        self.scheduler = cluster.scheduler
+        self.state_dir = state_dir / cluster.name
+        self.links_dir = self.state_dir / "links"
+        self.on_update = on_update
+        self.health = Health()
+        self._jobs: dict[str, Any] = {}  # key -> psij.Job
+        self._lock = threading.Lock()
+        if not shell_safe(str(self.state_dir)):
+            raise StaxError(
+                f"jupyter_stax's state directory {str(self.state_dir)!r} contains characters "
+                "that PSI/J cannot quote (spaces, quotes, ...); set JUPYTER_STAX_STORE to a path "
+                "without them"
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._executor = self._make_executor()
+
+    # ------------------------------------------------------------------ setup
+    def _make_executor(self) -> Any:
+        import psij
+        from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
+
+        name = self.scheduler
+        if name == "local":
+            return psij.JobExecutor.get_instance(
+                "local", config=psij.JobExecutorConfig(work_directory=self.state_dir)
+            )
+        classes = _executor_classes()
+        cls = classes.get(name)
+        if cls is None:
+            base = _psij_class(name)
+            cls = type(f"Stax{base.__name__}", (classes["_guarded"], base), {"_NAME_": name})
+        config_cls = _config_class(cls)
+        interval = self.cluster.effective_poll_interval
+        config = config_cls(
+            work_directory=self.state_dir,
+            queue_polling_interval=interval,
+            initial_queue_polling_delay=min(interval, 0.5),
+            queue_polling_error_threshold=10**9,
+        )
+        ex = cls(config=config)
+        assert isinstance(ex, BatchSchedulerExecutor)
+        ex.health = self.health
+        return ex
+
+    # ------------------------------------------------------------------ paths
+    def safe_dir(self, req: JobRequest) -> Path:
+        """A shell-safe path to the step directory (the directory itself, or a symlink to it)."""
+        d = req.step_dir
+        if shell_safe(str(d)):
+            return d
+        link = self.links_dir / req.execution_id / req.step
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if link.is_symlink() and os.readlink(link) == str(d):
+                return link
+            link.unlink(missing_ok=True)
+        except OSError:
+            pass
+        link.symlink_to(d, target_is_directory=True)
+        return link
+
+    # ------------------------------------------------------------------ jobs
+    def _job(self, key: str, spec: Any = None) -> Any:
+        import psij
+
+        job = psij.Job(spec) if spec is not None else psij.Job()
+
+        def cb(job: Any, status: Any) -> None:
+            name = _PSIJ_STATES.get(status.state.name)
+            if name is None:
+                return
+            t = status.time if isinstance(status.time, float) else time.time()
+            self.on_update(JobUpdate(key, name, status.exit_code, status.message, t))
+
+        job.set_job_status_callback(cb)
+        with self._lock:
+            self._jobs[key] = job
+        return job
+
+    def submit(self, key: str, req: JobRequest) -> str:
+        """Submit one attempt; returns the native id. Blocking: call it on a worker thread.
+
+        A successful return guarantees that the scheduler accepted the job and that the native
+        id is known. Raises :class:`SubmitError` (``transient`` when worth retrying).
+        """
+        import psij
+
+        d = self.safe_dir(req)
+        attrs: dict[str, str] = dict(self.cluster.custom_attributes)
+        if self.scheduler == "slurm":
+            attrs["slurm.job-name"] = req.job_name
+            if req.after_native_ids:
+                attrs["slurm.dependency"] = "afterok:" + ":".join(req.after_native_ids)
+                attrs["slurm.kill-on-invalid-dep"] = "yes"
+        elif req.after_native_ids:
+            raise SubmitError(
+                f"scheduler-native dependencies are implemented for Slurm only, not "
+                f"{self.scheduler}",
+                transient=False,
+            )
+        resources = psij.ResourceSpecV1(
+            node_count=req.nodes,
+            process_count=req.ntasks,
+            cpu_cores_per_process=req.cpus_per_task,
+            gpu_cores_per_process=req.gpus_per_task,
+            memory=req.memory_bytes,
+        )
+        spec = psij.JobSpec(
+            executable="/bin/bash",
+            arguments=[str(d / req.job_script.name)],
+            directory=d,
+            name=req.job_name,
+            inherit_environment=True,
+            stdout_path=d / req.stdout.name,
+            stderr_path=d / req.stderr.name,
+            resources=resources,
+            attributes=psij.JobAttributes(
+                duration=timedelta(seconds=req.walltime_seconds),
+                queue_name=req.queue,
+                account=req.account,
+                custom_attributes=attrs or None,
+            ),
+            launcher="single",
+        )
+        job = self._job(key, spec)
+        try:
+            self._executor.submit(job)
+        except psij.SubmitException as e:
+            with self._lock:
+                self._jobs.pop(key, None)
+            msg = " ".join(str(e.message if hasattr(e, "message") else e).split())
+            raise SubmitError(
+                f"{self.scheduler} refused the job: {msg}", transient=is_transient(msg)
+            ) from None
+        except psij.InvalidJobException as e:
+            with self._lock:
+                self._jobs.pop(key, None)
+            raise SubmitError(f"PSI/J rejected the job: {e}", transient=False) from None
+        native = job.native_id
+        if native is None:
+            raise SubmitError("the scheduler returned no job id", transient=False)
+        return str(native)
+
+    def attach(self, key: str, native_id: str) -> None:
+        """Watch a job submitted earlier (by this or another process). Blocking."""
+        job = self._job(key)
+        try:
+            self._executor.attach(job, native_id)
+        except Exception as e:  # local: psutil.NoSuchProcess; others: bad id
+            with self._lock:
+                self._jobs.pop(key, None)
+            raise JobGone(f"job {native_id} is gone: {type(e).__name__}") from None
+
+    def cancel(self, key: str, native_id: str) -> None:
+        """Cancel a job. Blocking. Raises SchedulerUnavailable when the scheduler did not answer."""
+        import psij
+
+        with self._lock:
+            job = self._jobs.get(key)
+        try:
+            if job is not None and job.native_id is not None:
+                self._executor.cancel(job)
+            elif self.scheduler == "local":
+                os.kill(int(native_id), 15)
+            else:
+                job = self._job(key)
+                self._executor.attach(job, native_id)
+                self._executor.cancel(job)
+        except psij.SubmitException as e:
+            msg = str(e)
+            if is_transient(msg):
+                raise SchedulerUnavailable(f"{self.scheduler} did not answer: {msg}") from None
+            raise StaxError(f"cancel of job {native_id} failed: {msg}") from None
+        except ProcessLookupError:
+            pass
+
+    def find_by_name(self, job_name: str) -> str | None:
+        """Native id of a queued/running job of ours with this name (recovery of an interrupted
+        submission), or None. Slurm only; other schedulers return None."""
+        if self.scheduler != "slurm":
+            return None
+        try:
+            out = subprocess.run(
+                ["squeue", "--me", "-h", "-t", "all", "-n", job_name, "-o", "%i"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            raise SchedulerUnavailable(f"squeue failed while recovering {job_name}: {e}") from None
+        ids = out.split()
+        return ids[-1] if ids else None
+
+    def forget(self, key: str, native_id: str | None) -> None:
+        """Drop a finished job and PSI/J's leftover files of it."""
+        with self._lock:
+            self._jobs.pop(key, None)
+        if native_id and self.scheduler != "local":
+            wd = Path(getattr(self._executor, "work_directory", self.state_dir))
+            for suffix in (".out", ".ec", ".nodefile"):
+                try:
+                    (wd / f"{native_id}{suffix}").unlink()
+                except OSError:
+                    pass
+
+    def warning(self) -> str | None:
+        return self.health.warning(self.scheduler)
+
+    def close(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+        thread = getattr(self._executor, "_queue_poll_thread", None)
+        if thread is not None:
+            thread.done = True
+
+
+def _config_class(cls: Any) -> Any:
+    import inspect
+
+    from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
+
+    sig = inspect.signature(cls.__init__)
+    ann = sig.parameters.get("config")
+    if ann is not None and isinstance(ann.annotation, type):
+        return ann.annotation
+    return BatchSchedulerExecutorConfig
+
+
+def _psij_class(name: str) -> Any:
+    """PSI/J's executor class registered under ``name`` (without instantiating it)."""
+    import psij
+    from psij._plugins import _get_plugin_class
+
+    try:
+        entry = _get_plugin_class(name, None, "executor", psij.JobExecutor._executors)
+    except ValueError as e:
+        installed = ", ".join(sorted(psij.JobExecutor.get_executor_names()))
+        cause = f" ({e.__cause__})" if e.__cause__ else ""
+        raise StaxError(
+            f"PSI/J cannot load an executor {name!r}{cause}; PSI/J knows: {installed}"
+        ) from None
+    return entry.ecls

@@ -1,0 +1,470 @@
+"""The SQLite store: the only module that talks to the database.
+
+One file (WAL mode) shared by every engine and client on a machine. Rules it enforces:
+
+* every write of an execution's state is fenced by ownership: it only happens while the writing
+  engine still owns the execution (``executions.owner``), so two engines never drive one
+  execution, even when one of them was paused and another adopted its work;
+* a step's submission intent (state ``submitted`` without native id) is committed BEFORE the
+  scheduler is called and the native id right after, so a crash in between is detected on
+  recovery and never leads to a second submission of the same attempt;
+* the execution state column is derived from the steps in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import NotFound, StaxError
+from ..core.jobscript import STDERR, STDOUT, STEP_SCRIPT
+from ..core.models import AttemptRecord, Execution, StepRun, SubmitOptions, Workflow
+from ..core.states import ExecutionState, StepState, execution_state
+
+SCHEMA_VERSION = 1
+ENV_STORE = "JUPYTER_STAX_STORE"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS engines (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT,
+    started REAL NOT NULL, heartbeat REAL NOT NULL, stopped REAL);
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, cluster TEXT NOT NULL, state TEXT NOT NULL,
+    created REAL NOT NULL, finished REAL, updated REAL NOT NULL, doc TEXT NOT NULL,
+    owner TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, warnings TEXT NOT NULL DEFAULT '[]');
+CREATE INDEX IF NOT EXISTS executions_state ON executions (state);
+CREATE INDEX IF NOT EXISTS executions_created ON executions (created);
+CREATE TABLE IF NOT EXISTS steps (
+    execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    name TEXT NOT NULL, pos INTEGER NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
+    cluster TEXT NOT NULL, native_id TEXT, job_name TEXT, exit_code INTEGER, reason TEXT,
+    submitted REAL, started REAL, finished REAL, directory TEXT NOT NULL, image TEXT,
+    history TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (execution_id, name));
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, kind TEXT NOT NULL,
+    created REAL NOT NULL, done REAL, result TEXT);
+CREATE INDEX IF NOT EXISTS requests_open ON requests (done, execution_id);
+"""
+
+_UNFINISHED = ("pending", "running")
+
+
+class LostOwnership(StaxError):
+    """This engine no longer owns the execution (another engine adopted it)."""
+
+    http_status = 409
+
+
+def default_store_path() -> Path:
+    if os.environ.get(ENV_STORE):
+        return Path(os.environ[ENV_STORE]).expanduser()
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "stax" / "stax.sqlite"
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return dt.timestamp() if dt else None
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, timezone.utc) if ts is not None else None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def process_start_time(pid: int) -> str | None:
+    """Start time of a process (field 22 of /proc/PID/stat), to tell a reused PID apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if fields and fields[0] == "Z":
+        return None  # zombie: dead
+    return fields[19] if len(fields) > 19 else None
+
+
+class Store:
+    """Thread-safe (one connection guarded by a lock); all calls are short."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path).expanduser() if path else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the crash of any process (kill -9 included);
+        # only an OS crash or power loss can lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                self._db.execute(stmt)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StaxError(
+                f"store {self.path} was written by a newer jupyter_stax (schema {row[0]}); "
+                "upgrade jupyter-stax or point JUPYTER_STAX_STORE elsewhere"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ engines
+    def register_engine(self, engine_id: str) -> None:
+        pid = os.getpid()
+        t = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO engines VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (engine_id, socket.gethostname(), pid, process_start_time(pid), t, t),
+            )
+
+    def heartbeat(self, engine_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE engines SET heartbeat=? WHERE id=?", (time.time(), engine_id))
+
+    def engine_stopped(self, engine_id: str) -> None:
+        """Clean stop: release owned unfinished executions so another engine adopts them now."""
+        with self.transaction() as db:
+            db.execute("UPDATE engines SET stopped=? WHERE id=?", (time.time(), engine_id))
+            db.execute("UPDATE executions SET owner=NULL WHERE owner=?", (engine_id,))
+
+    def live_engines(self, lease_timeout: float) -> list[dict[str, Any]]:
+        """Engines that are not known to be gone."""
+        out = []
+        host = socket.gethostname()
+        limit = time.time() - lease_timeout
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM engines WHERE stopped IS NULL").fetchall()
+        for r in rows:
+            if r["host"] == host:
+                # same machine: the process itself tells (kill -9 is seen at once)
+                if process_start_time(r["pid"]) != r["pid_start"]:
+                    continue
+            elif r["heartbeat"] < limit:
+                continue
+            out.append(dict(r))
+        return out
+
+    def claim_orphans(self, engine_id: str, lease_timeout: float) -> list[str]:
+        """Take ownership of unfinished executions whose owner is gone (or that have none)."""
+        live = {e["id"] for e in self.live_engines(lease_timeout)} | {engine_id}
+        claimed = []
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT id, owner FROM executions WHERE state IN (?, ?)", _UNFINISHED
+            ).fetchall()
+            for r in rows:
+                if r["owner"] not in live:
+                    db.execute(
+                        "UPDATE executions SET owner=? WHERE id=? AND owner IS ?",
+                        (engine_id, r["id"], r["owner"]),
+                    )
+                    claimed.append(r["id"])
+        return claimed
+
+    def unowned_unfinished(self, lease_timeout: float) -> int:
+        live = {e["id"] for e in self.live_engines(lease_timeout)}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT owner FROM executions WHERE state IN (?, ?)", _UNFINISHED
+            ).fetchall()
+        return sum(1 for r in rows if r["owner"] not in live)
+
+    # ------------------------------------------------------------------ executions
+    def insert_execution(self, ex: Execution) -> None:
+        doc = json.dumps(
+            {
+                "workflow": ex.workflow.model_dump(mode="json"),
+                "params": ex.params,
+                "options": ex.options.model_dump(mode="json"),
+                "work_dir": ex.work_dir,
+            }
+        )
+        t = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO executions (id, name, cluster, state, created, finished, updated, doc,"
+                " owner, cancel_requested, warnings) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]')",
+                (
+                    ex.id,
+                    ex.workflow.name,
+                    ex.cluster,
+                    ex.state.value,
+                    _ts(ex.created_at),
+                    t,
+                    doc,
+                    ex.owner,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO steps (execution_id, name, pos, state, attempt, cluster, native_id,"
+                " job_name, exit_code, reason, submitted, started, finished, directory, image,"
+                " history) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ?,"
+                " ?, '[]')",
+                [
+                    (ex.id, s.name, i, s.state.value, s.attempt, s.cluster, s.directory, s.image)
+                    for i, s in enumerate(ex.steps)
+                ],
+            )
+
+    def _owned(self, db: sqlite3.Connection, execution_id: str, owner: str) -> None:
+        row = db.execute("SELECT owner FROM executions WHERE id=?", (execution_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"execution {execution_id!r} not found")
+        if row["owner"] != owner:
+            raise LostOwnership(
+                f"execution {execution_id} is now driven by engine {row['owner']}, not {owner}"
+            )
+
+    def save_step(self, execution_id: str, step: StepRun, owner: str) -> ExecutionState:
+        """Commit one step's state (fenced) and the derived execution state; returns the latter."""
+        with self.transaction() as db:
+            self._owned(db, execution_id, owner)
+            db.execute(
+                "UPDATE steps SET state=?, attempt=?, native_id=?, job_name=?, exit_code=?,"
+                " reason=?, submitted=?, started=?, finished=?, image=?, history=?"
+                " WHERE execution_id=? AND name=?",
+                (
+                    step.state.value,
+                    step.attempt,
+                    step.native_id,
+                    step.job_name,
+                    step.exit_code,
+                    step.reason,
+                    _ts(step.submitted_at),
+                    _ts(step.started_at),
+                    _ts(step.finished_at),
+                    step.image,
+                    json.dumps([h.model_dump(mode="json") for h in step.history]),
+                    execution_id,
+                    step.name,
+                ),
+            )
+            return self._derive(db, execution_id)
+
+    def _derive(self, db: sqlite3.Connection, execution_id: str) -> ExecutionState:
+        row = db.execute(
+            "SELECT cancel_requested, finished FROM executions WHERE id=?", (execution_id,)
+        ).fetchone()
+        states = [
+            StepState(r[0])
+            for r in db.execute("SELECT state FROM steps WHERE execution_id=?", (execution_id,))
+        ]
+        st = execution_state(states, cancel_requested=bool(row["cancel_requested"]))
+        t = time.time()
+        finished = row["finished"] if row["finished"] is not None else (t if st.final else None)
+        if not st.final:
+            finished = None
+        db.execute(
+            "UPDATE executions SET state=?, finished=?, updated=? WHERE id=?",
+            (st.value, finished, t, execution_id),
+        )
+        return st
+
+    def set_cancel_requested(self, execution_id: str, owner: str | None) -> None:
+        with self.transaction() as db:
+            if owner is not None:
+                self._owned(db, execution_id, owner)
+            db.execute("UPDATE executions SET cancel_requested=1 WHERE id=?", (execution_id,))
+            self._derive(db, execution_id)
+
+    def reopen(self, execution_id: str, owner: str) -> None:
+        """Before a retry: clear cancel and finish marks (the steps are reset one by one)."""
+        with self.transaction() as db:
+            self._owned(db, execution_id, owner)
+            db.execute(
+                "UPDATE executions SET cancel_requested=0, finished=NULL WHERE id=?",
+                (execution_id,),
+            )
+
+    def set_warnings(self, execution_id: str, warnings: Sequence[str], owner: str) -> None:
+        with self.transaction() as db:
+            self._owned(db, execution_id, owner)
+            db.execute(
+                "UPDATE executions SET warnings=?, updated=? WHERE id=?",
+                (json.dumps(list(warnings)), time.time(), execution_id),
+            )
+
+    def take_ownership(self, execution_id: str, owner: str) -> bool:
+        """Own an execution that nobody owns (a client created it). True on success."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE executions SET owner=? WHERE id=? AND owner IS NULL", (owner, execution_id)
+            )
+            return cur.rowcount == 1
+
+    def resolve_id(self, ref: str) -> str:
+        """A full execution id from an id or a unique prefix of one."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM executions WHERE id=? OR id LIKE ? ESCAPE '\\' LIMIT 3",
+                (ref, ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+            ).fetchall()
+        ids = [r[0] for r in rows]
+        if ref in ids:
+            return ref
+        if len(ids) == 1:
+            return str(ids[0])
+        if not ids:
+            raise NotFound(f"no execution {ref!r}; see `jupyter stax list`")
+        raise NotFound(
+            f"execution id {ref!r} is ambiguous ({', '.join(ids)}, ...); give more of it"
+        )
+
+    def get(self, execution_id: str) -> Execution:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM executions WHERE id=?", (execution_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no execution {execution_id!r}; see `jupyter stax list`")
+            steps = self._db.execute(
+                "SELECT * FROM steps WHERE execution_id=? ORDER BY pos", (execution_id,)
+            ).fetchall()
+        return _execution(row, steps)
+
+    def list(
+        self, *, state: str | None = None, limit: int = 50, before: float | None = None
+    ) -> list[Execution]:
+        """Newest first. ``before`` is the ``created`` time of the last item of a previous page."""
+        q = "SELECT * FROM executions"
+        cond, args = [], []
+        if state:
+            cond.append("state=?")
+            args.append(state)
+        if before is not None:
+            cond.append("created<?")
+            args.append(before)
+        if cond:
+            q += " WHERE " + " AND ".join(cond)
+        q += " ORDER BY created DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(q, args).fetchall()
+            out = []
+            for r in rows:
+                steps = self._db.execute(
+                    "SELECT * FROM steps WHERE execution_id=? ORDER BY pos", (r["id"],)
+                ).fetchall()
+                out.append(_execution(r, steps))
+        return out
+
+    def owned_unfinished(self, owner: str) -> list[str]:
+        with self._lock:
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM executions WHERE owner=? AND state IN (?, ?)",
+                    (owner, *_UNFINISHED),
+                )
+            ]
+
+    # ------------------------------------------------------------------ requests
+    def add_request(self, execution_id: str, kind: str) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO requests (execution_id, kind, created) VALUES (?, ?, ?)",
+                (execution_id, kind, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def open_requests(self, owner: str) -> list[tuple[int, str, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.id, r.execution_id, r.kind FROM requests r JOIN executions e"
+                " ON e.id = r.execution_id WHERE r.done IS NULL AND e.owner=? ORDER BY r.id",
+                (owner,),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def finish_request(self, request_id: int, result: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE requests SET done=?, result=? WHERE id=?", (time.time(), result, request_id)
+            )
+
+    def request_result(self, request_id: int) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT done, result FROM requests WHERE id=?", (request_id,)
+            ).fetchone()
+        return None if row is None or row["done"] is None else str(row["result"])
+
+
+def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
+    doc = json.loads(row["doc"])
+    return Execution(
+        id=row["id"],
+        workflow=Workflow.model_validate(doc["workflow"]),
+        cluster=row["cluster"],
+        params=doc["params"],
+        options=SubmitOptions.model_validate(doc["options"]),
+        state=ExecutionState(row["state"]),
+        created_at=_dt(row["created"]),
+        finished_at=_dt(row["finished"]),
+        work_dir=doc["work_dir"],
+        owner=row["owner"],
+        cancel_requested=bool(row["cancel_requested"]),
+        warnings=json.loads(row["warnings"]),
+        steps=[_step(s) for s in steps],
+    )
+
+
+def _step(r: sqlite3.Row) -> StepRun:
+    d = Path(r["directory"])
+    return StepRun(
+        name=r["name"],
+        state=StepState(r["state"]),
+        attempt=r["attempt"],
+        cluster=r["cluster"],
+        native_id=r["native_id"],
+        job_name=r["job_name"],
+        exit_code=r["exit_code"],
+        reason=r["reason"],
+        submitted_at=_dt(r["submitted"]),
+        started_at=_dt(r["started"]),
+        finished_at=_dt(r["finished"]),
+        directory=str(d),
+        script=str(d / STEP_SCRIPT),
+        stdout=str(d / STDOUT),
+        stderr=str(d / STDERR),
+        image=r["image"],
+        history=[AttemptRecord.model_validate(h) for h in json.loads(r["history"])],
+    )
