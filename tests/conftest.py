@@ -82,6 +82,12 @@ def store_path(stax_env: Path) -> Path:
 
 def slurm_cluster(name: str = "slurm", **kw: object) -> Cluster:
     return Cluster.model_validate(
-        {"name": name, "scheduler": "slurm", "queue": "debug", "walltime": "00:10:00",
-         "poll_interval": 1, **kw}
+        {
+            "name": name,
+            "scheduler": "slurm",
+            "queue": "debug",
+            "walltime": "00:10:00",
+            "poll_interval": 1,
+            **kw,
+        }
     )

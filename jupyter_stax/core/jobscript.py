@@ -102,8 +102,8 @@ def render_job_script(
         f"cluster {cluster.name}.",
         f"# Generated; the step's own script is {STEP_SCRIPT}. Records: {START_RECORD}, "
         f"{EXIT_RECORD}.",
-        f'cd -P -- {q(str(step_dir))} || {{ echo "jupyter_stax: cannot enter step directory '
-        f'{q(str(step_dir))}" >&2; exit 126; }}',
+        f"cd -P -- {q(str(step_dir))} || {{ echo 'jupyter_stax: cannot enter step directory' "
+        f"{q(str(step_dir))} >&2; exit 126; }}",
         f"printf '%s %s %s %s\\n' {attempt} \"${{SLURM_JOB_ID:-${{PBS_JOBID:-"
         f'${{FLUX_JOB_ID:-$$}}}}}}" "${{HOSTNAME:-?}}" "$EPOCHREALTIME" > {START_RECORD}',
         f"export STAX_EXECUTION={q(execution_id)} STAX_STEP={q(step.name)} "

@@ -1,0 +1,243 @@
+"""Shared helpers of the benchmarks: argument parsing, one fresh subprocess per measured run,
+statistics, output.
+
+Every benchmark script runs in two roles:
+
+* the driver (what you start): runs each variant ``--repeat`` times, interleaved, each time in a
+  fresh Python subprocess with its own temporary store and work directory, then prints ratios
+  computed from THIS run only (never against stored numbers);
+* the child (``--child VARIANT``): does one measured run and prints one ``BENCH_RESULT {json}``
+  line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "BENCH_RESULT "
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------- arguments
+def parser(description: str, n: int, repeat: int = 3) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--n", type=int, default=n, help=f"jobs per run (default {n})")
+    p.add_argument(
+        "--repeat", type=int, default=repeat, help=f"runs of each variant (default {repeat})"
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
+    p.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds allowed for one run (default 1800)"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--dir", help=argparse.SUPPRESS)
+    return p
+
+
+# ---------------------------------------------------------------------- measuring
+def cpu_self() -> float:
+    """User + system CPU seconds of this process (all its threads, not its children)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Meter:
+    """Wall and CPU time of a measured section: ``with Meter() as m: ...; m.result()``."""
+
+    def __enter__(self) -> Meter:
+        self.cpu0, self.kids0, self.t0 = cpu_self(), cpu_children(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.t1, self.cpu1, self.kids1 = time.perf_counter(), cpu_self(), cpu_children()
+
+    def result(self, n: int) -> dict[str, float]:
+        return {
+            "wall_s": self.t1 - self.t0,
+            "cpu_s": self.cpu1 - self.cpu0,
+            "cpu_per_job_ms": (self.cpu1 - self.cpu0) / n * 1000.0,
+            "children_cpu_s": self.kids1 - self.kids0,
+            "jobs_per_s": n / (self.t1 - self.t0),
+        }
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Child side: hand one result to the driver."""
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------- driving
+def run_child(
+    script: str,
+    variant: str,
+    args: Sequence[str],
+    *,
+    timeout: float,
+    keep: bool = False,
+    env: dict[str, str] | None = None,
+    label: str = "",
+) -> dict[str, Any]:
+    """Run ``script --child variant`` in a fresh interpreter with a fresh temporary directory
+    (store, work dir, PSI/J state); return its result dict."""
+    d = Path(tempfile.mkdtemp(prefix=f"stax-bench-{variant}-"))
+    e = dict(os.environ)
+    e.update(
+        JUPYTER_STAX_STORE=str(d / "state" / "stax.sqlite"),
+        JUPYTER_STAX_WORK_DIR=str(d / "runs"),
+        JUPYTER_STAX_CLUSTERS=str(d / "no-clusters.yaml"),
+        PYTHONPATH=str(ROOT) + os.pathsep + e.get("PYTHONPATH", ""),
+    )
+    e.update(env or {})
+    cmd = [sys.executable, script, "--child", variant, "--dir", str(d), *args]
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+    except subprocess.TimeoutExpired as ex:
+        raise SystemExit(f"{variant}: no result after {timeout:g} s ({ex})") from None
+    finally:
+        if not keep:
+            shutil.rmtree(d, ignore_errors=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if p.returncode != 0 or not lines:
+        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
+        raise SystemExit(f"{variant}: run failed (exit code {p.returncode})")
+    r: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    r["variant"] = variant
+    print(
+        f"  {label}{variant:<12} wall {r['wall_s']:8.2f} s"
+        + (f"  cpu/job {r['cpu_per_job_ms']:6.2f} ms" if "cpu_per_job_ms" in r else "")
+        + f"  (process lifetime {time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
+    return r
+
+
+def interleaved(
+    script: str,
+    variants: Sequence[str],
+    repeat: int,
+    args: Sequence[str],
+    *,
+    timeout: float,
+    keep: bool = False,
+    env_for: Callable[[str], dict[str, str]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each repeat runs every variant once; the order rotates so no variant always goes first."""
+    out: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for i in range(repeat):
+        k = i % len(variants)
+        order = list(variants[k:]) + list(variants[:k])
+        for v in order:
+            out[v].append(
+                run_child(
+                    script,
+                    v,
+                    args,
+                    timeout=timeout,
+                    keep=keep,
+                    env=env_for(v) if env_for else None,
+                    label=f"[{i + 1}/{repeat}] ",
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------- statistics / output
+def summary(values: Iterable[float]) -> dict[str, float]:
+    v = list(values)
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def ratios(
+    runs: dict[str, list[dict[str, Any]]], num: str, den: str, key: str = "wall_s"
+) -> list[float]:
+    """Per-repeat ratios num/den (runs of the same repeat are paired)."""
+    return [a[key] / b[key] for a, b in zip(runs[num], runs[den], strict=True)]
+
+
+def fmt(s: dict[str, float], unit: str = "", digits: int = 2) -> str:
+    f = f"{{:.{digits}f}}"
+    med, lo, hi = (f.format(s[k]) for k in ("median", "min", "max"))
+    return f"{med}{unit} (median of {s['n']}; min {lo}, max {hi})"
+
+
+def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
+    ok = value <= target if lower_is_better else value >= target
+    return f"target {'<=' if lower_is_better else '>='} {target:g}: {'met' if ok else 'MISSED'}"
+
+
+def machine() -> dict[str, Any]:
+    import psij
+
+    info: dict[str, Any] = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "psij": getattr(psij, "__version__", "?"),
+    }
+    try:
+        from jupyter_stax._version import __version__
+
+        info["jupyter_stax"] = __version__
+    except Exception:
+        pass
+    return info
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"results written to {path}")
+
+
+def slurm_cluster_info() -> dict[str, Any]:
+    """Nodes and CPUs of the Slurm cluster in use, and jobs of others already queued."""
+    try:
+        nodes = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%N %c %T"], capture_output=True, text=True, timeout=30
+        ).stdout.split("\n")
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"error": str(e)}
+    rows = [ln.split() for ln in nodes if ln.strip()]
+    return {
+        "nodes": len({r[0] for r in rows}),
+        "cpus": sum(int(r[1]) for r in {r[0]: r for r in rows}.values()),
+        "node_states": sorted({r[2] for r in rows}),
+        "jobs_in_queue_at_start": len(queued),
+    }
+
+
+def need_slurm() -> None:
+    if not os.environ.get("SLURM_CONF") or not Path(os.environ["SLURM_CONF"]).exists():
+        raise SystemExit(
+            "SLURM_CONF is not set to an existing slurm.conf; start the project's Slurm with "
+            'eval "$(scripts/slurm/start-slurm.sh)"'
+        )
+    p = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    if "UP" not in p.stdout:
+        raise SystemExit(f"slurmctld is not up: {p.stdout.strip()} {p.stderr.strip()}")

@@ -1,0 +1,135 @@
+"""Throughput on the ``local`` cluster: N trivial steps through jupyter_stax vs PSI/J directly.
+
+Variants (each run in a fresh Python process, interleaved across repeats):
+
+* ``stax``: one workflow of N independent steps (``run: true``) submitted to an Engine on the
+  ``local`` cluster; timed from the ``submit()`` call until ``wait()`` returns the final
+  execution;
+* ``psij``: the same N jobs (``/bin/bash -c true``, each with its own directory, stdout and
+  stderr) submitted in a loop to ``psij.JobExecutor.get_instance("local")``, then waited for.
+
+Reported: wall ratio stax/psij (target <= 1.15) and the CPU time of the Python process itself
+(user+sys of all its threads, ``getrusage(RUSAGE_SELF)``, children excluded) per job, for both,
+and their difference (target <= 2 ms per step).
+
+    python bench/local_throughput.py --n 1000 --repeat 3 --json /tmp/local.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
+WALL_TARGET = 1.15
+CPU_TARGET_MS = 2.0
+
+
+def workflow(n: int, run: str = "true") -> dict[str, Any]:
+    return {"name": "bench", "steps": [{"name": f"s{i:05d}", "run": run} for i in range(n)]}
+
+
+def child_stax(d: Path, n: int) -> dict[str, Any]:
+    from jupyter_stax.core.clusters import ClusterRegistry
+    from jupyter_stax.core.models import Cluster
+    from jupyter_stax.engine.engine import Engine
+
+    async def main() -> dict[str, Any]:
+        clusters = ClusterRegistry(
+            [Cluster(name="local", scheduler="local", work_dir=str(d / "runs"))]
+        )
+        wf = workflow(n)
+        async with Engine(store=d / "state" / "stax.sqlite", clusters=clusters) as eng:
+            with c.Meter() as m:
+                ex = await eng.submit(wf, cluster="local")
+                ex = await eng.wait(ex.id)
+        if ex.state.value != "completed":
+            raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}")
+        return m.result(n)
+
+    return asyncio.run(main())
+
+
+def child_psij(d: Path, n: int) -> dict[str, Any]:
+    import psij
+
+    runs = d / "runs"
+    with c.Meter() as m:
+        ex = psij.JobExecutor.get_instance(
+            "local", config=psij.JobExecutorConfig(work_directory=d / "psij")
+        )
+        jobs = []
+        for i in range(n):
+            jd = runs / f"j{i:05d}"
+            jd.mkdir(parents=True)
+            spec = psij.JobSpec(
+                executable="/bin/bash",
+                arguments=["-c", "true"],
+                directory=jd,
+                stdout_path=jd / "out",
+                stderr_path=jd / "err",
+            )
+            job = psij.Job(spec)
+            ex.submit(job)
+            jobs.append(job)
+        for job in jobs:
+            job.wait()
+    bad = [j.status for j in jobs if j.status.state != psij.JobState.COMPLETED]
+    if bad:
+        raise SystemExit(f"{len(bad)} jobs did not complete, e.g. {bad[0]}")
+    return m.result(n)
+
+
+def main() -> None:
+    p = c.parser(__doc__.split("\n")[0], n=1000)
+    a = p.parse_args()
+    if a.child:
+        d = Path(a.dir)
+        c.emit({"stax": child_stax, "psij": child_psij}[a.child](d, a.n))
+        return
+
+    print(f"local throughput: {a.n} trivial jobs, {a.repeat} repeat(s), fresh process per run")
+    runs = c.interleaved(
+        __file__, ["stax", "psij"], a.repeat, ["--n", str(a.n)], timeout=a.timeout, keep=a.keep
+    )
+    wall = c.summary(c.ratios(runs, "stax", "psij"))
+    cpu_stax = c.summary(r["cpu_per_job_ms"] for r in runs["stax"])
+    cpu_psij = c.summary(r["cpu_per_job_ms"] for r in runs["psij"])
+    diff = c.summary(
+        a["cpu_per_job_ms"] - b["cpu_per_job_ms"]
+        for a, b in zip(runs["stax"], runs["psij"], strict=True)
+    )
+    rate = {v: c.summary(r["jobs_per_s"] for r in runs[v]) for v in runs}
+    print()
+    print(f"jupyter_stax / PSI/J direct (wall) = {c.fmt(wall)}  [{c.verdict(wall['median'], 1.15)}]")
+    print(f"  jobs/s: jupyter_stax {c.fmt(rate['stax'], digits=1)}")
+    print(f"          PSI/J direct {c.fmt(rate['psij'], digits=1)}")
+    print(f"process CPU per job: jupyter_stax {c.fmt(cpu_stax, ' ms')}")
+    print(f"                     PSI/J direct {c.fmt(cpu_psij, ' ms')}")
+    print(
+        f"  difference (jupyter_stax - PSI/J) = {c.fmt(diff, ' ms')}  "
+        f"[{c.verdict(diff['median'], CPU_TARGET_MS)}]"
+    )
+    c.write_json(
+        a.json,
+        {
+            "benchmark": "local_throughput",
+            "machine": c.machine(),
+            "n": a.n,
+            "repeat": a.repeat,
+            "runs": runs,
+            "wall_ratio": wall,
+            "wall_ratio_target": WALL_TARGET,
+            "cpu_per_job_ms": {"stax": cpu_stax, "psij": cpu_psij, "difference": diff},
+            "cpu_difference_target_ms": CPU_TARGET_MS,
+            "jobs_per_s": rate,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# scripts/test.sh -- set up everything and run every test (what .ci/run calls).
+#   * installs Debian packages the tests use (slurm-wlm via start-slurm.sh, munge),
+#   * installs jupyter-stax editable with its test extras,
+#   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh),
+#   * runs ruff, mypy and pytest (Slurm tests are required when CI is set).
+# Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns);
+#        PYTEST_ARGS="-k foo" narrows the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[test.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+[ "$(id -u)" = 0 ] || { log "run as root (Slurm daemons are started as root)"; exit 1; }
+PY=${PYTHON:-python3}
+
+log "installing jupyter-stax[test]"
+$PY -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+$PY -c 'import jupyter_stax, psij, pydantic' || { log "pip install failed"; exit 1; }
+
+log "starting Slurm (2 nodes)"
+export SLURM_NODES=${SLURM_NODES:-2} SLURM_CPUS=${SLURM_CPUS:-8}
+eval "$(bash scripts/slurm/start-slurm.sh)"
+export SLURM_CONF
+if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh || true' EXIT; fi
+
+log "ruff + mypy"
+$PY -m ruff check jupyter_stax tests bench
+$PY -m mypy
+
+log "pytest"
+export CI=${CI:-}
+# shellcheck disable=SC2086
+$PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
