@@ -14,7 +14,7 @@ number, so a record left by an earlier attempt is never taken for the current on
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +94,10 @@ def render_job_script(
     params: Mapping[str, ParamValue],
     step_dir: Path,
     execution_dir: Path,
+    require_completed: Sequence[Path] = (),
 ) -> str:
+    """The wrapper script. ``require_completed``: step directories whose exit records must say
+    0 before this step runs (detached mode: the scheduler only orders the jobs, see below)."""
     q = shlex.quote
     lines = [
         "#!/bin/bash",
@@ -115,6 +118,21 @@ def render_job_script(
     exports = export_lines(params).rstrip("\n")
     if exports:
         lines.append(exports)
+    if require_completed:
+        # Scheduler-native dependencies only order the jobs (afterany): PSI/J's Slurm script
+        # always exits 0, so afterok cannot see a failure. The step checks its upstream steps'
+        # own exit records and records itself as skipped when one did not complete.
+        dirs = " ".join(q(str(d)) for d in require_completed)
+        lines += [
+            f"for _d in {dirs}; do",
+            '  _rc=$(cut -d" " -f2 "$_d/' + EXIT_RECORD + '" 2>/dev/null) || _rc=none',
+            '  if [ "$_rc" != 0 ]; then',
+            '    echo "jupyter_stax: not run: upstream step ${_d##*/} did not complete'
+            ' (exit record: ${_rc:-none})" >&2',
+            f"    printf '%s skipped %s\\n' {attempt} \"$EPOCHREALTIME\" > {EXIT_RECORD}; exit 0",
+            "  fi",
+            "done",
+        ]
     if cluster.setup:
         lines += ["# cluster setup", cluster.setup.rstrip("\n")]
     lines += [
@@ -142,8 +160,13 @@ class StartRecord:
 @dataclass(frozen=True)
 class ExitRecord:
     attempt: int
-    exit_code: int
+    exit_code: int | None
+    """None when the step did not run (``skipped``: an upstream step did not complete)"""
     time: float
+
+    @property
+    def skipped(self) -> bool:
+        return self.exit_code is None
 
 
 def read_start_record(step_dir: Path) -> StartRecord | None:
@@ -162,7 +185,8 @@ def read_exit_record(step_dir: Path) -> ExitRecord | None:
     if parts is None:
         return None
     try:
-        return ExitRecord(int(parts[0]), int(parts[1]), _epoch(parts[2]))
+        code = None if parts[1] == "skipped" else int(parts[1])
+        return ExitRecord(int(parts[0]), code, _epoch(parts[2]))
     except ValueError:
         return None
 

@@ -206,7 +206,7 @@ def _executor_classes() -> dict[str, Any]:
         def _parse_ok(self, out: str) -> dict[str, Any]:
             return super().parse_status_output(0, out)  # type: ignore[misc,no-any-return]
 
-    class StaxSlurmExecutor(_Guarded, SlurmJobExecutor):  # type: ignore[misc]
+    class StaxSlurmExecutor(_Guarded, SlurmJobExecutor):
         _NAME_ = "slurm"
 
         def get_status_command(self, native_ids: Collection[str]) -> list[str]:
@@ -275,7 +275,7 @@ class Backend:
         )
         ex = cls(config=config)
         assert isinstance(ex, BatchSchedulerExecutor)
-        ex.health = self.health
+        ex.health = self.health  # type: ignore[attr-defined]
         return ex
 
     # ------------------------------------------------------------------ paths
@@ -322,12 +322,13 @@ class Backend:
         import psij
 
         d = self.safe_dir(req)
-        attrs: dict[str, str] = dict(self.cluster.custom_attributes)
+        attrs: dict[str, object] = dict(self.cluster.custom_attributes)
         if self.scheduler == "slurm":
             attrs["slurm.job-name"] = req.job_name
             if req.after_native_ids:
-                attrs["slurm.dependency"] = "afterok:" + ":".join(req.after_native_ids)
-                attrs["slurm.kill-on-invalid-dep"] = "yes"
+                # afterany: order only; the job script checks its upstream steps' exit records
+                # (PSI/J's Slurm script always exits 0, so afterok would never see a failure)
+                attrs["slurm.dependency"] = "afterany:" + ":".join(req.after_native_ids)
         elif req.after_native_ids:
             raise SubmitError(
                 f"scheduler-native dependencies are implemented for Slurm only, not "

@@ -270,7 +270,7 @@ class Engine:
         return self.store.get(self.store.resolve_id(execution_id))
 
     def list(self, state: str | None = None, limit: int = 50) -> list[Execution]:
-        return self.store.list(state=state, limit=limit)
+        return self.store.list_executions(state=state, limit=limit)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
         """Until the execution is final (whoever drives it)."""
@@ -495,7 +495,9 @@ class Engine:
         ):
             await asyncio.sleep(0.01)
 
-    def _prepare_attempt(self, run: _Run, s: StepRun, cluster: Cluster, attempt: int) -> Path:
+    def _prepare_attempt(
+        self, run: _Run, s: StepRun, cluster: Cluster, attempt: int, guarded: bool
+    ) -> Path:
         """Write the step's scripts for ``attempt``; earlier attempts' files get a suffix."""
         d = Path(s.directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -516,6 +518,9 @@ class Engine:
                 params=bound_params(run.ex.workflow, run.ex.params, s.name),
                 step_dir=d,
                 execution_dir=Path(run.ex.work_dir),
+                require_completed=[Path(run.steps[a].directory) for a in step.after]
+                if guarded
+                else (),
             )
         )
         return job
@@ -526,7 +531,9 @@ class Engine:
             cluster = self.clusters.get(s.cluster)
             step = run.ex.workflow.step(name)
             attempt = s.attempt + 1
-            job_script = self._prepare_attempt(run, s, cluster, attempt)
+            job_script = self._prepare_attempt(
+                run, s, cluster, attempt, guarded=run.ex.options.detached
+            )
             r = step.resources
             req = js.JobRequest(
                 execution_id=run.id,
@@ -697,7 +704,11 @@ class Engine:
             fields: dict[str, Any] = {}
             if start is not None and start.attempt == attempt and s.started_at is None:
                 fields["started_at"] = _utc(start.time)
-            if rec is not None and rec.attempt == attempt:
+            if rec is not None and rec.attempt == attempt and rec.exit_code is None:
+                state, reason = StepState.SKIPPED, _skipped_or_canceled(run, s)
+                if not reason.startswith("not run"):
+                    reason = "not run: an upstream step did not complete"
+            elif rec is not None and rec.attempt == attempt and rec.exit_code is not None:
                 fields.update(exit_code=rec.exit_code, finished_at=_utc(rec.time))
                 if rec.exit_code == 0:
                     state, reason = StepState.COMPLETED, None
@@ -972,5 +983,5 @@ def _skipped_or_canceled(run: _Run, s: StepRun) -> str:
     for dep in run.ex.workflow.step(s.name).after:
         d = run.steps[dep]
         if d.state.final and d.state is not StepState.COMPLETED:
-            return f"not run: upstream step {dep!r} {d.state.value} (the scheduler dropped the job)"
+            return f"not run: upstream step {dep!r} {d.state.value}"
     return "canceled outside jupyter_stax (scancel?)"

@@ -220,8 +220,9 @@ class Store:
         t = time.time()
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO executions (id, name, cluster, state, created, finished, updated, doc,"
-                " owner, cancel_requested, warnings) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]')",
+                "INSERT INTO executions (id, name, cluster, state, created, finished, updated,"
+                " doc, owner, cancel_requested, warnings)"
+                " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]')",
                 (
                     ex.id,
                     ex.workflow.name,
@@ -360,12 +361,13 @@ class Store:
             ).fetchall()
         return _execution(row, steps)
 
-    def list(
+    def list_executions(
         self, *, state: str | None = None, limit: int = 50, before: float | None = None
     ) -> list[Execution]:
         """Newest first. ``before`` is the ``created`` time of the last item of a previous page."""
         q = "SELECT * FROM executions"
-        cond, args = [], []
+        cond: list[str] = []
+        args: list[object] = []
         if state:
             cond.append("state=?")
             args.append(state)
@@ -426,6 +428,10 @@ class Store:
                 "SELECT done, result FROM requests WHERE id=?", (request_id,)
             ).fetchone()
         return None if row is None or row["done"] is None else str(row["result"])
+
+    #: the same as :meth:`list_executions` (kept last: a method named ``list`` shadows the
+    #: builtin for annotations that follow it in the class body)
+    list = list_executions
 
 
 def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:

@@ -1,0 +1,219 @@
+"""Plain-text rendering of executions: status tables, list rows, progress lines, ages.
+
+Pure: no I/O, no argparse, no terminal handling. The caller passes ``now`` (an aware datetime)
+and the width to fit, so the same functions serve the command line and the notebook repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from .models import Execution, StepRun
+from .states import StepState
+
+__all__ = [
+    "execution_elapsed",
+    "format_elapsed",
+    "format_table",
+    "list_rows",
+    "list_table",
+    "progress_line",
+    "relative_age",
+    "status_header",
+    "status_table",
+    "status_text",
+    "step_change_line",
+    "step_elapsed",
+    "step_rows",
+]
+
+ELLIPSIS = "…"
+LIST_HEADERS = ("ID", "NAME", "CLUSTER", "STATE", "DONE", "CREATED")
+STEP_HEADERS = ("STEP", "STATE", "TRY", "JOB", "EXIT", "ELAPSED", "REASON")
+
+
+def format_elapsed(seconds: float | None) -> str:
+    """``0:12``, ``12:05``, ``1:02:03``, ``2d 01:02:03``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d {hours:02d}:{minutes:02d}:{s:02d}"
+    if hours:
+        return f"{hours}:{minutes:02d}:{s:02d}"
+    return f"{minutes}:{s:02d}"
+
+
+def relative_age(then: datetime | None, now: datetime) -> str:
+    """``just now``, ``42s ago``, ``3m ago``, ``5h ago``, ``2d ago``; a date after 30 days."""
+    if then is None:
+        return "-"
+    s = (now - then).total_seconds()
+    if s < 5:
+        return "just now"
+    if s < 60:
+        return f"{int(s)}s ago"
+    if s < 3600:
+        return f"{int(s // 60)}m ago"
+    if s < 86400:
+        return f"{int(s // 3600)}h ago"
+    if s < 30 * 86400:
+        return f"{int(s // 86400)}d ago"
+    return then.astimezone().strftime("%Y-%m-%d")
+
+
+def _truncate(text: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: width - 1] + ELLIPSIS
+
+
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None
+) -> str:
+    """Left-aligned columns two spaces apart; with ``width``, the last column is cut to fit."""
+    cells = [[" ".join(str(c).split()) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row[:-1]):
+            widths[i] = max(widths[i], len(c))
+    lead = sum(w + 2 for w in widths[:-1])
+    lines = []
+    for row in [list(headers), *cells]:
+        last = row[-1]
+        if width is not None:
+            last = _truncate(last, max(width - lead, 10))
+        parts = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + [last]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def step_elapsed(step: StepRun, now: datetime) -> float | None:
+    """Run time of the current attempt (so far, while running)."""
+    if step.started_at is None:
+        return None
+    end = step.finished_at or (None if step.state.final else now)
+    return None if end is None else (end - step.started_at).total_seconds()
+
+
+def execution_elapsed(ex: Execution, now: datetime) -> float:
+    return ((ex.finished_at or now) - ex.created_at).total_seconds()
+
+
+def step_rows(ex: Execution, now: datetime) -> list[list[str]]:
+    return [
+        [
+            s.name,
+            s.state.value,
+            str(s.attempt) if s.attempt else "-",
+            s.native_id or "-",
+            "-" if s.exit_code is None else str(s.exit_code),
+            format_elapsed(step_elapsed(s, now)),
+            s.reason or "",
+        ]
+        for s in ex.steps
+    ]
+
+
+def status_table(ex: Execution, now: datetime, width: int | None = None) -> str:
+    return format_table(STEP_HEADERS, step_rows(ex, now), width)
+
+
+def _when(t: datetime | None, now: datetime) -> str:
+    if t is None:
+        return "-"
+    return f"{t.astimezone().strftime('%Y-%m-%d %H:%M:%S')} ({relative_age(t, now)})"
+
+
+def status_header(ex: Execution, now: datetime) -> str:
+    done, total = ex.progress
+    state = f"{ex.state.value} ({done}/{total} steps done"
+    state += ", cancel requested)" if ex.cancel_requested and not ex.state.final else ")"
+    finished = _when(ex.finished_at, now)
+    if ex.finished_at is not None:
+        finished += f", took {format_elapsed(execution_elapsed(ex, now))}"
+    rows = [
+        ("execution", ex.id),
+        ("workflow", ex.workflow.name),
+        ("cluster", ex.cluster + (" (detached)" if ex.options.detached else "")),
+        ("state", state),
+        ("created", _when(ex.created_at, now)),
+        ("finished", finished),
+        ("work dir", ex.work_dir),
+    ]
+    if ex.params:
+        rows.append(("params", " ".join(f"{k}={v}" for k, v in ex.params.items())))
+    rows += [("warning", w) for w in ex.warnings]
+    return "\n".join(f"{k:<10} {v}" for k, v in rows)
+
+
+def status_text(ex: Execution, now: datetime, width: int | None = None) -> str:
+    """Header, blank line, step table."""
+    return status_header(ex, now) + "\n\n" + status_table(ex, now, width)
+
+
+def list_rows(executions: Sequence[Execution], now: datetime) -> list[list[str]]:
+    rows = []
+    for ex in executions:
+        done, total = ex.progress
+        rows.append(
+            [
+                ex.id,
+                ex.workflow.name,
+                ex.cluster,
+                ex.state.value,
+                f"{done}/{total}",
+                relative_age(ex.created_at, now),
+            ]
+        )
+    return rows
+
+
+def list_table(executions: Sequence[Execution], now: datetime, width: int | None = None) -> str:
+    return format_table(LIST_HEADERS, list_rows(executions, now), width)
+
+
+_PROGRESS_EXTRA = (
+    ("queued", (StepState.SUBMITTED, StepState.QUEUED)),
+    ("failed", (StepState.FAILED,)),
+    ("lost", (StepState.LOST,)),
+    ("canceled", (StepState.CANCELED,)),
+    ("skipped", (StepState.SKIPPED,)),
+)
+
+
+def progress_line(ex: Execution, now: datetime, bar_width: int = 10) -> str:
+    """``[#####.....] 5/10 done · 2 running · 1 failed · 0:12``."""
+    done, total = ex.progress
+    filled = round(bar_width * done / total) if total else bar_width
+    parts = [
+        f"[{'#' * filled}{'.' * (bar_width - filled)}] {done}/{total} done",
+        f"{sum(1 for s in ex.steps if s.state is StepState.RUNNING)} running",
+    ]
+    for label, states in _PROGRESS_EXTRA:
+        n = sum(1 for s in ex.steps if s.state in states)
+        if n or label == "failed":
+            parts.append(f"{n} {label}")
+    parts.append(format_elapsed(execution_elapsed(ex, now)))
+    return " · ".join(parts)
+
+
+def step_change_line(step: StepRun, at: datetime) -> str:
+    """``12:00:01 make running (job 123)``: one line per observed state change."""
+    detail = None
+    if step.state.active:
+        detail = f"job {step.native_id}" if step.native_id else None
+        if step.attempt > 1:
+            detail = f"attempt {step.attempt}" + (f", {detail}" if detail else "")
+    elif step.state is StepState.FAILED:
+        detail = step.reason or (None if step.exit_code is None else f"exit {step.exit_code}")
+    elif step.state is not StepState.COMPLETED:
+        detail = step.reason
+    elif step.attempt > 1:
+        detail = f"attempt {step.attempt}"
+    line = f"{at.astimezone().strftime('%H:%M:%S')} {step.name} {step.state.value}"
+    return line + (f" ({' '.join(detail.split())})" if detail else "")

@@ -1,0 +1,445 @@
+"""The real ``jupyter stax`` command, run in subprocesses against an isolated store.
+
+The engine daemon the commands start is a real background process: every test that may start
+one uses the ``cli`` fixture, which gives daemons a short idle timeout and kills leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_stax.core import text
+from jupyter_stax.core.models import Execution, StepRun, Workflow
+from jupyter_stax.core.states import StepState
+
+DEMO = """\
+name: demo
+params: {n: 3}
+steps:
+  - name: make
+    run: seq {{n}} > numbers.txt
+  - name: total
+    after: [make]
+    run: awk '{s+=$1} END {print s}' ../make/numbers.txt
+    resources: {ntasks: 1, time: "00:05:00"}
+"""
+
+FAILING = """\
+name: fails
+steps:
+  - name: bad
+    run: echo oops >&2; exit 3
+  - name: after
+    after: [bad]
+    run: echo never
+"""
+
+CHAIN = "name: chain\nsteps:\n" + "".join(
+    f"  - name: s{i}\n"
+    + (f"    after: [s{i - 1}]\n" if i > 1 else "")
+    + '    run: "sleep 1; echo $STAX_STEP >> ../log.txt"\n'
+    for i in range(1, 6)
+)
+
+JUPYTER = shutil.which("jupyter") or f"{sys.executable} -m jupyter"
+
+
+class Stax:
+    """Runs ``jupyter stax ...`` in ``cwd`` with the test's environment."""
+
+    def __init__(self, cwd: Path, store: Path) -> None:
+        self.cwd = cwd
+        self.store = store
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*JUPYTER.split(), "stax", *args],
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ok(self, *args: str, timeout: float = 120) -> str:
+        r = self(*args, timeout=timeout)
+        assert r.returncode == 0, f"jupyter stax {' '.join(args)}: {r.returncode}\n{r.stderr}"
+        assert "Traceback" not in r.stderr
+        return r.stdout
+
+    def submit(self, *args: str) -> str:
+        return self.ok("run", *args, "-q").strip()
+
+    def status(self, eid: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.ok("status", eid, "--json"))
+        return data
+
+    def wait_final(self, eid: str, timeout: float = 60) -> dict[str, Any]:
+        return wait_for(
+            lambda: (st := self.status(eid))["state"] in ("completed", "failed", "canceled") and st,
+            timeout,
+            f"execution {eid} to end",
+        )
+
+    def write(self, name: str, body: str) -> str:
+        (self.cwd / name).write_text(body)
+        return name
+
+    def daemon_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-f", f"jupyter_stax.engine.daemon --store {self.store}"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        return [int(p) for p in out.split()]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (a daemon this process started and has not reaped) is dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pgrep(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def cli(stax_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stax]:
+    monkeypatch.setenv("JUPYTER_STAX_DAEMON_IDLE_EXIT", "2")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stax = Stax(stax_env, stax_env / "state" / "stax.sqlite")
+    yield stax
+    kill(stax.daemon_pids())
+
+
+def test_run_wait_logs_list_status(cli: Stax) -> None:
+    cli.write("demo.yaml", DEMO)
+    r = cli("run", "demo.yaml", "--cluster", "local", "--wait")
+    assert r.returncode == 0, r.stderr
+    eid = r.stdout.split()[1]
+    assert r.stdout.startswith(f"submitted {eid} (demo, 2 steps on local)")
+    assert "total  completed" in r.stdout  # the final status table
+    assert "make completed" in r.stderr  # non-TTY progress: one line per change
+    assert cli.ok("logs", eid, "total") == "6\n"
+
+    r = cli("run", "demo.yaml", "--param", "n=10", "--wait")
+    assert r.returncode == 0, r.stderr
+    eid10 = r.stdout.split()[1]
+    assert cli.ok("logs", eid10, "total") == "55\n"
+
+    rows = [line.split() for line in cli.ok("list").splitlines()]
+    assert rows[0] == ["ID", "NAME", "CLUSTER", "STATE", "DONE", "CREATED"]
+    assert [eid, "demo", "local", "completed", "2/2"] in [row[:5] for row in rows]
+    listed = json.loads(cli.ok("list", "--json", "--limit", "1"))
+    assert [x["id"] for x in listed] == [eid10]
+
+    st = cli.status(eid)
+    assert st["state"] == "completed"
+    assert [(s["name"], s["state"], s["exit_code"]) for s in st["steps"]] == [
+        ("make", "completed", 0),
+        ("total", "completed", 0),
+    ]
+    prefix = next(eid[:n] for n in range(1, 9) if not eid10.startswith(eid[:n]))
+    out = cli.ok("status", prefix)
+    assert out.startswith(f"execution  {eid}\nworkflow   demo\ncluster    local\n")
+    assert "STEP   STATE      TRY  JOB" in out
+
+
+def test_failure_stderr_and_retry(cli: Stax) -> None:
+    cli.write("fail.yaml", FAILING)
+    r = cli("run", "fail.yaml", "--wait")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    eid = r.stdout.split()[1]
+    assert "bad failed (exit code 3: oops)" in r.stderr
+    steps = {s["name"]: s for s in cli.status(eid)["steps"]}
+    assert (steps["bad"]["state"], steps["bad"]["exit_code"]) == ("failed", 3)
+    assert steps["after"]["state"] == "skipped"
+    assert "upstream step 'bad' failed" in steps["after"]["reason"]
+    assert cli.ok("logs", eid, "bad", "--stderr") == "oops\n"
+    assert cli.ok("logs", eid, "bad") == ""
+    assert cli.ok("logs", eid, "after", "--follow") == ""  # final without output: returns
+
+    r = cli("retry", eid, "--wait")
+    assert r.returncode == 1, r.stderr
+    assert "retrying 2 step(s)" in r.stdout and "bad  (attempt 2)" in r.stdout
+    steps = {s["name"]: s for s in cli.status(eid)["steps"]}
+    assert steps["bad"]["attempt"] == 2 and steps["bad"]["history"][0]["exit_code"] == 3
+    assert cli.ok("logs", eid, "bad", "--stderr", "--attempt", "1") == "oops\n"
+    r = cli("logs", eid, "bad", "--attempt", "3")
+    assert r.returncode == 1 and "attempts: 1..2" in r.stderr
+    r = cli("logs", eid, "nope")
+    assert r.returncode == 1 and "steps: bad, after" in r.stderr
+    r = cli("retry", eid[:6])
+    assert r.returncode == 0  # failed again: can be retried again
+    assert cli.wait_final(eid)["state"] == "failed"
+
+
+def test_run_returns_at_once_and_the_daemon_drives_then_exits(cli: Stax) -> None:
+    cli.write("short.yaml", "name: short\nsteps:\n  - {name: a, run: 'sleep 1.5; echo done'}\n")
+    t = time.monotonic()
+    r = cli("run", "short.yaml")
+    assert time.monotonic() - t < 5 and r.returncode == 0, r.stderr
+    eid = r.stdout.split()[1]
+    assert f"jupyter stax status {eid}" in r.stdout
+    assert f"jupyter stax logs {eid} STEP --follow" in r.stdout
+    pids = wait_for(cli.daemon_pids, 10, "the daemon")
+    assert len(pids) == 1
+    lock = Path(f"{cli.store}.engine.lock")
+    wait_for(lambda: lock.read_text().strip() == str(pids[0]), 10, "the daemon's lock")
+    # a second daemon on the same store exits at once
+    second = subprocess.run(
+        [sys.executable, "-m", "jupyter_stax.engine.daemon", "--store", str(cli.store)],
+        timeout=10,
+    )
+    assert second.returncode == 0
+    assert cli.status(eid)["state"] in ("pending", "running")
+    assert cli.wait_final(eid)["state"] == "completed"
+    assert cli.ok("logs", eid, "a") == "done\n"
+    wait_for(lambda: not alive(pids[0]), 15, "the idle daemon to exit")
+    assert (cli.store.parent / "engine.log").read_text().count("idle for 2 s; exiting") == 1
+
+
+def test_cancel_running_step_kills_it(cli: Stax) -> None:
+    marker = f"sleep {random.randint(300000, 399999)}"
+    cli.write("slow.yaml", f"name: slow\nsteps:\n  - {{name: nap, run: '{marker}'}}\n")
+    eid = cli.submit("slow.yaml")
+    try:
+        wait_for(lambda: cli.status(eid)["steps"][0]["state"] == "running", 30, "running")
+        wait_for(lambda: pgrep(marker), 10, "the sleep process")
+        r = cli("cancel", eid)
+        assert r.returncode == 0, r.stderr
+        assert "state      canceled" in r.stdout
+        assert cli.status(eid)["state"] == "canceled"
+        wait_for(lambda: not pgrep(marker), 10, "the sleep process to be killed")
+        r = cli("cancel", eid)
+        assert r.returncode == 1
+        assert r.stderr == f"error: execution {eid} is already canceled; nothing to cancel\n"
+    finally:
+        kill(pgrep(marker))
+
+
+def test_logs_follow(cli: Stax) -> None:
+    cli.write(
+        "tick.yaml",
+        "name: tick\nsteps:\n"
+        "  - {name: tick, run: 'for i in 1 2 3 4 5; do echo line$i; sleep 0.4; done'}\n"
+        "  - {name: late, after: [tick], run: 'echo late; echo err >&2'}\n",
+    )
+    eid = cli.submit("tick.yaml")
+    assert cli.ok("logs", eid, "late") == ""  # not started yet: nothing
+    t = time.monotonic()
+    out = cli.ok("logs", eid, "tick", "--follow")
+    assert out == "".join(f"line{i}\n" for i in range(1, 6))
+    assert time.monotonic() - t > 0.5
+    assert cli.ok("logs", eid, "late", "--follow") == "late\n"  # waits for it to run
+    assert cli.ok("logs", eid, "late", "-e") == "err\n"
+
+
+ERRORS = {
+    "unknown cluster": (
+        DEMO,
+        ["--cluster", "slurmm"],
+        ["unknown cluster 'slurmm'", "did you mean 'slurm'?", "known clusters: local, slurm"],
+    ),
+    "cycle": (
+        "name: cyc\nsteps:\n  - {name: a, after: [b], run: 'true'}\n"
+        "  - {name: b, after: [a], run: 'true'}\n",
+        [],
+        ["the steps form a cycle: a -> b -> a"],
+    ),
+    "missing param": (
+        "name: mp\nsteps:\n  - {name: a, run: 'echo {{m}}'}\n",
+        [],
+        ["step 'a' uses {{m}} but no value is given", "--param m=VALUE"],
+    ),
+    "yaml syntax": (
+        "name: y\nsteps:\n  - name: a\n    run: 'x'\n   bad: [\n",
+        [],
+        ["is not valid YAML at line 5"],
+    ),
+    "unknown field": (
+        "name: u\nsteps:\n  - {name: a, run: 'true'}\n  - {name: b, afer: [a], run: 'true'}\n",
+        [],
+        ["steps['b'].afer: unknown field"],
+    ),
+    "param without =": (DEMO, ["--param", "n"], ["argument --param/-p", "NAME=VALUE", "'n'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_invalid_input_exits_2_without_traceback(cli: Stax, case: str) -> None:
+    body, extra, expected = ERRORS[case]
+    cli.write("wf.yaml", body)
+    r = cli("run", "wf.yaml", *extra)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    for part in expected:
+        assert part in r.stderr
+    if not extra:
+        assert r.stderr.startswith("error: ")
+        v = cli("validate", "wf.yaml")
+        assert v.returncode == 2 and v.stderr == r.stderr
+    assert not cli.store.exists() or json.loads(cli.ok("list", "--json")) == []
+
+
+def test_other_errors_exit_1(cli: Stax) -> None:
+    r = cli("status", "nope")
+    assert (r.returncode, r.stderr) == (1, "error: no execution 'nope'; see `jupyter stax list`\n")
+    r = cli("cancel", "nope")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    cli.write("demo.yaml", DEMO)
+    r = cli("run", "demo.yaml", "--detach")  # detached needs Slurm: refused before submission
+    assert r.returncode == 2 and "detached mode queues steps with Slurm" in r.stderr
+    r = cli("--clusters", "missing.yaml", "clusters")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_clusters_schema_validate(cli: Stax) -> None:
+    rows = [line.split() for line in cli.ok("clusters").splitlines()]
+    assert rows[0] == [
+        "NAME",
+        "SCHEDULER",
+        "QUEUE",
+        "ACCOUNT",
+        "WALLTIME",
+        "LAUNCHER",
+        "WORK",
+        "DIR",
+    ]
+    work = str(cli.cwd / "runs")
+    assert rows[1] == ["local", "local", "-", "-", "01:00:00", "single", work]
+    assert rows[2] == ["slurm", "slurm", "debug", "-", "00:10:00", "single", work]
+    data = json.loads(cli.ok("clusters", "--json"))
+    assert [c["name"] for c in data] == ["local", "slurm"] and data[1]["queue"] == "debug"
+    schema = json.loads(cli.ok("schema"))
+    assert "steps" in schema["properties"] and "Step" in schema["$defs"]
+    cli.write("demo.yaml", DEMO)
+    assert cli.ok("validate", "demo.yaml", "-p", "n=4") == "ok: 2 steps (make -> total)\n"
+    assert not cli.daemon_pids()
+
+
+@pytest.mark.slurm
+def test_slurm_run_wait(cli: Stax, slurm: str) -> None:
+    cli.write("demo.yaml", DEMO)
+    r = cli("run", "demo.yaml", "--cluster", "slurm", "--wait")
+    assert r.returncode == 0, r.stderr
+    eid = r.stdout.split()[1]
+    st = cli.status(eid)
+    assert st["cluster"] == "slurm"
+    assert all(s["state"] == "completed" and s["native_id"] for s in st["steps"])
+    assert st["steps"][0]["native_id"] != st["steps"][1]["native_id"]
+    assert cli.ok("logs", eid, "total") == "6\n"
+
+
+@pytest.mark.slurm
+def test_slurm_detach_runs_without_engine(cli: Stax, slurm: str) -> None:
+    cli.write("chain.yaml", CHAIN)
+    r = cli("run", "chain.yaml", "--cluster", "slurm", "--detach")
+    assert r.returncode == 0, r.stderr
+    eid = r.stdout.split()[1]
+    log = cli.cwd / "runs" / eid / "log.txt"
+    lines = log.read_text().split() if log.exists() else []
+    assert len(lines) < 5  # returned before the chain finished
+    assert not cli.daemon_pids()  # and started no daemon
+    native = [line.split()[2] for line in r.stdout.splitlines()[1:6]]
+    assert all(n.isdigit() for n in native) and len(set(native)) == 5
+    r = cli("status", eid)  # reconciles: starts a daemon, which adopts the execution
+    assert r.returncode == 0
+    assert "started the engine" in r.stderr
+    st = cli.wait_final(eid, timeout=120)
+    assert [(s["state"], s["native_id"]) for s in st["steps"]] == [("completed", n) for n in native]
+    assert log.read_text().split() == ["s1", "s2", "s3", "s4", "s5"]
+
+
+# ---------------------------------------------------------------------- text rendering (pure)
+def _execution(states: list[StepState]) -> Execution:
+    t0 = datetime(2024, 1, 1, 12, tzinfo=timezone.utc)
+    wf = Workflow.model_validate(
+        {"name": "w", "steps": [{"name": f"s{i}", "run": "true"} for i in range(len(states))]}
+    )
+    steps = [
+        StepRun(
+            name=f"s{i}",
+            state=st,
+            cluster="local",
+            directory="/d",
+            script="/d/x",
+            stdout="/d/o",
+            stderr="/d/e",
+            attempt=0 if st is StepState.PENDING else 1,
+            native_id=None if st is StepState.PENDING else str(100 + i),
+            started_at=t0 if st is not StepState.PENDING else None,
+            finished_at=t0 + timedelta(seconds=5) if st.final else None,
+            reason="exit code 3: " + "x" * 200 if st is StepState.FAILED else None,
+            exit_code=3 if st is StepState.FAILED else None,
+        )
+        for i, st in enumerate(states)
+    ]
+    return Execution(
+        id="abcd1234", workflow=wf, cluster="local", created_at=t0, work_dir="/d", steps=steps
+    )
+
+
+def test_text_rendering() -> None:
+    now = datetime(2024, 1, 1, 12, 0, 12, tzinfo=timezone.utc)
+    S = StepState
+    ex = _execution([S.COMPLETED] * 4 + [S.FAILED, S.RUNNING, S.RUNNING] + [S.PENDING] * 3)
+    assert text.progress_line(ex, now) == ("[#####.....] 5/10 done · 2 running · 1 failed · 0:12")
+    assert text.format_elapsed(3725) == "1:02:05" and text.format_elapsed(None) == "-"
+    assert text.format_elapsed(90000) == "1d 01:00:00"
+    assert text.relative_age(now - timedelta(minutes=3, seconds=5), now) == "3m ago"
+    assert text.relative_age(now, now) == "just now"
+    table = text.status_table(ex, now, width=80)
+    assert all(len(line) <= 80 for line in table.splitlines())
+    assert "s4    failed     1    104  3     0:05     exit code 3: xxx" in table
+    assert table.splitlines()[5].endswith("…")
+    assert "s5    running    1    105  -     0:12" in table
+    line = text.step_change_line(ex.steps[5], now)
+    assert line.endswith(" s5 running (job 105)")
+    assert text.list_rows([ex], now) == [["abcd1234", "w", "local", "running", "5/10", "12s ago"]]

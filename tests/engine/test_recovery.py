@@ -1,0 +1,251 @@
+"""Executions outlive the process that submitted them; the scheduler may go away for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jupyter_stax.core.models import StepState
+from jupyter_stax.engine.engine import Engine
+from jupyter_stax.engine.store import Store
+
+from ..conftest import SLURM_SCRIPTS
+from .conftest import arun
+
+HERE = Path(__file__).parent
+
+
+def _start_engine_proc(
+    cluster: str, wf: dict[str, object], *args: str
+) -> tuple[subprocess.Popen[str], str]:
+    p = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_proc.py"), cluster, json.dumps(wf), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None
+    eid = p.stdout.readline().strip()
+    assert eid, "engine process did not start"
+    return p, eid
+
+
+def _wait_store(store: Path, eid: str, pred: Callable[[object], bool], timeout: float) -> object:
+    st = Store(store)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ex = st.get(eid)
+            if pred(ex):
+                return ex
+            time.sleep(0.1)
+    finally:
+        st.close()
+    raise AssertionError(f"condition not reached in {timeout} s")
+
+
+def test_kill9_engine_then_new_engine_finishes_each_step_submitted_once(
+    cluster: str, engine_factory: Callable[..., Engine], store_path: Path
+) -> None:
+    # a chain of 10 steps; every run of a step leaves a line in ../runs.log
+    steps = [
+        {"name": f"s{i}", "run": f"echo $STAX_STEP >> ../runs.log; sleep 0.5; exit {i % 2 * 0}"}
+        for i in range(10)
+    ]
+    for i in range(1, 10):
+        steps[i]["after"] = [f"s{i - 1}"]
+    steps[7]["run"] = "echo $STAX_STEP >> ../runs.log; exit 4"  # a failure must survive too
+    steps[8]["after"] = ["s6"]
+    steps[9]["after"] = ["s7"]
+    wf = {"name": "chain10", "steps": steps}
+    proc, eid = _start_engine_proc(cluster, wf)
+    try:
+        _wait_store(store_path, eid, lambda ex: ex.step("s3").state.final, 120)  # type: ignore[attr-defined]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    async def main() -> object:
+        async with engine_factory() as eng:  # adopts the orphan at start
+            return await eng.wait(eid, timeout=180)
+
+    ex = arun(main())
+    states = {s.name: (s.state.value, s.exit_code, s.attempt) for s in ex.steps}  # type: ignore[attr-defined]
+    expected = {f"s{i}": ("completed", 0, 1) for i in range(10)}
+    expected["s7"] = ("failed", 4, 1)
+    expected["s9"] = ("skipped", None, 0)
+    assert states == expected
+    runs = Path(ex.work_dir, "runs.log").read_text().split()  # type: ignore[attr-defined]
+    assert sorted(runs) == sorted(f"s{i}" for i in range(9)), "a step ran twice or never"
+    if cluster == "slurm":
+        for s in ex.steps:  # type: ignore[attr-defined]
+            if s.job_name:
+                ids = subprocess.run(
+                    ["squeue", "--me", "-h", "-t", "all", "-n", s.job_name, "-o", "%i"],
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                assert len(ids) == 1, f"{s.name} submitted {len(ids)} times: {ids}"
+
+
+@pytest.mark.slurm
+def test_unknown_native_id_after_restart_is_lost_not_completed(
+    slurm: str, engine_factory: Callable[..., Engine], store_path: Path
+) -> None:
+    wf = {"name": "lost", "steps": [{"name": "a", "run": "sleep 600"}]}
+    proc, eid = _start_engine_proc("slurm", wf)
+    try:
+        ex = _wait_store(store_path, eid, lambda ex: ex.step("a").native_id is not None, 60)  # type: ignore[attr-defined]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    real = ex.step("a").native_id  # type: ignore[attr-defined]
+    subprocess.run(["scancel", real], check=True)
+    # the store now names a job id Slurm never had
+    st = Store(store_path)
+    with st.transaction() as db:
+        db.execute("UPDATE steps SET native_id='99999999' WHERE execution_id=?", (eid,))
+    st.close()
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            return await eng.wait(eid, timeout=60)
+
+    ex = arun(main())
+    a = ex.step("a")  # type: ignore[attr-defined]
+    assert a.state is StepState.LOST
+    assert "99999999" in a.reason and "unknown" in a.reason
+
+
+@pytest.mark.slurm
+def test_slurmctld_down_30s_fails_nothing_and_run_completes(
+    slurm: str, engine_factory: Callable[..., Engine]
+) -> None:
+    steps = [{"name": f"w{i}", "run": "sleep 8; echo done"} for i in range(3)]
+    steps.append({"name": "last", "after": ["w0", "w1", "w2"], "run": "echo last"})
+    wf = {"name": "outage", "steps": steps}
+    ctld = str(SLURM_SCRIPTS / "ctld.sh")
+    seen_warning: list[str] = []
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="slurm")
+            for _ in range(300):
+                if all(eng.get(ex.id).step(f"w{i}").state is StepState.RUNNING for i in range(3)):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(subprocess.run, ["bash", ctld, "stop"], check=True)
+            try:
+                t_end = time.monotonic() + 30
+                while time.monotonic() < t_end:
+                    cur = eng.get(ex.id)
+                    assert not any(
+                        s.state in (StepState.FAILED, StepState.LOST) for s in cur.steps
+                    ), [(s.name, s.reason) for s in cur.steps]
+                    seen_warning.extend(cur.warnings)
+                    await asyncio.sleep(0.5)
+            finally:
+                await asyncio.to_thread(subprocess.run, ["bash", ctld, "start"], check=True)
+            return await eng.wait(ex.id, timeout=180)
+
+    ex = arun(main())
+    assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
+    assert any("not answering" in w for w in seen_warning), "no warning while slurmctld was down"
+    assert not ex.warnings  # type: ignore[attr-defined]
+
+
+@pytest.mark.slurm
+def test_detached_chain_runs_with_no_engine_and_is_reported_afterwards(
+    slurm: str, engine_factory: Callable[..., Engine], store_path: Path
+) -> None:
+    steps = [{"name": f"c{i}", "run": "sleep 1; echo $STAX_STEP >> ../order.log"} for i in range(5)]
+    for i in range(1, 5):
+        steps[i]["after"] = [f"c{i - 1}"]
+    wf = {"name": "detached", "steps": steps}
+    proc, eid = _start_engine_proc("slurm", wf, "--detach")
+    assert proc.wait(timeout=60) == 0  # the submitting process is gone
+    ex = Store(store_path).get(eid)
+    assert all(s.native_id for s in ex.steps) and not ex.state.final
+    assert ex.owner is None
+    order = Path(ex.work_dir, "order.log")
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline and len(order.read_text().split() if order.exists() else []) < 5
+    ):
+        time.sleep(0.5)
+    assert order.read_text().split() == [f"c{i}" for i in range(5)]  # Slurm ran the chain alone
+    ex = Store(store_path).get(eid)
+    assert not ex.state.final  # nobody watched
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            return await eng.wait(eid, timeout=60)
+
+    ex = arun(main())
+    assert [(s.state.value, s.exit_code) for s in ex.steps] == [("completed", 0)] * 5  # type: ignore[attr-defined]
+
+
+@pytest.mark.slurm
+def test_detached_failure_skips_dependants(
+    slurm: str, engine_factory: Callable[..., Engine], store_path: Path
+) -> None:
+    wf = {
+        "name": "detfail",
+        "steps": [
+            {"name": "a", "run": "exit 5"},
+            {"name": "b", "after": ["a"], "run": "echo never"},
+            {"name": "c", "after": ["b"], "run": "echo never"},
+        ],
+    }
+    proc, eid = _start_engine_proc("slurm", wf, "--detach")
+    assert proc.wait(timeout=60) == 0
+    time.sleep(3)
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            return await eng.wait(eid, timeout=90)
+
+    ex = arun(main())
+    got = [(s.name, s.state.value, s.exit_code) for s in ex.steps]  # type: ignore[attr-defined]
+    assert got == [("a", "failed", 5), ("b", "skipped", None), ("c", "skipped", None)]
+
+
+@pytest.mark.slurm
+def test_two_node_four_task_srun_step_sees_four_ranks(
+    slurm: str, engine_factory: Callable[..., Engine]
+) -> None:
+    from ..conftest import slurm_nodes
+
+    if slurm_nodes() < 2:
+        pytest.skip("needs the two-node Slurm (SLURM_NODES=2)")
+    wf = {
+        "name": "mpi",
+        "steps": [
+            {
+                "name": "ranks",
+                "launcher": "srun",
+                "resources": {"nodes": 2, "ntasks": 4},
+                "run": 'echo "rank $SLURM_PROCID of $SLURM_NTASKS on $SLURMD_NODENAME"',
+            }
+        ],
+    }
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="slurm")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    s = ex.step("ranks")  # type: ignore[attr-defined]
+    assert s.state is StepState.COMPLETED, s.reason
+    lines = sorted(Path(s.stdout).read_text().splitlines())
+    assert [ln.split(" on ")[0] for ln in lines] == [f"rank {i} of 4" for i in range(4)]
+    assert {ln.split(" on ")[1] for ln in lines} == {"node1", "node2"}
