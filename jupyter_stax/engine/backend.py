@@ -366,6 +366,8 @@ class Backend:
             with self._lock:
                 self._jobs.pop(key, None)
             msg = " ".join(str(e.message if hasattr(e, "message") else e).split())
+            if "configuration source" in msg:
+                msg += " (Slurm's commands cannot find slurm.conf: export SLURM_CONF)"
             raise SubmitError(
                 f"{self.scheduler} refused the job: {msg}", transient=is_transient(msg)
             ) from None
