@@ -7,7 +7,13 @@ from graphlib import CycleError, TopologicalSorter
 
 from .errors import InvalidWorkflow
 from .models import ParamValue, Workflow
-from .params import ParamError, param_env, placeholders, render_script
+from .params import (
+    ParamError,
+    check_arithmetic_values,
+    param_env,
+    placeholders,
+    render_script,
+)
 
 
 def graph(workflow: Workflow) -> dict[str, list[str]]:
@@ -122,6 +128,7 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
             render_script(s.run, where=where)
         except ParamError as e:
             problems.append(str(e))
+        problems += check_arithmetic_values(s.run, values, where=where)
     try:
         param_env({**workflow.params, **params})
         for s in workflow.steps:

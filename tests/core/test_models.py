@@ -225,3 +225,11 @@ def test_core_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_arithmetic_use_needs_an_integer_value_before_submission() -> None:
+    wf = load_workflow(_wf({"name": "loop", "run": "for ((i = 0; i < {{n}}; i++)); do :; done"}))
+    check(wf, {"n": "10"})
+    with pytest.raises(InvalidWorkflow) as e:
+        check(wf, {"n": "a[$(touch PWNED)]"})
+    assert "must be an integer" in str(e.value) and "step 'loop'" in str(e.value)
