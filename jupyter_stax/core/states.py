@@ -9,6 +9,8 @@ States are stored and sent by NAME, never by number.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from enum import Enum
 
 
@@ -69,18 +71,28 @@ class ExecutionState(str, Enum):
         return self in (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELED)
 
 
-def execution_state(states: list[StepState], *, cancel_requested: bool = False) -> ExecutionState:
-    """The state of an execution, derived from its steps (never stored on its own)."""
-    if not states:
+def execution_state(
+    states: Iterable[StepState] | Mapping[StepState, int], *, cancel_requested: bool = False
+) -> ExecutionState:
+    """The state of an execution, derived from its steps' states (or their counts); never
+    stored on its own."""
+    counts = states if isinstance(states, Mapping) else Counter(states)
+    total = sum(counts.values())
+    if not total:
         return ExecutionState.COMPLETED
-    if not all(s.final for s in states):
-        if all(s is StepState.PENDING for s in states) and not cancel_requested:
+
+    def n(*which: StepState) -> int:
+        return sum(counts.get(w, 0) for w in which)
+
+    final = n(*_FINAL)
+    if final < total:
+        if n(StepState.PENDING) == total and not cancel_requested:
             return ExecutionState.PENDING
         return ExecutionState.RUNNING
-    if all(s is StepState.COMPLETED for s in states):
+    if n(StepState.COMPLETED) == total:
         return ExecutionState.COMPLETED
-    if any(s in (StepState.FAILED, StepState.LOST) for s in states):
+    if n(StepState.FAILED, StepState.LOST):
         return ExecutionState.FAILED
-    if any(s is StepState.CANCELED for s in states):
+    if n(StepState.CANCELED):
         return ExecutionState.CANCELED
     return ExecutionState.FAILED  # only skipped + completed: something upstream went wrong

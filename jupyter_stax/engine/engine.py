@@ -19,6 +19,7 @@ execution carries a warning until the scheduler answers again.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import concurrent.futures
 import contextlib
 import json
@@ -27,7 +28,8 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +44,12 @@ from ..core.models import (
     Cluster,
     Execution,
     ParamValue,
+    Step,
     StepRun,
     SubmitOptions,
     Workflow,
 )
-from ..core.states import RETRYABLE, ExecutionState, StepState
+from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
 from .backend import Backend, JobGone, JobUpdate, SubmitError
 from .store import LostOwnership, Store, now
 
@@ -72,6 +75,10 @@ class _Run:
     ex: Execution
     steps: dict[str, StepRun]
     order: list[str]
+    defs: dict[str, Step]
+    children: dict[str, list[str]]
+    position: dict[str, int]
+    counts: Counter[StepState]
     done: asyncio.Event = field(default_factory=asyncio.Event)
     submitting: set[str] = field(default_factory=set)
     early: dict[str, list[JobUpdate]] = field(default_factory=dict)
@@ -338,8 +345,9 @@ class Engine:
                 if s.attempt:
                     s.history.append(_attempt_record(s, "retry requested"))
                 run.retry_base[name] = s.attempt
+                previous = s.state
                 self._reset(s, "retry requested")
-                self._commit(run, s, None)
+                self._commit(run, s, previous)
         self._schedule(run)
         return self.get(eid)
 
@@ -353,7 +361,20 @@ class Engine:
                 return eid
 
     def _new_run(self, ex: Execution) -> _Run:
-        run = _Run(ex=ex, steps={s.name: s for s in ex.steps}, order=topological_order(ex.workflow))
+        order = topological_order(ex.workflow)
+        children: dict[str, list[str]] = {s.name: [] for s in ex.workflow.steps}
+        for step in ex.workflow.steps:
+            for dep in step.after:
+                children[dep].append(step.name)
+        run = _Run(
+            ex=ex,
+            steps={s.name: s for s in ex.steps},
+            order=order,
+            defs={s.name: s for s in ex.workflow.steps},
+            children=children,
+            position={n: i for i, n in enumerate(order)},
+            counts=Counter(s.state for s in ex.steps),
+        )
         self._runs[ex.id] = run
         self.last_activity = time.monotonic()
         return run
@@ -401,8 +422,12 @@ class Engine:
 
     def _commit(self, run: _Run, s: StepRun, previous: StepState | None) -> None:
         """Commit a step (fenced), then tell subscribers. Drops the run if ownership was lost."""
+        if previous is not None and previous is not s.state:
+            run.counts[previous] -= 1
+            run.counts[s.state] += 1
+        derived = execution_state(run.counts, cancel_requested=run.ex.cancel_requested)
         try:
-            st = self.store.save_step(run.id, s, self.id)
+            st = self.store.save_step(run.id, s, self.id, derived)
         except LostOwnership:
             log.warning("execution %s was adopted by another engine; letting go", run.id)
             self._runs.pop(run.id, None)
@@ -442,40 +467,51 @@ class Engine:
         s.reason = reason
 
     # ------------------------------------------------------------------ scheduling
-    def _schedule(self, run: _Run) -> None:
-        """Start every step whose dependencies allow it; skip those that can never run."""
+    def _schedule(self, run: _Run, changed: Iterable[str] | None = None) -> None:
+        """Start every step whose dependencies allow it; skip those that can never run.
+
+        ``changed``: the steps whose state just changed; only they and their dependants are
+        looked at (None: all steps), so an event costs O(dependants), not O(steps).
+        """
         if run.ex.cancel_requested or self._runs.get(run.id) is not run:
             return
-        wf = run.ex.workflow
         stop_after = None
-        if wf.on_failure == "stop":
+        if run.ex.workflow.on_failure == "stop":
             stop_after = next(
                 (n for n in run.order if run.steps[n].state in (StepState.FAILED, StepState.LOST)),
                 None,
             )
-        for name in run.order:
+            if stop_after is not None:
+                changed = None
+        if changed is None:
+            todo = [(run.position[n], n) for n in run.order]
+        else:
+            names = set(changed)
+            for n in list(names):
+                names.update(run.children[n])
+            todo = [(run.position[n], n) for n in names]
+        heapq.heapify(todo)
+        seen = {n for _, n in todo}
+        while todo:
+            _, name = heapq.heappop(todo)
             s = run.steps[name]
             if s.state is not StepState.PENDING or name in run.submitting:
                 continue
-            deps = [run.steps[d] for d in wf.step(name).after]
+            deps = [run.steps[d] for d in run.defs[name].after]
             bad = next(
                 (d for d in deps if d.state.final and d.state is not StepState.COMPLETED), None
             )
-            if bad is not None:
-                self._set(
-                    run,
-                    name,
-                    StepState.SKIPPED,
-                    reason=f"not run: upstream step {bad.name!r} {bad.state.value}",
+            if bad is not None or stop_after is not None:
+                reason = (
+                    f"not run: upstream step {bad.name!r} {bad.state.value}"
+                    if bad is not None
+                    else f"not run: step {stop_after!r} failed and on_failure is 'stop'"
                 )
-                continue
-            if stop_after is not None:
-                self._set(
-                    run,
-                    name,
-                    StepState.SKIPPED,
-                    reason=f"not run: step {stop_after!r} failed and on_failure is 'stop'",
-                )
+                self._set(run, name, StepState.SKIPPED, reason=reason)
+                for child in run.children[name]:  # the skip cascades
+                    if child not in seen:
+                        seen.add(child)
+                        heapq.heappush(todo, (run.position[child], child))
                 continue
             if all(d.state is StepState.COMPLETED for d in deps):
                 after: tuple[str, ...] = ()
@@ -506,7 +542,7 @@ class Engine:
                 p = d / f
                 if p.exists():
                     os.replace(p, d / f"{f}.{attempt - 1}")
-        step = run.ex.workflow.step(s.name)
+        step = run.defs[s.name]
         (d / js.STEP_SCRIPT).write_text(js.render_step_script(step))
         job = d / js.JOB_SCRIPT
         job.write_text(
@@ -529,7 +565,7 @@ class Engine:
         s = run.steps[name]
         try:
             cluster = self.clusters.get(s.cluster)
-            step = run.ex.workflow.step(name)
+            step = run.defs[name]
             attempt = s.attempt + 1
             job_script = self._prepare_attempt(
                 run, s, cluster, attempt, guarded=run.ex.options.detached
@@ -570,9 +606,8 @@ class Engine:
         except Exception as e:  # a broken cluster setup or a bug: say it on the step, do not hang
             log.exception("submission of %s/%s failed", run.id, name)
             if not s.state.final:
-                s.state = StepState.SUBMITTED if s.state is StepState.PENDING else s.state
                 self._set(run, name, StepState.FAILED, reason=f"not submitted: {e}")
-                self._schedule(run)
+                self._schedule(run, [name])
         finally:
             run.submitting.discard(name)
         if run.ex.state.final and self._runs.get(run.id) is run:
@@ -596,7 +631,7 @@ class Engine:
             except SubmitError as e:
                 if not e.transient:
                     self._set(run, s.name, StepState.FAILED, reason=f"not submitted: {e}")
-                    self._schedule(run)
+                    self._schedule(run, [s.name])
                     return
                 wait = self.submit_backoff[min(tries, len(self.submit_backoff) - 1)]
                 tries += 1
@@ -606,7 +641,7 @@ class Engine:
             except Exception as e:  # a bug or an unexpected PSI/J error: say it, do not hang
                 log.exception("submission of %s failed", key)
                 self._set(run, s.name, StepState.FAILED, reason=f"not submitted: {e!r}")
-                self._schedule(run)
+                self._schedule(run, [s.name])
                 return
         s.native_id = native
         s.reason = None
@@ -615,7 +650,7 @@ class Engine:
             self._apply(run, upd)
         if run.ex.cancel_requested:
             await self._cancel_step(run, s)
-        self._schedule(run)  # detached mode: dependants can be queued now
+        self._schedule(run, [s.name])  # detached mode: dependants can be queued now
 
     # ------------------------------------------------------------------ observing
     def _on_update_threadsafe(self, upd: JobUpdate) -> None:
@@ -692,7 +727,7 @@ class Engine:
             attempt = s.attempt
             d = Path(s.directory)
             rec = js.read_exit_record(d)
-            if rec is None and said != "canceled" and s.cluster != "local" and not gone:
+            if rec is None and said != "canceled" and self._sched(s) != "local" and not gone:
                 # the exit record may reach a shared filesystem after the scheduler forgot the job
                 deadline = time.monotonic() + self.record_grace
                 while rec is None and time.monotonic() < deadline:
@@ -729,7 +764,7 @@ class Engine:
                     f"job {s.native_id} is unknown to {self._sched(s)} and left no exit "
                     "record; its outcome cannot be known"
                 )
-            elif exit_code is not None and exit_code != 0 and s.cluster == "local":
+            elif exit_code is not None and exit_code != 0 and self._sched(s) == "local":
                 state = StepState.FAILED
                 fields["exit_code"] = exit_code
                 reason = (
@@ -751,7 +786,7 @@ class Engine:
             if backend is not None:
                 backend.forget(f"{run.id}/{name}/{attempt}", s.native_id)
             self._keys.pop(f"{run.id}/{name}/{attempt}", None)
-            self._schedule(run)
+            self._schedule(run, [name])
         finally:
             run.finalizing.discard(name)
 
@@ -764,7 +799,7 @@ class Engine:
     def _retry_left(self, run: _Run, s: StepRun) -> bool:
         if run.ex.cancel_requested:
             return False
-        retries = run.ex.workflow.step(s.name).retries
+        retries = run.defs[s.name].retries
         return s.attempt - run.retry_base.get(s.name, 0) <= retries
 
     def _auto_retry(
@@ -776,11 +811,11 @@ class Engine:
         key = f"{run.id}/{s.name}/{s.attempt}"
         self._keys.pop(key, None)
         previous = s.state
-        retries = run.ex.workflow.step(s.name).retries
+        retries = run.defs[s.name].retries
         used = s.attempt - run.retry_base.get(s.name, 0)
         self._reset(s, f"attempt {s.attempt} {state.value} ({reason}); retry {used} of {retries}")
         self._commit(run, s, previous)
-        self._schedule(run)
+        self._schedule(run, [s.name])
 
     # ------------------------------------------------------------------ cancel
     async def _cancel_run(self, run: _Run) -> None:
@@ -978,9 +1013,9 @@ def _last_line(path: Path, limit: int = 4096) -> str | None:
 
 
 def _skipped_or_canceled(run: _Run, s: StepRun) -> str:
-    """A job the scheduler canceled on its own: in detached mode, that is Slurm dropping the
-    dependants of a failed step (kill-on-invalid-dep)."""
-    for dep in run.ex.workflow.step(s.name).after:
+    """Why a job that ended without running its step did so: an upstream step did not complete
+    (detached mode), or someone canceled it outside jupyter_stax."""
+    for dep in run.defs[s.name].after:
         d = run.steps[dep]
         if d.state.final and d.state is not StepState.COMPLETED:
             return f"not run: upstream step {dep!r} {d.state.value}"

@@ -254,8 +254,11 @@ class Store:
                 f"execution {execution_id} is now driven by engine {row['owner']}, not {owner}"
             )
 
-    def save_step(self, execution_id: str, step: StepRun, owner: str) -> ExecutionState:
-        """Commit one step's state (fenced) and the derived execution state; returns the latter."""
+    def save_step(
+        self, execution_id: str, step: StepRun, owner: str, state: ExecutionState | None = None
+    ) -> ExecutionState:
+        """Commit one step (fenced) and the execution state: ``state`` when the caller derived
+        it already (the owning engine keeps counts), else derived here from every step."""
         with self.transaction() as db:
             self._owned(db, execution_id, owner)
             db.execute(
@@ -278,7 +281,15 @@ class Store:
                     step.name,
                 ),
             )
-            return self._derive(db, execution_id)
+            if state is None:
+                return self._derive(db, execution_id)
+            t = time.time()
+            db.execute(
+                "UPDATE executions SET state=?, updated=?, finished=CASE WHEN ? THEN"
+                " COALESCE(finished, ?) ELSE NULL END WHERE id=?",
+                (state.value, t, state.final, t, execution_id),
+            )
+            return state
 
     def _derive(self, db: sqlite3.Connection, execution_id: str) -> ExecutionState:
         row = db.execute(

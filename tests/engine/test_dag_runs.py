@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def _job_alive(cluster: str, native_id: str, marker: str) -> bool:
 def test_cancel_stops_running_job_and_marks_pending_canceled(
     cluster: str, engine_factory: Callable[..., Engine], tmp_path: Path
 ) -> None:
-    marker = f"stax-cancel-{tmp_path.name}"
+    marker = f"stax-cancel-{uuid.uuid4().hex}"
     wf = {
         "name": "long",
         "steps": [
