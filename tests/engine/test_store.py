@@ -1,0 +1,89 @@
+"""The store's guarantees: fenced writes, one owner per execution, adoption of orphans only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_stax.core.clusters import ClusterRegistry
+from jupyter_stax.core.models import StepState
+from jupyter_stax.engine.engine import Engine
+from jupyter_stax.engine.store import LostOwnership, Store
+
+WF = {"name": "w", "steps": [{"name": "a", "run": "true"}, {"name": "b", "run": "true"}]}
+
+
+def _execution(store: Store, owner: str | None) -> str:
+    eng = Engine(store=store, clusters=ClusterRegistry(), adopt=False)
+    ex = eng.prepare(WF, "local", owner=owner)
+    store.insert_execution(ex)
+    return ex.id
+
+
+def test_writes_are_fenced_by_ownership(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.sqlite")
+    st.register_engine("A")
+    st.register_engine("B")
+    eid = _execution(st, "A")
+    step = st.get(eid).step("a")
+    step.state = StepState.SUBMITTED
+    st.save_step(eid, step, "A")
+    with pytest.raises(LostOwnership):
+        st.save_step(eid, step, "B")
+    # A is alive (this very process): B may not adopt its execution
+    assert st.claim_orphans("B", lease_timeout=15) == []
+    st.engine_stopped("A")  # A let go: B adopts, and A's later writes are refused
+    assert st.claim_orphans("B", lease_timeout=15) == [eid]
+    with pytest.raises(LostOwnership):
+        st.save_step(eid, step, "A")
+    st.save_step(eid, step, "B")
+    assert st.get(eid).owner == "B"
+
+
+def test_dead_process_is_seen_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    code = (
+        "import sys; from jupyter_stax.engine.store import Store; "
+        f"Store({str(path)!r}).register_engine('dead')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    st = Store(path)
+    eid = _execution(st, "dead")
+    # no lease to wait out: the engine's process is gone on this host
+    assert st.claim_orphans("me", lease_timeout=3600) == [eid]
+
+
+def test_unowned_executions_are_claimed_once(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.sqlite")
+    st.register_engine("A")
+    st.register_engine("B")
+    eid = _execution(st, None)
+    assert st.claim_orphans("A", lease_timeout=15) == [eid]
+    assert st.claim_orphans("B", lease_timeout=15) == []
+
+
+def test_ids_resolve_by_unique_prefix(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.sqlite")
+    eid = _execution(st, None)
+    assert st.resolve_id(eid[:3]) == eid
+    from jupyter_stax.core.errors import NotFound
+
+    with pytest.raises(NotFound, match="no execution"):
+        st.resolve_id("zz_%")
+
+
+def test_store_is_shared_between_processes(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    st = Store(path)
+    eid = _execution(st, None)
+    code = (
+        "from jupyter_stax.engine.store import Store; "
+        f"print(Store({str(path)!r}).get({eid!r}).state.value)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "pending"
+    assert os.path.exists(str(path) + "-wal")
