@@ -19,10 +19,10 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core import text
 from .core.errors import (
@@ -35,6 +35,11 @@ from .core.errors import (
 )
 from .core.models import Execution, ParamValue, StepRun
 from .core.states import ExecutionState, StepState
+
+if TYPE_CHECKING:
+    from .core.clusters import ClusterRegistry
+    from .engine.engine import Engine
+    from .engine.store import Store
 
 #: errors in what the user gave us: exit status 2, like usage errors
 INVALID_INPUT = (InvalidWorkflow, InvalidClusterConfig, UnknownCluster)
@@ -49,31 +54,38 @@ class Context:
 
     store_path: Path
     clusters_file: Path | None
-    _store: Any = None
-    _last_kick: float = field(default=0.0)
+    _store: Store | None = None
+    _last_kick: float = 0.0
+    _started: int = 0
 
-    def store(self) -> Any:
+    def store(self) -> Store:
         if self._store is None:
             from .engine.store import Store
 
             self._store = Store(self.store_path)
         return self._store
 
-    def clusters(self) -> Any:
+    def clusters(self) -> ClusterRegistry:
         from .core.clusters import ClusterRegistry
 
         return ClusterRegistry.load(self.clusters_file)
 
-    def engine(self, **kw: Any) -> Any:
+    def engine(self) -> Engine:
+        """An engine that adopts nothing: it drives only what it submits or takes over."""
         from .engine.engine import Engine
 
-        return Engine(store=self.store(), clusters=self.clusters(), adopt=False, **kw)
+        return Engine(store=self.store(), clusters=self.clusters(), adopt=False)
 
     def ensure_daemon(self) -> int | None:
-        from .engine.daemon import ensure_daemon
+        from .engine.daemon import ensure_daemon, log_path
 
         self._last_kick = time.monotonic()  # a new daemon needs a moment to take the lock
-        return ensure_daemon(self.store_path, self.clusters_file)
+        pid = ensure_daemon(self.store_path, self.clusters_file)
+        if pid is not None:
+            self._started += 1
+            if self._started > 1:
+                _dim(f"the engine does not stay up; see {log_path(self.store_path)}")
+        return pid
 
     def reconcile(self, every: float = 0.0) -> None:
         """Start the daemon when executions nobody drives exist (detached ones, or after a
@@ -130,14 +142,15 @@ def follow(ctx: Context, eid: str) -> int:
     store = ctx.store()
     tty = sys.stderr.isatty()
     seen: dict[str, tuple[StepState, int]] = {}
+    shown = ""
     try:
         while True:
             ex = store.get(eid)
             now = _now()
-            if tty:
-                print(f"\r{text.progress_line(ex, now)}\x1b[K", end="", file=sys.stderr)
-                sys.stderr.flush()
-            else:
+            if tty and (line := text.progress_line(ex, now)) != shown:
+                print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
+                shown = line
+            elif not tty:
                 for s in ex.steps:
                     key = (s.state, s.attempt)
                     if seen.get(s.name, (StepState.PENDING, 0)) != key:
@@ -189,7 +202,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     eng = ctx.engine()
     ex = eng.prepare(workflow, args.cluster, params, options, steps, owner=None)
-    eng._write_provenance(ex)
+    eng.write_provenance(ex)
     store.insert_execution(ex)
     ctx.ensure_daemon()
     if args.quiet:
@@ -224,7 +237,7 @@ def cmd_wait(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     ctx.reconcile()
-    items = store.list(state=args.state, limit=args.limit)
+    items = store.list_executions(state=args.state, limit=args.limit)
     if args.json:
         _print_json([ex.model_dump(mode="json") for ex in items])
     elif items:
@@ -292,17 +305,11 @@ def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def _retry(ctx: Context, eid: str) -> Execution:
-    from .engine.engine import Engine
 
-    class ResetOnly(Engine):
-        """Resets the steps and commits, but submits nothing: the daemon adopts the execution
-        when this engine stops, so no job becomes a child of this short-lived process."""
-
-        def _schedule(self, run: Any) -> None:
-            return None
-
-    async with ResetOnly(store=ctx.store(), clusters=ctx.clusters(), adopt=False) as eng:
-        ex: Execution = await eng.retry(eid)
+    # reset only: the daemon adopts and drives the execution when this engine stops, so no job
+    # becomes a child of this short-lived process
+    async with ctx.engine() as eng:
+        ex: Execution = await eng.retry(eid, schedule=False)
     return ex
 
 
@@ -310,49 +317,53 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     eid = store.resolve_id(args.id)
     s = _step(store.get(eid), args.step)
-    if args.attempt is not None and not 1 <= args.attempt <= max(s.attempt, 1):
+    want: int | None = args.attempt
+    if want is not None and not 1 <= want <= max(s.attempt, 1):
         raise NotFound(
-            f"step {s.name!r} has no attempt {args.attempt}"
+            f"step {s.name!r} has no attempt {want}"
             + (f"; attempts: 1..{s.attempt}" if s.attempt else " (it has not started)")
         )
     out = sys.stdout.buffer
-
-    def path_of(step: StepRun) -> Path:
-        p = Path(step.stderr if args.stderr else step.stdout)
-        if args.attempt is not None and args.attempt != step.attempt:
-            p = p.with_name(f"{p.name}.{args.attempt}")
-        return p
-
-    if not args.follow or (args.attempt is not None and args.attempt != s.attempt):
-        try:
-            out.write(path_of(s).read_bytes())
-        except FileNotFoundError:
-            pass
-        out.flush()
-        return 0
-    return _tail(ctx, eid, s, path_of, out)
+    if args.follow and (want is None or want >= s.attempt):
+        return _tail(ctx, eid, s.name, args.stderr, want, out)
+    try:
+        out.write(_output(s, args.stderr, want).read_bytes())
+    except FileNotFoundError:
+        pass  # no output (yet)
+    out.flush()
+    return 0
 
 
-def _tail(ctx: Context, eid: str, s: StepRun, path_of: Callable[[StepRun], Path], out: Any) -> int:
+def _output(s: StepRun, stderr: bool, attempt: int | None) -> Path:
+    """The output file of the current attempt, or the renamed one of an earlier attempt."""
+    p = Path(s.stderr if stderr else s.stdout)
+    return p.with_name(f"{p.name}.{attempt}") if attempt and attempt < s.attempt else p
+
+
+def _tail(ctx: Context, eid: str, name: str, stderr: bool, only: int | None, out: Any) -> int:
+    """Print the output as it grows until the step is final (across automatic retries, unless
+    ``only`` names one attempt)."""
     store = ctx.store()
-    attempt, f = s.attempt, None
+    attempt, f, done = 0, None, (-1, 0)  # done: (inode, size) of the file last finished
     try:
         while True:
-            s = store.get(eid).step(s.name)
-            final = s.state.final
-            if s.attempt != attempt:  # a new attempt: finish the old file, then follow the new one
-                if f is not None:
-                    out.write(f.read())
-                    f.close()
-                    f = None
-                if attempt:
-                    print(f"--- attempt {s.attempt} ---", file=sys.stderr, flush=True)
-                attempt = s.attempt
+            s = store.get(eid).step(name)
+            final = s.state.final or (only is not None and s.attempt > only)
+            if s.attempt != attempt and f is not None and not final:
+                out.write(f.read())  # the previous attempt's file (renamed): finish it
+                done = (os.fstat(f.fileno()).st_ino, f.tell())
+                f.close()
+                f = None
+                print(f"--- attempt {s.attempt} ---", file=sys.stderr, flush=True)
+            attempt = s.attempt if only is None else only
             if f is None:
                 try:
-                    f = open(path_of(s), "rb")  # noqa: SIM115 - kept open across iterations
+                    f = open(_output(s, stderr, attempt), "rb")  # noqa: SIM115 - read in a loop
                 except FileNotFoundError:
                     pass
+                else:  # opened the file just finished (seen before its attempt was committed)
+                    if os.fstat(f.fileno()).st_ino == done[0]:
+                        f.seek(done[1])
             if f is not None:
                 out.write(f.read())
                 out.flush()
@@ -512,8 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        sys.stderr.close()  # `jupyter stax logs ... | head`: not an error
+    except BrokenPipeError:  # `jupyter stax logs ... | head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
         return 0
 
 

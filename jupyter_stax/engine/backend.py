@@ -397,7 +397,9 @@ class Backend:
         with self._lock:
             job = self._jobs.get(key)
         try:
-            if job is not None and job.native_id is not None:
+            # PSI/J's local attach() does not set job.native_id, but its cancel() works on the
+            # attached process (and kills the whole process tree, unlike a plain kill)
+            if job is not None and (job.native_id is not None or self.scheduler == "local"):
                 self._executor.cancel(job)
             elif self.scheduler == "local":
                 os.kill(int(native_id), 15)

@@ -61,18 +61,6 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def daemon_pid(store_path: Path) -> int | None:
-    """The pid of the daemon serving ``store_path``, or None when none holds the lock."""
-    fd = _open_lock(store_path)
-    try:
-        if _try_lock(fd):
-            return None
-        data = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(data) if data.isdigit() else None
-    finally:
-        os.close(fd)
-
-
 def ensure_daemon(store_path: Path, clusters_file: Path | None) -> int | None:
     """Start a daemon for ``store_path`` unless one holds the lock; returns the new pid or None.
 

@@ -19,9 +19,9 @@ execution carries a warning until the scheduler answers again.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import concurrent.futures
 import contextlib
+import heapq
 import json
 import logging
 import os
@@ -185,7 +185,7 @@ class Engine:
         ex = self.prepare(workflow, cluster, params, options, steps, owner=self.id)
         self.store.insert_execution(ex)
         run = self._new_run(ex)
-        self._write_provenance(ex)
+        self.write_provenance(ex)
         self._publish(run, None, ex.state.value, None)
         self._schedule(run)
         if ex.options.detached:
@@ -319,8 +319,11 @@ class Engine:
         await self._cancel_run(run)
         return self.get(eid)
 
-    async def retry(self, execution_id: str) -> Execution:
-        """Run the failed, lost, canceled and skipped steps again, as new attempts."""
+    async def retry(self, execution_id: str, *, schedule: bool = True) -> Execution:
+        """Run the failed, lost, canceled and skipped steps again, as new attempts.
+
+        ``schedule=False`` only resets the steps (committed): a short-lived client does that and
+        lets a long-lived engine adopt and drive the execution when the client stops."""
         eid = self.store.resolve_id(execution_id)
         if eid in self._runs:
             raise Conflict(f"execution {eid} is still running; wait for it or cancel it first")
@@ -348,7 +351,8 @@ class Engine:
                 previous = s.state
                 self._reset(s, "retry requested")
                 self._commit(run, s, previous)
-        self._schedule(run)
+        if schedule:
+            self._schedule(run)
         return self.get(eid)
 
     # ------------------------------------------------------------------ internals: runs
@@ -379,7 +383,8 @@ class Engine:
         self.last_activity = time.monotonic()
         return run
 
-    def _write_provenance(self, ex: Execution) -> None:
+    def write_provenance(self, ex: Execution) -> None:
+        """Write ``execution.json`` (workflow, params, options) into the execution directory."""
         root = Path(ex.work_dir)
         root.mkdir(parents=True, exist_ok=True)
         doc = {
@@ -869,6 +874,9 @@ class Engine:
                     pass
                 except Exception:
                     log.exception("could not adopt execution %s", eid)
+                    run = self._runs.pop(eid, None)
+                    if run is not None:
+                        run.done.set()
 
     async def _resume(self, eid: str) -> _Run | None:
         """Take over an execution: re-attach to its jobs by native id, then drive it on."""

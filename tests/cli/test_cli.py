@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -23,7 +25,7 @@ import pytest
 
 from jupyter_stax.core import text
 from jupyter_stax.core.models import Execution, StepRun, Workflow
-from jupyter_stax.core.states import StepState
+from jupyter_stax.core.states import StepState, execution_state
 
 DEMO = """\
 name: demo
@@ -221,7 +223,7 @@ def test_failure_stderr_and_retry(cli: Stax) -> None:
 
 
 def test_run_returns_at_once_and_the_daemon_drives_then_exits(cli: Stax) -> None:
-    cli.write("short.yaml", "name: short\nsteps:\n  - {name: a, run: 'sleep 1.5; echo done'}\n")
+    cli.write("short.yaml", "name: short\nsteps:\n  - {name: a, run: 'sleep 3; echo done'}\n")
     t = time.monotonic()
     r = cli("run", "short.yaml")
     assert time.monotonic() - t < 5 and r.returncode == 0, r.stderr
@@ -260,6 +262,69 @@ def test_cancel_running_step_kills_it(cli: Stax) -> None:
         r = cli("cancel", eid)
         assert r.returncode == 1
         assert r.stderr == f"error: execution {eid} is already canceled; nothing to cancel\n"
+    finally:
+        kill(pgrep(marker))
+
+
+def test_wait_on_a_terminal_redraws_and_ctrl_c_stops_only_following(cli: Stax) -> None:
+    marker = f"sleep {random.randint(400000, 499999)}"
+    cli.write("nap.yaml", f"name: nap\nsteps:\n  - {{name: nap, run: '{marker}'}}\n")
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the command on a terminal
+        os.chdir(cli.cwd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.execvp(JUPYTER.split()[0], [*JUPYTER.split(), "stax", "run", "nap.yaml", "--wait"])
+    out = b""
+
+    def read_until(needle: bytes, timeout: float) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while needle not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:  # the child closed the terminal
+                    return
+
+    try:
+        read_until(b"1 running", 30)
+        assert b"\r[..........] 0/1 done \xc2\xb7 1 running \xc2\xb7 0 failed \xc2\xb7 0:0" in out
+        os.write(fd, b"\x03")  # Ctrl-C
+        read_until(b"jupyter stax wait", 10)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 130
+    finally:
+        os.close(fd)
+    text_out = out.decode()
+    eid = text_out.split()[1]
+    assert f"stopped following; execution {eid} goes on. Re-attach: jupyter stax wait {eid}" in (
+        text_out
+    )
+    assert "Traceback" not in text_out
+    try:
+        assert cli.status(eid)["state"] == "running"
+        assert pgrep(marker)
+        assert cli("cancel", eid).returncode == 0
+    finally:
+        kill(pgrep(marker))
+
+
+def test_cancel_after_daemon_restart_kills_adopted_step(cli: Stax) -> None:
+    marker = f"sleep {random.randint(500000, 599999)}"
+    cli.write("slow.yaml", f"name: slow\nsteps:\n  - {{name: nap, run: '{marker}'}}\n")
+    eid = cli.submit("slow.yaml")
+    try:
+        wait_for(lambda: pgrep(marker), 30, "the sleep process")
+        first = cli.daemon_pids()
+        kill(first)  # SIGTERM: the daemon lets go, the job runs on
+        assert pgrep(marker)
+        r = cli("status", eid, "--json")  # starts a new daemon, which adopts the running job
+        assert "started the engine" in r.stderr
+        assert json.loads(r.stdout)["state"] == "running"
+        wait_for(lambda: cli.status(eid)["owner"], 10, "the new daemon to adopt it")
+        assert cli("cancel", eid).returncode == 0
+        assert cli.status(eid)["state"] == "canceled"
+        wait_for(lambda: not pgrep(marker), 5, "the adopted sleep process to be killed")
     finally:
         kill(pgrep(marker))
 
@@ -397,6 +462,34 @@ def test_slurm_detach_runs_without_engine(cli: Stax, slurm: str) -> None:
     assert log.read_text().split() == ["s1", "s2", "s3", "s4", "s5"]
 
 
+@pytest.mark.slurm
+def test_slurm_cancel_detached_takes_over(cli: Stax, slurm: str) -> None:
+    """Nobody drives a detached execution: cancel takes it over and scancels its jobs."""
+    cli.write(
+        "long.yaml",
+        "name: long\nsteps:\n  - {name: a, run: 'sleep 120'}\n"
+        "  - {name: b, after: [a], run: 'sleep 120'}\n",
+    )
+    out = cli.ok("run", "long.yaml", "--cluster", "slurm", "--detach")
+    eid = out.split()[1]
+    native = [line.split()[2] for line in out.splitlines()[1:3]]
+    assert not cli.daemon_pids()
+    r = cli("cancel", eid)
+    assert r.returncode == 0, r.stderr
+    steps = cli.status(eid)["steps"]
+    assert [s["state"] for s in steps] == ["canceled", "canceled"]
+
+    def gone() -> bool:
+        out = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(native), "-t", "PD,R,CG", "-o", "%i"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        return not out.split()
+
+    wait_for(gone, 20, "Slurm to drop the jobs")
+
+
 # ---------------------------------------------------------------------- text rendering (pure)
 def _execution(states: list[StepState]) -> Execution:
     t0 = datetime(2024, 1, 1, 12, tzinfo=timezone.utc)
@@ -422,7 +515,13 @@ def _execution(states: list[StepState]) -> Execution:
         for i, st in enumerate(states)
     ]
     return Execution(
-        id="abcd1234", workflow=wf, cluster="local", created_at=t0, work_dir="/d", steps=steps
+        id="abcd1234",
+        workflow=wf,
+        cluster="local",
+        created_at=t0,
+        state=execution_state(states),
+        work_dir="/d",
+        steps=steps,
     )
 
 

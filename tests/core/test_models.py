@@ -98,7 +98,7 @@ def test_unknown_field_and_bad_values_name_the_step() -> None:
 
 def test_yaml_syntax_error_has_line_number() -> None:
     with pytest.raises(InvalidWorkflow, match="at line 5, column 3"):
-        load_workflow("name: x\nsteps:\n  - name: a\n    run: [unclosed, \"x\"\n  - name: b\n")
+        load_workflow('name: x\nsteps:\n  - name: a\n    run: [unclosed, "x"\n  - name: b\n')
 
 
 def test_bad_step_names_are_refused() -> None:
