@@ -13,7 +13,10 @@ jupyter stax clusters
 echo "== the README workflow on local" >&2
 jupyter stax run examples/demo.yaml --cluster local --param n=10 --wait
 echo "== a diamond with a retried step on local" >&2
-jupyter stax run examples/diamond.yaml --cluster local --wait
+id=$(jupyter stax run examples/diamond.yaml --cluster local -q)
+jupyter stax wait "$id"
+echo "== what its last step printed (jupyter stax logs $id join)" >&2
+jupyter stax logs "$id" join
 if [ "${1:-}" = --slurm ]; then
   echo "== starting the one-machine Slurm" >&2
   eval "$(bash scripts/slurm/start-slurm.sh)"
