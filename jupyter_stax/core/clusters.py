@@ -35,8 +35,15 @@ def default_work_dir() -> Path:
 class ClusterRegistry:
     """Named clusters; ``local`` (PSI/J's local executor) is always present."""
 
-    def __init__(self, clusters: Iterable[Cluster] = (), *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        clusters: Iterable[Cluster] = (),
+        *,
+        source: str | None = None,
+        work_dir: str | Path | None = None,
+    ) -> None:
         self.source = source
+        self.default_work_dir = Path(work_dir).expanduser() if work_dir else None
         self._clusters: dict[str, Cluster] = {LOCAL: Cluster(name=LOCAL, scheduler="local")}
         for c in clusters:
             if c.name == LOCAL and c.scheduler != "local":
@@ -53,10 +60,16 @@ class ClusterRegistry:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, extra: Mapping[str, Mapping[str, Any]] | None = None
+        cls,
+        path: str | Path | None = None,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        work_dir: str | Path | None = None,
     ) -> ClusterRegistry:
         """Clusters from the clusters file (missing file = only ``local``) plus ``extra``
-        (``{name: settings}``, e.g. from traitlets), which win over the file."""
+        (``{name: settings}``, e.g. from traitlets), which win over the file. ``work_dir``: where
+        executions of clusters without their own ``work_dir`` go (default: see
+        :func:`default_work_dir`)."""
         file = Path(path).expanduser() if path else default_clusters_file()
         clusters: dict[str, Cluster] = {}
         if file.exists():
@@ -75,7 +88,7 @@ class ClusterRegistry:
             clusters[name] = to_model(
                 Cluster, data, source=f"cluster setting {name!r}", error=InvalidClusterConfig
             )
-        return cls(clusters.values(), source=str(file))
+        return cls(clusters.values(), source=str(file), work_dir=work_dir)
 
     def get(self, name: str) -> Cluster:
         try:
@@ -101,4 +114,6 @@ class ClusterRegistry:
         return list(self._clusters)
 
     def work_dir(self, cluster: Cluster) -> Path:
-        return Path(cluster.work_dir).expanduser() if cluster.work_dir else default_work_dir()
+        if cluster.work_dir:
+            return Path(cluster.work_dir).expanduser()
+        return self.default_work_dir or default_work_dir()
