@@ -17,7 +17,7 @@ $PY -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^
 $PY -c 'import jupyter_stax, psij, pydantic' || { log "pip install failed"; exit 1; }
 
 log "starting Slurm (2 nodes)"
-export SLURM_NODES=${SLURM_NODES:-2} SLURM_CPUS=${SLURM_CPUS:-8}
+export SLURM_NODES=${SLURM_NODES:-2}   # SLURM_CPUS=N advertises more CPUs per node (see the script)
 eval "$(bash scripts/slurm/start-slurm.sh)"
 export SLURM_CONF
 if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh || true' EXIT; fi
