@@ -18,6 +18,8 @@ from jupyter_stax.core.clusters import ClusterRegistry
 from jupyter_stax.core.models import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the README's example workflow, also shipped as examples/demo.yaml (test_models checks both)
+DEMO_WORKFLOW = (ROOT / "examples" / "demo.yaml").read_text()
 SLURM_SCRIPTS = ROOT / "scripts" / "slurm"
 
 

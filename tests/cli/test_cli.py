@@ -27,17 +27,9 @@ from jupyter_stax.core import text
 from jupyter_stax.core.models import Execution, StepRun, Workflow
 from jupyter_stax.core.states import StepState, execution_state
 
-DEMO = """\
-name: demo
-params: {n: 3}
-steps:
-  - name: make
-    run: seq {{n}} > numbers.txt
-  - name: total
-    after: [make]
-    run: awk '{s+=$1} END {print s}' ../make/numbers.txt
-    resources: {ntasks: 1, time: "00:05:00"}
-"""
+from ..conftest import DEMO_WORKFLOW
+
+DEMO = DEMO_WORKFLOW
 
 FAILING = """\
 name: fails

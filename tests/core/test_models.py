@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +19,26 @@ from jupyter_stax.core.units import format_walltime, parse_memory, parse_walltim
 
 ROOT = Path(__file__).resolve().parents[2]
 
-README_WORKFLOW = """\
-name: demo
-params: {n: 3}
-steps:
-  - name: make
-    run: seq {{n}} > numbers.txt
-  - name: total
-    after: [make]
-    run: awk '{s+=$1} END {print s}' ../make/numbers.txt
-    resources: {ntasks: 1, time: "00:05:00"}
-"""
+README = (ROOT / "README.md").read_text()
+
+
+def _readme_yaml_blocks() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+def test_readme_yaml_examples_are_the_shipped_ones_and_valid(tmp_path: Path) -> None:
+    blocks = _readme_yaml_blocks()
+    workflows = [b for b in blocks if b.startswith("name:")]
+    clusters = [b for b in blocks if b.startswith("clusters:")]
+    assert workflows and clusters
+    demo = (ROOT / "examples" / "demo.yaml").read_text()
+    assert workflows[0] in demo, "README's workflow differs from examples/demo.yaml"
+    for w in workflows:
+        check(load_workflow(w))
+    for i, c in enumerate(clusters):
+        f = tmp_path / f"clusters{i}.yaml"
+        f.write_text(c)
+        assert len(ClusterRegistry.load(f).names()) >= 2
 
 
 def _wf(*steps: dict[str, object], **kw: object) -> dict[str, object]:
@@ -36,7 +46,7 @@ def _wf(*steps: dict[str, object], **kw: object) -> dict[str, object]:
 
 
 def test_readme_workflow_loads_and_checks() -> None:
-    wf = load_workflow(README_WORKFLOW)
+    wf = load_workflow((ROOT / "examples" / "demo.yaml").read_text())
     check(wf)
     assert [s.name for s in wf.steps] == ["make", "total"]
     assert wf.step("total").resources.time_seconds == 300

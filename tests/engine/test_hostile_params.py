@@ -11,22 +11,9 @@ from hypothesis import strategies as st
 
 from jupyter_stax.engine.engine import Engine
 
+from ..core.test_params import NASTY
 from .conftest import arun
 
-NASTY = [
-    "x; rm -rf ~",
-    "$(touch PWNED)",
-    "`touch PWNED`",
-    "a'b\"c",
-    "\n",
-    "-n",
-    "*",
-    "$HOME",
-    "{{v}}",
-    "EOF\ntouch PWNED",
-    "\\",
-    "%s%n",
-]
 VALUE = st.one_of(
     st.sampled_from(NASTY),
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40),
