@@ -397,12 +397,14 @@ class Backend:
         with self._lock:
             job = self._jobs.get(key)
         try:
-            # PSI/J's local attach() does not set job.native_id, but its cancel() works on the
-            # attached process (and kills the whole process tree, unlike a plain kill)
-            if job is not None and (job.native_id is not None or self.scheduler == "local"):
+            if self.scheduler == "local" and (job is None or job.native_id is None):
+                # an attached (adopted) process: PSI/J's cancel() sets a kill flag its reaper
+                # retries every 0.1 s; once another parent reaped the process, that raises and
+                # kills the reaper thread, freezing every local job of this process. Kill the
+                # process tree ourselves; the reaper then sees it end.
+                _kill_tree(int(native_id))
+            elif job is not None and job.native_id is not None:
                 self._executor.cancel(job)
-            elif self.scheduler == "local":
-                os.kill(int(native_id), 15)
             else:
                 job = self._job(key)
                 self._executor.attach(job, native_id)
@@ -454,6 +456,21 @@ class Backend:
         thread = getattr(self._executor, "_queue_poll_thread", None)
         if thread is not None:
             thread.done = True
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _config_class(cls: Any) -> Any:

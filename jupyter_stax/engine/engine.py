@@ -68,6 +68,11 @@ class Event:
     previous: str | None
     time: float
     execution_state: str
+    step_run: StepRun | None = None
+    """the step as just committed (a copy), for step events"""
+    done: int = 0
+    total: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -418,7 +423,18 @@ class Engine:
                 log.error("engine task %s failed", t.get_name(), exc_info=exc)
 
     def _publish(self, run: _Run, step: str | None, state: str, previous: str | None) -> None:
-        ev = Event(run.id, step, state, previous, time.time(), run.ex.state.value)
+        ev = Event(
+            run.id,
+            step,
+            state,
+            previous,
+            time.time(),
+            run.ex.state.value,
+            run.steps[step].model_copy() if step else None,
+            sum(n for st, n in run.counts.items() if st.final),
+            len(run.steps),
+            tuple(run.ex.warnings),
+        )
         for cb in list(self._subscribers):
             try:
                 cb(ev)

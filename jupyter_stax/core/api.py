@@ -1,0 +1,179 @@
+"""Wire models of the REST API (``<base_url>stax/api/``) beside those of :mod:`.models`.
+
+Pure pydantic, like the rest of ``core``: the server's handlers, the OpenAPI document
+(:mod:`jupyter_stax.server.openapi`) and the REST clients all speak these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .models import Cluster, Execution, ParamValue, SubmitOptions, Workflow
+from .states import ExecutionState
+
+#: bounds of ``GET executions?limit=``
+PAGE_LIMIT_DEFAULT = 50
+PAGE_LIMIT_MAX = 500
+#: bounds of ``GET .../log?limit=`` (bytes)
+LOG_LIMIT_DEFAULT = 1 << 20
+LOG_LIMIT_MAX = 8 << 20
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Wire):
+    """Every error answer of the API (4xx and 5xx) has this shape."""
+
+    message: str = Field(description="what was wrong, and what to do about it")
+    details: list[str] = Field(
+        default_factory=list, description="one line per problem (e.g. each invalid field)"
+    )
+    error: str = Field(description="the error's class name, e.g. InvalidWorkflow, NotFound")
+
+
+class ClusterInfo(Cluster):
+    """A configured cluster with its effective work directory."""
+
+    work_dir: str = Field(
+        description="where execution directories go (the cluster's own, or the default)"
+    )
+
+
+class NodeCounts(_Wire):
+    """Nodes of the cluster's partition (all partitions when it names none), by state."""
+
+    total: int
+    idle: int
+    allocated: int = Field(description="allocated, mixed or completing")
+    unavailable: int = Field(
+        description="down, drained, draining, failing, not responding, reserved or other"
+    )
+    by_state: dict[str, int] = Field(
+        default_factory=dict, description="the scheduler's own state names and their node counts"
+    )
+
+
+class JobCounts(_Wire):
+    """This user's jobs (all of them, not only jupyter_stax's) in the cluster's partition."""
+
+    queued: int
+    running: int
+    completing: int = 0
+
+
+class SlurmSummary(_Wire):
+    """Live numbers from ``sinfo`` and ``squeue --me``."""
+
+    scheduler: Literal["slurm"] = "slurm"
+    partition: str | None = None
+    nodes: NodeCounts
+    jobs: JobCounts
+    time: datetime
+
+
+class LocalSummary(_Wire):
+    """The machine the Jupyter server runs on."""
+
+    scheduler: Literal["local"] = "local"
+    cpus: int | None = Field(description="os.cpu_count()")
+    load_average: list[float] | None = Field(
+        description="1, 5 and 15 minute load averages (None where the OS has none)"
+    )
+    running_steps: int = Field(
+        description="steps of this cluster that are submitted, queued or running (from the store)"
+    )
+    time: datetime
+
+
+ClusterSummary = Annotated[SlurmSummary | LocalSummary, Field(discriminator="scheduler")]
+
+
+class ClusterDetail(ClusterInfo):
+    """A cluster with live numbers from its scheduler, where the scheduler offers them."""
+
+    summary: ClusterSummary | None = None
+    note: str | None = Field(None, description="why there is no summary, when there is none")
+
+
+class ImageList(_Wire):
+    """StaX images usable on a cluster (the catalogs come with the images feature)."""
+
+    images: list[dict[str, Any]] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list, description="catalogs the images come from")
+    note: str | None = None
+
+
+class SubmitRequest(_Wire):
+    """Body of ``POST executions``."""
+
+    workflow: Workflow | str = Field(
+        description="the workflow as an object, or as YAML text (never a server-side path)"
+    )
+    cluster: str | None = Field(
+        None, description="cluster to run on (default: the server's StaxApp.default_cluster)"
+    )
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="parameter values (override the workflow's defaults)"
+    )
+    options: SubmitOptions = Field(default_factory=SubmitOptions)
+    steps: list[str] | None = Field(
+        None, description="run only these steps and what they depend on (default: all)"
+    )
+
+
+class ExecutionSummary(_Wire):
+    """One line of ``GET executions``."""
+
+    id: str
+    name: str
+    cluster: str
+    state: ExecutionState
+    created_at: datetime
+    finished_at: datetime | None = None
+    done: int = Field(description="steps in a final state")
+    total: int = Field(description="steps in the execution")
+    counts: dict[str, int] = Field(
+        description="number of steps per state (states with none left out)"
+    )
+    warnings: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, ex: Execution) -> ExecutionSummary:
+        done, total = ex.progress
+        return cls(
+            id=ex.id,
+            name=ex.workflow.name,
+            cluster=ex.cluster,
+            state=ex.state,
+            created_at=ex.created_at,
+            finished_at=ex.finished_at,
+            done=done,
+            total=total,
+            counts=ex.counts(),
+            warnings=ex.warnings,
+        )
+
+
+class ExecutionPage(_Wire):
+    """Newest first; pass ``next_cursor`` as ``cursor`` to get the next (older) page."""
+
+    executions: list[ExecutionSummary]
+    next_cursor: str | None = Field(None, description="None on the last page")
+
+
+class LogChunk(_Wire):
+    """A piece of a step's stdout or stderr. ``offset`` and ``next_offset`` count BYTES."""
+
+    data: str = Field(
+        description="UTF-8 text; a character is never split at the end of a chunk (undecodable "
+        "bytes elsewhere become U+FFFD)"
+    )
+    offset: int = Field(description="byte offset of data in the file")
+    next_offset: int = Field(description="offset to ask for next")
+    size: int = Field(description="size of the file in bytes when it was read")
+    eof: bool = Field(description="the step is final and everything was read: stop following")

@@ -1,0 +1,326 @@
+"""The OpenAPI 3.1 document of the REST API, generated from the pydantic models.
+
+``python -m jupyter_stax.server.openapi > docs/openapi.json`` writes the committed copy; a test
+fails when it drifts from this code, and another when a route of :mod:`.handlers` is missing
+here (or the other way round). Served at ``GET <base_url>stax/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from ..core import api
+from ..core.models import Execution
+from ..core.states import ExecutionState
+
+REF = "#/components/schemas/{model}"
+#: the API's version (not the package's): bumped on incompatible changes
+API_VERSION = "1"
+PREFIX = "/stax/api"
+
+_ERRORS = {
+    400: "bad input: a query parameter, the body or the workflow is not valid (details list "
+    "every problem)",
+    403: "not authenticated (send 'Authorization: token <TOKEN>') or not authorized, or a log "
+    "file that points outside its step directory",
+    404: "unknown execution, step, cluster or attempt",
+    409: "the request does not fit the execution's state",
+    500: "a bug in jupyter_stax (the server log has the traceback)",
+    503: "jupyter_stax is starting or could not start in this server, or the scheduler did not "
+    "answer",
+}
+#: errors every operation may answer with
+_ALWAYS = (403, 500, 503)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Literal["path", "query"]
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    status: int
+    response: type[BaseModel] | tuple[str, type[BaseModel]] | None
+    errors: tuple[int, ...] = ()
+    params: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    description: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _path(name: str, description: str) -> Param:
+    return Param(name, "path", {"type": "string"}, description, required=True)
+
+
+_EXEC = _path("execution_id", "an execution id, or a unique prefix of one (like the CLI accepts)")
+
+OPERATIONS: tuple[Op, ...] = (
+    Op(
+        "get",
+        "/clusters",
+        "listClusters",
+        "The configured clusters",
+        200,
+        ("array", api.ClusterInfo),
+    ),
+    Op(
+        "get",
+        "/clusters/{name}",
+        "getCluster",
+        "A cluster with live numbers from its scheduler",
+        200,
+        api.ClusterDetail,
+        (404,),
+        (_path("name", "cluster name"),),
+        description="Slurm: node counts by state (sinfo) and your queued/running jobs "
+        "(squeue --me) in the cluster's partition; local: CPUs, load average and running steps; "
+        "other schedulers: summary null with a note. 503 when a scheduler command fails or "
+        "times out, with its message.",
+    ),
+    Op(
+        "get",
+        "/images",
+        "listImages",
+        "StaX images usable on a cluster",
+        200,
+        api.ImageList,
+        (404,),
+        (Param("cluster", "query", {"type": "string"}, "only images that fit this cluster"),),
+        description="Empty until the StaX images feature arrives.",
+    ),
+    Op(
+        "get",
+        "/executions",
+        "listExecutions",
+        "Executions, newest first, a page at a time",
+        200,
+        api.ExecutionPage,
+        (400,),
+        (
+            Param(
+                "state",
+                "query",
+                {"enum": [s.value for s in ExecutionState]},
+                "only executions in this state",
+            ),
+            Param(
+                "limit",
+                "query",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": api.PAGE_LIMIT_MAX,
+                    "default": api.PAGE_LIMIT_DEFAULT,
+                },
+                "executions per page",
+            ),
+            Param(
+                "cursor", "query", {"type": "string"}, "next_cursor of the previous page (opaque)"
+            ),
+        ),
+    ),
+    Op(
+        "post",
+        "/executions",
+        "submitExecution",
+        "Validate and start a workflow",
+        201,
+        Execution,
+        (400, 404),
+        body=api.SubmitRequest,
+        description="Everything is checked before anything is submitted; 400 lists every "
+        "problem of the workflow. 404: unknown cluster.",
+        headers={"Location": "the URL of the new execution"},
+    ),
+    Op(
+        "get",
+        "/executions/{execution_id}",
+        "getExecution",
+        "An execution with all its steps",
+        200,
+        Execution,
+        (404,),
+        (_EXEC,),
+    ),
+    Op(
+        "delete",
+        "/executions/{execution_id}",
+        "cancelExecution",
+        "Cancel queued and running jobs and pending steps",
+        202,
+        Execution,
+        (404, 409),
+        (_EXEC,),
+        description="409 when the execution is already final.",
+    ),
+    Op(
+        "post",
+        "/executions/{execution_id}/retry",
+        "retryExecution",
+        "Run the failed, lost, canceled and skipped steps again",
+        202,
+        Execution,
+        (404, 409),
+        (_EXEC,),
+        description="409 while the execution is not final, or when it completed.",
+    ),
+    Op(
+        "get",
+        "/executions/{execution_id}/steps/{step}/log",
+        "getStepLog",
+        "A chunk of a step's stdout or stderr",
+        200,
+        api.LogChunk,
+        (400, 404),
+        (
+            _EXEC,
+            _path("step", "step name"),
+            Param(
+                "stream",
+                "query",
+                {"enum": ["stdout", "stderr"], "default": "stdout"},
+                "which stream",
+            ),
+            Param(
+                "offset",
+                "query",
+                {"type": "integer", "minimum": 0, "default": 0},
+                "byte offset to read from (next_offset of the previous chunk)",
+            ),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 0, "default": api.LOG_LIMIT_DEFAULT},
+                f"most bytes to return (larger values are cut to {api.LOG_LIMIT_MAX})",
+            ),
+            Param(
+                "attempt",
+                "query",
+                {"type": "integer", "minimum": 1},
+                "an earlier attempt's output (default: the current attempt)",
+            ),
+        ),
+        description="A missing file is an empty chunk at offset 0. Follow a log by asking "
+        "again from next_offset until eof. 403 when the file links outside the step directory.",
+    ),
+    Op("get", "/openapi.json", "getOpenAPI", "This document", 200, None),
+)
+
+
+def _schemas() -> tuple[dict[tuple[Any, str], Any], dict[str, Any]]:
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (api.ErrorBody, "serialization")
+    ]
+    for op in OPERATIONS:
+        if op.body is not None:
+            models.append((op.body, "validation"))
+        resp = op.response[1] if isinstance(op.response, tuple) else op.response
+        if resp is not None:
+            models.append((resp, "serialization"))
+    refs, defs = models_json_schema(models, ref_template=REF)
+    out: dict[tuple[Any, str], Any] = {(m, mode): schema for (m, mode), schema in refs.items()}
+    return out, defs.get("$defs", {})
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a new dict on every call)."""
+    refs, components = _schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        o: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+        if op.description:
+            o["description"] = op.description
+        if op.params:
+            o["parameters"] = [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required,
+                    "description": p.description,
+                    "schema": p.schema,
+                }
+                for p in op.params
+            ]
+        if op.body is not None:
+            o["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+            }
+        if isinstance(op.response, tuple):
+            schema: dict[str, Any] = {
+                "type": "array",
+                "items": refs[(op.response[1], "serialization")],
+            }
+        elif op.response is not None:
+            schema = refs[(op.response, "serialization")]
+        else:
+            schema = {"type": "object"}
+        ok: dict[str, Any] = {
+            "description": op.summary,
+            "content": {"application/json": {"schema": schema}},
+        }
+        if op.headers:
+            ok["headers"] = {
+                k: {"description": v, "schema": {"type": "string"}} for k, v in op.headers.items()
+            }
+        responses: dict[str, Any] = {str(op.status): ok}
+        error_ref = refs[(api.ErrorBody, "serialization")]
+        for code in sorted({*op.errors, *_ALWAYS}):
+            responses[str(code)] = {
+                "description": _ERRORS[code],
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        o["responses"] = responses
+        paths.setdefault(PREFIX + op.path, {})[op.method] = o
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jupyter_stax",
+            "version": API_VERSION,
+            "description": "REST API of the jupyter_stax Jupyter server extension: clusters, "
+            "executions of workflows, step logs. Paths are relative to the Jupyter server's "
+            "base_url. Every error answers with an ErrorBody.",
+        },
+        "servers": [{"url": "/", "description": "the Jupyter server's base_url"}],
+        "security": [{"token": []}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "token": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "'token <TOKEN>' with the Jupyter server's token",
+                }
+            },
+        },
+    }
+
+
+def dumps() -> str:
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    sys.stdout.write(dumps())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
