@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from graphlib import CycleError, TopologicalSorter
 
 from .errors import InvalidWorkflow
-from .models import ParamValue, Workflow
+from .models import ParamValue, Step, Workflow
 from .params import (
     ParamError,
     check_arithmetic_values,
@@ -64,12 +64,12 @@ def upstream(workflow: Workflow, names: Iterable[str]) -> set[str]:
 
 
 def bound_params(
-    workflow: Workflow, params: Mapping[str, ParamValue], step: str
+    workflow: Workflow, params: Mapping[str, ParamValue], step: Step
 ) -> dict[str, ParamValue]:
     """Parameter values a step sees: workflow defaults < submission values < step bindings."""
     out: dict[str, ParamValue] = dict(workflow.params)
     out.update(params)
-    out.update(workflow.step(step).params)
+    out.update(step.params)
     return out
 
 

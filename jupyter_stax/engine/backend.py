@@ -335,12 +335,17 @@ class Backend:
                 f"{self.scheduler}",
                 transient=False,
             )
-        resources = psij.ResourceSpecV1(
-            node_count=req.nodes,
-            process_count=req.ntasks,
-            cpu_cores_per_process=req.cpus_per_task,
-            gpu_cores_per_process=req.gpus_per_task,
-            memory=req.memory_bytes,
+        asked = (req.nodes, req.ntasks, req.cpus_per_task, req.gpus_per_task, req.memory_bytes)
+        resources = (
+            psij.ResourceSpecV1(
+                node_count=req.nodes,
+                process_count=req.ntasks,
+                cpu_cores_per_process=req.cpus_per_task,
+                gpu_cores_per_process=req.gpus_per_task,
+                memory=req.memory_bytes,
+            )
+            if any(v is not None for v in asked)
+            else None
         )
         spec = psij.JobSpec(
             executable="/bin/bash",

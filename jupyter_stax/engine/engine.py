@@ -127,6 +127,9 @@ class Engine:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=submit_workers, thread_name_prefix="stax-submit"
         )
+        # at most this many steps are being prepared or submitted at once: a workflow of
+        # thousands of ready steps must not hold the event loop (heartbeat, events, cancels)
+        self._slots = asyncio.Semaphore(submit_workers)
         self._backends: dict[str, Backend] = {}
         self._runs: dict[str, _Run] = {}
         self._keys: dict[str, tuple[str, str, int]] = {}
@@ -195,7 +198,7 @@ class Engine:
         self._schedule(run)
         if ex.options.detached:
             await self._until_queued(run)
-        return self.get(ex.id)
+        return run.ex.model_copy(deep=True)
 
     def prepare(
         self,
@@ -572,7 +575,7 @@ class Engine:
                 step=step,
                 attempt=attempt,
                 cluster=cluster,
-                params=bound_params(run.ex.workflow, run.ex.params, s.name),
+                params=bound_params(run.ex.workflow, run.ex.params, step),
                 step_dir=d,
                 execution_dir=Path(run.ex.work_dir),
                 require_completed=[Path(run.steps[a].directory) for a in step.after]
@@ -588,9 +591,16 @@ class Engine:
             cluster = self.clusters.get(s.cluster)
             step = run.defs[name]
             attempt = s.attempt + 1
-            job_script = self._prepare_attempt(
-                run, s, cluster, attempt, guarded=run.ex.options.detached
-            )
+            async with self._slots:  # the step's files are written on a worker thread
+                job_script = await asyncio.get_running_loop().run_in_executor(
+                    self._pool,
+                    self._prepare_attempt,
+                    run,
+                    s,
+                    cluster,
+                    attempt,
+                    run.ex.options.detached,
+                )
             r = step.resources
             req = js.JobRequest(
                 execution_id=run.id,
@@ -647,7 +657,8 @@ class Engine:
                 self._set(run, s.name, StepState.CANCELED, reason="canceled before submission")
                 return
             try:
-                native = await loop.run_in_executor(self._pool, backend.submit, key, req)
+                async with self._slots:
+                    native = await loop.run_in_executor(self._pool, backend.submit, key, req)
                 break
             except SubmitError as e:
                 if not e.transient:
@@ -664,10 +675,22 @@ class Engine:
                 self._set(run, s.name, StepState.FAILED, reason=f"not submitted: {e!r}")
                 self._schedule(run, [s.name])
                 return
+        # commit the native id together with what the scheduler already said inside submit()
+        # (PSI/J's local executor reports queued and running there): one commit, not three
+        previous = s.state
         s.native_id = native
         s.reason = None
-        self._commit(run, s, s.state)
+        later = []
         for upd in run.early.pop(s.name, []):
+            new = {"queued": StepState.QUEUED, "running": StepState.RUNNING}.get(upd.state)
+            if new is None:
+                later.append(upd)
+            elif s.state.can_become(new):
+                s.state = new
+                if new is StepState.RUNNING:
+                    s.started_at = _utc(upd.time)
+        self._commit(run, s, previous)
+        for upd in later:
             self._apply(run, upd)
         if run.ex.cancel_requested:
             await self._cancel_step(run, s)
