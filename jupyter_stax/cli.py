@@ -1,9 +1,12 @@
-"""``jupyter stax``: the command line, a client of the store and the engine.
+"""``jupyter stax``: the command line, a client like the magics.
 
-With no Jupyter server running, the command line works on the SQLite store directly and leaves
-the driving of executions to the engine daemon (:mod:`jupyter_stax.engine.daemon`), which it
-starts on demand. ``run --detach`` queues a whole workflow with Slurm dependencies instead, so no
-Python process has to survive it.
+Every command goes through a :class:`~jupyter_stax.service.StaxService`: the REST API of a
+Jupyter server that runs jupyter_stax on the same store when one is found
+(:func:`~jupyter_stax.client.find_server`; one dim line on stderr says so), else the SQLite store
+directly, with the engine daemon (:mod:`jupyter_stax.engine.daemon`) started on demand to drive
+executions. ``--no-server`` (or ``$JUPYTER_STAX_NO_SERVER=1``) always uses the store. ``run
+--detach`` queues a whole workflow with Slurm dependencies, so no Python process has to survive
+it.
 
 Every :class:`~jupyter_stax.core.errors.StaxError` becomes one ``error: ...`` line on stderr:
 exit status 2 for invalid input (workflow, clusters, usage), 1 for everything else.
@@ -12,18 +15,17 @@ exit status 2 for invalid input (workflow, clusters, usage), 1 for everything el
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .cli_follow import dim, drain, follow, now, tail, wait_final, width
+from .client import ENV_NO_SERVER
 from .core import text
 from .core.errors import (
     Conflict,
@@ -33,91 +35,41 @@ from .core.errors import (
     StaxError,
     UnknownCluster,
 )
-from .core.models import Execution, ParamValue, StepRun
-from .core.states import ExecutionState, StepState
-
-if TYPE_CHECKING:
-    from .core.clusters import ClusterRegistry
-    from .engine.engine import Engine
-    from .engine.store import Store
+from .core.models import Execution, ParamValue, SubmitOptions
+from .core.states import RETRYABLE, ExecutionState
+from .service import CANCEL_TIMEOUT, Listed, LocalService, StaxService, step_of
 
 #: errors in what the user gave us: exit status 2, like usage errors
 INVALID_INPUT = (InvalidWorkflow, InvalidClusterConfig, UnknownCluster)
-POLL = 0.25
-LEASE_TIMEOUT = 15.0
-CANCEL_TIMEOUT = 60.0
+#: the most executions one ``GET executions`` returns (PAGE_LIMIT_MAX of the API)
+PAGE = 500
 
 
 @dataclass
 class Context:
-    """What every command needs, created lazily (``clusters`` and ``schema`` open no store)."""
+    """What every command needs, created lazily (``schema`` and ``validate`` need no service)."""
 
     store_path: Path
     clusters_file: Path | None
-    _store: Store | None = None
-    _last_kick: float = 0.0
-    _started: int = 0
+    no_server: bool = False
+    _service: StaxService | None = None
 
-    def store(self) -> Store:
-        if self._store is None:
-            from .engine.store import Store
+    def service(self) -> StaxService:
+        """The Jupyter server that serves our store if one runs (and --no-server is not
+        given), else the store itself with its background engine."""
+        if self._service is None:
+            svc: StaxService | None = None
+            if not self.no_server:
+                from .client import find_server
 
-            self._store = Store(self.store_path)
-        return self._store
-
-    def clusters(self) -> ClusterRegistry:
-        from .core.clusters import ClusterRegistry
-
-        return ClusterRegistry.load(self.clusters_file)
-
-    def engine(self) -> Engine:
-        """An engine that adopts nothing: it drives only what it submits or takes over."""
-        from .engine.engine import Engine
-
-        return Engine(store=self.store(), clusters=self.clusters(), adopt=False)
-
-    def ensure_daemon(self) -> int | None:
-        from .engine.daemon import ensure_daemon, log_path
-
-        self._last_kick = time.monotonic()  # a new daemon needs a moment to take the lock
-        pid = ensure_daemon(self.store_path, self.clusters_file)
-        if pid is not None:
-            self._started += 1
-            if self._started > 1:
-                _dim(f"the engine does not stay up; see {log_path(self.store_path)}")
-        return pid
-
-    def reconcile(self, every: float = 0.0) -> None:
-        """Start the daemon when executions nobody drives exist (detached ones, or after a
-        crash). With ``every``, at most once per that many seconds."""
-        if every and time.monotonic() - self._last_kick < every:
-            return
-        self._last_kick = time.monotonic()
-        n = self.store().unowned_unfinished(LEASE_TIMEOUT)
-        if n and (pid := self.ensure_daemon()) is not None:
-            _dim(f"started the engine (pid {pid}) to drive {n} unfinished execution(s)")
-
-
-# ---------------------------------------------------------------------- output helpers
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _dim(msg: str) -> None:
-    tty = sys.stderr.isatty()
-    print(f"\x1b[2m{msg}\x1b[0m" if tty else msg, file=sys.stderr)
-
-
-def _width() -> int | None:
-    """Terminal width for cutting long reasons; None (no cutting) when stdout is not a terminal,
-    unless $COLUMNS says otherwise."""
-    if os.environ.get("COLUMNS", "").isdigit():
-        return int(os.environ["COLUMNS"])
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
+                svc = find_server(self.store_path)
+            if svc is not None:
+                note = " (--clusters is ignored: the server's clusters apply)"
+                dim(f"using the Jupyter {svc.describe()}" + (note if self.clusters_file else ""))
+            else:
+                svc = LocalService(self.store_path, self.clusters_file, notify=dim)
+            self._service = svc
+        return self._service
 
 
 def _param(value: str) -> tuple[str, str]:
@@ -127,51 +79,8 @@ def _param(value: str) -> tuple[str, str]:
     return name.strip(), val
 
 
-def _step(ex: Execution, name: str) -> StepRun:
-    try:
-        return ex.step(name)
-    except KeyError:
-        raise NotFound(
-            f"execution {ex.id} has no step {name!r}; steps: " + ", ".join(s.name for s in ex.steps)
-        ) from None
-
-
-# ---------------------------------------------------------------------- following
-def follow(ctx: Context, eid: str) -> int:
-    """Show progress until the execution is final; then the status table. 0 if completed."""
-    store = ctx.store()
-    tty = sys.stderr.isatty()
-    seen: dict[str, tuple[StepState, int]] = {}
-    shown = ""
-    try:
-        while True:
-            ex = store.get(eid)
-            now = _now()
-            if tty and (line := text.progress_line(ex, now)) != shown:
-                print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
-                shown = line
-            elif not tty:
-                for s in ex.steps:
-                    key = (s.state, s.attempt)
-                    if seen.get(s.name, (StepState.PENDING, 0)) != key:
-                        print(text.step_change_line(s, now), file=sys.stderr, flush=True)
-                    seen[s.name] = key
-            if ex.state.final:
-                break
-            ctx.reconcile(every=5.0)
-            time.sleep(POLL)
-    except KeyboardInterrupt:
-        if tty:
-            print("\r\x1b[K", end="", file=sys.stderr)
-        print(
-            f"stopped following; execution {eid} goes on. Re-attach: jupyter stax wait {eid}",
-            file=sys.stderr,
-        )
-        return 130
-    if tty:
-        print(file=sys.stderr)
-    print(text.status_text(ex, _now(), _width()))
-    return 0 if ex.state is ExecutionState.COMPLETED else 1
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
 
 
 def _follow_hint(eid: str) -> None:
@@ -181,16 +90,14 @@ def _follow_hint(eid: str) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
-    from .core.models import SubmitOptions
-
     params: dict[str, ParamValue] = dict(args.param or [])
     options = SubmitOptions(detached=args.detach, on_failure=args.on_failure)
-    workflow, steps = Path(args.file), args.step or None
+    svc = ctx.service()
+    ex = svc.submit(Path(args.file), args.cluster, params, options, args.step or None)
+    if args.quiet:
+        print(ex.id, flush=True)
+        return follow(svc, ex.id) if args.wait else 0
     if args.detach:
-        ex = asyncio.run(_submit_detached(ctx, workflow, args.cluster, params, options, steps))
-        if args.quiet:
-            print(ex.id)
-            return 0
         print(
             f"submitted {ex.id} ({ex.workflow.name}, {len(ex.steps)} steps on {ex.cluster}, "
             "detached: queued with scheduler dependencies, nothing needs to keep running)"
@@ -199,188 +106,117 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
             print(f"  {s.name}  job {s.native_id or '-'}  {s.state.value}")
         print(f"  status:  jupyter stax status {ex.id}  (reconciles its state)")
         return 0
-    store = ctx.store()
-    eng = ctx.engine()
-    ex = eng.prepare(workflow, args.cluster, params, options, steps, owner=None)
-    eng.write_provenance(ex)
-    store.insert_execution(ex)
-    ctx.ensure_daemon()
-    if args.quiet:
-        print(ex.id, flush=True)
-    else:
-        print(f"submitted {ex.id} ({ex.workflow.name}, {len(ex.steps)} steps on {ex.cluster})")
-        if not args.wait:
-            _follow_hint(ex.id)
-        sys.stdout.flush()
-    return follow(ctx, ex.id) if args.wait else 0
-
-
-async def _submit_detached(
-    ctx: Context,
-    workflow: Path,
-    cluster: str,
-    params: dict[str, ParamValue],
-    options: Any,
-    steps: list[str] | None,
-) -> Execution:
-    async with ctx.engine() as eng:
-        ex: Execution = await eng.submit(workflow, cluster, params, options, steps)
-    return ex
+    print(f"submitted {ex.id} ({ex.workflow.name}, {len(ex.steps)} steps on {ex.cluster})")
+    if not args.wait:
+        _follow_hint(ex.id)
+    sys.stdout.flush()
+    return follow(svc, ex.id) if args.wait else 0
 
 
 def cmd_wait(args: argparse.Namespace, ctx: Context) -> int:
-    store = ctx.store()
-    ctx.reconcile()
-    return follow(ctx, store.resolve_id(args.id))
+    svc = ctx.service()
+    return follow(svc, svc.get(args.id).id)
+
+
+def _listed(svc: StaxService, state: str | None, limit: int) -> list[Listed]:
+    out: list[Listed] = []
+    cursor = None
+    while len(out) < limit:
+        page, cursor = svc.list(state, min(limit - len(out), PAGE), cursor)
+        out += page
+        if cursor is None or not page:
+            break
+    return out
+
+
+def _list_rows(items: list[Listed]) -> list[list[str]]:
+    t = now()
+    rows = []
+    for x in items:
+        if isinstance(x, Execution):
+            name, (done, total) = x.workflow.name, x.progress
+        else:
+            name, done, total = x.name, x.done, x.total
+        age = text.relative_age(x.created_at, t)
+        rows.append([x.id, name, x.cluster, x.state.value, f"{done}/{total}", age])
+    return rows
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    store = ctx.store()
-    ctx.reconcile()
-    items = store.list_executions(state=args.state, limit=args.limit)
+    svc = ctx.service()
+    items = _listed(svc, args.state, args.limit)
     if args.json:
-        _print_json([ex.model_dump(mode="json") for ex in items])
+        full = [x if isinstance(x, Execution) else svc.get(x.id) for x in items]
+        _print_json([ex.model_dump(mode="json") for ex in full])
     elif items:
-        print(text.list_table(items, _now(), _width()))
+        print(text.format_table(text.LIST_HEADERS, _list_rows(items), width()))
     else:
         print("no executions" + (f" in state {args.state}" if args.state else ""))
     return 0
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    store = ctx.store()
-    ctx.reconcile()
-    ex = store.get(store.resolve_id(args.id))
+    ex = ctx.service().get(args.id)
     if args.json:
         _print_json(ex.model_dump(mode="json"))
     else:
-        print(text.status_text(ex, _now(), _width()))
+        print(text.status_text(ex, now(), width()))
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
-    store = ctx.store()
-    eid = store.resolve_id(args.id)
-    ex = asyncio.run(_cancel(ctx, eid))
+    svc = ctx.service()
+    deadline = time.monotonic() + CANCEL_TIMEOUT
+    ex = wait_final(svc, svc.cancel(args.id), deadline)
+    print(text.status_text(ex, now(), width()))
     if not ex.state.final:
-        ctx.reconcile()
-        print(text.status_text(ex, _now(), _width()))
         print(
-            f"error: cancel requested, but execution {eid} is still {ex.state.value} after "
-            f"{CANCEL_TIMEOUT:g} s; see `jupyter stax status {eid}`",
+            f"error: cancel requested, but execution {ex.id} is still {ex.state.value} after "
+            f"{CANCEL_TIMEOUT:g} s; see `jupyter stax status {ex.id}`",
             file=sys.stderr,
         )
         return 1
-    print(text.status_text(ex, _now(), _width()))
     return 0
 
 
-async def _cancel(ctx: Context, eid: str) -> Execution:
-    async with ctx.engine() as eng:
-        await eng.cancel(eid)  # drives it itself if its owner is gone, else asks the owner
-        try:
-            ex: Execution = await eng.wait(eid, timeout=CANCEL_TIMEOUT)
-        except TimeoutError:
-            ex = eng.get(eid)
-    return ex
-
-
 def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
-    store = ctx.store()
-    eid = store.resolve_id(args.id)
-    ex = store.get(eid)
+    svc = ctx.service()
+    ex = svc.get(args.id)
+    eid = ex.id
     if not ex.state.final:
         raise Conflict(f"execution {eid} is still {ex.state.value}; wait for it or cancel it first")
-    before = {s.name: s.attempt for s in ex.steps}
-    ex = asyncio.run(_retry(ctx, eid))
-    ctx.ensure_daemon()
-    again = [s for s in ex.steps if s.state is StepState.PENDING]
+    again = [s for s in ex.steps if s.state in RETRYABLE]
+    svc.retry(eid)
     print(f"retrying {len(again)} step(s) of {eid}:")
     for s in again:
-        print(f"  {s.name}  (attempt {before[s.name] + 1})")
+        print(f"  {s.name}  (attempt {s.attempt + 1})")
     if not args.wait:
         _follow_hint(eid)
     sys.stdout.flush()
-    return follow(ctx, eid) if args.wait else 0
-
-
-async def _retry(ctx: Context, eid: str) -> Execution:
-
-    # reset only: the daemon adopts and drives the execution when this engine stops, so no job
-    # becomes a child of this short-lived process
-    async with ctx.engine() as eng:
-        ex: Execution = await eng.retry(eid, schedule=False)
-    return ex
+    return follow(svc, eid) if args.wait else 0
 
 
 def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
-    store = ctx.store()
-    eid = store.resolve_id(args.id)
-    s = _step(store.get(eid), args.step)
+    svc = ctx.service()
+    ex = svc.get(args.id)
+    s = step_of(ex, args.step)
     want: int | None = args.attempt
     if want is not None and not 1 <= want <= max(s.attempt, 1):
         raise NotFound(
             f"step {s.name!r} has no attempt {want}"
             + (f"; attempts: 1..{s.attempt}" if s.attempt else " (it has not started)")
         )
+    stream = "stderr" if args.stderr else "stdout"
     out = sys.stdout.buffer
     if args.follow and (want is None or want >= s.attempt):
-        return _tail(ctx, eid, s.name, args.stderr, want, out)
-    try:
-        out.write(_output(s, args.stderr, want).read_bytes())
-    except FileNotFoundError:
-        pass  # no output (yet)
+        return tail(svc, ex.id, s.name, stream, want, out)
+    drain(svc, ex.id, s.name, stream, want if want and want <= s.attempt else None, 0, out)
     out.flush()
     return 0
 
 
-def _output(s: StepRun, stderr: bool, attempt: int | None) -> Path:
-    """The output file of the current attempt, or the renamed one of an earlier attempt."""
-    p = Path(s.stderr if stderr else s.stdout)
-    return p.with_name(f"{p.name}.{attempt}") if attempt and attempt < s.attempt else p
-
-
-def _tail(ctx: Context, eid: str, name: str, stderr: bool, only: int | None, out: Any) -> int:
-    """Print the output as it grows until the step is final (across automatic retries, unless
-    ``only`` names one attempt)."""
-    store = ctx.store()
-    attempt, f, done = 0, None, (-1, 0)  # done: (inode, size) of the file last finished
-    try:
-        while True:
-            s = store.get(eid).step(name)
-            final = s.state.final or (only is not None and s.attempt > only)
-            if s.attempt != attempt and f is not None and not final:
-                out.write(f.read())  # the previous attempt's file (renamed): finish it
-                done = (os.fstat(f.fileno()).st_ino, f.tell())
-                f.close()
-                f = None
-                print(f"--- attempt {s.attempt} ---", file=sys.stderr, flush=True)
-            attempt = s.attempt if only is None else only
-            if f is None:
-                try:
-                    f = open(_output(s, stderr, attempt), "rb")  # noqa: SIM115 - read in a loop
-                except FileNotFoundError:
-                    pass
-                else:  # opened the file just finished (seen before its attempt was committed)
-                    if os.fstat(f.fileno()).st_ino == done[0]:
-                        f.seek(done[1])
-            if f is not None:
-                out.write(f.read())
-                out.flush()
-            if final:  # read after seeing the final state: nothing more will come
-                return 0
-            ctx.reconcile(every=5.0)
-            time.sleep(POLL)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if f is not None:
-            f.close()
-
-
 def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
-    reg = ctx.clusters()
-    clusters = [c.model_copy(update={"work_dir": str(reg.work_dir(c))}) for c in reg]
+    clusters = ctx.service().clusters()
     if args.json:
         _print_json([c.model_dump(mode="json") for c in clusters])
         return 0
@@ -427,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="clusters file (default: $JUPYTER_STAX_CLUSTERS or the Jupyter config dir)",
     )
+    common.add_argument(
+        "--no-server",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="work on the store even when a Jupyter server serves it (also: "
+        "$JUPYTER_STAX_NO_SERVER=1)",
+    )
     p = argparse.ArgumentParser(
         prog="jupyter stax",
         description="Run workflows of bash steps on Slurm, PBS, Flux or the local machine.",
@@ -451,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("run", cmd_run, "submit a workflow file")
     sp.add_argument("file", help="workflow file (YAML or JSON)")
-    sp.add_argument("--cluster", "-c", default="local", help="cluster name (default: local)")
+    sp.add_argument(
+        "--cluster",
+        "-c",
+        default=None,
+        help="cluster name (default: local, or the Jupyter server's default cluster)",
+    )
     params(sp)
     sp.add_argument(
         "--step",
@@ -514,7 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # only an explicit --clusters must exist; otherwise $JUPYTER_STAX_CLUSTERS or the default
     # file (missing = only 'local'), which the daemon finds the same way
     clusters = getattr(args, "clusters", None)
-    ctx = Context(Path(store).expanduser().absolute(), clusters and clusters.expanduser())
+    no_server = getattr(args, "no_server", False) or os.environ.get(ENV_NO_SERVER, "") not in (
+        "",
+        "0",
+    )
+    ctx = Context(
+        Path(store).expanduser().absolute(), clusters and clusters.expanduser(), no_server
+    )
     try:
         return int(args.func(args, ctx))
     except StaxError as e:

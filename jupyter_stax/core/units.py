@@ -20,6 +20,8 @@ def parse_walltime(value: str | int | float) -> int:
         if value <= 0:
             raise ValueError(f"walltime {value!r} must be positive")
         return int(value * 60)
+    if not isinstance(value, str):
+        raise ValueError(f"walltime {value!r} is not a time; use MM, MM:SS, HH:MM:SS or D-HH:MM:SS")
     m = _TIME_RE.match(value.strip())
     if not m:
         raise ValueError(f"walltime {value!r} is not a time; use MM, MM:SS, HH:MM:SS or D-HH:MM:SS")
@@ -53,6 +55,8 @@ def parse_memory(value: str | int) -> int:
         if value <= 0:
             raise ValueError(f"memory {value!r} must be positive")
         return value * 1024**2
+    if not isinstance(value, str):
+        raise ValueError(f"memory {value!r} is not a size; use e.g. 512M, 4G or 2GiB")
     m = _MEM_RE.match(value)
     if not m:
         raise ValueError(f"memory {value!r} is not a size; use e.g. 512M, 4G or 2GiB")

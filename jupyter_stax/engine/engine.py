@@ -113,6 +113,7 @@ class Engine:
         record_grace: float = 3.0,
         submit_workers: int = 4,
         submit_backoff: tuple[float, ...] = SUBMIT_BACKOFF,
+        submit_settle: float = 30.0,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.clusters = clusters or ClusterRegistry.load()
@@ -124,6 +125,9 @@ class Engine:
         self.record_interval = record_interval
         self.record_grace = record_grace
         self.submit_backoff = submit_backoff
+        #: after a crash during submission: seconds (from the intent) within which an orphaned
+        #: submit command may still deliver the job; only then is the attempt submitted again
+        self.submit_settle = submit_settle
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=submit_workers, thread_name_prefix="stax-submit"
         )
@@ -921,46 +925,89 @@ class Engine:
         """Take over an execution: re-attach to its jobs by native id, then drive it on."""
         ex = self.store.get(eid)
         run = self._new_run(ex)
-        loop = asyncio.get_running_loop()
-        for s in list(run.steps.values()):
+        for name in run.order:  # upstream steps settle first (detached: dependants' skips)
+            s = run.steps[name]
             if not s.state.active:
                 continue
-            cluster = self.clusters.get(s.cluster)
-            backend = self._backend(cluster)
-            d = Path(s.directory)
+            self.clusters.get(s.cluster)  # an unknown cluster fails the adoption, loudly
             if s.native_id is None:
-                # interrupted between the intent and the scheduler's answer: did the job start?
-                start = js.read_start_record(d)
-                native = start.job_id if start and start.attempt == s.attempt else None
-                if native is None and s.job_name:
-                    native = await loop.run_in_executor(
-                        self._pool, backend.find_by_name, s.job_name
-                    )
-                if native is None:
-                    s.attempt -= 1  # never reached the scheduler: the same attempt goes again
-                    previous = s.state
-                    self._reset(s, "resubmitting: the engine stopped during submission")
-                    self._commit(run, s, previous)
-                    continue
-                s.native_id = native
-                self._commit(run, s, s.state)
-            key = f"{eid}/{s.name}/{s.attempt}"
-            self._keys[key] = (eid, s.name, s.attempt)
-            rec = js.read_exit_record(d)
-            if rec is not None and rec.attempt == s.attempt:
-                await self._finalize(run, s.name, "record", None, None)
+                # interrupted between the intent and the scheduler's answer
+                run.submitting.add(s.name)
+                self._spawn(self._recover_submission(run, s.name), f"recover {eid}/{s.name}")
                 continue
-            run.attached.add(s.name)
-            try:
-                await loop.run_in_executor(self._pool, backend.attach, key, s.native_id)
-            except JobGone:
-                await self._finalize(run, s.name, "completed", None, None, gone=True)
+            await self._reattach(run, s)
         if ex.cancel_requested:
             await self._cancel_run(run)
         self._schedule(run)
         if all(s.state.final for s in run.steps.values()):
             self._finish(run)
         return run
+
+    async def _reattach(self, run: _Run, s: StepRun) -> None:
+        """Watch the job of a step again (by native id), or settle it from its exit record."""
+        assert s.native_id
+        key = f"{run.id}/{s.name}/{s.attempt}"
+        self._keys[key] = (run.id, s.name, s.attempt)
+        rec = js.read_exit_record(Path(s.directory))
+        if rec is not None and rec.attempt == s.attempt:
+            await self._finalize(run, s.name, "record", None, None)
+            return
+        run.attached.add(s.name)
+        backend = self._backend(self.clusters.get(s.cluster))
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, backend.attach, key, s.native_id
+            )
+        except JobGone:
+            await self._finalize(run, s.name, "completed", None, None, gone=True)
+
+    async def _recover_submission(self, run: _Run, name: str) -> None:
+        """A step whose submission was interrupted (intent committed, no native id): find its
+        job (its start record, then the scheduler by job name). Only when none has appeared
+        by the time an orphaned ``sbatch`` would surely have finished is the same attempt
+        submitted again: never twice."""
+        s = run.steps[name]
+        backend = self._backend(self.clusters.get(s.cluster))
+        d = Path(s.directory)
+        settle = (
+            self.submit_settle if backend.scheduler != "local" else min(3.0, self.submit_settle)
+        )
+        since = s.submitted_at.timestamp() if s.submitted_at else time.time()
+        loop = asyncio.get_running_loop()
+        native: str | None = None
+        try:
+            while True:
+                start = js.read_start_record(d)
+                native = start.job_id if start and start.attempt == s.attempt else None
+                answered = True
+                if native is None and s.job_name:
+                    try:
+                        native = await loop.run_in_executor(
+                            self._pool, backend.find_by_name, s.job_name
+                        )
+                    except SchedulerUnavailable:
+                        answered = False  # cannot tell yet: never resubmit on a guess
+                if native is not None or (answered and time.time() >= since + settle):
+                    break
+                await asyncio.sleep(1.0)
+            if native is None:
+                s.attempt -= 1  # it never reached the scheduler: the same attempt goes again
+                previous = s.state
+                self._reset(s, "resubmitting: the engine stopped during submission")
+                self._commit(run, s, previous)
+            else:
+                s.native_id = native
+                self._commit(run, s, s.state)
+        finally:
+            run.submitting.discard(name)
+        if native is not None:
+            if run.ex.cancel_requested:
+                await self._cancel_step(run, s)
+            else:
+                await self._reattach(run, s)
+        elif run.ex.cancel_requested:
+            self._set(run, name, StepState.CANCELED, reason="canceled before submission")
+        self._schedule(run, [name])
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping(self) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
     from ..engine.engine import Engine
+    from ..service import ServerInfo
 
 ENV_SERVER_URL = "JUPYTER_STAX_SERVER_URL"
 ENV_TOKEN = "JUPYTER_STAX_TOKEN"
@@ -250,6 +251,19 @@ class StaxApp(ExtensionApp):
         self._env = env
 
     # ------------------------------------------------------------------ for handlers
+    def info(self) -> ServerInfo:
+        """What ``GET stax/api/info`` answers: clients use this server only when it serves the
+        store they would otherwise use."""
+        from ..service import ServerInfo
+
+        return ServerInfo(
+            version=__version__,
+            store=str(Path(self.store_path).expanduser().absolute()),
+            engine_id=self.engine.id if self.engine is not None else None,
+            default_cluster=self.default_cluster,
+            problem=self.problem,
+        )
+
     def require_engine(self) -> Engine:
         if self.engine is not None:
             return self.engine

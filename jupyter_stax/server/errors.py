@@ -6,6 +6,9 @@
 * tornado's ``HTTPError`` (authentication, unknown method, ...) answers with its status, in the
   same :class:`~jupyter_stax.core.api.ErrorBody` shape;
 * anything else is a bug: 500, logged with its traceback.
+
+tornado is imported inside the functions: the REST client (:mod:`jupyter_stax.client`) uses the
+error classes here without pulling in a web server.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from http.client import responses
 from typing import Any
 
 from pydantic import ValidationError
-from tornado.web import HTTPError
 
 from ..core.api import ErrorBody
 from ..core.documents import validation_messages
@@ -62,6 +64,8 @@ _BARE_MESSAGES = {
 
 def error_answer(exc: BaseException | None, status: int) -> tuple[int, ErrorBody]:
     """The status and body of the answer to ``exc`` (``status``: what tornado chose)."""
+    from tornado.web import HTTPError
+
     if isinstance(exc, StaxError):
         return exc.http_status, ErrorBody(
             message=exc.message, details=exc.details, error=type(exc).__name__
@@ -91,6 +95,8 @@ def error_answer(exc: BaseException | None, status: int) -> tuple[int, ErrorBody
 
 def log_error(exc: BaseException | None, where: str) -> None:
     """Log a failed request: bugs with their traceback, expected errors in one line."""
+    from tornado.web import HTTPError
+
     if exc is None or isinstance(exc, HTTPError):
         return  # jupyter_server's request log has the status already
     if isinstance(exc, StaxError):

@@ -184,6 +184,13 @@ class LogHandler(StaxHandler):
         self.reply(chunk)
 
 
+class InfoHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(self.stax.info())
+
+
 class OpenAPIHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -241,6 +248,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions/{_ID}", ExecutionHandler),
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
+    (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
     (rf"{API}(?P<rest>/.*)?", NoEndpointHandler),
 ]

@@ -126,15 +126,22 @@ def submit_request(body: bytes) -> SubmitRequest:
         wf = parse_yaml(wf, source="workflow")
         if not isinstance(wf, dict):
             raise InvalidWorkflow("the workflow YAML must be a mapping with 'name' and 'steps'")
-    if isinstance(wf, dict):
-        data = {
-            **data,
-            "workflow": to_model(Workflow, wf, source="workflow", error=InvalidWorkflow),
-        }
     try:
+        if isinstance(wf, dict):
+            data = {
+                **data,
+                "workflow": to_model(Workflow, wf, source="workflow", error=InvalidWorkflow),
+            }
         return SubmitRequest.model_validate(data)
     except ValidationError as e:
         raise invalid_body(e, data) from None
+    except (TypeError, AttributeError) as e:
+        # a field validator met a JSON type it does not expect (e.g. an object as a memory
+        # size): bad input, not a bug of the server
+        raise BadRequest(
+            "request body is not valid: a field has a value of the wrong type",
+            details=[f"{type(e).__name__}: {e}"],
+        ) from None
 
 
 def check_retry(ex: Execution) -> None:

@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from ..core import api
 from ..core.models import Execution
 from ..core.states import ExecutionState
+from ..service import ServerInfo
 
 REF = "#/components/schemas/{model}"
 #: the API's version (not the package's): bumped on incompatible changes
@@ -217,6 +218,17 @@ OPERATIONS: tuple[Op, ...] = (
         ),
         description="A missing file is an empty chunk at offset 0. Follow a log by asking "
         "again from next_offset until eof. 403 when the file links outside the step directory.",
+    ),
+    Op(
+        "get",
+        "/info",
+        "getInfo",
+        "Which store this server's engine serves",
+        200,
+        ServerInfo,
+        description="Clients (the jupyter stax command, kernels) use this server only when it "
+        "answers with a running engine (engine_id not null) on the store they would otherwise "
+        "use.",
     ),
     Op("get", "/openapi.json", "getOpenAPI", "This document", 200, None),
 )

@@ -243,3 +243,11 @@ def test_arithmetic_use_needs_an_integer_value_before_submission() -> None:
     with pytest.raises(InvalidWorkflow) as e:
         check(wf, {"n": "a[$(touch PWNED)]"})
     assert "must be an integer" in str(e.value) and "step 'loop'" in str(e.value)
+
+
+def test_non_string_walltime_and_memory_are_invalid_not_crashes() -> None:
+    with pytest.raises(InvalidWorkflow) as e:
+        load_workflow(
+            _wf({"name": "a", "run": "x", "resources": {"memory": {"a": 1}, "time": [1]}})
+        )
+    assert "memory" in str(e.value) and "time" in str(e.value)

@@ -249,3 +249,32 @@ def test_two_node_four_task_srun_step_sees_four_ranks(
     lines = sorted(Path(s.stdout).read_text().splitlines())
     assert [ln.split(" on ")[0] for ln in lines] == [f"rank {i} of 4" for i in range(4)]
     assert {ln.split(" on ")[1] for ln in lines} == {"node1", "node2"}
+
+
+def test_interrupted_submission_that_never_reached_the_scheduler_runs_once(
+    cluster: str, engine_factory: Callable[..., Engine], store_path: Path
+) -> None:
+    # what a crash right before sbatch/Popen leaves: an intent (submitted, attempt 1, job name)
+    # and no job anywhere
+    wf = {"name": "intent", "steps": [{"name": "a", "run": "echo ran >> ../runs.log"}]}
+    ex = engine_factory(adopt=False).prepare(wf, cluster, owner=None)
+    st = Store(store_path)
+    st.insert_execution(ex)
+    with st.transaction() as db:
+        db.execute(
+            "UPDATE steps SET state='submitted', attempt=1, job_name=?, submitted=? "
+            "WHERE execution_id=?",
+            (f"stax-{ex.id}-a", time.time(), ex.id),
+        )
+    st.close()
+    t0 = time.monotonic()
+
+    async def main() -> object:
+        async with engine_factory(submit_settle=2.0) as eng:
+            return await eng.wait(ex.id, timeout=120)
+
+    done = arun(main())
+    a = done.step("a")  # type: ignore[attr-defined]
+    assert a.state is StepState.COMPLETED and a.attempt == 1
+    assert time.monotonic() - t0 >= 2.0, "resubmitted before an orphaned submit could land"
+    assert Path(done.work_dir, "runs.log").read_text() == "ran\n"  # type: ignore[attr-defined]

@@ -164,4 +164,8 @@ def check_event_order(events: list[tuple[str, dict[str, Any]]], eid: str, steps:
         done = seq[-1]
         assert done["exit_code"] == 0 and done["attempt"] == 1 and done["native_id"]
         assert done["execution_state"] in ("running", "completed")
-        assert any(d["native_id"] for d in seq if d["state"] in ("submitted", "queued"))
+        # the job id is published by the commit that records it: with the scheduler's first
+        # word (queued, or running for PSI/J's local executor), before the step ends
+        first_id = next(i for i, d in enumerate(seq) if d["native_id"])
+        assert seq[first_id]["state"] in ("submitted", "queued", "running"), seq
+        assert first_id < len(seq) - 1, seq

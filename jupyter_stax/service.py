@@ -1,0 +1,389 @@
+"""The ONE domain object every client surface uses (the CLI now; the magics and widgets later).
+
+:class:`StaxService` is what a client can do with executions: submit, look, cancel, retry, read
+logs. Two implementations speak the same models (:mod:`jupyter_stax.core.api`):
+
+* :class:`LocalService`: works on the SQLite store directly and leaves the driving of executions
+  to the background engine (:mod:`jupyter_stax.engine.daemon`), which it starts on demand. This
+  is what ``jupyter stax`` does when no Jupyter server serves its store.
+* :class:`~jupyter_stax.client.RestService`: the REST API of a running Jupyter server (its
+  engine drives everything); :func:`~jupyter_stax.client.find_server` finds one.
+
+Every method is synchronous and may be called from a thread that runs an event loop (a kernel):
+the few that need the engine's coroutines run them on a private loop in a worker thread then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import concurrent.futures
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .core.api import LOG_LIMIT_DEFAULT, ClusterDetail, ClusterInfo, ExecutionSummary, LogChunk
+from .core.errors import Conflict, NotFound
+from .core.models import Execution, ParamValue, StepRun, SubmitOptions, Workflow
+
+if TYPE_CHECKING:
+    from .core.clusters import ClusterRegistry
+    from .engine.engine import Engine
+    from .engine.store import Store
+
+log = logging.getLogger("jupyter_stax.service")
+
+T = TypeVar("T")
+#: what :meth:`StaxService.submit` accepts: a model, a parsed mapping, YAML text or a file path
+WorkflowSource = Workflow | Mapping[str, Any] | str | Path
+#: a line of :meth:`StaxService.list`: the local store gives whole executions, the REST API
+#: summaries; both have ``id``, ``cluster``, ``state``, ``created_at``
+Listed = ExecutionSummary | Execution
+
+#: seconds after which a client no longer waits for a cancel to reach every step
+CANCEL_TIMEOUT = 60.0
+#: seconds without a heartbeat after which an engine on another machine counts as gone
+LEASE_TIMEOUT = 15.0
+#: at most one look for executions nobody drives per this many seconds (LocalService reads)
+RECONCILE_EVERY = 5.0
+
+
+class ServerInfo(BaseModel):
+    """``GET stax/api/info``: which store this server's engine serves (clients use a server
+    only when it serves the store they would otherwise use)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(description="the jupyter_stax version of the server")
+    store: str = Field(description="absolute path of the SQLite store the server's engine serves")
+    engine_id: str | None = Field(
+        description="id of the server's engine (the owner of what it drives); None when "
+        "jupyter_stax is not running in this server"
+    )
+    default_cluster: str = Field(description="the cluster of a submission that names none")
+    problem: str | None = Field(
+        None, description="why jupyter_stax does not run in this server (None while all is well)"
+    )
+
+
+@runtime_checkable
+class StaxService(Protocol):
+    """What clients do with executions; every error is a
+    :class:`~jupyter_stax.core.errors.StaxError` (the REST client maps the server's answers back
+    to the same classes). Execution ids may be abbreviated to a unique prefix."""
+
+    def describe(self) -> str:
+        """``server http://127.0.0.1:8888/`` or ``store /path (background engine)``."""
+        ...
+
+    def clusters(self) -> list[ClusterInfo]: ...
+
+    def cluster(self, name: str) -> ClusterDetail:
+        """A cluster with live numbers from its scheduler where it has them."""
+        ...
+
+    def submit(
+        self,
+        workflow: WorkflowSource,
+        cluster: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        options: SubmitOptions | None = None,
+        steps: list[str] | None = None,
+    ) -> Execution:
+        """Validate and store a workflow; an engine drives it from then on. ``cluster`` None:
+        the service's default. Detached: returns once every step is queued."""
+        ...
+
+    def get(self, execution_id: str) -> Execution: ...
+
+    def list(
+        self, state: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Listed], str | None]:
+        """Newest first, at most ``limit``; the cursor of the next (older) page, or None."""
+        ...
+
+    def cancel(self, execution_id: str) -> Execution:
+        """Ask for the cancel; the result may not be final yet (poll :meth:`get`). Conflict when
+        the execution is already final."""
+        ...
+
+    def retry(self, execution_id: str) -> Execution:
+        """Run the failed, lost, canceled and skipped steps again. Conflict unless final and
+        not completed."""
+        ...
+
+    def read_log(
+        self,
+        execution_id: str,
+        step: str,
+        stream: str = "stdout",
+        offset: int = 0,
+        attempt: int | None = None,
+        limit: int | None = None,
+    ) -> LogChunk:
+        """A chunk of a step's output from byte ``offset`` (``attempt`` None: the current one).
+        A missing file is an empty chunk; ``eof`` once the step is final and all was read."""
+        ...
+
+
+def step_of(ex: Execution, name: str) -> StepRun:
+    """``ex.step(name)``, or NotFound naming the steps there are."""
+    try:
+        return ex.step(name)
+    except KeyError:
+        raise NotFound(
+            f"execution {ex.id} has no step {name!r}; steps: " + ", ".join(s.name for s in ex.steps)
+        ) from None
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end from synchronous code, also on a thread whose event loop is
+    running (a kernel's): then on a private loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stax-sync") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class LocalService:
+    """The store on this machine, driven by the background engine (started on demand).
+
+    Reads (``get``, ``list``, ``read_log``) also start the engine when executions nobody drives
+    exist (detached ones, or ones whose engine died), at most once per ``RECONCILE_EVERY``
+    seconds. ``notify`` receives the one-line notes about that (default: the log).
+    """
+
+    def __init__(
+        self,
+        store_path: str | Path | None = None,
+        clusters_file: str | Path | None = None,
+        *,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        from .engine.store import default_store_path
+
+        self.store_path = Path(store_path or default_store_path()).expanduser().absolute()
+        self.clusters_file = Path(clusters_file).expanduser() if clusters_file else None
+        self.notify = notify or log.info
+        self._store: Store | None = None
+        self._registry: ClusterRegistry | None = None
+        self._last_kick: float | None = None
+        self._started = 0
+
+    def describe(self) -> str:
+        return f"store {self.store_path} (background engine)"
+
+    # ------------------------------------------------------------------ plumbing
+    def store(self) -> Store:
+        if self._store is None:
+            from .engine.store import Store
+
+            self._store = Store(self.store_path)
+        return self._store
+
+    def registry(self) -> ClusterRegistry:
+        if self._registry is None:
+            from .core.clusters import ClusterRegistry
+
+            self._registry = ClusterRegistry.load(self.clusters_file)
+        return self._registry
+
+    def engine(self) -> Engine:
+        """A short-lived engine that adopts nothing: it drives only what it submits or takes
+        over (detached submission, cancel)."""
+        from .engine.engine import Engine
+
+        return Engine(store=self.store(), clusters=self.registry(), adopt=False)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def ensure_daemon(self) -> int | None:
+        """Start the background engine unless one runs; the new pid or None."""
+        from .engine.daemon import ensure_daemon, log_path
+
+        self._last_kick = time.monotonic()  # a new daemon needs a moment to take the lock
+        pid = ensure_daemon(self.store_path, self.clusters_file)
+        if pid is not None:
+            self._started += 1
+            if self._started > 1:
+                self.notify(f"the engine does not stay up; see {log_path(self.store_path)}")
+        return pid
+
+    def reconcile(self, every: float = 0.0) -> None:
+        """Start the engine when executions nobody drives exist (detached ones, or after a
+        crash). With ``every``, at most once per that many seconds."""
+        t = time.monotonic()
+        if every and self._last_kick is not None and t - self._last_kick < every:
+            return
+        self._last_kick = t
+        n = self.store().unowned_unfinished(LEASE_TIMEOUT)
+        if n and (pid := self.ensure_daemon()) is not None:
+            self.notify(f"started the engine (pid {pid}) to drive {n} unfinished execution(s)")
+
+    # ------------------------------------------------------------------ clusters
+    def clusters(self) -> list[ClusterInfo]:
+        reg = self.registry()
+        return [
+            ClusterInfo.model_validate({**c.model_dump(), "work_dir": str(reg.work_dir(c))})
+            for c in reg
+        ]
+
+    def cluster(self, name: str) -> ClusterDetail:
+        from .server.summary import local_summary, slurm_summary
+
+        reg = self.registry()
+        c = reg.get(name)
+        detail = ClusterDetail.model_validate({**c.model_dump(), "work_dir": str(reg.work_dir(c))})
+        if c.scheduler == "slurm":
+            detail.summary = slurm_summary(c)
+        elif c.scheduler == "local":
+            running = self.store().list_executions(state="running", limit=10**6)
+            detail.summary = local_summary(c, running)
+        else:
+            detail.note = f"no live numbers for {c.scheduler} clusters yet"
+        return detail
+
+    # ------------------------------------------------------------------ executions
+    def submit(
+        self,
+        workflow: WorkflowSource,
+        cluster: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        options: SubmitOptions | None = None,
+        steps: list[str] | None = None,
+    ) -> Execution:
+        """Detached: submitted by a short-lived engine here (no process needs to stay).
+        Otherwise stored without an owner for the background engine to adopt and drive."""
+        wf = _workflow(workflow)
+        opts = options or SubmitOptions()
+        name = cluster or "local"
+        if opts.detached:
+            return run_sync(self._submit_detached(wf, name, params, opts, steps))
+        eng = self.engine()
+        ex = eng.prepare(wf, name, params, opts, steps, owner=None)
+        eng.write_provenance(ex)
+        self.store().insert_execution(ex)
+        self.ensure_daemon()
+        return ex
+
+    async def _submit_detached(
+        self,
+        wf: Workflow,
+        cluster: str,
+        params: Mapping[str, ParamValue] | None,
+        options: SubmitOptions,
+        steps: list[str] | None,
+    ) -> Execution:
+        async with self.engine() as eng:
+            ex: Execution = await eng.submit(wf, cluster, params, options, steps)
+        return ex
+
+    def get(self, execution_id: str) -> Execution:
+        self.reconcile(every=RECONCILE_EVERY)
+        store = self.store()
+        return store.get(store.resolve_id(execution_id))
+
+    def list(
+        self, state: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Listed], str | None]:
+        from .server.inputs import decode_cursor, encode_cursor
+
+        self.reconcile(every=RECONCILE_EVERY)
+        before = decode_cursor(cursor) if cursor else None
+        items = self.store().list_executions(state=state, limit=limit + 1, before=before)
+        page: list[Listed] = list(items[:limit])
+        more = len(items) > limit and bool(page)
+        return page, encode_cursor(items[limit - 1]) if more else None
+
+    def cancel(self, execution_id: str) -> Execution:
+        """Waits up to CANCEL_TIMEOUT for the execution to be final: when nobody drives it, the
+        engine created here does, and must see its cancel through."""
+        eid = self.store().resolve_id(execution_id)
+        return run_sync(self._cancel(eid))
+
+    async def _cancel(self, eid: str) -> Execution:
+        async with self.engine() as eng:
+            await eng.cancel(eid)  # drives it itself if its owner is gone, else asks the owner
+            try:
+                ex: Execution = await eng.wait(eid, timeout=CANCEL_TIMEOUT)
+            except TimeoutError:
+                ex = eng.get(eid)
+        return ex
+
+    def retry(self, execution_id: str) -> Execution:
+        store = self.store()
+        eid = store.resolve_id(execution_id)
+        ex = store.get(eid)
+        if not ex.state.final:
+            raise Conflict(
+                f"execution {eid} is still {ex.state.value}; wait for it or cancel it first"
+            )
+        ex = run_sync(self._retry(eid))
+        self.ensure_daemon()
+        return ex
+
+    async def _retry(self, eid: str) -> Execution:
+        # reset only: the daemon adopts and drives the execution when this engine stops, so no
+        # job becomes a child of this short-lived process
+        async with self.engine() as eng:
+            ex: Execution = await eng.retry(eid, schedule=False)
+        return ex
+
+    def read_log(
+        self,
+        execution_id: str,
+        step: str,
+        stream: str = "stdout",
+        offset: int = 0,
+        attempt: int | None = None,
+        limit: int | None = None,
+    ) -> LogChunk:
+        """Like ``GET .../log``, but bytes that are not UTF-8 come back as surrogate escapes
+        (``chunk.data.encode("utf-8", "surrogateescape")`` is exactly the file's bytes)."""
+        from .server.logs import log_file_name
+
+        ex = self.get(execution_id)
+        s = step_of(ex, step)
+        name = log_file_name(stream, attempt, s.attempt, s.name)
+        final = s.state.final or attempt not in (None, s.attempt)
+        return read_bytes_chunk(
+            Path(s.directory) / name, offset, LOG_LIMIT_DEFAULT if limit is None else limit, final
+        )
+
+
+def read_bytes_chunk(path: Path, offset: int, limit: int, final: bool) -> LogChunk:
+    """Up to ``limit`` bytes of ``path`` from ``offset``; an incomplete UTF-8 character at the
+    end is left for the next chunk unless the file is final and ends there."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            buf = f.read(max(0, min(limit, size - offset)))
+    except FileNotFoundError:
+        return LogChunk(data="", offset=0, next_offset=0, size=0, eof=final)
+    at_end = offset + len(buf) >= size
+    dec = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    data = dec.decode(buf, final=final and at_end)
+    used = len(buf) - len(dec.getstate()[0])
+    next_offset = offset + used
+    return LogChunk(
+        data=data, offset=offset, next_offset=next_offset, size=size, eof=final and at_end
+    )
+
+
+def _workflow(source: WorkflowSource) -> Workflow:
+    if isinstance(source, Workflow):
+        return source
+    from .core.documents import load_workflow
+
+    return load_workflow(dict(source) if isinstance(source, Mapping) else source)
