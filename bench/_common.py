@@ -32,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------- arguments
-def parser(description: str, n: int, repeat: int = 3) -> argparse.ArgumentParser:
+def shm() -> str | None:
+    """/dev/shm when it is a writable directory (tmpfs on Linux), else None."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def parser(
+    description: str, n: int, repeat: int = 3, tmpdir: str | None = None
+) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--n", type=int, default=n, help=f"jobs per run (default {n})")
     p.add_argument(
@@ -43,6 +50,13 @@ def parser(description: str, n: int, repeat: int = 3) -> argparse.ArgumentParser
         "--timeout", type=float, default=1800.0, help="seconds allowed for one run (default 1800)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    p.add_argument(
+        "--tmpdir",
+        default=tmpdir,
+        help="where each run's store and work directory go (default: "
+        f"{tmpdir or 'the system temp dir'}); /dev/shm (tmpfs) keeps file-system noise (e.g. "
+        "ext4 inode allocation slowing down after earlier runs deleted their files) out",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
     return p
@@ -55,28 +69,59 @@ def cpu_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def cpu_split() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
 def cpu_children() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes of the machine have used (``/proc/stat``; 0 if unreadable)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def background_load(seconds: float = 1.0) -> float:
+    """CPUs kept busy by others while we run nothing (sampled for ``seconds`` before a run):
+    the machine is shared, and other users' load inflates wall and CPU times alike."""
+    b0 = machine_busy()
+    time.sleep(seconds)
+    return (machine_busy() - b0) / seconds
 
 
 class Meter:
     """Wall and CPU time of a measured section: ``with Meter() as m: ...; m.result()``."""
 
     def __enter__(self) -> Meter:
+        self.split0, self.busy0 = cpu_split(), machine_busy()
         self.cpu0, self.kids0, self.t0 = cpu_self(), cpu_children(), time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.t1, self.cpu1, self.kids1 = time.perf_counter(), cpu_self(), cpu_children()
+        self.split1, self.busy1 = cpu_split(), machine_busy()
 
     def result(self, n: int) -> dict[str, float]:
         return {
             "wall_s": self.t1 - self.t0,
             "cpu_s": self.cpu1 - self.cpu0,
             "cpu_per_job_ms": (self.cpu1 - self.cpu0) / n * 1000.0,
+            "user_per_job_ms": (self.split1[0] - self.split0[0]) / n * 1000.0,
+            "sys_per_job_ms": (self.split1[1] - self.split0[1]) / n * 1000.0,
             "children_cpu_s": self.kids1 - self.kids0,
             "jobs_per_s": n / (self.t1 - self.t0),
+            # CPU seconds the whole machine used meanwhile (ours, our jobs' and anybody else's)
+            "machine_busy_s": self.busy1 - self.busy0,
         }
 
 
@@ -96,10 +141,11 @@ def run_child(
     keep: bool = False,
     env: dict[str, str] | None = None,
     label: str = "",
+    tmpdir: str | None = None,
 ) -> dict[str, Any]:
     """Run ``script --child variant`` in a fresh interpreter with a fresh temporary directory
     (store, work dir, PSI/J state); return its result dict."""
-    d = Path(tempfile.mkdtemp(prefix=f"stax-bench-{variant}-"))
+    d = Path(tempfile.mkdtemp(prefix=f"stax-bench-{variant}-", dir=tmpdir))
     e = dict(os.environ)
     e.update(
         JUPYTER_STAX_STORE=str(d / "state" / "stax.sqlite"),
@@ -109,6 +155,7 @@ def run_child(
     )
     e.update(env or {})
     cmd = [sys.executable, script, "--child", variant, "--dir", str(d), *args]
+    background = background_load()
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
@@ -123,9 +170,11 @@ def run_child(
         raise SystemExit(f"{variant}: run failed (exit code {p.returncode})")
     r: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
     r["variant"] = variant
+    r["background_cpus"] = background
     print(
         f"  {label}{variant:<12} wall {r['wall_s']:8.2f} s"
         + (f"  cpu/job {r['cpu_per_job_ms']:6.2f} ms" if "cpu_per_job_ms" in r else "")
+        + f"  background load {background:4.2f} CPUs"
         + f"  (process lifetime {time.perf_counter() - t0:.1f} s)",
         flush=True,
     )
@@ -141,6 +190,7 @@ def interleaved(
     timeout: float,
     keep: bool = False,
     env_for: Callable[[str], dict[str, str]] | None = None,
+    tmpdir: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Each repeat runs every variant once; the order rotates so no variant always goes first."""
     out: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
@@ -157,6 +207,7 @@ def interleaved(
                     keep=keep,
                     env=env_for(v) if env_for else None,
                     label=f"[{i + 1}/{repeat}] ",
+                    tmpdir=tmpdir,
                 )
             )
     return out
@@ -173,6 +224,18 @@ def ratios(
 ) -> list[float]:
     """Per-repeat ratios num/den (runs of the same repeat are paired)."""
     return [a[key] / b[key] for a, b in zip(runs[num], runs[den], strict=True)]
+
+
+def background(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Summary of the background load sampled before each run (see :func:`background_load`)."""
+    return summary(r["background_cpus"] for rs in runs.values() for r in rs)
+
+
+def print_background(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    b = background(runs)
+    note = "" if b["max"] < 0.25 else "  (others were using the machine: numbers are inflated)"
+    print(f"background load before runs: {fmt(b, ' CPUs')}{note}")
+    return b
 
 
 def fmt(s: dict[str, float], unit: str = "", digits: int = 2) -> str:
@@ -203,6 +266,22 @@ def machine() -> dict[str, Any]:
     except Exception:
         pass
     return info
+
+
+def filesystem(path: str | None) -> dict[str, str]:
+    """The directory runs go to and its file-system type (from /proc/mounts)."""
+    p = os.path.realpath(path or tempfile.gettempdir())
+    best, fstype = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mnt = parts[1]
+                if (p == mnt or p.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, fstype = mnt, parts[2]
+    except OSError:
+        pass
+    return {"path": p, "fstype": fstype}
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:
