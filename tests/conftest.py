@@ -11,11 +11,15 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from jupyter_stax.core.clusters import ClusterRegistry
 from jupyter_stax.core.models import Cluster
+
+if TYPE_CHECKING:
+    from .server.real_server import RealServer
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the README's example workflow, also shipped as examples/demo.yaml (test_models checks both)
@@ -70,6 +74,25 @@ def stax_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("JUPYTER_STAX_WORK_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("JUPYTER_STAX_CLUSTERS", str(clusters))
     yield tmp_path
+
+
+@pytest.fixture
+def real_server(stax_env: Path) -> Iterator[RealServer]:
+    """A real ``jupyter server`` process (127.0.0.1, a token) with jupyter_stax on the
+    ``stax_env`` store, work directory and clusters file."""
+    from .server.real_server import RealServer
+
+    srv = RealServer(
+        stax_env / "jupyter",
+        store=stax_env / "state" / "stax.sqlite",
+        work_dir=stax_env / "runs",
+        clusters_file=stax_env / "clusters.yaml",
+    )
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture

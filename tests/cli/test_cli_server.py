@@ -31,16 +31,8 @@ from .test_cli import CHAIN, DEMO, FAILING, JUPYTER, Stax, kill, pgrep, wait_for
 
 
 @pytest.fixture
-def server(stax_env: Path) -> Iterator[RealServer]:
-    srv = RealServer(
-        stax_env / "jupyter",
-        store=stax_env / "state" / "stax.sqlite",
-        work_dir=stax_env / "runs",
-        clusters_file=stax_env / "clusters.yaml",
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+def server(real_server: RealServer) -> RealServer:
+    return real_server
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ the run, the monitor only speaks REST (state, log offsets, cancel, retry)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,18 +16,8 @@ from .conftest import kill, pgrep, wait_for
 
 
 @pytest.fixture
-def rest(stax_env: Path) -> Iterator[RestService]:
-    srv = RealServer(
-        stax_env / "jupyter",
-        store=stax_env / "state" / "stax.sqlite",
-        work_dir=stax_env / "runs",
-        clusters_file=stax_env / "clusters.yaml",
-    )
-    srv.start()
-    try:
-        yield RestService(srv.url, srv.token)
-    finally:
-        srv.stop()
+def rest(real_server: RealServer) -> RestService:
+    return RestService(real_server.url, real_server.token)
 
 
 def test_monitor_through_the_rest_api(rest: RestService) -> None:

@@ -9,8 +9,6 @@ cluster, so every generated step's script is replaced by ``true`` before the req
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,16 +30,8 @@ FAILING = {
 
 
 @pytest.fixture
-def server(stax_env: Path) -> Iterator[RealServer]:
-    srv = RealServer(
-        stax_env / "jupyter",
-        store=stax_env / "state" / "stax.sqlite",
-        work_dir=stax_env / "runs",
-        clusters_file=stax_env / "clusters.yaml",
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+def server(real_server: RealServer) -> RealServer:
+    return real_server
 
 
 def harmless(body: Any) -> Any:
