@@ -15,7 +15,8 @@ from jupyter_stax.core.models import Execution
 from jupyter_stax.server.errors import BadRequest
 from jupyter_stax.service import LocalService, StaxService, read_bytes_chunk
 
-from .test_cli import Stax, kill
+from ..proc import kill
+from .test_cli import Stax
 
 FLAKY = {
     "name": "flaky",

@@ -11,8 +11,8 @@ from jupyter_stax.client import RestService
 from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.kernel.monitor import Monitor
 
+from ..proc import kill, pgrep, wait_for
 from ..server.real_server import RealServer
-from .conftest import kill, pgrep, wait_for
 
 
 @pytest.fixture
