@@ -109,21 +109,26 @@ def title_html(ex: Execution, now: datetime | None = None) -> str:
     )
 
 
+def _step_cells(s: StepRun, row: list[str]) -> list[str]:
+    """A step's cells, in the order of :data:`_COLUMNS` (the CLI's status table order)."""
+    _name, _state, attempt, job, code, elapsed, reason = row
+    return [
+        f"<code>{escape(s.name)}</code>",
+        state_badge(s.state),
+        escape(attempt),
+        f"<code>{escape(job)}</code>",
+        escape(code),
+        escape(elapsed),
+        escape(reason),
+    ]
+
+
 def _steps_table(ex: Execution, now: datetime) -> str:
-    heads = ("step", "state", "try", "job", "exit", "elapsed", "reason")
-    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in heads)
+    head = "".join(f'<th style="{_CELL}">{h}</th>' for h, _ in _COLUMNS)
     rows = []
     for s, row in zip(ex.steps, text.step_rows(ex, now), strict=True):
-        name, _state, attempt, job, code, elapsed, reason = row
-        cells = [
-            f"<code>{escape(name)}</code>",
-            state_badge(s.state),
-            escape(attempt),
-            f"<code>{escape(job)}</code>",
-            escape(code),
-            escape(elapsed),
-            f'<span style="white-space:pre-wrap">{escape(reason)}</span>',
-        ]
+        cells = _step_cells(s, row)
+        cells[-1] = f'<span style="white-space:pre-wrap">{cells[-1]}</span>'
         tds = "".join(f'<td style="{_CELL}">{c}</td>' for c in cells)
         rows.append(f'<tr class="stax-step" data-step="{escape(s.name)}">{tds}</tr>')
     return (
@@ -162,8 +167,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("state", "110px"),
     ("try", "40px"),
     ("job", "110px"),
-    ("elapsed", "80px"),
     ("exit", "50px"),
+    ("elapsed", "80px"),
     ("reason", "auto"),
 )
 _ROW_CSS = "display:flex;align-items:center;font-size:13px;line-height:22px"
@@ -197,16 +202,8 @@ def header_row_html() -> str:
 
 def step_row_html(s: StepRun, row: list[str]) -> str:
     """One step's line; its ``data-*`` attributes carry the values for readers of the state."""
-    _name, _state, attempt, job, code, elapsed, reason = row
-    cells = [
-        f"<code>{escape(s.name)}</code>",
-        state_badge(s.state),
-        escape(attempt),
-        f"<code>{escape(job)}</code>",
-        escape(elapsed),
-        escape(code),
-        escape(reason),
-    ]
+    reason = row[-1]
+    cells = _step_cells(s, row)
     attrs = f'data-step="{escape(s.name)}" data-state="{s.state.value}" '
     attrs += f'data-attempt="{s.attempt}" data-job="{escape(s.native_id or "")}" '
     attrs += f'data-exit="{"" if s.exit_code is None else s.exit_code}"'
