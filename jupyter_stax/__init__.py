@@ -1,16 +1,31 @@
 """jupyter_stax: HPC workflows of StaX container steps from JupyterLab, notebooks and the shell.
 
 Heavy modules (PSI/J, Jupyter server, IPython, widgets) are imported lazily, so importing this
-package or :mod:`jupyter_stax.core` stays cheap.
+package or :mod:`jupyter_stax.core` stays cheap. The public notebook/Python API
+(:class:`Workflow`, :class:`Execution`) loads on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from .kernel.api import Execution, Workflow, connect
+
+__all__ = ["Execution", "Workflow", "__version__", "connect"]
+
+_LAZY = {"Workflow": "kernel.api", "Execution": "kernel.api", "connect": "kernel.api"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
@@ -18,3 +33,24 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import StaxApp
 
     return [{"module": "jupyter_stax", "app": StaxApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension (built from the top-level ``labextension/`` sources into
+    ``jupyter_stax/labextension``)."""
+    return [{"src": "labextension", "dest": "jupyter-stax"}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_stax``: the ``%%stax_task``, ``%stax_submit`` and ``%stax`` magics."""
+    from .kernel.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .kernel.magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
