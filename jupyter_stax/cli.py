@@ -130,16 +130,7 @@ def _listed(svc: StaxService, state: str | None, limit: int) -> list[Listed]:
 
 
 def _list_rows(items: list[Listed]) -> list[list[str]]:
-    t = now()
-    rows = []
-    for x in items:
-        if isinstance(x, Execution):
-            name, (done, total) = x.workflow.name, x.progress
-        else:
-            name, done, total = x.name, x.done, x.total
-        age = text.relative_age(x.created_at, t)
-        rows.append([x.id, name, x.cluster, x.state.value, f"{done}/{total}", age])
-    return rows
+    return text.list_rows(items, now())
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -220,12 +211,7 @@ def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         _print_json([c.model_dump(mode="json") for c in clusters])
         return 0
-    rows = [
-        [c.name, c.scheduler, c.queue or "-", c.account or "-", c.walltime, c.launcher, c.work_dir]
-        for c in clusters
-    ]
-    headers = ("NAME", "SCHEDULER", "QUEUE", "ACCOUNT", "WALLTIME", "LAUNCHER", "WORK DIR")
-    print(text.format_table(headers, rows))
+    print(text.format_table(text.CLUSTER_HEADERS, text.cluster_rows(clusters)))
     return 0
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from .models import Execution, StepRun
 from .states import StepState
 
 __all__ = [
+    "cluster_rows",
     "execution_elapsed",
     "format_elapsed",
     "format_table",
@@ -156,14 +158,19 @@ def status_text(ex: Execution, now: datetime, width: int | None = None) -> str:
     return status_header(ex, now) + "\n\n" + status_table(ex, now, width)
 
 
-def list_rows(executions: Sequence[Execution], now: datetime) -> list[list[str]]:
+def list_rows(executions: Sequence[Any], now: datetime) -> list[list[str]]:
+    """One row per execution: whole executions, or summaries with ``name``/``done``/``total``
+    (what ``GET executions`` gives)."""
     rows = []
     for ex in executions:
-        done, total = ex.progress
+        if isinstance(ex, Execution):
+            name, (done, total) = ex.workflow.name, ex.progress
+        else:
+            name, done, total = ex.name, ex.done, ex.total
         rows.append(
             [
                 ex.id,
-                ex.workflow.name,
+                name,
                 ex.cluster,
                 ex.state.value,
                 f"{done}/{total}",
@@ -173,7 +180,18 @@ def list_rows(executions: Sequence[Execution], now: datetime) -> list[list[str]]
     return rows
 
 
-def list_table(executions: Sequence[Execution], now: datetime, width: int | None = None) -> str:
+CLUSTER_HEADERS = ("NAME", "SCHEDULER", "QUEUE", "ACCOUNT", "WALLTIME", "LAUNCHER", "WORK DIR")
+
+
+def cluster_rows(clusters: Sequence[Any]) -> list[list[str]]:
+    """One row per cluster (anything with the fields of ``ClusterInfo``)."""
+    return [
+        [c.name, c.scheduler, c.queue or "-", c.account or "-", c.walltime, c.launcher, c.work_dir]
+        for c in clusters
+    ]
+
+
+def list_table(executions: Sequence[Any], now: datetime, width: int | None = None) -> str:
     return format_table(LIST_HEADERS, list_rows(executions, now), width)
 
 

@@ -41,6 +41,7 @@ from .display import (
     BAR_STYLES,
     LOG_KEEP,
     clean_log_text,
+    execution_html,
     execution_text,
     header_row_html,
     log_pane_html,
@@ -104,6 +105,8 @@ def _now() -> datetime:
 
 class Monitor(widgets.VBox):  # type: ignore[misc]
     """``Monitor(service, execution_id)``: display it, and it follows the execution live.
+    ``execution``: the execution as the caller just read it (shown at once; the first read
+    of the service then happens in the background).
 
     ``refresh()`` is one synchronous update, ``wait(timeout)`` refreshes until the execution is
     final, ``close()`` stops polling and closes the widgets. ``mermaid`` is the DAG as Mermaid
@@ -118,6 +121,7 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         *,
         interval: float = 1.0,
         start: bool = True,
+        execution: Execution | None = None,
         **kwargs: Any,
     ) -> None:
         if interval <= 0:
@@ -146,6 +150,19 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         self._log_cut = False
         self._log_done = False  # everything of a final step was read (or cannot be)
 
+        if execution is not None and execution.id.startswith(execution_id):
+            # the caller just read it (a submission): show it now, read again in the background
+            ex = execution
+            self.execution_id = ex.id
+            self._ex = ex
+            self._build(ex)
+            with self._lock:
+                self._show(ex)
+            if start:
+                self.start()
+            else:
+                self.refresh()
+            return
         ex = service.get(execution_id)
         self.execution_id = ex.id
         self._ex = ex
@@ -586,8 +603,10 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, with the status text as the text/plain fallback (not cut at 110)."""
+        """The widget, with the status as text/plain (not cut at 110) and text/html fallbacks
+        for frontends without widgets (nbconvert, GitHub)."""
         data = super()._repr_mimebundle_(**kwargs)
         if isinstance(data, dict):
             data["text/plain"] = execution_text(self._ex)
+            data["text/html"] = execution_html(self._ex)
         return data

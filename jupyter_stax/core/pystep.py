@@ -1,0 +1,94 @@
+"""Python steps (``%%stax_task NAME --python``, ``language: python`` in a workflow file).
+
+The body is Python source run by the cluster's (or the image's) ``python3`` (``$STAX_PYTHON``
+overrides it). Parameters are never pasted into the source as text:
+
+* ``{{name}}`` in CODE position becomes ``stax_param('name')``, a call that returns the bound
+  value with its type (int, float, bool or str), read from the JSON in ``$STAX_PARAMS_JSON``
+  that the job script exports (:func:`jupyter_stax.core.jobscript.render_job_script`);
+* ``{{name}}`` inside a string literal (an f-string included) is refused: text substitution
+  there is how injections happen. Write ``stax_params['name']`` (or ``f"{stax_params['n']}"``);
+* ``stax_params`` (a dict of every bound parameter) is always defined.
+
+``{{name}}`` is valid Python syntax (a set of a set), so the tokenizer sees it as five code
+tokens, which is what tells code position from string content here.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import tokenize
+
+from .params import PLACEHOLDER_RE, ParamError
+
+__all__ = ["PARAMS_JSON_ENV", "python_placeholders", "render_python_step"]
+
+#: the environment variable holding every bound parameter as one JSON object
+PARAMS_JSON_ENV = "STAX_PARAMS_JSON"
+
+_PREAMBLE = (
+    "import json as _stax_json, os as _stax_os\n"
+    f"stax_params = _stax_json.loads(_stax_os.environ.get({PARAMS_JSON_ENV!r}) or '{{}}')\n"
+    "def stax_param(name):\n"
+    "    return stax_params[name]\n"
+    "del _stax_json, _stax_os\n"
+)
+
+
+def _string_spans(source: str) -> list[tuple[int, int]]:
+    """Character spans of the string literals of ``source`` (empty when it does not tokenize:
+    the syntax error then shows when the step runs, as it would for any script)."""
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    spans: list[tuple[int, int]] = []
+    string_types = {tokenize.STRING}
+    for extra in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END"):  # Python >= 3.12
+        if hasattr(tokenize, extra):
+            string_types.add(getattr(tokenize, extra))
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type in string_types:
+                (r0, c0), (r1, c1) = tok.start, tok.end
+                spans.append((starts[r0 - 1] + c0, starts[r1 - 1] + c1))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return []
+    return spans
+
+
+def python_placeholders(source: str, *, where: str = "python step") -> list[str]:
+    """Names of the placeholders of a Python body, in first-use order. ParamError when one
+    sits inside a string literal."""
+    spans = _string_spans(source)
+    names: list[str] = []
+    for m in PLACEHOLDER_RE.finditer(source):
+        if any(a <= m.start() < b for a, b in spans):
+            line = source.count("\n", 0, m.start()) + 1
+            name = m["name"]
+            raise ParamError(
+                f"{where}, line {line}: placeholder {{{{{name}}}}} inside a Python string "
+                f"literal; use stax_params[{name!r}] there (or {{{{{name}}}}} outside quotes)"
+            )
+        if m["name"] not in names:
+            names.append(m["name"])
+    return names
+
+
+def render_python_step(source: str, *, where: str = "python step") -> str:
+    """The bash ``stax.step.sh`` of a Python step: ``exec python3 -`` fed the body through a
+    quoted heredoc (no shell expansion inside), placeholders turned into ``stax_param()``
+    calls."""
+    python_placeholders(source, where=where)  # refuse placeholders inside strings
+    body = PLACEHOLDER_RE.sub(lambda m: f"stax_param({m['name']!r})", source)
+    if not body.endswith("\n"):
+        body += "\n"
+    delimiter = "STAX_PYTHON_EOF"
+    while re.search(rf"^{delimiter}$", body, re.MULTILINE):
+        delimiter = f"STAX_PYTHON_EOF_{secrets.token_hex(4)}"
+    return (
+        "# jupyter_stax: a Python step, run by $STAX_PYTHON (default: python3)\n"
+        f'exec "${{STAX_PYTHON:-python3}}" - "$@" <<\'{delimiter}\'\n'
+        f"{_PREAMBLE}{body}{delimiter}\n"
+    )

@@ -1,0 +1,502 @@
+"""The public Python API of notebooks (the magics are a thin layer over it):
+
+>>> import jupyter_stax as stax
+>>> wf = stax.Workflow("sums")
+>>> wf.step("make", "seq {{n}} > numbers.txt", time="00:05:00")
+>>> wf.step("total", "awk '{s+=$1} END {print s}' ../make/numbers.txt", after="make")
+>>> run = wf.submit(cluster="slurm", params={"n": 10})
+>>> run.wait().logs("total")
+'55\\n'
+
+:func:`connect` picks the service: the Jupyter server's engine when this process runs under a
+server with jupyter_stax (kernels get ``$JUPYTER_STAX_SERVER_URL``; a server found through its
+runtime file that serves the same store counts too), else the store on this machine with its
+background engine (started on demand, it outlives the kernel: a kernel restart loses nothing
+either way).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..core import models
+from ..core.errors import InvalidWorkflow, StaxError
+from ..core.models import ParamValue, StepRun, SubmitOptions
+from ..core.states import StepState
+from ..service import StaxService, step_of
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+__all__ = ["Execution", "ExecutionFailed", "Workflow", "connect", "set_service"]
+
+_service: StaxService | None = None
+_service_lock = threading.Lock()
+
+#: keyword arguments of :meth:`Workflow.step` that go into ``Step.resources``
+RESOURCE_KEYS = ("nodes", "ntasks", "cpus_per_task", "gpus", "memory", "time")
+
+
+class ExecutionFailed(StaxError):
+    """``wait()`` saw the execution end without completing; ``execution`` is the final one."""
+
+    http_status = 409
+
+    def __init__(self, message: str, execution: Execution, details: Iterable[str] = ()) -> None:
+        super().__init__(message, details=list(details))
+        self.execution = execution
+
+
+def connect(*, refresh: bool = False) -> StaxService:
+    """The service this process talks to (found once, then reused; ``refresh`` looks again)."""
+    global _service
+    with _service_lock:
+        if _service is None or refresh:
+            from ..client import find_server
+            from ..engine.store import default_store_path
+            from ..service import LocalService
+
+            svc: StaxService | None = find_server(default_store_path())
+            _service = svc if svc is not None else LocalService()
+        return _service
+
+
+def set_service(service: StaxService | None) -> None:
+    """Use ``service`` from now on (None: find one again on next use)."""
+    global _service
+    with _service_lock:
+        _service = service
+
+
+def _resolve(service: StaxService | None) -> StaxService:
+    return service if service is not None else connect()
+
+
+def _step_error(name: str, e: ValidationError) -> InvalidWorkflow:
+    problems = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"] if x != "resources")
+        problems.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return InvalidWorkflow(f"step {name!r} is not valid: " + "; ".join(problems))
+
+
+class Workflow:
+    """Steps defined one at a time (what ``%%stax_task`` cells build). Redefining a step
+    replaces it in place; nothing is checked as a whole until :meth:`check` or
+    :meth:`submit`."""
+
+    def __init__(
+        self,
+        name: str = "notebook",
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        description: str | None = None,
+        on_failure: str = "continue",
+    ) -> None:
+        self.name = name
+        self.params: dict[str, ParamValue] = dict(params or {})
+        self.description = description
+        if on_failure not in ("continue", "stop"):
+            raise InvalidWorkflow(f"on_failure must be continue or stop, not {on_failure!r}")
+        self.on_failure: models.OnFailure = "stop" if on_failure == "stop" else "continue"
+        self._steps: dict[str, models.Step] = {}
+
+    # ------------------------------------------------------------------ building
+    def step(
+        self,
+        name: str,
+        run: str | None = None,
+        *,
+        after: str | Iterable[str] = (),
+        python: bool = False,
+        image: str | None = None,
+        cluster: str | None = None,
+        launcher: str | None = None,
+        retries: int = 0,
+        env: Mapping[str, str] | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        nodes: int | None = None,
+        ntasks: int | None = None,
+        cpus_per_task: int | None = None,
+        gpus: int | None = None,
+        memory: str | None = None,
+        time: str | None = None,
+        **extra: Any,
+    ) -> models.Step:
+        """Define (or redefine) the step ``name`` running ``run`` (bash; Python with
+        ``python=True``). InvalidWorkflow with every problem of the step in one line."""
+        resources = {
+            k: v
+            for k, v in dict(
+                nodes=nodes,
+                ntasks=ntasks,
+                cpus_per_task=cpus_per_task,
+                gpus=gpus,
+                memory=memory,
+                time=time,
+            ).items()
+            if v is not None
+        }
+        data: dict[str, Any] = {
+            "name": name,
+            "run": run if run is not None else "",
+            "after": [after] if isinstance(after, str) else list(after),
+            "language": "python" if python else "bash",
+            "image": image,
+            "cluster": cluster,
+            "retries": retries,
+            "env": dict(env or {}),
+            "params": dict(params or {}),
+            "resources": resources,
+            **{k: v for k, v in extra.items() if v is not None},
+        }
+        if launcher is not None:
+            data["launcher"] = launcher
+        try:
+            step = models.Step.model_validate(data)
+        except ValidationError as e:
+            raise _step_error(name, e) from None
+        if not step.run.strip() and not getattr(step, "software", None):
+            raise InvalidWorkflow(f"step {name!r} has nothing to run: its script is empty")
+        self._steps[step.name] = step
+        return step
+
+    def remove(self, name: str) -> None:
+        if name not in self._steps:
+            raise KeyError(name)
+        del self._steps[name]
+
+    def clear(self) -> None:
+        self._steps.clear()
+
+    @property
+    def steps(self) -> list[models.Step]:
+        return list(self._steps.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._steps
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __getitem__(self, name: str) -> models.Step:
+        return self._steps[name]
+
+    # ------------------------------------------------------------------ whole workflow
+    def model(self) -> models.Workflow:
+        """The workflow model (InvalidWorkflow when there is no step yet)."""
+        if not self._steps:
+            raise InvalidWorkflow(
+                f"workflow {self.name!r} has no steps yet: define one with %%stax_task NAME "
+                "(or Workflow.step)"
+            )
+        try:
+            return models.Workflow(
+                name=self.name,
+                description=self.description,
+                params=self.params,
+                steps=self.steps,
+                on_failure=self.on_failure,
+            )
+        except ValidationError as e:
+            raise InvalidWorkflow(
+                f"workflow {self.name!r} is not valid: "
+                + "; ".join(str(err["msg"]) for err in e.errors())
+            ) from None
+
+    def check(
+        self,
+        cluster: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        steps: Iterable[str] | None = None,
+        service: StaxService | None = None,
+    ) -> models.Workflow:
+        """Check the workflow as :meth:`submit` would (cycles, unknown steps in ``after``,
+        missing params, placeholders, unknown clusters when ``service`` knows them); the
+        model. Nothing is submitted."""
+        from ..core.dag import check, upstream
+
+        wf = self.model()
+        if steps:
+            names = list(steps)
+            unknown = [s for s in names if s not in self._steps]
+            if unknown:
+                raise InvalidWorkflow(
+                    f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(self._steps)}"
+                )
+            keep = upstream(wf, names)
+            wf = wf.model_copy(update={"steps": [s for s in wf.steps if s.name in keep]})
+        known = None
+        if service is not None:
+            known = {c.name for c in service.clusters()}
+            if cluster is not None and cluster not in known:
+                from ..core.errors import UnknownCluster
+
+                raise UnknownCluster(
+                    f"unknown cluster {cluster!r}; clusters: {', '.join(sorted(known))}"
+                )
+        check(wf, dict(params or {}))
+        return wf
+
+    def submit(
+        self,
+        cluster: str | None = None,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        steps: Iterable[str] | None = None,
+        detach: bool = False,
+        on_failure: str | None = None,
+        service: StaxService | None = None,
+    ) -> Execution:
+        """Submit ``steps`` and everything they depend on (all steps when None) to
+        ``cluster`` (None: the service's default); returns at once with the Execution. The
+        whole workflow is checked first (also the steps not submitted): nothing is submitted
+        when something is wrong."""
+        svc = _resolve(service)
+        names = list(steps) if steps else None
+        wf = self.model()
+        if on_failure is not None:
+            wf = wf.model_copy(update={"on_failure": on_failure})
+        # the steps to submit and what they need, checked before anything is submitted
+        self.check(params=params, steps=names)
+        opts = SubmitOptions(detached=detach)
+        ex = svc.submit(wf, cluster=cluster, params=dict(params or {}), options=opts, steps=names)
+        return Execution(svc, ex)
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, Any]:
+        """The workflow as a workflow file holds it (defaults left out)."""
+        data: dict[str, Any] = self.model().model_dump(
+            mode="json", exclude_defaults=True, exclude_none=True
+        )
+        data.setdefault("name", self.name)
+        return data
+
+    def to_yaml(self) -> str:
+        """The workflow file's text; scripts as literal blocks (``run: |``)."""
+        import yaml
+
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+            style = "|" if "\n" in value and not value.startswith(" ") else None
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+        Dumper.add_representer(str, text)
+        return str(
+            yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False, allow_unicode=True)
+        )
+
+    def export(self, path: str | Path) -> Path:
+        """Write the workflow file ``path`` (``jupyter stax run PATH`` runs it); the path."""
+        p = Path(path).expanduser()
+        p.write_text(self.to_yaml())
+        return p
+
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any]) -> Workflow:
+        """A builder holding the steps of a workflow file (or YAML text, or a mapping)."""
+        from ..core.documents import load_workflow
+
+        model = load_workflow(dict(source) if isinstance(source, Mapping) else source)
+        wf = cls(
+            model.name,
+            params=model.params,
+            description=model.description,
+            on_failure=model.on_failure,
+        )
+        for s in model.steps:
+            wf._steps[s.name] = s
+        return wf
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}: {len(self)} step(s): {', '.join(self._steps)}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        if not self._steps:
+            return f"<i>workflow {escape(self.name)}: no steps yet</i>"
+        rows = "".join(
+            f"<tr><td><b>{escape(s.name)}</b></td><td>{escape(', '.join(s.after) or '-')}</td>"
+            f"<td>{escape(step_summary(s))}</td></tr>"
+            for s in self.steps
+        )
+        return (
+            f"<div class='stax-workflow'><b>{escape(self.name)}</b>"
+            "<table><tr><th>step</th><th>after</th><th>runs</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+
+def step_summary(step: models.Step) -> str:
+    """One line: what the step asks for (``bash, 5 lines; ntasks=1, time=00:05:00``)."""
+    lines = len(step.run.strip().splitlines())
+    parts = [f"{step.language}, {lines} line{'s' if lines != 1 else ''}"]
+    res = step.resources.model_dump(exclude_none=True)
+    if res:
+        parts.append(", ".join(f"{k}={v}" for k, v in res.items()))
+    for key in ("image", "cluster", "launcher"):
+        value = getattr(step, key, None)
+        if value:
+            parts.append(f"{key}={value}")
+    if step.retries:
+        parts.append(f"retries={step.retries}")
+    if step.params:
+        parts.append("params: " + ", ".join(step.params))
+    if step.env:
+        parts.append("env: " + ", ".join(step.env))
+    return "; ".join(parts)
+
+
+class Execution:
+    """A submitted workflow, as this process last saw it. Every method reads the service
+    again; ``model`` is the last :class:`~jupyter_stax.core.models.Execution` read."""
+
+    def __init__(self, service: StaxService, model: models.Execution) -> None:
+        self.service = service
+        self.model = model
+        #: the execution count of the cell whose magic displayed a monitor of this execution
+        self._shown_in: int | None = None
+
+    @classmethod
+    def attach(cls, execution_id: str, service: StaxService | None = None) -> Execution:
+        """An execution submitted earlier (by any client), by id or unique prefix."""
+        svc = _resolve(service)
+        return cls(svc, svc.get(execution_id))
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    @property
+    def state(self) -> str:
+        return self.model.state.value
+
+    @property
+    def cluster(self) -> str:
+        return self.model.cluster
+
+    @property
+    def steps(self) -> list[StepRun]:
+        return self.model.steps
+
+    @property
+    def final(self) -> bool:
+        return self.model.state.final
+
+    def step(self, name: str) -> StepRun:
+        return step_of(self.model, name)
+
+    def refresh(self) -> Execution:
+        self.model = self.service.get(self.model.id)
+        return self
+
+    def wait(
+        self, timeout: float | None = None, *, check: bool = True, interval: float = 0.5
+    ) -> Execution:
+        """Block until the execution is final; ``self``. ExecutionFailed (naming the steps that
+        did not complete and why) when it did not complete and ``check``; TimeoutError after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.refresh().final:
+            if deadline is not None and time.monotonic() >= deadline:
+                done, total = self.model.progress
+                raise TimeoutError(
+                    f"execution {self.id} is still {self.state} after {timeout:g} s "
+                    f"({done}/{total} steps done)"
+                )
+            time.sleep(interval)
+        if check and self.state != "completed":
+            raise self._failure()
+        return self
+
+    def _failure(self) -> ExecutionFailed:
+        bad = [s for s in self.steps if s.state is not StepState.COMPLETED]
+        details = []
+        for s in bad:
+            what = s.state.value
+            if s.reason:
+                what += f": {s.reason}"
+            elif s.exit_code is not None:
+                what += f", exit code {s.exit_code}"
+            details.append(f"{s.name}: {what}")
+        return ExecutionFailed(
+            f"execution {self.id} {self.state}: "
+            + ", ".join(f"{s.name} {s.state.value}" for s in bad)
+            + f" (logs: %stax logs {self.id} STEP --stderr)",
+            self,
+            details,
+        )
+
+    def logs(self, step: str, stream: str = "stdout", *, attempt: int | None = None) -> str:
+        """The whole output of a step so far (``stream``: stdout or stderr)."""
+        parts: list[str] = []
+        offset = 0
+        while True:
+            chunk = self.service.read_log(self.id, step, stream, offset=offset, attempt=attempt)
+            parts.append(chunk.data)
+            if chunk.eof or chunk.next_offset <= offset or chunk.next_offset >= chunk.size:
+                break
+            offset = chunk.next_offset
+        return "".join(parts)
+
+    # ------------------------------------------------------------------ acting
+    def cancel(self) -> Execution:
+        self.model = self.service.cancel(self.id)
+        return self
+
+    def retry(self) -> Execution:
+        """Run the failed, lost, canceled and skipped steps again."""
+        self.model = self.service.retry(self.id)
+        return self
+
+    def monitor(self, interval: float = 1.0) -> Monitor:
+        """A live widget of this execution (display it)."""
+        from .monitor import Monitor
+
+        return Monitor(self.service, self.id, interval=interval, execution=self.model)
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        done, total = self.model.progress
+        return f"<Execution {self.id} on {self.cluster}: {self.state}, {done}/{total} steps done>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .display import execution_text
+
+        p.text(execution_text(self.model))
+
+    def _repr_html_(self) -> str:
+        from .display import execution_html
+
+        return execution_html(self.model)
+
+    def _ipython_display_(self) -> None:
+        """In a kernel: a live monitor (nothing when a magic of the same cell showed one
+        already); elsewhere the text and HTML status."""
+        from .ipython import shell, show
+
+        sh = shell()
+        if sh is not None and getattr(sh, "kernel", None) is not None:
+            if self._shown_in is not None and self._shown_in == sh.execution_count:
+                return
+            self._shown_in = sh.execution_count
+            show(self.monitor())
+            return
+        self.refresh()
+        show({"text/plain": self._text(), "text/html": self._repr_html_()}, raw=True)
+
+    def _text(self) -> str:
+        from .display import execution_text
+
+        return execution_text(self.model)

@@ -1,0 +1,446 @@
+"""``%load_ext jupyter_stax``: the notebook magics, a thin layer over :mod:`.api`.
+
+* ``%%stax_task NAME [options]`` defines (or redefines) a step of the notebook's workflow from
+  the cell body; it runs nothing and shows a one-line summary.
+* ``%stax_submit [STEP ...] [--cluster C] [--param K=V] [--detach] [--wait]`` submits the named
+  steps and everything they depend on (all steps when none is named), returns the Execution
+  at once and shows a live monitor.
+* ``%stax SUBCOMMAND``: clusters, images, list, status, watch, cancel, retry, logs, export,
+  show, remove, reset, picker, help.
+
+Bad input (an unknown option, a cycle, an unknown cluster, a missing parameter ...) is one line
+(IPython's ``UsageError``), never a traceback, and nothing is submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from ..core import text
+from ..core.errors import StaxError
+from ..core.models import ParamValue
+from ..service import StaxService
+from .api import Execution, Workflow, connect, step_summary
+from .ipython import in_kernel, show
+
+__all__ = ["StaxMagics", "load_ipython_extension", "parse_param_value"]
+
+HELP = """\
+jupyter_stax magics
+
+%%stax_task NAME [options]        define (or redefine) step NAME from the cell body (bash)
+    --python                      the body is Python (placeholders become stax_param('name'))
+    --after A,B                   run after steps A and B complete
+    --cluster C  --image I        per-step cluster / StaX image
+    --nodes N --ntasks N --cpus-per-task N --gpus N --mem 4G --time HH:MM:SS
+    --launcher single|srun|mpirun --retries N
+    --env K=V  --param K=V        (repeatable) environment variables / step parameters
+    --software FILE               an eFlows4HPC software description (empty cell body)
+
+run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
+                   [--on-failure continue|stop] [--detach] [--wait] [--timeout S]
+    submit STEP and everything it depends on (all steps when none is named); returns the
+    Execution at once and shows a live monitor. --wait blocks until the end and fails when a
+    step did not complete.
+
+%stax clusters                    the clusters you can submit to
+%stax images [--cluster C]        StaX images, and whether they fit cluster C
+%stax list [--state S] [--limit N]
+%stax status [ID]                 (ID: an execution id or a unique prefix; default: the last
+%stax watch [ID]                   one this kernel submitted or watched)
+%stax cancel [ID] | retry [ID]
+%stax logs [ID] STEP [--stderr] [--attempt N]
+%stax show                        the notebook's workflow as a workflow file (YAML)
+%stax export FILE                 write it (jupyter stax run FILE runs it)
+%stax remove STEP | reset         forget one step / every step
+%stax picker                      a form: pick cluster and image, fill resources, submit
+%stax help
+"""
+
+
+class _Exit(Exception):
+    """argparse's exit after --help (nothing else to do)."""
+
+
+class MagicParser(argparse.ArgumentParser):
+    """argparse whose errors are one-line UsageErrors naming the magic."""
+
+    def __init__(self, magic: str, **kw: Any) -> None:
+        super().__init__(prog=magic, add_help=True, allow_abbrev=False, **kw)
+        self.magic = magic
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.magic}: {message} (see %stax help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            print(message, file=sys.stderr)
+        raise _Exit()
+
+
+def parse_param_value(text: str) -> ParamValue:
+    """``--param`` values: integers, floats, ``true``/``false`` as such; anything else (also
+    quoted JSON strings' content) as text. Never evaluated."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, bool | int | float | str):
+        return value
+    return text
+
+
+def _pairs(items: Sequence[str] | None, option: str, *, typed: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_param_value(value) if typed else value
+    return out
+
+
+def _split(line: str, magic: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as e:
+        raise UsageError(f"{magic}: cannot read the options: {e}") from None
+
+
+def _task_parser() -> MagicParser:
+    p = MagicParser("%%stax_task")
+    p.add_argument("name", help="step name")
+    p.add_argument("--python", action="store_true", help="the body is Python source")
+    p.add_argument("--after", action="append", default=[], metavar="A,B")
+    p.add_argument("--image")
+    p.add_argument("--cluster")
+    p.add_argument("--nodes", type=int)
+    p.add_argument("--ntasks", type=int)
+    p.add_argument("--cpus-per-task", type=int)
+    p.add_argument("--gpus", type=int)
+    p.add_argument("--mem", dest="memory")
+    p.add_argument("--time")
+    p.add_argument("--retries", type=int, default=0)
+    p.add_argument("--launcher", choices=("single", "srun", "mpirun"))
+    p.add_argument("--env", action="append", metavar="K=V")
+    p.add_argument("--param", action="append", metavar="K=V")
+    p.add_argument("--software", metavar="FILE")
+    return p
+
+
+def _submit_parser() -> MagicParser:
+    p = MagicParser("%stax_submit")
+    p.add_argument("steps", nargs="*", metavar="STEP")
+    p.add_argument("--cluster")
+    p.add_argument("--param", action="append", metavar="K=V")
+    p.add_argument("--name", help="workflow name of this submission")
+    p.add_argument("--on-failure", choices=("continue", "stop"))
+    p.add_argument("--detach", action="store_true")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, help="seconds --wait waits at most")
+    p.add_argument("--no-monitor", action="store_true", help="do not show the live monitor")
+    return p
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _one_line(e: StaxError) -> str:
+    return " ".join("; ".join([e.message, *e.details]).split())
+
+
+@magics_class
+class StaxMagics(Magics):
+    """The magics; ``workflow`` is the notebook's :class:`~.api.Workflow`, ``last`` the last
+    execution submitted or watched (the default ID of ``%stax`` subcommands)."""
+
+    def __init__(self, shell: Any, service: StaxService | None = None) -> None:
+        super().__init__(shell)  # type: ignore[no-untyped-call]
+        self.workflow = Workflow("notebook")
+        self._service = service
+        self.last: Execution | None = None
+
+    @property
+    def service(self) -> StaxService:
+        return self._service if self._service is not None else connect()
+
+    def _guard(self, magic: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except _Exit:
+            return None
+        except StaxError as e:
+            raise UsageError(f"{magic}: {_one_line(e)}") from None
+
+    # ------------------------------------------------------------------ %%stax_task
+    @cell_magic("stax_task")  # type: ignore[untyped-decorator]
+    def stax_task(self, line: str, cell: str) -> None:
+        """Define (or redefine) a step from the cell body; see ``%stax help``."""
+        self._guard("%%stax_task", lambda: self._task(line, cell))
+
+    def _task(self, line: str, cell: str) -> None:
+        a = _task_parser().parse_args(_split(line, "%%stax_task"))
+        after = [x.strip() for item in a.after for x in item.split(",") if x.strip()]
+        extra: dict[str, Any] = {}
+        if a.software:
+            extra["software"] = self._software(a.software)
+        if a.software and cell.strip():
+            raise UsageError(
+                "%%stax_task: --software takes the step from the file; leave the cell body empty"
+            )
+        redefined = a.name in self.workflow
+        step = self.workflow.step(
+            a.name,
+            cell,
+            after=after,
+            python=a.python,
+            image=a.image,
+            cluster=a.cluster,
+            launcher=a.launcher,
+            retries=a.retries,
+            env=_pairs(a.env, "--env", typed=False),
+            params=_pairs(a.param, "--param", typed=True),
+            nodes=a.nodes,
+            ntasks=a.ntasks,
+            cpus_per_task=a.cpus_per_task,
+            gpus=a.gpus,
+            memory=a.memory,
+            time=a.time,
+            **extra,
+        )
+        note = ""
+        missing = [x for x in step.after if x not in self.workflow]
+        if missing:
+            note = f"  (not defined yet: {', '.join(missing)})"
+        verb = "redefined" if redefined else "defined"
+        after_text = f" after {', '.join(step.after)}" if step.after else ""
+        print(
+            f"step {step.name} {verb}{after_text}: {step_summary(step)}{note}\n"
+            f"workflow {self.workflow.name!r}: {len(self.workflow)} step(s): "
+            + ", ".join(s.name for s in self.workflow.steps)
+        )
+
+    def _software(self, path: str) -> Any:
+        from ..core.models import Step
+
+        if "software" not in Step.model_fields:
+            raise UsageError(
+                "%%stax_task: --software needs eFlows4HPC support, which this version of "
+                "jupyter_stax does not have"
+            )
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise UsageError(f"%%stax_task: --software {path}: no such file")
+        return str(p.absolute())
+
+    # ------------------------------------------------------------------ %stax_submit
+    @line_magic("stax_submit")  # type: ignore[untyped-decorator]
+    def stax_submit(self, line: str) -> Execution | None:
+        """Submit the notebook's workflow (or some steps and what they need); see
+        ``%stax help``."""
+        result: Execution | None = self._guard("%stax_submit", lambda: self._submit(line))
+        return result
+
+    def _submit(self, line: str) -> Execution:
+        a = _submit_parser().parse_args(_split(line, "%stax_submit"))
+        wf = self.workflow
+        if a.name:
+            wf = Workflow.load(wf.to_dict())
+            wf.name = a.name
+        ex = wf.submit(
+            a.cluster,
+            params=_pairs(a.param, "--param", typed=True),
+            steps=a.steps or None,
+            detach=a.detach,
+            on_failure=a.on_failure,
+            service=self.service,
+        )
+        self.last = ex
+        if not a.no_monitor:
+            self._show_monitor(ex)
+        if a.wait:
+            ex.wait(a.timeout)  # ExecutionFailed -> one line
+        return ex
+
+    def _show_monitor(self, ex: Execution) -> None:
+        if in_kernel():
+            ex._shown_in = self.shell.execution_count if self.shell else None
+            show(ex.monitor())
+        else:
+            print(
+                f"submitted {ex.id} ({len(ex.steps)} steps on {ex.cluster}); "
+                f"%stax status {ex.id} shows how it goes"
+            )
+
+    # ------------------------------------------------------------------ %stax
+    @line_magic("stax")  # type: ignore[untyped-decorator]
+    def stax(self, line: str) -> Any:
+        """``%stax help`` lists the subcommands."""
+        args = _split(line, "%stax")
+        if not args or args[0] in ("help", "-h", "--help"):
+            print(HELP)
+            return None
+        sub, rest = args[0], args[1:]
+        handler = getattr(self, f"_cmd_{sub.replace('-', '_')}", None)
+        if handler is None:
+            raise UsageError(
+                f"%stax: unknown subcommand {sub!r}; subcommands: "
+                + ", ".join(_SUBCOMMANDS)
+                + " (see %stax help)"
+            )
+        return self._guard(f"%stax {sub}", lambda: handler(rest))
+
+    def _id(self, given: str | None, sub: str) -> str:
+        if given:
+            return given
+        if self.last is None:
+            raise UsageError(f"%stax {sub}: which execution? give its ID (see %stax list)")
+        return self.last.id
+
+    def _cmd_clusters(self, args: list[str]) -> None:
+        MagicParser("%stax clusters").parse_args(args)
+        clusters = self.service.clusters()
+        print(text.format_table(text.CLUSTER_HEADERS, text.cluster_rows(clusters)))
+
+    def _cmd_images(self, args: list[str]) -> Any:
+        p = MagicParser("%stax images")
+        p.add_argument("--cluster")
+        a = p.parse_args(args)
+        images = getattr(self.service, "images", None)
+        if images is None:
+            raise UsageError("%stax images: this service does not list StaX images")
+        listing = images(a.cluster)
+        from .display import images_text
+
+        print(images_text(listing, a.cluster))
+        return None
+
+    def _cmd_list(self, args: list[str]) -> None:
+        p = MagicParser("%stax list")
+        p.add_argument("--state")
+        p.add_argument("--limit", type=int, default=20)
+        a = p.parse_args(args)
+        items, _cursor = self.service.list(a.state, a.limit)
+        if not items:
+            print("no executions" + (f" in state {a.state}" if a.state else ""))
+            return
+        print(text.format_table(text.LIST_HEADERS, text.list_rows(items, _now())))
+
+    def _cmd_status(self, args: list[str]) -> None:
+        p = MagicParser("%stax status")
+        p.add_argument("id", nargs="?")
+        a = p.parse_args(args)
+        ex = Execution.attach(self._id(a.id, "status"), self.service)
+        print(text.status_text(ex.model, _now()))
+
+    def _cmd_watch(self, args: list[str]) -> Execution:
+        p = MagicParser("%stax watch")
+        p.add_argument("id", nargs="?")
+        p.add_argument("--interval", type=float, default=1.0)
+        a = p.parse_args(args)
+        ex = Execution.attach(self._id(a.id, "watch"), self.service)
+        self.last = ex
+        if in_kernel():
+            ex._shown_in = self.shell.execution_count if self.shell else None
+            show(ex.monitor(interval=a.interval))
+        else:
+            print(text.status_text(ex.model, _now()))
+        return ex
+
+    def _cmd_cancel(self, args: list[str]) -> None:
+        p = MagicParser("%stax cancel")
+        p.add_argument("id", nargs="?")
+        a = p.parse_args(args)
+        ex = Execution.attach(self._id(a.id, "cancel"), self.service).cancel()
+        said = ex.state if ex.final else "cancel requested"
+        print(f"execution {ex.id}: {said}")
+
+    def _cmd_retry(self, args: list[str]) -> None:
+        p = MagicParser("%stax retry")
+        p.add_argument("id", nargs="?")
+        a = p.parse_args(args)
+        ex = Execution.attach(self._id(a.id, "retry"), self.service).retry()
+        again = [s.name for s in ex.steps if not s.state.final]
+        print(f"retrying {len(again)} step(s) of {ex.id}: {', '.join(again)}")
+
+    def _cmd_logs(self, args: list[str]) -> None:
+        p = MagicParser("%stax logs")
+        p.add_argument("ids", nargs="+", metavar="[ID] STEP")
+        p.add_argument("--stderr", action="store_true")
+        p.add_argument("--attempt", type=int)
+        a = p.parse_args(args)
+        if len(a.ids) > 2:
+            p.error("expected [ID] STEP")
+        eid, step = (a.ids[0], a.ids[1]) if len(a.ids) == 2 else (None, a.ids[0])
+        ex = Execution.attach(self._id(eid, "logs"), self.service)
+        data = ex.logs(step, "stderr" if a.stderr else "stdout", attempt=a.attempt)
+        sys.stdout.write(data if data.endswith("\n") or not data else data + "\n")
+
+    def _cmd_show(self, args: list[str]) -> None:
+        MagicParser("%stax show").parse_args(args)
+        print(self.workflow.to_yaml(), end="")
+
+    def _cmd_export(self, args: list[str]) -> None:
+        p = MagicParser("%stax export")
+        p.add_argument("file")
+        a = p.parse_args(args)
+        self.workflow.check()
+        path = self.workflow.export(a.file)
+        print(f"wrote {path} ({len(self.workflow)} steps); run it with: jupyter stax run {path}")
+
+    def _cmd_remove(self, args: list[str]) -> None:
+        p = MagicParser("%stax remove")
+        p.add_argument("step")
+        a = p.parse_args(args)
+        if a.step not in self.workflow:
+            raise UsageError(
+                f"%stax remove: no step {a.step!r}; steps: "
+                + (", ".join(s.name for s in self.workflow.steps) or "none")
+            )
+        self.workflow.remove(a.step)
+        print(f"removed step {a.step}; {len(self.workflow)} left")
+
+    def _cmd_reset(self, args: list[str]) -> None:
+        MagicParser("%stax reset").parse_args(args)
+        self.workflow.clear()
+        print("the notebook's workflow has no steps now")
+
+    def _cmd_picker(self, args: list[str]) -> Any:
+        MagicParser("%stax picker").parse_args(args)
+        from .picker import Picker
+
+        picker = Picker(self.workflow, self.service, on_submit=self._picked)
+        show(picker)
+        return None
+
+    def _picked(self, ex: Execution) -> None:
+        self.last = ex
+
+
+_SUBCOMMANDS = [name[len("_cmd_") :] for name in vars(StaxMagics) if name.startswith("_cmd_")] + [
+    "help"
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(StaxMagics(ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    magics = ipython.magics_manager.registry.get("StaxMagics")
+    if magics is not None:
+        for kind in ("line", "cell"):
+            for name in ("stax", "stax_submit", "stax_task"):
+                ipython.magics_manager.magics[kind].pop(name, None)
+        ipython.magics_manager.registry.pop("StaxMagics", None)
