@@ -51,7 +51,9 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
                    [--on-failure continue|stop] [--detach] [--wait] [--timeout S]
     submit STEP and everything it depends on (all steps when none is named); returns the
     Execution at once and shows a live monitor. --wait blocks until the end and fails when a
-    step did not complete.
+    step did not complete. Values are text for the shell-like option line: quote spaces and
+    quotes, e.g. --param msg='a b', or from Python: --param msg={shlex.quote(msg)}.
+    Whatever the value, a step gets it as data (never run as code).
 
 %stax clusters                    the clusters you can submit to
 %stax images [--cluster C]        StaX images, and whether they fit cluster C
@@ -100,12 +102,14 @@ def parse_param_value(text: str) -> ParamValue:
     return text
 
 
-def _pairs(items: Sequence[str] | None, option: str, *, typed: bool) -> dict[str, Any]:
+def _pairs(
+    items: Sequence[str] | None, option: str, *, typed: bool, magic: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or ():
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"{magic}: {option} expects KEY=VALUE, got {item!r}")
         out[key.strip()] = parse_param_value(value) if typed else value
     return out
 
@@ -209,8 +213,8 @@ class StaxMagics(Magics):
             cluster=a.cluster,
             launcher=a.launcher,
             retries=a.retries,
-            env=_pairs(a.env, "--env", typed=False),
-            params=_pairs(a.param, "--param", typed=True),
+            env=_pairs(a.env, "--env", typed=False, magic="%%stax_task"),
+            params=_pairs(a.param, "--param", typed=True, magic="%%stax_task"),
             nodes=a.nodes,
             ntasks=a.ntasks,
             cpus_per_task=a.cpus_per_task,
@@ -260,7 +264,7 @@ class StaxMagics(Magics):
             wf.name = a.name
         ex = wf.submit(
             a.cluster,
-            params=_pairs(a.param, "--param", typed=True),
+            params=_pairs(a.param, "--param", typed=True, magic="%stax_submit"),
             steps=a.steps or None,
             detach=a.detach,
             on_failure=a.on_failure,
