@@ -7,10 +7,11 @@ Pure pydantic, like the rest of ``core``: the server's handlers, the OpenAPI doc
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .images import ClusterTraits, RuleResult, StaxImage
 from .models import Cluster, Execution, ParamValue, SubmitOptions, Workflow
 from .states import ExecutionState
 
@@ -100,11 +101,38 @@ class ClusterDetail(ClusterInfo):
     note: str | None = Field(None, description="why there is no summary, when there is none")
 
 
-class ImageList(_Wire):
-    """StaX images usable on a cluster (the catalogs come with the images feature)."""
+class ImageSourceStatus(_Wire):
+    """One configured catalog source."""
 
-    images: list[dict[str, Any]] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list, description="catalogs the images come from")
+    spec: str = Field(
+        description="as configured: a catalog file, oci:DIR, ch:DIR, sif:..., docker://"
+    )
+    kind: str | None = Field(description="the source that reads it (None: no source does)")
+    images: int = Field(0, description="images it gave")
+    problem: str | None = Field(None, description="why it gave none (None while all is well)")
+
+
+class ImageInfo(StaxImage):
+    """A catalog image, judged for the cluster asked about (``fits`` None without one)."""
+
+    fits: bool | None = None
+    rules: list[RuleResult] = Field(
+        default_factory=list, description="each matching rule: ok, fail, unchecked or note"
+    )
+
+
+class ImageList(_Wire):
+    """``GET images[?cluster=C]``: the StaX catalog, with per-cluster fit and reasons."""
+
+    cluster: str | None = Field(None, description="the cluster judged for (None: no fit shown)")
+    runtime: str | None = Field(None, description="that cluster's container runtime")
+    traits: ClusterTraits | None = Field(None, description="that cluster's traits")
+    images: list[ImageInfo] = Field(default_factory=list)
+    sources: list[ImageSourceStatus] = Field(default_factory=list)
+    problems: list[str] = Field(
+        default_factory=list,
+        description="sources and plug-ins that could not be read, each said once",
+    )
     note: str | None = None
 
 

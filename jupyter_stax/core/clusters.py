@@ -20,6 +20,17 @@ ENV_CLUSTERS = "JUPYTER_STAX_CLUSTERS"
 ENV_WORK_DIR = "JUPYTER_STAX_WORK_DIR"
 
 
+def _local(c: Cluster) -> Cluster:
+    """The ``local`` cluster with the traits and container runtime this machine has filled in
+    where the configuration leaves them unset."""
+    from .images import detect_local_runtime, detect_local_traits
+
+    update: dict[str, Any] = {"traits": c.traits.merged(detect_local_traits())}
+    if c.container_runtime is None:
+        update["container_runtime"] = detect_local_runtime()
+    return c.model_copy(update=update)
+
+
 def default_clusters_file() -> Path:
     if os.environ.get(ENV_CLUSTERS):
         return Path(os.environ[ENV_CLUSTERS]).expanduser()
@@ -44,13 +55,15 @@ class ClusterRegistry:
     ) -> None:
         self.source = source
         self.default_work_dir = Path(work_dir).expanduser() if work_dir else None
-        self._clusters: dict[str, Cluster] = {LOCAL: Cluster(name=LOCAL, scheduler="local")}
+        self._clusters: dict[str, Cluster] = {LOCAL: _local(Cluster(name=LOCAL, scheduler="local"))}
         for c in clusters:
             if c.name == LOCAL and c.scheduler != "local":
                 raise InvalidClusterConfig(
                     f"cluster 'local' is the machine itself and must use scheduler 'local', "
                     f"not {c.scheduler!r}; give your {c.scheduler} cluster another name"
                 )
+            if c.name == LOCAL:
+                c = _local(c)
             if c.scheduler not in KNOWN_SCHEDULERS:
                 raise InvalidClusterConfig(
                     f"cluster {c.name!r}: unknown scheduler {c.scheduler!r}; "

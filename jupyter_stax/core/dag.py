@@ -14,6 +14,7 @@ from .params import (
     placeholders,
     render_script,
 )
+from .pystep import python_placeholders
 
 
 def graph(workflow: Workflow) -> dict[str, list[str]]:
@@ -59,7 +60,7 @@ def upstream(workflow: Workflow, names: Iterable[str]) -> set[str]:
         n = todo.pop()
         if n not in seen:
             seen.add(n)
-            todo.extend(deps[n])
+            todo.extend(deps.get(n, ()))
     return seen
 
 
@@ -118,17 +119,28 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
     for s in workflow.steps:
         where = f"step {s.name!r}"
         values = {**workflow.params, **params, **s.params}
-        missing = [p for p in placeholders(s.run) if p not in values]
+        try:
+            script = step_text(s)
+        except InvalidWorkflow as e:
+            problems.append(str(e))
+            continue
+        missing = [p for p in placeholders(script) if p not in values]
         for p in missing:
             problems.append(
                 f"{where} uses {{{{{p}}}}} but no value is given: add '{p}' to the workflow's "
                 f"params or pass --param {p}=VALUE"
             )
+        if s.language == "python":
+            try:
+                python_placeholders(s.run, where=where)
+            except ParamError as e:
+                problems.append(str(e))
+            continue
         try:
-            render_script(s.run, where=where)
+            render_script(script, where=where)
         except ParamError as e:
             problems.append(str(e))
-        problems += check_arithmetic_values(s.run, values, where=where)
+        problems += check_arithmetic_values(script, values, where=where)
     try:
         param_env({**workflow.params, **params})
         for s in workflow.steps:
@@ -137,6 +149,16 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
         problems.append(str(e))
     if problems:
         raise InvalidWorkflow(f"workflow {workflow.name!r} is not valid", details=problems)
+
+
+def step_text(step: Step) -> str:
+    """The script text of a step before placeholder substitution: its ``run``, or what its
+    software description renders to (without container wrapping)."""
+    if step.software is None:
+        return step.run
+    from .software import load_software, render
+
+    return render(load_software(step.software, where=f"step {step.name!r}"))
 
 
 def _closest(word: str, candidates: Iterable[str]) -> str | None:

@@ -64,6 +64,7 @@ def load_workflow(source: str | Path | dict[str, Any]) -> Workflow:
     """A workflow from a YAML/JSON file path, YAML text, or an already parsed mapping."""
     if isinstance(source, dict):
         return to_model(Workflow, source, source="workflow", error=InvalidWorkflow)
+    path = Path(".")
     if isinstance(source, Path) or (
         "\n" not in source and source.endswith((".yaml", ".yml", ".json"))
     ):
@@ -80,7 +81,13 @@ def load_workflow(source: str | Path | dict[str, Any]) -> Workflow:
     data = parse_yaml(text, source=label)
     if not isinstance(data, dict):
         raise InvalidWorkflow(f"{label} must be a mapping with 'name' and 'steps'")
-    return to_model(Workflow, data, source=label, error=InvalidWorkflow)
+    wf = to_model(Workflow, data, source=label, error=InvalidWorkflow)
+    if any(s.software is not None for s in wf.steps):
+        from .software import inline
+
+        base = path.parent if label != "workflow" else None
+        wf = inline(wf, base)
+    return wf
 
 
 def load_clusters_document(text: str, *, source: str) -> list[Cluster]:

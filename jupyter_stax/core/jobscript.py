@@ -13,13 +13,17 @@ number, so a record left by an earlier attempt is never taken for the current on
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .containers import ContainerRun, ContainerRuntime, step_command
+from .images import Bind, ResolvedImage, parse_bind
 from .models import Cluster, ParamValue, Step
-from .params import export_lines, render_script
+from .params import PARAM_ENV_PREFIX, export_lines, render_script
+from .pystep import PARAMS_JSON_ENV, render_python_step
 from .units import parse_walltime
 
 STEP_SCRIPT = "stax.step.sh"
@@ -57,6 +61,83 @@ class JobRequest:
     """scheduler-native dependencies (detached mode): start only after these jobs succeeded"""
 
 
+#: variables the job script exports for every step (passed into containers by name)
+STAX_ENV = (
+    "STAX_EXECUTION",
+    "STAX_STEP",
+    "STAX_ATTEMPT",
+    "STAX_CLUSTER",
+    "STAX_STEP_DIR",
+    "STAX_EXECUTION_DIR",
+)
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """How one step runs in its image: the runtime, the resolved image, and what every
+    container of the step gets (binds, working directory, environment names, GPU kind)."""
+
+    runtime: ContainerRuntime
+    image: ResolvedImage
+    binds: tuple[Bind, ...]
+    workdir: str
+    env: tuple[str, ...]
+    gpu: str | None = None
+    flags: tuple[str, ...] = ()
+    host_mpi: bool = False
+    executable: str | None = None
+
+    def run(self, command: list[str], *, hybrid: bool) -> ContainerRun:
+        return ContainerRun(
+            image=self.image.reference,
+            command=command,
+            binds=self.binds,
+            workdir=self.workdir,
+            env=self.env,
+            gpu=self.gpu,
+            hybrid=hybrid,
+            host_mpi=self.host_mpi,
+            flags=self.flags,
+            executable=self.executable,
+        )
+
+
+def container_plan(
+    runtime: ContainerRuntime,
+    image: ResolvedImage,
+    *,
+    step: Step,
+    cluster: Cluster,
+    params: Mapping[str, ParamValue],
+    step_dir: Path,
+    work_dir: Path,
+) -> ContainerPlan:
+    """The step directory and the work directory are always bound (at the same paths), then
+    the cluster's own binds; the step starts in its directory."""
+    binds: list[Bind] = []
+    for d in (work_dir, step_dir):
+        b = Bind(str(d), str(d))
+        if b not in binds:
+            binds.append(b)
+    binds += [parse_bind(b) for b in cluster.container_options.binds]
+    env = list(STAX_ENV) + sorted({**cluster.env, **step.env})
+    env += sorted(PARAM_ENV_PREFIX + k for k in params)
+    if step.language == "python":
+        env.append(PARAMS_JSON_ENV)
+    gpu = image.stax_labels.gpu
+    return ContainerPlan(
+        runtime=runtime,
+        image=image,
+        binds=tuple(binds),
+        workdir=str(step_dir),
+        env=tuple(dict.fromkeys(env)),
+        gpu=gpu if gpu and gpu != "none" else None,
+        flags=tuple(cluster.container_options.flags),
+        host_mpi=cluster.container_options.host_mpi,
+        executable=cluster.container_options.command,
+    )
+
+
 def job_name(execution_id: str, step: str) -> str:
     return f"stax-{execution_id}-{step}"
 
@@ -65,10 +146,20 @@ def effective_launcher(step: Step, cluster: Cluster) -> str:
     return step.launcher or cluster.launcher
 
 
-def run_line(step: Step, cluster: Cluster) -> str:
-    """The line of the job script that runs the step's script."""
+def run_line(step: Step, cluster: Cluster, container: ContainerPlan | None = None) -> str:
+    """The line of the job script that runs the step's script. In a container with a
+    multi-task launcher, the launcher stays on the host and starts one container per rank."""
     launcher = effective_launcher(step, cluster)
     r = step.resources
+    if container is not None and step.software is None:
+        inner = container.runtime.render(
+            container.run(step_command(STEP_SCRIPT), hybrid=launcher != "single")
+        )
+        if launcher == "srun":
+            return f"srun {inner}"
+        if launcher == "mpirun":
+            return f"mpirun -n {r.ntasks or 1} {inner}"
+        return inner
     if launcher == "srun":
         return f"srun bash ./{STEP_SCRIPT}"
     if launcher == "mpirun":
@@ -78,8 +169,28 @@ def run_line(step: Step, cluster: Cluster) -> str:
     return f"( . ./{STEP_SCRIPT} )"
 
 
-def render_step_script(step: Step) -> str:
-    body = render_script(step.run, where=f"step {step.name!r}")
+def render_step_script(step: Step, container: ContainerPlan | None = None) -> str:
+    """The step's own script: its ``run`` (bash, or Python run by python3), or what its
+    software description renders to (with the description's container wrapped around each
+    program)."""
+    if step.language == "python":
+        return render_python_step(step.run, where=f"step {step.name!r}")
+    text = step.run
+    if step.software is not None:
+        from . import software as sw
+
+        desc = sw.load_software(step.software, where=f"step {step.name!r}")
+        if container is not None:
+            text = sw.render(
+                desc,
+                runtime=container.runtime,
+                binds=container.binds,
+                workdir=container.workdir,
+                env=container.env,
+            )
+        else:
+            text = sw.render(desc)
+    body = render_script(text, where=f"step {step.name!r}")
     if not body.endswith("\n"):
         body += "\n"
     return body
@@ -95,6 +206,7 @@ def render_job_script(
     step_dir: Path,
     execution_dir: Path,
     require_completed: Sequence[Path] = (),
+    container: ContainerPlan | None = None,
 ) -> str:
     """The wrapper script. ``require_completed``: step directories whose exit records must say
     0 before this step runs (detached mode: the scheduler only orders the jobs, see below)."""
@@ -118,6 +230,8 @@ def render_job_script(
     exports = export_lines(params).rstrip("\n")
     if exports:
         lines.append(exports)
+    if step.language == "python":  # typed values for stax_params (see core/pystep.py)
+        lines.append(f"export {PARAMS_JSON_ENV}={q(json.dumps(dict(params), sort_keys=True))}")
     if require_completed:
         # Scheduler-native dependencies only order the jobs (afterany): PSI/J's Slurm script
         # always exits 0, so afterok cannot see a failure. The step checks its upstream steps'
@@ -135,8 +249,18 @@ def render_job_script(
         ]
     if cluster.setup:
         lines += ["# cluster setup", cluster.setup.rstrip("\n")]
+    if container is not None:
+        img = container.image
+        about = (
+            f"StaX image {img.name} ({img.reference}"
+            + (f", {img.digest}" if img.digest else "")
+            + f") via {container.runtime.name}"
+        )
+        lines.append("# " + " ".join(about.split()))
+        if step.software is None:
+            lines += container.runtime.preamble(container.run([], hybrid=False))
     lines += [
-        run_line(step, cluster),
+        run_line(step, cluster, container),
         "rc=$?",
         f'printf \'%s %s %s\\n\' {attempt} "$rc" "$EPOCHREALTIME" > {EXIT_RECORD}',
         'exit "$rc"',

@@ -15,8 +15,10 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
+from .images import ClusterTraits, ContainerOptions, ResolvedImage
 from .states import ExecutionState, StepState
 from .units import parse_memory, parse_walltime
 
@@ -29,6 +31,7 @@ KNOWN_SCHEDULERS = ("local", "slurm", "pbs", "pbs_classic", "lsf", "cobalt", "fl
 Launcher = Literal["single", "srun", "mpirun"]
 ParamValue = str | int | float | bool | None
 OnFailure = Literal["continue", "stop"]
+Language = Literal["bash", "python"]
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -108,8 +111,10 @@ class Step(_Model):
 
     name: str
     run: str = Field(
+        "",
         validation_alias=AliasChoices("run", "script", "command"),
-        description="bash script; {{name}} placeholders are replaced by quoted parameter values",
+        description="bash script; {{name}} placeholders are replaced by quoted parameter values "
+        "(required unless 'software' is given)",
     )
     after: list[str] = Field(default_factory=list, description="steps that must complete first")
     params: dict[str, ParamValue] = Field(
@@ -121,10 +126,24 @@ class Step(_Model):
         validation_alias=AliasChoices("env", "environment"),
         description="environment variables exported for the step (values are literal)",
     )
-    image: str | None = Field(None, description="StaX image (variant or family) to run the step in")
+    image: str | None = Field(
+        None,
+        description="StaX image to run the step in: a family (the best variant for the "
+        "step's cluster is chosen), a variant name, or an image reference",
+    )
+    software: str | dict[str, Any] | None = Field(
+        None,
+        description="an eFlows4HPC software invocation description (binary, mpi, mpmd_mpi): "
+        "a JSON file path or the description itself; it becomes the step's script",
+    )
     cluster: str | None = Field(None, description="run this step on another cluster")
     launcher: Launcher | None = None
     retries: Annotated[int, Field(ge=0, le=100)] = 0
+    language: Language = Field(
+        "bash",
+        description="bash: run is a bash script; python: run is Python source run by python3 "
+        "(placeholders become stax_param('name') calls, and stax_params holds every value)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -140,6 +159,18 @@ class Step(_Model):
 
     _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
     _params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
+
+    @model_validator(mode="after")
+    def _run_or_software(self) -> Step:
+        if self.software is None and not self.run.strip():
+            raise ValueError(
+                "a step needs 'run' (a bash script) or 'software' (an eFlows4HPC description)"
+            )
+        if self.software is not None and self.run.strip():
+            raise ValueError("give either 'run' or 'software', not both")
+        if self.software is not None and self.language != "bash":
+            raise ValueError("a 'software' step renders to bash; drop 'language'")
+        return self
 
 
 class Workflow(_Model):
@@ -196,8 +227,16 @@ class Cluster(_Model):
         default_factory=dict,
         description="scheduler directives passed through PSI/J, e.g. {'slurm.qos': 'debug'}",
     )
-    container_runtime: str | None = None
-    traits: dict[str, Any] = Field(default_factory=dict, description="node traits (StaX matching)")
+    container_runtime: str | None = Field(
+        None,
+        description="apptainer, singularity, charliecloud, podman, podman-hpc, sarus, shifter, "
+        "none, or a plug-in's name (local: detected)",
+    )
+    container_options: ContainerOptions = Field(default_factory=ContainerOptions)
+    traits: ClusterTraits = Field(
+        default_factory=ClusterTraits,
+        description="what the compute nodes offer, for StaX matching (local: detected)",
+    )
     description: str | None = None
 
     @field_validator("name")
@@ -219,6 +258,13 @@ class Cluster(_Model):
         return aliases.get(v, v)
 
     _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
+
+    @field_validator("container_runtime")
+    @classmethod
+    def _runtime(cls, v: str | None) -> str | None:
+        from .containers import runtime_name
+
+        return None if v is None else runtime_name(v)
 
     @property
     def effective_poll_interval(self) -> float:
@@ -257,7 +303,10 @@ class StepRun(BaseModel):
     script: str
     stdout: str
     stderr: str
-    image: str | None = None
+    image: str | None = Field(None, description="the image the step asked for")
+    resolved_image: ResolvedImage | None = Field(
+        None, description="the variant it runs in: reference, digest, labels, runtime"
+    )
     history: list[AttemptRecord] = Field(default_factory=list)
 
 

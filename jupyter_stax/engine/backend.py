@@ -323,6 +323,7 @@ class Backend:
 
         d = self.safe_dir(req)
         attrs: dict[str, object] = dict(self.cluster.custom_attributes)
+        attrs.update(req.custom_attributes)  # the step's own (e.g. shifter's slurm.image)
         if self.scheduler == "slurm":
             attrs["slurm.job-name"] = req.job_name
             if req.after_native_ids:

@@ -29,16 +29,17 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core import jobscript as js
 from ..core.clusters import ClusterRegistry
 from ..core.dag import bound_params, check, topological_order, upstream
 from ..core.documents import load_workflow
 from ..core.errors import Conflict, InvalidWorkflow, NotFound, SchedulerUnavailable, StaxError
+from ..core.images import ResolvedImage
 from ..core.models import (
     AttemptRecord,
     Cluster,
@@ -52,6 +53,9 @@ from ..core.models import (
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
 from .backend import Backend, JobGone, JobUpdate, SubmitError
 from .store import LostOwnership, Store, now
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
 
 log = logging.getLogger("jupyter_stax.engine")
 
@@ -114,6 +118,7 @@ class Engine:
         submit_workers: int = 4,
         submit_backoff: tuple[float, ...] = SUBMIT_BACKOFF,
         submit_settle: float = 30.0,
+        image_catalogs: Sequence[str] | None = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.clusters = clusters or ClusterRegistry.load()
@@ -128,6 +133,8 @@ class Engine:
         #: after a crash during submission: seconds (from the intent) within which an orphaned
         #: submit command may still deliver the job; only then is the attempt submitted again
         self.submit_settle = submit_settle
+        #: StaX catalog sources (None: the defaults, see :mod:`.catalog`); read at submission
+        self.image_catalogs = None if image_catalogs is None else list(image_catalogs)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=submit_workers, thread_name_prefix="stax-submit"
         )
@@ -233,8 +240,13 @@ class Engine:
             wf = wf.model_copy(update={"steps": [s for s in wf.steps if s.name in keep]})
         params = dict(params or {})
         main = self.clusters.get(cluster)
+        if any(isinstance(s.software, str) for s in wf.steps):
+            from ..core.software import inline
+
+            wf = inline(wf)
         check(wf, params)
-        problems = []
+        wf, resolved, image_errors = self._resolve_images(wf, main)
+        problems = [e.message for e in image_errors]
         for s in wf.steps:
             c = self.clusters.get(s.cluster) if s.cluster else main
             launcher = js.effective_launcher(s, c)
@@ -254,8 +266,11 @@ class Engine:
                         f"step {s.name!r} has retries={s.retries}, but a detached execution is "
                         "run by the scheduler alone and cannot resubmit; drop retries or --detach"
                     )
+        if len(problems) == 1 and image_errors:
+            raise image_errors[0]
         if problems:
-            raise InvalidWorkflow(f"workflow {wf.name!r} cannot run as asked", details=problems)
+            details = problems + [d for e in image_errors for d in e.details]
+            raise InvalidWorkflow(f"workflow {wf.name!r} cannot run as asked", details=details)
         eid = self._new_id()
         root = self.clusters.work_dir(main) / eid
         runs = []
@@ -271,6 +286,7 @@ class Engine:
                     stdout=str(d / js.STDOUT),
                     stderr=str(d / js.STDERR),
                     image=s.image,
+                    resolved_image=resolved.get(s.name),
                 )
             )
         return Execution(
@@ -284,6 +300,61 @@ class Engine:
             owner=owner,
             steps=runs,
         )
+
+    def catalog(self) -> Catalog:
+        """The StaX catalog as its sources are now (read on each call)."""
+        from .catalog import Catalog
+
+        return Catalog.load(self.image_catalogs)
+
+    def _resolve_images(
+        self, wf: Workflow, main: Cluster
+    ) -> tuple[Workflow, dict[str, ResolvedImage], list[StaxError]]:
+        """Each step's image resolved for its cluster (software descriptions: their container
+        image, and their resources where the step sets none)."""
+        from ..core import software as sw
+        from ..core.images import step_need
+        from .catalog import runtime_for
+
+        resolved: dict[str, ResolvedImage] = {}
+        errors: list[StaxError] = []
+        steps = []
+        catalog: Catalog | None = None
+        for s in wf.steps:
+            c = self.clusters.get(s.cluster) if s.cluster else main
+            name, runtime = s.image, None
+            if isinstance(s.software, dict):
+                desc = sw.load_software(s.software, where=f"step {s.name!r}")
+                implied = {
+                    k: v for k, v in sw.resources(desc).items() if getattr(s.resources, k) is None
+                }
+                if implied:
+                    res = s.resources.model_copy(update=implied)
+                    s = s.model_copy(update={"resources": res})
+                if desc.container is not None:
+                    name, runtime = desc.container.image, sw.container_runtime_name(desc)
+            steps.append(s)
+            if name is None:
+                continue
+            try:
+                rt = runtime_for(c, runtime)
+                if catalog is None:
+                    catalog = self.catalog()
+                need = step_need(js.effective_launcher(s, c), s.resources.ntasks, s.resources.gpus)
+                if s.software is not None:
+                    need = step_need("single", None, s.resources.gpus)
+                r, _ = catalog.resolve(name, c, need, rt.name)
+                if rt.name == "charliecloud" and "://" in r.reference:
+                    raise InvalidWorkflow(
+                        f"step {s.name!r}: ch-run runs directory or SquashFS images, not "
+                        f"{r.reference!r}; convert it with ch-image and name the directory"
+                    )
+                resolved[s.name] = r
+            except StaxError as e:
+                if not e.message.startswith("step "):
+                    e = type(e)(f"step {s.name!r}: {e.message}", details=e.details)
+                errors.append(e)
+        return wf.model_copy(update={"steps": steps}), resolved, errors
 
     def get(self, execution_id: str) -> Execution:
         return self.store.get(self.store.resolve_id(execution_id))
@@ -571,10 +642,12 @@ class Engine:
                 if p.exists():
                     os.replace(p, d / f"{f}.{attempt - 1}")
         step = run.defs[s.name]
-        (d / js.STEP_SCRIPT).write_text(js.render_step_script(step))
+        plan = self._container_plan(run, s, cluster)
+        (d / js.STEP_SCRIPT).write_text(js.render_step_script(step, plan))
         job = d / js.JOB_SCRIPT
         job.write_text(
             js.render_job_script(
+                container=plan,
                 execution_id=run.id,
                 step=step,
                 attempt=attempt,
@@ -588,6 +661,28 @@ class Engine:
             )
         )
         return job
+
+    def _container_plan(self, run: _Run, s: StepRun, cluster: Cluster) -> js.ContainerPlan | None:
+        if s.resolved_image is None:
+            return None
+        from . import plugins
+
+        rt = plugins.runtime(s.resolved_image.runtime)
+        if rt is None:
+            raise StaxError(
+                f"container runtime {s.resolved_image.runtime!r} is not available here "
+                f"(known: {', '.join(sorted(plugins.runtimes()))})"
+            )
+        step = run.defs[s.name]
+        return js.container_plan(
+            rt,
+            s.resolved_image,
+            step=step,
+            cluster=cluster,
+            params=bound_params(run.ex.workflow, run.ex.params, step),
+            step_dir=Path(s.directory),
+            work_dir=self.clusters.work_dir(cluster),
+        )
 
     async def _submit_step(self, run: _Run, name: str, after: tuple[str, ...]) -> None:
         s = run.steps[name]
@@ -624,6 +719,7 @@ class Engine:
                 queue=cluster.queue,
                 account=cluster.account,
                 after_native_ids=after,
+                custom_attributes=self._directives(run, s, cluster),
             )
             s.attempt, s.job_name = attempt, req.job_name
             self._set(
@@ -647,6 +743,12 @@ class Engine:
             run.submitting.discard(name)
         if run.ex.state.final and self._runs.get(run.id) is run:
             self._finish(run)
+
+    def _directives(self, run: _Run, s: StepRun, cluster: Cluster) -> dict[str, str]:
+        plan = self._container_plan(run, s, cluster)
+        if plan is None or run.defs[s.name].software is not None:
+            return {}
+        return plan.runtime.directives(plan.run([], hybrid=False))
 
     async def _submit_with_backoff(
         self, run: _Run, s: StepRun, cluster: Cluster, req: js.JobRequest

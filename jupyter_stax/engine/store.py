@@ -26,11 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import NotFound, StaxError
+from ..core.images import ResolvedImage
 from ..core.jobscript import STDERR, STDOUT, STEP_SCRIPT
 from ..core.models import AttemptRecord, Execution, StepRun, SubmitOptions, Workflow
 from ..core.states import ExecutionState, StepState, execution_state
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: what each schema version added, applied in order to an older store when it is opened
+_MIGRATIONS = {
+    2: ("ALTER TABLE steps ADD COLUMN resolved_image TEXT",),  # StaX image provenance
+}
 ENV_STORE = "JUPYTER_STAX_STORE"
 
 _SCHEMA = """
@@ -49,7 +54,7 @@ CREATE TABLE IF NOT EXISTS steps (
     name TEXT NOT NULL, pos INTEGER NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
     cluster TEXT NOT NULL, native_id TEXT, job_name TEXT, exit_code INTEGER, reason TEXT,
     submitted REAL, started REAL, finished REAL, directory TEXT NOT NULL, image TEXT,
-    history TEXT NOT NULL DEFAULT '[]',
+    history TEXT NOT NULL DEFAULT '[]', resolved_image TEXT,
     PRIMARY KEY (execution_id, name));
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, kind TEXT NOT NULL,
@@ -118,16 +123,30 @@ class Store:
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 self._db.execute(stmt)
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StaxError(
-                f"store {self.path} was written by a newer jupyter_stax (schema {row[0]}); "
-                "upgrade jupyter-stax or point JUPYTER_STAX_STORE elsewhere"
-            )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Stamp a new store with the current schema; bring an older one up to it (each step
+        in one transaction); refuse a newer one."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                return
+            version = int(row[0])
+            if version > SCHEMA_VERSION:
+                raise StaxError(
+                    f"store {self.path} was written by a newer jupyter_stax (schema {version}); "
+                    "upgrade jupyter-stax or point JUPYTER_STAX_STORE elsewhere"
+                )
+            columns = {r[1] for r in db.execute("PRAGMA table_info(steps)")}
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS.get(v, ()):
+                    if stmt.startswith("ALTER TABLE steps ADD") and stmt.split()[5] in columns:
+                        continue  # a fresh table already has it
+                    db.execute(stmt)
+            if version < SCHEMA_VERSION:
+                db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -237,10 +256,20 @@ class Store:
             db.executemany(
                 "INSERT INTO steps (execution_id, name, pos, state, attempt, cluster, native_id,"
                 " job_name, exit_code, reason, submitted, started, finished, directory, image,"
-                " history) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ?,"
-                " ?, '[]')",
+                " history, resolved_image) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL,"
+                " NULL, NULL, ?, ?, '[]', ?)",
                 [
-                    (ex.id, s.name, i, s.state.value, s.attempt, s.cluster, s.directory, s.image)
+                    (
+                        ex.id,
+                        s.name,
+                        i,
+                        s.state.value,
+                        s.attempt,
+                        s.cluster,
+                        s.directory,
+                        s.image,
+                        _resolved_json(s),
+                    )
                     for i, s in enumerate(ex.steps)
                 ],
             )
@@ -263,8 +292,8 @@ class Store:
             self._owned(db, execution_id, owner)
             db.execute(
                 "UPDATE steps SET state=?, attempt=?, native_id=?, job_name=?, exit_code=?,"
-                " reason=?, submitted=?, started=?, finished=?, image=?, history=?"
-                " WHERE execution_id=? AND name=?",
+                " reason=?, submitted=?, started=?, finished=?, image=?, history=?,"
+                " resolved_image=? WHERE execution_id=? AND name=?",
                 (
                     step.state.value,
                     step.attempt,
@@ -277,6 +306,7 @@ class Store:
                     _ts(step.finished_at),
                     step.image,
                     json.dumps([h.model_dump(mode="json") for h in step.history]),
+                    _resolved_json(step),
                     execution_id,
                     step.name,
                 ),
@@ -464,6 +494,10 @@ def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
     )
 
 
+def _resolved_json(s: StepRun) -> str | None:
+    return s.resolved_image.model_dump_json() if s.resolved_image else None
+
+
 def _step(r: sqlite3.Row) -> StepRun:
     d = Path(r["directory"])
     return StepRun(
@@ -483,5 +517,8 @@ def _step(r: sqlite3.Row) -> StepRun:
         stdout=str(d / STDOUT),
         stderr=str(d / STDERR),
         image=r["image"],
+        resolved_image=(
+            ResolvedImage.model_validate_json(r["resolved_image"]) if r["resolved_image"] else None
+        ),
         history=[AttemptRecord.model_validate(h) for h in json.loads(r["history"])],
     )

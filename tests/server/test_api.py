@@ -164,7 +164,7 @@ async def test_submit_yaml_text_with_params_steps_and_options(api: Call) -> None
         ({"workflow": 42}, "BadRequest", "workflow"),
         ({"workflow": "name: x\nsteps: [\n"}, "InvalidWorkflow", "not valid YAML at line"),
         ({"workflow": "/etc/passwd.yaml"}, "InvalidWorkflow", "must be a mapping"),
-        ({"workflow": {"name": "x", "steps": [{"name": "a"}]}}, "InvalidWorkflow", "['a'].run"),
+        ({"workflow": {"name": "x", "steps": [{"name": "a"}]}}, "InvalidWorkflow", "needs 'run'"),
         (
             {"workflow": wf({"name": "a", "run": "true", "after": ["b"]})},
             "InvalidWorkflow",
