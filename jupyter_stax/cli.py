@@ -215,6 +215,45 @@ def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_images(args: argparse.Namespace, ctx: Context) -> int:
+    listing = ctx.service().images(args.cluster)
+    if args.json:
+        print(listing.model_dump_json(indent=2))
+        return 0
+    if listing.cluster:
+        t = listing.traits
+        traits = (
+            ", ".join(
+                f"{k}={v}"
+                for k, v in (t.model_dump(exclude_none=True) if t else {}).items()
+                if v not in ([], None)
+            )
+            or "none set"
+        )
+        print(f"cluster {listing.cluster}: runtime {listing.runtime or 'none'}; traits: {traits}")
+    rows = []
+    for i in listing.images:
+        lab = i.labels
+        row = [i.family, i.name]
+        if listing.cluster:
+            if i.fits:
+                notes = [r.message for r in i.rules if r.outcome == "note"]
+                row.append("yes" + (f" ({'; '.join(notes)})" if notes else ""))
+            else:
+                row.append("NO: " + "; ".join(r.message for r in i.rules if r.outcome == "fail"))
+        row += [lab.cpu or "-", lab.gpu or "-", lab.mpi or "-", lab.kabi or "-", i.reference]
+        rows.append(row)
+    headers = ["STAX", "VARIANT"] + (["FITS"] if listing.cluster else [])
+    headers += ["CPU", "GPU", "MPI", "KABI", "REFERENCE"]
+    if rows:
+        print(text.format_table(tuple(headers), rows))
+    else:
+        print("no StaX images" + (f": {listing.note}" if listing.note else ""))
+    for p in listing.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
     from .core.documents import schema_json
 
@@ -330,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--attempt", type=int, metavar="N", help="an earlier attempt's output")
 
     sp = cmd("clusters", cmd_clusters, "list the clusters you can run on")
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("images", cmd_images, "list StaX images; with --cluster, whether each one fits there")
+    sp.add_argument("--cluster", "-c", default=None, help="judge each image for this cluster")
     sp.add_argument("--json", action="store_true")
 
     cmd("schema", cmd_schema, "print the JSON Schema of workflow files")

@@ -27,7 +27,14 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .core import errors as core_errors
-from .core.api import ClusterDetail, ClusterInfo, ErrorBody, ExecutionPage, LogChunk
+from .core.api import (
+    ClusterDetail,
+    ClusterInfo,
+    ErrorBody,
+    ExecutionPage,
+    ImageList,
+    LogChunk,
+)
 from .core.errors import SchedulerUnavailable, StaxError
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
 from .service import Listed, ServerInfo, WorkflowSource
@@ -176,6 +183,10 @@ class RestService:
     def cluster(self, name: str) -> ClusterDetail:
         return ClusterDetail.model_validate(self.request("GET", f"clusters/{self._id(name)}"))
 
+    def images(self, cluster: str | None = None) -> ImageList:
+        query = {"cluster": cluster} if cluster else None
+        return ImageList.model_validate(self.request("GET", "images", query=query))
+
     def submit(
         self,
         workflow: WorkflowSource,
@@ -196,6 +207,10 @@ class RestService:
 
             wf = load_workflow(workflow)
         if isinstance(wf, Workflow):
+            if any(isinstance(s.software, str) for s in wf.steps):
+                from .core.software import inline
+
+                wf = inline(wf)  # the server never reads description files it is sent
             wf = wf.model_dump(mode="json", exclude_unset=True)
         elif isinstance(wf, Mapping):
             wf = dict(wf)

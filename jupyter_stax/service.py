@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .core.api import LOG_LIMIT_DEFAULT, ClusterDetail, ClusterInfo, ExecutionSummary, LogChunk
+from .core.api import (
+    LOG_LIMIT_DEFAULT,
+    ClusterDetail,
+    ClusterInfo,
+    ExecutionSummary,
+    ImageList,
+    LogChunk,
+)
 from .core.errors import Conflict, NotFound
 from .core.models import Execution, ParamValue, StepRun, SubmitOptions, Workflow
 
@@ -85,6 +92,11 @@ class StaxService(Protocol):
 
     def cluster(self, name: str) -> ClusterDetail:
         """A cluster with live numbers from its scheduler where it has them."""
+        ...
+
+    def images(self, cluster: str | None = None) -> ImageList:
+        """The StaX catalog; with ``cluster``, each image's fit there and the reason for each
+        rule. Sources that cannot be read are in ``problems`` (said once), never an error."""
         ...
 
     def submit(
@@ -252,6 +264,11 @@ class LocalService:
         else:
             detail.note = f"no live numbers for {c.scheduler} clusters yet"
         return detail
+
+    # ------------------------------------------------------------------ images
+    def images(self, cluster: str | None = None) -> ImageList:
+        c = self.registry().get(cluster) if cluster else None
+        return self.engine().catalog().listing(c)
 
     # ------------------------------------------------------------------ executions
     def submit(

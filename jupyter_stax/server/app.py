@@ -116,10 +116,15 @@ class StaxApp(ExtensionApp):
     image_catalogs = List(
         Unicode(),
         config=True,
-        help="""StaX image catalogs (URLs or paths). Read by the StaX images feature, which is
-        not there yet; the setting exists now so configurations written for it do not break
-        later.""",
+        help="""StaX image catalog sources: catalog files (``.yaml``), ``oci:DIR[:TAG]``,
+        ``ch:DIR``, ``sif:PATH``, ``docker://REF`` (see the README, StaX images). Empty
+        (default): ``$JUPYTER_STAX_IMAGES`` (separated by ``;``) if set, else
+        ``stax/images.yaml`` in the Jupyter config directory when it exists.""",
     )
+
+    def catalog_specs(self) -> list[str] | None:
+        """The configured catalog sources, or None for the defaults."""
+        return list(self.image_catalogs) or None
 
     @default("store_path")
     def _default_store_path(self) -> str:
@@ -183,6 +188,7 @@ class StaxApp(ExtensionApp):
             clusters=self.registry,
             lease_timeout=self.lease_timeout,
             record_interval=self.record_interval,
+            image_catalogs=self.catalog_specs(),
         )
         event_logger = getattr(serverapp, "event_logger", None)
         if event_logger is not None:

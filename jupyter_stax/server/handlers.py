@@ -18,7 +18,7 @@ from jupyter_server.utils import url_path_join
 from pydantic import BaseModel, TypeAdapter
 from tornado import web
 
-from ..core.api import ClusterDetail, ClusterInfo, ImageList
+from ..core.api import ClusterDetail, ClusterInfo
 from ..core.clusters import ClusterRegistry
 from ..core.errors import NotFound
 from ..core.models import Cluster, Workflow
@@ -95,14 +95,13 @@ class ImagesHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        cluster = self.get_query_argument("cluster", None)
-        if cluster:
-            self.stax.require_registry().get(cluster)
-        catalogs = self.stax.image_catalogs
-        note = "StaX image catalogs come with the StaX images feature; no images are listed yet"
-        if catalogs:
-            note += f" (configured catalogs, not read yet: {', '.join(catalogs)})"
-        self.reply(ImageList(images=[], sources=[], note=note))
+        name = self.get_query_argument("cluster", None)
+        cluster = self.stax.require_registry().get(name) if name else None
+        from ..engine.catalog import Catalog
+
+        # sources may run apptainer/skopeo inspect: off the event loop
+        catalog = await asyncio.to_thread(Catalog.load, self.stax.catalog_specs())
+        self.reply(catalog.listing(cluster))
 
 
 class ExecutionsHandler(StaxHandler):

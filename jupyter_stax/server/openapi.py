@@ -97,12 +97,22 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/images",
         "listImages",
-        "StaX images usable on a cluster",
+        "The StaX image catalog, with fit and reasons per cluster",
         200,
         api.ImageList,
         (404,),
-        (Param("cluster", "query", {"type": "string"}, "only images that fit this cluster"),),
-        description="Empty until the StaX images feature arrives.",
+        (
+            Param(
+                "cluster",
+                "query",
+                {"type": "string"},
+                "judge every image for this cluster: fits, and each rule's outcome",
+            ),
+        ),
+        description="Every image of the configured catalog sources (StaxApp.image_catalogs). "
+        "With cluster, each image carries fits and the outcome of each matching rule (cpu, gpu, "
+        "mpi, kabi, network). Sources that cannot be read (a tool not installed, a missing "
+        "path) are listed in problems, once each; they never make the request fail.",
     ),
     Op(
         "get",
