@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,6 +367,7 @@ class Execution:
         self.model = model
         #: the execution count of the cell whose magic displayed a monitor of this execution
         self._shown_in: int | None = None
+        self._monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
 
     @classmethod
     def attach(cls, execution_id: str, service: StaxService | None = None) -> Execution:
@@ -410,12 +412,43 @@ class Execution:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.refresh().final:
             if deadline is not None and time.monotonic() >= deadline:
-                done, total = self.model.progress
-                raise TimeoutError(
-                    f"execution {self.id} is still {self.state} after {timeout:g} s "
-                    f"({done}/{total} steps done)"
-                )
+                raise self._timeout(timeout)
             time.sleep(interval)
+        return self._ended(check)
+
+    async def wait_async(
+        self, timeout: float | None = None, *, check: bool = True, interval: float = 0.5
+    ) -> Execution:
+        """:meth:`wait` for ``await`` in a notebook: the kernel's event loop (and so the live
+        monitors) keeps running meanwhile."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (await loop.run_in_executor(None, self.refresh)).final:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(timeout)
+            await asyncio.sleep(interval)
+        return self._ended(check)
+
+    def _timeout(self, timeout: float | None) -> TimeoutError:
+        done, total = self.model.progress
+        return TimeoutError(
+            f"execution {self.id} is still {self.state} after {timeout:g} s "
+            f"({done}/{total} steps done)"
+        )
+
+    def _ended(self, check: bool) -> Execution:
+        """After the wait: the monitors of this execution show the end now (a blocking wait
+        held the kernel's loop, so their own polling could not), then the check."""
+        for m in list(self._monitors):
+            if m.closed:
+                continue
+            try:
+                m.wait(timeout=30)
+            except Exception:
+                pass  # the monitor shows its own error line
+            m.send_all()
         if check and self.state != "completed":
             raise self._failure()
         return self
@@ -464,7 +497,9 @@ class Execution:
         """A live widget of this execution (display it)."""
         from .monitor import Monitor
 
-        return Monitor(self.service, self.id, interval=interval, execution=self.model)
+        m = Monitor(self.service, self.id, interval=interval, execution=self.model)
+        self._monitors.add(m)
+        return m
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

@@ -63,7 +63,7 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 %stax cancel [ID] | retry [ID]
 %stax logs [ID] STEP [--stderr] [--attempt N]
 %stax show                        the notebook's workflow as a workflow file (YAML)
-%stax export FILE                 write it (jupyter stax run FILE runs it)
+%stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
 %stax remove STEP | reset         forget one step / every step
 %stax picker                      a form: pick cluster and image, fill resources, submit
 %stax help
@@ -398,10 +398,19 @@ class StaxMagics(Magics):
     def _cmd_export(self, args: list[str]) -> None:
         p = MagicParser("%stax export")
         p.add_argument("file")
+        p.add_argument("--param", action="append", metavar="K=V", help="default values")
         a = p.parse_args(args)
-        self.workflow.check()
-        path = self.workflow.export(a.file)
-        print(f"wrote {path} ({len(self.workflow)} steps); run it with: jupyter stax run {path}")
+        wf = Workflow.load(self.workflow.to_dict())
+        wf.params.update(_pairs(a.param, "--param", typed=True, magic="%stax export"))
+        try:
+            wf.check(params={})
+            hint = ""
+        except StaxError as e:
+            if not all("no value is given" in d for d in e.details):
+                raise
+            hint = " --param NAME=VALUE ..."  # placeholders without a default: give them there
+        path = wf.export(a.file)
+        print(f"wrote {path} ({len(wf)} steps); run it with: jupyter stax run {path}{hint}")
 
     def _cmd_remove(self, args: list[str]) -> None:
         p = MagicParser("%stax remove")

@@ -499,6 +499,21 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ public API
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send_all(self) -> None:
+        """Send the whole state of every widget of the monitor again. Updates made by the
+        background poll go out between cells; a saved notebook (nbclient, nbconvert) records
+        only messages of the cell that runs, so a blocking wait calls this at its end."""
+        with self._lock:
+            if self._closed:
+                return
+            for w in [self, *self._own]:
+                if isinstance(w, widgets.Widget) and w.comm is not None:
+                    w.send_state()
+
+    @property
     def execution(self) -> Execution:
         """The execution as last shown."""
         return self._ex

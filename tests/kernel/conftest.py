@@ -3,6 +3,9 @@ is killed afterwards), hand-made executions for the pure renderers, and process 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -97,3 +100,24 @@ DIAMOND += [("d", ["b.x", "c-y"], "pending")]
 
 def diamond(**kw: Any) -> Execution:
     return make_execution([(n, after, StepState(st)) for n, after, st in DIAMOND], **kw)
+
+
+KERNEL = "python3"
+
+
+@pytest.fixture(scope="session")
+def kernelspec() -> str:
+    """The ipykernel ``python3`` kernelspec, installed into sys.prefix when missing."""
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter", "kernelspec", "list", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if KERNEL not in json.loads(out)["kernelspecs"]:
+        subprocess.run(
+            [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL],
+            check=True,
+            capture_output=True,
+        )
+    return KERNEL

@@ -5,8 +5,6 @@ and the outputs are then checked as a reader of the notebook would see them."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,6 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-KERNEL = "python3"
 
 CELLS = [
     """\
@@ -58,24 +55,6 @@ HTML(execution_html(final))""",
     """\
 print(monitor.mermaid)""",
 ]
-
-
-@pytest.fixture(scope="session")
-def kernelspec() -> str:
-    """The ipykernel ``python3`` kernelspec, installed into sys.prefix when missing."""
-    out = subprocess.run(
-        [sys.executable, "-m", "jupyter", "kernelspec", "list", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if KERNEL not in json.loads(out)["kernelspecs"]:
-        subprocess.run(
-            [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL],
-            check=True,
-            capture_output=True,
-        )
-    return KERNEL
 
 
 @pytest.fixture

@@ -1,0 +1,140 @@
+"""The demo notebooks of ``notebooks/``, executed by nbclient in a REAL kernel on the test's
+isolated store: the quickstart on ``local``, the DAG with a failing step and a retry on the real
+Slurm. Checked as a reader of the saved notebook sees them: outputs, final states, exit codes,
+log content, and the monitor's widget state in the notebook metadata."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_stax.service import LocalService
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def execute(name: str, where: Path, kernelspec: str, **env: str) -> Any:
+    """Run notebooks/NAME in a copy under ``where``; the executed notebook (also saved next
+    to the copy, to look at)."""
+    shutil.copy(NOTEBOOKS / name, where / name)
+    nb = nbformat.read(where / name, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name=kernelspec,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(where)}},
+    )
+    try:
+        client.execute(**({"env": {**os.environ, **env}} if env else {}))
+    finally:
+        nbformat.write(nb, where / f"executed-{name}")
+    return nb
+
+
+def outputs(nb: Any, starts: str) -> str:
+    """The text output (streams and text/plain) of the code cell whose source starts so."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(starts)]
+    assert len(cells) == 1, starts
+    parts = []
+    for o in cells[0].outputs:
+        if o.output_type == "stream":
+            parts.append(o.text)
+        elif "data" in o and "text/plain" in o.data:
+            parts.append(o.data["text/plain"])
+    return "".join(parts)
+
+
+def widget_models(nb: Any) -> list[dict[str, Any]]:
+    return list(nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"].values())
+
+
+def test_no_outputs_are_committed() -> None:
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.outputs]
+        assert not dirty and "widgets" not in nb.metadata, f"{path.name}: strip its outputs"
+
+
+def test_quickstart_on_local(store: Path, kernelspec: str, tmp_path: Path) -> None:
+    nb = execute("01_quickstart.ipynb", tmp_path, kernelspec)
+    svc = LocalService()
+    (run, hello) = sorted((ex for ex in svc.list(limit=10)[0]), key=lambda ex: ex.created_at)
+    ex = svc.get(run.id)
+    assert ex.workflow.name == "notebook" and ex.cluster == "local"
+    assert [(s.name, s.state.value, s.exit_code) for s in ex.steps] == [
+        ("make", "completed", 0),
+        ("total", "completed", 0),
+        ("report", "completed", 0),
+    ]
+    assert outputs(nb, "await run.wait_async") == "completed\nsum of 1..10 = 55, mean 5.5\n"
+    assert outputs(nb, "%stax logs total") == "55\n"
+    assert outputs(nb, "import jupyter_stax as stax").startswith("hello, world, from ")
+    assert svc.get(hello.id).state.value == "completed"
+    listed = outputs(nb, "%stax list")
+    assert run.id in listed and hello.id not in listed  # listed before hello was submitted
+    assert outputs(nb, "%stax export").rstrip().endswith("ok: 3 steps (make -> total -> report)")
+    assert (tmp_path / "sums.yaml").is_file()
+
+    # the monitor's saved state shows the end (the wait refreshed it)
+    models = widget_models(nb)
+    (bar,) = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
+    assert (bar["value"], bar["max"], bar["bar_style"]) == (3, 3, "success")
+    html = [m["state"].get("value", "") for m in models if m["model_name"] == "HTMLModel"]
+    for step in ("make", "total", "report"):
+        assert any(f'data-step="{step}" data-state="completed"' in v for v in html), step
+    assert any(run.id in v for v in html)
+    (shown,) = [
+        o
+        for o in nb.cells[
+            [c.source for c in nb.cells].index("run = %stax_submit --cluster local --param n=10")
+        ].outputs
+    ]
+    assert "application/vnd.jupyter.widget-view+json" in shown.data
+    assert shown.data["text/plain"].startswith(f"execution  {run.id}\n")  # no-widget fallback
+    assert f'data-id="{run.id}"' in shown.data["text/html"]
+
+
+@pytest.mark.slurm
+def test_slurm_dag_with_a_failure_and_a_retry(
+    store: Path, kernelspec: str, tmp_path: Path, slurm: str
+) -> None:
+    nb = execute("02_slurm_dag.ipynb", tmp_path, kernelspec)
+    assert "cluster: slurm" in outputs(nb, "import os")
+    first = outputs(nb, "await run.wait_async(300, check=False)")
+    rows = {line.split()[0]: line.split()[1:] for line in first.splitlines()}
+    assert {k: v[:2] for k, v in rows.items()} == {
+        "prepare": ["completed", "exit=0"],
+        "square": ["completed", "exit=0"],
+        "cube": ["completed", "exit=0"],
+        "check": ["failed", "exit=3"],
+        "report": ["skipped", "exit=None"],
+    }
+    assert all(re.fullmatch(r"job=\d+", rows[s][2]) for s in ("prepare", "square", "check"))
+    assert "not approved yet: create " in outputs(nb, "%stax logs check --stderr")
+    ranks = sorted(outputs(nb, "%stax logs square").splitlines())
+    assert [r.split(" on ")[0] for r in ranks] == ["rank 0 of 2", "rank 1 of 2"]
+    assert outputs(nb, "from pathlib import Path").startswith("retrying 2 step(s) of ")
+    assert outputs(nb, "await run.wait_async(300)\n") == (
+        "completed\nsum of squares 338350, sum of cubes 25502500\n"
+    )
+    (ex,) = LocalService().list(limit=5)[0]
+    final = LocalService().get(ex.id)
+    assert final.cluster == "slurm" and final.state.value == "completed"
+    attempts = {s.name: s.attempt for s in final.steps}
+    assert attempts == {"prepare": 1, "square": 1, "cube": 1, "check": 2, "report": 1}
+    models = widget_models(nb)
+    bars = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
+    assert [(b["value"], b["max"], b["bar_style"]) for b in bars] == [(5, 5, "success")]
