@@ -210,16 +210,20 @@ class Shifter(ContainerRuntime):
         return {"slurm.image": run.image}
 
 
+NONE = NoRuntime()
+APPTAINER = Apptainer("apptainer")
+SINGULARITY = Apptainer("singularity")
+CHARLIECLOUD = Charliecloud()
+PODMAN = Podman("podman")
+PODMAN_HPC = Podman("podman-hpc")
+SARUS = Sarus()
+SHIFTER = Shifter()
+
+
 def builtin_runtimes() -> dict[str, ContainerRuntime]:
     return {
-        "none": NoRuntime(),
-        "apptainer": Apptainer("apptainer"),
-        "singularity": Apptainer("singularity"),
-        "charliecloud": Charliecloud(),
-        "podman": Podman("podman"),
-        "podman-hpc": Podman("podman-hpc"),
-        "sarus": Sarus(),
-        "shifter": Shifter(),
+        r.name: r
+        for r in (NONE, APPTAINER, SINGULARITY, CHARLIECLOUD, PODMAN, PODMAN_HPC, SARUS, SHIFTER)
     }
 
 

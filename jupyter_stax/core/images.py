@@ -389,7 +389,7 @@ def judge(
             add("mpi", "ok", f"single-task step: the image's own {img_mpi} is used")
     # kabi: host libraries injected?
     injected = []
-    if gpu != NO_GPU:
+    if gpu != NO_GPU and gpu in traits.gpu:
         injected.append(f"{gpu} driver libraries")
     if host_mpi and need.hybrid_mpi is not False and img_mpi not in (None, "none"):
         injected.append(f"host MPI {host or ''}".strip())

@@ -163,7 +163,7 @@ def load_software(source: str | Path | Mapping[str, Any], *, where: str = "softw
         data = source
     else:
         text = str(source)
-        if not text.lstrip().startswith("{"):
+        if not text.lstrip().startswith(("{", "[")):
             path = Path(text).expanduser()
             label = f"{where}: description file {str(path)!r}"
             try:
@@ -389,6 +389,8 @@ def resources(sw: Software) -> dict[str, Any]:
     )
     if ex.type != "binary" and all(isinstance(n, int) for n in counts):
         out["ntasks"] = sum(int(n) for n in counts if n is not None)
+        if isinstance(ex.processes_per_node, int) and ex.processes_per_node > 0:
+            out["nodes"] = -(-out["ntasks"] // ex.processes_per_node)
     return out
 
 

@@ -55,6 +55,7 @@ class Catalog:
     @classmethod
     def load(cls, specs: Sequence[str] | None = None) -> Catalog:
         cat = cls()
+        plugins.source_classes()  # load the plug-ins now: a broken one is reported below
         seen: dict[str, str] = {}
         for spec in default_specs() if specs is None else specs:
             src_cls = source_for(spec)

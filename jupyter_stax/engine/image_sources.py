@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -403,6 +404,17 @@ class CatalogFile(ImageSource):
                 out.append(self._variant(str(family), body.get("description"), i, v, f))
         return out
 
+    @staticmethod
+    def _absolute(ref: str, base: Path) -> str:
+        """Relative paths (also after ``oci:``, ``ch:``, ``sif:``) from the catalog's folder."""
+        m = re.match(r"^(oci:|ch:|sif:)?(.*)$", ref, re.DOTALL)
+        assert m is not None
+        prefix, rest = m.group(1) or "", m.group(2)
+        if "://" in ref or (not prefix and ":" in rest.split("/")[0]):
+            return ref  # a transport reference (docker://, library://, registry:tag)
+        p = Path(rest).expanduser()
+        return prefix + str(p if p.is_absolute() else base / p)
+
     def _variant(self, family: str, description: Any, i: int, v: Any, f: Path) -> StaxImage:
         where = f"catalog file {str(f)!r}: StaX {family!r} variant {i + 1}"
         if not isinstance(v, dict) or not isinstance(v.get("image"), str):
@@ -410,11 +422,11 @@ class CatalogFile(ImageSource):
         bad = set(v) - {"name", "image", "labels", "digest", "description"}
         if bad:
             raise StaxError(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
-        ref = str(v["image"])
+        ref = self._absolute(str(v["image"]), f.parent)
         read: StaxImage | None = None
         cls = source_for(ref, exclude=CatalogFile)
         if cls is not None:
-            src = cls(ref, base=f.parent)
+            src = cls(ref)
             try:
                 read = src.inspect(ref)
             except SourceUnavailable as e:
@@ -422,10 +434,6 @@ class CatalogFile(ImageSource):
                     raise SourceUnavailable(f"{where}: {e.message}") from None
         if read is not None:
             ref = read.reference
-        elif not ref.startswith(("/", "docker://", "oras://", "library://")) and (
-            "/" in ref or ref.endswith(".sif")
-        ):
-            ref = str(self.path(ref))
         labels = dict(read.labels.as_labels()) if read else {}
         given = v.get("labels") or {}
         if not isinstance(given, dict):
@@ -433,7 +441,7 @@ class CatalogFile(ImageSource):
         labels.update(StaxLabels.parse(given).as_labels())
         lab = StaxLabels.parse(labels)
         name = v.get("name") or "-".join(
-            [family] + [x for x in (lab.cpu, lab.gpu, lab.mpi) if x and x != "none"] or [str(i)]
+            [family] + ([x for x in (lab.cpu, lab.gpu, lab.mpi) if x and x != "none"] or [str(i)])
         )
         return StaxImage(
             name=str(name),

@@ -64,7 +64,7 @@ def runtimes() -> dict[str, ContainerRuntime]:
         if _runtimes is None:
             found = builtin_runtimes()
             for name, obj in _load(RUNTIMES_GROUP):
-                if name in found and type(found[name]) is _type_of(obj):
+                if name in found and (obj is found[name] or type(found[name]) is obj):
                     continue  # the built-in's own entry point
                 try:
                     rt = obj() if isinstance(obj, type) else obj
@@ -81,10 +81,6 @@ def runtimes() -> dict[str, ContainerRuntime]:
                 found[name] = rt
             _runtimes = found
         return dict(_runtimes)
-
-
-def _type_of(obj: Any) -> type:
-    return obj if isinstance(obj, type) else type(obj)
 
 
 def runtime(name: str) -> ContainerRuntime | None:
