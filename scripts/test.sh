@@ -16,6 +16,14 @@ log "installing jupyter-stax[test]"
 $PY -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
 $PY -c 'import jupyter_stax, psij, pydantic' || { log "pip install failed"; exit 1; }
 
+log "installing the container tools the StaX image tests run (ch-run, busybox-static)"
+# charliecloud-runtime only: the 'charliecloud' meta package pulls in docker and buildah
+if ! command -v ch-run >/dev/null || [ ! -x /bin/busybox ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q charliecloud-runtime busybox-static \
+    >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q charliecloud-runtime busybox-static >/dev/null; }
+fi
+
 log "starting Slurm (2 nodes)"
 export SLURM_NODES=${SLURM_NODES:-2}   # SLURM_CPUS=N advertises more CPUs per node (see the script)
 eval "$(bash scripts/slurm/start-slurm.sh)"
