@@ -104,13 +104,54 @@ async def test_slurm_summary_from_fake_commands(
 
 
 # ---------------------------------------------------------------------- images
-async def test_images_are_empty_for_now(api: Call) -> None:
+async def test_images_without_a_catalog_say_how_to_configure_one(api: Call) -> None:
     r = await api("GET", "images")
-    assert r.body["images"] == [] and r.body["sources"] == [] and r.body["note"]
+    assert r.body["images"] == [] and r.body["sources"] == [] and "image_catalogs" in r.body["note"]
     r = await api("GET", "images", params={"cluster": "local"})
-    assert r.body["images"] == []
+    assert r.body["images"] == [] and r.body["cluster"] == "local"
     r = await api("GET", "images", params={"cluster": "nope"}, expect=404)
     assert r.body["error"] == "UnknownCluster"
+
+
+async def test_images_with_fit_per_cluster_and_a_stax_step_over_rest(
+    api: Call, stax_app: StaxApp, stax_env: Path
+) -> None:
+    from ..images import MARKER, busybox_available, charliecloud_image
+
+    img = charliecloud_image(stax_env / "busy")
+    catalog = stax_env / "images.yaml"
+    catalog.write_text(
+        f"stax:\n  busy:\n    variants:\n      - image: {img}\n"
+        "      - {name: busy-arm, image: /nowhere, labels: {cpu: aarch64}}\n"
+    )
+    specs = [str(catalog), f"sif:{stax_env / 'none.sif'}"]
+    stax_app.image_catalogs = specs
+    stax_app.require_engine().image_catalogs = specs
+    r = await api("GET", "images", params={"cluster": "local"})
+    by = {i["name"]: i for i in r.body["images"]}
+    assert by["busy-x86_64"]["fits"] is True and by["busy-arm"]["fits"] is False
+    fail = [x for x in by["busy-arm"]["rules"] if x["outcome"] == "fail"]
+    assert fail == [{"rule": "cpu", "outcome": "fail", "message": "cpu aarch64 != x86_64"}]
+    assert by["busy-x86_64"]["labels"]["cpu"] == "x86_64"
+    assert r.body["runtime"] and r.body["traits"]["cpu"] == "x86_64"
+    assert len(r.body["problems"]) == 1 and "SIF images" in r.body["problems"][0]
+    # a step in a StaX over REST: refused with the rule when nothing fits ...
+    wf = {"name": "w", "steps": [{"name": "a", "image": "busy-arm", "run": "true"}]}
+    r = await api("POST", "executions", body={"workflow": wf}, expect=400)
+    assert r.body["error"] == "ImageMismatch"
+    assert r.body["message"] == (
+        "step 'a': StaX image 'busy-arm' does not fit cluster 'local': cpu aarch64 != x86_64"
+    )
+    # ... and run in the image when one does (ch-run installed)
+    if not busybox_available():
+        return
+    wf = {"name": "w", "steps": [{"name": "a", "image": "busy", "run": "cat /etc/stax-marker"}]}
+    ex = (await api("POST", "executions", body={"workflow": wf}, expect=201)).body
+    assert ex["steps"][0]["resolved_image"]["name"] == "busy-x86_64"
+    got = await wait_final(api, ex["id"])
+    assert got["state"] == "completed", got["steps"][0]["reason"]
+    log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
+    assert log["data"] == MARKER + "\n"
 
 
 # ---------------------------------------------------------------------- submit
