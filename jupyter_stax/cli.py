@@ -224,7 +224,7 @@ def cmd_images(args: argparse.Namespace, ctx: Context) -> int:
         t = listing.traits
         traits = (
             ", ".join(
-                f"{k}={v}"
+                f"{k}={','.join(v) if isinstance(v, list) else v}"
                 for k, v in (t.model_dump(exclude_none=True) if t else {}).items()
                 if v not in ([], None)
             )

@@ -69,7 +69,11 @@ class Catalog:
                 cat.problems.append(status.problem)
                 continue
             try:
-                found = src_cls(spec).images()
+                src = src_cls(spec)
+                found = src.images()
+                for problem in src.problems:
+                    status.problem = problem
+                    cat.problems.append(problem)
             except StaxError as e:
                 status.problem = e.message
                 cat.problems.append(e.message)

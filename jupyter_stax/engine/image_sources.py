@@ -55,6 +55,8 @@ class ImageSource:
     def __init__(self, spec: str, *, base: Path | None = None) -> None:
         self.spec = spec
         self.base = base
+        #: problems with single images that were left out (the others are listed)
+        self.problems: list[str] = []
 
     @classmethod
     def claims(cls, spec: str) -> bool:
@@ -401,7 +403,10 @@ class CatalogFile(ImageSource):
             if bad:
                 raise StaxError(f"{where}: StaX {family!r}: unknown key(s) {', '.join(bad)}")
             for i, v in enumerate(body.get("variants") or []):
-                out.append(self._variant(str(family), body.get("description"), i, v, f))
+                try:
+                    out.append(self._variant(str(family), body.get("description"), i, v, f))
+                except SourceUnavailable as e:
+                    self.problems.append(e.message)  # this variant only
         return out
 
     @staticmethod

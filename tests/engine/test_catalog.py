@@ -282,3 +282,16 @@ def test_unavailable_sif_source_class_raises_source_unavailable(
         pytest.skip("apptainer is installed here")
     with pytest.raises(SourceUnavailable, match="neither apptainer nor singularity"):
         SifFiles("x.sif").images()
+
+
+def test_readme_catalog_example_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.startswith("stax:")]
+    (tmp_path / "images.yaml").write_text(block)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apptainer: SIF labels come from the file
+    cat = Catalog.load([str(tmp_path / "images.yaml")])
+    # the second variant's image does not exist here: reported, the first one still listed
+    assert [i.name for i in cat.images] == ["gromacs-x86-cuda"]
+    assert len(cat.problems) == 1 and "does not exist" in cat.problems[0]
