@@ -213,7 +213,9 @@ class RestService:
                 wf = inline(wf)  # the server never reads description files it is sent
             wf = wf.model_dump(mode="json", exclude_unset=True)
         elif isinstance(wf, Mapping):
-            wf = dict(wf)
+            from .core.software import inline_mapping
+
+            wf = inline_mapping(wf)  # the server never reads description files it is sent
         body: dict[str, Any] = {"workflow": wf, "params": dict(params or {})}
         if cluster:
             body["cluster"] = cluster

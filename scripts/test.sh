@@ -3,7 +3,8 @@
 #   * installs Debian packages the tests use (slurm-wlm via start-slurm.sh, munge),
 #   * installs jupyter-stax editable with its test extras,
 #   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh),
-#   * runs ruff, mypy and pytest (Slurm tests are required when CI is set).
+#   * runs ruff, mypy, the labextension's lint and unit tests (jlpm lint:check, jlpm test)
+#     and pytest, browser tests included (Slurm tests are required when CI is set).
 # Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns);
 #        PYTEST_ARGS="-k foo" narrows the run.
 set -euo pipefail
@@ -15,6 +16,17 @@ PY=${PYTHON:-python3}
 log "installing jupyter-stax[test]"
 $PY -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
 $PY -c 'import jupyter_stax, psij, pydantic' || { log "pip install failed"; exit 1; }
+# the editable install built the JupyterLab extension (labextension/ -> jupyter_stax/labextension);
+# make this Python's JupyterLab load it from the checkout
+jupyter labextension develop --overwrite . >/dev/null
+jupyter labextension list 2>&1 | grep -q 'jupyter-stax.*enabled.*OK' \
+  || { log "the jupyter-stax labextension is not enabled OK"; jupyter labextension list; exit 1; }
+
+log "installing chromium (browser tests)"
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation >/dev/null
+fi
 
 log "installing the container tools the StaX image tests run (ch-run, busybox-static)"
 # charliecloud-runtime only: the 'charliecloud' meta package pulls in docker and buildah
@@ -33,6 +45,9 @@ if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh
 log "ruff + mypy"
 $PY -m ruff check jupyter_stax tests bench
 $PY -m mypy
+
+log "labextension: prettier, eslint, tsc, jest"
+(cd labextension && jlpm lint:check && jlpm test --ci)
 
 log "pytest"
 export CI=${CI:-}

@@ -413,3 +413,28 @@ def inline(workflow: Any, base: Path | None = None) -> Any:
             s = s.model_copy(update={"software": json.loads(s.software)})
         changed.append(s)
     return workflow.model_copy(update={"steps": changed})
+
+
+def inline_mapping(data: Mapping[str, Any], base: Path | None = None) -> dict[str, Any]:
+    """Like :func:`inline`, for a workflow still in mapping form (what REST clients send)."""
+    out = dict(data)
+    steps = out.get("steps")
+    if not isinstance(steps, list):
+        return out
+    new = []
+    for st in steps:
+        if isinstance(st, Mapping) and isinstance(st.get("software"), str):
+            text = st["software"]
+            where = f"step {st.get('name')!r}"
+            if not text.lstrip().startswith(("{", "[")):
+                path = Path(text).expanduser()
+                if not path.is_absolute() and base is not None:
+                    path = base / path
+                text = str(path)
+            load_software(text, where=where)  # one clear error when it is not usable
+            if not text.lstrip().startswith(("{", "[")):
+                text = Path(text).read_text()
+            st = {**st, "software": json.loads(text)}
+        new.append(st)
+    out["steps"] = new
+    return out

@@ -126,6 +126,19 @@ def submit_request(body: bytes) -> SubmitRequest:
         wf = parse_yaml(wf, source="workflow")
         if not isinstance(wf, dict):
             raise InvalidWorkflow("the workflow YAML must be a mapping with 'name' and 'steps'")
+    if isinstance(wf, dict) and isinstance(wf.get("steps"), list):
+        paths = [
+            str(st.get("name"))
+            for st in wf["steps"]
+            if isinstance(st, dict)
+            and isinstance(st.get("software"), str)
+            and not st["software"].lstrip().startswith(("{", "["))
+        ]
+        if paths:
+            raise InvalidWorkflow(
+                f"step(s) {', '.join(paths)}: give the software description itself (a JSON "
+                "object), not a file name: the server does not read files named in requests"
+            )
     try:
         if isinstance(wf, dict):
             data = {

@@ -171,3 +171,14 @@ def test_a_software_step_in_a_workflow_file(tmp_path: Path) -> None:
         Step(name="a", run="x", software=MPI_SOURCE)
     with pytest.raises(ValueError, match="needs 'run'"):
         Step(name="a")
+
+
+def test_rest_clients_inline_description_files(tmp_path: Path) -> None:
+    from jupyter_stax.core.software import inline_mapping
+
+    (tmp_path / "d.json").write_text(json.dumps(GROMACS))
+    wf = {"name": "w", "steps": [{"name": "a", "software": "d.json"}, {"name": "b", "run": "x"}]}
+    out = inline_mapping(wf, tmp_path)
+    assert out["steps"][0]["software"] == GROMACS and out["steps"][1] == {"name": "b", "run": "x"}
+    with pytest.raises(InvalidWorkflow, match="cannot read software description"):
+        inline_mapping({"steps": [{"name": "a", "software": "nope.json"}]}, tmp_path)

@@ -475,3 +475,19 @@ async def test_a_bug_is_a_500_with_a_body_and_a_logged_traceback(
     assert r.body["error"] == "RuntimeError" and "the store fell over" in r.body["message"]
     logged = [rec for rec in caplog.records if rec.name == "jupyter_stax.server"]
     assert logged and logged[-1].exc_info is not None
+
+
+async def test_software_descriptions_over_rest_are_inline_never_server_paths(
+    api: Call, stax_env: Path
+) -> None:
+    desc = {"execution": {"type": "binary", "binary": "echo", "args": "hello {{who}}"}}
+    (stax_env / "desc.json").write_text(json.dumps(desc))
+    wf = {"name": "sw", "params": {"who": "x"}, "steps": [{"name": "a", "software": "desc.json"}]}
+    r = await api("POST", "executions", body={"workflow": wf}, expect=400)
+    assert "the server does not read files named in requests" in r.body["message"]
+    wf["steps"] = [{"name": "a", "software": desc}]
+    ex = (await api("POST", "executions", body={"workflow": wf}, expect=201)).body
+    assert (await wait_final(api, ex["id"]))["state"] == "completed"
+    log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
+    assert log["data"] == "hello x\n"
+

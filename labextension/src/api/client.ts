@@ -1,0 +1,174 @@
+/**
+ * A typed client of the jupyter_stax REST API (`<base_url>stax/api/`).
+ *
+ * Every method's answer type is derived from the OpenAPI operation it calls (see `types.ts`).
+ * Errors throw a {@link StaxAPIError} carrying the server's message ("unknown cluster 'x'; the
+ * clusters: local, slurm"), never a bare status code.
+ *
+ * The client talks through a {@link Transport} so it can be tested without a server; in
+ * JupyterLab it is `serverTransport()` (ServerConnection: the token, XSRF and base URL).
+ */
+import type {
+  ErrorBody,
+  ExecutionState,
+  OperationId,
+  Ok,
+  Query,
+  SubmitRequest
+} from './types';
+
+/** Sends one request to a path relative to `<base_url>stax/api/`. */
+export type Transport = (path: string, init: RequestInit) => Promise<Response>;
+
+export const API_PREFIX = 'stax/api';
+
+/** An error answer of the API, or a failure to reach it. */
+export class StaxAPIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly body: ErrorBody | null = null
+  ) {
+    super(message);
+    this.name = 'StaxAPIError';
+  }
+
+  /** One line per problem the server listed (e.g. every invalid field of a workflow). */
+  get details(): string[] {
+    return this.body?.details ?? [];
+  }
+}
+
+function isErrorBody(v: unknown): v is ErrorBody {
+  if (typeof v !== 'object' || v === null) {
+    return false;
+  }
+  const o = v as Record<string, unknown>;
+  return typeof o.message === 'string' && typeof o.error === 'string';
+}
+
+type QueryValue = string | number | boolean | undefined | null;
+
+function queryString(q: Readonly<Record<string, QueryValue>>): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(q)) {
+    if (v !== undefined && v !== null && v !== '') {
+      parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+    }
+  }
+  return parts.length ? `?${parts.join('&')}` : '';
+}
+
+const seg = encodeURIComponent;
+
+export type LogQuery = Query<'getStepLog'>;
+
+export class StaxClient {
+  constructor(private readonly transport: Transport) {}
+
+  info(): Promise<Ok<'getInfo'>> {
+    return this.call('getInfo', 'GET', 'info');
+  }
+
+  clusters(): Promise<Ok<'listClusters'>> {
+    return this.call('listClusters', 'GET', 'clusters');
+  }
+
+  cluster(name: string): Promise<Ok<'getCluster'>> {
+    return this.call('getCluster', 'GET', `clusters/${seg(name)}`);
+  }
+
+  images(query: Query<'listImages'> = {}): Promise<Ok<'listImages'>> {
+    return this.call('listImages', 'GET', `images${queryString(query)}`);
+  }
+
+  executions(
+    query: Query<'listExecutions'> & { state?: ExecutionState } = {}
+  ): Promise<Ok<'listExecutions'>> {
+    return this.call(
+      'listExecutions',
+      'GET',
+      `executions${queryString(query)}`
+    );
+  }
+
+  execution(id: string): Promise<Ok<'getExecution'>> {
+    return this.call('getExecution', 'GET', `executions/${seg(id)}`);
+  }
+
+  submit(request: SubmitRequest): Promise<Ok<'submitExecution'>> {
+    return this.call('submitExecution', 'POST', 'executions', request);
+  }
+
+  /** Cancel every unfinished step (202; 409 when the execution is already final). */
+  cancel(id: string): Promise<Ok<'cancelExecution'>> {
+    return this.call('cancelExecution', 'DELETE', `executions/${seg(id)}`);
+  }
+
+  /** Run the failed, lost, canceled and skipped steps again (202). */
+  retry(id: string): Promise<Ok<'retryExecution'>> {
+    return this.call('retryExecution', 'POST', `executions/${seg(id)}/retry`);
+  }
+
+  log(
+    id: string,
+    step: string,
+    query: LogQuery = {}
+  ): Promise<Ok<'getStepLog'>> {
+    const path = `executions/${seg(id)}/steps/${seg(step)}/log`;
+    return this.call(
+      'getStepLog',
+      'GET',
+      `${path}${queryString({ ...query })}`
+    );
+  }
+
+  private async call<Op extends OperationId>(
+    _op: Op,
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown
+  ): Promise<Ok<Op>> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await this.transport(path, init);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new StaxAPIError(
+        `the Jupyter server did not answer ${method} ${API_PREFIX}/${path}: ${why}`,
+        0
+      );
+    }
+    const text = await response.text();
+    let data: unknown = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      if (isErrorBody(data)) {
+        throw new StaxAPIError(data.message, response.status, data);
+      }
+      throw new StaxAPIError(
+        `${method} ${API_PREFIX}/${path} answered ${response.status} ${response.statusText}`.trim(),
+        response.status
+      );
+    }
+    if (data === null) {
+      throw new StaxAPIError(
+        `${method} ${API_PREFIX}/${path} answered ${response.status} without a JSON body`,
+        response.status
+      );
+    }
+    // The server validates every answer against the same models the types come from.
+    return data as Ok<Op>;
+  }
+}
