@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
 
+from ..proc import wait_for
 from .conftest import screenshot
 from .lab import LabServer
 
@@ -20,7 +22,7 @@ steps:
       echo "the end of greet"
   - name: count
     after: [greet]
-    run: seq 1 5 | paste -sd+ | bc || echo 15
+    run: seq 1 5 | awk '{s+=$1} END {print "sum", s}'
 """
 
 LONG = """\
@@ -59,3 +61,94 @@ def test_sidebar_shows_clusters_and_status(page: Any, lab: LabServer) -> None:
     status = page.locator(".jp-StaxStatus")
     assert status.inner_text().startswith("StaX:")
     screenshot(panel, "panel-clusters")
+
+
+def open_detail(page: Any, eid: str) -> Any:
+    row(page, eid).locator(".jp-StaxExecution-open").click()
+    detail = page.locator(f'.jp-StaxDetail[data-execution-id="{eid}"]')
+    detail.wait_for(timeout=30_000)
+    return detail
+
+
+def test_slurm_execution_appears_completes_and_shows_its_log(
+    slurm: str, page: Any, lab: LabServer
+) -> None:
+    eid = submit(lab, HELLO)
+    # the event stream brings it into the panel, then to completed (no reload, no refresh click)
+    row(page, eid).wait_for(timeout=30_000)
+    row(page, eid, "completed").wait_for(timeout=120_000)
+    assert "2/2" in row(page, eid).inner_text()
+    assert "slurm" in row(page, eid).inner_text()
+    status = page.locator(".jp-StaxStatus")
+    assert status.get_attribute("data-running") == "0"
+    # a notification says it completed, with a button to open it
+    toast = page.locator(".Toastify__toast", has_text="completed").first
+    toast.wait_for(timeout=30_000)
+    assert "ui-hello" in toast.inner_text()
+    screenshot(page.locator("#jupyter-stax-panel"), "panel-executions")
+
+    detail = open_detail(page, eid)
+    ex = lab.api("GET", f"executions/{eid}")
+    for step in ex["steps"]:
+        tr = detail.locator(f'.jp-StaxSteps tr[data-step="{step["name"]}"]')
+        assert tr.get_attribute("data-state") == "completed"
+        text = tr.inner_text()
+        assert step["native_id"] in text  # the Slurm job id
+    # the DAG: both nodes, coloured by state
+    assert detail.locator('.jp-StaxDag-node[data-state="completed"]').count() == 2
+    # the log viewer tails the chosen step's stdout
+    detail.locator('.jp-StaxSteps tr[data-step="greet"]').click()
+    log = detail.locator('.jp-StaxLogViewer[data-step="greet"] .jp-StaxLog')
+    page.wait_for_function(
+        "el => el.textContent.includes('the end of greet')", arg=log.element_handle()
+    )
+    assert "line 3 from" in log.inner_text()
+    screenshot(page, "detail")
+    detail.locator('.jp-StaxLogViewer input[value="stderr"]').check()
+    detail.locator('.jp-StaxLogViewer[data-stream="stderr"]').wait_for()
+    # Retry is offered only when something failed; Cancel only while it runs
+    assert detail.locator(".jp-StaxCancel").is_disabled()
+    assert detail.locator(".jp-StaxRetry").is_disabled()
+
+
+def squeue_ids() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_cancel_from_the_detail_view_cancels_the_slurm_job(
+    slurm: str, page: Any, lab: LabServer
+) -> None:
+    eid = submit(lab, LONG)
+
+    def running_job() -> str | None:
+        s = lab.api("GET", f"executions/{eid}")["steps"][0]
+        return s["native_id"] if s["state"] == "running" and s["native_id"] else None
+
+    job = wait_for(running_job, 90, "the sleeper step to run on Slurm")
+    assert job in squeue_ids()
+    row(page, eid, "running").wait_for(timeout=30_000)
+    detail = open_detail(page, eid)
+    log = detail.locator(".jp-StaxLog")
+    page.wait_for_function("el => el.textContent.includes('started')", arg=log.element_handle())
+    assert detail.locator(".jp-StaxLogViewer-status").inner_text() == "following"
+
+    detail.locator(".jp-StaxCancel").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for()
+    assert "Cancel execution?" in dialog.inner_text()
+    dialog.locator("button", has_text="Cancel execution").click()
+
+    row(page, eid, "canceled").wait_for(timeout=60_000)
+    page.locator(f'.jp-StaxDetail[data-execution-id="{eid}"][data-state="canceled"]').wait_for(
+        timeout=30_000
+    )
+    wait_for(lambda: job not in squeue_ids(), 30, f"squeue to forget job {job}")
+    assert lab.api("GET", f"executions/{eid}")["steps"][0]["state"] == "canceled"
+    # the state filter lists it under canceled only
+    page.locator("#jupyter-stax-panel .jp-StaxFilter").select_option("canceled")
+    row(page, eid, "canceled").wait_for()
+    page.locator("#jupyter-stax-panel .jp-StaxFilter").select_option("completed")
+    row(page, eid).wait_for(state="detached")
+    page.locator("#jupyter-stax-panel .jp-StaxFilter").select_option("")
+    screenshot(page, "detail-canceled")
