@@ -220,35 +220,7 @@ def cmd_images(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(listing.model_dump_json(indent=2))
         return 0
-    if listing.cluster:
-        t = listing.traits
-        traits = (
-            ", ".join(
-                f"{k}={','.join(v) if isinstance(v, list) else v}"
-                for k, v in (t.model_dump(exclude_none=True) if t else {}).items()
-                if v not in ([], None)
-            )
-            or "none set"
-        )
-        print(f"cluster {listing.cluster}: runtime {listing.runtime or 'none'}; traits: {traits}")
-    rows = []
-    for i in listing.images:
-        lab = i.labels
-        row = [i.family, i.name]
-        if listing.cluster:
-            if i.fits:
-                notes = [r.message for r in i.rules if r.outcome == "note"]
-                row.append("yes" + (f" ({'; '.join(notes)})" if notes else ""))
-            else:
-                row.append("NO: " + "; ".join(r.message for r in i.rules if r.outcome == "fail"))
-        row += [lab.cpu or "-", lab.gpu or "-", lab.mpi or "-", lab.kabi or "-", i.reference]
-        rows.append(row)
-    headers = ["STAX", "VARIANT"] + (["FITS"] if listing.cluster else [])
-    headers += ["CPU", "GPU", "MPI", "KABI", "REFERENCE"]
-    if rows:
-        print(text.format_table(tuple(headers), rows))
-    else:
-        print("no StaX images" + (f": {listing.note}" if listing.note else ""))
+    print(text.images_text(listing))
     for p in listing.problems:
         print(f"warning: {p}", file=sys.stderr)
     return 0

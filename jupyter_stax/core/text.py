@@ -18,6 +18,7 @@ __all__ = [
     "execution_elapsed",
     "format_elapsed",
     "format_table",
+    "images_text",
     "list_rows",
     "list_table",
     "progress_line",
@@ -235,3 +236,41 @@ def step_change_line(step: StepRun, at: datetime) -> str:
         detail = f"attempt {step.attempt}"
     line = f"{at.astimezone().strftime('%H:%M:%S')} {step.name} {step.state.value}"
     return line + (f" ({' '.join(detail.split())})" if detail else "")
+
+
+def images_text(listing: Any) -> str:
+    """``jupyter stax images`` / ``%stax images``: the cluster's runtime and traits (when the
+    listing was for a cluster), then one row per variant with its fit and reasons."""
+    lines = []
+    if listing.cluster:
+        t = listing.traits
+        traits = (
+            ", ".join(
+                f"{k}={','.join(v) if isinstance(v, list) else v}"
+                for k, v in (t.model_dump(exclude_none=True) if t else {}).items()
+                if v not in ([], None)
+            )
+            or "none set"
+        )
+        lines.append(
+            f"cluster {listing.cluster}: runtime {listing.runtime or 'none'}; traits: {traits}"
+        )
+    rows = []
+    for i in listing.images:
+        lab = i.labels
+        row = [i.family, i.name]
+        if listing.cluster:
+            if i.fits:
+                notes = [r.message for r in i.rules if r.outcome == "note"]
+                row.append("yes" + (f" ({'; '.join(notes)})" if notes else ""))
+            else:
+                row.append("NO: " + "; ".join(r.message for r in i.rules if r.outcome == "fail"))
+        row += [lab.cpu or "-", lab.gpu or "-", lab.mpi or "-", lab.kabi or "-", i.reference]
+        rows.append(row)
+    headers = ["STAX", "VARIANT"] + (["FITS"] if listing.cluster else [])
+    headers += ["CPU", "GPU", "MPI", "KABI", "REFERENCE"]
+    if rows:
+        lines.append(format_table(tuple(headers), rows))
+    else:
+        lines.append("no StaX images" + (f": {listing.note}" if listing.note else ""))
+    return "\n".join(lines)

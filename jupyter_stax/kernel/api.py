@@ -83,7 +83,8 @@ def _step_error(name: str, e: ValidationError) -> InvalidWorkflow:
     problems = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"] if x != "resources")
-        problems.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{loc}: {msg}" if loc else msg)
     return InvalidWorkflow(f"step {name!r} is not valid: " + "; ".join(problems))
 
 
@@ -163,8 +164,6 @@ class Workflow:
             step = models.Step.model_validate(data)
         except ValidationError as e:
             raise _step_error(name, e) from None
-        if not step.run.strip() and not getattr(step, "software", None):
-            raise InvalidWorkflow(f"step {name!r} has nothing to run: its script is empty")
         self._steps[step.name] = step
         return step
 
@@ -291,9 +290,7 @@ class Workflow:
             return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
         Dumper.add_representer(str, text)
-        return str(
-            yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False, allow_unicode=True)
-        )
+        return str(yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False, allow_unicode=True))
 
     def export(self, path: str | Path) -> Path:
         """Write the workflow file ``path`` (``jupyter stax run PATH`` runs it); the path."""

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
-from typing import Any
 
 from ..core import dagview, text
+from ..core.api import ImageList
 from ..core.models import Execution, StepRun
 from ..core.states import ExecutionState, StepState
 
@@ -232,61 +232,24 @@ def log_pane_html(step: str, stream: str, content: str, *, cut: bool, done: bool
 
 @dataclass(frozen=True)
 class ImageEntry:
-    """One StaX image variant as the notebook shows it, judged for one cluster (``fits`` None
-    when the listing was not for a cluster)."""
+    """One StaX image variant as the picker shows it, judged for one cluster."""
 
     name: str
     family: str
     reference: str
-    fits: bool | None
+    fits: bool
     reason: str
-    labels: dict[str, str]
 
 
-def image_entries(listing: Any) -> list[ImageEntry]:
-    """The entries of an image listing (``GET stax/api/images``, ``service.images()``): each
-    item either an image (``name``, ``family``, ``reference``, ``labels``) or a judged image
-    (``image`` plus ``fits`` and ``rules``/``reason``)."""
-    data = listing.model_dump(mode="json") if hasattr(listing, "model_dump") else dict(listing)
-    out = []
-    for item in data.get("images", []):
-        image = item.get("image") if isinstance(item.get("image"), dict) else item
-        fits = item.get("fits")
-        reason = item.get("reason") or ""
-        if not reason and isinstance(item.get("rules"), list):
-            reason = "; ".join(
-                str(r.get("message", "")) for r in item["rules"] if r.get("outcome") == "fail"
-            )
-        labels = image.get("labels") or {}
-        out.append(
-            ImageEntry(
-                name=str(image.get("name", "?")),
-                family=str(image.get("family") or ""),
-                reference=str(image.get("reference") or ""),
-                fits=None if fits is None else bool(fits),
-                reason=reason or ("fits" if fits else ""),
-                labels={str(k): str(v) for k, v in labels.items() if v is not None},
-            )
+def image_entries(listing: ImageList) -> list[ImageEntry]:
+    """The variants of a listing for one cluster, with the failed rules as the reason."""
+    return [
+        ImageEntry(
+            name=i.name,
+            family=i.family,
+            reference=i.reference,
+            fits=bool(i.fits),
+            reason="; ".join(r.message for r in i.rules if r.outcome == "fail") or "fits",
         )
-    return out
-
-
-def images_text(listing: Any, cluster: str | None) -> str:
-    """``%stax images``: a table of the variants, with fit and reason for ``cluster``."""
-    entries = image_entries(listing)
-    data = listing.model_dump(mode="json") if hasattr(listing, "model_dump") else dict(listing)
-    lines = []
-    if not entries:
-        lines.append("no StaX images" + (f" ({data['note']})" if data.get("note") else ""))
-    else:
-        headers = ("IMAGE", "FAMILY", "FITS" if cluster else "REFERENCE", "WHY" if cluster else "")
-        rows = [
-            [e.name, e.family or "-", ("yes" if e.fits else "no"), "" if e.fits else e.reason]
-            if cluster
-            else [e.name, e.family or "-", e.reference, ""]
-            for e in entries
-        ]
-        lines.append(text.format_table(headers, rows))
-    for problem in data.get("problems", []) or []:
-        lines.append(f"note: {problem}")
-    return "\n".join(lines)
+        for i in listing.images
+    ]

@@ -102,9 +102,7 @@ def parse_param_value(text: str) -> ParamValue:
     return text
 
 
-def _pairs(
-    items: Sequence[str] | None, option: str, *, typed: bool, magic: str
-) -> dict[str, Any]:
+def _pairs(items: Sequence[str] | None, option: str, *, typed: bool, magic: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or ():
         key, eq, value = item.partition("=")
@@ -236,13 +234,6 @@ class StaxMagics(Magics):
         )
 
     def _software(self, path: str) -> Any:
-        from ..core.models import Step
-
-        if "software" not in Step.model_fields:
-            raise UsageError(
-                "%%stax_task: --software needs eFlows4HPC support, which this version of "
-                "jupyter_stax does not have"
-            )
         p = Path(path).expanduser()
         if not p.is_file():
             raise UsageError(f"%%stax_task: --software {path}: no such file")
@@ -321,13 +312,10 @@ class StaxMagics(Magics):
         p = MagicParser("%stax images")
         p.add_argument("--cluster")
         a = p.parse_args(args)
-        images = getattr(self.service, "images", None)
-        if images is None:
-            raise UsageError("%stax images: this service does not list StaX images")
-        listing = images(a.cluster)
-        from .display import images_text
-
-        print(images_text(listing, a.cluster))
+        listing = self.service.images(a.cluster)
+        print(text.images_text(listing))
+        for problem in listing.problems:
+            print(f"warning: {problem}", file=sys.stderr)
         return None
 
     def _cmd_list(self, args: list[str]) -> None:

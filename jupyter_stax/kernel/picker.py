@@ -17,6 +17,7 @@ from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped, unused-ignore]
 
+from ..core.api import LocalSummary, SlurmSummary
 from ..core.errors import StaxError
 from ..service import StaxService
 from .api import RESOURCE_KEYS, Execution, Workflow
@@ -88,7 +89,7 @@ class Picker(widgets.VBox):  # type: ignore[misc]
         self.message = widgets.HTML()
         self.output = widgets.Output()
         self.submit_button.on_click(lambda _b: self._clicked())
-        self.cluster.observe(lambda _c: self._load_cluster(), names="value")
+        self.cluster.observe(lambda _c: self._reload(), names="value")
         self.children = [
             widgets.HTML(
                 "<b>Submit the notebook's workflow</b> "
@@ -111,9 +112,13 @@ class Picker(widgets.VBox):  # type: ignore[misc]
             self.output,
         ]
         self.add_class("stax-picker")
-        self._load_cluster()
+        #: the read of the chosen cluster's live numbers and images (done once it is shown)
+        self.loading = self._load_cluster()
 
     # ------------------------------------------------------------------ cluster and images
+    def _reload(self) -> None:
+        self.loading = self._load_cluster()
+
     def _load_cluster(self) -> concurrent.futures.Future[None]:
         """Show the chosen cluster's defaults now, its live numbers and images when read."""
         name = str(self.cluster.value)
@@ -133,14 +138,10 @@ class Picker(widgets.VBox):  # type: ignore[misc]
                 note = f"no live numbers: {one_line(e)}"
             entries: list[ImageEntry] = []
             problem = ""
-            images = getattr(self.service, "images", None)
-            if images is None:
-                problem = "this service lists no StaX images"
-            else:
-                try:
-                    entries = image_entries(images(name))
-                except Exception as e:
-                    problem = f"cannot read the StaX catalog: {one_line(e)}"
+            try:
+                entries = image_entries(self.service.images(name))
+            except Exception as e:
+                problem = f"cannot read the StaX catalog: {one_line(e)}"
             with self._lock:
                 if seq != self._seq:
                     return  # another cluster was chosen meanwhile
@@ -246,14 +247,15 @@ def _cluster_html(c: Any, detail: Any, note: str) -> str:
         f"launcher <b>{escape(c.launcher)}</b>",
     ]
     summary = getattr(detail, "summary", None)
-    if summary is not None:
-        live = ", ".join(
-            f"{k.replace('_', ' ')} {v}"
-            for k, v in summary.model_dump(exclude_none=True).items()
-            if isinstance(v, int | float | str)
+    if isinstance(summary, SlurmSummary):
+        n, j = summary.nodes, summary.jobs
+        bits.append(
+            f"now: nodes {n.idle} idle, {n.allocated} allocated, {n.unavailable} unavailable "
+            f"of {n.total}; my jobs {j.queued} queued, {j.running} running"
         )
-        if live:
-            bits.append(f"now: {escape(live)}")
+    elif isinstance(summary, LocalSummary):
+        load = f"load {summary.load_average[0]:.2f}, " if summary.load_average else ""
+        bits.append(f"now: {summary.cpus or '?'} CPUs, {load}{summary.running_steps} steps running")
     elif detail is not None and getattr(detail, "note", None):
         bits.append(f"<i>{escape(detail.note)}</i>")
     if note:

@@ -122,7 +122,7 @@ def test_bad_input_is_one_line_and_submits_nothing(shell: Shell) -> None:
         "%%stax_task b --bogus 1\necho\n": "unrecognized arguments: --bogus",
         "%%stax_task b --ntasks many\necho\n": "argument --ntasks: invalid int value: 'many'",
         "%%stax_task b --time soon\necho\n": "step 'b' is not valid: time",
-        "%%stax_task b\n\n": "step 'b' has nothing to run",
+        "%%stax_task b\n\n": "step 'b' is not valid: a step needs 'run' (a bash script)",
         "%stax_submit --bogus": "unrecognized arguments: --bogus",
         "%stax_submit --param n": "--param expects KEY=VALUE, got 'n'",
         "%stax_submit --param n=1 --cluster nowhere": "unknown cluster 'nowhere'",

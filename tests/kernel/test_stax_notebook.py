@@ -27,9 +27,10 @@ def test_stax_images_notebook(
     )
     nb = execute("03_stax_images.ipynb", tmp_path, kernelspec)
     listing = outputs(nb, "%load_ext jupyter_stax").splitlines()
-    rows = {ln.split()[0]: ln for ln in listing[1:]}
-    assert rows["busy-x86_64"].split()[1:3] == ["busy", "yes"]
-    assert "no" in rows["busy-arm"].split() and "cpu aarch64 != x86_64" in rows["busy-arm"]
+    assert listing[0].startswith("cluster local: runtime ")  # then the header, the variants
+    rows = {ln.split()[1]: ln for ln in listing[2:]}
+    assert rows["busy-x86_64"].split()[0::2][:2] == ["busy", "yes"]
+    assert "NO: " in rows["busy-arm"] and "cpu aarch64 != x86_64" in rows["busy-arm"]
     out = outputs(nb, "await run.wait_async(120)").splitlines()
     assert out[0] == "completed" and out[1] == "inside the busy StaX"
     assert out[2].startswith("arch x86_64, in ") and out[2].endswith("/probe")
