@@ -339,6 +339,11 @@ def step_summary(step: models.Step) -> str:
     """One line: what the step asks for (``bash, 5 lines; ntasks=1, time=00:05:00``)."""
     lines = len(step.run.strip().splitlines())
     parts = [f"{step.language}, {lines} line{'s' if lines != 1 else ''}"]
+    if step.software is not None:
+        what = step.software if isinstance(step.software, str) else "inline"
+        parts = [
+            f"eFlows4HPC software {Path(what).name if isinstance(step.software, str) else what}"
+        ]
     res = step.resources.model_dump(exclude_none=True)
     if res:
         parts.append(", ".join(f"{k}={v}" for k, v in res.items()))

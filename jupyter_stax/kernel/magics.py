@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
 from ..core import text
 from ..core.errors import StaxError
@@ -45,7 +45,8 @@ jupyter_stax magics
     --nodes N --ntasks N --cpus-per-task N --gpus N --mem 4G --time HH:MM:SS
     --launcher single|srun|mpirun --retries N
     --env K=V  --param K=V        (repeatable) environment variables / step parameters
-    --software FILE               an eFlows4HPC software description (empty cell body)
+    --software FILE               an eFlows4HPC software description (no body; the line
+                                  form %stax_task NAME --software FILE works too)
 
 run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
                    [--on-failure continue|stop] [--detach] [--wait] [--timeout S]
@@ -186,10 +187,17 @@ class StaxMagics(Magics):
             raise UsageError(f"{magic}: {_one_line(e)}") from None
 
     # ------------------------------------------------------------------ %%stax_task
-    @cell_magic("stax_task")  # type: ignore[untyped-decorator]
-    def stax_task(self, line: str, cell: str) -> None:
-        """Define (or redefine) a step from the cell body; see ``%stax help``."""
-        self._guard("%%stax_task", lambda: self._task(line, cell))
+    @line_cell_magic("stax_task")  # type: ignore[untyped-decorator]
+    def stax_task(self, line: str, cell: str | None = None) -> None:
+        """Define (or redefine) a step from the cell body; see ``%stax help``. The line form
+        (``%stax_task NAME --software FILE``) is for steps with no body (IPython refuses a cell
+        magic whose body is empty)."""
+        if cell is None and "--software" not in line:
+            raise UsageError(
+                "%stax_task: a step's script is the cell body: use %%stax_task NAME (two %) "
+                "in a cell of its own, or %stax_task NAME --software FILE"
+            )
+        self._guard("%%stax_task", lambda: self._task(line, cell or ""))
 
     def _task(self, line: str, cell: str) -> None:
         a = _task_parser().parse_args(_split(line, "%%stax_task"))

@@ -228,3 +228,18 @@ def test_plain_python_api(svc: LocalService) -> None:
     again = Execution.attach(long.id[:5], svc)
     assert again.id == long.id and again.state == "canceled"
     assert "canceled" in repr(again) and f'data-id="{again.id}"' in again._repr_html_()
+
+
+def test_software_description_step(shell: Shell, tmp_path: Path) -> None:
+    desc = tmp_path / "hello.json"
+    desc.write_text(
+        '{"execution": {"type": "binary", "binary": "echo", "args": "hello {{who}} $STAX_STEP"},'
+        ' "prolog": {"binary": "echo", "args": "prolog"}}'
+    )
+    out = shell.ok(f"%stax_task sw --software {desc} --param who='a b'")
+    assert out.startswith("step sw defined: eFlows4HPC software hello.json")
+    assert "leave the cell body empty" in shell.fails(f"%%stax_task sw --software {desc}\necho x\n")
+    assert "no such file" in shell.fails(f"%stax_task sw --software {tmp_path}/nope.json")
+    assert "use %%stax_task NAME (two %)" in shell.fails("%stax_task sw")
+    shell.ok("run = %stax_submit --no-monitor --wait --timeout 60")
+    assert shell.ip.user_ns["run"].logs("sw") == "prolog\nhello a b sw\n"
