@@ -234,7 +234,9 @@ class Picker(widgets.VBox):  # type: ignore[misc]
             self.submit_button.disabled = False
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Close the widgets; waits for a read in flight (one sinfo/squeue at most), so no
+        thread of the picker outlives it."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         super().close()
 
 
