@@ -23,6 +23,20 @@ QUIET_SETTINGS = {
     },
 }
 
+#: a small StaX catalog: one variant fits an x86_64 machine, the other cannot
+IMAGES = """\
+stax:
+  demo:
+    description: a demo StaX
+    variants:
+      - name: demo-x86
+        image: /images/demo-x86
+        labels: {cpu: x86_64, gpu: none, mpi: none}
+      - name: demo-arm
+        image: /images/demo-arm
+        labels: {cpu: aarch64, gpu: none, mpi: none}
+"""
+
 
 class LabServer:
     def __init__(
@@ -39,6 +53,9 @@ class LabServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = home / "lab.log"
+        home.mkdir(parents=True, exist_ok=True)
+        catalog = home / "images.yaml"
+        catalog.write_text(IMAGES)
         config = {
             "ServerApp": {"jpserver_extensions": {"jupyter_stax": True, "jupyterlab": True}},
             "StaxApp": {
@@ -46,6 +63,7 @@ class LabServer:
                 "work_dir": str(work_dir),
                 "clusters_file": str(clusters_file),
                 "record_interval": 0.2,
+                "image_catalogs": [str(catalog)],
             },
         }
         (home / "config").mkdir(parents=True, exist_ok=True)

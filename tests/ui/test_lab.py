@@ -60,7 +60,38 @@ def test_sidebar_shows_clusters_and_status(page: Any, lab: LabServer) -> None:
     assert "queue debug" in panel.locator('.jp-StaxCluster[data-cluster="slurm"]').inner_text()
     status = page.locator(".jp-StaxStatus")
     assert status.inner_text().startswith("StaX:")
+    # the image catalog, grouped by family, with the fit on the chosen cluster and its reason
+    family = panel.locator('.jp-StaxFamily[data-family="demo"]')
+    family.wait_for()
+    x86 = family.locator('.jp-StaxImage[data-image="demo-x86"]')
+    arm = family.locator('.jp-StaxImage[data-image="demo-arm"]')
+    assert x86.locator(".jp-StaxFit-fits").count() == 1
+    assert arm.locator(".jp-StaxFit-fails").count() == 1
+    assert "cpu aarch64 != x86_64" in arm.inner_text()
+    assert "cpu=aarch64" in arm.locator(".jp-StaxChips").inner_text()
     screenshot(panel, "panel-clusters")
+    # the settings are in the settings editor (schema served by Lab)
+    code, settings = lab.call("GET", "lab/api/settings/jupyter-stax:plugin")
+    assert code == 200, settings
+    props = settings["schema"]["properties"]
+    assert props["refreshInterval"]["default"] == 30 and props["notifications"]["default"] is True
+    # the commands are in the palette
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator("#command-palette")
+    palette.locator("input").fill("StaX")
+    labels = palette.locator(".lm-CommandPalette-itemLabel").all_inner_texts()
+    for label in (
+        "Open the StaX Sidebar",
+        "Refresh StaX Clusters, Images and Executions",
+        "Cancel Selected StaX Execution",
+    ):
+        assert label in labels, labels
+    page.keyboard.press("Escape")
+    # clicking the status bar item brings the sidebar back
+    page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+    panel.wait_for(state="hidden")
+    status.click()
+    panel.wait_for(state="visible")
 
 
 def open_detail(page: Any, eid: str) -> Any:
@@ -152,3 +183,68 @@ def test_cancel_from_the_detail_view_cancels_the_slurm_job(
     row(page, eid).wait_for(state="detached")
     page.locator("#jupyter-stax-panel .jp-StaxFilter").select_option("")
     screenshot(page, "detail-canceled")
+
+
+def notebook(*cells: str) -> dict[str, Any]:
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"c{i}",
+                "metadata": {},
+                "source": src,
+                "outputs": [],
+                "execution_count": None,
+            }
+            for i, src in enumerate(cells)
+        ],
+    }
+
+
+def test_a_notebook_cell_submits_with_the_magic_and_the_panel_follows(
+    slurm: str, page: Any, lab: LabServer
+) -> None:
+    nb = notebook(
+        "%load_ext jupyter_stax",
+        '%%stax_task hello\necho "hello from a notebook cell on $(hostname)"',
+        "run = %stax_submit --cluster slurm --name ui-magic\nrun.id",
+    )
+    code, _ = lab.call("PUT", "api/contents/magic.ipynb", {"type": "notebook", "content": nb})
+    assert code in (200, 201)
+    page.goto(f"{lab.url}lab/tree/magic.ipynb?token={lab.token}", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+
+    def kernel_idle() -> bool:
+        code, sessions = lab.call("GET", "api/sessions")
+        return code == 200 and any(
+            s["kernel"]["execution_state"] == "idle" for s in sessions if s.get("kernel")
+        )
+
+    wait_for(kernel_idle, 60, "the notebook's kernel to be idle")
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+    def submitted() -> str | None:
+        page_ = lab.api("GET", "executions?limit=10")
+        ids = [x["id"] for x in page_["executions"] if x["name"] == "ui-magic"]
+        return ids[0] if ids else None
+
+    eid = wait_for(submitted, 60, "the %stax_submit cell to submit")
+    # the cell's output names the execution; the sidebar (re-opened) follows it to completed
+    page.wait_for_function(
+        "id => document.querySelector('.jp-Notebook').textContent.includes(id)",
+        arg=eid,
+        timeout=30_000,
+    )
+    page.locator('.jp-SideBar [data-id="jupyter-stax-panel"]').click()
+    row(page, eid, "completed").wait_for(timeout=120_000)
+    assert "ui-magic" in row(page, eid).inner_text()
+    screenshot(page, "notebook-magic")
+    detail = open_detail(page, eid)
+    log = detail.locator('.jp-StaxLogViewer[data-step="hello"] .jp-StaxLog')
+    page.wait_for_function(
+        "el => el.textContent.includes('hello from a notebook cell')", arg=log.element_handle()
+    )
