@@ -35,7 +35,7 @@ from .core.api import (
     ImageList,
     LogChunk,
 )
-from .core.errors import Conflict, NotFound
+from .core.errors import Conflict, NotFound, StaxError
 from .core.models import Execution, ParamValue, StepRun, SubmitOptions, Workflow
 
 if TYPE_CHECKING:
@@ -151,6 +151,14 @@ def step_of(ex: Execution, name: str) -> StepRun:
         raise NotFound(
             f"execution {ex.id} has no step {name!r}; steps: " + ", ".join(s.name for s in ex.steps)
         ) from None
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -285,6 +293,8 @@ class LocalService:
         opts = options or SubmitOptions()
         name = cluster or "local"
         if opts.detached:
+            if _loop_running():  # a kernel: keep PSI/J's threads out of it (engine/detach.py)
+                return self._submit_detached_child(wf, name, params, opts, steps)
             return run_sync(self._submit_detached(wf, name, params, opts, steps))
         eng = self.engine()
         ex = eng.prepare(wf, name, params, opts, steps, owner=None)
@@ -292,6 +302,52 @@ class LocalService:
         self.store().insert_execution(ex)
         self.ensure_daemon()
         return ex
+
+    def _submit_detached_child(
+        self,
+        wf: Workflow,
+        cluster: str,
+        params: Mapping[str, ParamValue] | None,
+        options: SubmitOptions,
+        steps: list[str] | None,
+    ) -> Execution:
+        import json
+        import subprocess
+        import sys
+
+        from . import core
+
+        request = {
+            "store": str(self.store_path),
+            "clusters_file": str(self.clusters_file) if self.clusters_file else None,
+            "workflow": wf.model_dump(mode="json"),
+            "cluster": cluster,
+            "params": dict(params or {}),
+            "options": options.model_dump(mode="json"),
+            "steps": steps,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "jupyter_stax.engine.detach"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+        )
+        lines = done.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            answer = {}
+        if "id" in answer:
+            return self.get(answer["id"])
+        if "error" in answer:
+            cls = getattr(core.errors, str(answer["error"]), None)
+            if not (isinstance(cls, type) and issubclass(cls, StaxError)):
+                cls = StaxError  # e.g. an engine-side class (ImageMismatch is an InvalidWorkflow)
+            raise cls(answer["message"], details=answer["details"])
+        raise RuntimeError(
+            f"the detached submission failed (exit status {done.returncode}): "
+            + (done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:])
+        )
 
     async def _submit_detached(
         self,

@@ -138,3 +138,38 @@ def test_slurm_dag_with_a_failure_and_a_retry(
     models = widget_models(nb)
     bars = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
     assert [(b["value"], b["max"], b["bar_style"]) for b in bars] == [(5, 5, "success")]
+
+
+@pytest.mark.slurm
+def test_eflows_software_description(
+    store: Path, kernelspec: str, tmp_path: Path, slurm: str
+) -> None:
+    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec)
+    rendered = outputs(nb, "from jupyter_stax.core.software import")
+    assert '"srun" -n "2" "--ntasks-per-node=1" "bash"' in rendered
+    lines = outputs(nb, "await run.wait_async(180)").splitlines()
+    assert lines[0] == "completed"
+    assert lines[1] == "prolog: preparing hi there" and lines[-1] == "epilog: done"
+    ranks = sorted(ln.split(" on ")[0] + " " + ln.split(" says: ")[1] for ln in lines[2:-1])
+    assert ranks == ["rank 0 hi there", "rank 1 hi there"]
+
+
+@pytest.mark.slurm
+def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm: str) -> None:
+    nb = execute("05_detach_reattach.ipynb", tmp_path, kernelspec)
+    submitted = outputs(nb, "detach = ").splitlines()
+    eid, how = submitted[0].split()
+    assert how == "detached"
+    assert [ln.split()[:2] for ln in submitted[1:]] == [
+        ["fetch", "queued"],
+        ["left", "queued"],
+        ["right", "queued"],
+        ["join", "queued"],
+    ]
+    queue = outputs(nb, "if cluster != 'local':")
+    assert f"stax-{eid}-join" in queue and queue.count("afterany:") == 4
+    # no PSI/J thread stayed in the kernel (the submission ran in a child process): the
+    # kernel's fork for !squeue printed no ignored TypeError
+    assert "_after_fork" not in queue and "Traceback" not in queue
+    assert eid in outputs(nb, "del run")
+    assert outputs(nb, "w = %stax watch").splitlines()[-2:] == ["completed", "total 5050"]
