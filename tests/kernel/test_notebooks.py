@@ -52,7 +52,7 @@ def outputs(nb: Any, starts: str) -> str:
         if o.output_type == "stream":
             parts.append(o.text)
         elif "data" in o and "text/plain" in o.data:
-            parts.append(o.data["text/plain"])
+            parts.append(o.data["text/plain"].rstrip("\n") + "\n")
     return "".join(parts)
 
 
