@@ -226,6 +226,14 @@ def cmd_images(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
+    from . import doctor
+
+    findings = doctor.diagnose(ctx.store_path, ctx.clusters_file)
+    print(doctor.as_json(findings) if args.json else doctor.report(findings))
+    return 1 if any(f.level == "fail" for f in findings) else 0
+
+
 def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
     from .core.documents import schema_json
 
@@ -348,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
 
     cmd("schema", cmd_schema, "print the JSON Schema of workflow files")
+
+    sp = cmd("doctor", cmd_doctor, "check the environment and say what to fix")
+    sp.add_argument("--json", action="store_true")
 
     sp = cmd("validate", cmd_validate, "check a workflow file without running it")
     sp.add_argument("file")
