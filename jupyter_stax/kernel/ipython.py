@@ -7,9 +7,10 @@ from typing import Any
 
 def shell() -> Any:
     """The running IPython shell, or None outside IPython."""
-    from IPython.core.getipython import get_ipython
+    from IPython.core import getipython
 
-    return get_ipython()  # type: ignore[no-untyped-call]
+    get: Any = getipython.get_ipython  # typed in IPython 9, not in 8
+    return get()
 
 
 def in_kernel() -> bool:
@@ -19,6 +20,7 @@ def in_kernel() -> bool:
 
 
 def show(*objs: Any, raw: bool = False) -> None:
-    from IPython.display import display
+    from IPython import display as ipd
 
-    display(*objs, raw=raw)  # type: ignore[no-untyped-call]
+    display: Any = ipd.display
+    display(*objs, raw=raw)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
 from ..core import text
 from ..core.errors import StaxError
@@ -163,16 +162,23 @@ def _one_line(e: StaxError) -> str:
     return " ".join("; ".join([e.message, *e.details]).split())
 
 
-@magics_class
-class StaxMagics(Magics):
+class StaxMagics:
     """The magics; ``workflow`` is the notebook's :class:`~.api.Workflow`, ``last`` the last
     execution submitted or watched (the default ID of ``%stax`` subcommands)."""
 
     def __init__(self, shell: Any, service: StaxService | None = None) -> None:
-        super().__init__(shell)  # type: ignore[no-untyped-call]
+        self.shell = shell
         self.workflow = Workflow("notebook")
         self._service = service
         self.last: Execution | None = None
+
+    def register(self) -> None:
+        """Register the magics with the shell (plain functions: IPython's decorators are typed
+        differently from one major version to the next)."""
+        add: Any = self.shell.register_magic_function
+        add(self.stax_task, "line_cell", "stax_task")
+        add(self.stax_submit, "line", "stax_submit")
+        add(self.stax, "line", "stax")
 
     @property
     def service(self) -> StaxService:
@@ -187,7 +193,6 @@ class StaxMagics(Magics):
             raise UsageError(f"{magic}: {_one_line(e)}") from None
 
     # ------------------------------------------------------------------ %%stax_task
-    @line_cell_magic("stax_task")  # type: ignore[untyped-decorator]
     def stax_task(self, line: str, cell: str | None = None) -> None:
         """Define (or redefine) a step from the cell body; see ``%stax help``. The line form
         (``%stax_task NAME --software FILE``) is for steps with no body (IPython refuses a cell
@@ -248,7 +253,6 @@ class StaxMagics(Magics):
         return str(p.absolute())
 
     # ------------------------------------------------------------------ %stax_submit
-    @line_magic("stax_submit")  # type: ignore[untyped-decorator]
     def stax_submit(self, line: str) -> Execution | None:
         """Submit the notebook's workflow (or some steps and what they need); see
         ``%stax help``."""
@@ -287,7 +291,6 @@ class StaxMagics(Magics):
             )
 
     # ------------------------------------------------------------------ %stax
-    @line_magic("stax")  # type: ignore[untyped-decorator]
     def stax(self, line: str) -> Any:
         """``%stax help`` lists the subcommands."""
         args = _split(line, "%stax")
@@ -443,13 +446,11 @@ _SUBCOMMANDS = [name[len("_cmd_") :] for name in vars(StaxMagics) if name.starts
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    ipython.register_magics(StaxMagics(ipython))
+    StaxMagics(ipython).register()
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    magics = ipython.magics_manager.registry.get("StaxMagics")
-    if magics is not None:
-        for kind in ("line", "cell"):
-            for name in ("stax", "stax_submit", "stax_task"):
-                ipython.magics_manager.magics[kind].pop(name, None)
-        ipython.magics_manager.registry.pop("StaxMagics", None)
+    magics = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        for name in ("stax", "stax_submit", "stax_task"):
+            magics[kind].pop(name, None)

@@ -28,7 +28,7 @@ class Shell:
     def __init__(self, svc: LocalService, capsys: pytest.CaptureFixture[str]) -> None:
         self.ip: Any = start_ipython() or get_ipython()  # one shell per test session
         self.magics = StaxMagics(self.ip, service=svc)
-        self.ip.register_magics(self.magics)
+        self.magics.register()
         self.capsys = capsys
         self.svc = svc
 
