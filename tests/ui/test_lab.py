@@ -242,6 +242,17 @@ def test_a_notebook_cell_submits_with_the_magic_and_the_panel_follows(
     page.locator('.jp-SideBar [data-id="jupyter-stax-panel"]').click()
     row(page, eid, "completed").wait_for(timeout=120_000)
     assert "ui-magic" in row(page, eid).inner_text()
+    # the kernel's live monitor widget in the page catches up by itself (no cell runs now):
+    # its step row and its log pane show the end
+    page.wait_for_function(
+        """() => {
+            const nb = document.querySelector('.jp-Notebook');
+            return !!nb.querySelector('[data-step="hello"][data-state="completed"]')
+                && nb.textContent.includes('1/1 steps done')
+                && nb.textContent.includes('hello from a notebook cell');
+        }""",
+        timeout=30_000,
+    )
     screenshot(page, "notebook-magic")
     detail = open_detail(page, eid)
     log = detail.locator('.jp-StaxLogViewer[data-step="hello"] .jp-StaxLog')
