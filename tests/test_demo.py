@@ -1,0 +1,77 @@
+"""The README's first command works: ``scripts/demo.sh`` runs the demo workflows on ``local``,
+and ``scripts/demo.sh --lab`` serves JupyterLab on 127.0.0.1 with the quickstart notebook and
+jupyter_stax's API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .server.real_server import child_env, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def test_demo_workflows_on_local(stax_env: Path) -> None:
+    done = subprocess.run(
+        ["bash", "scripts/demo.sh"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=child_env(JUPYTER_STAX_NO_SERVER="1"),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "completed" in done.stdout
+    assert "== all executions" in done.stderr
+
+
+def test_demo_lab(stax_env: Path, tmp_path: Path) -> None:
+    port, token = free_port(), "demo-test-token"
+    env = child_env(
+        PORT=str(port),
+        JUPYTER_TOKEN=token,
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        JUPYTER_STAX_NO_SERVER="1",
+    )
+    proc = subprocess.Popen(
+        ["bash", "scripts/demo.sh", "--lab"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "lab.log", "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}api/status?token={token}", timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((tmp_path / "lab.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        url = f"{base}lab/tree/notebooks/01_quickstart.ipynb?token={token}"
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.status == 200 and b"JupyterLab" in r.read()
+        with urllib.request.urlopen(f"{base}stax/api/info?token={token}", timeout=30) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(
+            f"{base}api/contents/notebooks/01_quickstart.ipynb?token={token}", timeout=30
+        ) as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
