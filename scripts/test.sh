@@ -36,6 +36,12 @@ if ! command -v ch-run >/dev/null || [ ! -x /bin/busybox ]; then
     apt-get install -y -q charliecloud-runtime busybox-static >/dev/null; }
 fi
 
+log "checking Debian's python3 venv (the Binder test installs jupyter-stax as an unprivileged user)"
+if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; }
+fi
+
 log "starting Slurm (2 nodes)"
 export SLURM_NODES=${SLURM_NODES:-2}   # SLURM_CPUS=N advertises more CPUs per node (see the script)
 eval "$(bash scripts/slurm/start-slurm.sh)"
