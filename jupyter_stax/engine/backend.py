@@ -143,14 +143,56 @@ def parse_squeue(out: str) -> dict[str, tuple[str, str]]:
     return result
 
 
+#: Slurm pending reasons (``squeue %r``) that mean the job will not start as it stands: it asks
+#: for more than the partition, QOS or account allows, or it is held. Slurm keeps such jobs
+#: pending forever; the engine says so on the execution (it does not cancel them).
+SLURM_BLOCKED_REASONS: dict[str, str] = {
+    "PartitionNodeLimit": "it asks for more nodes than the partition allows",
+    "PartitionTimeLimit": "its time limit is above the partition's",
+    "PartitionConfig": "it asks for more than the partition's nodes have (nodes, CPUs, memory)",
+    "BadConstraints": "its constraints cannot be satisfied",
+    "QOSMaxNodePerJobLimit": "it asks for more nodes than its QOS allows",
+    "QOSMaxCpuPerJobLimit": "it asks for more CPUs than its QOS allows",
+    "QOSMaxWallDurationPerJobLimit": "its time limit is above its QOS's",
+    "QOSMaxMemoryPerJob": "it asks for more memory than its QOS allows",
+    "QOSMaxGRESPerJob": "it asks for more GPUs/GRES than its QOS allows",
+    "AssocMaxNodesPerJobLimit": "it asks for more nodes than its account allows",
+    "AssocMaxCpuPerJobLimit": "it asks for more CPUs than its account allows",
+    "AssocMaxWallDurationPerJobLimit": "its time limit is above its account's",
+    "InvalidAccount": "its account is not valid",
+    "InvalidQOS": "its QOS is not valid",
+    "DependencyNeverSatisfied": "a job it depends on ended in a way that never satisfies it",
+    "JobHeldUser": "it is held (scontrol release releases it)",
+    "JobHeldAdmin": "it is held by an administrator",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+}
+
+
+def blocked_reason(state: str, reason: str) -> str | None:
+    """``'PartitionNodeLimit: it asks for more nodes ...'`` for a queued job whose Slurm reason
+    says it will not start as it stands; None otherwise (Priority, Resources, Dependency ...)."""
+    if state != "QUEUED":
+        return None
+    key = reason.split(",", 1)[0].strip().strip("()")
+    why = SLURM_BLOCKED_REASONS.get(key)
+    return f"{key}: {why}" if why else None
+
+
 class Health:
-    """What the last status queries of one executor said (thread-safe)."""
+    """What the last status queries of one executor said (thread-safe), and the queued jobs
+    that will not start as they stand (``blocked``: native id -> reason)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.failures = 0
         self.since: float | None = None
         self.last_error: str | None = None
+        self.blocked: dict[str, str] = {}
+
+    def set_blocked(self, blocked: dict[str, str]) -> None:
+        with self._lock:
+            self.blocked = blocked
 
     def ok(self) -> None:
         with self._lock:
@@ -215,12 +257,17 @@ def _executor_classes() -> dict[str, Any]:
 
         def _parse_ok(self, out: str) -> dict[str, Any]:
             r = {}
+            blocked = {}
             for native_id, (state, reason) in parse_squeue(out).items():
+                why = blocked_reason(state, reason)
+                if why:
+                    blocked[native_id] = why
                 st = getattr(JobState, state)
                 msg = None
                 if st == JobState.FAILED:
                     msg = SlurmJobExecutor._REASONS_MAP.get(reason, reason or None)
                 r[native_id] = JobStatus(st, message=msg)
+            self.health.set_blocked(blocked)
             return r
 
     classes: dict[str, Any] = {"slurm": StaxSlurmExecutor, "_guarded": _Guarded}
@@ -455,6 +502,11 @@ class Backend:
 
     def warning(self) -> str | None:
         return self.health.warning(self.scheduler)
+
+    def blocked(self, native_id: str) -> str | None:
+        """Why the scheduler will not start this queued job as it stands, or None."""
+        with self.health._lock:
+            return self.health.blocked.get(native_id)
 
     def close(self) -> None:
         with self._lock:

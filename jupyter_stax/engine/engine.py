@@ -542,6 +542,11 @@ class Engine:
             self._finish(run)
 
     def _finish(self, run: _Run) -> None:
+        if run.ex.warnings:  # about jobs and schedulers of this run: stale once it is final
+            try:
+                self._update_warnings(run)
+            except Exception:
+                log.exception("clearing the warnings of %s failed", run.id)
         if self._runs.get(run.id) is run:
             del self._runs[run.id]
         run.done.set()
@@ -1140,11 +1145,20 @@ class Engine:
 
     def _update_warnings(self, run: _Run) -> None:
         warnings = []
-        for c in {s.cluster for s in run.steps.values() if s.state.active}:
+        for c in sorted({s.cluster for s in run.steps.values() if s.state.active}):
             b = self._backends.get(c)
             w = b.warning() if b else None
             if w:
                 warnings.append(f"cluster {c!r}: {w}")
+        for s in run.steps.values():
+            if s.state is StepState.QUEUED and s.native_id:
+                b = self._backends.get(s.cluster)
+                why = b.blocked(s.native_id) if b else None
+                if why:
+                    warnings.append(
+                        f"step {s.name!r} (job {s.native_id}) will not start as it stands: {why}; "
+                        "cancel and submit it again with what the cluster allows"
+                    )
         if warnings != run.ex.warnings:
             run.ex.warnings = warnings
             self.store.set_warnings(run.id, warnings, self.id)
