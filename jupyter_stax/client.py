@@ -57,6 +57,12 @@ class ServerUnreachable(SchedulerUnavailable):
     """The Jupyter server did not answer (not running, wrong URL, or too slow)."""
 
 
+def error_class(name: str) -> type[StaxError]:
+    """The StaxError class an error name (``ErrorBody.error``) stands for; StaxError for a
+    name this side does not know."""
+    return _error_classes().get(name, StaxError)
+
+
 def _error_classes() -> dict[str, type[StaxError]]:
     from .server.errors import BadRequest, Forbidden, ServiceUnavailable
 

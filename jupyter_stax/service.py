@@ -35,7 +35,7 @@ from .core.api import (
     ImageList,
     LogChunk,
 )
-from .core.errors import Conflict, NotFound, StaxError
+from .core.errors import Conflict, NotFound
 from .core.models import Execution, ParamValue, StepRun, SubmitOptions, Workflow
 
 if TYPE_CHECKING:
@@ -315,7 +315,7 @@ class LocalService:
         import subprocess
         import sys
 
-        from . import core
+        from .client import error_class
 
         request = {
             "store": str(self.store_path),
@@ -340,9 +340,7 @@ class LocalService:
         if "id" in answer:
             return self.get(answer["id"])
         if "error" in answer:
-            cls = getattr(core.errors, str(answer["error"]), None)
-            if not (isinstance(cls, type) and issubclass(cls, StaxError)):
-                cls = StaxError  # e.g. an engine-side class (ImageMismatch is an InvalidWorkflow)
+            cls = error_class(str(answer["error"]))  # engine-side classes come back as StaxError
             raise cls(answer["message"], details=answer["details"])
         raise RuntimeError(
             f"the detached submission failed (exit status {done.returncode}): "

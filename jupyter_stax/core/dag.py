@@ -51,6 +51,20 @@ def downstream(workflow: Workflow, names: Iterable[str]) -> set[str]:
     return seen
 
 
+def select(workflow: Workflow, names: Iterable[str] | None) -> Workflow:
+    """The workflow cut down to ``names`` and everything they depend on (all of it when
+    ``names`` is empty or None); InvalidWorkflow naming the steps it does not have."""
+    wanted = list(names or ())
+    if not wanted:
+        return workflow
+    have = [s.name for s in workflow.steps]
+    unknown = [n for n in wanted if n not in have]
+    if unknown:
+        raise InvalidWorkflow(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(have)}")
+    keep = upstream(workflow, wanted)
+    return workflow.model_copy(update={"steps": [s for s in workflow.steps if s.name in keep]})
+
+
 def upstream(workflow: Workflow, names: Iterable[str]) -> set[str]:
     """``names`` and everything they depend on."""
     deps = graph(workflow)

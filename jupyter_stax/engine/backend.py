@@ -194,6 +194,10 @@ class Health:
         with self._lock:
             self.blocked = blocked
 
+    def blocked_reason(self, native_id: str) -> str | None:
+        with self._lock:
+            return self.blocked.get(native_id)
+
     def ok(self) -> None:
         with self._lock:
             self.failures, self.since, self.last_error = 0, None, None
@@ -505,8 +509,7 @@ class Backend:
 
     def blocked(self, native_id: str) -> str | None:
         """Why the scheduler will not start this queued job as it stands, or None."""
-        with self.health._lock:
-            return self.health.blocked.get(native_id)
+        return self.health.blocked_reason(native_id)
 
     def close(self) -> None:
         with self._lock:

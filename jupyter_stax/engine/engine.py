@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import jobscript as js
 from ..core.clusters import ClusterRegistry
-from ..core.dag import bound_params, check, topological_order, upstream
+from ..core.dag import bound_params, check, select, topological_order
 from ..core.documents import load_workflow
 from ..core.errors import Conflict, InvalidWorkflow, NotFound, SchedulerUnavailable, StaxError
 from ..core.images import ResolvedImage
@@ -229,15 +229,7 @@ class Engine:
         opts = options or SubmitOptions()
         if opts.on_failure:
             wf = wf.model_copy(update={"on_failure": opts.on_failure})
-        if steps:
-            unknown = [s for s in steps if s not in {x.name for x in wf.steps}]
-            if unknown:
-                raise InvalidWorkflow(
-                    f"unknown step(s) {', '.join(unknown)}; steps: "
-                    + ", ".join(s.name for s in wf.steps)
-                )
-            keep = upstream(wf, steps)
-            wf = wf.model_copy(update={"steps": [s for s in wf.steps if s.name in keep]})
+        wf = select(wf, steps)
         params = dict(params or {})
         main = self.clusters.get(cluster)
         if any(isinstance(s.software, str) for s in wf.steps):

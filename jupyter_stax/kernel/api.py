@@ -79,6 +79,18 @@ def _resolve(service: StaxService | None) -> StaxService:
     return service if service is not None else connect()
 
 
+def _checked(
+    wf: models.Workflow,
+    params: Mapping[str, ParamValue] | None,
+    steps: Iterable[str] | None,
+) -> models.Workflow:
+    from ..core.dag import check, select
+
+    wf = select(wf, steps)
+    check(wf, dict(params or {}))
+    return wf
+
+
 def _step_error(name: str, e: ValidationError) -> InvalidWorkflow:
     problems = []
     for err in e.errors():
@@ -212,36 +224,23 @@ class Workflow:
 
     def check(
         self,
-        cluster: str | None = None,
         params: Mapping[str, ParamValue] | None = None,
         steps: Iterable[str] | None = None,
-        service: StaxService | None = None,
     ) -> models.Workflow:
-        """Check the workflow as :meth:`submit` would (cycles, unknown steps in ``after``,
-        missing params, placeholders, unknown clusters when ``service`` knows them); the
-        model. Nothing is submitted."""
-        from ..core.dag import check, upstream
+        """Check ``steps`` and what they depend on (all steps when None) as :meth:`submit`
+        would: unknown steps, cycles, unknown steps in ``after``, missing params, placeholders;
+        the model of what would be submitted. Nothing is submitted."""
+        return _checked(self.model(), params, steps)
 
-        wf = self.model()
-        if steps:
-            names = list(steps)
-            unknown = [s for s in names if s not in self._steps]
-            if unknown:
-                raise InvalidWorkflow(
-                    f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(self._steps)}"
-                )
-            keep = upstream(wf, names)
-            wf = wf.model_copy(update={"steps": [s for s in wf.steps if s.name in keep]})
-        known = None
-        if service is not None:
-            known = {c.name for c in service.clusters()}
-            if cluster is not None and cluster not in known:
-                from ..core.errors import UnknownCluster
-
-                raise UnknownCluster(
-                    f"unknown cluster {cluster!r}; clusters: {', '.join(sorted(known))}"
-                )
-        check(wf, dict(params or {}))
+    def copy(self, name: str | None = None) -> Workflow:
+        """A workflow with the same steps and parameters (``name``: another name)."""
+        wf = Workflow(
+            name or self.name,
+            params=self.params,
+            description=self.description,
+            on_failure=self.on_failure,
+        )
+        wf._steps = dict(self._steps)
         return wf
 
     def submit(
@@ -255,17 +254,19 @@ class Workflow:
         service: StaxService | None = None,
     ) -> Execution:
         """Submit ``steps`` and everything they depend on (all steps when None) to
-        ``cluster`` (None: the service's default); returns at once with the Execution. The
-        whole workflow is checked first (also the steps not submitted): nothing is submitted
-        when something is wrong."""
+        ``cluster`` (None: the service's default); returns at once with the Execution. What
+        would be submitted is checked first: nothing is submitted when something is wrong
+        (the cluster is checked by the service)."""
         svc = _resolve(service)
         names = list(steps) if steps else None
         wf = self.model()
-        if on_failure is not None:
-            wf = wf.model_copy(update={"on_failure": on_failure})
-        # the steps to submit and what they need, checked before anything is submitted
-        self.check(params=params, steps=names)
-        opts = SubmitOptions(detached=detach)
+        _checked(wf, params, names)
+        try:
+            opts = SubmitOptions.model_validate({"detached": detach, "on_failure": on_failure})
+        except ValidationError:
+            raise InvalidWorkflow(
+                f"on_failure must be continue or stop, not {on_failure!r}"
+            ) from None
         ex = svc.submit(wf, cluster=cluster, params=dict(params or {}), options=opts, steps=names)
         return Execution(svc, ex)
 
@@ -521,17 +522,23 @@ class Execution:
     def _ipython_display_(self) -> None:
         """In a kernel: a live monitor (nothing when a magic of the same cell showed one
         already); elsewhere the text and HTML status."""
-        from .ipython import shell, show
+        from .ipython import in_kernel, shell, show
 
-        sh = shell()
-        if sh is not None and getattr(sh, "kernel", None) is not None:
-            if self._shown_in is not None and self._shown_in == sh.execution_count:
-                return
-            self._shown_in = sh.execution_count
-            show(self.monitor())
+        if in_kernel():
+            if self._shown_in is None or self._shown_in != shell().execution_count:
+                self.show_monitor()
             return
         self.refresh()
         show({"text/plain": self._text(), "text/html": self._repr_html_()}, raw=True)
+
+    def show_monitor(self, interval: float = 1.0) -> None:
+        """Display a live monitor of this execution (in a kernel); displaying the Execution
+        as the result of the same cell then shows nothing more."""
+        from .ipython import shell, show
+
+        sh = shell()
+        self._shown_in = sh.execution_count if sh is not None else None
+        show(self.monitor(interval=interval))
 
     def _text(self) -> str:
         from .display import execution_text

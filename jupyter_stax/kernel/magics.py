@@ -261,10 +261,7 @@ class StaxMagics:
 
     def _submit(self, line: str) -> Execution:
         a = _submit_parser().parse_args(_split(line, "%stax_submit"))
-        wf = self.workflow
-        if a.name:
-            wf = Workflow.load(wf.to_dict())
-            wf.name = a.name
+        wf = self.workflow.copy(a.name) if a.name else self.workflow
         ex = wf.submit(
             a.cluster,
             params=_pairs(a.param, "--param", typed=True, magic="%stax_submit"),
@@ -282,11 +279,11 @@ class StaxMagics:
 
     def _show_monitor(self, ex: Execution) -> None:
         if in_kernel():
-            ex._shown_in = self.shell.execution_count if self.shell else None
-            show(ex.monitor())
+            ex.show_monitor()
         else:
+            n = len(ex.steps)
             print(
-                f"submitted {ex.id} ({len(ex.steps)} steps on {ex.cluster}); "
+                f"submitted {ex.id} ({n} step{'s' if n != 1 else ''} on {ex.cluster}); "
                 f"%stax status {ex.id} shows how it goes"
             )
 
@@ -306,6 +303,16 @@ class StaxMagics:
                 + " (see %stax help)"
             )
         return self._guard(f"%stax {sub}", lambda: handler(rest))
+
+    def _execution(
+        self, sub: str, args: list[str], parser: MagicParser | None = None
+    ) -> tuple[argparse.Namespace, Execution]:
+        """``%stax SUB [ID] ...``: the parsed options and the execution (ID, else the last
+        one this kernel submitted or watched)."""
+        p = parser or MagicParser(f"%stax {sub}")
+        p.add_argument("id", nargs="?")
+        a = p.parse_args(args)
+        return a, Execution.attach(self._id(a.id, sub), self.service)
 
     def _id(self, given: str | None, sub: str) -> str:
         if given:
@@ -341,39 +348,27 @@ class StaxMagics:
         print(text.format_table(text.LIST_HEADERS, text.list_rows(items, _now())))
 
     def _cmd_status(self, args: list[str]) -> None:
-        p = MagicParser("%stax status")
-        p.add_argument("id", nargs="?")
-        a = p.parse_args(args)
-        ex = Execution.attach(self._id(a.id, "status"), self.service)
+        _, ex = self._execution("status", args)
         print(text.status_text(ex.model, _now()))
 
     def _cmd_watch(self, args: list[str]) -> Execution:
         p = MagicParser("%stax watch")
-        p.add_argument("id", nargs="?")
         p.add_argument("--interval", type=float, default=1.0)
-        a = p.parse_args(args)
-        ex = Execution.attach(self._id(a.id, "watch"), self.service)
+        a, ex = self._execution("watch", args, p)
         self.last = ex
         if in_kernel():
-            ex._shown_in = self.shell.execution_count if self.shell else None
-            show(ex.monitor(interval=a.interval))
+            ex.show_monitor(a.interval)
         else:
             print(text.status_text(ex.model, _now()))
         return ex
 
     def _cmd_cancel(self, args: list[str]) -> None:
-        p = MagicParser("%stax cancel")
-        p.add_argument("id", nargs="?")
-        a = p.parse_args(args)
-        ex = Execution.attach(self._id(a.id, "cancel"), self.service).cancel()
+        ex = self._execution("cancel", args)[1].cancel()
         said = ex.state if ex.final else "cancel requested"
         print(f"execution {ex.id}: {said}")
 
     def _cmd_retry(self, args: list[str]) -> None:
-        p = MagicParser("%stax retry")
-        p.add_argument("id", nargs="?")
-        a = p.parse_args(args)
-        ex = Execution.attach(self._id(a.id, "retry"), self.service).retry()
+        ex = self._execution("retry", args)[1].retry()
         again = [s.name for s in ex.steps if not s.state.final]
         print(f"retrying {len(again)} step(s) of {ex.id}: {', '.join(again)}")
 
@@ -399,7 +394,7 @@ class StaxMagics:
         p.add_argument("file")
         p.add_argument("--param", action="append", metavar="K=V", help="default values")
         a = p.parse_args(args)
-        wf = Workflow.load(self.workflow.to_dict())
+        wf = self.workflow.copy()
         wf.params.update(_pairs(a.param, "--param", typed=True, magic="%stax export"))
         try:
             wf.check(params={})

@@ -150,24 +150,17 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         self._log_cut = False
         self._log_done = False  # everything of a final step was read (or cannot be)
 
-        if execution is not None and execution.id.startswith(execution_id):
-            # the caller just read it (a submission): show it now, read again in the background
-            ex = execution
-            self.execution_id = ex.id
-            self._ex = ex
-            self._build(ex)
-            with self._lock:
-                self._show(ex)
-            if start:
-                self.start()
-            else:
-                self.refresh()
-            return
-        ex = service.get(execution_id)
+        given = execution is not None and execution.id.startswith(execution_id)
+        ex = execution if given and execution is not None else service.get(execution_id)
         self.execution_id = ex.id
         self._ex = ex
         self._build(ex)
-        self.refresh()
+        if given and start:
+            # the caller just read it (a submission): show it now, read again in the background
+            with self._lock:
+                self._show(ex)
+        else:
+            self.refresh()
         if start:
             self.start()
 

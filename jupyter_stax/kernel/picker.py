@@ -174,7 +174,7 @@ class Picker(widgets.VBox):  # type: ignore[misc]
     # ------------------------------------------------------------------ submitting
     def workflow_to_submit(self) -> Workflow:
         """The workflow with the form's image and resources filled in where a step sets none."""
-        wf = Workflow.load(self.workflow.to_dict())
+        wf = self.workflow.copy()
         image = None if self.image.value == NO_IMAGE else str(self.image.value)
         picked: dict[str, Any] = {
             "nodes": self.nodes.value or None,
