@@ -70,6 +70,10 @@ def test_a_job_that_cannot_start_is_reported(
                 if seen:
                     break
                 await asyncio.sleep(0.1)
+            for _ in range(600):  # the step that fits runs to its end meanwhile
+                if eng.get(ex.id).step("small").state.final:
+                    break
+                await asyncio.sleep(0.1)
             big = eng.get(ex.id).step("big")
             assert big.state is StepState.QUEUED, big
             await eng.cancel(ex.id)
