@@ -51,6 +51,7 @@ if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh
 log "ruff + mypy"
 $PY -m ruff check jupyter_stax tests bench
 $PY -m mypy
+lint-imports  # the layering contracts of pyproject.toml ([tool.importlinter])
 
 log "labextension: prettier, eslint, tsc, jest"
 (cd labextension && jlpm lint:check && jlpm test --ci)

@@ -18,7 +18,6 @@ from pydantic.json_schema import models_json_schema
 from ..core import api
 from ..core.models import Execution
 from ..core.states import ExecutionState
-from ..service import ServerInfo
 
 REF = "#/components/schemas/{model}"
 #: the API's version (not the package's): bumped on incompatible changes
@@ -235,7 +234,7 @@ OPERATIONS: tuple[Op, ...] = (
         "getInfo",
         "Which store this server's engine serves",
         200,
-        ServerInfo,
+        api.ServerInfo,
         description="Clients (the jupyter stax command, kernels) use this server only when it "
         "answers with a running engine (engine_id not null) on the store they would otherwise "
         "use.",

@@ -470,7 +470,7 @@ async def test_a_bug_is_a_500_with_a_body_and_a_logged_traceback(
         raise RuntimeError("the store fell over")
 
     assert stax_app.engine is not None
-    monkeypatch.setattr(stax_app.engine, "get", broken)
+    monkeypatch.setattr(stax_app.operations, "get", broken)
     r = await api("GET", "executions/abc", expect=500)
     assert r.body["error"] == "RuntimeError" and "the store fell over" in r.body["message"]
     logged = [rec for rec in caplog.records if rec.name == "jupyter_stax.server"]
@@ -490,4 +490,3 @@ async def test_software_descriptions_over_rest_are_inline_never_server_paths(
     assert (await wait_final(api, ex["id"]))["state"] == "completed"
     log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
     assert log["data"] == "hello x\n"
-
