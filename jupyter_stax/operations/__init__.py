@@ -28,8 +28,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from ..core.api import LOG_LIMIT_DEFAULT, LOG_LIMIT_MAX, ClusterDetail, ClusterInfo, LogChunk
-from ..core.errors import Conflict, NotFound
+from ..core.api import (
+    LOG_LIMIT_DEFAULT,
+    LOG_LIMIT_MAX,
+    PAGE_LIMIT_MAX,
+    ClusterDetail,
+    ClusterInfo,
+    LogChunk,
+)
+from ..core.errors import BadRequest, Conflict, NotFound
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
@@ -66,6 +73,16 @@ def check_retry(ex: Execution) -> Execution:
     if ex.state is ExecutionState.COMPLETED:
         raise Conflict(f"execution {ex.id} completed; there is nothing to retry")
     return ex
+
+
+def in_range(name: str, n: int, low: int, high: int | None = None) -> int:
+    """``n`` when ``low <= n <= high``, else BadRequest in the words of the REST API's query
+    parameters (so both services refuse a value the same way)."""
+    if n < low:
+        raise BadRequest(f"{name} must be at least {low}, not {n}")
+    if high is not None and n > high:
+        raise BadRequest(f"{name} must be at most {high}, not {n}")
+    return n
 
 
 def cluster_info(registry: ClusterRegistry, c: Cluster) -> ClusterInfo:
@@ -145,7 +162,9 @@ class Operations:
         self, state: str | ExecutionState | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Execution], str | None]:
         """Newest first, at most ``limit``, older than ``cursor``; the cursor of the next page,
-        or None on the last one. BadRequest for an unknown state or a cursor that is not one."""
+        or None on the last one. BadRequest for an unknown state, a cursor that is not one, or
+        a ``limit`` out of 1 to ``PAGE_LIMIT_MAX``."""
+        in_range("limit", limit, 1, PAGE_LIMIT_MAX)
         st = state if isinstance(state, ExecutionState) else state_arg(state)
         before = decode_cursor(cursor) if cursor else None
         items = self._store().list_executions(
@@ -168,6 +187,9 @@ class Operations:
         ``limit`` None: ``LOG_LIMIT_DEFAULT``, at most ``LOG_LIMIT_MAX``). A missing file is an
         empty chunk; ``eof`` once the step is final and all was read. Only the step's own
         regular files are read (see :mod:`.logs`): Forbidden otherwise. Blocking (file IO)."""
+        in_range("offset", offset, 0)
+        if limit is not None:
+            in_range("limit", limit, 0)
         s = self.step(execution_id, step)[1]
         name = log_file_name(stream, attempt, s.attempt, s.name)
         final = s.state.final or attempt not in (None, s.attempt)

@@ -490,3 +490,42 @@ async def test_software_descriptions_over_rest_are_inline_never_server_paths(
     assert (await wait_final(api, ex["id"]))["state"] == "completed"
     log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
     assert log["data"] == "hello x\n"
+
+
+async def test_images_over_rest_are_catalog_names_never_server_paths(
+    api: Call, stax_app: StaxApp, stax_env: Path
+) -> None:
+    """The one rule for paths named in requests (operations/requests.py): an image path on the
+    server is refused unless a configured catalog lists it."""
+    catalog = stax_env / "images.yaml"
+    catalog.write_text(
+        "stax:\n  far:\n    variants:\n      - {image: /nowhere, labels: {cpu: aarch64}}\n"
+    )
+    stax_app.image_catalogs = [str(catalog)]
+    stax_app.require_engine().image_catalogs = [str(catalog)]
+    secret = stax_env / "secret.sif"
+    secret.write_text("not an image")
+
+    def wf(**step: Any) -> dict[str, Any]:
+        return {"name": "w", "steps": [{"name": "a", "run": "true", **step}]}
+
+    for path in (str(secret), str(stax_env), "./x", "~/img", f"oci:{stax_env}", "app.sif"):
+        r = await api("POST", "executions", body={"workflow": wf(image=path)}, expect=400)
+        assert r.body["error"] == "InvalidWorkflow", path
+        assert r.body["message"].startswith("the server does not read files named in requests")
+        assert "StaxApp.image_catalogs" in r.body["message"]
+        assert r.body["details"] == [f"step 'a': image {path!r} is a path on the server"]
+    # the container image of a software description is an image too
+    desc = {
+        "execution": {"type": "binary", "binary": "true"},
+        "container": {"engine": "SINGULARITY", "image": str(secret)},
+    }
+    body = {"workflow": {"name": "w", "steps": [{"name": "a", "software": desc}]}}
+    r = await api("POST", "executions", body=body, expect=400)
+    assert r.body["details"] == [f"step 'a': image {str(secret)!r} is a path on the server"]
+    # a reference the admin's catalog lists passes the rule (and is judged: it does not fit)
+    r = await api("POST", "executions", body={"workflow": wf(image="/nowhere")}, expect=400)
+    assert r.body["error"] == "ImageMismatch"
+    # ... and so do catalog names
+    r = await api("POST", "executions", body={"workflow": wf(image="far")}, expect=400)
+    assert r.body["error"] == "ImageMismatch"
