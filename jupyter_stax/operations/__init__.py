@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 from ..core.api import (
     LOG_LIMIT_DEFAULT,
     LOG_LIMIT_MAX,
-    PAGE_LIMIT_MAX,
     ClusterDetail,
     ClusterInfo,
     LogChunk,
@@ -163,8 +162,9 @@ class Operations:
     ) -> tuple[list[Execution], str | None]:
         """Newest first, at most ``limit``, older than ``cursor``; the cursor of the next page,
         or None on the last one. BadRequest for an unknown state, a cursor that is not one, or
-        a ``limit`` out of 1 to ``PAGE_LIMIT_MAX``."""
-        in_range("limit", limit, 1, PAGE_LIMIT_MAX)
+        a ``limit`` below 1 (the REST API also caps it at ``PAGE_LIMIT_MAX`` per request; local
+        callers such as ``%stax list --limit 1000`` may ask for more at once)."""
+        in_range("limit", limit, 1)
         st = state if isinstance(state, ExecutionState) else state_arg(state)
         before = decode_cursor(cursor) if cursor else None
         items = self._store().list_executions(
