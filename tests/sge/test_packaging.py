@@ -1,0 +1,44 @@
+"""The wheel ships the PSI/J descriptor: installed from the wheel alone, PSI/J finds 'sge'."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_wheel_registers_the_executor_with_psij(tmp_path: Path) -> None:
+    if not (ROOT / "jupyter_stax" / "labextension" / "static" / "style.js").exists():
+        pytest.skip("the labextension is not built (pip install -e . builds it)")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    build = [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True)
+    (wheel,) = wheel_dir.glob("*.whl")
+    subprocess.run(
+        [*pip, "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    assert (target / "psij-descriptors" / "jupyter_stax_descriptors.py").is_file()
+    assert not (target / "psij-descriptors" / "__init__.py").exists()  # a namespace directory
+    code = (
+        "import psij\n"
+        "for name in ('sge', 'gridengine'):\n"
+        "    e = psij.JobExecutor._executors[name][-1]\n"
+        "    print(name, e.exc, e.plugin_path)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    executor_py = target / "jupyter_stax" / "psij_sge" / "executor.py"
+    assert out.stdout.splitlines() == [f"sge None {executor_py}", f"gridengine None {executor_py}"]
