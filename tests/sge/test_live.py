@@ -249,3 +249,30 @@ def test_submit_refused_by_sge(executor: Any, tmp_path: Path) -> None:
     w = Watched(job_spec(tmp_path, "true", attributes={"queue_name": "nosuch.q"}))
     with pytest.raises(psij.SubmitException, match="unknown queue"):
         executor.submit(w.job)
+
+
+def test_an_unprivileged_user_runs_jobs_too(sge: str) -> None:
+    """The SGE of start-sge.sh runs root's jobs (min_uid 0) and any other user's."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("needs root to submit as another user")
+    import tempfile
+
+    # pytest's tmp_path is under /tmp/pytest-of-root (mode 700): the job could not chdir there
+    d = Path(tempfile.mkdtemp(prefix="stax-sge-"))
+    d.chmod(0o777)
+    out = d / "o.txt"
+    env = ["env", f"SGE_ROOT={sge}", f"SGE_CELL={os.environ.get('SGE_CELL', 'default')}"]
+    qsub = ["qsub", "-terse", "-sync", "y", "-wd", str(d), "-o", str(out), "-j", "y"]
+    r = subprocess.run(
+        ["runuser", "-u", "nobody", "--", *env, *qsub, "-b", "y", "id", "-un"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert out.read_text() == "nobody\n"
+    assert qacct(r.stdout.split()[0])["owner"] == "nobody"
+    shutil.rmtree(d)
