@@ -1,8 +1,9 @@
 """PSI/J executor for Grid Engine (Son of Grid Engine, Univa/Altair Grid Engine): ``qsub``,
 ``qstat``, ``qdel``, ``qacct``.
 
-No ``from __future__ import annotations`` here: callers (jupyter_stax's backend) find an
-executor's config class from the real type annotation of ``__init__``'s ``config``.
+Settings are read with ``getattr`` and defaults, so a plain ``BatchSchedulerExecutorConfig``
+(what jupyter_stax's backend builds today for executors it does not know) works too: PE ``smp``,
+memory complex ``h_vmem``, accounting on. Pass an :class:`SgeExecutorConfig` to change them.
 
 PSI/J loads this module by file path for its registry (see ``psij-descriptors/``), so the class
 ``psij.JobExecutor.get_instance('sge')`` builds is not the same object as

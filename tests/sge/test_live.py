@@ -276,3 +276,20 @@ def test_an_unprivileged_user_runs_jobs_too(sge: str) -> None:
     assert out.read_text() == "nobody\n"
     assert qacct(r.stdout.split()[0])["owner"] == "nobody"
     shutil.rmtree(d)
+
+
+def test_hold_jid_orders_jobs(executor: Any, tmp_path: Path) -> None:
+    """``sge.hold_jid`` (what a detached execution needs): B starts only after A has ended."""
+    a = submit(executor, job_spec(tmp_path / "a", "sleep 2; echo done > ../a-done.txt"))
+    b = submit(
+        executor,
+        job_spec(
+            tmp_path / "b",
+            "cat ../a-done.txt",
+            attributes={"custom_attributes": {"sge.hold_jid": a.job.native_id}},
+        ),
+    )
+    assert a.final().state == psij.JobState.COMPLETED
+    st = b.final()
+    assert st.state == psij.JobState.COMPLETED, st
+    assert (tmp_path / "b" / "out.txt").read_text() == "done\n"
