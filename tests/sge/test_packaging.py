@@ -42,3 +42,35 @@ def test_wheel_registers_the_executor_with_psij(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     executor_py = target / "jupyter_stax" / "psij_sge" / "executor.py"
     assert out.stdout.splitlines() == [f"sge None {executor_py}", f"gridengine None {executor_py}"]
+
+
+def test_register_without_the_descriptor(tmp_path: Path) -> None:
+    """Where jupyter_stax sits on sys.path without psij-descriptors/, register() adds 'sge'."""
+    import shutil
+
+    shutil.copytree(
+        ROOT / "jupyter_stax",
+        tmp_path / "jupyter_stax",
+        ignore=shutil.ignore_patterns("labextension", "__pycache__"),
+    )
+    code = (
+        "import os, sys\n"
+        "sys.path = [p for p in sys.path if not os.path.exists(\n"
+        "    os.path.join(p or '.', 'psij-descriptors', 'jupyter_stax_descriptors.py'))]\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import psij\n"
+        "assert 'sge' not in psij.JobExecutor.get_executor_names()\n"
+        "import jupyter_stax.psij_sge as m\n"
+        "m.register()\n"
+        "m.register()  # twice is harmless\n"
+        "ex = psij.JobExecutor.get_instance('gridengine')\n"
+        "print(ex.name, psij.JobExecutor._executors['sge'][-1].plugin_path)\n"
+        "ex._queue_poll_thread.done = True\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    executor_py = tmp_path / "jupyter_stax" / "psij_sge" / "executor.py"
+    assert out.stdout.split() == ["gridengine", str(executor_py)]
