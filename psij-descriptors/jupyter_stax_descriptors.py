@@ -4,10 +4,18 @@ namespace directory of every ``sys.path`` entry and loads ``cls`` from the same 
 ``sge``: Grid Engine (Son of Grid Engine, Univa/Altair Grid Engine), see
 :mod:`jupyter_stax.psij_sge`. ``gridengine`` is a second descriptor rather than an alias:
 PSI/J 0.9's ``aliases`` register under the main name only.
+
+When two copies are on ``sys.path`` (a checkout on PYTHONPATH besides an installed jupyter-stax),
+the first one registered wins and this one stays empty: PSI/J would otherwise log "already
+registered" on every import.
 """
 
 from packaging.version import Version
 from psij.descriptor import Descriptor
+from psij.job_executor import JobExecutor
+
+_NAMES = ("sge", "gridengine")
+_registered = getattr(JobExecutor, "_executors", {})
 
 __PSI_J_EXECUTORS__ = [
     Descriptor(
@@ -16,5 +24,6 @@ __PSI_J_EXECUTORS__ = [
         version=Version("0.1.0"),
         cls="jupyter_stax.psij_sge.executor.SgeJobExecutor",
     )
-    for name in ("sge", "gridengine")
+    for name in _NAMES
+    if name not in _registered
 ]

@@ -74,3 +74,26 @@ def test_register_without_the_descriptor(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     executor_py = tmp_path / "jupyter_stax" / "psij_sge" / "executor.py"
     assert out.stdout.split() == ["gridengine", str(executor_py)]
+
+
+def test_two_copies_on_sys_path_first_wins_quietly(tmp_path: Path) -> None:
+    """A checkout on PYTHONPATH besides another copy: the first registers, PSI/J logs nothing."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "psij-descriptors", copy / "psij-descriptors")
+    shutil.copytree(
+        ROOT / "jupyter_stax",
+        copy / "jupyter_stax",
+        ignore=shutil.ignore_patterns("labextension", "__pycache__"),
+    )
+    code = "import psij; print(psij.JobExecutor._executors['sge'][-1].plugin_path)"
+    for first in (ROOT, copy):
+        second = copy if first == ROOT else ROOT
+        env = {**os.environ, "PYTHONPATH": f"{first}{os.pathsep}{second}"}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stderr == ""
+        assert out.stdout.strip() == str(first / "jupyter_stax" / "psij_sge" / "executor.py")
