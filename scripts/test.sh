@@ -5,7 +5,8 @@
 #   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh),
 #   * runs ruff, mypy, the labextension's lint and unit tests (jlpm lint:check, jlpm test)
 #     and pytest, browser tests included (Slurm tests are required when CI is set).
-# Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns);
+#   * starts a one-machine Son of Grid Engine (scripts/sge/start-sge.sh),
+# Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns), STAX_KEEP_SGE=1 SGE;
 #        PYTEST_ARGS="-k foo" narrows the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,17 @@ export SLURM_NODES=${SLURM_NODES:-2}   # SLURM_CPUS=N advertises more CPUs per n
 eval "$(bash scripts/slurm/start-slurm.sh)"
 export SLURM_CONF
 if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh || true' EXIT; fi
+
+log "starting Grid Engine (installs gridengine-* if missing; SGE tests are required when CI is set)"
+sge_t0=$SECONDS
+eval "$(bash scripts/sge/start-sge.sh)"
+export SGE_ROOT SGE_CELL
+log "Grid Engine up after $((SECONDS - sge_t0)) s"
+if [ "${STAX_KEEP_SGE:-0}" != 1 ]; then
+  # keep the other stages' EXIT traps (trap -p prints: trap -- 'CMD' EXIT)
+  prev_exit=$(trap -p EXIT | sed -e "s/^trap -- '//" -e "s/' EXIT\$//")
+  trap "${prev_exit:+$prev_exit; }bash scripts/sge/stop-sge.sh || true" EXIT
+fi
 
 log "ruff + mypy"
 $PY -m ruff check jupyter_stax tests bench
