@@ -53,6 +53,20 @@ def slurm() -> str:
     return os.environ["SLURM_CONF"]
 
 
+@pytest.fixture(scope="session")
+def sshd() -> object:
+    """The project's test login node (scripts/ssh/start-sshd.sh: started, or re-used when
+    scripts/test.sh started it); skips when it cannot run here (not root), fails in CI."""
+    from .ssh.sshd import Sshd, sshd_problem
+
+    problem = sshd_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the SSH tests: {problem}")
+        pytest.skip(problem)
+    return Sshd(os.environ.get("STAX_SSHD_BASE", "/tmp/stax-sshd")).start()
+
+
 def slurm_nodes() -> int:
     out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout
     return len(set(out.split()))

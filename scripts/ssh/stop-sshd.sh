@@ -14,9 +14,16 @@ pid=$(cat "$PIDF" 2>/dev/null || true)
 if [ -z "$pid" ] || gone "$pid" || [ "$(comm "$pid")" != sshd ]; then
   log "sshd not running ($PIDF)"; rm -f "$PIDF"; exit 0
 fi
-# the connection processes: children of the listener ("sshd: USER [priv]"), found before the
-# listener goes (then they are re-parented)
-kids=$(awk -v p="$pid" '{ s=$0; sub(/^.*\) /, "", s); split(s, f, " "); if (f[2] == p) { n=$0; sub(/ .*/, "", n); print n } }' /proc/[0-9]*/stat 2>/dev/null)
+# the connection processes: the listener's children ("sshd: USER [priv]") and theirs ("sshd:
+# USER", which holds the socket), found before the listener goes (then they are re-parented)
+kids=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$pid" '
+  { pid=$1; s=$0; comm=s; sub(/^[^(]*\(/, "", comm); sub(/\).*$/, "", comm)
+    sub(/^.*\) /, "", s); split(s, f, " ")
+    if (comm == "sshd" && f[1] != "Z") { parent[pid]=f[2]; n[++k]=pid } }
+  END { want[root]=1; changed=1
+        while (changed) { changed=0
+          for (i=1; i<=k; i++) { p=n[i]; if (!(p in want) && (parent[p] in want)) { want[p]=1; changed=1 } } }
+        for (i=1; i<=k; i++) if (n[i] != root && (n[i] in want)) print n[i] }')
 log "stopping sshd (pid $pid${kids:+, connections: $(echo $kids)})"
 kill -TERM "$pid" 2>/dev/null
 for k in $kids; do [ "$(comm "$k")" = sshd ] && kill -TERM "$k" 2>/dev/null; done

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncssh
 
-from .base import RunResult, SSHConnection
+from .base import ChannelRefused, RunResult, SSHConnection
 from .errors import (
     AUTH_FIX,
     SSHAuthRefused,
@@ -185,6 +185,14 @@ class AsyncSSHConnection(SSHConnection):
         try:
             res = await conn.run(command, input=stdin if stdin is not None else b"",
                                  encoding=None, check=False, timeout=timeout)
+        except asyncssh.ChannelOpenError as e:
+            if self._client is not None and not self._client.lost:
+                raise ChannelRefused(e.reason) from None
+            await self._drop()
+            raise SSHConnectionLost(
+                f"the connection to {self.target.destination} was lost ({e.reason}); retrying",
+                host=self.target.destination,
+            ) from None
         except asyncssh.TimeoutError:
             raise SSHTimeout(
                 f"{self.target.destination}: the remote command did not finish within "

@@ -27,6 +27,11 @@ from .errors import SSHConnectionLost, SSHError, SSHRemoteError
 from .target import SSHTarget
 
 
+class ChannelRefused(Exception):
+    """The server refused to open one more channel (over MaxSessions): nothing ran, so the call
+    can be tried again on the same connection, even a non-idempotent one."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What a remote command left: exit status (-1 when killed by a signal), stdout, stderr."""
@@ -52,6 +57,8 @@ class Stats:
     execs: int = 0
     connects: int = 0
     failures: int = 0
+    #: channels the server refused at once (over MaxSessions) and that were opened again
+    refused: int = 0
     last_error: str | None = None
     down_since: float | None = field(default=None)
 
@@ -145,16 +152,29 @@ class SSHConnection(ABC):
         retry: bool = False,
     ) -> RunResult:
         """Run one command line on one channel (the primitives' building block)."""
-        for attempt in (0, 1):
+        reconnected = False
+        refused = 0
+        while True:
             await self.connect()
             try:
                 async with self._sessions:
                     self.stats.execs += 1
                     return await self._exec(command, stdin, timeout or self.timeout)
+            except ChannelRefused:
+                # sshd frees a session slot a moment after the channel closed: wait and retry
+                refused += 1
+                self.stats.refused += 1
+                if refused > 50:
+                    raise SSHConnectionLost(
+                        f"{self.target.destination} refuses to open channels (MaxSessions "
+                        f"below max_sessions={self.target.max_sessions}?)",
+                        host=self.target.destination,
+                    ) from None
+                await asyncio.sleep(min(0.02 * refused, 0.5))
             except SSHConnectionLost:
-                if attempt or not retry:
+                if reconnected or not retry:
                     raise
-        raise AssertionError("unreachable")
+                reconnected = True
 
     async def run(
         self, argv: Sequence[str], stdin: bytes | None = None, *, timeout: float | None = None,

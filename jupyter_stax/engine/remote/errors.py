@@ -132,7 +132,7 @@ def classify_openssh(
                 fp = _FP.search(stderr)
                 text += (f" (it now offers {fp.group(1)})" if fp else "") + (
                     f": if the change is expected, remove the old key with `ssh-keygen -R "
-                    f"{known_hosts_name(host, port)}`, then " + host_key_fix(host, port)
+                    f"'{known_hosts_name(host, port)}'`, then " + host_key_fix(host, port)
                 )
             elif cls is SSHHostKeyUnknown:
                 text += ": " + host_key_fix(host, port)

@@ -19,8 +19,11 @@ import shutil
 import signal
 import tempfile
 
-from .base import RunResult, SSHConnection
+from .base import ChannelRefused, RunResult, SSHConnection
 from .errors import SSHConfigError, SSHConnectionLost, SSHError, SSHTimeout, classify_openssh
+
+#: the master is up but sshd refused one more session (MaxSessions)
+_REFUSED = re.compile(rb"session request failed|Session open refused|open failed")
 
 
 def _alive(pid: int) -> bool:
@@ -148,6 +151,8 @@ class OpenSSHConnection(SSHConnection):
                                     host=self.target.destination)
         args = [*self._base_args(), "-o", "ControlMaster=no", "--", self.target.host, command]
         rc, out, err = await self._ssh(args, stdin, timeout)
+        if rc == 255 and _REFUSED.search(err) and self._is_open():
+            raise ChannelRefused(err.decode(errors="replace"))
         if rc == 255:
             e = self._error(err)
             if e is not None:

@@ -1,0 +1,182 @@
+"""The connection layer on a real OpenSSH server, both clients: commands run as the remote
+account, files go and come back in ONE exec channel each (counted by us AND in sshd's log),
+awkward paths are data, ~/.ssh/config aliases work, channels stay below MaxSessions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from jupyter_stax.engine.remote import SSHConnection, SSHRemoteError, SSHTimeout, open_connection
+
+from .conftest import run
+from .sshd import REMOTE_USER, Client, Sshd
+
+pytestmark = pytest.mark.ssh
+
+NASTY = ["with space", "quote'single", 'quote"double', "$(touch PWNED)", "semi;colon",
+         "back`tick`", "-dash"]
+
+
+def conn(own_sshd: Sshd, own_client: Client, variant: str, **kw: object) -> SSHConnection:
+    return open_connection(own_sshd.target(own_client, variant, **kw))
+
+
+def test_runs_as_the_remote_account(own_sshd: Sshd, own_client: Client, variant: str) -> None:
+    async def body() -> None:
+        c = conn(own_sshd, own_client, variant)
+        try:
+            r = await c.run(["whoami"])
+            assert (r.rc, r.out) == (0, REMOTE_USER + "\n")
+            r = await c.run(["sh", "-c", 'printf "%s" "$1"; cat; echo err >&2; exit 7', "-",
+                             "$(id); x"], stdin=b"from stdin")
+            assert (r.rc, r.out, r.err) == (7, "$(id); xfrom stdin", "err\n")
+            r = await c.run(["pwd"], cwd="~")
+            assert r.out.strip() == f"/home/{REMOTE_USER}"
+            r = await c.run(["sh", "-c", 'echo "$A"'], env={"A": "x y;$(z)"})
+            assert r.out == "x y;$(z)\n"
+            assert c.stats.connects == 1 and c.stats.execs == 4
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_200_records_in_one_round_trip(own_sshd: Sshd, own_client: Client, variant: str) -> None:
+    d = f"~/records-{variant}"
+    paths = [f"{d}/step {i}/stax.exit" for i in range(200)]
+
+    async def body() -> None:
+        c = conn(own_sshd, own_client, variant)
+        try:
+            await c.write_files({p: (f"{i} 0\n".encode(), 0o644) for i, p in
+                                 enumerate(paths[:150])})
+            execs, logged = c.stats.execs, own_sshd.sessions_started()
+            got = await c.read_files(paths)
+            assert c.stats.execs == execs + 1  # our counter ...
+            assert own_sshd.sessions_started() == logged + 1  # ... and sshd's own log
+            assert got == {p: (f"{i} 0\n".encode() if i < 150 else None)
+                           for i, p in enumerate(paths)}
+            await c.remove([d], recursive=True)
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_write_files_with_modes_and_awkward_paths(
+    own_sshd: Sshd, own_client: Client, variant: str
+) -> None:
+    base = f"~/w {variant}"
+    files = {f"{base}/{n}/{n}.sh": (f"#!/bin/sh\necho {i}\n".encode(), 0o750 if i % 2 else 0o600)
+             for i, n in enumerate(NASTY)}
+
+    async def body() -> None:
+        c = conn(own_sshd, own_client, variant)
+        try:
+            before = c.stats.execs
+            await c.write_files(files)
+            assert c.stats.execs == before + 1
+            for path, (data, mode) in files.items():
+                rel = path[2:]
+                r = await c.run(["stat", "-c", "%a %U %s", rel])
+                assert r.out.split() == [f"{mode:o}", REMOTE_USER, str(len(data))], path
+                assert await c.read_from(path) == data
+                assert await c.read_from(path, 10, 3) == data[10:13]
+            r = await c.run(["find", ".", "-name", "PWNED"])
+            assert r.out == ""
+            assert await c.read_from(f"{base}/missing") is None
+            await c.mkdirs([f"{base}/a;b/c d"], mode=0o700)
+            r = await c.run(["stat", "-c", "%a", f"{base[2:]}/a;b/c d"])
+            assert r.out.strip() == "700"
+            await c.remove([base], recursive=True)
+            r = await c.run(["ls", "-A"])
+            assert base[2:] not in r.out
+            with pytest.raises(SSHRemoteError, match="mkdir"):
+                await c.mkdirs(["/root/not-yours"])
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_ssh_config_host_alias(
+    own_sshd: Sshd, own_client: Client, variant: str, tmp_path: Path
+) -> None:
+    """`host: faraway` resolved through an ssh config file: HostName, Port, User, IdentityFile,
+    UserKnownHostsFile all come from it."""
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(
+        f"Host faraway\n  HostName 127.0.0.1\n  Port {own_sshd.port}\n  User {REMOTE_USER}\n"
+        f"  IdentityFile {own_client.identity}\n  UserKnownHostsFile {own_client.known_hosts}\n"
+        "  IdentitiesOnly yes\n"
+    )
+    from jupyter_stax.engine.remote import SSHTarget
+
+    async def body() -> None:
+        c = open_connection(SSHTarget.parse("faraway", ssh=variant, ssh_config=str(cfg)))
+        try:
+            assert (await c.run(["whoami"])).out == REMOTE_USER + "\n"
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_many_concurrent_calls_share_one_connection(
+    own_sshd: Sshd, own_client: Client, variant: str
+) -> None:
+    """40 calls at once on one connection: the semaphore keeps open channels below sshd's
+    MaxSessions (10), so none is refused."""
+
+    async def body() -> None:
+        c = conn(own_sshd, own_client, variant)
+        try:
+            results = await asyncio.gather(*(c.run(["sh", "-c", f"sleep 0.2; echo {i}"])
+                                              for i in range(40)))
+            assert [r.out.strip() for r in results] == [str(i) for i in range(40)]
+            assert c.stats.connects == 1
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_command_timeout(own_sshd: Sshd, own_client: Client, variant: str) -> None:
+    async def body() -> None:
+        c = conn(own_sshd, own_client, variant)
+        try:
+            with pytest.raises(SSHTimeout) as e:
+                await c.run(["sleep", "30"], timeout=1)
+            assert e.value.transient
+            assert (await c.run(["echo", "still fine"])).out == "still fine\n"
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_sessions_get_slurm_conf_when_set(sshd: Sshd, client: Client, variant: str) -> None:
+    """The shared login node hands SLURM_CONF to every session (SetEnv) when it was started with
+    one, as a login node's /etc/slurm would: sbatch over SSH reaches the test Slurm."""
+    want = os.environ.get("SLURM_CONF")
+    if not want or f"SetEnv SLURM_CONF={want}" not in _config(sshd):
+        pytest.skip("the shared sshd was started without SLURM_CONF")
+
+    async def body() -> None:
+        c = open_connection(sshd.target(client, variant))
+        try:
+            r = await c.run(["sh", "-c", 'echo "$SLURM_CONF"; sinfo -h -o %P'])
+            assert r.out.splitlines()[0] == want, r.err
+            assert r.rc == 0, r.err
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def _config(sshd: Sshd) -> str:
+    return Path(sshd.base, "etc", "sshd_config").read_text()
