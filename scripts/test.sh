@@ -6,6 +6,7 @@
 #   * runs ruff, mypy, the labextension's lint and unit tests (jlpm lint:check, jlpm test)
 #     and pytest, browser tests included (Slurm tests are required when CI is set).
 # Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns);
+#        STAX_KEEP_SSHD=1 leaves the test login node (scripts/ssh/start-sshd.sh) running;
 #        PYTEST_ARGS="-k foo" narrows the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,13 @@ export SLURM_NODES=${SLURM_NODES:-2}   # SLURM_CPUS=N advertises more CPUs per n
 eval "$(bash scripts/slurm/start-slurm.sh)"
 export SLURM_CONF
 if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh || true' EXIT; fi
+
+log "starting the test login node (OpenSSH on 127.0.0.1, remote account stax-remote)"
+# after Slurm: its sessions get SLURM_CONF (SetEnv), so sbatch over SSH reaches the test Slurm
+eval "$(bash scripts/ssh/start-sshd.sh)"
+if [ "${STAX_KEEP_SSHD:-0}" != 1 ]; then   # chained before whatever EXIT trap is set already
+  trap "bash scripts/ssh/stop-sshd.sh || true; $(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")" EXIT
+fi
 
 log "ruff + mypy"
 $PY -m ruff check jupyter_stax tests bench

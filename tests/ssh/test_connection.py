@@ -5,7 +5,6 @@ awkward paths are data, ~/.ssh/config aliases work, channels stay below MaxSessi
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -159,24 +158,29 @@ def test_command_timeout(own_sshd: Sshd, own_client: Client, variant: str) -> No
     run(body)
 
 
-def test_sessions_get_slurm_conf_when_set(sshd: Sshd, client: Client, variant: str) -> None:
-    """The shared login node hands SLURM_CONF to every session (SetEnv) when it was started with
-    one, as a login node's /etc/slurm would: sbatch over SSH reaches the test Slurm."""
-    want = os.environ.get("SLURM_CONF")
-    if not want or f"SetEnv SLURM_CONF={want}" not in _config(sshd):
-        pytest.skip("the shared sshd was started without SLURM_CONF")
+@pytest.mark.slurm
+def test_sbatch_over_ssh_runs_as_the_remote_account(
+    slurm: str, sshd: Sshd, client: Client, variant: str
+) -> None:
+    """The shared login node hands SLURM_CONF to every session (SetEnv, as a login node's
+    /etc/slurm would): sbatch over SSH reaches the test Slurm and the job is the remote
+    account's."""
+    assert f"SetEnv SLURM_CONF={slurm}" in Path(sshd.base, "etc", "sshd_config").read_text()
 
     async def body() -> None:
         c = open_connection(sshd.target(client, variant))
         try:
-            r = await c.run(["sh", "-c", 'echo "$SLURM_CONF"; sinfo -h -o %P'])
-            assert r.out.splitlines()[0] == want, r.err
+            r = await c.run(["sh", "-c", 'echo "$SLURM_CONF"'])
+            assert r.out.strip() == slurm
+            r = await c.run(["sbatch", "--parsable", "--output=/dev/null", "--wrap", "sleep 30"])
             assert r.rc == 0, r.err
+            job = r.out.strip().split(";")[0]
+            try:
+                r = await c.run(["squeue", "-h", "-u", REMOTE_USER, "-o", "%i"])
+                assert job in r.out.split()
+            finally:
+                await c.run(["scancel", job])
         finally:
             await c.close()
 
     run(body)
-
-
-def _config(sshd: Sshd) -> str:
-    return Path(sshd.base, "etc", "sshd_config").read_text()
