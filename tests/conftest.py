@@ -20,6 +20,7 @@ from jupyter_stax.core.models import Cluster
 
 if TYPE_CHECKING:
     from .server.real_server import RealServer
+    from .ssh.sshd import Sshd
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the README's example workflow, also shipped as examples/demo.yaml (test_models checks both)
@@ -54,7 +55,7 @@ def slurm() -> str:
 
 
 @pytest.fixture(scope="session")
-def sshd() -> object:
+def sshd() -> Sshd:
     """The project's test login node (scripts/ssh/start-sshd.sh: started, or re-used when
     scripts/test.sh started it); skips when it cannot run here (not root), fails in CI."""
     from .ssh.sshd import Sshd, sshd_problem

@@ -98,6 +98,12 @@ class Sshd:
                                   "connect_timeout": 10, **kw}
         return SSHTarget.parse(f"{REMOTE_USER}@127.0.0.1", **fields)
 
+    def authorize(self, public_key: Path) -> None:
+        """Let the key in (append it to the remote account's authorized_keys)."""
+        home = pwd.getpwnam(REMOTE_USER).pw_dir
+        with open(Path(home, ".ssh", "authorized_keys"), "a") as f:
+            f.write(" ".join(public_key.read_text().split()[:2]) + " test-key\n")
+
     def sessions_started(self) -> int:
         """How many exec requests ("Starting session: command") this sshd has logged."""
         return self.log.read_text(errors="replace").count("Starting session: command for")

@@ -5,12 +5,16 @@ awkward paths are data, ~/.ssh/config aliases work, channels stay below MaxSessi
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jupyter_stax.engine.remote import SSHConnection, SSHRemoteError, SSHTimeout, open_connection
 
+from ..proc import wait_for
 from .conftest import run
 from .sshd import REMOTE_USER, Client, Sshd
 
@@ -180,6 +184,78 @@ def test_sbatch_over_ssh_runs_as_the_remote_account(
                 assert job in r.out.split()
             finally:
                 await c.run(["scancel", job])
+        finally:
+            await c.close()
+
+    run(body)
+
+
+def test_proxyjump_through_a_bastion(
+    own_sshd: Sshd, own_client: Client, variant: str, tmp_path: Path
+) -> None:
+    """`ProxyJump bastion` in the ssh config: the connection to `inside` is tunnelled through a
+    first SSH connection (here the same login node plays both parts)."""
+    common = (f"  HostName 127.0.0.1\n  Port {own_sshd.port}\n  User {REMOTE_USER}\n"
+              f"  IdentityFile {own_client.identity}\n"
+              f"  UserKnownHostsFile {own_client.known_hosts}\n  IdentitiesOnly yes\n")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host bastion\n{common}\nHost inside\n{common}  ProxyJump bastion\n")
+    from jupyter_stax.engine.remote import SSHTarget
+
+    before = own_sshd.log.read_text(errors="replace").count("Accepted publickey for")
+
+    async def body() -> None:
+        c = open_connection(SSHTarget.parse("inside", ssh=variant, ssh_config=str(cfg)))
+        try:
+            assert (await c.run(["whoami"])).out == REMOTE_USER + "\n"
+        finally:
+            await c.close()
+
+    run(body)
+    # two logins: the bastion's, then the inside one's through the tunnel
+    after = own_sshd.log.read_text(errors="replace").count("Accepted publickey for")
+    assert after - before == 2
+    assert "direct-tcpip" in own_sshd.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    """A real ssh-agent holding an ENCRYPTED key (added with its passphrase through
+    SSH_ASKPASS); SSH_AUTH_SOCK points at it. Yields the key's path and the socket."""
+    key = tmp_path / "id_locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(key)],
+                   check=True)
+    sock = str(tmp_path / "agent.sock")
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: Path(sock).exists(), 10, "ssh-agent's socket")
+        askpass = tmp_path / "askpass.sh"
+        askpass.write_text("#!/bin/sh\necho s3cret\n")
+        askpass.chmod(0o700)
+        env = {**os.environ, "SSH_AUTH_SOCK": sock, "SSH_ASKPASS": str(askpass),
+               "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
+        r = subprocess.run(["ssh-add", str(key)], env=env, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=30)
+        assert r.returncode == 0, r.stderr
+        monkeypatch.setenv("SSH_AUTH_SOCK", sock)
+        yield key, sock
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_encrypted_key_through_the_agent(
+    own_sshd: Sshd, own_client: Client, variant: str, agent: tuple[Path, str]
+) -> None:
+    """identity_file names an encrypted key: it is used through the agent, and no passphrase
+    is asked for or stored anywhere."""
+    key, _ = agent
+    own_sshd.authorize(key.with_suffix(".pub"))
+
+    async def body() -> None:
+        c = open_connection(own_sshd.target(own_client, variant, identity_file=str(key)))
+        try:
+            assert (await c.run(["whoami"])).out == REMOTE_USER + "\n"
         finally:
             await c.close()
 

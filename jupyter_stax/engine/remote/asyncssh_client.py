@@ -34,6 +34,8 @@ from .errors import (
     known_hosts_name,
 )
 
+_USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+_GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 _LOST = (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError,
          ConnectionError, BrokenPipeError, EOFError)
 
@@ -97,11 +99,13 @@ class AsyncSSHConnection(SSHConnection):
             opts = await asyncssh.SSHClientConnectionOptions.construct(host=t.host, **kw)
         except (asyncssh.KeyImportError, asyncssh.ConfigParseError, OSError, ValueError) as e:
             raise SSHConfigError(f"{t.destination}: {e}", host=t.destination) from None
-        files = [t.known_hosts] if t.known_hosts else list(opts.known_hosts or [])
-        files = [os.path.expanduser(f) for f in files] or [
-            os.path.expanduser("~/.ssh/known_hosts")
-        ]
-        readable = [f for f in files if os.access(f, os.R_OK)]
+        if t.known_hosts:
+            files = [t.known_hosts]
+        else:  # as OpenSSH: the config's files (never none), else the user's, and the system's
+            files = list(opts.known_hosts or []) or list(_USER_KNOWN_HOSTS)
+            files += [f for f in _GLOBAL_KNOWN_HOSTS if f not in files]
+        files = [os.path.expanduser(f) for f in files]
+        readable = list(dict.fromkeys(f for f in files if os.access(f, os.R_OK)))
         known: list[str] | bytes = readable or b""
         return {**kw, "options": opts, "known_hosts": known}, known
 
