@@ -12,6 +12,7 @@ changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from typing import Any
@@ -186,9 +187,10 @@ class AsyncSSHConnection(SSHConnection):
         if conn is None or not self._is_open():
             raise SSHConnectionLost(f"the connection to {self.target.destination} was lost",
                                     host=self.target.destination)
+        proc: asyncssh.SSHClientProcess[bytes] | None = None
         try:
-            res = await conn.run(command, input=stdin if stdin is not None else b"",
-                                 encoding=None, check=False, timeout=timeout)
+            proc = await conn.create_process(command, input=stdin or b"", encoding=None)
+            res = await proc.wait(check=False, timeout=timeout)
         except asyncssh.ChannelOpenError as e:
             if self._client is not None and not self._client.lost:
                 raise ChannelRefused(e.reason) from None
@@ -198,6 +200,11 @@ class AsyncSSHConnection(SSHConnection):
                 host=self.target.destination,
             ) from None
         except asyncssh.TimeoutError:
+            # give the session back (sshd counts it against MaxSessions until the channel closes)
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+                proc.close()
             raise SSHTimeout(
                 f"{self.target.destination}: the remote command did not finish within "
                 f"{timeout:.0f} s", host=self.target.destination,
