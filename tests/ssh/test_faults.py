@@ -187,3 +187,29 @@ def test_sshd_down_for_a_while_then_back(own_sshd: Sshd, own_client: Client, var
             await c.close()
 
     run(body)
+
+
+def test_backoff_spares_a_login_node_that_is_down(
+    own_sshd: Sshd, own_client: Client, variant: str
+) -> None:
+    """After a failed attempt, calls during the backoff fail at once with the same (transient)
+    error and no new connection attempt; reset_backoff() lets the next call try again."""
+    target = own_sshd.target(own_client, variant, port=free_port())
+
+    async def body() -> None:
+        c = open_connection(target, backoff=(30.0, 60.0))
+        errors = []
+        for _ in range(5):
+            with pytest.raises(SSHConnectionRefused) as e:
+                await c.run(["true"])
+            errors.append(e.value)
+        assert c.stats.failures == 1  # one attempt for five calls
+        assert all(e.transient for e in errors)
+        assert "next attempt in" in str(errors[-1])
+        c.reset_backoff()
+        with pytest.raises(SSHConnectionRefused):
+            await c.run(["true"])
+        assert c.stats.failures == 2
+        await c.close()
+
+    run(body)

@@ -118,6 +118,7 @@ def test_the_jupyter_user_reaches_the_remote_home_only_through_ssh(
     r = as_user(LOCAL_USER, [python, "-c", PROBE, remote.pw_dir, "secret.txt",
                              f"{REMOTE_USER}@127.0.0.1", json.dumps(fields)],
                 {"PYTHONPATH": src})
+    secret.unlink()
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["uid"] == pwd.getpwnam(LOCAL_USER).pw_uid != 0

@@ -34,6 +34,12 @@ Design choices:
   connection); keepalives every 15 s; a dropped connection is re-opened on the next call, with
   exponential backoff (1 s doubling to 30 s) after failed attempts, during which calls fail at
   once with the last (transient) error: a poll loop never hammers a login node that is down.
+- A channel the server refuses (over MaxSessions: sshd frees a slot a moment after a channel
+  closed) is opened again after a short wait: nothing ran, so this is safe even for ``run``.
+  A command that times out closes its channel, so it gives its session slot back.
+- ``stats`` counts exec channels (= round trips), connections, failed attempts and refused
+  channels, and keeps ``down_since``/``last_error`` for a warning such as "faraway: ssh
+  connection lost since 10:02; retrying".
 - Errors (:mod:`.errors`) are one class per cause with a ``transient`` flag: refused, timeout,
   dropped connection are transient (the engine warns and retries); unknown or changed host key,
   refused authentication and a bad entry are configuration errors that say what to do.
