@@ -54,13 +54,17 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
 fi
 
 # ------------------------------------------------------------------ 2. the remote account
+retry() {  # useradd/usermod fail while another process holds the lock of /etc/passwd
+  local i; for i in $(seq 50); do "$@" 2>/dev/null && return 0; sleep 0.2; done; "$@"
+}
 if ! getent passwd "$RUSER" >/dev/null; then
   log "creating the remote account $RUSER"
-  useradd -m -s /bin/bash "$RUSER"
+  retry useradd -m -s /bin/bash "$RUSER"
 fi
 RHOME=$(getent passwd "$RUSER" | cut -d: -f6)
 chmod 700 "$RHOME"                       # nobody but the account (and root) reads its home
-usermod -p '*' "$RUSER"                  # useradd leaves it locked; UsePAM no refuses locked ones
+# useradd leaves it locked ('!'), and sshd with UsePAM no refuses a locked account
+if [ "$(getent shadow "$RUSER" | cut -d: -f2)" != '*' ]; then retry usermod -p '*' "$RUSER"; fi
 install -d -m 700 -o "$RUSER" -g "$(id -gn "$RUSER")" "$RHOME/.ssh"
 touch "$RHOME/.ssh/authorized_keys"
 chown "$RUSER:" "$RHOME/.ssh/authorized_keys"; chmod 600 "$RHOME/.ssh/authorized_keys"

@@ -165,7 +165,10 @@ def ensure_local_user(name: str = LOCAL_USER) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+        for _ in range(50):  # another test may hold the lock of /etc/passwd for a moment
+            if subprocess.run(["useradd", "-m", "-s", "/bin/bash", name]).returncode == 0:
+                break
+            wait_for(lambda: not Path("/etc/passwd.lock").exists(), 10, "/etc/passwd's lock")
         return pwd.getpwnam(name)
 
 

@@ -1,12 +1,13 @@
 """The ``ssh: openssh`` client: the system ``ssh`` with a ControlMaster, for sites whose login
 needs the user's own OpenSSH (a master opened after MFA, Kerberos/GSSAPI, hardware tokens).
 
-``connect`` starts ONE master (``ssh -M -N -f``, ControlPersist) whose socket lives in a private
-directory (mode 700), or, with ``control_path``, re-uses the user's own master. Each primitive is
-one ``ssh -S SOCKET`` through it (one channel, one round trip; no new TCP or authentication).
-Every call has ``BatchMode=yes`` (never a prompt) and ``StrictHostKeyChecking=yes`` (never a
-silent accept). ssh's exit status 255 with a known message on stderr is mapped onto the same
-error classes as asyncssh (:func:`~.errors.classify_openssh`).
+``connect`` starts ONE master (``ssh -M -N -f``, ControlPersist=10m: it ends by itself 10
+minutes after its last use, so an engine killed with -9 leaves nothing behind for long) whose
+socket lives in a private directory (mode 700), or, with ``control_path``, re-uses the user's own
+master. Each primitive is one ``ssh -S SOCKET`` through it (one channel, one round trip; no new
+TCP connection or authentication). Every call has ``BatchMode=yes`` (never a prompt) and
+``StrictHostKeyChecking=yes`` (never a silent accept). ssh's exit status 255 with a known message
+on stderr is mapped onto the same error classes as asyncssh (:func:`~.errors.classify_openssh`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class OpenSSHConnection(SSHConnection):
             if os.path.exists(self.control_path):
                 with contextlib.suppress(OSError):
                     os.unlink(self.control_path)  # a stale socket of a dead master
-            args = [*self._base_args(), "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
+            args = [*self._base_args(), "-o", "ControlMaster=yes", "-o", "ControlPersist=10m",
                     "-N", "-f", "--", self.target.host]
             rc, _, err = await self._ssh(args, None, self.target.connect_timeout + 10)
             if rc != 0:
