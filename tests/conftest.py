@@ -20,6 +20,7 @@ from jupyter_stax.core.models import Cluster
 
 if TYPE_CHECKING:
     from .server.real_server import RealServer
+    from .ssh.sshd import Sshd
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the README's example workflow, also shipped as examples/demo.yaml (test_models checks both)
@@ -88,6 +89,20 @@ def sge() -> str:
             pytest.fail(f"CI needs the project's Grid Engine: {problem}")
         pytest.skip(problem)
     return os.environ["SGE_ROOT"]
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Sshd:
+    """The project's test login node (scripts/ssh/start-sshd.sh: started, or re-used when
+    scripts/test.sh started it); skips when it cannot run here (not root), fails in CI."""
+    from .ssh.sshd import Sshd, sshd_problem
+
+    problem = sshd_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the SSH tests: {problem}")
+        pytest.skip(problem)
+    return Sshd(os.environ.get("STAX_SSHD_BASE", "/tmp/stax-sshd")).start()
 
 
 def slurm_nodes() -> int:
