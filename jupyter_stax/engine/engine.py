@@ -19,7 +19,9 @@ The jobs of this class are split along its seams: planning an execution (:mod:`.
 which steps start or are skipped (:mod:`.scheduling`), an attempt's outcome (:mod:`.outcome`),
 what is held per execution (:mod:`.runstate`), recovery after a restart (:mod:`.recovery`).
 Everything done to a cluster's files and commands goes through its transport
-(:mod:`.transport`), one per cluster; the engine keeps the loop, submission and the wiring.
+(:mod:`.transport`), one per cluster. Watching jobs to their end is :mod:`.observing`; this
+class keeps the loop, the public API, submission and the wiring (about 700 lines: the state
+every part shares lives here, and each part is one section below).
 Threading: every method runs on the event-loop thread; blocking calls (transport, PSI/J) run on
 worker threads.
 """
@@ -34,15 +36,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core import jobscript as js
 from ..core.clusters import ClusterRegistry
-from ..core.errors import Conflict, SchedulerUnavailable, StaxError
+from ..core.errors import Conflict, StaxError
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
-from . import outcome, planning, recovery
+from . import observing, planning, recovery
 from .backend import Backend, JobUpdate, SubmitError
 from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
@@ -272,7 +275,7 @@ class Engine:
                 return self.store.get(eid)
         if run is None:
             return self.store.get(eid)
-        await self._cancel_run(run)
+        await observing.cancel_run(self, run)
         return self.get(eid)
 
     async def retry(self, execution_id: str, *, schedule: bool = True) -> Execution:
@@ -607,9 +610,9 @@ class Engine:
                     s.started_at = _utc(upd.time)
         self._commit(run, s, previous)
         for upd in later:
-            self._apply(run, upd)
+            observing.apply(self, run, upd)
         if run.ex.cancel_requested:
-            await self._cancel_step(run, s)
+            await observing.cancel_step(self, run, s)
         self._schedule(run, [s.name])  # detached mode: dependants can be queued now
 
     # ------------------------------------------------------------------ observing
@@ -617,221 +620,7 @@ class Engine:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._on_update, upd)
-
-    def _on_update(self, upd: JobUpdate) -> None:
-        key = upd.key
-        if key not in self._keys:
-            return
-        run = self._runs.get(key.execution_id)
-        if run is None:
-            return
-        s = run.steps[key.step]
-        if s.attempt != key.attempt or s.state.final:
-            return
-        if s.native_id is None:  # callback fired inside submit(), before the id was committed
-            run.early.setdefault(s.name, []).append(upd)
-            return
-        try:
-            self._apply(run, upd)
-        except LostOwnership:
-            pass
-
-    def _apply(self, run: Run, upd: JobUpdate) -> None:
-        name = upd.key.step
-        if upd.state == "queued":
-            self._set(run, name, StepState.QUEUED)
-        elif upd.state == "running":
-            task = asyncio.get_running_loop().create_task(self._running(run, name, upd))
-            run.marking[name] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-        else:
-            self._spawn(
-                self._finalize(run, name, upd.state, upd.exit_code, upd.message),
-                f"finalize {upd.key}",
-            )
-
-    async def _running(self, run: Run, name: str, upd: JobUpdate) -> None:
-        """The scheduler says the job runs: running since its start record (or now)."""
-        s = run.steps[name]
-        attempt = s.attempt
-        try:
-            start = (await self._reader(s.cluster).read(s.directory)).start
-        except TransportError:
-            start = None
-        finally:
-            if run.marking.get(name) is asyncio.current_task():
-                del run.marking[name]
-        if s.attempt != attempt or s.state.final:
-            return
-        t = start.time if start and start.attempt == attempt else upd.time
-        with contextlib.suppress(LostOwnership):
-            self._set(run, name, StepState.RUNNING, started_at=_utc(t))
-
-    async def _check_records(self) -> None:
-        """The records of every watched step, in one batch per cluster: start (-> running) and
-        exit (-> final)."""
-        by_cluster: dict[str, list[tuple[Run, StepRun]]] = {}
-        for run in list(self._runs.values()):
-            for s in run.steps.values():
-                if s.state.active and s.native_id and s.name not in run.finalizing:
-                    by_cluster.setdefault(s.cluster, []).append((run, s))
-        await asyncio.gather(*(self._check_cluster(c, ss) for c, ss in by_cluster.items()))
-
-    async def _check_cluster(self, cluster: str, steps: Sequence[tuple[Run, StepRun]]) -> None:
-        try:
-            got = await self._reader(cluster).read_many(sorted({s.directory for _, s in steps}))
-        except (TransportError, StaxError) as e:
-            log.warning("cannot read the records on cluster %r: %s", cluster, e)
-            return
-        for run, s in steps:
-            if self._runs.get(run.id) is not run:
-                continue
-            rec = got[s.directory]
-            if not s.state.active or not s.native_id or s.name in run.finalizing:
-                continue
-            if rec.exit is not None and rec.exit.attempt == s.attempt:
-                self._spawn(
-                    self._finalize(run, s.name, "record", None, None), f"finalize {run.id}/{s.name}"
-                )
-                continue
-            if s.state is not StepState.RUNNING and rec.start and rec.start.attempt == s.attempt:
-                with contextlib.suppress(LostOwnership):
-                    self._set(run, s.name, StepState.RUNNING, started_at=_utc(rec.start.time))
-
-    async def _finalize(
-        self,
-        run: Run,
-        name: str,
-        said: str,
-        exit_code: int | None,
-        message: str | None,
-        gone: bool = False,
-    ) -> None:
-        """Decide the final state of the current attempt (see :mod:`.outcome`) from the step's
-        records and the scheduler's word; then retry or move the DAG on."""
-        s = run.steps[name]
-        if s.state.final or name in run.finalizing:
-            return
-        run.finalizing.add(name)
-        try:
-            marking = run.marking.get(name)
-            if marking is not None:  # "running" is committed before the end
-                with contextlib.suppress(Exception):
-                    await marking
-            attempt = s.attempt
-            scheduler = self._sched(s)
-            recs = await self._records(s)
-            if recs.exit is None and said != "canceled" and scheduler != "local" and not gone:
-                # the exit record may reach a shared filesystem after the scheduler forgot the job
-                deadline = time.monotonic() + self.record_grace
-                while recs.exit is None and time.monotonic() < deadline:
-                    await asyncio.sleep(0.25)
-                    recs = await self._records(s)
-            if s.attempt != attempt or s.state.final:
-                return
-            tail = None
-            if outcome.needs_stderr_tail(attempt, recs.exit):
-                tr = self._transport(self.clusters.get(s.cluster))
-                with contextlib.suppress(TransportError, StaxError):
-                    tail = outcome.last_line(await self._io(tr.read_tail, s.stderr, 4096))
-            out = outcome.decide(
-                outcome.Facts(
-                    attempt=attempt,
-                    scheduler=scheduler,
-                    native_id=s.native_id,
-                    said=said,
-                    exit=recs.exit,
-                    start=recs.start,
-                    started=s.started_at is not None,
-                    exit_code=exit_code,
-                    message=message,
-                    gone=gone,
-                    attached=name in run.attached,
-                    cancel_requested=run.ex.cancel_requested,
-                    upstream=run.upstream(name),
-                    retries_left=run.retries_left(name),
-                    stderr_tail=tail,
-                )
-            )
-            fields: dict[str, Any] = {}
-            if out.started_at is not None:
-                fields["started_at"] = _utc(out.started_at)
-            if out.exit_code is not None:
-                fields["exit_code"] = out.exit_code
-            if out.finished_at is not None:
-                fields["finished_at"] = _utc(out.finished_at)
-            if out.retry:
-                self._auto_retry(run, s, out.state, out.reason, out.exit_code)
-                return
-            self._set(run, name, out.state, reason=out.reason, **fields)
-            self._unwatch(JobKey(run.id, name, attempt), s.cluster, s.native_id)
-            self._schedule(run, [name])
-        finally:
-            run.finalizing.discard(name)
-
-    def _sched(self, s: StepRun) -> str:
-        try:
-            return self.clusters.get(s.cluster).scheduler
-        except StaxError:
-            return "the scheduler"
-
-    def _auto_retry(
-        self, run: Run, s: StepRun, state: StepState, reason: str | None, exit_code: int | None
-    ) -> None:
-        rec = attempt_record(s, reason)
-        rec.state, rec.exit_code, rec.finished_at = state, exit_code, now()
-        s.history.append(rec)
-        self._keys.discard(run.key(s.name))
-        previous = s.state
-        retries = run.defs[s.name].retries
-        used = s.attempt - run.retry_base.get(s.name, 0)
-        reset(s, f"attempt {s.attempt} {state.value} ({reason}); retry {used} of {retries}")
-        self._commit(run, s, previous)
-        self._schedule(run, [s.name])
-
-    # ------------------------------------------------------------------ cancel
-    async def _cancel_run(self, run: Run) -> None:
-        self.store.set_cancel_requested(run.id, self.id)
-        run.ex.cancel_requested = True
-        for name in run.graph.order:
-            s = run.steps[name]
-            if s.state is StepState.PENDING and name not in run.submitting:
-                self._set(run, name, StepState.CANCELED, reason="canceled before it started")
-        await asyncio.gather(
-            *(
-                self._cancel_step(run, s)
-                for s in run.steps.values()
-                if s.state.active and s.native_id
-            )
-        )
-
-    async def _cancel_step(self, run: Run, s: StepRun) -> None:
-        backend = self._backend(self.clusters.get(s.cluster))
-        key = run.key(s.name)
-        assert s.native_id
-        tries = 0
-        while True:
-            try:
-                await self._blocking(backend.cancel, key, s.native_id)
-                break
-            except SchedulerUnavailable as e:
-                wait = self.submit_backoff[min(tries, len(self.submit_backoff) - 1)]
-                tries += 1
-                s.reason = f"cancel not yet delivered: {e} (retrying in {wait:g} s)"
-                self._commit(run, s, s.state)
-                await asyncio.sleep(wait)
-        if s.state.final:
-            return
-        rec = (await self._records(s)).exit
-        if s.state.final:
-            return
-        if rec is not None and rec.attempt == s.attempt:
-            await self._finalize(run, s.name, "record", None, None)
-        else:
-            self._set(run, s.name, StepState.CANCELED, reason="canceled by request")
-            self._unwatch(key, s.cluster, s.native_id)
+                loop.call_soon_threadsafe(observing.on_update, self, upd)
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping(self) -> None:
@@ -843,7 +632,9 @@ class Engine:
             try:
                 if t >= next_records:
                     next_records = t + self.record_interval
-                    await self._check_records()
+                    await observing.check_records(
+                        self,
+                    )
                     for run in list(self._runs.values()):
                         self._update_warnings(run)
                 if t >= next_beat:
@@ -891,7 +682,7 @@ class Engine:
                 if kind == "cancel":
                     run = self._runs.get(eid)
                     if run is not None:
-                        await self._cancel_run(run)
+                        await observing.cancel_run(self, run)
                     result = "ok"
                 elif kind == "retry":
                     await self.retry(eid)
@@ -903,7 +694,5 @@ class Engine:
             self.store.finish_request(rid, result)
 
 
-def _utc(t: float) -> Any:
-    from datetime import datetime, timezone
-
+def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import SchedulerUnavailable
 from ..core.states import StepState
+from . import observing
 from .backend import JobGone
 from .runstate import JobKey, Run, reset
 from .store import LostOwnership
@@ -61,7 +62,7 @@ async def resume(engine: Engine, eid: str) -> Run | None:
             continue
         await reattach(engine, run, s)
     if ex.cancel_requested:
-        await engine._cancel_run(run)
+        await observing.cancel_run(engine, run)
     engine._schedule(run)
     if all(s.state.final for s in run.steps.values()):
         engine._finish(run)
@@ -75,14 +76,14 @@ async def reattach(engine: Engine, run: Run, s: StepRun) -> None:
     engine._watch(key)
     rec = (await engine._records(s)).exit
     if rec is not None and rec.attempt == s.attempt:
-        await engine._finalize(run, s.name, "record", None, None)
+        await observing.finalize(engine, run, s.name, "record", None, None)
         return
     run.attached.add(s.name)
     backend = engine._backend(engine.clusters.get(s.cluster))
     try:
         await engine._blocking(backend.attach, key, s.native_id)
     except JobGone:
-        await engine._finalize(run, s.name, "completed", None, None, gone=True)
+        await observing.finalize(engine, run, s.name, "completed", None, None, gone=True)
 
 
 async def recover_submission(engine: Engine, run: Run, name: str) -> None:
@@ -126,7 +127,7 @@ async def recover_submission(engine: Engine, run: Run, name: str) -> None:
         run.submitting.discard(name)
     if native is not None:
         if run.ex.cancel_requested:
-            await engine._cancel_step(run, s)
+            await observing.cancel_step(engine, run, s)
         else:
             await reattach(engine, run, s)
     elif run.ex.cancel_requested:
