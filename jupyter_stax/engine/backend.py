@@ -28,6 +28,7 @@ Every command and every cluster-side file goes through the cluster's transport (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import threading
@@ -391,13 +392,18 @@ class Backend:
     def forget(self, key: JobKey, native_id: str | None) -> None:
         """Drop a finished job and PSI/J's leftover files of it."""
         with self._lock:
-            self._jobs.pop(key, None)
+            job = self._jobs.pop(key, None)
         if native_id and self.scheduler != "local":
             wd = Path(getattr(self._executor, "work_directory", self.state_dir))
             aux = Path(self.transport.aux_dir)
             files = [wd / f"{native_id}{suffix}" for suffix in (".out", ".ec", ".nodefile")]
-            if aux != wd:
-                files += [aux / f.name for f in files]
+            if aux != wd:  # PSI/J's files here; the job's and the submit script on the cluster
+                for f in files:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+                files = [aux / f.name for f in files]
+                if job is not None:
+                    files.append(aux / f"{job.id}.job")
             try:
                 self.transport.remove(files)
             except (OSError, TransportError):

@@ -98,6 +98,7 @@ class Engine:
         submit_backoff: tuple[float, ...] = SUBMIT_BACKOFF,
         submit_settle: float = 30.0,
         image_catalogs: Sequence[str] | None = None,
+        transports: Callable[[Cluster, Path], Transport] = transport_for,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.clusters = clusters or ClusterRegistry.load()
@@ -114,6 +115,8 @@ class Engine:
         self.submit_settle = submit_settle
         #: StaX catalog sources (None: the defaults, see :mod:`.catalog`); read at submission
         self.image_catalogs = None if image_catalogs is None else list(image_catalogs)
+        #: (cluster, its state directory here) -> the cluster's transport (see :mod:`.transport`)
+        self.transports = transports
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=submit_workers, thread_name_prefix="stax-submit"
         )
@@ -322,7 +325,7 @@ class Engine:
     def _transport(self, cluster: Cluster) -> Transport:
         t = self._transports.get(cluster.name)
         if t is None:
-            t = transport_for(cluster, self.store.path.parent / "psij" / cluster.name)
+            t = self.transports(cluster, self.store.path.parent / "psij" / cluster.name)
             self._transports[cluster.name] = t
         return t
 
