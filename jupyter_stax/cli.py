@@ -27,6 +27,7 @@ from typing import Any
 from .cli_follow import dim, drain, follow, now, tail, wait_final, width
 from .client import ENV_NO_SERVER
 from .core import text
+from .core.assignments import AssignmentError, parse_value, split_assignment
 from .core.errors import (
     Conflict,
     InvalidClusterConfig,
@@ -72,11 +73,13 @@ class Context:
         return self._service
 
 
-def _param(value: str) -> tuple[str, str]:
-    name, eq, val = value.partition("=")
-    if not eq or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
-    return name.strip(), val
+def _param(value: str) -> tuple[str, ParamValue]:
+    """``--param NAME=VALUE``, typed as everywhere (:mod:`jupyter_stax.core.assignments`)."""
+    try:
+        name, text = split_assignment(value)
+    except AssignmentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name, parse_value(text)
 
 
 def _print_json(data: Any) -> None:
@@ -294,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             type=_param,
             metavar="NAME=VALUE",
-            help="parameter value (repeatable; values are strings)",
+            help="parameter value (repeatable): JSON numbers and true/false are typed, "
+            'a "quoted" JSON string is its text, anything else is text as given',
         )
 
     sp = cmd("run", cmd_run, "submit a workflow file")
