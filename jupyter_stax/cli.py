@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_follow import dim, drain, follow, now, tail, wait_final, width
+from .cli_follow import dim, drain, follow, now, tail, until_final, width
 from .client import ENV_NO_SERVER
 from .core import text
 from .core.assignments import AssignmentError, parse_value, split_assignment
@@ -161,7 +161,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     deadline = time.monotonic() + CANCEL_TIMEOUT
-    ex = wait_final(svc, svc.cancel(args.id), deadline)
+    ex = svc.cancel(args.id)
+    if not ex.state.final:
+        ex = until_final(svc, ex.id, deadline - time.monotonic())
     print(text.status_text(ex, now(), width()))
     if not ex.state.final:
         print(
@@ -204,7 +206,7 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     out = sys.stdout.buffer
     if args.follow and (want is None or want >= s.attempt):
         return tail(svc, ex.id, s.name, stream, want, out)
-    drain(svc, ex.id, s.name, stream, want if want and want <= s.attempt else None, 0, out)
+    drain(svc, ex.id, s.name, stream, want if want and want <= s.attempt else None, out)
     out.flush()
     return 0
 
@@ -349,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id")
     sp.add_argument("step")
     sp.add_argument("--stderr", "-e", action="store_true", help="stderr instead of stdout")
-    sp.add_argument("--follow", "-f", action="store_true", help="until the step ends")
+    sp.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="every attempt from the first, then as it grows until the step ends",
+    )
     sp.add_argument("--attempt", type=int, metavar="N", help="an earlier attempt's output")
 
     sp = cmd("clusters", cmd_clusters, "list the clusters you can run on")
