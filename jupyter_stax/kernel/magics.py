@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 
 from ..core import text
-from ..core.assignments import AssignmentError, parse_value, split_assignment
+from ..core.assignments import AssignmentError, parse_assignments, text_assignments
 from ..core.errors import StaxError
 from ..core.models import ParamValue
 from ..service import StaxService
@@ -90,16 +90,19 @@ class MagicParser(argparse.ArgumentParser):
         raise _Exit()
 
 
-def _pairs(items: Sequence[str] | None, option: str, magic: str) -> list[tuple[str, str]]:
-    try:
-        return [split_assignment(item) for item in items or ()]
-    except AssignmentError as e:
-        raise UsageError(f"{magic}: {option} expects KEY=VALUE, got {e.item!r}") from None
-
-
 def _params(items: Sequence[str] | None, magic: str) -> dict[str, ParamValue]:
-    """``--param`` values, typed as everywhere (:mod:`jupyter_stax.core.assignments`)."""
-    return {key: parse_value(value) for key, value in _pairs(items, "--param", magic)}
+    """``--param`` values, typed as on every surface (:mod:`jupyter_stax.core.assignments`)."""
+    try:
+        return parse_assignments(items or ())
+    except AssignmentError as e:
+        raise UsageError(f"{magic}: --param expects KEY=VALUE, got {e.item!r}") from None
+
+
+def _env(items: Sequence[str] | None, magic: str) -> dict[str, str]:
+    try:
+        return text_assignments(items or ())
+    except AssignmentError as e:
+        raise UsageError(f"{magic}: --env expects KEY=VALUE, got {e.item!r}") from None
 
 
 def _split(line: str, magic: str) -> list[str]:
@@ -214,7 +217,7 @@ class StaxMagics:
             cluster=a.cluster,
             launcher=a.launcher,
             retries=a.retries,
-            env=dict(_pairs(a.env, "--env", "%%stax_task")),
+            env=_env(a.env, "%%stax_task"),
             params=_params(a.param, "%%stax_task"),
             nodes=a.nodes,
             ntasks=a.ntasks,
