@@ -48,7 +48,10 @@ if TYPE_CHECKING:
     from ..engine.engine import Engine
     from ..engine.store import Store
 
-__all__ = ["Operations", "check_retry", "step_of"]
+__all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
+
+#: seconds a scheduler command of a cluster's live summary (``sinfo``, ``squeue``) may take
+COMMAND_TIMEOUT = 10.0
 
 
 def step_of(ex: Execution, name: str) -> StepRun:
@@ -113,18 +116,21 @@ class Operations:
     def cluster(self, name: str) -> ClusterDetail:
         """A cluster with live numbers from its scheduler where it has them (runs ``sinfo``
         and ``squeue`` for Slurm: blocking)."""
-        # the summaries move below the surfaces with the engine's scheduler modules; until then
-        # this is the one import of the server package here (an exception in pyproject.toml)
-        from ..server.summary import local_summary, slurm_summary
+        from ..engine import schedulers
+        from ..engine.schedulers import local, slurm
+        from ..engine.transport import LocalTransport
 
         reg = self._registry()
         c = reg.get(name)
         detail = ClusterDetail.model_validate(cluster_info(reg, c).model_dump())
         if c.scheduler == "slurm":
-            detail.summary = slurm_summary(c)
+            transport = LocalTransport()  # the cluster's own, once clusters may be remote
+            detail.summary = slurm.summary(
+                c, lambda argv: schedulers.run_checked(transport, argv, COMMAND_TIMEOUT)
+            )
         elif c.scheduler == "local":
             running = self._store().list_executions(state="running", limit=10**6)
-            detail.summary = local_summary(c, running)
+            detail.summary = local.summary(c, running)
         else:
             detail.note = (
                 f"no live numbers for {c.scheduler} clusters yet (Slurm and local clusters have "

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_stax.server import summary
+from jupyter_stax import operations
 from jupyter_stax.server.app import StaxApp
 
 from .conftest import Call, wait_final, wait_step
@@ -86,7 +86,7 @@ async def test_slurm_summary_command_timeout_is_503(
     api: Call, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fake_command(tmp_path, monkeypatch, "sinfo", "exec sleep 10")
-    monkeypatch.setattr(summary, "COMMAND_TIMEOUT", 0.5)
+    monkeypatch.setattr(operations, "COMMAND_TIMEOUT", 0.5)
     r = await api("GET", "clusters/slurm", expect=503)
     assert "did not answer within 0.5 s" in r.body["message"]
 
