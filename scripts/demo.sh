@@ -14,7 +14,8 @@
 #   * otherwise: the project venv .venv/ in the checkout (git-ignored), created with
 #     `python3 -m venv` (Debian/Ubuntu: package python3-venv). Activate it later with
 #     `source .venv/bin/activate` to type `jupyter stax ...` yourself.
-# It is an editable install (`pip install -e .`). A stamp in the venv (hashes of pyproject.toml,
+# It is an editable install (`pip install -e .`, built in the venv: --no-build-isolation after
+# installing pyproject.toml's build requirements there). A stamp in the venv (hashes of pyproject.toml,
 # the server config and, once built, the JupyterLab extension's sources) makes a re-run skip pip
 # when nothing changed.
 #
@@ -69,6 +70,19 @@ lab_hash() {  # the JupyterLab extension's sources (not node_modules, lib or gen
     -o -name coverage \) -prune -o -type f ! -name tsconfig.tsbuildinfo ! -name .eslintcache \
     ! -path labextension/src/api/openapi.ts -print | hash_files
 }
+build_requires() {  # pyproject.toml's [build-system] requires, and editables (editable installs)
+  "$PY" - <<'PY'
+import re
+text = open("pyproject.toml", encoding="utf-8").read()
+try:
+    import tomllib
+    reqs = tomllib.loads(text)["build-system"]["requires"]
+except ImportError:  # Python 3.10
+    block = re.search(r"^\[build-system\]\s*\nrequires\s*=\s*\[(.*?)\]", text, re.M | re.S)
+    reqs = re.findall(r'"([^"]+)"', block.group(1)) if block else []
+print("\n".join([*reqs, "editables"]))
+PY
+}
 node_ok() {  # Node.js >= 20.19 (rspack 2: ^20.19 || >= 22.12)
   local v major minor
   v=$(node -p process.versions.node 2>/dev/null) || return 1
@@ -119,11 +133,18 @@ if [ -n "$venv" ]; then
     elif [ -f jupyter_stax/labextension/static/style.js ]; then
       what="with the JupyterLab extension already built in jupyter_stax/labextension/ (no Node.js >= 20.19 here to rebuild it)"
     else
-      die "--lab needs the StaX JupyterLab extension built, and building it needs Node.js >= 20.19 (found: $(node --version 2>/dev/null || echo none)): install it (Debian 13: sudo apt-get install nodejs; else https://nodejs.org/en/download) and run again"
+      die "--lab needs the StaX JupyterLab extension built, and building it needs Node.js >= 20.19 (found: $(node --version 2>/dev/null || echo none)): install it from https://nodejs.org/en/download (Debian 12's nodejs package is 18, too old) and run again"
     fi
     say "installing jupyter-stax from this checkout into $shown $what"
     log=$venv/jupyter-stax-install.log
-    if ! env ${skip:+SKIP_JUPYTER_BUILDER=1} "$PY" -m pip install --disable-pip-version-check -e . >"$log" 2>&1; then
+    # the build requirements go into the venv once, and the build runs there (no isolation):
+    # pip's isolated build would download and install JupyterLab into a temporary
+    # environment on every install (about 2 minutes each); jlpm comes from the venv's JupyterLab
+    export PATH="$venv/bin:$PATH"
+    mapfile -t reqs < <(build_requires)
+    if ! { "$PY" -m pip install --disable-pip-version-check "${reqs[@]}" \
+        && env ${skip:+SKIP_JUPYTER_BUILDER=1} "$PY" -m pip install --disable-pip-version-check \
+          --no-build-isolation -e .; } >"$log" 2>&1; then
       tail -n 25 "$log" >&2
       die "pip install -e . into $shown failed (full log: $log)"
     fi
