@@ -63,7 +63,9 @@ def clone() -> Iterator[Path]:
 
 
 def test_demo_sh_in_a_fresh_clone_makes_a_venv_and_runs_the_demos(clone: Path) -> None:
-    env = USER.run("command -v python3 jupyter jupyter-stax; cd / && python3 -c 'import jupyter_stax'")
+    env = USER.run(
+        "command -v python3 jupyter jupyter-stax; cd / && python3 -c 'import jupyter_stax'"
+    )
     assert env.stdout.split() == ["/usr/bin/python3"], env.stdout  # no jupyter anywhere yet
     assert "No module named 'jupyter_stax'" in env.stderr, env.stderr
 
