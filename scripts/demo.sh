@@ -15,9 +15,9 @@
 #     `python3 -m venv` (Debian/Ubuntu: package python3-venv). Activate it later with
 #     `source .venv/bin/activate` to type `jupyter stax ...` yourself.
 # It is an editable install (`pip install -e .`, built in the venv: --no-build-isolation after
-# installing pyproject.toml's build requirements there). A stamp in the venv (hashes of pyproject.toml,
-# the server config and, once built, the JupyterLab extension's sources) makes a re-run skip pip
-# when nothing changed.
+# installing pyproject.toml's build requirements there). A stamp in the venv (hashes of
+# pyproject.toml, the server config and, once built, the JupyterLab extension's sources) makes a
+# re-run skip pip when nothing changed.
 #
 # The JupyterLab extension: the CLI demo does not need it, so its build is skipped there
 # (SKIP_JUPYTER_BUILDER=1: no Node.js, no npm downloads). --lab builds it once with jlpm (from
