@@ -1,6 +1,8 @@
 """The README's first command works: ``scripts/demo.sh`` runs the demo workflows on ``local``,
 and ``scripts/demo.sh --lab`` serves JupyterLab on 127.0.0.1 with the quickstart notebook and
-jupyter_stax's API."""
+jupyter_stax's API. Where this checkout is the one installed (CI: ``scripts/test.sh``) demo.sh uses
+that install; elsewhere (e.g. a second worktree) it installs into the project venv ``.venv/``
+first, hence the long deadlines. tests/newcomer runs the same as a new user on a fresh clone."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from .server.real_server import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def test_demo_workflows_on_local(stax_env: Path) -> None:
@@ -26,7 +28,7 @@ def test_demo_workflows_on_local(stax_env: Path) -> None:
         capture_output=True,
         text=True,
         env=child_env(JUPYTER_STAX_NO_SERVER="1"),
-        timeout=300,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "completed" in done.stdout
@@ -51,7 +53,7 @@ def test_demo_lab(stax_env: Path, tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900
         while True:
             try:
                 with urllib.request.urlopen(f"{base}api/status?token={token}", timeout=5):
