@@ -26,18 +26,19 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .core import errors as core_errors
 from .core.api import (
     ClusterDetail,
     ClusterInfo,
     ErrorBody,
     ExecutionPage,
     ImageList,
+    Listed,
     LogChunk,
+    ServerInfo,
+    WorkflowSource,
 )
-from .core.errors import SchedulerUnavailable, StaxError
+from .core.errors import SchedulerUnavailable, StaxError, error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
-from .service import Listed, ServerInfo, WorkflowSource
 
 log = logging.getLogger("jupyter_stax.client")
 
@@ -57,33 +58,10 @@ class ServerUnreachable(SchedulerUnavailable):
     """The Jupyter server did not answer (not running, wrong URL, or too slow)."""
 
 
-def error_class(name: str) -> type[StaxError]:
-    """The StaxError class an error name (``ErrorBody.error``) stands for; StaxError for a
-    name this side does not know."""
-    return _error_classes().get(name, StaxError)
-
-
-def _error_classes() -> dict[str, type[StaxError]]:
-    from .server.errors import BadRequest, Forbidden, ServiceUnavailable
-
-    out: dict[str, type[StaxError]] = {
-        name: obj
-        for name, obj in vars(core_errors).items()
-        if isinstance(obj, type) and issubclass(obj, StaxError)
-    }
-    for cls in (BadRequest, Forbidden, ServiceUnavailable):
-        out[cls.__name__] = cls
-    out["LostOwnership"] = core_errors.Conflict  # the engine's 409, defined in engine.store
-    return out
-
-
-_BY_STATUS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}
-
-
 def error_from_answer(status: int, body: bytes, url: str) -> StaxError:
     """The StaxError an error answer stands for: the class its ErrorBody names (else one that
-    fits its status), with the server's message and details."""
-    classes = _error_classes()
+    fits its status; :func:`~jupyter_stax.core.errors.error_class`, the one registry), with the
+    server's message and details."""
     try:
         err = ErrorBody.model_validate_json(body)
     except ValidationError:
@@ -91,9 +69,7 @@ def error_from_answer(status: int, body: bytes, url: str) -> StaxError:
         err = ErrorBody(
             message=f"HTTP {status} from {url}" + (f": {text}" if text else ""), error=""
         )
-    cls = classes.get(err.error) or classes.get(_BY_STATUS.get(status, ""))
-    if cls is None:
-        cls = classes["ServiceUnavailable"] if status == 503 else StaxError
+    cls = error_class(err.error, status)
     e = cls(err.message, details=err.details)
     if type(e) is StaxError:
         e.http_status = status

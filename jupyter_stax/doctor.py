@@ -61,7 +61,7 @@ def _run(argv: list[str], timeout: float = 10) -> tuple[int, str]:
 def check_packages() -> Iterator[Finding]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from ._version import __version__
 
     yield Finding("ok", "jupyter_stax", __version__)
     try:

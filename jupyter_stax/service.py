@@ -1,13 +1,20 @@
-"""The ONE domain object every client surface uses (the CLI now; the magics and widgets later).
+"""The ONE domain object every client surface uses: the CLI, the kernel API (``stax.connect``),
+the magics and the widgets all talk to a :class:`StaxService`.
 
 :class:`StaxService` is what a client can do with executions: submit, look, cancel, retry, read
-logs. Two implementations speak the same models (:mod:`jupyter_stax.core.api`):
+logs. Two implementations speak the same models (:mod:`jupyter_stax.core.api`) and give the same
+answer to the same request:
 
-* :class:`LocalService`: works on the SQLite store directly and leaves the driving of executions
-  to the background engine (:mod:`jupyter_stax.engine.daemon`), which it starts on demand. This
-  is what ``jupyter stax`` does when no Jupyter server serves its store.
+* :class:`LocalService`: the store on this machine. Its reads and rules (log chunks, paging,
+  cluster detail, step lookup, the retry precondition, the catalog) are the operations layer's
+  (:class:`jupyter_stax.operations.Operations`), the same code the REST handlers call; the
+  driving of executions is left to the background engine (:mod:`jupyter_stax.engine.daemon`),
+  which it starts on demand, and to short-lived engines it runs for a detached submission, a
+  cancel or the reset of a retry. This is what clients use when no Jupyter server serves their
+  store.
 * :class:`~jupyter_stax.client.RestService`: the REST API of a running Jupyter server (its
-  engine drives everything); :func:`~jupyter_stax.client.find_server` finds one.
+  engine drives everything); :func:`~jupyter_stax.client.find_server` finds one, and
+  ``stax.connect()`` / the CLI use it when it serves their store.
 
 Every method is synchronous and may be called from a thread that runs an event loop (a kernel):
 the few that need the engine's coroutines run them on a private loop in a worker thread then.
@@ -16,27 +23,26 @@ the few that need the engine's coroutines run them on a private loop in a worker
 from __future__ import annotations
 
 import asyncio
-import codecs
 import concurrent.futures
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from .core.api import (
-    LOG_LIMIT_DEFAULT,
     ClusterDetail,
     ClusterInfo,
-    ExecutionSummary,
     ImageList,
     LogChunk,
+    WorkflowSource,
 )
-from .core.errors import Conflict, NotFound
-from .core.models import Execution, ParamValue, StepRun, SubmitOptions, Workflow
+from .core.api import Listed as Listed  # the CLI names list lines so
+from .core.errors import error_class
+from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .operations import Operations
+from .operations import step_of as step_of  # the CLI and the kernel API look steps up here
+from .operations.logs import read_chunk
 
 if TYPE_CHECKING:
     from .core.clusters import ClusterRegistry
@@ -46,36 +52,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_stax.service")
 
 T = TypeVar("T")
-#: what :meth:`StaxService.submit` accepts: a model, a parsed mapping, YAML text or a file path
-WorkflowSource = Workflow | Mapping[str, Any] | str | Path
-#: a line of :meth:`StaxService.list`: the local store gives whole executions, the REST API
-#: summaries; both have ``id``, ``cluster``, ``state``, ``created_at``
-Listed = ExecutionSummary | Execution
-
 #: seconds after which a client no longer waits for a cancel to reach every step
 CANCEL_TIMEOUT = 60.0
 #: seconds without a heartbeat after which an engine on another machine counts as gone
 LEASE_TIMEOUT = 15.0
 #: at most one look for executions nobody drives per this many seconds (LocalService reads)
 RECONCILE_EVERY = 5.0
-
-
-class ServerInfo(BaseModel):
-    """``GET stax/api/info``: which store this server's engine serves (clients use a server
-    only when it serves the store they would otherwise use)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: str = Field(description="the jupyter_stax version of the server")
-    store: str = Field(description="absolute path of the SQLite store the server's engine serves")
-    engine_id: str | None = Field(
-        description="id of the server's engine (the owner of what it drives); None when "
-        "jupyter_stax is not running in this server"
-    )
-    default_cluster: str = Field(description="the cluster of a submission that names none")
-    problem: str | None = Field(
-        None, description="why jupyter_stax does not run in this server (None while all is well)"
-    )
 
 
 @runtime_checkable
@@ -143,16 +125,6 @@ class StaxService(Protocol):
         ...
 
 
-def step_of(ex: Execution, name: str) -> StepRun:
-    """``ex.step(name)``, or NotFound naming the steps there are."""
-    try:
-        return ex.step(name)
-    except KeyError:
-        raise NotFound(
-            f"execution {ex.id} has no step {name!r}; steps: " + ", ".join(s.name for s in ex.steps)
-        ) from None
-
-
 def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
@@ -194,6 +166,8 @@ class LocalService:
         self.notify = notify or log.info
         self._store: Store | None = None
         self._registry: ClusterRegistry | None = None
+        #: the reads and rules this service shares with the REST handlers
+        self.ops = Operations(store=self.store, registry=self.registry)
         self._last_kick: float | None = None
         self._started = 0
 
@@ -250,33 +224,15 @@ class LocalService:
         if n and (pid := self.ensure_daemon()) is not None:
             self.notify(f"started the engine (pid {pid}) to drive {n} unfinished execution(s)")
 
-    # ------------------------------------------------------------------ clusters
+    # ------------------------------------------------------------------ clusters, images
     def clusters(self) -> list[ClusterInfo]:
-        reg = self.registry()
-        return [
-            ClusterInfo.model_validate({**c.model_dump(), "work_dir": str(reg.work_dir(c))})
-            for c in reg
-        ]
+        return self.ops.clusters()
 
     def cluster(self, name: str) -> ClusterDetail:
-        from .server.summary import local_summary, slurm_summary
+        return self.ops.cluster(name)
 
-        reg = self.registry()
-        c = reg.get(name)
-        detail = ClusterDetail.model_validate({**c.model_dump(), "work_dir": str(reg.work_dir(c))})
-        if c.scheduler == "slurm":
-            detail.summary = slurm_summary(c)
-        elif c.scheduler == "local":
-            running = self.store().list_executions(state="running", limit=10**6)
-            detail.summary = local_summary(c, running)
-        else:
-            detail.note = f"no live numbers for {c.scheduler} clusters yet"
-        return detail
-
-    # ------------------------------------------------------------------ images
     def images(self, cluster: str | None = None) -> ImageList:
-        c = self.registry().get(cluster) if cluster else None
-        return self.engine().catalog().listing(c)
+        return self.ops.images(cluster)
 
     # ------------------------------------------------------------------ executions
     def submit(
@@ -316,8 +272,6 @@ class LocalService:
         import subprocess
         import sys
 
-        from .client import error_class
-
         request = {
             "store": str(self.store_path),
             "clusters_file": str(self.clusters_file) if self.clusters_file else None,
@@ -341,7 +295,7 @@ class LocalService:
         if "id" in answer:
             return self.get(answer["id"])
         if "error" in answer:
-            cls = error_class(str(answer["error"]))  # engine-side classes come back as StaxError
+            cls = error_class(str(answer["error"]))  # one registry: core.errors
             raise cls(answer["message"], details=answer["details"])
         raise RuntimeError(
             f"the detached submission failed (exit status {done.returncode}): "
@@ -357,25 +311,18 @@ class LocalService:
         steps: list[str] | None,
     ) -> Execution:
         async with self.engine() as eng:
-            ex: Execution = await eng.submit(wf, cluster, params, options, steps)
-        return ex
+            return await self.ops.submit(eng, wf, cluster, params, options, steps)
 
     def get(self, execution_id: str) -> Execution:
         self.reconcile(every=RECONCILE_EVERY)
-        store = self.store()
-        return store.get(store.resolve_id(execution_id))
+        return self.ops.get(execution_id)
 
     def list(
         self, state: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Listed], str | None]:
-        from .server.inputs import decode_cursor, encode_cursor
-
         self.reconcile(every=RECONCILE_EVERY)
-        before = decode_cursor(cursor) if cursor else None
-        items = self.store().list_executions(state=state, limit=limit + 1, before=before)
-        page: list[Listed] = list(items[:limit])
-        more = len(items) > limit and bool(page)
-        return page, encode_cursor(items[limit - 1]) if more else None
+        items, next_cursor = self.ops.page(state, limit, cursor)
+        return list(items), next_cursor
 
     def cancel(self, execution_id: str) -> Execution:
         """Waits up to CANCEL_TIMEOUT for the execution to be final: when nobody drives it, the
@@ -385,7 +332,9 @@ class LocalService:
 
     async def _cancel(self, eid: str) -> Execution:
         async with self.engine() as eng:
-            await eng.cancel(eid)  # drives it itself if its owner is gone, else asks the owner
+            await self.ops.cancel(
+                eng, eid
+            )  # drives it itself if its owner is gone, else asks the owner
             try:
                 ex: Execution = await eng.wait(eid, timeout=CANCEL_TIMEOUT)
             except TimeoutError:
@@ -393,13 +342,7 @@ class LocalService:
         return ex
 
     def retry(self, execution_id: str) -> Execution:
-        store = self.store()
-        eid = store.resolve_id(execution_id)
-        ex = store.get(eid)
-        if not ex.state.final:
-            raise Conflict(
-                f"execution {eid} is still {ex.state.value}; wait for it or cancel it first"
-            )
+        eid = self.ops.retryable(execution_id).id  # before an engine is started for it
         ex = run_sync(self._retry(eid))
         self.ensure_daemon()
         return ex
@@ -408,8 +351,7 @@ class LocalService:
         # reset only: the daemon adopts and drives the execution when this engine stops, so no
         # job becomes a child of this short-lived process
         async with self.engine() as eng:
-            ex: Execution = await eng.retry(eid, schedule=False)
-        return ex
+            return await self.ops.retry(eng, eid, schedule=False)
 
     def read_log(
         self,
@@ -420,36 +362,28 @@ class LocalService:
         attempt: int | None = None,
         limit: int | None = None,
     ) -> LogChunk:
-        """Like ``GET .../log``, but bytes that are not UTF-8 come back as surrogate escapes
-        (``chunk.data.encode("utf-8", "surrogateescape")`` is exactly the file's bytes)."""
-        from .server.logs import log_file_name
-
-        ex = self.get(execution_id)
-        s = step_of(ex, step)
-        name = log_file_name(stream, attempt, s.attempt, s.name)
-        final = s.state.final or attempt not in (None, s.attempt)
-        return read_bytes_chunk(
-            Path(s.directory) / name, offset, LOG_LIMIT_DEFAULT if limit is None else limit, final
+        """``GET .../log`` (the same operation), but bytes that are not UTF-8 come back as
+        surrogate escapes (``chunk.data.encode("utf-8", "surrogateescape")`` is exactly the
+        file's bytes)."""
+        self.reconcile(every=RECONCILE_EVERY)
+        return self.ops.read_log(
+            execution_id, step, stream, offset, attempt, limit, errors="surrogateescape"
         )
 
 
 def read_bytes_chunk(path: Path, offset: int, limit: int, final: bool) -> LogChunk:
-    """Up to ``limit`` bytes of ``path`` from ``offset``; an incomplete UTF-8 character at the
-    end is left for the next chunk unless the file is final and ends there."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(offset)
-            buf = f.read(max(0, min(limit, size - offset)))
-    except FileNotFoundError:
-        return LogChunk(data="", offset=0, next_offset=0, size=0, eof=final)
-    at_end = offset + len(buf) >= size
-    dec = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-    data = dec.decode(buf, final=final and at_end)
-    used = len(buf) - len(dec.getstate()[0])
-    next_offset = offset + used
-    return LogChunk(
-        data=data, offset=offset, next_offset=next_offset, size=size, eof=final and at_end
+    """Up to ``limit`` bytes of the step file ``path`` from ``offset``, read by the ONE strict
+    reader (:func:`jupyter_stax.operations.logs.read_chunk`: no links out of its directory, no
+    FIFOs), undecodable bytes as surrogate escapes; an incomplete UTF-8 character at the end is
+    left for the next chunk unless the file is final and ends there."""
+    return read_chunk(
+        str(path.parent),
+        path.name,
+        offset=offset,
+        limit=limit,
+        final=final,
+        label=str(path),
+        errors="surrogateescape",
     )
 
 

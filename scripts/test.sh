@@ -70,6 +70,7 @@ if [ "${STAX_KEEP_SSHD:-0}" != 1 ]; then stops+=(scripts/ssh/stop-sshd.sh); fi
 log "ruff + mypy"
 $PY -m ruff check jupyter_stax tests bench
 $PY -m mypy
+lint-imports  # the layering contracts of pyproject.toml ([tool.importlinter])
 
 log "labextension: prettier, eslint, tsc, jest"
 (cd labextension && jlpm lint:check && jlpm test --ci)

@@ -1,13 +1,17 @@
-"""Wire models of the REST API (``<base_url>stax/api/``) beside those of :mod:`.models`.
+"""Wire models of the REST API (``<base_url>stax/api/``) beside those of :mod:`.models`, and
+the types every service speaks (:class:`ServerInfo`, :data:`Listed`, :data:`WorkflowSource`).
 
-Pure pydantic, like the rest of ``core``: the server's handlers, the OpenAPI document
-(:mod:`jupyter_stax.server.openapi`) and the REST clients all speak these.
+Pure pydantic, like the rest of ``core``: the server's handlers, the operations layer
+(:mod:`jupyter_stax.operations`), the OpenAPI document (:mod:`jupyter_stax.server.openapi`) and
+both services (:mod:`jupyter_stax.service`, :mod:`jupyter_stax.client`) all speak these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -205,3 +209,26 @@ class LogChunk(_Wire):
     next_offset: int = Field(description="offset to ask for next")
     size: int = Field(description="size of the file in bytes when it was read")
     eof: bool = Field(description="the step is final and everything was read: stop following")
+
+
+class ServerInfo(_Wire):
+    """``GET stax/api/info``: which store this server's engine serves (clients use a server
+    only when it serves the store they would otherwise use)."""
+
+    version: str = Field(description="the jupyter_stax version of the server")
+    store: str = Field(description="absolute path of the SQLite store the server's engine serves")
+    engine_id: str | None = Field(
+        description="id of the server's engine (the owner of what it drives); None when "
+        "jupyter_stax is not running in this server"
+    )
+    default_cluster: str = Field(description="the cluster of a submission that names none")
+    problem: str | None = Field(
+        None, description="why jupyter_stax does not run in this server (None while all is well)"
+    )
+
+
+#: what ``StaxService.submit`` accepts: a model, a parsed mapping, YAML text or a file path
+WorkflowSource: TypeAlias = Workflow | Mapping[str, Any] | str | Path
+#: a line of ``StaxService.list``: the local store gives whole executions, the REST API
+#: summaries; both have ``id``, ``cluster``, ``state``, ``created_at``
+Listed: TypeAlias = ExecutionSummary | Execution

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import InvalidClusterConfig, InvalidWorkflow, StaxError
 from .models import Cluster, Workflow
+from .validation import validation_messages
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,33 +25,6 @@ def parse_yaml(text: str, *, source: str, error: type[StaxError] = InvalidWorkfl
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise error(f"{source} is not valid YAML{where}: {problem}") from None
-
-
-def validation_messages(err: ValidationError, data: Any) -> list[str]:
-    """One line per pydantic error, naming steps by name rather than by index."""
-    lines = []
-    for e in err.errors():
-        parts: list[str] = []
-        node = data
-        for key in e["loc"]:
-            name = None
-            if isinstance(node, (dict, list)):
-                try:
-                    node = node[key]  # type: ignore[index]
-                except (KeyError, IndexError, TypeError):
-                    node = None
-            if isinstance(key, int):
-                if isinstance(node, dict) and isinstance(node.get("name"), str):
-                    name = node["name"]
-                parts.append(f"[{name!r}]" if name else f"[{key}]")
-            else:
-                parts.append(("." if parts else "") + str(key))
-        loc = "".join(parts) or "(document)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see `jupyter stax schema`)"
-        lines.append(f"{loc}: {msg}")
-    return lines
 
 
 def to_model(model: type[M], data: Any, *, source: str, error: type[StaxError]) -> M:

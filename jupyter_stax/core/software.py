@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .containers import ContainerRun, ContainerRuntime, runtime_name
 from .errors import InvalidWorkflow
 from .images import Bind
+from .validation import validation_messages
 
 SoftwareType = Literal["binary", "mpi", "mpmd_mpi"]
 _UNSUPPORTED = {
@@ -192,8 +193,6 @@ def load_software(source: str | Path | Mapping[str, Any], *, where: str = "softw
         )
     if "execution" not in data and "type" not in data:
         raise InvalidWorkflow(f"{label} has no 'execution' (or 'type'): what does it run?")
-    from .documents import validation_messages
-
     norm = _normalise(data)
     try:
         sw = Software.model_validate(norm)

@@ -29,7 +29,7 @@ from ..core.images import (
 )
 from ..core.models import Cluster
 from . import plugins
-from .image_sources import SourceUnavailable, env_specs, source_for
+from .image_sources import SourceUnavailable, env_specs, source_classes, source_for
 
 log = logging.getLogger("jupyter_stax.catalog")
 
@@ -55,7 +55,7 @@ class Catalog:
     @classmethod
     def load(cls, specs: Sequence[str] | None = None) -> Catalog:
         cat = cls()
-        plugins.source_classes()  # load the plug-ins now: a broken one is reported below
+        source_classes()  # load the plug-ins now: a broken one is reported below
         seen: dict[str, str] = {}
         for spec in default_specs() if specs is None else specs:
             src_cls = source_for(spec)

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from ..core.documents import parse_yaml
 from ..core.errors import StaxError
 from ..core.images import StaxImage, StaxLabels, norm_cpu
+from . import plugins
 
 INSPECT_TIMEOUT = 60.0
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
@@ -469,10 +470,14 @@ BUILTIN_SOURCES: dict[str, type[ImageSource]] = {
 }
 
 
+def source_classes() -> dict[str, type[ImageSource]]:
+    """Every image source class by name: the built-in ones, then plug-ins (entry point group
+    ``jupyter_stax.image_sources``)."""
+    return plugins.classes(plugins.SOURCES_GROUP, ImageSource, BUILTIN_SOURCES, "image source")
+
+
 def source_for(spec: str, exclude: type[ImageSource] | None = None) -> type[ImageSource] | None:
     """The source class that reads ``spec`` (plug-ins included), or None."""
-    from .plugins import source_classes
-
     for cls in source_classes().values():
         if cls is exclude:
             continue

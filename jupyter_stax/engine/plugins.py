@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from ..core.containers import ContainerRuntime, builtin_runtimes
-
-if TYPE_CHECKING:
-    from .image_sources import ImageSource
 
 log = logging.getLogger("jupyter_stax.plugins")
 
@@ -33,7 +31,8 @@ SOURCES_GROUP = "jupyter_stax.image_sources"
 
 _lock = threading.Lock()
 _runtimes: dict[str, ContainerRuntime] | None = None
-_sources: dict[str, type[ImageSource]] | None = None
+_classes: dict[str, dict[str, type[Any]]] = {}
+C = TypeVar("C")
 _problems: dict[str, str] = {}
 
 
@@ -87,25 +86,27 @@ def runtime(name: str) -> ContainerRuntime | None:
     return runtimes().get(name)
 
 
-def source_classes() -> dict[str, type[ImageSource]]:
-    """Every image source class by name: the built-in ones, then plug-ins."""
-    global _sources
-    from .image_sources import BUILTIN_SOURCES, ImageSource
-
+def classes(
+    group: str, base: type[C], builtin: Mapping[str, type[C]], what: str
+) -> dict[str, type[C]]:
+    """Every class of ``group`` by name: ``builtin`` first, then the plug-ins that are
+    subclasses of ``base`` (others are reported as ``what`` plug-ins and left out). Loaded once
+    per group; the caller owns the meaning (e.g. :func:`~.image_sources.source_classes`), so this
+    module imports none of them."""
     with _lock:
-        if _sources is None:
-            found: dict[str, type[ImageSource]] = dict(BUILTIN_SOURCES)
-            for name, obj in _load(SOURCES_GROUP):
-                if isinstance(obj, type) and issubclass(obj, ImageSource):
+        found = _classes.get(group)
+        if found is None:
+            found = dict(builtin)
+            for name, obj in _load(group):
+                if isinstance(obj, type) and issubclass(obj, base):
                     found.setdefault(name, obj)
                 else:
                     _report(
-                        f"{SOURCES_GROUP}:{name}",
-                        f"image source plug-in {name!r} is not an ImageSource class and is "
-                        "left out",
+                        f"{group}:{name}",
+                        f"{what} plug-in {name!r} is not an {base.__name__} class and is left out",
                     )
-            _sources = found
-        return dict(_sources)
+            _classes[group] = found
+        return dict(found)
 
 
 def problems() -> list[str]:
@@ -116,7 +117,8 @@ def problems() -> list[str]:
 
 def reset() -> None:
     """Forget what was loaded (tests)."""
-    global _runtimes, _sources
+    global _runtimes
     with _lock:
-        _runtimes = _sources = None
+        _runtimes = None
+        _classes.clear()
         _problems.clear()

@@ -1,5 +1,7 @@
-"""jupyter_stax in the kernel: displays of executions and the live monitor widget (the magics
-come next).
+"""jupyter_stax in the kernel: the Python API (``stax.connect``, :mod:`.api`), the magics
+(:mod:`.magics`, loaded by ``%load_ext jupyter_stax``), displays of executions, and the monitor
+and picker widgets. All of them talk to a :class:`~jupyter_stax.service.StaxService`: the Jupyter
+server's REST API when a server serves the store, else the local store.
 
 Import-light: importing this package imports neither IPython nor ipywidgets; the names below
 load their module on first use.

@@ -22,15 +22,15 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, List, Unicode, default
 
 from .._version import __version__
+from ..core.api import ServerInfo
 from ..core.clusters import ClusterRegistry
-from ..core.errors import StaxError
-from .errors import ServiceUnavailable
+from ..core.errors import ServiceUnavailable, StaxError
+from ..operations import Operations
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
     from ..engine.engine import Engine
-    from ..service import ServerInfo
 
 ENV_SERVER_URL = "JUPYTER_STAX_SERVER_URL"
 ENV_TOKEN = "JUPYTER_STAX_TOKEN"
@@ -140,8 +140,16 @@ class StaxApp(ExtensionApp):
     _lock_fd: int | None = None
     _unsubscribe: Any = None
     _env: dict[str, str] | None = None
+    operations: Operations
+    """What the handlers call: the operations over this server's store (its engine's) and
+    clusters; ServiceUnavailable while they are not there."""
 
     def initialize_settings(self) -> None:
+        self.operations = Operations(
+            store=lambda: self.require_engine().store,
+            registry=self.require_registry,
+            image_catalogs=self.catalog_specs,
+        )
         try:
             self.registry = ClusterRegistry.load(
                 self.clusters_file or None,
@@ -260,8 +268,6 @@ class StaxApp(ExtensionApp):
     def info(self) -> ServerInfo:
         """What ``GET stax/api/info`` answers: clients use this server only when it serves the
         store they would otherwise use."""
-        from ..service import ServerInfo
-
         return ServerInfo(
             version=__version__,
             store=str(Path(self.store_path).expanduser().absolute()),

@@ -7,8 +7,9 @@
   same :class:`~jupyter_stax.core.api.ErrorBody` shape;
 * anything else is a bug: 500, logged with its traceback.
 
-tornado is imported inside the functions: the REST client (:mod:`jupyter_stax.client`) uses the
-error classes here without pulling in a web server.
+The error classes themselves (``BadRequest``, ``Forbidden``, ``ServiceUnavailable`` ...) live in
+:mod:`jupyter_stax.core.errors`, where every client finds them by name; tornado is imported
+inside the functions.
 """
 
 from __future__ import annotations
@@ -20,28 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..core.api import ErrorBody
-from ..core.documents import validation_messages
-from ..core.errors import StaxError
+from ..core.errors import BadRequest, StaxError
+from ..core.validation import validation_messages
 
 log = logging.getLogger("jupyter_stax.server")
-
-
-class BadRequest(StaxError):
-    """A query parameter, path or body the API cannot use."""
-
-    http_status = 400
-
-
-class Forbidden(StaxError):
-    """The request is understood but refused (e.g. a log file that links out of its step)."""
-
-    http_status = 403
-
-
-class ServiceUnavailable(StaxError):
-    """jupyter_stax is not running in this server (starting, or could not start)."""
-
-    http_status = 503
 
 
 def invalid_body(err: ValidationError, data: Any, what: str = "request body") -> BadRequest:

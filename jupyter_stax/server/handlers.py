@@ -1,15 +1,18 @@
 """REST handlers under ``<base_url>stax/api/``: thin, authenticated and authorized
 (``auth_resource = "stax"``), answering with the wire models of :mod:`jupyter_stax.core.api`.
 
-Errors go through ONE map (:mod:`.errors`): a StaxError answers with its ``http_status``, every
-error body is an ``ErrorBody``. The document of this API is ``GET stax/api/openapi.json``.
+Each handler parses HTTP (:mod:`.inputs`), calls ONE operation of
+:class:`jupyter_stax.operations.Operations` (the same ones the local service calls; blocking
+ones on a worker thread) and answers; errors go through ONE map (:mod:`.errors`): a StaxError
+answers with its ``http_status``, every error body is an ``ErrorBody``. The document of this API
+is ``GET stax/api/openapi.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -18,22 +21,31 @@ from jupyter_server.utils import url_path_join
 from pydantic import BaseModel, TypeAdapter
 from tornado import web
 
-from ..core.api import ClusterDetail, ClusterInfo
-from ..core.clusters import ClusterRegistry
+from ..core.api import ClusterInfo, ExecutionPage, ExecutionSummary
 from ..core.errors import NotFound
-from ..core.models import Cluster, Workflow
+from ..core.models import Workflow
+from ..operations import Operations
 from . import inputs
-from .app import StaxApp
 from .errors import error_answer, log_error
-from .logs import log_file_name, read_chunk
-from .summary import local_summary, slurm_summary
+
+if TYPE_CHECKING:
+    from ..core.api import ServerInfo
+    from ..engine.engine import Engine
 
 AUTH_RESOURCE = "stax"
 API = "stax/api"
 
 
-def cluster_info(registry: ClusterRegistry, c: Cluster) -> dict[str, Any]:
-    return {**c.model_dump(), "work_dir": str(registry.work_dir(c))}
+class Host(Protocol):
+    """What the handlers use of :class:`~.app.StaxApp` (named here, not imported: the app
+    imports the handlers)."""
+
+    operations: Operations
+    default_cluster: str
+
+    def require_engine(self) -> Engine: ...
+
+    def info(self) -> ServerInfo: ...
 
 
 class StaxHandler(ExtensionHandlerMixin, APIHandler):
@@ -42,8 +54,13 @@ class StaxHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
-    def stax(self) -> StaxApp:
-        return cast(StaxApp, self.extensionapp)
+    def stax(self) -> Host:
+        return cast(Host, self.extensionapp)
+
+    @property
+    def ops(self) -> Operations:
+        """The operations over this server's store and clusters (``StaxApp.operations``)."""
+        return self.stax.operations
 
     def query(self, *names: str) -> dict[str, str | None]:
         return {n: self.get_query_argument(n, None) for n in names}
@@ -66,67 +83,49 @@ class ClustersHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        reg = self.stax.require_registry()
-        infos = [ClusterInfo.model_validate(cluster_info(reg, c)) for c in reg]
-        self.reply(TypeAdapter(list[ClusterInfo]).dump_json(infos))
+        self.reply(TypeAdapter(list[ClusterInfo]).dump_json(self.ops.clusters()))
 
 
 class ClusterHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        reg = self.stax.require_registry()
-        c = reg.get(name)
-        detail = ClusterDetail.model_validate(cluster_info(reg, c))
-        if c.scheduler == "slurm":
-            detail.summary = await asyncio.to_thread(slurm_summary, c)
-        elif c.scheduler == "local":
-            store = self.stax.require_engine().store
-            detail.summary = local_summary(c, store.list_executions(state="running", limit=10**6))
-        else:
-            detail.note = (
-                f"no live numbers for {c.scheduler} clusters yet (Slurm and local clusters have "
-                "them)"
-            )
-        self.reply(detail)
+        self.reply(await asyncio.to_thread(self.ops.cluster, name))
 
 
 class ImagesHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        name = self.get_query_argument("cluster", None)
-        cluster = self.stax.require_registry().get(name) if name else None
-        from ..engine.catalog import Catalog
-
         # sources may run apptainer/skopeo inspect: off the event loop
-        catalog = await asyncio.to_thread(Catalog.load, self.stax.catalog_specs())
-        self.reply(catalog.listing(cluster))
+        cluster = self.get_query_argument("cluster", None)
+        self.reply(await asyncio.to_thread(self.ops.images, cluster))
 
 
 class ExecutionsHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        state, limit, before = inputs.page_args(self.query("state", "limit", "cursor"))
-        store = self.stax.require_engine().store
-        items = store.list_executions(
-            state=state.value if state else None, limit=limit + 1, before=before
+        state, limit, cursor = inputs.page_args(self.query("state", "limit", "cursor"))
+        items, next_cursor = self.ops.page(state, limit, cursor)
+        page = ExecutionPage(
+            executions=[ExecutionSummary.of(ex) for ex in items], next_cursor=next_cursor
         )
-        self.reply(inputs.make_page(items, limit))
+        self.reply(page)
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         req = inputs.submit_request(self.request.body)
         assert isinstance(req.workflow, Workflow)  # YAML text was parsed: never taken as a path
-        engine = self.stax.require_engine()
-        ex = await engine.submit(
+        ex = await self.ops.submit(
+            self.stax.require_engine(),
             req.workflow,
             req.cluster or self.stax.default_cluster,
             req.params,
             req.options,
             req.steps,
+            over_network=True,
         )
         self.set_header("Location", url_path_join(self.base_url, API, "executions", ex.id))
         self.reply(ex, 201)
@@ -136,12 +135,13 @@ class ExecutionHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        self.reply(self.stax.require_engine().get(execution_id))
+        self.reply(self.ops.get(execution_id))
 
     @web.authenticated
     @authorized
     async def delete(self, execution_id: str) -> None:
-        self.reply(await self.stax.require_engine().cancel(execution_id), 202)
+        engine = self.stax.require_engine()
+        self.reply(await self.ops.cancel(engine, execution_id), 202)
 
 
 class RetryHandler(StaxHandler):
@@ -149,9 +149,7 @@ class RetryHandler(StaxHandler):
     @authorized
     async def post(self, execution_id: str) -> None:
         engine = self.stax.require_engine()
-        ex = engine.get(execution_id)
-        inputs.check_retry(ex)
-        self.reply(await engine.retry(ex.id), 202)
+        self.reply(await self.ops.retry(engine, execution_id), 202)
 
 
 class LogHandler(StaxHandler):
@@ -161,24 +159,8 @@ class LogHandler(StaxHandler):
         stream, offset, limit, attempt = inputs.log_args(
             self.query("stream", "offset", "limit", "attempt")
         )
-        ex = self.stax.require_engine().get(execution_id)
-        try:
-            s = ex.step(step)
-        except KeyError:
-            raise NotFound(
-                f"execution {ex.id} has no step {step!r}; its steps: "
-                + ", ".join(x.name for x in ex.steps)
-            ) from None
-        name = log_file_name(stream, attempt, s.attempt, s.name)
-        final = s.state.final or attempt not in (None, s.attempt)
         chunk = await asyncio.to_thread(
-            read_chunk,
-            s.directory,
-            name,
-            offset=offset,
-            limit=limit,
-            final=final,
-            label=f"{name} of step {s.name!r}",
+            self.ops.read_log, execution_id, step, stream, offset, attempt, limit
         )
         self.reply(chunk)
 

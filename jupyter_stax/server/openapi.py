@@ -17,8 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core import api
 from ..core.models import Execution
-from ..core.states import ExecutionState
-from ..service import ServerInfo
+from ..core.states import RETRYABLE, ExecutionState, StepState
 
 REF = "#/components/schemas/{model}"
 #: the API's version (not the package's): bumped on incompatible changes
@@ -235,7 +234,7 @@ OPERATIONS: tuple[Op, ...] = (
         "getInfo",
         "Which store this server's engine serves",
         200,
-        ServerInfo,
+        api.ServerInfo,
         description="Clients (the jupyter stax command, kernels) use this server only when it "
         "answers with a running engine (engine_id not null) on the store they would otherwise "
         "use.",
@@ -259,9 +258,40 @@ def _schemas() -> tuple[dict[tuple[Any, str], Any], dict[str, Any]]:
     return out, defs.get("$defs", {})
 
 
+def state_vocabulary() -> dict[str, Any]:
+    """Which states are final and which retryable, as enum schemas made from
+    :mod:`jupyter_stax.core.states`: the JupyterLab frontend takes its state sets from these
+    (``labextension/src/api/types.ts`` fails to compile when its sets differ), so the
+    vocabulary is written once, in core."""
+
+    def enum(values: list[str], description: str) -> dict[str, Any]:
+        return {"type": "string", "enum": values, "description": description}
+
+    return {
+        "FinalStepState": enum(
+            [s.value for s in StepState if s.final],
+            "step states that end an attempt (nothing changes after them but a retry)",
+        ),
+        "RetryableStepState": enum(
+            [s.value for s in StepState if s in RETRYABLE],
+            "final step states that POST executions/{id}/retry runs again",
+        ),
+        "FinalExecutionState": enum(
+            [s.value for s in ExecutionState if s.final],
+            "execution states after which nothing changes but a retry",
+        ),
+        "RetryableExecutionState": enum(
+            [s.value for s in ExecutionState if s.final and s is not ExecutionState.COMPLETED],
+            "execution states POST executions/{id}/retry accepts (the retry precondition of "
+            "jupyter_stax.operations.check_retry); other states answer 409",
+        ),
+    }
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document (a new dict on every call)."""
     refs, components = _schemas()
+    components = {**components, **state_vocabulary()}
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         o: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}

@@ -16,7 +16,7 @@ import {
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
-import type { Emission } from './api/types';
+import { RETRYABLE_EXECUTION_STATES, type Emission } from './api/types';
 import { serverClient } from './api/transport';
 import { StaxModel } from './model/model';
 import { shortId } from './model/format';
@@ -119,9 +119,7 @@ function activate(
     label: 'Retry Failed Steps of Selected StaX Execution',
     isEnabled: () => {
       const s = selectedSummary();
-      return (
-        s !== undefined && (s.state === 'failed' || s.state === 'canceled')
-      );
+      return s !== undefined && RETRYABLE_EXECUTION_STATES.has(s.state);
     },
     execute: async () => {
       const s = selectedSummary();

@@ -22,8 +22,13 @@ from pathlib import Path
 import pytest
 
 from jupyter_stax.client import RestService, ServerUnreachable, find_server
-from jupyter_stax.core.errors import Conflict, InvalidWorkflow, NotFound, UnknownCluster
-from jupyter_stax.server.errors import BadRequest
+from jupyter_stax.core.errors import (
+    BadRequest,
+    Conflict,
+    InvalidWorkflow,
+    NotFound,
+    UnknownCluster,
+)
 from jupyter_stax.service import LocalService, StaxService
 
 from ..proc import kill, pgrep, wait_for

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_stax.core.errors import Conflict, InvalidWorkflow, NotFound
+from jupyter_stax.core.errors import BadRequest, Conflict, InvalidWorkflow, NotFound
 from jupyter_stax.core.models import Execution
-from jupyter_stax.server.errors import BadRequest
 from jupyter_stax.service import LocalService, StaxService, read_bytes_chunk
 
 from ..proc import kill

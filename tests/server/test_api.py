@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_stax.server import summary
+from jupyter_stax import operations
 from jupyter_stax.server.app import StaxApp
 
 from .conftest import Call, wait_final, wait_step
@@ -86,7 +86,7 @@ async def test_slurm_summary_command_timeout_is_503(
     api: Call, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fake_command(tmp_path, monkeypatch, "sinfo", "exec sleep 10")
-    monkeypatch.setattr(summary, "COMMAND_TIMEOUT", 0.5)
+    monkeypatch.setattr(operations, "COMMAND_TIMEOUT", 0.5)
     r = await api("GET", "clusters/slurm", expect=503)
     assert "did not answer within 0.5 s" in r.body["message"]
 
@@ -470,7 +470,7 @@ async def test_a_bug_is_a_500_with_a_body_and_a_logged_traceback(
         raise RuntimeError("the store fell over")
 
     assert stax_app.engine is not None
-    monkeypatch.setattr(stax_app.engine, "get", broken)
+    monkeypatch.setattr(stax_app.operations, "get", broken)
     r = await api("GET", "executions/abc", expect=500)
     assert r.body["error"] == "RuntimeError" and "the store fell over" in r.body["message"]
     logged = [rec for rec in caplog.records if rec.name == "jupyter_stax.server"]
@@ -491,3 +491,41 @@ async def test_software_descriptions_over_rest_are_inline_never_server_paths(
     log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
     assert log["data"] == "hello x\n"
 
+
+async def test_images_over_rest_are_catalog_names_never_server_paths(
+    api: Call, stax_app: StaxApp, stax_env: Path
+) -> None:
+    """The one rule for paths named in requests (operations/requests.py): an image path on the
+    server is refused unless a configured catalog lists it."""
+    catalog = stax_env / "images.yaml"
+    catalog.write_text(
+        "stax:\n  far:\n    variants:\n      - {image: /nowhere, labels: {cpu: aarch64}}\n"
+    )
+    stax_app.image_catalogs = [str(catalog)]
+    stax_app.require_engine().image_catalogs = [str(catalog)]
+    secret = stax_env / "secret.sif"
+    secret.write_text("not an image")
+
+    def wf(**step: Any) -> dict[str, Any]:
+        return {"name": "w", "steps": [{"name": "a", "run": "true", **step}]}
+
+    for path in (str(secret), str(stax_env), "./x", "~/img", f"oci:{stax_env}", "app.sif"):
+        r = await api("POST", "executions", body={"workflow": wf(image=path)}, expect=400)
+        assert r.body["error"] == "InvalidWorkflow", path
+        assert r.body["message"].startswith("the server does not read files named in requests")
+        assert "StaxApp.image_catalogs" in r.body["message"]
+        assert r.body["details"] == [f"step 'a': image {path!r} is a path on the server"]
+    # the container image of a software description is an image too
+    desc = {
+        "execution": {"type": "binary", "binary": "true"},
+        "container": {"engine": "SINGULARITY", "image": str(secret)},
+    }
+    body = {"workflow": {"name": "w", "steps": [{"name": "a", "software": desc}]}}
+    r = await api("POST", "executions", body=body, expect=400)
+    assert r.body["details"] == [f"step 'a': image {str(secret)!r} is a path on the server"]
+    # a reference the admin's catalog lists passes the rule (and is judged: it does not fit)
+    r = await api("POST", "executions", body={"workflow": wf(image="/nowhere")}, expect=400)
+    assert r.body["error"] == "ImageMismatch"
+    # ... and so do catalog names
+    r = await api("POST", "executions", body={"workflow": wf(image="far")}, expect=400)
+    assert r.body["error"] == "ImageMismatch"

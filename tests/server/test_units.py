@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_stax.core.errors import InvalidWorkflow, NotFound
+from jupyter_stax.core.errors import BadRequest, Forbidden, InvalidWorkflow, NotFound
 from jupyter_stax.core.models import Workflow
-from jupyter_stax.server.errors import BadRequest, Forbidden, error_answer
-from jupyter_stax.server.inputs import (
-    decode_cursor,
-    int_arg,
-    log_args,
-    page_args,
-    submit_request,
-)
-from jupyter_stax.server.logs import log_file_name, read_chunk, utf8_boundary
+from jupyter_stax.operations.logs import log_file_name, read_chunk, utf8_boundary
+from jupyter_stax.operations.paging import decode_cursor
+from jupyter_stax.server.errors import error_answer
+from jupyter_stax.server.inputs import int_arg, log_args, page_args, submit_request
 
 
 @pytest.mark.parametrize(
@@ -120,7 +115,7 @@ def test_query_parameters() -> None:
 
 
 def test_cursor_round_trip_and_garbage() -> None:
-    from jupyter_stax.server.inputs import encode_cursor
+    from jupyter_stax.operations.paging import encode_cursor
 
     class Ex:
         created_at = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)

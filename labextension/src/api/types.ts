@@ -55,15 +55,32 @@ export type Query<Op extends OperationId> =
     ? NonNullable<Q>
     : never;
 
-export const EXECUTION_STATES: readonly ExecutionState[] = [
+/**
+ * Every member of the string union `T`, each once: the compiler refuses a list that misses a
+ * member or names one that is not in `T`. The unions come from the OpenAPI document, which is
+ * generated from `jupyter_stax/core/states.py`, so a state vocabulary changed there fails this
+ * build until the sets below follow (they are never a hand-kept copy that can drift).
+ */
+function allOf<T extends string>() {
+  return <const A extends readonly T[]>(
+    values: A &
+      ([Exclude<T, A[number]>] extends [never]
+        ? unknown
+        : { missing: Exclude<T, A[number]> })
+  ): readonly T[] => values;
+}
+
+/** `ExecutionState` of the API, in its order. */
+export const EXECUTION_STATES = allOf<ExecutionState>()([
   'pending',
   'running',
   'completed',
   'failed',
   'canceled'
-];
+]);
 
-export const STEP_STATES: readonly StepState[] = [
+/** `StepState` of the API, in its order. */
+export const STEP_STATES = allOf<StepState>()([
   'pending',
   'submitted',
   'queued',
@@ -73,21 +90,38 @@ export const STEP_STATES: readonly StepState[] = [
   'canceled',
   'skipped',
   'lost'
-];
-
-export const FINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set([
-  'completed',
-  'failed',
-  'canceled'
 ]);
 
-export const FINAL_STEP_STATES: ReadonlySet<StepState> = new Set([
-  'completed',
-  'failed',
-  'canceled',
-  'skipped',
-  'lost'
-]);
+/** `FinalExecutionState` of the API: nothing changes after these but a retry. */
+export const FINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set(
+  allOf<Schemas['FinalExecutionState']>()(['completed', 'failed', 'canceled'])
+);
+
+/** `RetryableExecutionState` of the API: what `POST executions/{id}/retry` accepts. */
+export const RETRYABLE_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set(
+  allOf<Schemas['RetryableExecutionState']>()(['failed', 'canceled'])
+);
+
+/** `FinalStepState` of the API: states that end an attempt. */
+export const FINAL_STEP_STATES: ReadonlySet<StepState> = new Set(
+  allOf<Schemas['FinalStepState']>()([
+    'completed',
+    'failed',
+    'canceled',
+    'skipped',
+    'lost'
+  ])
+);
+
+/** `RetryableStepState` of the API: the steps a retry runs again. */
+export const RETRYABLE_STEP_STATES: ReadonlySet<StepState> = new Set(
+  allOf<Schemas['RetryableStepState']>()([
+    'failed',
+    'canceled',
+    'skipped',
+    'lost'
+  ])
+);
 
 export function isExecutionState(v: unknown): v is ExecutionState {
   return typeof v === 'string' && (EXECUTION_STATES as string[]).includes(v);

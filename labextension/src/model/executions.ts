@@ -5,6 +5,7 @@
  */
 import {
   FINAL_EXECUTION_STATES,
+  FINAL_STEP_STATES,
   type Execution,
   type ExecutionEvent,
   type ExecutionPage,
@@ -56,9 +57,7 @@ export function summaryOf(ex: Execution): ExecutionSummary {
   for (const s of ex.steps) {
     const state = s.state ?? 'pending';
     counts[state] = (counts[state] ?? 0) + 1;
-    if (
-      ['completed', 'failed', 'canceled', 'skipped', 'lost'].includes(state)
-    ) {
+    if (FINAL_STEP_STATES.has(state)) {
       done += 1;
     }
   }

@@ -16,6 +16,7 @@ import React, { useEffect, useLayoutEffect, useRef, useState } from 'react';
 import {
   FINAL_EXECUTION_STATES,
   FINAL_STEP_STATES,
+  RETRYABLE_STEP_STATES,
   type Execution,
   type StaxEvent,
   type StepRun
@@ -26,8 +27,6 @@ import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
 import { ErrorLine, StateBadge, useNow } from './common';
-
-const RETRYABLE = new Set(['failed', 'canceled', 'skipped', 'lost']);
 
 function LogViewer(props: {
   model: StaxModel;
@@ -267,7 +266,8 @@ function DetailView(props: {
   const state = execution.state ?? 'pending';
   const final = FINAL_EXECUTION_STATES.has(state);
   const retryable =
-    final && execution.steps.some(s => RETRYABLE.has(s.state ?? 'pending'));
+    final &&
+    execution.steps.some(s => RETRYABLE_STEP_STATES.has(s.state ?? 'pending'));
   const done = execution.steps.filter(s =>
     FINAL_STEP_STATES.has(s.state ?? 'pending')
   ).length;

@@ -1,10 +1,15 @@
-"""Reading a step's stdout/stderr in chunks, safely.
+"""Reading a step's stdout/stderr in chunks, safely: the ONE log reader of every surface (the
+REST API and the local service both call :func:`read_chunk`).
 
 Only the fixed file names of a step (``stax.out``, ``stax.err``, ``stax.out.N`` for an earlier
 attempt N) inside the step directory recorded in the store are ever opened, and only when their
 real path is inside the real path of that directory: a ``stax.out`` that is a link to
 ``/etc/passwd`` is refused (``Forbidden``), and so is anything but a regular file (a FIFO would
-block the reader).
+block the reader). The same holds on every surface: there is no lenient reader beside this one.
+
+Bytes that are not UTF-8 become U+FFFD (``errors="replace"``, what JSON can carry), or surrogate
+escapes (``errors="surrogateescape"``: ``data.encode("utf-8", "surrogateescape")`` gives back
+the file's bytes exactly, which the local service offers to Python callers).
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Literal
 
 from ..core.api import LogChunk
-from ..core.errors import NotFound
+from ..core.errors import BadRequest, Forbidden, NotFound
 from ..core.jobscript import STDERR, STDOUT
-from .errors import BadRequest, Forbidden
 
 STREAMS = {"stdout": STDOUT, "stderr": STDERR}
+#: how bytes that are not UTF-8 come back (see the module's docstring)
+Undecodable = Literal["replace", "surrogateescape"]
 
 
 def log_file_name(stream: str, attempt: int | None, current: int, step: str) -> str:
@@ -65,11 +72,18 @@ def _empty(final: bool) -> LogChunk:
 
 
 def read_chunk(
-    step_dir: str, name: str, *, offset: int, limit: int, final: bool, label: str
+    step_dir: str,
+    name: str,
+    *,
+    offset: int,
+    limit: int,
+    final: bool,
+    label: str,
+    errors: Undecodable = "replace",
 ) -> LogChunk:
     """Up to ``limit`` bytes of ``step_dir/name`` from ``offset``. Blocking (file IO): call it
     on a worker thread. ``final``: the step is final (no more output will come). ``label``
-    names the file in messages (``stax.out of step 'b'``)."""
+    names the file in messages (``stax.out of step 'b'``). ``errors``: see the module."""
     if offset < 0 or limit < 0:
         raise BadRequest("offset and limit must be 0 or more")
     root = os.path.realpath(step_dir)
@@ -112,7 +126,7 @@ def read_chunk(
                     size = max(size, offset + need)
         next_offset = offset + cut
         return LogChunk(
-            data=buf[:cut].decode("utf-8", "replace"),
+            data=buf[:cut].decode("utf-8", errors),
             offset=offset,
             next_offset=next_offset,
             size=size,
