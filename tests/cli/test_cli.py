@@ -28,7 +28,8 @@ from jupyter_stax.core.models import Execution, StepRun, Workflow
 from jupyter_stax.core.states import StepState, execution_state
 
 from ..conftest import DEMO_WORKFLOW
-from ..proc import alive, kill, pgrep, wait_for
+from ..proc import alive, kill, pgrep
+from ..waiting import wait_for
 
 DEMO = DEMO_WORKFLOW
 

@@ -26,8 +26,9 @@ from jupyter_stax.core.errors import Conflict, InvalidWorkflow, NotFound, Unknow
 from jupyter_stax.server.errors import BadRequest
 from jupyter_stax.service import LocalService, StaxService
 
-from ..proc import kill, pgrep, wait_for
+from ..proc import kill, pgrep
 from ..server.real_server import RealServer, free_port
+from ..waiting import wait_for
 from .test_cli import CHAIN, DEMO, FAILING, JUPYTER, Stax
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from ..proc import wait_for
 from ..server.real_server import RealServer, child_env
+from ..waiting import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 

@@ -21,7 +21,8 @@ from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.kernel.monitor import LOG_KEEP, Monitor
 from jupyter_stax.service import LocalService
 
-from ..proc import kill, pgrep, wait_for
+from ..proc import kill, pgrep
+from ..waiting import wait_for
 
 DIAMOND = {
     "name": "diamond",
