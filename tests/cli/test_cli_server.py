@@ -175,21 +175,48 @@ def test_failure_retry_cancel_and_errors_through_the_server(cli: Stax, server: R
 @pytest.mark.parametrize("how", ["server", "--no-server"])
 def test_logs_follow_across_a_retry(cli: Stax, how: str) -> None:
     """Through the server (log endpoint offsets) and from the store, while the server's engine
-    drives the execution."""
+    drives the execution.
+
+    Attempt 1 goes on past its first line only once the follower has shown that line: a
+    follower that starts late (a loaded machine) would otherwise meet attempt 2 first, and
+    following starts at the attempt that runs when it starts."""
     opt = ["--no-server"] if how == "--no-server" else []
+    gate = cli.cwd / "go"
     cli.write(
         "flaky.yaml",
         "name: flaky\nsteps:\n"
         "  - name: tick\n"
         "    retries: 1\n"
-        "    run: 'for i in 1 2 3; do echo try$STAX_ATTEMPT.$i; sleep 0.3; done; "
+        "    run: 'for i in 1 2 3; do echo try$STAX_ATTEMPT.$i; "
+        f"until [ -e {gate} ]; do sleep 0.05; done; sleep 0.3; done; "
         '[ "$STAX_ATTEMPT" = 2 ]\'\n',
     )
     eid = cli.submit("flaky.yaml")
-    r = cli(*opt, "logs", eid, "tick", "--follow")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "".join(f"try{a}.{i}\n" for a in (1, 2) for i in (1, 2, 3))
-    assert "--- attempt 2 ---" in r.stderr
+    out, err = cli.cwd / "follow.out", cli.cwd / "follow.err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        follower = subprocess.Popen(
+            [*JUPYTER.split(), "stax", *opt, "logs", eid, "tick", "--follow"],
+            cwd=cli.cwd,
+            stdout=o,
+            stderr=e,
+        )
+    try:
+        wait_for(
+            lambda: out.read_text() or follower.poll() is not None,
+            60,
+            "the follower to show attempt 1's first line",
+        )
+        assert out.read_text() == "try1.1\n", err.read_text()
+        gate.touch()
+        returncode = follower.wait(timeout=120)
+    finally:
+        gate.touch()
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert returncode == 0, err.read_text()
+    assert out.read_text() == "".join(f"try{a}.{i}\n" for a in (1, 2) for i in (1, 2, 3))
+    assert "--- attempt 2 ---" in err.read_text()
     assert cli.wait_final(eid)["state"] == "completed"
     assert cli.ok(*opt, "logs", eid, "tick", "--attempt", "1") == "try1.1\ntry1.2\ntry1.3\n"
 
