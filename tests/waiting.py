@@ -4,7 +4,8 @@
 blocking sleep would stall the engine or the server under test) call ``predicate`` until it
 returns a truthy value and return that value. After ``timeout`` seconds they raise an
 ``AssertionError`` that names what was awaited and the last value the predicate returned, so a
-failure says where a run got stuck instead of only that it took too long.
+failure says where a run got stuck instead of only that it took too long. A predicate whose
+"not yet" should say more than ``None`` or ``False`` returns ``NotYet(what it saw)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ T = TypeVar("T")
 
 #: how much of the last value seen goes into the message
 SHOWN = 600
+
+
+class NotYet:
+    """A falsy answer of a predicate that carries what it saw (shown when the wait times out)."""
+
+    def __init__(self, seen: object) -> None:
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return repr(self.seen)
 
 
 def _shown(value: object) -> str:
