@@ -72,3 +72,12 @@ async def wait_for_async(
         if time.monotonic() > deadline:
             raise _timed_out(what, timeout, value)
         await asyncio.sleep(interval)
+
+
+def gate(path: object, timeout: float = 120) -> str:
+    """Bash for a step that waits until the test creates ``path`` (at most ``timeout`` s, so a
+    failed test leaves no job behind): a job that must not get ahead of the test waits on it
+    instead of sleeping and hoping the test is faster. No quotes: usable inside a YAML or
+    shell string (``path`` must not contain spaces)."""
+    assert " " not in str(path) and "'" not in str(path), path
+    return f"for _g in $(seq {int(timeout * 20)}); do [ -e {path} ] && break; sleep 0.05; done"

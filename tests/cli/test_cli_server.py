@@ -28,7 +28,7 @@ from jupyter_stax.service import LocalService, StaxService
 
 from ..proc import kill, pgrep
 from ..server.real_server import RealServer, free_port
-from ..waiting import wait_for
+from ..waiting import gate, wait_for
 from .test_cli import CHAIN, DEMO, FAILING, JUPYTER, Stax
 
 
@@ -181,14 +181,14 @@ def test_logs_follow_across_a_retry(cli: Stax, how: str) -> None:
     follower that starts late (a loaded machine) would otherwise meet attempt 2 first, and
     following starts at the attempt that runs when it starts."""
     opt = ["--no-server"] if how == "--no-server" else []
-    gate = cli.cwd / "go"
+    go = cli.cwd / "go"
     cli.write(
         "flaky.yaml",
         "name: flaky\nsteps:\n"
         "  - name: tick\n"
         "    retries: 1\n"
         "    run: 'for i in 1 2 3; do echo try$STAX_ATTEMPT.$i; "
-        f"until [ -e {gate} ]; do sleep 0.05; done; sleep 0.3; done; "
+        f"{gate(go)}; sleep 0.3; done; "
         '[ "$STAX_ATTEMPT" = 2 ]\'\n',
     )
     eid = cli.submit("flaky.yaml")
@@ -207,10 +207,10 @@ def test_logs_follow_across_a_retry(cli: Stax, how: str) -> None:
             "the follower to show attempt 1's first line",
         )
         assert out.read_text() == "try1.1\n", err.read_text()
-        gate.touch()
+        go.touch()
         returncode = follower.wait(timeout=120)
     finally:
-        gate.touch()
+        go.touch()
         if follower.poll() is None:
             follower.kill()
             follower.wait()

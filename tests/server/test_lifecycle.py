@@ -23,7 +23,7 @@ import pytest
 from jupyter_stax.engine.daemon import ensure_daemon
 from jupyter_stax.server.app import ENV_SERVER_URL, ENV_TOKEN, StaxApp
 
-from ..waiting import NotYet, wait_for, wait_for_async
+from ..waiting import NotYet, gate, wait_for, wait_for_async
 from .conftest import Call, stax_config, wait_final, wait_step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +64,8 @@ async def test_stop_releases_executions_and_the_next_engine_adopts_them(
 ) -> None:
     # the job waits for the test (at most 2 minutes): it is still running, whatever the load,
     # when the engine has stopped and when the next one adopts it
-    gate = stax_env / "go"
-    run = f"for i in $(seq 2400); do [ -e {gate} ] && break; sleep 0.05; done; echo done"
-    short = {"name": "short", "steps": [{"name": "a", "run": run}]}
+    go = stax_env / "go"
+    short = {"name": "short", "steps": [{"name": "a", "run": f"{gate(go)}; echo done"}]}
     ex = (await api("POST", "executions", body={"workflow": short}, expect=201)).body
     await wait_step(api, ex["id"], "a", {"running"})
     engine = stax_app.engine
@@ -100,7 +99,7 @@ async def test_stop_releases_executions_and_the_next_engine_adopts_them(
     # after that process was reaped elsewhere; see the report on backend.py)
     await stax_app._start_jupyter_server_extension(jp_serverapp)
     assert stax_app.engine is not None and stax_app.engine.id != engine.id
-    gate.touch()
+    go.touch()
     done = await wait_final(api, ex["id"], timeout=30)
     assert done["state"] == "completed" and done["owner"] == stax_app.engine.id
     log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
