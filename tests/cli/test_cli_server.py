@@ -299,10 +299,9 @@ def test_rest_service_maps_errors_back_to_their_classes(server: RealServer) -> N
     with pytest.raises(BadRequest, match="cursor"):
         svc.list(cursor="!!")
     ex = svc.submit("name: y\nsteps:\n  - {name: a, run: echo hi}\n")
-    deadline = time.monotonic() + 30
-    while not (ex := svc.get(ex.id[:6])).state.final:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    ex = wait_for(
+        lambda: (x := svc.get(ex.id[:6])).state.final and x, 30, f"{ex.id} to end", interval=0.2
+    )
     assert svc.read_log(ex.id, "a").data == "hi\n"
     with pytest.raises(Conflict, match="completed; there is nothing to retry"):
         svc.retry(ex.id)
