@@ -7,6 +7,10 @@ import signal
 import subprocess
 import time
 
+# the one wait helper lives in tests/waiting.py; tests written against the older home
+# (``from ..proc import wait_for``) keep working
+from .waiting import wait_for as wait_for
+
 
 def pgrep(pattern: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
