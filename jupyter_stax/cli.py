@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_follow import dim, drain, follow, now, tail, wait_final, width
+from .cli_follow import dim, drain, follow, now, tail, until_final, width
 from .client import ENV_NO_SERVER
 from .core import text
+from .core.assignments import AssignmentError, parse_value, split_assignment
 from .core.errors import (
     Conflict,
     InvalidClusterConfig,
@@ -72,11 +73,13 @@ class Context:
         return self._service
 
 
-def _param(value: str) -> tuple[str, str]:
-    name, eq, val = value.partition("=")
-    if not eq or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
-    return name.strip(), val
+def _param(value: str) -> tuple[str, ParamValue]:
+    """``--param NAME=VALUE``, typed as everywhere (:mod:`jupyter_stax.core.assignments`)."""
+    try:
+        name, text = split_assignment(value)
+    except AssignmentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name, parse_value(text)
 
 
 def _print_json(data: Any) -> None:
@@ -158,7 +161,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     deadline = time.monotonic() + CANCEL_TIMEOUT
-    ex = wait_final(svc, svc.cancel(args.id), deadline)
+    ex = svc.cancel(args.id)
+    if not ex.state.final:
+        ex = until_final(svc, ex.id, deadline - time.monotonic())
     print(text.status_text(ex, now(), width()))
     if not ex.state.final:
         print(
@@ -201,7 +206,7 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     out = sys.stdout.buffer
     if args.follow and (want is None or want >= s.attempt):
         return tail(svc, ex.id, s.name, stream, want, out)
-    drain(svc, ex.id, s.name, stream, want if want and want <= s.attempt else None, 0, out)
+    drain(svc, ex.id, s.name, stream, want if want and want <= s.attempt else None, out)
     out.flush()
     return 0
 
@@ -294,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             type=_param,
             metavar="NAME=VALUE",
-            help="parameter value (repeatable; values are strings)",
+            help="parameter value (repeatable): JSON numbers and true/false are typed, "
+            'a "quoted" JSON string is its text, anything else is text as given',
         )
 
     sp = cmd("run", cmd_run, "submit a workflow file")
@@ -345,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id")
     sp.add_argument("step")
     sp.add_argument("--stderr", "-e", action="store_true", help="stderr instead of stdout")
-    sp.add_argument("--follow", "-f", action="store_true", help="until the step ends")
+    sp.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="every attempt from the first, then as it grows until the step ends",
+    )
     sp.add_argument("--attempt", type=int, metavar="N", help="an earlier attempt's output")
 
     sp = cmd("clusters", cmd_clusters, "list the clusters you can run on")

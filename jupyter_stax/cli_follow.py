@@ -1,23 +1,23 @@
-"""Following for ``jupyter stax``: progress of an execution until it ends, and step logs as they
-grow. Everything goes through a :class:`~jupyter_stax.service.StaxService`, so it works the same
-on the local store and through a Jupyter server (polling ``get`` and the log offsets)."""
+"""What ``jupyter stax`` shows while following: progress of an execution until it ends, and step
+logs as they grow. The following itself is :mod:`jupyter_stax.follow` (shared with the kernel
+API and the monitor widget); this module only prints."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
-import time
 from datetime import datetime, timezone
 from typing import BinaryIO
 
 from .core import text
 from .core.models import Execution
 from .core.states import ExecutionState, StepState
-from .service import StaxService, step_of
+from .follow import FollowTimeout, LogTail, Poll, read_all, wait_final, watch
+from .service import StaxService
 
-#: seconds between two looks at an execution or a log
-POLL = 0.25
+#: looks at an execution or a log: every 0.25 s after a change, slowing to once a second
+POLL = Poll(0.25, 1.0)
 
 
 # ---------------------------------------------------------------------- output helpers
@@ -52,8 +52,7 @@ def follow(svc: StaxService, eid: str) -> int:
     seen: dict[str, tuple[StepState, int]] = {}
     shown = ""
     try:
-        while True:
-            ex = svc.get(eid)
+        for ex in watch(svc, eid, poll=POLL):
             t = now()
             if tty and (line := text.progress_line(ex, t)) != shown:
                 print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
@@ -64,9 +63,6 @@ def follow(svc: StaxService, eid: str) -> int:
                     if seen.get(s.name, (StepState.PENDING, 0)) != key:
                         print(text.step_change_line(s, t), file=sys.stderr, flush=True)
                     seen[s.name] = key
-            if ex.state.final:
-                break
-            time.sleep(POLL)
     except KeyboardInterrupt:
         if tty:
             print("\r\x1b[K", end="", file=sys.stderr)
@@ -81,60 +77,39 @@ def follow(svc: StaxService, eid: str) -> int:
     return 0 if ex.state is ExecutionState.COMPLETED else 1
 
 
-def wait_final(svc: StaxService, ex: Execution, deadline: float) -> Execution:
-    """Poll until ``ex`` is final or ``time.monotonic()`` passes ``deadline``."""
-    while not ex.state.final and time.monotonic() < deadline:
-        time.sleep(POLL)
-        ex = svc.get(ex.id)
-    return ex
+def until_final(svc: StaxService, eid: str, timeout: float) -> Execution:
+    """The execution once final, or as it is after ``timeout`` seconds."""
+    try:
+        return wait_final(svc, eid, timeout=max(0.0, timeout), poll=POLL)
+    except FollowTimeout as e:
+        return e.execution
 
 
 # ---------------------------------------------------------------------- logs
 def drain(
-    svc: StaxService,
-    eid: str,
-    step: str,
-    stream: str,
-    attempt: int | None,
-    offset: int,
-    out: BinaryIO,
-) -> int:
-    """Write what the log holds from ``offset`` on; the offset after it."""
-    while True:
-        chunk = svc.read_log(eid, step, stream, offset, attempt)
-        if chunk.data:
-            out.write(as_bytes(chunk.data))
-            out.flush()
-        if chunk.next_offset <= offset or chunk.next_offset >= chunk.size:
-            return max(offset, chunk.next_offset)
-        offset = chunk.next_offset
+    svc: StaxService, eid: str, step: str, stream: str, attempt: int | None, out: BinaryIO
+) -> None:
+    """Write what the log holds now (``attempt`` None: the current one)."""
+    for data in read_all(svc, eid, step, stream, attempt):
+        out.write(as_bytes(data))
+        out.flush()
 
 
 def tail(
     svc: StaxService, eid: str, name: str, stream: str, only: int | None, out: BinaryIO
 ) -> int:
-    """Print the output as it grows until the step is final (across automatic retries, unless
-    ``only`` names one attempt).
-
-    Each read names its attempt (once there is one), so a retry that renames the file to
-    ``stax.out.N`` never mixes two attempts: when a new attempt shows up, the previous one's file
-    is read to its end first."""
-    attempt, offset = 0, 0
+    """Print the output as it grows until the step is final: every attempt from the first, a
+    ``--- attempt N ---`` line on stderr between two (``only``: that attempt alone)."""
+    logs = LogTail(svc, eid, name, stream, attempts="all" if only is None else only)
+    wrote = False
     try:
-        while True:
-            s = step_of(svc.get(eid), name)
-            final = s.state.final or (only is not None and s.attempt > only)
-            current = s.attempt if only is None else only
-            if attempt and current != attempt:
-                offset = drain(svc, eid, name, stream, attempt, offset, out)
-                if offset:
-                    print(f"--- attempt {current} ---", file=sys.stderr, flush=True)
-                offset = 0
-            attempt = current
-            which = attempt if 1 <= attempt <= s.attempt else None
-            offset = drain(svc, eid, name, stream, which, offset, out)
-            if final:  # read after seeing the final state: nothing more will come
-                return 0
-            time.sleep(POLL)
+        for piece in logs.follow(poll=POLL):
+            if piece.new_attempt and wrote:
+                print(f"--- attempt {piece.attempt} ---", file=sys.stderr, flush=True)
+            if piece.data:
+                out.write(as_bytes(piece.data))
+                out.flush()
+                wrote = True
     except KeyboardInterrupt:
         return 130
+    return 0

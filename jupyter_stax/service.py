@@ -296,9 +296,10 @@ class LocalService:
             if _loop_running():  # a kernel: keep PSI/J's threads out of it (engine/detach.py)
                 return self._submit_detached_child(wf, name, params, opts, steps)
             return run_sync(self._submit_detached(wf, name, params, opts, steps))
-        eng = self.engine()
-        ex = eng.prepare(wf, name, params, opts, steps, owner=None)
-        eng.write_provenance(ex)
+        from .engine.planning import prepare, write_provenance
+
+        ex = prepare(wf, name, params, opts, steps, clusters=self.registry(), store=self.store())
+        write_provenance(ex)
         self.store().insert_execution(ex)
         self.ensure_daemon()
         return ex

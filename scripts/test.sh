@@ -5,7 +5,10 @@
 #   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh),
 #   * runs ruff, mypy, the labextension's lint and unit tests (jlpm lint:check, jlpm test)
 #     and pytest, browser tests included (Slurm tests are required when CI is set).
-# Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns);
+#   * starts a one-machine Son of Grid Engine (scripts/sge/start-sge.sh) and a test login node
+#     (OpenSSH on 127.0.0.1 with a separate remote account, scripts/ssh/start-sshd.sh),
+# Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns), STAX_KEEP_SGE=1 SGE,
+#        STAX_KEEP_SSHD=1 the test login node;
 #        PYTEST_ARGS="-k foo" narrows the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +49,23 @@ log "starting Slurm (2 nodes)"
 export SLURM_NODES=${SLURM_NODES:-2}   # SLURM_CPUS=N advertises more CPUs per node (see the script)
 eval "$(bash scripts/slurm/start-slurm.sh)"
 export SLURM_CONF
-if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then trap 'bash scripts/slurm/stop-slurm.sh || true' EXIT; fi
+# what to stop on exit, last started first
+stops=()
+on_exit() { local i; for ((i=${#stops[@]}-1; i>=0; i--)); do bash ${stops[i]} || true; done; }
+trap on_exit EXIT
+if [ "${STAX_KEEP_SLURM:-0}" != 1 ]; then stops+=(scripts/slurm/stop-slurm.sh); fi
+
+log "starting Grid Engine (installs gridengine-* if missing; SGE tests are required when CI is set)"
+sge_t0=$SECONDS
+eval "$(bash scripts/sge/start-sge.sh)"
+export SGE_ROOT SGE_CELL
+log "Grid Engine up after $((SECONDS - sge_t0)) s"
+if [ "${STAX_KEEP_SGE:-0}" != 1 ]; then stops+=(scripts/sge/stop-sge.sh); fi
+
+log "starting the test login node (OpenSSH on 127.0.0.1, remote account stax-remote)"
+# after Slurm: its sessions get SLURM_CONF (SetEnv), so sbatch over SSH reaches the test Slurm
+eval "$(bash scripts/ssh/start-sshd.sh)"
+if [ "${STAX_KEEP_SSHD:-0}" != 1 ]; then stops+=(scripts/ssh/stop-sshd.sh); fi
 
 log "ruff + mypy"
 $PY -m ruff check jupyter_stax tests bench

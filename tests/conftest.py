@@ -20,11 +20,13 @@ from jupyter_stax.core.models import Cluster
 
 if TYPE_CHECKING:
     from .server.real_server import RealServer
+    from .ssh.sshd import Sshd
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the README's example workflow, also shipped as examples/demo.yaml (test_models checks both)
 DEMO_WORKFLOW = (ROOT / "examples" / "demo.yaml").read_text()
 SLURM_SCRIPTS = ROOT / "scripts" / "slurm"
+SGE_SCRIPTS = ROOT / "scripts" / "sge"
 
 
 def slurm_problem() -> str | None:
@@ -51,6 +53,56 @@ def slurm() -> str:
             pytest.fail(f"CI needs the project's Slurm: {problem}")
         pytest.skip(problem)
     return os.environ["SLURM_CONF"]
+
+
+def sge_problem() -> str | None:
+    """Why the project's Grid Engine is not usable, or None. Starts it (scripts/sge/start-sge.sh,
+    idempotent) when SGE_ROOT is unset and we are root."""
+    if not os.environ.get("SGE_ROOT") and os.geteuid() == 0:
+        r = subprocess.run(
+            ["bash", str(SGE_SCRIPTS / "start-sge.sh")], capture_output=True, text=True, timeout=600
+        )
+        if r.returncode != 0:
+            return f"start-sge.sh failed: {r.stderr.strip()[-2000:]}"
+        for line in r.stdout.splitlines():  # export SGE_ROOT=... SGE_CELL=...
+            if line.startswith("export "):
+                for kv in line.split()[1:]:
+                    k, _, v = kv.partition("=")
+                    os.environ[k] = v
+    if not os.environ.get("SGE_ROOT"):
+        return "SGE_ROOT is not set (run scripts/sge/start-sge.sh as root)"
+    try:
+        r = subprocess.run(["qstat", "-f"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"qstat failed: {e}"
+    if r.returncode != 0:
+        return f"qstat failed: {(r.stdout + r.stderr).strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def sge() -> str:
+    """SGE_ROOT of the project's real Grid Engine; skips (or fails in CI) when it is not up."""
+    problem = sge_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the project's Grid Engine: {problem}")
+        pytest.skip(problem)
+    return os.environ["SGE_ROOT"]
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Sshd:
+    """The project's test login node (scripts/ssh/start-sshd.sh: started, or re-used when
+    scripts/test.sh started it); skips when it cannot run here (not root), fails in CI."""
+    from .ssh.sshd import Sshd, sshd_problem
+
+    problem = sshd_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the SSH tests: {problem}")
+        pytest.skip(problem)
+    return Sshd(os.environ.get("STAX_SSHD_BASE", "/tmp/stax-sshd")).start()
 
 
 def slurm_nodes() -> int:

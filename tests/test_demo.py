@@ -1,6 +1,8 @@
 """The README's first command works: ``scripts/demo.sh`` runs the demo workflows on ``local``,
 and ``scripts/demo.sh --lab`` serves JupyterLab on 127.0.0.1 with the quickstart notebook and
-jupyter_stax's API."""
+jupyter_stax's API. Where this checkout is the one installed (CI: ``scripts/test.sh``) demo.sh uses
+that install; elsewhere (e.g. a second worktree) it installs into the project venv ``.venv/``
+first, hence the long deadlines. tests/newcomer runs the same as a new user on a fresh clone."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from .server.real_server import child_env, free_port
 from .waiting import NotYet, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def test_demo_workflows_on_local(stax_env: Path) -> None:
@@ -26,7 +28,7 @@ def test_demo_workflows_on_local(stax_env: Path) -> None:
         capture_output=True,
         text=True,
         env=child_env(JUPYTER_STAX_NO_SERVER="1"),
-        timeout=300,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "completed" in done.stdout
@@ -60,7 +62,7 @@ def test_demo_lab(stax_env: Path, tmp_path: Path) -> None:
                 assert proc.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
                 return NotYet((tmp_path / "lab.log").read_text()[-3000:])
 
-        wait_for(up, 240, "JupyterLab to answer", interval=0.5)
+        wait_for(up, 900, "JupyterLab to answer", interval=0.5)
         url = f"{base}lab/tree/notebooks/01_quickstart.ipynb?token={token}"
         with urllib.request.urlopen(url, timeout=30) as r:
             assert r.status == 200 and b"JupyterLab" in r.read()

@@ -15,19 +15,22 @@ Guards around PSI/J's known faults (see README, "PSI/J guards"):
 * a scheduler that does not answer never turns jobs into failed ones: the polling error threshold
   is infinite, a missing ``squeue`` binary counts as a polling error (PSI/J would fail every job),
   and polling errors are kept in :attr:`Backend.health` so the engine can warn;
-* ``squeue`` output is parsed line by line through a state table; a line that cannot be parsed
-  is skipped (PSI/J's parser raises and freezes the status of every job of the executor);
+* ``squeue`` output is parsed line by line through a state table (:mod:`.schedulers.slurm`); a
+  line that cannot be parsed is skipped (PSI/J's parser raises and freezes the status of every
+  job of the executor);
 * exit codes come from the step's own exit record (see :mod:`jupyter_stax.core.jobscript`),
   not from PSI/J's ``.ec`` file, which is deleted on first read; PSI/J's leftover files of
   finished jobs are removed.
+
+Every command and every cluster-side file goes through the cluster's transport (see
+:mod:`.transport`; PSI/J's own commands through :func:`.psij_compat.routed_executor`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -39,6 +42,10 @@ from typing import Any
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.jobscript import JobRequest
 from ..core.models import Cluster
+from . import psij_compat, schedulers
+from .runstate import JobKey
+from .schedulers import is_transient, slurm
+from .transport import Transport, TransportError
 
 log = logging.getLogger("jupyter_stax.backend")
 
@@ -52,52 +59,10 @@ _PSIJ_STATES = {
     "CANCELED": "canceled",
 }
 
-#: squeue compact state -> PSI/J state name (a superset of PSI/J's table)
-SLURM_STATES = {
-    "PD": "QUEUED",
-    "CF": "QUEUED",
-    "RD": "QUEUED",
-    "RF": "QUEUED",
-    "RH": "QUEUED",
-    "RV": "QUEUED",
-    "R": "ACTIVE",
-    "CG": "ACTIVE",
-    "RQ": "ACTIVE",
-    "SO": "ACTIVE",
-    "RS": "ACTIVE",
-    "SI": "ACTIVE",
-    "SE": "ACTIVE",
-    "ST": "ACTIVE",
-    "S": "ACTIVE",
-    "CD": "COMPLETED",
-    "CA": "CANCELED",
-    "F": "FAILED",
-    "BF": "FAILED",
-    "DL": "FAILED",
-    "NF": "FAILED",
-    "OOM": "FAILED",
-    "PR": "FAILED",
-    "TO": "FAILED",
-}
-
-#: sbatch/qsub error texts that mean "try again later" rather than "this job is wrong"
-TRANSIENT_SUBMIT_ERRORS = (
-    "unable to contact slurm controller",
-    "socket timed out",
-    "slurm temporarily unable",
-    "resource temporarily unavailable",
-    "connection refused",
-    "connect failure",
-    "cannot connect to server",
-    "pbs_iff",
-    "communication failure",
-    "temporarily unavailable",
-)
-
 
 @dataclass(frozen=True)
 class JobUpdate:
-    key: str
+    key: JobKey
     state: str  # queued | running | completed | failed | canceled
     exit_code: int | None
     message: str | None
@@ -114,69 +79,8 @@ class JobGone(StaxError):
     """attach() found no such job (local: no such process)."""
 
 
-def is_transient(message: str) -> bool:
-    m = message.lower()
-    return any(t in m for t in TRANSIENT_SUBMIT_ERRORS)
-
-
 def shell_safe(path: str) -> bool:
     return shlex.quote(path) == path
-
-
-def parse_squeue(out: str) -> dict[str, tuple[str, str]]:
-    """``%i|%t|%r`` lines -> {native_id: (PSI/J state name, reason)}; bad lines are skipped."""
-    result: dict[str, tuple[str, str]] = {}
-    for line in out.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.split("|", 2)
-        if len(parts) < 2:
-            log.warning("ignoring squeue line I cannot parse: %r", line)
-            continue
-        native_id, code = parts[0].strip(), parts[1].strip()
-        state = SLURM_STATES.get(code)
-        if state is None:
-            log.warning("ignoring unknown Slurm state %r of job %s", code, native_id)
-            continue
-        result[native_id] = (state, parts[2].strip() if len(parts) > 2 else "")
-    return result
-
-
-#: Slurm pending reasons (``squeue %r``) that mean the job will not start as it stands: it asks
-#: for more than the partition, QOS or account allows, or it is held. Slurm keeps such jobs
-#: pending forever; the engine says so on the execution (it does not cancel them).
-SLURM_BLOCKED_REASONS: dict[str, str] = {
-    "PartitionNodeLimit": "it asks for more nodes than the partition allows",
-    "PartitionTimeLimit": "its time limit is above the partition's",
-    "PartitionConfig": "it asks for more than the partition's nodes have (nodes, CPUs, memory)",
-    "BadConstraints": "its constraints cannot be satisfied",
-    "QOSMaxNodePerJobLimit": "it asks for more nodes than its QOS allows",
-    "QOSMaxCpuPerJobLimit": "it asks for more CPUs than its QOS allows",
-    "QOSMaxWallDurationPerJobLimit": "its time limit is above its QOS's",
-    "QOSMaxMemoryPerJob": "it asks for more memory than its QOS allows",
-    "QOSMaxGRESPerJob": "it asks for more GPUs/GRES than its QOS allows",
-    "AssocMaxNodesPerJobLimit": "it asks for more nodes than its account allows",
-    "AssocMaxCpuPerJobLimit": "it asks for more CPUs than its account allows",
-    "AssocMaxWallDurationPerJobLimit": "its time limit is above its account's",
-    "InvalidAccount": "its account is not valid",
-    "InvalidQOS": "its QOS is not valid",
-    "DependencyNeverSatisfied": "a job it depends on ended in a way that never satisfies it",
-    "JobHeldUser": "it is held (scontrol release releases it)",
-    "JobHeldAdmin": "it is held by an administrator",
-    "PartitionDown": "its partition is down",
-    "PartitionInactive": "its partition is inactive",
-}
-
-
-def blocked_reason(state: str, reason: str) -> str | None:
-    """``'PartitionNodeLimit: it asks for more nodes ...'`` for a queued job whose Slurm reason
-    says it will not start as it stands; None otherwise (Priority, Resources, Dependency ...)."""
-    if state != "QUEUED":
-        return None
-    key = reason.split(",", 1)[0].strip().strip("()")
-    why = SLURM_BLOCKED_REASONS.get(key)
-    return f"{key}: {why}" if why else None
 
 
 class Health:
@@ -226,16 +130,11 @@ def _executor_classes() -> dict[str, Any]:
     from psij import JobState, JobStatus
     from psij.executors.batch.slurm import SlurmJobExecutor
 
-    class _Guarded:
-        """Mixin: polling errors are counted, never fatal; failures are kept in ``health``."""
+    class _Guarded(psij_compat.routed_executor()):  # type: ignore[misc]
+        """Mixin: commands through the transport; polling errors are counted, never fatal;
+        failures are kept in ``health``."""
 
         health: Health
-
-        def _run_command(self, cmd: list[str]) -> str:
-            try:
-                return super()._run_command(cmd)  # type: ignore[misc,no-any-return]
-            except OSError as e:  # e.g. squeue not on PATH: PSI/J would fail every job
-                raise subprocess.CalledProcessError(127, cmd, output=f"{cmd[0]}: {e}") from None
 
         def parse_status_output(self, exit_code: int, out: str) -> dict[str, Any]:
             if exit_code != 0:
@@ -250,26 +149,22 @@ def _executor_classes() -> dict[str, Any]:
             return r
 
         def _parse_ok(self, out: str) -> dict[str, Any]:
-            return super().parse_status_output(0, out)  # type: ignore[misc,no-any-return]
+            return super().parse_status_output(0, out)  # type: ignore[no-any-return]
 
     class StaxSlurmExecutor(_Guarded, SlurmJobExecutor):
         _NAME_ = "slurm"
 
         def get_status_command(self, native_ids: Collection[str]) -> list[str]:
-            # one squeue for all jobs of this user, delimiter-separated (reasons may be long)
-            return ["squeue", "--me", "-t", "all", "-h", "-o", "%i|%t|%r"]
+            return list(slurm.STATUS_COMMAND)
 
         def _parse_ok(self, out: str) -> dict[str, Any]:
             r = {}
-            blocked = {}
-            for native_id, (state, reason) in parse_squeue(out).items():
-                why = blocked_reason(state, reason)
-                if why:
-                    blocked[native_id] = why
+            jobs, blocked = slurm.parse_status(out)
+            for native_id, (state, reason) in jobs.items():
                 st = getattr(JobState, state)
                 msg = None
                 if st == JobState.FAILED:
-                    msg = SlurmJobExecutor._REASONS_MAP.get(reason, reason or None)
+                    msg = psij_compat.slurm_failure_message(reason)
                 r[native_id] = JobStatus(st, message=msg)
             self.health.set_blocked(blocked)
             return r
@@ -282,23 +177,31 @@ class Backend:
     """One cluster's PSI/J executor, with the guards described in the module docstring."""
 
     def __init__(
-        self, cluster: Cluster, state_dir: Path, on_update: Callable[[JobUpdate], None]
+        self,
+        cluster: Cluster,
+        state_dir: Path,
+        on_update: Callable[[JobUpdate], None],
+        transport: Transport,
     ) -> None:
         self.cluster = cluster
         self.scheduler = cluster.scheduler
-        self.state_dir = state_dir / cluster.name
-        self.links_dir = self.state_dir / "links"
+        self.knowledge = schedulers.get(cluster.scheduler)
+        self.state_dir = state_dir
+        self.transport = transport
+        self.links_dir = Path(transport.aux_dir) / "links"
         self.on_update = on_update
         self.health = Health()
-        self._jobs: dict[str, Any] = {}  # key -> psij.Job
+        self._jobs: dict[JobKey, Any] = {}  # key -> psij.Job
         self._lock = threading.Lock()
-        if not shell_safe(str(self.state_dir)):
+        if not shell_safe(str(self.state_dir)) or not shell_safe(str(transport.aux_dir)):
             raise StaxError(
                 f"jupyter_stax's state directory {str(self.state_dir)!r} contains characters "
                 "that PSI/J cannot quote (spaces, quotes, ...); set JUPYTER_STAX_STORE to a path "
                 "without them"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if Path(transport.aux_dir) != self.state_dir:
+            transport.make_dirs([transport.aux_dir])
         self._executor = self._make_executor()
 
     # ------------------------------------------------------------------ setup
@@ -314,7 +217,7 @@ class Backend:
         classes = _executor_classes()
         cls = classes.get(name)
         if cls is None:
-            base = _psij_class(name)
+            base = psij_compat.plugin_class(name)
             cls = type(f"Stax{base.__name__}", (classes["_guarded"], base), {"_NAME_": name})
         config_cls = _config_class(cls)
         interval = self.cluster.effective_poll_interval
@@ -327,6 +230,7 @@ class Backend:
         ex = cls(config=config)
         assert isinstance(ex, BatchSchedulerExecutor)
         ex.health = self.health  # type: ignore[attr-defined]
+        ex.transport = self.transport  # type: ignore[attr-defined]
         return ex
 
     # ------------------------------------------------------------------ paths
@@ -336,18 +240,11 @@ class Backend:
         if shell_safe(str(d)):
             return d
         link = self.links_dir / req.execution_id / req.step
-        link.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if link.is_symlink() and os.readlink(link) == str(d):
-                return link
-            link.unlink(missing_ok=True)
-        except OSError:
-            pass
-        link.symlink_to(d, target_is_directory=True)
+        self.transport.symlink(link, d)
         return link
 
     # ------------------------------------------------------------------ jobs
-    def _job(self, key: str, spec: Any = None) -> Any:
+    def _job(self, key: JobKey, spec: Any = None) -> Any:
         import psij
 
         job = psij.Job(spec) if spec is not None else psij.Job()
@@ -364,23 +261,20 @@ class Backend:
             self._jobs[key] = job
         return job
 
-    def submit(self, key: str, req: JobRequest) -> str:
+    def submit(self, key: JobKey, req: JobRequest) -> str:
         """Submit one attempt; returns the native id. Blocking: call it on a worker thread.
 
         A successful return guarantees that the scheduler accepted the job and that the native
-        id is known. Raises :class:`SubmitError` (``transient`` when worth retrying).
+        id is known. Raises :class:`SubmitError` (``transient`` when worth retrying: the
+        scheduler or the cluster did not answer).
         """
         import psij
 
         d = self.safe_dir(req)
         attrs: dict[str, object] = dict(self.cluster.custom_attributes)
         attrs.update(req.custom_attributes)  # the step's own (e.g. shifter's slurm.image)
-        if self.scheduler == "slurm":
-            attrs["slurm.job-name"] = req.job_name
-            if req.after_native_ids:
-                # afterany: order only; the job script checks its upstream steps' exit records
-                # (PSI/J's Slurm script always exits 0, so afterok would never see a failure)
-                attrs["slurm.dependency"] = "afterany:" + ":".join(req.after_native_ids)
+        if self.knowledge is not None:
+            attrs.update(self.knowledge.submit_attributes(req.job_name, req.after_native_ids))
         elif req.after_native_ids:
             raise SubmitError(
                 f"scheduler-native dependencies are implemented for Slurm only, not "
@@ -432,12 +326,16 @@ class Backend:
             with self._lock:
                 self._jobs.pop(key, None)
             raise SubmitError(f"PSI/J rejected the job: {e}", transient=False) from None
+        except TransportError as e:  # writing the submit script to the cluster
+            with self._lock:
+                self._jobs.pop(key, None)
+            raise SubmitError(f"{self.cluster.name}: {e}", transient=True) from None
         native = job.native_id
         if native is None:
             raise SubmitError("the scheduler returned no job id", transient=False)
         return str(native)
 
-    def attach(self, key: str, native_id: str) -> None:
+    def attach(self, key: JobKey, native_id: str) -> None:
         """Watch a job submitted earlier (by this or another process). Blocking."""
         job = self._job(key)
         try:
@@ -447,7 +345,7 @@ class Backend:
                 self._jobs.pop(key, None)
             raise JobGone(f"job {native_id} is gone: {type(e).__name__}") from None
 
-    def cancel(self, key: str, native_id: str) -> None:
+    def cancel(self, key: JobKey, native_id: str) -> None:
         """Cancel a job. Blocking. Raises SchedulerUnavailable when the scheduler did not answer."""
         import psij
 
@@ -476,33 +374,40 @@ class Backend:
 
     def find_by_name(self, job_name: str) -> str | None:
         """Native id of a queued/running job of ours with this name (recovery of an interrupted
-        submission), or None. Slurm only; other schedulers return None."""
-        if self.scheduler != "slurm":
+        submission), or None. Schedulers without such a query return None."""
+        k = self.knowledge
+        if k is None or k.find_by_name_command is None or k.parse_job_ids is None:
             return None
         try:
-            out = subprocess.run(
-                ["squeue", "--me", "-h", "-t", "all", "-n", job_name, "-o", "%i"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            ).stdout
-        except (OSError, subprocess.SubprocessError) as e:
+            res = self.transport.run(k.find_by_name_command(job_name), timeout=60)
+        except TransportError as e:
             raise SchedulerUnavailable(f"squeue failed while recovering {job_name}: {e}") from None
-        ids = out.split()
-        return ids[-1] if ids else None
+        if res.returncode != 0:
+            msg = " ".join(res.message.split()) or "no message"
+            raise SchedulerUnavailable(
+                f"squeue failed while recovering {job_name} (exit {res.returncode}): {msg}"
+            )
+        return k.parse_job_ids(res.stdout)
 
-    def forget(self, key: str, native_id: str | None) -> None:
+    def forget(self, key: JobKey, native_id: str | None) -> None:
         """Drop a finished job and PSI/J's leftover files of it."""
         with self._lock:
-            self._jobs.pop(key, None)
+            job = self._jobs.pop(key, None)
         if native_id and self.scheduler != "local":
             wd = Path(getattr(self._executor, "work_directory", self.state_dir))
-            for suffix in (".out", ".ec", ".nodefile"):
-                try:
-                    (wd / f"{native_id}{suffix}").unlink()
-                except OSError:
-                    pass
+            aux = Path(self.transport.aux_dir)
+            files = [wd / f"{native_id}{suffix}" for suffix in (".out", ".ec", ".nodefile")]
+            if aux != wd:  # PSI/J's files here; the job's and the submit script on the cluster
+                for f in files:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+                files = [aux / f.name for f in files]
+                if job is not None:
+                    files.append(aux / f"{job.id}.job")
+            try:
+                self.transport.remove(files)
+            except (OSError, TransportError):
+                pass
 
     def warning(self) -> str | None:
         return self.health.warning(self.scheduler)
@@ -514,9 +419,7 @@ class Backend:
     def close(self) -> None:
         with self._lock:
             self._jobs.clear()
-        thread = getattr(self._executor, "_queue_poll_thread", None)
-        if thread is not None:
-            thread.done = True
+        psij_compat.stop_polling(self._executor)
 
 
 def _kill_tree(pid: int) -> None:
@@ -544,19 +447,3 @@ def _config_class(cls: Any) -> Any:
     if ann is not None and isinstance(ann.annotation, type):
         return ann.annotation
     return BatchSchedulerExecutorConfig
-
-
-def _psij_class(name: str) -> Any:
-    """PSI/J's executor class registered under ``name`` (without instantiating it)."""
-    import psij
-    from psij._plugins import _get_plugin_class
-
-    try:
-        entry = _get_plugin_class(name, None, "executor", psij.JobExecutor._executors)
-    except ValueError as e:
-        installed = ", ".join(sorted(psij.JobExecutor.get_executor_names()))
-        cause = f" ({e.__cause__})" if e.__cause__ else ""
-        raise StaxError(
-            f"PSI/J cannot load an executor {name!r}{cause}; PSI/J knows: {installed}"
-        ) from None
-    return entry.ecls

@@ -372,6 +372,11 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def set_owner(self, execution_id: str, owner: str) -> None:
+        """Own an execution whatever its owner (a final one being retried keeps its last)."""
+        with self.transaction() as db:
+            db.execute("UPDATE executions SET owner=? WHERE id=?", (owner, execution_id))
+
     def resolve_id(self, ref: str) -> str:
         """A full execution id from an id or a unique prefix of one."""
         with self._lock:
@@ -429,16 +434,6 @@ class Store:
                 out.append(_execution(r, steps))
         return out
 
-    def owned_unfinished(self, owner: str) -> list[str]:
-        with self._lock:
-            return [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT id FROM executions WHERE owner=? AND state IN (?, ?)",
-                    (owner, *_UNFINISHED),
-                )
-            ]
-
     # ------------------------------------------------------------------ requests
     def add_request(self, execution_id: str, kind: str) -> int:
         with self.transaction() as db:
@@ -462,13 +457,6 @@ class Store:
             db.execute(
                 "UPDATE requests SET done=?, result=? WHERE id=?", (time.time(), result, request_id)
             )
-
-    def request_result(self, request_id: int) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT done, result FROM requests WHERE id=?", (request_id,)
-            ).fetchone()
-        return None if row is None or row["done"] is None else str(row["result"])
 
     #: the same as :meth:`list_executions` (kept last: a method named ``list`` shadows the
     #: builtin for annotations that follow it in the class body)

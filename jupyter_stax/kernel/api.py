@@ -18,7 +18,6 @@ either way).
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..core import models
 from ..core.errors import InvalidWorkflow, StaxError
 from ..core.models import ParamValue, StepRun, SubmitOptions
 from ..core.states import StepState
+from ..follow import FollowTimeout, Poll, read_all, wait_final
 from ..service import StaxService, step_of
 
 if TYPE_CHECKING:
@@ -409,37 +409,45 @@ class Execution:
     def wait(
         self, timeout: float | None = None, *, check: bool = True, interval: float = 0.5
     ) -> Execution:
-        """Block until the execution is final; ``self``. ExecutionFailed (naming the steps that
-        did not complete and why) when it did not complete and ``check``; TimeoutError after
-        ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.refresh().final:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timeout(timeout)
-            time.sleep(interval)
+        """Block until the execution is final (looking at most every ``interval`` seconds);
+        ``self``. ExecutionFailed (naming the steps that did not complete and why) when it did
+        not complete and ``check``; TimeoutError after ``timeout`` seconds."""
+        self._follow(timeout, interval, None)
         return self._ended(check)
 
     async def wait_async(
         self, timeout: float | None = None, *, check: bool = True, interval: float = 0.5
     ) -> Execution:
         """:meth:`wait` for ``await`` in a notebook: the kernel's event loop (and so the live
-        monitors) keeps running meanwhile."""
+        monitors) keeps running meanwhile; cancelling the await stops the wait at once."""
         import asyncio
 
+        stop = threading.Event()
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not (await loop.run_in_executor(None, self.refresh)).final:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timeout(timeout)
-            await asyncio.sleep(interval)
+        try:
+            await loop.run_in_executor(None, self._follow, timeout, interval, stop)
+        finally:
+            stop.set()  # the worker thread ends now, also when the await was cancelled
         return self._ended(check)
 
-    def _timeout(self, timeout: float | None) -> TimeoutError:
-        done, total = self.model.progress
-        return TimeoutError(
-            f"execution {self.id} is still {self.state} after {timeout:g} s "
-            f"({done}/{total} steps done)"
-        )
+    def _follow(self, timeout: float | None, interval: float, stop: threading.Event | None) -> None:
+        """Follow until final (``model`` is every look); TimeoutError after ``timeout``."""
+
+        def saw(ex: models.Execution) -> None:
+            self.model = ex
+
+        try:
+            wait_final(
+                self.service,
+                self.id,
+                timeout=timeout,
+                poll=Poll.up_to(interval),
+                stop=stop,
+                on_look=saw,
+            )
+        except FollowTimeout as e:
+            self.model = e.execution
+            raise
 
     def _ended(self, check: bool) -> Execution:
         """After the wait: the monitors of this execution show the end now (a blocking wait
@@ -476,15 +484,7 @@ class Execution:
 
     def logs(self, step: str, stream: str = "stdout", *, attempt: int | None = None) -> str:
         """The whole output of a step so far (``stream``: stdout or stderr)."""
-        parts: list[str] = []
-        offset = 0
-        while True:
-            chunk = self.service.read_log(self.id, step, stream, offset=offset, attempt=attempt)
-            parts.append(chunk.data)
-            if chunk.eof or chunk.next_offset <= offset or chunk.next_offset >= chunk.size:
-                break
-            offset = chunk.next_offset
-        return "".join(parts)
+        return "".join(read_all(self.service, self.id, step, stream, attempt))
 
     # ------------------------------------------------------------------ acting
     def cancel(self) -> Execution:

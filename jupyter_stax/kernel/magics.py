@@ -15,7 +15,6 @@ Bad input (an unknown option, a cycle, an unknown cluster, a missing parameter .
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -26,13 +25,14 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 
 from ..core import text
+from ..core.assignments import AssignmentError, parse_assignments, text_assignments
 from ..core.errors import StaxError
 from ..core.models import ParamValue
 from ..service import StaxService
 from .api import Execution, Workflow, connect, step_summary
 from .ipython import in_kernel, show
 
-__all__ = ["StaxMagics", "load_ipython_extension", "parse_param_value"]
+__all__ = ["StaxMagics", "load_ipython_extension"]
 
 HELP = """\
 jupyter_stax magics
@@ -90,26 +90,19 @@ class MagicParser(argparse.ArgumentParser):
         raise _Exit()
 
 
-def parse_param_value(text: str) -> ParamValue:
-    """``--param`` values: integers, floats, ``true``/``false`` as such; anything else (also
-    quoted JSON strings' content) as text. Never evaluated."""
+def _params(items: Sequence[str] | None, magic: str) -> dict[str, ParamValue]:
+    """``--param`` values, typed as on every surface (:mod:`jupyter_stax.core.assignments`)."""
     try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if isinstance(value, bool | int | float | str):
-        return value
-    return text
+        return parse_assignments(items or ())
+    except AssignmentError as e:
+        raise UsageError(f"{magic}: --param expects KEY=VALUE, got {e.item!r}") from None
 
 
-def _pairs(items: Sequence[str] | None, option: str, *, typed: bool, magic: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"{magic}: {option} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = parse_param_value(value) if typed else value
-    return out
+def _env(items: Sequence[str] | None, magic: str) -> dict[str, str]:
+    try:
+        return text_assignments(items or ())
+    except AssignmentError as e:
+        raise UsageError(f"{magic}: --env expects KEY=VALUE, got {e.item!r}") from None
 
 
 def _split(line: str, magic: str) -> list[str]:
@@ -224,8 +217,8 @@ class StaxMagics:
             cluster=a.cluster,
             launcher=a.launcher,
             retries=a.retries,
-            env=_pairs(a.env, "--env", typed=False, magic="%%stax_task"),
-            params=_pairs(a.param, "--param", typed=True, magic="%%stax_task"),
+            env=_env(a.env, "%%stax_task"),
+            params=_params(a.param, "%%stax_task"),
             nodes=a.nodes,
             ntasks=a.ntasks,
             cpus_per_task=a.cpus_per_task,
@@ -264,7 +257,7 @@ class StaxMagics:
         wf = self.workflow.copy(a.name) if a.name else self.workflow
         ex = wf.submit(
             a.cluster,
-            params=_pairs(a.param, "--param", typed=True, magic="%stax_submit"),
+            params=_params(a.param, "%stax_submit"),
             steps=a.steps or None,
             detach=a.detach,
             on_failure=a.on_failure,
@@ -395,7 +388,7 @@ class StaxMagics:
         p.add_argument("--param", action="append", metavar="K=V", help="default values")
         a = p.parse_args(args)
         wf = self.workflow.copy()
-        wf.params.update(_pairs(a.param, "--param", typed=True, magic="%stax export"))
+        wf.params.update(_params(a.param, "%stax export"))
         try:
             wf.check(params={})
             hint = ""

@@ -10,8 +10,10 @@ same on the local store and through a Jupyter server. Creating it reads the exec
   on the loop's thread;
 * elsewhere (plain Python, tests) a daemon thread polls and updates the widgets.
 
-Polling stops once the execution is final (after the last refresh and the last read of the
-selected log) or when :meth:`Monitor.close` is called; a retry starts it again. Widget values are
+Each look goes through the follower of :mod:`jupyter_stax.follow` (a :class:`LogTail` of the
+selected step and stream: one ``get`` and the log reads). Polling stops once the execution is
+final (after the last refresh and the last read of the selected log) or when
+:meth:`Monitor.close` is called; a retry starts it again. Widget values are
 meant to be read from saved notebooks: the progress bar's ``value``/``max``/``bar_style``/
 ``description``, one ``HTML`` per step whose value holds ``data-step`` and ``data-state``, the
 buttons' ``disabled``.
@@ -23,7 +25,6 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from ..core import dagview, text
 from ..core.errors import StaxError
 from ..core.models import Execution
 from ..core.states import RETRYABLE
+from ..follow import FollowTimeout, LogPiece, LogTail, Pacer, Poll
 from ..service import StaxService
 from .display import (
     BAR_STYLES,
@@ -78,23 +80,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 @dataclass
-class _LogRead:
-    """What one look at the selected log found; applied only if it continues what is shown."""
-
-    key: tuple[str, str, int]  # step, stream, attempt
-    fresh: bool  # read from the start (or the tail) for a new selection
-    start: int  # byte offset the read continued from
-    data: str
-    next_offset: int
-    skipped: bool  # the head of a big log was left out
-    eof: bool
-
-
-@dataclass
 class _Snapshot:
     seq: int
     execution: Execution | None = None
-    log: _LogRead | None = None
+    log: bool = False  # the log pane's text changed
     error: BaseException | None = None
     what: str = ""
 
@@ -143,9 +132,9 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         self._fetch_error_shown = False
         #: the Future of the last Cancel / Retry (done once its outcome is shown)
         self.action: concurrent.futures.Future[None] | None = None
-        # the log pane shows bytes [.., _log_offset) of the file of _log_key
-        self._log_key: tuple[str, str, int] | None = None
-        self._log_offset = 0
+        # the log pane shows what _tail (the selected step and stream) returned, cut to LOG_KEEP
+        self._tail: LogTail | None = None
+        self._read_lock = threading.Lock()  # one look at a time, its text added in order
         self._log_buf = ""
         self._log_cut = False
         self._log_done = False  # everything of a final step was read (or cannot be)
@@ -155,6 +144,7 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         self.execution_id = ex.id
         self._ex = ex
         self._build(ex)
+        self._tail = self._new_tail()
         if given and start:
             # the caller just read it (a submission): show it now, read again in the background
             with self._lock:
@@ -261,12 +251,15 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         self._update_buttons()
 
     def _update_buttons(self) -> None:
+        """As the sidebar's detail tab: Cancel while the execution runs (orange only when it
+        can be clicked), Retry once it is final with a step in a retryable state."""
         ex = self._ex
         busy = self._busy is not None or self._closed
-        self.cancel_button.disabled = busy or ex.state.final or ex.cancel_requested
-        self.retry_button.disabled = (
-            busy or not ex.state.final or not any(s.state in RETRYABLE for s in ex.steps)
-        )
+        can_cancel = not ex.state.final and not ex.cancel_requested
+        can_retry = ex.state.final and any(s.state in RETRYABLE for s in ex.steps)
+        self.cancel_button.disabled = busy or not can_cancel
+        self.cancel_button.button_style = "" if self.cancel_button.disabled else "warning"
+        self.retry_button.disabled = busy or not can_retry
 
     def _say(self, msg: str, kind: str, *, fetch_error: bool = False) -> None:
         """One line in the message widget (``kind``: info, ok or error); "" clears it."""
@@ -294,49 +287,62 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
             self._seq += 1
             return self._seq
 
+    def _new_tail(self) -> LogTail | None:
+        """The follower of the selected step and stream (None: no step to select)."""
+        step = self.step_select.value
+        if step is None:
+            return None
+        return LogTail(
+            self.service,
+            self.execution_id,
+            str(step),
+            str(self.stream_select.value),
+            attempts="current",
+            keep=LOG_KEEP,
+            limit=LOG_CHUNK,
+            reads=LOG_READS,
+        )
+
     def _fetch(self) -> _Snapshot:
         """Every service call of one update (runs on a worker thread); never raises."""
-        seq = self._next_seq()
-        try:
+        with self._read_lock:
+            seq = self._next_seq()
+            tail = self._tail
+            try:
+                if tail is None:
+                    return _Snapshot(seq, self.service.get(self.execution_id))
+                pieces = tail.look()
+            except Exception as e:
+                error = e
+            else:
+                with self._lock:
+                    mine = tail is self._tail
+                    if mine:
+                        self._add_log(pieces)
+                        self._log_done = tail.done
+                return _Snapshot(seq, tail.execution, log=mine and bool(pieces))
+        try:  # what failed: reading the execution, or only its log?
             ex = self.service.get(self.execution_id)
         except Exception as e:
             return _Snapshot(seq, error=e, what="cannot read the execution")
-        try:
-            return _Snapshot(seq, ex, self._read_log(ex))
-        except Exception as e:
-            return _Snapshot(seq, ex, error=e, what="cannot read the log")
+        return _Snapshot(seq, ex, error=error, what="cannot read the log")
 
-    def _read_log(self, ex: Execution) -> _LogRead | None:
-        step, stream = self.step_select.value, self.stream_select.value
-        try:
-            s = ex.step(step)
-        except KeyError:
-            return None
-        key = (s.name, str(stream), s.attempt)
-        with self._lock:
-            fresh = key != self._log_key
-            offset = 0 if fresh else self._log_offset
-        start, skipped, eof = offset, False, False
-        parts: list[str] = []
-        for _ in range(LOG_READS):
-            chunk = self.service.read_log(
-                self.execution_id,
-                s.name,
-                str(stream),
-                offset=offset,
-                attempt=s.attempt or None,
-                limit=LOG_CHUNK,
-            )
-            if fresh and not skipped and not parts and chunk.size - offset > LOG_KEEP:
-                offset, skipped = chunk.size - LOG_KEEP, True  # read the tail only
-                continue
-            parts.append(chunk.data)
-            eof = chunk.eof
-            moved = chunk.next_offset > offset
-            offset = chunk.next_offset
-            if eof or not moved or offset >= chunk.size:
-                break
-        return _LogRead(key, fresh, start, clean_log_text("".join(parts)), offset, skipped, eof)
+    def _add_log(self, pieces: list[LogPiece]) -> None:
+        """Add what the follower read to the pane's text (with the lock held)."""
+        for p in pieces:
+            data = clean_log_text(p.data)
+            if p.new_attempt:
+                self._log_buf, self._log_cut = "", False  # a new attempt: start over
+            if p.skipped:  # started inside a line (maybe a character): drop that line
+                data = data.split("\n", 1)[1] if "\n" in data else data
+                self._log_buf, self._log_cut = "", True
+            buf = self._log_buf + data
+            if len(buf) > LOG_KEEP:
+                cut = len(buf) - LOG_KEEP
+                nl = buf.find("\n", cut, cut + 4096)
+                buf = buf[(nl + 1 if nl >= 0 else cut) :]
+                self._log_cut = True
+            self._log_buf = buf
 
     def _apply(self, snap: _Snapshot) -> None:
         """Show what a fetch found, unless something newer is shown already."""
@@ -348,8 +354,8 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
                 self._show(snap.execution)
                 if self._fetch_error_shown:
                     self._say("", "")
-            if snap.log is not None:
-                self._apply_log(snap.log)
+            if snap.log or self._tail is not None:
+                self._render_log()
             elif snap.error is None and snap.execution is not None:
                 self._log_done = snap.execution.state.final  # no step selected: nothing to read
             if snap.error is not None:
@@ -357,27 +363,6 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
                     self._log_done = True  # do not poll a final execution for a broken log
                 if self._busy is None:
                     self._say(f"{snap.what}: {one_line(snap.error)}", "error", fetch_error=True)
-
-    def _apply_log(self, rd: _LogRead) -> None:
-        data = rd.data
-        if rd.fresh:
-            if rd.key[:2] != (self.step_select.value, self.stream_select.value):
-                return  # read for a selection that changed meanwhile
-            if rd.skipped:  # started inside a line (maybe a character): drop that line
-                data = data.split("\n", 1)[1] if "\n" in data else data
-            self._log_key, self._log_buf, self._log_cut = rd.key, "", rd.skipped
-        elif rd.key != self._log_key or rd.start != self._log_offset:
-            return  # stale: another read got there first
-        buf = self._log_buf + data
-        if len(buf) > LOG_KEEP:
-            cut = len(buf) - LOG_KEEP
-            nl = buf.find("\n", cut, cut + 4096)
-            buf = buf[(nl + 1 if nl >= 0 else cut) :]
-            self._log_cut = True
-        self._log_buf = buf
-        self._log_offset = rd.next_offset
-        self._log_done = rd.eof
-        self._render_log()
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         """Call ``fn`` on the loop's thread in a kernel, else right here."""
@@ -406,7 +391,8 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
 
     def _on_select(self, _change: Any) -> None:
         with self._lock:
-            self._log_key, self._log_offset, self._log_buf = None, 0, ""
+            self._tail = self._new_tail()
+            self._log_buf = ""
             self._log_cut = self._log_done = False
             self._render_log()
         self._kick()
@@ -458,6 +444,7 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
                 log.exception("monitor of %s stopped", self.execution_id)
 
     def _poll_thread(self, stop: threading.Event) -> None:
+        pacer = Pacer(Poll.every(self.interval), stop)
         try:
             while not stop.is_set():
                 snap = self._fetch()
@@ -466,7 +453,8 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
                 self._apply(snap)
                 if self._finished:
                     return
-                stop.wait(self.interval)
+                if not pacer.pause(changed=True):
+                    return
         except Exception:
             log.exception("monitor of %s stopped", self.execution_id)
 
@@ -533,19 +521,14 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
     def wait(self, timeout: float | None = None) -> Execution:
         """Refresh until the execution is final and the selected log read to its end; the
         final execution. TimeoutError after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        pacer = Pacer(Poll.every(self.interval), timeout=timeout)
         while True:
             ex = self.refresh()
             if self._finished:
                 return ex
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                done, total = ex.progress
-                raise TimeoutError(
-                    f"execution {ex.id} is still {ex.state.value} after {timeout:g} s "
-                    f"({done}/{total} steps done)"
-                )
-            time.sleep(self.interval if left is None else max(0.0, min(self.interval, left)))
+            if pacer.expired:
+                raise FollowTimeout(ex, timeout or 0.0)
+            pacer.pause(changed=True)
 
     def cancel(self) -> concurrent.futures.Future[None]:
         """What the Cancel button does: ask the service to cancel, in a worker thread. The
@@ -597,7 +580,8 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
                 else:
                     again = [s.name for s in ex.steps if not s.state.final]
                     self._say(f"retrying {len(again)} step(s): {', '.join(again)}", "ok")
-                    self._log_done = False
+                    self._tail = self._new_tail()  # the last one is done: follow the new attempts
+                    self._log_buf, self._log_cut, self._log_done = "", False, False
             self._update_buttons()
         if error is None and verb == "retry" and not self._closed:
             self.start()

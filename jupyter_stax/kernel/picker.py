@@ -18,11 +18,11 @@ from typing import Any
 import ipywidgets as widgets  # type: ignore[import-untyped, unused-ignore]
 
 from ..core.api import LocalSummary, SlurmSummary
+from ..core.assignments import AssignmentError, parse_value, split_assignment
 from ..core.errors import StaxError
 from ..service import StaxService
 from .api import RESOURCE_KEYS, Execution, Workflow
 from .display import ImageEntry, image_entries
-from .magics import parse_param_value
 from .monitor import one_line
 
 __all__ = ["Picker"]
@@ -198,10 +198,11 @@ class Picker(widgets.VBox):  # type: ignore[misc]
         for n, line in enumerate(self.params.value.splitlines(), 1):
             if not line.strip():
                 continue
-            key, eq, value = line.partition("=")
-            if not eq or not key.strip():
-                raise StaxError(f"parameters, line {n}: expected NAME=VALUE, got {line.strip()!r}")
-            out[key.strip()] = parse_param_value(value.strip())
+            try:
+                key, value = split_assignment(line.strip())
+            except AssignmentError as e:
+                raise StaxError(f"parameters, line {n}: {e}") from None
+            out[key] = parse_value(value.strip())  # typed as on every surface
         return out
 
     def submit(self) -> Execution:

@@ -7,8 +7,6 @@ required in CI."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from ..unprivileged import UnprivilegedUser, require_root
+
 ROOT = Path(__file__).resolve().parents[2]
-USER = "staxbinder"
+USER = UnprivilegedUser("staxbinder")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -35,24 +35,15 @@ print("NOTEBOOK OK", sys.argv[1])
 
 
 def as_user(command: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["su", "-", USER, "-c", command], capture_output=True, text=True, timeout=timeout
-    )
+    return USER.run(command, timeout)
 
 
 @pytest.fixture(scope="module")
 def home() -> Iterator[Path]:
-    if os.geteuid() != 0 or shutil.which("useradd") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root: the Binder check must run")
-        pytest.skip("needs root (it creates an unprivileged user)")
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", USER], check=True)
-    h = Path(pwd.getpwnam(USER).pw_dir)
+    require_root("the Binder check")
+    h = USER.create()
     as_user("bash repo/scripts/slurm/stop-user-slurm.sh 2>/dev/null")
-    subprocess.run(["pkill", "-u", USER], capture_output=True)
+    USER.kill_all()
     for d in ("repo", "venv", ".stax-binder", "stax-runs", ".local/share/jupyter/stax"):
         shutil.rmtree(h / d, ignore_errors=True)
     # the checkout as a clone would have it, plus the prebuilt JupyterLab extension (so the
@@ -70,10 +61,10 @@ def home() -> Iterator[Path]:
     if (built / "static" / "style.js").exists():
         shutil.copytree(built, h / "repo" / "jupyter_stax" / "labextension")
     (h / "run_notebook.py").write_text(RUN_NOTEBOOK)
-    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(h)], check=True)
+    USER.chown(h)
     yield h
     as_user("bash repo/scripts/slurm/stop-user-slurm.sh")
-    subprocess.run(["pkill", "-u", USER], capture_output=True)
+    USER.kill_all()
 
 
 def test_binder_postbuild_and_start(home: Path) -> None:
@@ -102,4 +93,4 @@ def test_binder_postbuild_and_start(home: Path) -> None:
     assert "sum of squares 338350, sum of cubes 25502500" in dag.stdout
     # the jobs ran in the user's own Slurm, as the user
     runs = list((home / "stax-runs").glob("*/check/stax.out"))
-    assert runs and all(p.owner() == USER for p in runs)
+    assert runs and all(p.owner() == USER.name for p in runs)

@@ -6,7 +6,9 @@ import logging
 
 import pytest
 
-from jupyter_stax.engine.backend import Health, is_transient, parse_squeue, shell_safe
+from jupyter_stax.engine.backend import Health, shell_safe
+from jupyter_stax.engine.schedulers import is_transient
+from jupyter_stax.engine.schedulers.slurm import parse_squeue
 
 # recorded from `squeue --me -t all -h -o '%i|%t|%r'` on Slurm 22.05, plus lines PSI/J's own
 # parser chokes on (an OOM state, a reason with spaces, a garbage line)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from jupyter_stax.core.states import StepState
-from jupyter_stax.engine.backend import blocked_reason, parse_squeue
 from jupyter_stax.engine.engine import Engine
+from jupyter_stax.engine.schedulers.slurm import blocked_reason, parse_squeue
 
 from ..conftest import slurm_nodes
 from ..waiting import NotYet, wait_for_async

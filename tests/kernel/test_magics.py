@@ -14,8 +14,9 @@ import pytest
 from IPython.core.getipython import get_ipython
 from IPython.testing.globalipapp import start_ipython
 
+from jupyter_stax.core.assignments import parse_value as parse_param_value
 from jupyter_stax.kernel.api import Execution, ExecutionFailed, Workflow
-from jupyter_stax.kernel.magics import StaxMagics, parse_param_value
+from jupyter_stax.kernel.magics import StaxMagics
 from jupyter_stax.service import LocalService
 
 from ..waiting import wait_for

@@ -361,3 +361,38 @@ def test_kernel_package_imports_no_widgets_until_asked() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_buttons_follow_the_execution_state_like_the_sidebar(svc: LocalService) -> None:
+    """Cancel only while the execution runs (orange only then: a disabled button has no
+    colour, as in the sidebar's detail tab); Retry once it is final with a retryable step."""
+
+    def buttons(m: Monitor) -> tuple[bool, str, bool]:
+        return m.cancel_button.disabled, m.cancel_button.button_style, m.retry_button.disabled
+
+    marker = f"sleep {random.randint(600000, 699999)}"
+    running = svc.submit({"name": "nap", "steps": [{"name": "a", "run": marker}]}, "local")
+    ok = svc.submit({"name": "ok", "steps": [{"name": "a", "run": "echo ok"}]}, "local")
+    bad = svc.submit({"name": "bad", "steps": [{"name": "a", "run": "exit 3"}]}, "local")
+    monitors = {ex.id: Monitor(svc, ex.id, start=False) for ex in (running, ok, bad)}
+    try:
+        m = monitors[running.id]
+        wait_for(lambda: m.refresh().step("a").state is StepState.RUNNING, 30, "the step to run")
+        assert buttons(m) == (False, "warning", True)  # running: Cancel enabled, orange
+
+        m = monitors[ok.id]
+        assert refresh_until_final(m).state is ExecutionState.COMPLETED
+        assert buttons(m) == (True, "", True)  # completed: nothing to cancel or retry
+
+        m = monitors[bad.id]
+        assert refresh_until_final(m).state is ExecutionState.FAILED
+        assert buttons(m) == (True, "", False)  # failed: Retry enabled
+
+        svc.cancel(running.id)
+        m = monitors[running.id]
+        assert refresh_until_final(m).state is ExecutionState.CANCELED
+        assert buttons(m) == (True, "", False)  # canceled steps can run again
+    finally:
+        for m in monitors.values():
+            m.close()
+        kill(pgrep(marker))

@@ -1,0 +1,139 @@
+"""PSI/J's private names, in ONE place.
+
+jupyter_stax uses a few internals of psij-python that its public API does not offer; each is
+named in :data:`INTERNALS` and used only here. The version range is pinned in pyproject.toml
+(``psij-python>=0.9.11,<0.10``: 0.9.11 is the tested one) and tests/engine/test_psij_compat.py
+fails, naming the internal, when a PSI/J release moves one.
+
+Where the cluster's transport (see :mod:`.transport`) hooks into PSI/J's batch executors:
+
+* every command an executor runs (submit, cancel, the status poll, list) goes through
+  ``BatchSchedulerExecutor._run_command``, which :func:`routed_executor` overrides to call
+  ``transport.run``: a remote transport runs ``sbatch``/``squeue``/``scancel`` on the cluster,
+  batched as PSI/J batches them (ONE status command per poll for all jobs of the executor);
+  a transport error becomes a failed command whose message says the cluster did not answer
+  (a failed status poll is counted, never fatal; a failed submission is retried);
+* the job-side helper files (``$SLURM_JOB_ID.out/.ec/.nodefile``, written by the submit
+  script's ``psij.script_dir``) go to ``transport.aux_dir`` (``_create_script_context``);
+* the submit script PSI/J renders into its local work directory is copied to
+  ``transport.aux_dir`` through the transport before the submit command names it there
+  (``get_submit_command``), when the two directories differ (a remote cluster).
+
+For a local cluster ``transport.aux_dir`` IS PSI/J's work directory, so PSI/J's files stay where
+PSI/J puts them. PSI/J's local executor (``scheduler: local``) starts processes here itself and
+runs no commands: a remote workstation needs an executor of its own over the transport.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import StaxError
+from .transport import TRANSIENT_MARK, FileSpec, Transport, TransportError
+
+#: the PSI/J version these internals were checked against
+TESTED_VERSION = "0.9.11"
+
+#: every PSI/J internal jupyter_stax relies on: (module, attribute path, what we use it for)
+INTERNALS: tuple[tuple[str, str, str], ...] = (
+    ("psij._plugins", "_get_plugin_class", "load an executor class without instantiating it"),
+    ("psij.job_executor", "JobExecutor._executors", "the registry _get_plugin_class reads"),
+    (
+        "psij.executors.batch.batch_scheduler_executor",
+        "BatchSchedulerExecutor._run_command",
+        "route the scheduler commands through the cluster's transport",
+    ),
+    (
+        "psij.executors.batch.batch_scheduler_executor",
+        "BatchSchedulerExecutor._create_script_context",
+        "point psij.script_dir at the cluster's helper directory",
+    ),
+    (
+        "psij.executors.batch.batch_scheduler_executor",
+        "UNKNOWN_ERROR",
+        "the message of a failed command that said nothing",
+    ),
+    (
+        "psij.executors.batch.batch_scheduler_executor",
+        "_QueuePollThread.done",
+        "stop an executor's polling thread (BatchSchedulerExecutor._queue_poll_thread)",
+    ),
+    (
+        "psij.executors.batch.slurm",
+        "SlurmJobExecutor._REASONS_MAP",
+        "Slurm's messages for the reasons of failed jobs",
+    ),
+)
+
+
+def plugin_class(name: str) -> Any:
+    """PSI/J's executor class registered under ``name`` (without instantiating it)."""
+    import psij
+    from psij._plugins import _get_plugin_class
+
+    try:
+        entry = _get_plugin_class(name, None, "executor", psij.JobExecutor._executors)
+    except ValueError as e:
+        installed = ", ".join(sorted(psij.JobExecutor.get_executor_names()))
+        cause = f" ({e.__cause__})" if e.__cause__ else ""
+        raise StaxError(
+            f"PSI/J cannot load an executor {name!r}{cause}; PSI/J knows: {installed}"
+        ) from None
+    return entry.ecls
+
+
+def stop_polling(executor: Any) -> None:
+    """Let a batch executor's status-polling thread end (PSI/J has no public way)."""
+    thread = getattr(executor, "_queue_poll_thread", None)
+    if thread is not None:
+        thread.done = True
+
+
+def slurm_failure_message(reason: str) -> str | None:
+    """PSI/J's message for a Slurm reason of a failed job (the reason itself if unknown)."""
+    from psij.executors.batch.slurm import SlurmJobExecutor
+
+    return SlurmJobExecutor._REASONS_MAP.get(reason, reason or None)
+
+
+def routed_executor() -> type:
+    """A mixin for PSI/J batch executors that runs their commands and puts their cluster-side
+    files through ``self.transport`` (see the module docstring). Imported lazily."""
+    from psij.executors.batch.batch_scheduler_executor import UNKNOWN_ERROR
+
+    class Routed:
+        transport: Transport
+        work_directory: Path
+
+        def _run_command(self, cmd: list[str]) -> str:
+            try:
+                res = self.transport.run(cmd)
+            except TransportError as e:
+                raise subprocess.CalledProcessError(
+                    255, cmd, output=f"{TRANSIENT_MARK}: {e}"
+                ) from None
+            if res.returncode != 0:
+                raise subprocess.CalledProcessError(
+                    res.returncode, cmd, output=res.message or UNKNOWN_ERROR
+                )
+            return res.stdout
+
+        def _remote(self) -> bool:
+            return Path(self.transport.aux_dir) != Path(self.work_directory)
+
+        def _create_script_context(self, job: Any) -> dict[str, object]:
+            ctx: dict[str, Any] = super()._create_script_context(job)  # type: ignore[misc]
+            if self._remote():
+                ctx["psij"]["script_dir"] = str(self.transport.aux_dir)
+            return ctx
+
+        def get_submit_command(self, job: Any, submit_file_path: Path) -> list[str]:
+            if self._remote():
+                there = Path(self.transport.aux_dir) / submit_file_path.name
+                self.transport.write_files({there: FileSpec(submit_file_path.read_text())})
+                submit_file_path = there
+            return super().get_submit_command(job, submit_file_path)  # type: ignore[misc,no-any-return]
+
+    return Routed

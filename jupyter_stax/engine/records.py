@@ -1,0 +1,76 @@
+"""Reading the steps' start/exit records of one cluster in batches.
+
+Every read the engine asks for in one turn of its event loop (the periodic check of all running
+steps, the outcomes of the jobs one status poll reported ended, ...) becomes ONE
+:meth:`~.transport.Transport.read_records` call on a worker thread: one round trip per cluster,
+whatever the number of steps.
+
+Threading: :meth:`RecordReader.read_many` is called on the event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .transport import StepRecords, Transport
+
+NONE = StepRecords(None, None)
+
+
+class RecordReader:
+    """Coalesces the record reads of one cluster (see the module docstring)."""
+
+    def __init__(self, transport: Transport, io: Callable[..., Awaitable[Any]]) -> None:
+        self.transport = transport
+        self._io = io  # runs a blocking call on a worker thread
+        self._waiting: dict[str, list[asyncio.Future[StepRecords]]] = {}
+        self._flush: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, step_dir: str) -> StepRecords:
+        return (await self.read_many([step_dir]))[step_dir]
+
+    async def read_many(self, step_dirs: Sequence[str]) -> dict[str, StepRecords]:
+        """The records of ``step_dirs``. Raises TransportError when the cluster did not
+        answer (every caller of that batch gets it)."""
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[StepRecords]] = {}
+        for d in step_dirs:
+            fut: asyncio.Future[StepRecords] = loop.create_future()
+            self._waiting.setdefault(d, []).append(fut)
+            futures[d] = fut
+        if self._flush is None and self._waiting:
+            self._flush = loop.call_soon(self._start)
+        got = await asyncio.gather(*futures.values())
+        return dict(zip(futures, got, strict=True))
+
+    def _start(self) -> None:
+        self._flush = None
+        waiting, self._waiting = self._waiting, {}
+        t = asyncio.get_running_loop().create_task(self._read(waiting), name="stax-records")
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _read(self, waiting: dict[str, list[asyncio.Future[StepRecords]]]) -> None:
+        try:
+            got: dict[str, StepRecords] = await self._io(self.transport.read_records, list(waiting))
+        except BaseException as e:
+            for futures in waiting.values():
+                for f in futures:
+                    if not f.done():
+                        f.set_exception(e if isinstance(e, Exception) else RuntimeError(e))
+            if not isinstance(e, Exception):
+                raise
+            return
+        for d, futures in waiting.items():
+            for f in futures:
+                if not f.done():
+                    f.set_result(got.get(d, NONE))
+
+    def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+        for t in self._tasks:
+            t.cancel()

@@ -1,0 +1,176 @@
+"""The ``ssh: openssh`` client: the system ``ssh`` with a ControlMaster, for sites whose login
+needs the user's own OpenSSH (a master opened after MFA, Kerberos/GSSAPI, hardware tokens).
+
+``connect`` starts ONE master (``ssh -M -N -f``, ControlPersist=10m: it ends by itself 10
+minutes after its last use, so an engine killed with -9 leaves nothing behind for long) whose
+socket lives in a private directory (mode 700), or, with ``control_path``, re-uses the user's own
+master. Each primitive is one ``ssh -S SOCKET`` through it (one channel, one round trip; no new
+TCP connection or authentication). Every call has ``BatchMode=yes`` (never a prompt) and
+``StrictHostKeyChecking=yes`` (never a silent accept). ssh's exit status 255 with a known message
+on stderr is mapped onto the same error classes as asyncssh (:func:`~.errors.classify_openssh`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import tempfile
+
+from .base import ChannelRefused, RunResult, SSHConnection
+from .errors import SSHConfigError, SSHConnectionLost, SSHError, SSHTimeout, classify_openssh
+
+#: the master is up but sshd refused one more session (MaxSessions)
+_REFUSED = re.compile(rb"session request failed|Session open refused|open failed")
+
+
+def _alive(pid: int) -> bool:
+    """The master runs (a zombie does not count); /proc where there is one (Linux), else a
+    signal 0 (macOS laptops)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    except OSError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OpenSSHConnection(SSHConnection):
+    """:class:`SSHConnection` over the system ``ssh`` client and a ControlMaster."""
+
+    _dir: str | None = None
+    _master_pid: int | None = None
+
+    @property
+    def control_path(self) -> str:
+        if self.target.control_path:
+            return self.target.control_path
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="stax-ssh-")  # mode 700
+        return os.path.join(self._dir, "cm")
+
+    def _base_args(self) -> list[str]:
+        ssh = shutil.which("ssh")
+        if ssh is None:
+            raise SSHConfigError(
+                f"{self.target.destination}: `ssh: openssh` needs the `ssh` client on PATH "
+                "(install openssh-client), or use `ssh: asyncssh`", host=self.target.destination
+            )
+        t = self.target
+        args = [ssh, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"ConnectTimeout={max(1, int(t.connect_timeout))}",
+                "-o", f"ServerAliveInterval={max(1, int(self.keepalive))}",
+                "-o", "ServerAliveCountMax=3", "-S", self.control_path]
+        if t.ssh_config:
+            args += ["-F", t.ssh_config]
+        if t.port:
+            args += ["-p", str(t.port)]
+        if t.user:
+            args += ["-l", t.user]
+        if t.identity_file:
+            args += ["-i", t.identity_file]
+        if t.known_hosts:
+            args += ["-o", f"UserKnownHostsFile={t.known_hosts}"]
+        return args
+
+    def _is_open(self) -> bool:
+        return self._master_pid is not None and _alive(self._master_pid)
+
+    async def _ssh(
+        self, args: list[str], stdin: bytes | None, timeout: float | None
+    ) -> tuple[int, bytes, bytes]:
+        # stderr to a file, not a pipe: a master that forks into the background keeps it open
+        with tempfile.TemporaryFile() as errf:
+            proc = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=errf, start_new_session=True,
+            )
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(stdin or b""), timeout)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                raise SSHTimeout(
+                    f"{self.target.destination}: no answer within {timeout:.0f} s",
+                    host=self.target.destination,
+                ) from None
+            errf.seek(0)
+            err = errf.read()
+        return proc.returncode if proc.returncode is not None else -1, out, err
+
+    def _error(self, err: bytes) -> SSHError | None:
+        return classify_openssh(
+            err.decode(errors="replace"), self.target.host, self.target.port,
+            self.target.destination,
+        )
+
+    async def _check(self) -> int | None:
+        """The pid of the master behind the socket, or None."""
+        if not os.path.exists(self.control_path):
+            return None
+        rc, _, err = await self._ssh([*self._base_args(), "-O", "check", "--", self.target.host],
+                                     None, 10)
+        m = re.search(rb"pid=(\d+)", err)
+        return int(m.group(1)) if rc == 0 and m else None
+
+    async def _open(self) -> None:
+        pid = await self._check()
+        if pid is None:
+            if os.path.exists(self.control_path):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.control_path)  # a stale socket of a dead master
+            args = [*self._base_args(), "-o", "ControlMaster=yes", "-o", "ControlPersist=10m",
+                    "-N", "-f", "--", self.target.host]
+            rc, _, err = await self._ssh(args, None, self.target.connect_timeout + 10)
+            if rc != 0:
+                raise self._error(err) or SSHError(
+                    f"{self.target.destination}: ssh failed (exit {rc}): "
+                    f"{err.decode(errors='replace').strip()}", host=self.target.destination,
+                )
+            pid = await self._check()
+            if pid is None:
+                raise SSHConnectionLost(
+                    f"{self.target.destination}: the ssh master did not come up; retrying",
+                    host=self.target.destination,
+                )
+        self._master_pid = pid
+
+    async def _close(self) -> None:
+        if self._master_pid is not None and not self.target.control_path:
+            # only a master we started (a user's own master is theirs)
+            await self._ssh([*self._base_args(), "-O", "exit", "--", self.target.host], None, 10)
+        self._master_pid = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    async def _exec(self, command: str, stdin: bytes | None, timeout: float | None) -> RunResult:
+        if not self._is_open():
+            self._master_pid = None
+            raise SSHConnectionLost(f"the connection to {self.target.destination} was lost",
+                                    host=self.target.destination)
+        args = [*self._base_args(), "-o", "ControlMaster=no", "--", self.target.host, command]
+        rc, out, err = await self._ssh(args, stdin, timeout)
+        if rc == 255 and _REFUSED.search(err) and self._is_open():
+            raise ChannelRefused(err.decode(errors="replace"))
+        if rc == 255:
+            e = self._error(err)
+            if e is not None:
+                if e.transient:
+                    self._master_pid = None if not self._is_open() else self._master_pid
+                    raise SSHConnectionLost(e.message, host=e.host) from None
+                raise e
+        return RunResult(rc, out, err)

@@ -1,0 +1,98 @@
+"""Scheduler knowledge, one module per scheduler (state tables, output parsers, pending reasons,
+submit attributes, live summaries), and what is common to all of them.
+
+:func:`get` is the registry: the knowledge jupyter_stax has about a PSI/J executor name beyond
+what PSI/J does (None: PSI/J alone). Callers ask it instead of comparing scheduler names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ...core.errors import SchedulerUnavailable
+from ..transport import TRANSIENT_MARK, CommandTimedOut, Transport, TransportError
+from . import slurm
+
+#: sbatch/qsub error texts that mean "try again later" rather than "this job is wrong"
+TRANSIENT_SUBMIT_ERRORS = (
+    "unable to contact slurm controller",
+    "socket timed out",
+    "slurm temporarily unable",
+    "resource temporarily unavailable",
+    "connection refused",
+    "connect failure",
+    "cannot connect to server",
+    "pbs_iff",
+    "communication failure",
+    "temporarily unavailable",
+    TRANSIENT_MARK,
+)
+
+
+def is_transient(message: str) -> bool:
+    m = message.lower()
+    return any(t in m for t in TRANSIENT_SUBMIT_ERRORS)
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """What jupyter_stax adds to PSI/J for one scheduler."""
+
+    name: str
+    native_dependencies: bool
+    """jobs can wait for other jobs at the scheduler (detached mode)"""
+    submit_attributes: Callable[[str, Sequence[str]], dict[str, str]]
+    """(job name, native ids to wait for) -> PSI/J custom attributes"""
+    find_by_name_command: Callable[[str], list[str]] | None
+    parse_job_ids: Callable[[str], str | None] | None
+    status_command: Sequence[str] | None
+    """ONE status command for all our jobs (None: PSI/J's own)"""
+
+
+_REGISTRY = {
+    slurm.NAME: Scheduler(
+        name=slurm.NAME,
+        native_dependencies=True,
+        submit_attributes=slurm.submit_attributes,
+        find_by_name_command=slurm.find_by_name_command,
+        parse_job_ids=slurm.parse_job_ids,
+        status_command=slurm.STATUS_COMMAND,
+    ),
+}
+
+
+def get(name: str) -> Scheduler | None:
+    return _REGISTRY.get(name)
+
+
+def native_dependencies(name: str) -> bool:
+    s = get(name)
+    return s is not None and s.native_dependencies
+
+
+def run_checked(transport: Transport, argv: Sequence[str], timeout: float) -> str:
+    """Run a scheduler command through ``transport``; its stdout, or SchedulerUnavailable with
+    the command's own message (not installed, hung, failed)."""
+    shown = " ".join(argv)
+    try:
+        res = transport.run(argv, timeout=timeout)
+    except CommandTimedOut:
+        raise SchedulerUnavailable(
+            f"`{shown}` did not answer within {timeout:g} s; the scheduler may be overloaded or "
+            "down, try again later"
+        ) from None
+    except TransportError as e:
+        raise SchedulerUnavailable(f"`{shown}` could not run: {e}") from None
+    if res.returncode == 127 and res.stderr.endswith("command not found"):
+        raise SchedulerUnavailable(
+            f"`{argv[0]}` is not installed on {transport.where} (or not on its PATH)"
+        )
+    if res.returncode == 126:
+        raise SchedulerUnavailable(f"`{shown}` could not run: {res.stderr}")
+    if res.returncode != 0:
+        msg = " ".join((res.stderr or res.stdout).split()) or "no message"
+        if "configuration source" in msg:
+            msg += " (Slurm's commands cannot find slurm.conf: export SLURM_CONF)"
+        raise SchedulerUnavailable(f"`{shown}` failed (exit {res.returncode}): {msg}")
+    return res.stdout

@@ -1,0 +1,253 @@
+"""How the engine reaches a cluster: its files and its commands, through ONE small interface.
+
+Everything that lives on the cluster goes through a :class:`Transport`: the step directory
+(scripts, start/exit records, logs), the scheduler's commands (``sbatch``, ``squeue``, ``scancel``
+...; PSI/J's included, see :mod:`.psij_compat`), the scheduler's helper files. What lives on the
+Jupyter side does not: the store, the provenance (``execution.json``), PSI/J's own bookkeeping.
+There is one transport per cluster (:func:`transport_for`), shared by the engine and the
+cluster's backend; :class:`LocalTransport` implements it with plain files and subprocesses, and
+a remote one (SSH) implements the same methods: the engine has one code path for both.
+
+Contract (every implementation):
+
+* Calls are blocking and thread-safe; the engine makes them on a worker thread, never on its
+  event-loop thread.
+* A normal return means the work is done on the cluster: files written (parents created, with
+  the given modes, each file complete: a reader never sees half a script), renamed, removed;
+  records read as they were at one moment; a command run to its end (its exit code returned,
+  whatever it is: a non-zero exit is the command's answer, not a transport error).
+* Batching: :meth:`Transport.read_records` reads the records of MANY step directories in one
+  call (a remote transport: one round trip), and so do ``write_files``/``rename``/``remove``
+  for their lists. The engine reads the records of all running steps of a cluster with one call
+  per poll; PSI/J's status poll is one ``squeue`` per poll, one :meth:`Transport.run` call.
+* :class:`TransportError` is TRANSIENT: the cluster did not answer (a connection lost, a login
+  node down, a command that hung past its timeout). The engine warns on the execution and tries
+  again later; it never fails a step or forgets a job because of it. Anything else that a call
+  raises (``OSError`` of a local write, a bad argument) is a real error of that call.
+* Missing files are not errors where the method says so (records, ``rename``, ``remove``).
+* A command that is not installed on the cluster is an exit code 127 with a message, as a
+  shell would say it, not an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from ..core import jobscript as js
+from ..core.errors import StaxError
+from ..core.models import Cluster
+
+#: a path on the cluster (a remote transport treats it as a POSIX path there)
+ClusterPath = str | PurePath
+
+
+#: in the message of every command failure that a transport error caused (see
+#: :func:`.schedulers.is_transient`)
+TRANSIENT_MARK = "the cluster did not answer"
+
+
+class TransportError(StaxError):
+    """The cluster did not answer (transient: warn and try again; never fail a step for it)."""
+
+    http_status = 503
+
+
+class CommandTimedOut(TransportError):
+    """A command ran longer than its timeout (it was killed)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command said: its exit code, stdout and stderr (text)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def message(self) -> str:
+        """stdout and stderr on one line each (PSI/J's format for a failed command)."""
+        return "\n".join(x for x in (self.stdout, self.stderr) if x)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file to write: its text and its mode."""
+
+    text: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class StepRecords:
+    """The records a step's job wrote (None: absent or not completely written yet)."""
+
+    start: js.StartRecord | None
+    exit: js.ExitRecord | None
+
+
+class Transport(ABC):
+    """One cluster's files and commands (see the module docstring for the contract)."""
+
+    #: where commands run, for messages ("the machine of the Jupyter server", "alice@login")
+    where: str
+    #: a directory on the cluster for the scheduler's helper files (PSI/J's job-side ``.out``,
+    #: ``.ec``, ``.nodefile`` and submit scripts)
+    aux_dir: Path
+
+    @abstractmethod
+    def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run one command to its end. Raises :class:`CommandTimedOut` past ``timeout``."""
+
+    @abstractmethod
+    def make_dirs(self, paths: Sequence[ClusterPath]) -> None:
+        """Create directories (and parents); existing ones are fine."""
+
+    @abstractmethod
+    def write_files(self, files: Mapping[ClusterPath, FileSpec]) -> None:
+        """Write files whole (parents created; an existing file is replaced)."""
+
+    @abstractmethod
+    def rename(self, moves: Sequence[tuple[ClusterPath, ClusterPath]]) -> None:
+        """Rename ``(source, target)`` pairs in order; a missing source is skipped."""
+
+    @abstractmethod
+    def remove(self, paths: Sequence[ClusterPath]) -> None:
+        """Remove files; missing ones are fine."""
+
+    @abstractmethod
+    def symlink(self, link: ClusterPath, target: ClusterPath) -> None:
+        """Make ``link`` point to ``target`` (replacing a link that points elsewhere)."""
+
+    @abstractmethod
+    def read_records(self, step_dirs: Sequence[ClusterPath]) -> dict[str, StepRecords]:
+        """The start and exit records of many step directories, in ONE call (keys: ``str`` of
+        each directory as given)."""
+
+    @abstractmethod
+    def read_chunk(self, path: ClusterPath, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of a file from ``offset`` (b"" past its end or when missing)."""
+
+    @abstractmethod
+    def read_tail(self, path: ClusterPath, limit: int) -> bytes:
+        """The last ``limit`` bytes of a file (b"" when missing)."""
+
+    def warning(self) -> str | None:
+        """A one-line note on the connection when it has trouble (shown on executions)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release connections; the transport is not used afterwards."""
+
+
+class LocalTransport(Transport):
+    """The cluster's files are this machine's files; its commands are subprocesses here."""
+
+    where = "the machine of the Jupyter server"
+
+    def __init__(self, aux_dir: Path | None = None) -> None:
+        # callers that submit no job (cluster summaries) need no helper directory
+        self.aux_dir = aux_dir or Path(tempfile.gettempdir()) / "jupyter_stax"
+
+    def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        try:
+            proc = subprocess.run(
+                list(argv),
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except FileNotFoundError:
+            return CommandResult(127, "", f"{argv[0]}: command not found")
+        except subprocess.TimeoutExpired:
+            raise CommandTimedOut(
+                f"`{' '.join(argv)}` did not answer within {timeout:g} s"
+            ) from None
+        except OSError as e:
+            return CommandResult(126, "", f"{argv[0]}: {e}")
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def make_dirs(self, paths: Sequence[ClusterPath]) -> None:
+        for p in paths:
+            Path(p).mkdir(parents=True, exist_ok=True)
+
+    def write_files(self, files: Mapping[ClusterPath, FileSpec]) -> None:
+        for p, spec in files.items():
+            path = Path(p)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(spec.text)
+                os.chmod(tmp, spec.mode)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+    def rename(self, moves: Sequence[tuple[ClusterPath, ClusterPath]]) -> None:
+        for src, dst in moves:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(src, dst)
+
+    def remove(self, paths: Sequence[ClusterPath]) -> None:
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+
+    def symlink(self, link: ClusterPath, target: ClusterPath) -> None:
+        link = Path(link)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if link.is_symlink() and os.readlink(link) == str(target):
+                return
+            link.unlink(missing_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+
+    def read_records(self, step_dirs: Sequence[ClusterPath]) -> dict[str, StepRecords]:
+        out = {}
+        for d in step_dirs:
+            p = Path(d)
+            out[str(d)] = StepRecords(js.read_start_record(p), js.read_exit_record(p))
+        return out
+
+    def read_chunk(self, path: ClusterPath, offset: int, limit: int) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    def read_tail(self, path: ClusterPath, limit: int) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - limit))
+                return f.read()
+        except OSError:
+            return b""
+
+
+def transport_for(cluster: Cluster, state_dir: Path) -> Transport:
+    """The transport of ``cluster``. ``state_dir``: jupyter_stax's state directory for it on the
+    Jupyter side (a local cluster keeps the scheduler's helper files where PSI/J keeps them:
+    ``state_dir/<executor name>``).
+
+    The remote-clusters work adds its SSH transport here (a cluster with a ``host``); nothing
+    else in the engine changes."""
+    return LocalTransport(aux_dir=state_dir / cluster.scheduler)
