@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from .server.real_server import child_env, free_port
+from .waiting import NotYet, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -53,15 +53,16 @@ def test_demo_lab(stax_env: Path, tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 900
-        while True:
+
+        def up() -> bool | NotYet:
             try:
                 with urllib.request.urlopen(f"{base}api/status?token={token}", timeout=5):
-                    break
+                    return True
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError((tmp_path / "lab.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+                assert proc.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
+                return NotYet((tmp_path / "lab.log").read_text()[-3000:])
+
+        wait_for(up, 900, "JupyterLab to answer", interval=0.5)
         url = f"{base}lab/tree/notebooks/01_quickstart.ipynb?token={token}"
         with urllib.request.urlopen(url, timeout=30) as r:
             assert r.status == 200 and b"JupyterLab" in r.read()

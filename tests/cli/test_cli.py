@@ -28,7 +28,8 @@ from jupyter_stax.core.models import Execution, StepRun, Workflow
 from jupyter_stax.core.states import StepState, execution_state
 
 from ..conftest import DEMO_WORKFLOW
-from ..proc import alive, kill, pgrep, wait_for
+from ..proc import alive, kill, pgrep
+from ..waiting import gate, wait_for
 
 DEMO = DEMO_WORKFLOW
 
@@ -174,24 +175,30 @@ def test_failure_stderr_and_retry(cli: Stax) -> None:
 
 
 def test_run_returns_at_once_and_the_daemon_drives_then_exits(cli: Stax) -> None:
-    cli.write("short.yaml", "name: short\nsteps:\n  - {name: a, run: 'sleep 3; echo done'}\n")
-    t = time.monotonic()
-    r = cli("run", "short.yaml")
-    assert time.monotonic() - t < 5 and r.returncode == 0, r.stderr
+    # the step goes on only when the test says so: it is not over before the checks below
+    go = cli.cwd / "go"
+    cli.write("short.yaml", f"name: short\nsteps:\n  - {{name: a, run: '{gate(go)}; echo done'}}\n")
+    # returns at once: while its step is held (up to 120 s), not after it (no wall-clock
+    # bound: a loaded machine takes seconds just to start the command)
+    r = cli("run", "short.yaml", timeout=60)
+    assert r.returncode == 0, r.stderr
     eid = r.stdout.split()[1]
     assert f"jupyter stax status {eid}" in r.stdout
     assert f"jupyter stax logs {eid} STEP --follow" in r.stdout
-    pids = wait_for(cli.daemon_pids, 10, "the daemon")
+    pids = wait_for(cli.daemon_pids, 30, "the daemon")
     assert len(pids) == 1
     lock = Path(f"{cli.store}.engine.lock")
-    wait_for(lambda: lock.read_text().strip() == str(pids[0]), 10, "the daemon's lock")
-    # a second daemon on the same store exits at once
+    wait_for(
+        lambda: lock.exists() and lock.read_text().strip() == str(pids[0]), 30, "the daemon's lock"
+    )
+    # a second daemon on the same store exits at once (while the step is still held)
     second = subprocess.run(
         [sys.executable, "-m", "jupyter_stax.engine.daemon", "--store", str(cli.store)],
-        timeout=10,
+        timeout=60,
     )
     assert second.returncode == 0
     assert cli.status(eid)["state"] in ("pending", "running")
+    go.touch()
     assert cli.wait_final(eid)["state"] == "completed"
     assert cli.ok("logs", eid, "a") == "done\n"
     wait_for(lambda: not alive(pids[0]), 15, "the idle daemon to exit")
@@ -281,14 +288,17 @@ def test_cancel_after_daemon_restart_kills_adopted_step(cli: Stax) -> None:
 
 
 def test_logs_follow(cli: Stax) -> None:
+    go = cli.cwd / "go"
     cli.write(
         "tick.yaml",
         "name: tick\nsteps:\n"
-        "  - {name: tick, run: 'for i in 1 2 3 4 5; do echo line$i; sleep 0.4; done'}\n"
+        f"  - {{name: tick, run: '{gate(go)}; for i in 1 2 3 4 5; do echo line$i; sleep 0.4; "
+        "done'}\n"
         "  - {name: late, after: [tick], run: 'echo late; echo err >&2'}\n",
     )
     eid = cli.submit("tick.yaml")
     assert cli.ok("logs", eid, "late") == ""  # not started yet: nothing
+    go.touch()  # tick starts its lines only now, whenever the commands above got to run
     t = time.monotonic()
     out = cli.ok("logs", eid, "tick", "--follow")
     assert out == "".join(f"line{i}\n" for i in range(1, 6))
@@ -395,7 +405,10 @@ def test_slurm_run_wait(cli: Stax, slurm: str) -> None:
 
 @pytest.mark.slurm
 def test_slurm_detach_runs_without_engine(cli: Stax, slurm: str) -> None:
-    cli.write("chain.yaml", CHAIN)
+    # s1 waits for the test: the chain cannot be over when the command returns, however slow
+    # the submissions were
+    go = cli.cwd / "go"
+    cli.write("chain.yaml", CHAIN.replace('run: "sleep 1;', f'run: "{gate(go)}; sleep 1;', 1))
     r = cli("run", "chain.yaml", "--cluster", "slurm", "--detach")
     assert r.returncode == 0, r.stderr
     eid = r.stdout.split()[1]
@@ -403,6 +416,7 @@ def test_slurm_detach_runs_without_engine(cli: Stax, slurm: str) -> None:
     lines = log.read_text().split() if log.exists() else []
     assert len(lines) < 5  # returned before the chain finished
     assert not cli.daemon_pids()  # and started no daemon
+    go.touch()
     native = [line.split()[2] for line in r.stdout.splitlines()[1:6]]
     assert all(n.isdigit() for n in native) and len(set(native)) == 5
     r = cli("status", eid)  # reconciles: starts a daemon, which adopts the execution

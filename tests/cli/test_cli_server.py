@@ -31,8 +31,9 @@ from jupyter_stax.core.errors import (
 )
 from jupyter_stax.service import LocalService, StaxService
 
-from ..proc import kill, pgrep, wait_for
+from ..proc import kill, pgrep
 from ..server.real_server import RealServer, free_port
+from ..waiting import gate, wait_for
 from .test_cli import CHAIN, DEMO, FAILING, JUPYTER, Stax
 
 
@@ -179,21 +180,48 @@ def test_failure_retry_cancel_and_errors_through_the_server(cli: Stax, server: R
 @pytest.mark.parametrize("how", ["server", "--no-server"])
 def test_logs_follow_across_a_retry(cli: Stax, how: str) -> None:
     """Through the server (log endpoint offsets) and from the store, while the server's engine
-    drives the execution."""
+    drives the execution.
+
+    Attempt 1 goes on past its first line only once the follower has shown that line: a
+    follower that starts late (a loaded machine) would otherwise meet attempt 2 first, and
+    following starts at the attempt that runs when it starts."""
     opt = ["--no-server"] if how == "--no-server" else []
+    go = cli.cwd / "go"
     cli.write(
         "flaky.yaml",
         "name: flaky\nsteps:\n"
         "  - name: tick\n"
         "    retries: 1\n"
-        "    run: 'for i in 1 2 3; do echo try$STAX_ATTEMPT.$i; sleep 0.3; done; "
+        "    run: 'for i in 1 2 3; do echo try$STAX_ATTEMPT.$i; "
+        f"{gate(go)}; sleep 0.3; done; "
         '[ "$STAX_ATTEMPT" = 2 ]\'\n',
     )
     eid = cli.submit("flaky.yaml")
-    r = cli(*opt, "logs", eid, "tick", "--follow")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "".join(f"try{a}.{i}\n" for a in (1, 2) for i in (1, 2, 3))
-    assert "--- attempt 2 ---" in r.stderr
+    out, err = cli.cwd / "follow.out", cli.cwd / "follow.err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        follower = subprocess.Popen(
+            [*JUPYTER.split(), "stax", *opt, "logs", eid, "tick", "--follow"],
+            cwd=cli.cwd,
+            stdout=o,
+            stderr=e,
+        )
+    try:
+        wait_for(
+            lambda: out.read_text() or follower.poll() is not None,
+            60,
+            "the follower to show attempt 1's first line",
+        )
+        assert out.read_text() == "try1.1\n", err.read_text()
+        go.touch()
+        returncode = follower.wait(timeout=120)
+    finally:
+        go.touch()
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert returncode == 0, err.read_text()
+    assert out.read_text() == "".join(f"try{a}.{i}\n" for a in (1, 2) for i in (1, 2, 3))
+    assert "--- attempt 2 ---" in err.read_text()
     assert cli.wait_final(eid)["state"] == "completed"
     assert cli.ok(*opt, "logs", eid, "tick", "--attempt", "1") == "try1.1\ntry1.2\ntry1.3\n"
 
@@ -276,10 +304,9 @@ def test_rest_service_maps_errors_back_to_their_classes(server: RealServer) -> N
     with pytest.raises(BadRequest, match="cursor"):
         svc.list(cursor="!!")
     ex = svc.submit("name: y\nsteps:\n  - {name: a, run: echo hi}\n")
-    deadline = time.monotonic() + 30
-    while not (ex := svc.get(ex.id[:6])).state.final:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    ex = wait_for(
+        lambda: (x := svc.get(ex.id[:6])).state.final and x, 30, f"{ex.id} to end", interval=0.2
+    )
     assert svc.read_log(ex.id, "a").data == "hi\n"
     with pytest.raises(Conflict, match="completed; there is nothing to retry"):
         svc.retry(ex.id)

@@ -4,7 +4,6 @@ runs (a kernel's), with paging, log chunks and errors as the REST API has them."
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from jupyter_stax.core.models import Execution
 from jupyter_stax.service import LocalService, StaxService, read_bytes_chunk
 
 from ..proc import kill
+from ..waiting import NotYet, wait_for
 from .test_cli import Stax
 
 FLAKY = {
@@ -37,11 +37,12 @@ def svc(stax_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalServic
 
 
 def wait(svc: StaxService, eid: str, timeout: float = 60) -> Execution:
-    deadline = time.monotonic() + timeout
-    while not (ex := svc.get(eid)).state.final:
-        assert time.monotonic() < deadline, ex.state
-        time.sleep(0.2)
-    return ex
+    return wait_for(
+        lambda: ((ex := svc.get(eid)).state.final and ex) or NotYet(ex.state),
+        timeout,
+        f"execution {eid} to end",
+        interval=0.2,
+    )
 
 
 def test_the_operations_from_inside_a_running_event_loop(svc: LocalService) -> None:

@@ -15,6 +15,7 @@ from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.schedulers.slurm import blocked_reason, parse_squeue
 
 from ..conftest import slurm_nodes
+from ..waiting import NotYet, wait_for_async
 
 
 @pytest.mark.parametrize(
@@ -64,23 +65,21 @@ def test_a_job_that_cannot_start_is_reported(
     async def main() -> tuple[list[str], object, object]:
         async with engine_factory() as eng:
             ex = await eng.submit(wf, cluster="slurm")
-            seen: list[str] = []
-            for _ in range(300):  # the first squeue comes after a poll interval
-                seen = eng.get(ex.id).warnings
-                if seen:
-                    break
-                await asyncio.sleep(0.1)
-            for _ in range(600):  # the step that fits runs to its end meanwhile
-                if eng.get(ex.id).step("small").state.final:
-                    break
-                await asyncio.sleep(0.1)
+            # the first squeue comes after a poll interval
+            seen: list[str] = await wait_for_async(
+                lambda: eng.get(ex.id).warnings, 30, "a warning about step 'big'"
+            )
+            await wait_for_async(  # the step that fits runs to its end meanwhile
+                lambda: eng.get(ex.id).step("small").state.final, 60, "step 'small' to end"
+            )
             big = eng.get(ex.id).step("big")
             assert big.state is StepState.QUEUED, big
             await eng.cancel(ex.id)
-            for _ in range(100):
-                if not eng.get(ex.id).warnings:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_for_async(
+                lambda: not eng.get(ex.id).warnings or NotYet(eng.get(ex.id).warnings),
+                10,
+                "the warnings to be cleared",
+            )
             return seen, big.native_id, eng.get(ex.id)
 
     seen, native, final = asyncio.run(main())

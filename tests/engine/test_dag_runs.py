@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from jupyter_stax.core.models import StepState
 from jupyter_stax.engine.engine import Engine, Event
 
+from ..waiting import wait_for, wait_for_async
 from .conftest import arun
 
 DIAMOND = {
@@ -156,19 +156,16 @@ def test_cancel_stops_running_job_and_marks_pending_canceled(
     async def main() -> object:
         async with engine_factory() as eng:
             ex = await eng.submit(wf, cluster=cluster)
-            for _ in range(600):
-                s = eng.get(ex.id).step("sleeper")
-                if s.state is StepState.RUNNING:
-                    break
-                await __import__("asyncio").sleep(0.1)
-            else:
-                raise AssertionError("sleeper never ran")
+            s = await wait_for_async(
+                lambda: (s := eng.get(ex.id).step("sleeper")).state is StepState.RUNNING and s,
+                60,
+                "the sleeper to run",
+            )
             native = s.native_id
             assert native
-            for _ in range(300):
-                if _job_alive(cluster, native, marker):
-                    break
-                await __import__("asyncio").sleep(0.1)
+            await wait_for_async(
+                lambda: _job_alive(cluster, native, marker), 30, f"job {native} to be seen"
+            )
             assert _job_alive(cluster, native, marker)
             ex = await eng.cancel(ex.id)
             return ex, native
@@ -177,9 +174,7 @@ def test_cancel_stops_running_job_and_marks_pending_canceled(
     assert ex.state.value == "canceled"
     assert ex.step("sleeper").state is StepState.CANCELED
     assert ex.step("later").state is StepState.CANCELED
-    deadline = time.monotonic() + 30
-    while _job_alive(cluster, native, marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: not _job_alive(cluster, native, marker), 30, f"job {native} to go")
     assert not _job_alive(cluster, native, marker), "the job survived its cancel"
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_stax.core.models import StepState
+from jupyter_stax.core.models import Execution, StepState
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.store import Store
 
 from ..conftest import SLURM_SCRIPTS
+from ..waiting import wait_for, wait_for_async
 from .conftest import arun
 
 HERE = Path(__file__).parent
@@ -38,18 +39,24 @@ def _start_engine_proc(
     return p, eid
 
 
-def _wait_store(store: Path, eid: str, pred: Callable[[object], bool], timeout: float) -> object:
+def _wait_store(
+    store: Path, eid: str, pred: Callable[[Execution], bool], timeout: float, what: str
+) -> Execution:
     st = Store(store)
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            ex = st.get(eid)
-            if pred(ex):
-                return ex
-            time.sleep(0.1)
+        return wait_for(lambda: ex if pred(ex := st.get(eid)) else None, timeout, what)
     finally:
         st.close()
-    raise AssertionError(f"condition not reached in {timeout} s")
+
+
+def _squeue(*native_ids: str, states: str = "all") -> dict[str, str]:
+    """Slurm's word on jobs: native id -> "STATE REASON" (jobs it forgot are left out)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-j", ",".join(native_ids), "-t", states, "-o", "%i %T %r"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in out.splitlines() if " " in ln}
 
 
 def test_kill9_engine_then_new_engine_finishes_each_step_submitted_once(
@@ -68,7 +75,7 @@ def test_kill9_engine_then_new_engine_finishes_each_step_submitted_once(
     wf = {"name": "chain10", "steps": steps}
     proc, eid = _start_engine_proc(cluster, wf)
     try:
-        _wait_store(store_path, eid, lambda ex: ex.step("s3").state.final, 120)  # type: ignore[attr-defined]
+        _wait_store(store_path, eid, lambda ex: ex.step("s3").state.final, 120, "s3 to end")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -98,31 +105,56 @@ def test_kill9_engine_then_new_engine_finishes_each_step_submitted_once(
 
 @pytest.mark.slurm
 def test_unknown_native_id_after_restart_is_lost_not_completed(
-    slurm: str, engine_factory: Callable[..., Engine], store_path: Path
+    slurm: str, engine_factory: Callable[..., Engine], store_path: Path, stax_env: Path
 ) -> None:
+    # a cluster whose jobs may begin only in an hour: the job cannot start, so it can never
+    # leave an exit record (which would rightly make the next engine say 'failed')
+    clusters = stax_env / "clusters.yaml"
+    clusters.write_text(
+        clusters.read_text() + "  later:\n"
+        "    scheduler: slurm\n"
+        "    queue: debug\n"
+        '    walltime: "00:10:00"\n'
+        "    poll_interval: 1\n"
+        "    custom_attributes: {slurm.begin: now+3600}\n"
+    )
     wf = {"name": "lost", "steps": [{"name": "a", "run": "sleep 600"}]}
-    proc, eid = _start_engine_proc("slurm", wf)
+    proc, eid = _start_engine_proc("later", wf)
     try:
-        ex = _wait_store(store_path, eid, lambda ex: ex.step("a").native_id is not None, 60)  # type: ignore[attr-defined]
+        ex = _wait_store(
+            store_path, eid, lambda ex: ex.step("a").native_id is not None, 60, "a's job id"
+        )
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    real = ex.step("a").native_id  # type: ignore[attr-defined]
+    real = ex.step("a").native_id
+    assert real
+    wait_for(
+        lambda: _squeue(real).get(real) == "PENDING BeginTime",
+        30,
+        f"Slurm to hold job {real} back until its begin time",
+    )
     subprocess.run(["scancel", real], check=True)
+    wait_for(
+        lambda: _squeue(real).get(real, "CANCELLED").startswith("CANCELLED"),
+        30,
+        f"Slurm to cancel job {real}",
+    )
+    assert not Path(ex.step("a").directory, "stax.exit").exists()
     # the store now names a job id Slurm never had
     st = Store(store_path)
     with st.transaction() as db:
         db.execute("UPDATE steps SET native_id='99999999' WHERE execution_id=?", (eid,))
     st.close()
 
-    async def main() -> object:
+    async def main() -> Execution:
         async with engine_factory() as eng:
             return await eng.wait(eid, timeout=60)
 
-    ex = arun(main())
-    a = ex.step("a")  # type: ignore[attr-defined]
+    done = arun(main())
+    a = done.step("a")
     assert a.state is StepState.LOST
-    assert "99999999" in a.reason and "unknown" in a.reason
+    assert "99999999" in (a.reason or "") and "unknown" in (a.reason or "")
 
 
 @pytest.mark.slurm
@@ -138,10 +170,15 @@ def test_slurmctld_down_30s_fails_nothing_and_run_completes(
     async def main() -> object:
         async with engine_factory() as eng:
             ex = await eng.submit(wf, cluster="slurm")
-            for _ in range(300):
-                if all(eng.get(ex.id).step(f"w{i}").state is StepState.RUNNING for i in range(3)):
-                    break
-                await asyncio.sleep(0.1)
+            # each has started (one that already ended cannot go back to running)
+            await wait_for_async(
+                lambda: all(
+                    eng.get(ex.id).step(f"w{i}").state in (StepState.RUNNING, StepState.COMPLETED)
+                    for i in range(3)
+                ),
+                120,
+                "w0, w1 and w2 to run",
+            )
             await asyncio.to_thread(subprocess.run, ["bash", ctld, "stop"], check=True)
             try:
                 t_end = time.monotonic() + 30
@@ -176,11 +213,11 @@ def test_detached_chain_runs_with_no_engine_and_is_reported_afterwards(
     assert all(s.native_id for s in ex.steps) and not ex.state.final
     assert ex.owner is None
     order = Path(ex.work_dir, "order.log")
-    deadline = time.monotonic() + 120
-    while (
-        time.monotonic() < deadline and len(order.read_text().split() if order.exists() else []) < 5
-    ):
-        time.sleep(0.5)
+    wait_for(
+        lambda: len(order.read_text().split() if order.exists() else []) >= 5,
+        120,
+        "Slurm to run the five steps (order.log)",
+    )
     assert order.read_text().split() == [f"c{i}" for i in range(5)]  # Slurm ran the chain alone
     ex = Store(store_path).get(eid)
     assert not ex.state.final  # nobody watched
@@ -207,7 +244,15 @@ def test_detached_failure_skips_dependants(
     }
     proc, eid = _start_engine_proc("slurm", wf, "--detach")
     assert proc.wait(timeout=60) == 0
-    time.sleep(3)
+    # the engine comes only once Slurm is done with all three jobs (nobody watched)
+    ids = [s.native_id for s in Store(store_path).get(eid).steps if s.native_id]
+    assert len(ids) == 3
+    wait_for(
+        lambda: not _squeue(*ids, states="PD,R,CG,S"),
+        90,
+        f"Slurm to finish jobs {ids}",
+        interval=0.5,
+    )
 
     async def main() -> object:
         async with engine_factory() as eng:

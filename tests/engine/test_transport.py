@@ -9,7 +9,6 @@ import asyncio
 import os
 import stat
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from jupyter_stax.engine.transport import (
     TransportError,
 )
 
+from ..waiting import wait_for
 from .conftest import arun
 
 
@@ -221,10 +221,7 @@ def _factory(
 
 
 def _wait_for(what: Callable[[], bool], timeout: float, about: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, f"timed out waiting for {about}"
-        time.sleep(0.1)
+    wait_for(what, timeout, about)
 
 
 def test_records_of_all_running_steps_are_read_in_one_batch(

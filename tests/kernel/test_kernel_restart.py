@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from ..proc import wait_for
 from ..server.real_server import RealServer, child_env
+from ..waiting import gate, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
@@ -83,9 +83,15 @@ def squeue_names() -> list[str]:
     return out.split()
 
 
-def test_restart_then_watch(kernel: Kernel) -> None:
+def test_restart_then_watch(kernel: Kernel, tmp_path: Path) -> None:
+    # after its second tick the slow step waits for the test: it still runs after the restart
+    # and the listing, however long the kernel takes to come back
+    go = tmp_path / "go"
     kernel.run("%load_ext jupyter_stax")
-    kernel.run("%%stax_task slow\nfor i in $(seq 1 10); do echo tick $i; sleep 1; done\n")
+    kernel.run(
+        "%%stax_task slow\n"
+        f"for i in $(seq 1 10); do echo tick $i; [ $i = 2 ] && {{ {gate(go)}; }}; sleep 1; done\n"
+    )
     kernel.run("%%stax_task after --after slow\necho after $(grep -c tick ../slow/stax.out)\n")
     out = kernel.run(
         "run = %stax_submit --cluster slurm\nprint(run.id, type(run.service).__name__)"
@@ -98,7 +104,7 @@ def test_restart_then_watch(kernel: Kernel) -> None:
     # restart while the first step runs on Slurm
     wait_for(
         lambda: "tick 2" in kernel.run("print(run.refresh().logs('slow'))"),
-        60,
+        180,  # the shared Slurm may be busy with other jobs first
         "the first step's output",
     )
     assert kernel.run("print(run.state)").strip() == "running"
@@ -110,6 +116,7 @@ def test_restart_then_watch(kernel: Kernel) -> None:
     kernel.run("%load_ext jupyter_stax")
     listed = kernel.run("%stax list")
     assert eid in listed and "running" in listed
+    go.touch()
     kernel.mimes.clear()
     out = kernel.run(
         f"w = %stax watch {eid[:6]}\n"

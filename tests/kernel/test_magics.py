@@ -19,6 +19,8 @@ from jupyter_stax.kernel.api import Execution, ExecutionFailed, Workflow
 from jupyter_stax.kernel.magics import StaxMagics
 from jupyter_stax.service import LocalService
 
+from ..waiting import wait_for
+
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -215,13 +217,7 @@ def test_plain_python_api(svc: LocalService) -> None:
     assert [s.name for s in run.steps] == ["quick"]
     assert run.wait(60).logs("quick") == "hi there\n"
     long = wf.submit("local", service=svc, steps=["long"])
-    for _ in range(200):
-        if long.logs("long"):
-            break
-        long.refresh()
-        import time
-
-        time.sleep(0.1)
+    wait_for(lambda: long.refresh().logs("long"), 60, "the long step's first line")
     long.cancel()
     with pytest.raises(ExecutionFailed, match="canceled"):
         long.wait(60)

@@ -5,6 +5,7 @@ that polling never blocks an event loop."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.kernel.monitor import LOG_KEEP, Monitor
 from jupyter_stax.service import LocalService
 
-from ..proc import kill, pgrep, wait_for
+from ..proc import kill, pgrep
+from ..waiting import NotYet, gate, wait_for
 
 DIAMOND = {
     "name": "diamond",
@@ -36,11 +38,12 @@ DIAMOND = {
 
 
 def refresh_until_final(m: Monitor, timeout: float = 60) -> Execution:
-    deadline = time.monotonic() + timeout
-    while not (ex := m.refresh()).state.final:
-        assert time.monotonic() < deadline, f"{ex.id} still {ex.state.value}"
-        time.sleep(0.2)
-    return ex
+    return wait_for(
+        lambda: ((ex := m.refresh()).state.final and ex) or NotYet(ex.state.value),
+        timeout,
+        f"execution {m.execution_id} to end",
+        interval=0.2,
+    )
 
 
 def row(m: Monitor, step: str) -> str:
@@ -49,20 +52,31 @@ def row(m: Monitor, step: str) -> str:
     return value
 
 
-def test_refresh_follows_a_run_to_completion(svc: LocalService) -> None:
-    ex = svc.submit(DIAMOND, cluster="local")
+def test_refresh_follows_a_run_to_completion(svc: LocalService, tmp_path: Path) -> None:
+    # talk stops after its first line until the test has seen that line in the pane: the run
+    # cannot be over (or past line 5) before the monitor looked, however slow the machine
+    go = tmp_path / "go"
+    wf = copy.deepcopy(DIAMOND)
+    wf["steps"][0]["run"] = (
+        f"echo line 1; {gate(go)}; for i in 2 3 4 5; do sleep 0.3; echo line $i; done"
+    )
+    ex = svc.submit(wf, cluster="local")
     m = Monitor(svc, ex.id, start=False)
     try:
         assert not m.polling
         assert m.progress.max == 4 and m.progress.bar_style == "info"
         assert not m.cancel_button.disabled and m.retry_button.disabled
         assert "s0 --> s1" in m.mermaid
-        seen_partial = False
-        deadline = time.monotonic() + 60
-        while not m.refresh().state.final:
-            assert time.monotonic() < deadline
-            seen_partial |= m.log_text.startswith("line 1\n") and "line 5" not in m.log_text
-            time.sleep(0.1)
+        seen_partial = wait_for(
+            lambda: (
+                (m.refresh() and m.log_text.startswith("line 1\n") and "line 5" not in m.log_text)
+                or NotYet(m.log_text)
+            ),
+            60,
+            "the log pane to show talk's first line while it runs",
+        )
+        go.touch()
+        refresh_until_final(m)
         assert seen_partial, "the log pane did not show the step's output while it ran"
         done = m.execution
         assert done.state is ExecutionState.COMPLETED
@@ -109,6 +123,22 @@ def test_background_polling_stops_by_itself_when_final(svc: LocalService) -> Non
         m.close()
 
 
+class Held:
+    """The service with ``cancel`` held until the test releases it: what the monitor shows
+    while an action is under way can be looked at before the action ends."""
+
+    def __init__(self, inner: LocalService) -> None:
+        self.inner = inner
+        self.release = threading.Event()
+
+    def cancel(self, execution_id: str) -> Execution:
+        assert self.release.wait(60), "the test never released the cancel"
+        return self.inner.cancel(execution_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def test_cancel_button_kills_the_running_step(svc: LocalService) -> None:
     marker = f"sleep {random.randint(300000, 399999)}"
     ex = svc.submit(
@@ -121,7 +151,8 @@ def test_cancel_button_kills_the_running_step(svc: LocalService) -> None:
         },
         cluster="local",
     )
-    m = Monitor(svc, ex.id, interval=0.2)
+    held = Held(svc)
+    m = Monitor(held, ex.id, interval=0.2)  # type: ignore[arg-type]
     try:
         wait_for(lambda: m.execution.step("nap").state is StepState.RUNNING, 30, "the step to run")
         wait_for(lambda: pgrep(marker), 10, "the sleep process")
@@ -130,6 +161,7 @@ def test_cancel_button_kills_the_running_step(svc: LocalService) -> None:
         assert m.cancel_button.disabled  # at once, while the service works
         assert "canceling" in m.message.value
         assert m.action is not None
+        held.release.set()
         m.action.result(timeout=90)
         assert m.execution.state is ExecutionState.CANCELED
         assert m.progress.bar_style == "warning"
@@ -140,6 +172,7 @@ def test_cancel_button_kills_the_running_step(svc: LocalService) -> None:
         assert svc.get(ex.id).state is ExecutionState.CANCELED
         wait_for(lambda: not m.polling, 10, "polling to stop")
     finally:
+        held.release.set()
         m.close()
         kill(pgrep(marker))
 

@@ -11,8 +11,9 @@ from jupyter_stax.client import RestService
 from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.kernel.monitor import Monitor
 
-from ..proc import kill, pgrep, wait_for
+from ..proc import kill, pgrep
 from ..server.real_server import RealServer
+from ..waiting import wait_for
 
 
 @pytest.fixture

@@ -22,11 +22,16 @@ import sys
 from jupyter_stax.service import LocalService
 from jupyter_stax.kernel import Monitor
 
+import os
+GO = os.path.abspath("go")
 svc = LocalService()  # the store of $JUPYTER_STAX_STORE, inherited from the test
 workflow = {
     "name": "nb-demo",
     "steps": [
-        {"name": "talk", "run": "for i in $(seq 1 8); do echo line $i; sleep 0.25; done"},
+        # after its first line, talk waits until the third cell has looked (the file GO): the run is
+        # never over before the monitor showed it running, however slow the kernel is
+        {"name": "talk", "run": f"echo line 1; for _g in $(seq 2400); do [ -e {GO} ] && break; "
+         "sleep 0.05; done; for i in $(seq 2 8); do sleep 0.25; echo line $i; done"},
         {"name": "count", "after": ["talk"], "run": "wc -l < ../talk/stax.out"},
         {"name": "report", "after": ["count"], "run": "echo total $(cat ../count/stax.out)"},
     ],
@@ -44,7 +49,8 @@ for _ in range(600):
         break
     await asyncio.sleep(0.05)
 print(type(monitor._task).__name__, monitor._thread, monitor.progress.value,
-      repr(monitor.log_text))""",
+      repr(monitor.log_text))
+open(GO, "w").close()""",
     """\
 final = monitor.wait(60)
 print(final.state.value, monitor.progress.value, monitor.progress.bar_style)""",

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jupyter_stax.service import LocalService
+
+from ..waiting import gate
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -24,11 +27,15 @@ NOTEBOOKS = ROOT / "notebooks"
 pytestmark = pytest.mark.timeout(600)
 
 
-def execute(name: str, where: Path, kernelspec: str, **env: str) -> Any:
+def execute(
+    name: str, where: Path, kernelspec: str, edit: Callable[[Any], None] | None = None, **env: str
+) -> Any:
     """Run notebooks/NAME in a copy under ``where``; the executed notebook (also saved next
-    to the copy, to look at)."""
+    to the copy, to look at). ``edit`` may change the copy's cells before it runs."""
     shutil.copy(NOTEBOOKS / name, where / name)
     nb = nbformat.read(where / name, as_version=4)
+    if edit is not None:
+        edit(nb)
     client = nbclient.NotebookClient(
         nb,
         timeout=300,
@@ -156,7 +163,18 @@ def test_eflows_software_description(
 
 @pytest.mark.slurm
 def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm: str) -> None:
-    nb = execute("05_detach_reattach.ipynb", tmp_path, kernelspec)
+    # Slurm shows a dependency only until it is satisfied: fetch (2 s) must not end before the
+    # squeue cell ran, however slow the submissions were, so fetch waits for that cell
+    go = tmp_path / "go"
+
+    def hold_fetch(nb: Any) -> None:
+        (fetch,) = [c for c in nb.cells if c.source.startswith("%%stax_task fetch\n")]
+        assert "sleep 2;" in fetch.source
+        fetch.source = fetch.source.replace("sleep 2;", f"{gate(go)}; sleep 2;", 1)
+        (queue,) = [c for c in nb.cells if c.source.startswith("if cluster != 'local':")]
+        queue.source += f"\nopen({str(go)!r}, 'w').close()"
+
+    nb = execute("05_detach_reattach.ipynb", tmp_path, kernelspec, edit=hold_fetch)
     submitted = outputs(nb, "detach = ").splitlines()
     eid, how = submitted[0].split()
     assert how == "detached"

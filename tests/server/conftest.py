@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 
 from jupyter_stax.server.app import StaxApp
+
+from ..waiting import NotYet, wait_for_async
 
 
 @dataclass
@@ -110,27 +111,42 @@ def raw(http_server_client: Any, jp_base_url: str, jp_auth_header: dict[str, str
 
 
 async def wait_final(api: Call, eid: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def final() -> dict[str, Any] | NotYet:
         ex = (await api("GET", f"executions/{eid}")).body
         if ex["state"] in ("completed", "failed", "canceled"):
             return dict(ex)
-        assert time.monotonic() < deadline, f"execution {eid} still {ex['state']}: {ex['steps']}"
-        await asyncio.sleep(0.2)
+        return NotYet((ex["state"], ex["steps"]))
+
+    return await wait_for_async(final, timeout, f"execution {eid} to end", interval=0.2)
 
 
 async def wait_step(api: Call, eid: str, step: str, states: set[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def there() -> bool | NotYet:
         ex = (await api("GET", f"executions/{eid}")).body
         s = next(s for s in ex["steps"] if s["name"] == step)
-        if s["state"] in states:
-            return
-        assert time.monotonic() < deadline, f"step {step} still {s['state']}"
-        await asyncio.sleep(0.2)
+        return True if s["state"] in states else NotYet(s)
+
+    await wait_for_async(there, timeout, f"step {step} of {eid} to be {states}", interval=0.2)
 
 
 STEP_ORDER = ["pending", "submitted", "queued", "running", "completed"]
+
+
+async def events_delivered(events: list[tuple[str, dict[str, Any]]], eid: str) -> None:
+    """Listeners run as tasks, created in the order of the events: once the execution's final
+    event has reached ``events``, every earlier one has too."""
+    from jupyter_stax.server.events import EXECUTION_SCHEMA
+
+    await wait_for_async(
+        lambda: any(
+            sid == EXECUTION_SCHEMA
+            and d.get("id") == eid
+            and d["state"] in ("completed", "failed", "canceled")
+            for sid, d in events
+        ),
+        30,
+        f"the final event of execution {eid} to reach the listener",
+    )
 
 
 def check_event_order(events: list[tuple[str, dict[str, Any]]], eid: str, steps: list[str]) -> None:

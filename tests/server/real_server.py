@@ -13,11 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from ..waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 #: variables a child server must not inherit from the test process (an in-process test server
@@ -112,17 +113,22 @@ class RealServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def up() -> dict[str, Any] | None:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"the server did not start:\n{self.log()}")
             try:
                 code, info = self.call("GET", "info", timeout=2)
                 if code == 200 and info.get("engine_id"):
                     return dict(info)
             except (OSError, ValueError):
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{self.log()}")
-            time.sleep(0.2)
+            return None
+
+        try:
+            return wait_for(up, timeout, "the server's engine", interval=0.2)
+        except AssertionError:
+            raise RuntimeError(f"the server did not start:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

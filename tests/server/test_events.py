@@ -3,7 +3,6 @@ engine."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from jupyter_stax.server.app import StaxApp
 from jupyter_stax.server.events import SCHEMA_FILES
 
-from .conftest import Call, check_event_order, wait_final
+from .conftest import Call, check_event_order, events_delivered, wait_final
 
 DIAMOND = {
     "name": "diamond",
@@ -42,7 +41,7 @@ async def test_local_run_events_arrive_in_order(
     got = listen(jp_serverapp)
     ex = (await api("POST", "executions", body={"workflow": DIAMOND}, expect=201)).body
     assert (await wait_final(api, ex["id"]))["state"] == "completed"
-    await asyncio.sleep(0.2)  # listeners run as tasks
+    await events_delivered(got, ex["id"])
     check_event_order(got, ex["id"], ["a", "b", "c", "d"])
     assert not [r for r in caplog.records if "could not emit" in r.getMessage()]
     # d was submitted only after b and c completed

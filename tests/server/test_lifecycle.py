@@ -4,7 +4,6 @@ the store's engine lock, and a broken configuration that does not take the serve
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import pytest
 from jupyter_stax.engine.daemon import ensure_daemon
 from jupyter_stax.server.app import ENV_SERVER_URL, ENV_TOKEN, StaxApp
 
+from ..waiting import NotYet, gate, wait_for, wait_for_async
 from .conftest import Call, stax_config, wait_final, wait_step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,10 @@ async def test_kernels_inherit_the_server_url_and_token(
 async def test_stop_releases_executions_and_the_next_engine_adopts_them(
     api: Call, stax_app: StaxApp, jp_serverapp: Any, stax_env: Path
 ) -> None:
-    short = {"name": "short", "steps": [{"name": "a", "run": "sleep 4; echo done"}]}
+    # the job waits for the test (at most 2 minutes): it is still running, whatever the load,
+    # when the engine has stopped and when the next one adopts it
+    go = stax_env / "go"
+    short = {"name": "short", "steps": [{"name": "a", "run": f"{gate(go)}; echo done"}]}
     ex = (await api("POST", "executions", body={"workflow": short}, expect=201)).body
     await wait_step(api, ex["id"], "a", {"running"})
     engine = stax_app.engine
@@ -76,10 +79,14 @@ async def test_stop_releases_executions_and_the_next_engine_adopts_them(
     assert owner is None and stopped is not None  # released at once, not after a lease
     os.kill(pid, 0)  # the job goes on meanwhile
     # no thread of ours is left to keep the process alive
-    deadline = time.monotonic() + 10
-    while any(t.name.startswith("stax-") and t.is_alive() for t in threading.enumerate()):
-        assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
-        await asyncio.sleep(0.1)
+    await wait_for_async(
+        lambda: (
+            not [t.name for t in threading.enumerate() if t.name.startswith("stax-")]
+            or NotYet([t.name for t in threading.enumerate()])
+        ),
+        10,
+        "the engine's threads to end",
+    )
     assert all(
         t.daemon or t is threading.main_thread()
         for t in threading.enumerate()
@@ -92,6 +99,7 @@ async def test_stop_releases_executions_and_the_next_engine_adopts_them(
     # after that process was reaped elsewhere; see the report on backend.py)
     await stax_app._start_jupyter_server_extension(jp_serverapp)
     assert stax_app.engine is not None and stax_app.engine.id != engine.id
+    go.touch()
     done = await wait_final(api, ex["id"], timeout=30)
     assert done["state"] == "completed" and done["owner"] == stax_app.engine.id
     log = (await api("GET", f"executions/{ex['id']}/steps/a/log")).body
@@ -226,24 +234,29 @@ def test_a_real_server_stops_on_sigterm_and_leaves_jobs_running(stax_env: Path) 
     base = f"http://127.0.0.1:{port}/base/stax/api/"
     job_pid = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def up() -> bool | NotYet:
+            assert proc.poll() is None, (tmp / "server.log").read_text()
             try:
-                code, _ = _get(base + "executions", token)
-                if code == 200:
-                    break
+                if _get(base + "executions", token)[0] == 200:
+                    return True
             except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
                 pass
-            assert proc.poll() is None, (tmp / "server.log").read_text()
-            assert time.monotonic() < deadline, (tmp / "server.log").read_text()
-            time.sleep(0.3)
+            return NotYet((tmp / "server.log").read_text()[-2000:])
+
+        wait_for(up, 60, "the server to answer", interval=0.3)
         code, ex = _post(base + "executions", token, {"workflow": SLEEPER})
         assert code == 201
-        deadline = time.monotonic() + 30
-        while ex["steps"][0]["state"] != "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-            ex = _get(base + f"executions/{ex['id']}", token)[1]
+        ex = wait_for(
+            lambda: (
+                (x := _get(base + f"executions/{ex['id']}", token)[1])["steps"][0]["state"]
+                == "running"
+                and x
+            ),
+            30,
+            "the sleeper to run",
+            interval=0.2,
+        )
         job_pid = int(ex["steps"][0]["native_id"])
         assert _get(base + "executions", "wrong-token")[0] == 403
         t0 = time.monotonic()

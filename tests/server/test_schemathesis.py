@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ..waiting import wait_for
 from .real_server import RealServer
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -65,10 +66,12 @@ def test_no_operation_answers_with_a_server_error(server: RealServer) -> None:
     # to work on): the operations on one execution are fuzzed with its id too
     code, ex = server.call("POST", "executions", {"workflow": FAILING})
     assert code == 201, ex
-    deadline = time.monotonic() + 60
-    while server.call("GET", f"executions/{ex['id']}")[1]["state"] != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(
+        lambda: server.call("GET", f"executions/{ex['id']}")[1]["state"] == "failed",
+        60,
+        f"execution {ex['id']} to fail",
+        interval=0.2,
+    )
     real = {"execution_id": ex["id"]}
     schema = schemathesis.openapi.from_url(f"{server.url}stax/api/openapi.json", headers=auth)
     failures: list[str] = []

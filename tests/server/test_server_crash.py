@@ -24,6 +24,7 @@ import pytest
 
 from jupyter_stax.core.jobscript import job_name
 
+from ..waiting import NotYet, wait_for
 from .real_server import RealServer
 
 CHAINS, LENGTH = 4, 5
@@ -61,36 +62,35 @@ def _execution(server: RealServer, eid: str) -> dict[str, Any]:
 
 
 def _until(server: RealServer, eid: str, cond: Any, timeout: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def there() -> dict[str, Any] | NotYet:
         ex = _execution(server, eid)
-        if cond(ex):
-            return ex
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {ex['steps']}"
-        time.sleep(0.2)
+        return ex if cond(ex) else NotYet(ex["steps"])
+
+    return wait_for(there, timeout, what, interval=0.2)
 
 
 def _wait_in_flight(store: Path, eid: str, want: int, timeout: float = 30) -> list[str]:
     """Steps whose submission intent is committed but not Slurm's answer (read from the store
     directly, every 10 ms): once ``want`` of them are, or 0.5 s after the first one was."""
-    deadline = time.monotonic() + timeout
-    first: float | None = None
+    first: list[float] = []
     db = sqlite3.connect(store, timeout=30)
+
+    def in_flight() -> list[str] | NotYet:
+        rows = db.execute(
+            "SELECT name FROM steps WHERE execution_id=? AND state='submitted' AND "
+            "native_id IS NULL",
+            (eid,),
+        ).fetchall()
+        if rows and not first:
+            first.append(time.monotonic())
+        if len(rows) >= want or (first and time.monotonic() - first[0] > 0.5):
+            return [r[0] for r in rows] or NotYet("the submissions in flight were answered")
+        return NotYet(rows)
+
     try:
-        while time.monotonic() < deadline:
-            rows = db.execute(
-                "SELECT name FROM steps WHERE execution_id=? AND state='submitted' AND "
-                "native_id IS NULL",
-                (eid,),
-            ).fetchall()
-            if rows and first is None:
-                first = time.monotonic()
-            if len(rows) >= want or (first is not None and time.monotonic() - first > 0.5):
-                return [r[0] for r in rows]
-            time.sleep(0.01)
+        return wait_for(in_flight, timeout, "a submission in flight", interval=0.01)
     finally:
         db.close()
-    raise AssertionError("no submission was ever seen in flight")
 
 
 def _count(ex: dict[str, Any], *states: str) -> int:

@@ -3,13 +3,12 @@ the cluster's live numbers come from sinfo/squeue."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from ..conftest import slurm_nodes
-from .conftest import Call, check_event_order, wait_final
+from .conftest import Call, check_event_order, events_delivered, wait_final
 from .test_events import listen
 
 pytestmark = pytest.mark.slurm
@@ -41,7 +40,7 @@ async def test_workflow_over_rest_on_slurm_with_events_in_order(
     assert done["state"] == "completed", done["steps"]
     for s in done["steps"]:
         assert s["native_id"] and s["native_id"].isdigit() and s["exit_code"] == 0
-    await asyncio.sleep(0.3)  # listeners run as tasks
+    await events_delivered(got, ex["id"])
     check_event_order(got, ex["id"], ["make", "sum"])
     log = (await api("GET", f"executions/{ex['id']}/steps/sum/log")).body
     assert log["data"] == "10\n" and log["eof"]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from ..server.real_server import child_env, free_port
+from ..waiting import wait_for
 
 #: JupyterLab user settings that keep a test page quiet (no news or update toasts)
 QUIET_SETTINGS = {
@@ -107,17 +107,20 @@ class LabServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def up() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab did not start:\n{self.log()}")
             try:
                 code, info = self.call("GET", "stax/api/info", timeout=2)
-                if code == 200 and info.get("engine_id"):
-                    return
+                return code == 200 and bool(info.get("engine_id"))
             except (OSError, ValueError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter lab did not start:\n{self.log()}")
-            time.sleep(0.3)
+                return False
+
+        try:
+            wait_for(up, timeout, "jupyter lab's engine", interval=0.3)
+        except AssertionError:
+            raise RuntimeError(f"jupyter lab did not start:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ..proc import wait_for
+from ..waiting import wait_for
 from .conftest import screenshot
 from .lab import LabServer
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from ..proc import wait_for
 from ..server.real_server import free_port
+from ..waiting import wait_for
 from .conftest import screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
