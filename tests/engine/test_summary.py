@@ -7,12 +7,14 @@ import pytest
 
 from jupyter_stax.core.errors import SchedulerUnavailable
 from jupyter_stax.core.models import Execution
-from jupyter_stax.server.summary import (
-    active_steps,
-    parse_sinfo,
-    parse_squeue_states,
-    run_command,
-)
+from jupyter_stax.engine.schedulers import run_checked
+from jupyter_stax.engine.schedulers.local import active_steps
+from jupyter_stax.engine.schedulers.slurm import parse_sinfo, parse_squeue_states
+from jupyter_stax.engine.transport import LocalTransport
+
+
+def run_command(argv: list[str], timeout: float = 10.0) -> str:
+    return run_checked(LocalTransport(), argv, timeout)
 
 # `sinfo -h -o '%D|%T'` on this project's two-node Slurm 22.05
 SINFO_LOCAL = "2|idle\n"
