@@ -17,7 +17,17 @@ log() { printf '[test.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 PY=${PYTHON:-python3}
 
 log "installing jupyter-stax[test]"
-$PY -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+# A previous `jupyter labextension develop` (of this or another checkout) left a symlink where
+# the wheel's shared data goes; pip's uninstall of the old install fails on it ("No such file
+# ... install.json") and the old checkout would stay installed. The develop step below remakes it.
+share=$($PY -c 'import sys; print(sys.prefix)')/share/jupyter/labextensions/jupyter-stax
+if [ -L "$share" ]; then rm -f "$share"; fi
+if ! $PY -m pip install -q --disable-pip-version-check -e '.[test]' >/tmp/stax-pip-install.log 2>&1; then
+  tail -20 /tmp/stax-pip-install.log >&2; log "pip install failed (log: /tmp/stax-pip-install.log)"; exit 1
+fi
+# the tests must import THIS checkout (the checkout's root is on sys.path here, so run elsewhere)
+installed=$(cd / && $PY -c 'import jupyter_stax, os; print(os.path.dirname(os.path.dirname(jupyter_stax.__file__)))')
+[ "$installed" = "$PWD" ] || { log "jupyter_stax imports from $installed, not from $PWD"; exit 1; }
 $PY -c 'import jupyter_stax, psij, pydantic' || { log "pip install failed"; exit 1; }
 # the editable install built the JupyterLab extension (labextension/ -> jupyter_stax/labextension);
 # make this Python's JupyterLab load it from the checkout
