@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..core.api import LocalSummary, SlurmSummary
+from ..core.api import LocalSummary, SgeSummary, SlurmSummary
 from ..core.models import Cluster, Execution
 from ..engine import schedulers
-from ..engine.schedulers import local, slurm
+from ..engine.schedulers import local, sge, slurm
 from ..engine.schedulers.local import active_steps
 from ..engine.schedulers.slurm import (
     SLURM_JOB_STATES,
@@ -35,6 +35,8 @@ __all__ = [
     "parse_sinfo",
     "parse_squeue_states",
     "run_command",
+    "scheduler_summary",
+    "sge_summary",
     "slurm_summary",
 ]
 
@@ -53,6 +55,22 @@ def run_command(
 def slurm_summary(cluster: Cluster, transport: Transport | None = None) -> SlurmSummary:
     """Blocking (two commands): call it on a worker thread."""
     return slurm.summary(cluster, lambda argv: run_command(argv, transport=transport))
+
+
+def sge_summary(cluster: Cluster, transport: Transport | None = None) -> SgeSummary:
+    """Blocking (three commands): call it on a worker thread."""
+    return sge.summary(cluster, lambda argv: run_command(argv, transport=transport))
+
+
+def scheduler_summary(
+    cluster: Cluster, transport: Transport | None = None
+) -> SlurmSummary | SgeSummary | None:
+    """The live numbers of a batch cluster from its scheduler module (None: the scheduler has
+    no summary). Blocking: call it on a worker thread."""
+    k = schedulers.get(cluster.scheduler)
+    if k is None or k.summary is None:
+        return None
+    return k.summary(cluster, lambda argv: run_command(argv, transport=transport))
 
 
 def local_summary(cluster: Cluster, running: Iterable[Execution]) -> LocalSummary:
