@@ -24,6 +24,7 @@ from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.store import Store
 
 from ..cli.test_cli import Stax
+from ..conftest import SGE_SCRIPTS
 from ..engine.conftest import arun
 
 # the engine's behaviour tests, collected here again with cluster = "sge"
@@ -300,3 +301,57 @@ def test_cli_run_wait_on_the_sge_cluster(cli: Stax) -> None:
     assert st["state"] == "completed"
     b = next(s for s in st["steps"] if s["name"] == "b")
     assert cli.ok("logs", eid, "b") == f"A\n{b['native_id']}\n"  # $JOB_ID: a Grid Engine job
+
+
+def test_doctor_checks_the_live_grid_engine(sge: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_stax.core.models import Cluster
+    from jupyter_stax.doctor import check_cluster
+
+    c = Cluster(name="g", scheduler="gridengine")
+    (f,) = list(check_cluster(c))
+    assert (f.level, f.what) == ("ok", "cluster g (sge)")
+    assert f.detail.startswith("qstat -f answers: 1 queue instance(s) (all.q@"), f.detail
+    monkeypatch.setenv("SGE_CELL", "nosuchcell")
+    (f,) = list(check_cluster(c))
+    assert f.level == "fail" and "nosuchcell/common/act_qmaster does not exist" in f.detail
+    assert "settings.sh" in f.fix
+    monkeypatch.delenv("SGE_ROOT", raising=False)
+    monkeypatch.delenv("SGE_CELL", raising=False)
+    warn, ok = list(check_cluster(c))  # Debian's wrappers default SGE_ROOT
+    assert (warn.level, ok.level) == ("warn", "ok") and "SGE_ROOT is not set" in warn.detail
+
+
+def test_qmaster_down_15s_fails_nothing_and_run_completes(
+    engine_factory: Callable[..., Engine],
+) -> None:
+    steps: list[dict[str, object]] = [
+        {"name": f"w{i}", "run": "sleep 8; echo done"} for i in range(3)
+    ]
+    steps.append({"name": "last", "after": ["w0", "w1", "w2"], "run": "echo last"})
+    wf = {"name": "outage", "steps": steps}
+    qmaster = str(SGE_SCRIPTS / "qmaster.sh")
+    seen_warning: list[str] = []
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="sge")
+            for i in range(3):
+                await wait_step(eng, ex.id, f"w{i}", lambda s: s.state is StepState.RUNNING)
+            await asyncio.to_thread(subprocess.run, ["bash", qmaster, "stop"], check=True)
+            try:
+                t_end = time.monotonic() + 15
+                while time.monotonic() < t_end:
+                    cur = eng.get(ex.id)
+                    assert not any(
+                        s.state in (StepState.FAILED, StepState.LOST) for s in cur.steps
+                    ), [(s.name, s.reason) for s in cur.steps]
+                    seen_warning.extend(cur.warnings)
+                    await asyncio.sleep(0.5)
+            finally:
+                await asyncio.to_thread(subprocess.run, ["bash", qmaster, "start"], check=True)
+            return await eng.wait(ex.id, timeout=180)
+
+    ex = arun(main())
+    assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
+    assert any("not answering" in w and "qmaster" in w for w in seen_warning), seen_warning
+    assert not ex.warnings  # type: ignore[attr-defined]
