@@ -29,15 +29,23 @@ from ..engine.conftest import arun
 
 # the engine's behaviour tests, collected here again with cluster = "sge"
 from ..engine.test_dag_runs import (  # noqa: F401
+    test_cancel_stops_running_job_and_marks_pending_canceled,
     test_diamond_completes_in_dependency_order,
     test_failed_step_skips_dependants_and_independent_branch_completes,
     test_retry_completes_on_second_attempt,
 )
+from ..engine.test_hostile_params import test_generated_values_arrive_literally  # noqa: F401
 from ..engine.test_recovery import (  # noqa: F401
     _start_engine_proc,
     _wait_store,
     test_interrupted_submission_that_never_reached_the_scheduler_runs_once,
     test_kill9_engine_then_new_engine_finishes_each_step_submitted_once,
+)
+from ..engine.test_transport import (  # noqa: F401
+    Recording,
+    _factory,
+    test_a_cluster_that_stops_answering_fails_no_step,
+    test_records_of_all_running_steps_are_read_in_one_batch,
 )
 from ..proc import kill, wait_for
 
@@ -355,3 +363,33 @@ def test_qmaster_down_15s_fails_nothing_and_run_completes(
     assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
     assert any("not answering" in w and "qmaster" in w for w in seen_warning), seen_warning
     assert not ex.warnings  # type: ignore[attr-defined]
+
+
+def test_psij_commands_and_job_files_go_through_the_transport(
+    engine_factory: Callable[..., Engine], tmp_path: Path
+) -> None:
+    """As tests/engine/test_transport.py's test for Slurm: a helper directory that is not
+    PSI/J's work directory (as a remote cluster's is): the submit script is written there through
+    the transport, the job writes its output there, qsub and qstat run through the transport."""
+    made: dict[str, Recording] = {}
+    aux = tmp_path / "cluster-side"
+    seen_in_aux: set[str] = set()
+    wf = {"name": "seam", "steps": [{"name": "a", "run": "echo through; sleep 2"}]}
+
+    async def main() -> None:
+        async with engine_factory(transports=_factory(made, lambda c, d: aux)) as eng:
+            ex = await eng.submit(wf, cluster="sge")
+            while not (ex := eng.get(ex.id)).state.final:
+                if aux.exists():
+                    seen_in_aux.update(p.suffix for p in aux.iterdir())
+                await asyncio.sleep(0.1)
+            assert ex.state.value == "completed", [s.reason for s in ex.steps]
+            assert Path(ex.steps[0].stdout).read_text() == "through\n"
+
+    arun(main())
+    t = made["sge"]
+    assert any(c[0] == "qsub" and c[-1].startswith(str(aux)) for c in t.commands), t.commands
+    assert ["qstat", "-xml"] in t.commands
+    assert any(w.startswith(str(aux)) and w.endswith(".job") for w in t.written)
+    assert ".out" in seen_in_aux  # written by the job into the cluster's dir
+    assert not [p for p in aux.iterdir() if p.suffix in (".job", ".out", ".nodefile")]
