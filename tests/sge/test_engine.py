@@ -48,6 +48,7 @@ from ..engine.test_transport import (  # noqa: F401
     test_records_of_all_running_steps_are_read_in_one_batch,
 )
 from ..proc import kill, wait_for
+from .conftest import SGE_CLUSTER
 
 pytestmark = pytest.mark.sge
 
@@ -393,3 +394,56 @@ def test_psij_commands_and_job_files_go_through_the_transport(
     assert any(w.startswith(str(aux)) and w.endswith(".job") for w in t.written)
     assert ".out" in seen_in_aux  # written by the job into the cluster's dir
     assert not [p for p in aux.iterdir() if p.suffix in (".job", ".out", ".nodefile")]
+
+
+def test_step_runs_inside_a_stax_image_with_ch_run(
+    stax_env: Path, engine_factory: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tests/engine/test_stax_live.py on Slurm: a StaX catalog image run by ch-run inside a
+    Grid Engine job, parameters quoted, the step and work directories bound."""
+    from jupyter_stax.core.clusters import ClusterRegistry
+
+    from ..images import LABELS, MARKER, busybox_available, charliecloud_image
+
+    if not busybox_available():
+        pytest.skip("needs ch-run and busybox-static")
+    img = charliecloud_image(stax_env / "images" / "busy-x86")
+    (stax_env / "images.yaml").write_text(
+        "stax:\n  busy:\n    description: busybox, for tests\n"
+        f"    variants:\n      - image: {img}\n"
+    )
+    monkeypatch.setenv("JUPYTER_STAX_IMAGES", str(stax_env / "images.yaml"))
+    (stax_env / "clusters.yaml").write_text(
+        "clusters:\n"
+        + SGE_CLUSTER
+        + "    container_runtime: charliecloud\n    traits: {cpu: x86_64, mpi: none}\n"
+    )
+    monkeypatch.delenv("USER", raising=False)  # the job script sets it for ch-run
+    wf = {
+        "name": "in-stax",
+        "params": {"word": "x; echo INJECTED"},
+        "steps": [
+            {"name": "prep", "run": "touch from-host; test ! -f /etc/stax-marker && echo host"},
+            {
+                "name": "probe",
+                "after": ["prep"],
+                "image": "busy",
+                "run": 'cat /etc/stax-marker; echo "step={{word}}"; pwd; '
+                "test -f ../prep/from-host && echo host-file-seen",
+            },
+        ],
+    }
+
+    async def main() -> object:
+        async with engine_factory(clusters=ClusterRegistry.load()) as eng:
+            ex = await eng.submit(wf, cluster="sge")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
+    probe = ex.step("probe")  # type: ignore[attr-defined]
+    out = Path(probe.stdout).read_text().splitlines()
+    assert out == [MARKER, "step=x; echo INJECTED", probe.directory, "host-file-seen"]
+    r = probe.resolved_image
+    assert r is not None and r.runtime == "charliecloud" and r.labels == LABELS
+    assert "ch-run -b " in Path(probe.directory, "stax.job.sh").read_text()
