@@ -175,7 +175,8 @@ def _executor_classes() -> dict[str, Any]:
 
     class StaxSgeExecutor(_Guarded, SgeJobExecutor):
         """One ``qstat -xml`` per poll (the caller's jobs, also over SSH); queued jobs that can
-        never start are found with ``qalter -w v`` once each, after their first poll."""
+        never start are found with ``qalter -w v`` once each, after their first poll (a few per
+        poll, so that a queue of hundreds of jobs does not delay the status of the others)."""
 
         _NAME_ = "sge"
         _seen_queued: set[str]
@@ -193,7 +194,8 @@ def _executor_classes() -> dict[str, Any]:
             if not hasattr(self, "_verified"):
                 self._seen_queued, self._verified = set(), {}
             candidates = {n for n, (st, code) in jobs.items() if sge.may_be_blocked(st, code)}
-            for n in sorted(candidates & self._seen_queued - self._verified.keys()):
+            new = sge.to_verify(candidates & self._seen_queued - self._verified.keys())
+            for n in new:
                 try:  # queued for a whole poll interval: verify once
                     self._verified[n] = sge.parse_verification(
                         self._run_command(sge.verify_command(n))

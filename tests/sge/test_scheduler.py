@@ -84,6 +84,18 @@ def test_verification_lines(out: str, why: str | None) -> None:
     assert sge.parse_verification(out) == why
 
 
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        (set(), []),
+        ({"10", "9"}, ["9", "10"]),
+        ({str(n) for n in range(95, 105)}, ["95", "96", "97", "98"]),
+    ],
+)
+def test_a_few_oldest_jobs_are_verified_per_poll(ids: set[str], expected: list[str]) -> None:
+    assert sge.to_verify(ids) == expected == sorted(expected, key=int)[: sge.VERIFY_PER_POLL]
+
+
 def test_blocked_message_says_it_never_starts() -> None:
     msg = sge.blocked_reason('cannot run in PE "smp" because it only offers 0 slots')
     assert msg.startswith('no suitable queues: cannot run in PE "smp"')

@@ -14,7 +14,7 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 
 from ...core.api import JobCounts, NodeCounts, SgeSummary, SlotCounts
@@ -46,6 +46,16 @@ def may_be_blocked(state: str, code: str) -> bool:
     """A queued job worth verifying: pending, not held (``hqw``: held by the user or waiting
     for ``-hold_jid`` jobs) and not in error (``Eqw``: reported failed by the executor)."""
     return state == "QUEUED" and "h" not in code and "E" not in code and "d" not in code
+
+
+#: at most this many ``qalter -w v`` per status poll
+VERIFY_PER_POLL = 4
+
+
+def to_verify(native_ids: Iterable[str]) -> list[str]:
+    """The jobs to verify at this poll: the oldest (lowest numbers) first, at most
+    :data:`VERIFY_PER_POLL`; the others at the next polls."""
+    return sorted(native_ids, key=lambda n: (len(n), n))[:VERIFY_PER_POLL]
 
 
 def verify_command(native_id: str) -> list[str]:
