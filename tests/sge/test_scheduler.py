@@ -103,20 +103,6 @@ def test_blocked_message_says_it_never_starts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("recorded", "expected"),
-    [
-        (
-            "qstat-j-never-starts.txt",
-            {"17": 'cannot run in PE "smp" because it only offers 0 slots'},
-        ),
-        ("qstat-j-eqw.txt", {"27": "Job is in error state"}),
-    ],
-)
-def test_scheduling_info(recorded: str, expected: dict[str, str]) -> None:
-    assert sge.parse_scheduling_info(data(recorded)) == expected
-
-
-@pytest.mark.parametrize(
     ("after", "expected"),
     [((), {}), (("12",), {"sge.hold_jid": "12"}), (("12", "13"), {"sge.hold_jid": "12,13"})],
 )

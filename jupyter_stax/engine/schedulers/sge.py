@@ -69,7 +69,12 @@ _JOB_PREFIX = re.compile(r"^Job \d+\s+")
 def parse_verification(out: str) -> str | None:
     """Why ``qalter -w v`` says the job can never start (``verification: no suitable
     queues``), from the lines before that verdict; None when it can (or when the output is not
-    a verdict: the job started or is held meanwhile)."""
+    a verdict: the job started or is held meanwhile).
+
+    Not ``qstat -j``'s scheduling info: it says why the job did not start at the scheduler's
+    last run, which is the same kind of text for "the PE is full now" and "the PE never has
+    that many slots" (``tests/sge/data/qstat-j-pe-full.txt``, ``qstat-j-never-starts.txt``);
+    ``qalter -w v`` checks against an empty cluster."""
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if not any(line.startswith("verification: no suitable queues") for line in lines):
         return None
@@ -83,19 +88,6 @@ def blocked_reason(why: str) -> str:
         f"no suitable queues: {why} (Grid Engine keeps it pending; it asks for more than any "
         "queue offers, even on an empty cluster)"
     )
-
-
-def parse_scheduling_info(out: str) -> dict[str, str]:
-    """``qstat -j ID[,ID...]`` -> {job number: its scheduling info} (why the scheduler did not
-    start it at its last run: may be only for now, e.g. all slots in use)."""
-    info: dict[str, str] = {}
-    number = None
-    for line in out.splitlines():
-        if line.startswith("job_number:"):
-            number = line.split(":", 1)[1].strip()
-        elif line.startswith("scheduling info:") and number:
-            info[number] = line.split(":", 1)[1].strip()
-    return info
 
 
 def submit_attributes(job_name: str, after_native_ids: Sequence[str]) -> dict[str, str]:
