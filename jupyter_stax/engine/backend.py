@@ -34,7 +34,6 @@ import shlex
 import subprocess
 import threading
 import time
-import typing
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
@@ -171,7 +170,7 @@ def _executor_classes() -> dict[str, Any]:
             self.health.set_blocked(blocked)
             return r
 
-    from ..psij_sge.executor import SgeJobExecutor
+    from ..psij_sge.executor import SgeExecutorConfig, SgeJobExecutor
 
     class StaxSgeExecutor(_Guarded, SgeJobExecutor):
         """One ``qstat -xml`` per poll (the caller's jobs, also over SSH); queued jobs that can
@@ -179,6 +178,7 @@ def _executor_classes() -> dict[str, Any]:
         poll, so that a queue of hundreds of jobs does not delay the status of the others)."""
 
         _NAME_ = "sge"
+        stax_config_class = SgeExecutorConfig
         _seen_queued: set[str]
         _verified: dict[str, str | None]
 
@@ -490,12 +490,11 @@ def _config_class(cls: Any) -> Any:
 
     from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
 
+    own = getattr(cls, "stax_config_class", None)  # ours, with settings from the cluster
+    if own is not None:
+        return own
     sig = inspect.signature(cls.__init__)
     ann = sig.parameters.get("config")
     if ann is not None and isinstance(ann.annotation, type):
         return ann.annotation
-    # ``SgeExecutorConfig | None`` (an annotation evaluated at definition time)
-    for arg in typing.get_args(ann.annotation if ann is not None else None):
-        if isinstance(arg, type) and issubclass(arg, BatchSchedulerExecutorConfig):
-            return arg
     return BatchSchedulerExecutorConfig

@@ -238,3 +238,28 @@ def test_summary_runs_three_commands() -> None:
 
 def test_doctor_knows_the_commands() -> None:
     assert SCHEDULER_COMMANDS["sge"] == ("qsub", "qstat", "qdel", "qacct", "qalter")
+
+
+@pytest.mark.parametrize(
+    ("settings", "pe", "complex_"),
+    [
+        ({}, "smp", "h_vmem"),
+        ({"scheduler": "gridengine", "pe": "mpi", "memory_complex": "mem_free"}, "mpi", "mem_free"),
+    ],
+)
+def test_the_backend_builds_the_sge_executor_from_the_cluster(
+    tmp_path: Path, settings: dict[str, str], pe: str, complex_: str
+) -> None:
+    from jupyter_stax.engine.backend import Backend
+    from jupyter_stax.engine.transport import LocalTransport
+
+    c = Cluster.model_validate({"name": "g", "scheduler": "sge", "poll_interval": 3, **settings})
+    b = Backend(c, tmp_path, lambda u: None, LocalTransport(tmp_path))
+    try:
+        cfg = b._executor.config
+        assert type(cfg).__name__ == "SgeExecutorConfig"
+        assert (cfg.parallel_environment, cfg.memory_complex) == (pe, complex_)
+        assert cfg.queue_polling_interval == 3
+        assert b._executor.get_status_command([]) == ["qstat", "-xml"]
+    finally:
+        b.close()
