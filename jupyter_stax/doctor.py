@@ -3,7 +3,8 @@
 Each check gives one :class:`Finding`: ``ok``, ``warn`` (works, but something a user may trip
 on) or ``fail`` (something will not work), with the fix. Checks: the Python packages (PSI/J and
 typeguard), the store (writable, readable), the clusters file, each cluster's scheduler commands
-(and for Slurm ``SLURM_CONF`` and a live ``scontrol ping``), container runtimes, the StaX catalog
+(and for Slurm ``SLURM_CONF`` and a live ``scontrol ping``; for Grid Engine ``SGE_ROOT``,
+``SGE_CELL`` and a live ``qstat -f``), container runtimes, the StaX catalog
 sources, the Jupyter server and lab extensions, a running Jupyter server on the same store.
 Nothing here changes anything.
 """
@@ -24,6 +25,7 @@ Level = Literal["ok", "warn", "fail"]
 #: commands PSI/J's executors run, per scheduler
 SCHEDULER_COMMANDS: dict[str, tuple[str, ...]] = {
     "slurm": ("sbatch", "squeue", "scancel", "scontrol"),
+    "sge": ("qsub", "qstat", "qdel", "qacct", "qalter"),
     "pbs": ("qsub", "qstat", "qdel"),
     "pbs_classic": ("qsub", "qstat", "qdel"),
     "lsf": ("bsub", "bjobs", "bkill"),
@@ -161,6 +163,8 @@ def check_cluster(c: object) -> Iterator[Finding]:
         )
     elif scheduler == "slurm":
         yield from _slurm(what)
+    elif scheduler == "sge":
+        yield from _sge(what)
     else:
         detail = f"commands found: {', '.join(needed)}" if needed else "PSI/J's local executor"
         yield Finding("ok", what, detail)
@@ -204,6 +208,41 @@ def _slurm(what: str) -> Iterator[Finding]:
         )
         return
     yield Finding("ok", what, " ".join(out.split())[:200])
+
+
+def _sge(what: str) -> Iterator[Finding]:
+    root, cell = os.environ.get("SGE_ROOT"), os.environ.get("SGE_CELL") or "default"
+    settings = "source $SGE_ROOT/$SGE_CELL/common/settings.sh (one-machine test Grid Engine: "
+    settings += 'eval "$(scripts/sge/start-sge.sh)")'
+    if not root:
+        yield Finding(
+            "warn",
+            what,
+            "SGE_ROOT is not set: only wrappers that default it (Debian's) find the cell",
+            settings,
+        )
+    elif not (Path(root) / cell / "common" / "act_qmaster").is_file():
+        yield Finding(
+            "fail",
+            what,
+            f"SGE_ROOT={root} SGE_CELL={cell}: {root}/{cell}/common/act_qmaster does not exist",
+            settings,
+        )
+        return
+    rc, out = _run(["qstat", "-f"])
+    if rc != 0:
+        yield Finding(
+            "fail",
+            what,
+            f"sge_qmaster does not answer `qstat -f`: {' '.join(out.split())[:300]}",
+            "check that sge_qmaster runs on the host in $SGE_ROOT/$SGE_CELL/common/act_qmaster "
+            f"and that SGE_ROOT/SGE_CELL are right; {settings}",
+        )
+        return
+    instances = [ln.split()[0] for ln in out.splitlines() if "@" in ln.split(" ", 1)[0]]
+    detail = f"qstat -f answers: {len(instances)} queue instance(s)"
+    detail += f" ({', '.join(instances[:5])})" if instances else ""
+    yield Finding("ok" if instances else "warn", what, detail)
 
 
 def check_catalog(clusters_file: Path | None) -> Iterator[Finding]:

@@ -81,6 +81,32 @@ class SlurmSummary(_Wire):
     time: datetime
 
 
+class SlotCounts(_Wire):
+    """Slots of the cluster's Grid Engine queue (all queues when it names none)."""
+
+    total: int
+    used: int
+    reserved: int = Field(0, description="reserved for pending jobs (resource reservation)")
+    available: int = Field(description="free slots in usable queue instances")
+    unavailable: int = Field(
+        0, description="slots in queue instances that are disabled, suspended, in error or alarm"
+    )
+
+
+class SgeSummary(_Wire):
+    """Live numbers from ``qstat -g c``, ``qhost -q`` and ``qstat`` (my jobs)."""
+
+    scheduler: Literal["sge"] = "sge"
+    queue: str | None = None
+    slots: SlotCounts
+    hosts: NodeCounts = Field(
+        description="execution hosts (of the queue): idle, allocated (a slot in use) or "
+        "unavailable (execd not reporting, every queue instance unusable)"
+    )
+    jobs: JobCounts
+    time: datetime
+
+
 class LocalSummary(_Wire):
     """The machine the Jupyter server runs on."""
 
@@ -95,7 +121,9 @@ class LocalSummary(_Wire):
     time: datetime
 
 
-ClusterSummary = Annotated[SlurmSummary | LocalSummary, Field(discriminator="scheduler")]
+ClusterSummary = Annotated[
+    SlurmSummary | SgeSummary | LocalSummary, Field(discriminator="scheduler")
+]
 
 
 class ClusterDetail(ClusterInfo):

@@ -26,8 +26,20 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_NAME_RE = PARAM_NAME_RE
 
-#: schedulers = PSI/J executor names that load with psij-python (aliases pbspro/torque do not)
-KNOWN_SCHEDULERS = ("local", "slurm", "pbs", "pbs_classic", "lsf", "cobalt", "flux")
+#: schedulers = PSI/J executor names that load with psij-python (aliases pbspro/torque do not),
+#: and jupyter_stax's own Grid Engine executor (:mod:`jupyter_stax.psij_sge`)
+KNOWN_SCHEDULERS = ("local", "slurm", "sge", "pbs", "pbs_classic", "lsf", "cobalt", "flux")
+#: other names accepted for a scheduler
+SCHEDULER_ALIASES = {
+    "pbspro": "pbs",
+    "openpbs": "pbs",
+    "torque": "pbs_classic",
+    "gridengine": "sge",
+}
+#: Grid Engine defaults of :attr:`Cluster.pe` and :attr:`Cluster.memory_complex`
+SGE_DEFAULT_PE = "smp"
+SGE_DEFAULT_MEMORY_COMPLEX = "h_vmem"
+_SGE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 Launcher = Literal["single", "srun", "mpirun"]
 ParamValue = str | int | float | bool | None
 OnFailure = Literal["continue", "stop"]
@@ -227,6 +239,16 @@ class Cluster(_Model):
         default_factory=dict,
         description="scheduler directives passed through PSI/J, e.g. {'slurm.qos': 'debug'}",
     )
+    pe: str | None = Field(
+        None,
+        description=f"Grid Engine: the parallel environment of multi-slot steps ('-pe NAME "
+        f"SLOTS'; `qconf -spl` lists them); default {SGE_DEFAULT_PE}",
+    )
+    memory_complex: str | None = Field(
+        None,
+        description="Grid Engine: the complex that carries a step's memory ('-l NAME=', per "
+        f"slot), e.g. mem_free; default {SGE_DEFAULT_MEMORY_COMPLEX}",
+    )
     container_runtime: str | None = Field(
         None,
         description="apptainer, singularity, charliecloud, podman, podman-hpc, sarus, shifter, "
@@ -254,8 +276,17 @@ class Cluster(_Model):
     @classmethod
     def _scheduler(cls, v: str) -> str:
         v = v.strip().lower()
-        aliases = {"pbspro": "pbs", "openpbs": "pbs", "torque": "pbs_classic"}
-        return aliases.get(v, v)
+        return SCHEDULER_ALIASES.get(v, v)
+
+    @field_validator("pe", "memory_complex")
+    @classmethod
+    def _sge_name(cls, v: str | None) -> str | None:
+        if v is not None and not _SGE_NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a Grid Engine name: use letters, digits, '_', '.' or '-', "
+                "starting with a letter"
+            )
+        return v
 
     _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -44,7 +45,7 @@ from ..core.jobscript import JobRequest
 from ..core.models import Cluster
 from . import psij_compat, schedulers
 from .runstate import JobKey
-from .schedulers import is_transient, slurm
+from .schedulers import is_transient, sge, slurm
 from .transport import Transport, TransportError
 
 log = logging.getLogger("jupyter_stax.backend")
@@ -169,7 +170,49 @@ def _executor_classes() -> dict[str, Any]:
             self.health.set_blocked(blocked)
             return r
 
-    classes: dict[str, Any] = {"slurm": StaxSlurmExecutor, "_guarded": _Guarded}
+    from ..psij_sge.executor import SgeExecutorConfig, SgeJobExecutor
+
+    class StaxSgeExecutor(_Guarded, SgeJobExecutor):
+        """One ``qstat -xml`` per poll (the caller's jobs, also over SSH); queued jobs that can
+        never start are found with ``qalter -w v`` once each, after their first poll (a few per
+        poll, so that a queue of hundreds of jobs does not delay the status of the others)."""
+
+        _NAME_ = "sge"
+        stax_config_class = SgeExecutorConfig
+        _seen_queued: set[str]
+        _verified: dict[str, str | None]
+
+        def get_status_command(self, native_ids: Collection[str]) -> list[str]:
+            return list(sge.STATUS_COMMAND)
+
+        def _parse_ok(self, out: str) -> dict[str, Any]:
+            r: dict[str, Any] = SgeJobExecutor.parse_status_output(self, 0, out)
+            self.health.set_blocked(self._blocked(sge.parse_status(out)))
+            return r
+
+        def _blocked(self, jobs: dict[str, tuple[str, str]]) -> dict[str, str]:
+            if not hasattr(self, "_verified"):
+                self._seen_queued, self._verified = set(), {}
+            candidates = {n for n, (st, code) in jobs.items() if sge.may_be_blocked(st, code)}
+            new = sge.to_verify(candidates & self._seen_queued - self._verified.keys())
+            for n in new:
+                try:  # queued for a whole poll interval: verify once
+                    self._verified[n] = sge.parse_verification(
+                        self._run_command(sge.verify_command(n))
+                    )
+                except subprocess.CalledProcessError as e:  # exit 1 with the verdict
+                    self._verified[n] = sge.parse_verification(str(e.output))
+                except OSError as e:
+                    log.warning("qalter -w v %s failed: %s", n, e)
+            self._seen_queued = candidates
+            self._verified = {n: v for n, v in self._verified.items() if n in candidates}
+            return {n: sge.blocked_reason(v) for n, v in self._verified.items() if v}
+
+    classes: dict[str, Any] = {
+        "slurm": StaxSlurmExecutor,
+        "sge": StaxSgeExecutor,
+        "_guarded": _Guarded,
+    }
     return classes
 
 
@@ -221,11 +264,13 @@ class Backend:
             cls = type(f"Stax{base.__name__}", (classes["_guarded"], base), {"_NAME_": name})
         config_cls = _config_class(cls)
         interval = self.cluster.effective_poll_interval
+        k = self.knowledge
         config = config_cls(
             work_directory=self.state_dir,
             queue_polling_interval=interval,
             initial_queue_polling_delay=min(interval, 0.5),
             queue_polling_error_threshold=10**9,
+            **(k.executor_settings(self.cluster) if k and k.executor_settings else {}),
         )
         ex = cls(config=config)
         assert isinstance(ex, BatchSchedulerExecutor)
@@ -277,8 +322,8 @@ class Backend:
             attrs.update(self.knowledge.submit_attributes(req.job_name, req.after_native_ids))
         elif req.after_native_ids:
             raise SubmitError(
-                f"scheduler-native dependencies are implemented for Slurm only, not "
-                f"{self.scheduler}",
+                f"scheduler-native dependencies are implemented for Slurm and Grid Engine only, "
+                f"not {self.scheduler}",
                 transient=False,
             )
         asked = (req.nodes, req.ntasks, req.cpus_per_task, req.gpus_per_task, req.memory_bytes)
@@ -381,13 +426,16 @@ class Backend:
         try:
             res = self.transport.run(k.find_by_name_command(job_name), timeout=60)
         except TransportError as e:
-            raise SchedulerUnavailable(f"squeue failed while recovering {job_name}: {e}") from None
+            raise SchedulerUnavailable(
+                f"{self.scheduler}'s job query failed while recovering {job_name}: {e}"
+            ) from None
         if res.returncode != 0:
             msg = " ".join(res.message.split()) or "no message"
             raise SchedulerUnavailable(
-                f"squeue failed while recovering {job_name} (exit {res.returncode}): {msg}"
+                f"{self.scheduler}'s job query failed while recovering {job_name} "
+                f"(exit {res.returncode}): {msg}"
             )
-        return k.parse_job_ids(res.stdout)
+        return k.parse_job_ids(res.stdout, job_name)
 
     def forget(self, key: JobKey, native_id: str | None) -> None:
         """Drop a finished job and PSI/J's leftover files of it."""
@@ -442,6 +490,9 @@ def _config_class(cls: Any) -> Any:
 
     from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
 
+    own = getattr(cls, "stax_config_class", None)  # ours, with settings from the cluster
+    if own is not None:
+        return own
     sig = inspect.signature(cls.__init__)
     ann = sig.parameters.get("config")
     if ann is not None and isinstance(ann.annotation, type):

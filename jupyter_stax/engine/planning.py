@@ -79,7 +79,8 @@ def prepare(
         if opts.detached:
             if not schedulers.native_dependencies(c.scheduler):
                 problems.append(
-                    f"detached mode queues steps with Slurm dependencies; step {s.name!r} "
+                    "detached mode queues steps with Slurm or Grid Engine dependencies; "
+                    f"step {s.name!r} "
                     f"runs on {c.name!r} ({c.scheduler}). Submit without --detach"
                 )
             if s.retries:

@@ -115,17 +115,18 @@ class Operations:
 
     def cluster(self, name: str) -> ClusterDetail:
         """A cluster with live numbers from its scheduler where it has them (runs ``sinfo``
-        and ``squeue`` for Slurm: blocking)."""
+        and ``squeue`` for Slurm, ``qstat``/``qhost`` for Grid Engine: blocking)."""
         from ..engine import schedulers
-        from ..engine.schedulers import local, slurm
+        from ..engine.schedulers import local
         from ..engine.transport import LocalTransport
 
         reg = self._registry()
         c = reg.get(name)
         detail = ClusterDetail.model_validate(cluster_info(reg, c).model_dump())
-        if c.scheduler == "slurm":
+        known = schedulers.get(c.scheduler)
+        if known is not None and known.summary is not None:
             transport = LocalTransport()  # the cluster's own, once clusters may be remote
-            detail.summary = slurm.summary(
+            detail.summary = known.summary(
                 c, lambda argv: schedulers.run_checked(transport, argv, COMMAND_TIMEOUT)
             )
         elif c.scheduler == "local":
@@ -133,8 +134,8 @@ class Operations:
             detail.summary = local.summary(c, running)
         else:
             detail.note = (
-                f"no live numbers for {c.scheduler} clusters yet (Slurm and local clusters have "
-                "them)"
+                f"no live numbers for {c.scheduler} clusters yet (Slurm, Grid Engine and local "
+                "clusters have them)"
             )
         return detail
 

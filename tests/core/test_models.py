@@ -157,7 +157,9 @@ def test_unknown_cluster_suggests_and_lists(tmp_path: Path) -> None:
 def test_bad_clusters_files(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("clusters:\n  x:\n    scheduler: sge\n")
-    with pytest.raises(InvalidClusterConfig, match="unknown scheduler 'sge'"):
+    assert ClusterRegistry.load(f).get("x").scheduler == "sge"  # Grid Engine is known now
+    f.write_text("clusters:\n  x:\n    scheduler: nosuch\n")
+    with pytest.raises(InvalidClusterConfig, match=r"unknown scheduler 'nosuch'.*sge"):
         ClusterRegistry.load(f)
     f.write_text("clusters:\n  local:\n    scheduler: slurm\n")
     with pytest.raises(InvalidClusterConfig, match="must use scheduler 'local'"):
@@ -169,6 +171,41 @@ def test_bad_clusters_files(tmp_path: Path) -> None:
         ClusterRegistry.load(tmp_path / "missing.yaml")
     f.write_text("clusters:\n  pbs1:\n    scheduler: pbspro\n")
     assert ClusterRegistry.load(f).get("pbs1").scheduler == "pbs"
+
+
+@pytest.mark.parametrize(
+    ("yaml", "scheduler", "pe", "memory_complex"),
+    [
+        ("scheduler: sge", "sge", None, None),
+        ("scheduler: gridengine", "sge", None, None),
+        ("scheduler: GridEngine", "sge", None, None),
+        ("scheduler: sge\n    pe: mpi", "sge", "mpi", None),
+        (
+            "scheduler: sge\n    pe: orte.2\n    memory_complex: mem_free",
+            "sge",
+            "orte.2",
+            "mem_free",
+        ),
+    ],
+)
+def test_sge_clusters(
+    tmp_path: Path, yaml: str, scheduler: str, pe: str | None, memory_complex: str | None
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"clusters:\n  g:\n    {yaml}\n")
+    c = ClusterRegistry.load(f).get("g")
+    assert (c.scheduler, c.pe, c.memory_complex) == (scheduler, pe, memory_complex)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("pe", "smp 4"), ("pe", "-pe"), ("pe", 'a"b'), ("memory_complex", "h_vmem=1G"), ("pe", "")],
+)
+def test_sge_settings_refused(tmp_path: Path, field: str, value: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"clusters:\n  g:\n    scheduler: sge\n    {field}: '{value}'\n")
+    with pytest.raises(InvalidClusterConfig, match="is not a Grid Engine name"):
+        ClusterRegistry.load(f)
 
 
 @pytest.mark.parametrize(

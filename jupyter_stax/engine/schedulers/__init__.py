@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ...core.api import SgeSummary, SlurmSummary
 from ...core.errors import SchedulerUnavailable
+from ...core.models import Cluster
 from ..transport import TRANSIENT_MARK, CommandTimedOut, Transport, TransportError
-from . import slurm
+from . import sge, slurm
 
 #: sbatch/qsub error texts that mean "try again later" rather than "this job is wrong"
 TRANSIENT_SUBMIT_ERRORS = (
@@ -26,8 +28,13 @@ TRANSIENT_SUBMIT_ERRORS = (
     "pbs_iff",
     "communication failure",
     "temporarily unavailable",
+    *sge.TRANSIENT_ERRORS,
     TRANSIENT_MARK,
 )
+
+
+#: runs one scheduler command, returns its stdout or raises SchedulerUnavailable
+Runner = Callable[[Sequence[str]], str]
 
 
 def is_transient(message: str) -> bool:
@@ -45,9 +52,14 @@ class Scheduler:
     submit_attributes: Callable[[str, Sequence[str]], dict[str, str]]
     """(job name, native ids to wait for) -> PSI/J custom attributes"""
     find_by_name_command: Callable[[str], list[str]] | None
-    parse_job_ids: Callable[[str], str | None] | None
+    parse_job_ids: Callable[[str, str], str | None] | None
+    """(output of find_by_name_command, job name) -> the newest native id, or None"""
     status_command: Sequence[str] | None
     """ONE status command for all our jobs (None: PSI/J's own)"""
+    executor_settings: Callable[[Cluster], dict[str, object]] | None = None
+    """cluster -> settings of the PSI/J executor's config beyond PSI/J's batch settings"""
+    summary: Callable[[Cluster, Runner], SlurmSummary | SgeSummary] | None = None
+    """(cluster, run a command -> stdout) -> live numbers (``core.api`` summary); blocking"""
 
 
 _REGISTRY = {
@@ -56,8 +68,19 @@ _REGISTRY = {
         native_dependencies=True,
         submit_attributes=slurm.submit_attributes,
         find_by_name_command=slurm.find_by_name_command,
-        parse_job_ids=slurm.parse_job_ids,
+        parse_job_ids=lambda out, _name: slurm.parse_job_ids(out),
         status_command=slurm.STATUS_COMMAND,
+        summary=slurm.summary,
+    ),
+    sge.NAME: Scheduler(
+        name=sge.NAME,
+        native_dependencies=True,
+        submit_attributes=sge.submit_attributes,
+        find_by_name_command=sge.find_by_name_command,
+        parse_job_ids=sge.parse_job_ids,
+        status_command=sge.STATUS_COMMAND,
+        executor_settings=sge.executor_settings,
+        summary=sge.summary,
     ),
 }
 
