@@ -44,6 +44,14 @@ function summaryText(detail: ClusterDetail | null): string {
       ` of ${n.total} nodes · my jobs: ${j.queued} queued, ${j.running} running`
     );
   }
+  if (s.scheduler === 'sge') {
+    const q = s.queue ? `${s.queue}: ` : '';
+    return (
+      `${q}${s.slots.available} of ${s.slots.total} slots free, ` +
+      `${s.hosts.idle} of ${s.hosts.total} hosts idle` +
+      ` · my jobs: ${s.jobs.queued} queued, ${s.jobs.running} running`
+    );
+  }
   const load = s.load_average ? s.load_average[0].toFixed(2) : '?';
   return `${s.cpus ?? '?'} CPUs, load ${load} · ${s.running_steps} steps running`;
 }
