@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--detach",
         action="store_true",
-        help="queue every step at once with Slurm dependencies; no engine needs to run",
+        help="queue every step at once with scheduler dependencies (Slurm, Grid Engine); no engine needs to run",
     )
 
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")
