@@ -5,8 +5,8 @@ Jupyter server that runs jupyter_stax on the same store when one is found
 (:func:`~jupyter_stax.client.find_server`; one dim line on stderr says so), else the SQLite store
 directly, with the engine daemon (:mod:`jupyter_stax.engine.daemon`) started on demand to drive
 executions. ``--no-server`` (or ``$JUPYTER_STAX_NO_SERVER=1``) always uses the store. ``run
---detach`` queues a whole workflow with Slurm dependencies, so no Python process has to survive
-it.
+--detach`` queues a whole workflow with scheduler dependencies (Slurm, Grid Engine), so no
+Python process has to survive it.
 
 Every :class:`~jupyter_stax.core.errors.StaxError` becomes one ``error: ...`` line on stderr:
 exit status 2 for invalid input (workflow, clusters, usage), 1 for everything else.
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--detach",
         action="store_true",
-        help="queue every step at once with scheduler dependencies (Slurm, Grid Engine); no engine needs to run",
+        help="queue every step at once with scheduler dependencies (Slurm, Grid Engine); "
+        "no engine needs to run",
     )
 
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")
