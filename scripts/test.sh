@@ -82,9 +82,10 @@ $PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
 
 # --- the fast local suite on the oldest and the newest supported Python (3.10, 3.13) ----------
 # The stages above run on $PY (3.11). FAST SUITE (the rule): every test under tests/core,
-# tests/engine, tests/cli and tests/kernel that is not marked slurm or slow, less the files that
-# start a Jupyter server (FAST_SUITE_IGNORE). A new test in those folders is in by itself; one that
-# needs Slurm must be marked slurm (it is anyway), a new file that starts a server goes in the list.
+# tests/engine, tests/cli and tests/kernel that is not marked slurm, sge, ssh or slow, less the files
+# that start a Jupyter server (FAST_SUITE_IGNORE). A new test in those folders is in by itself; one
+# that needs a scheduler or sshd carries its marker anyway; a new file there that starts a server
+# (uses real_server/RealServer) goes in the list.
 # Each Python gets a venv under $STAX_PYVENVS, named by its version and a hash of pyproject.toml:
 # made once (pip install -e '.[test]', which also proves the test extra installs there), re-used
 # until pyproject.toml changes. The JupyterLab extension is not built for it (SKIP_JUPYTER_BUILDER=1,
@@ -92,7 +93,9 @@ $PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
 # Knobs: STAX_OTHER_PYTHONS="3.10 3.13" (minor versions; empty skips the stage),
 #        STAX_PYVENVS (default ~/.cache/jupyter-stax/pyvenvs).
 FAST_SUITE=(tests/core tests/engine tests/cli tests/kernel)
-FAST_SUITE_IGNORE=(tests/cli/test_cli_server.py tests/kernel/test_monitor_server.py)
+FAST_SUITE_IGNORE=(tests/cli/test_cli_server.py tests/cli/test_param_surfaces.py
+                   tests/cli/test_parity.py tests/kernel/test_monitor_server.py)
+FAST_SUITE_MARKS="not slurm and not sge and not ssh and not slow"
 PYVENVS=${STAX_PYVENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/jupyter-stax/pyvenvs}
 find_python() {  # find_python 3.10 -> a CPython 3.10 (pyenv's newest 3.10.x, else python3.10)
   local c
@@ -133,10 +136,10 @@ fast_suite_on() {  # fast_suite_on 3.10
       --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
   fi
   t1=$SECONDS
-  log "python $v: the fast suite (${FAST_SUITE[*]}; not slurm, not slow; without ${FAST_SUITE_IGNORE[*]})"
+  log "python $v: the fast suite (${FAST_SUITE[*]}; $FAST_SUITE_MARKS; without ${FAST_SUITE_IGNORE[*]})"
   (
     export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHONPATH="$PWD"
-    python -m pytest -q -p no:cacheprovider -m "not slurm and not slow" \
+    python -m pytest -q -p no:cacheprovider -m "$FAST_SUITE_MARKS" \
       "${FAST_SUITE_IGNORE[@]/#/--ignore=}" "${FAST_SUITE[@]}"
   )
   log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s)"
