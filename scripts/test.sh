@@ -89,3 +89,70 @@ log "pytest"
 export CI=${CI:-}
 # shellcheck disable=SC2086
 $PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
+
+# --- the fast local suite on the oldest and the newest supported Python (3.10, 3.13) ----------
+# The stages above run on $PY (3.11). FAST SUITE (the rule): every test under tests/core,
+# tests/engine, tests/cli and tests/kernel that is not marked slurm, sge, ssh or slow, less the files
+# that start a Jupyter server (FAST_SUITE_IGNORE). A new test in those folders is in by itself; one
+# that needs a scheduler or sshd carries its marker anyway; a new file there that starts a server
+# (uses real_server/RealServer) goes in the list.
+# Each Python gets a venv under $STAX_PYVENVS, named by its version and a hash of pyproject.toml:
+# made once (pip install -e '.[test]', which also proves the test extra installs there), re-used
+# until pyproject.toml changes. The JupyterLab extension is not built for it (SKIP_JUPYTER_BUILDER=1,
+# hatch-jupyter-builder's switch; these tests need no frontend) and PYTHONPATH is this checkout.
+# Knobs: STAX_OTHER_PYTHONS="3.10 3.13" (minor versions; empty skips the stage),
+#        STAX_PYVENVS (default ~/.cache/jupyter-stax/pyvenvs).
+FAST_SUITE=(tests/core tests/engine tests/cli tests/kernel)
+FAST_SUITE_IGNORE=(tests/cli/test_cli_server.py tests/cli/test_param_surfaces.py
+                   tests/cli/test_parity.py tests/kernel/test_monitor_server.py)
+FAST_SUITE_MARKS="not slurm and not sge and not ssh and not slow"
+PYVENVS=${STAX_PYVENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/jupyter-stax/pyvenvs}
+find_python() {  # find_python 3.10 -> a CPython 3.10 (pyenv's newest 3.10.x, else python3.10)
+  local c
+  for c in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1".*/bin/python3 2>/dev/null | sort -rV) \
+           "$(command -v "python$1" || true)"; do
+    if [ -n "$c" ] && [ "$("$c" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$1" ]; then
+      echo "$c"; return
+    fi
+  done
+}
+fast_suite_on() {  # fast_suite_on 3.10
+  local v=$1 py venv t0=$SECONDS t1
+  py=$(find_python "$v")
+  if [ -z "$py" ]; then
+    local msg="Python $v is missing (looked for ${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python3 and python$v on PATH): install it (pyenv install $v, or your system's python$v package; STAX_OTHER_PYTHONS picks the versions)"
+    if [ -n "${CI:-}" ]; then log "FAIL: $msg"; exit 1; fi
+    log "WARNING: skipping the fast suite on Python $v: $msg"; return 0
+  fi
+  venv=$PYVENVS/py$v-$(sha256sum pyproject.toml | cut -c1-12)
+  if [ ! -e "$venv/.stax-ready" ]; then
+    log "python $v: making the venv $venv ($py, jupyter-stax[test] without the labextension build)"
+    rm -rf "$venv"; mkdir -p "$PYVENVS"
+    find "$PYVENVS" -maxdepth 1 -name "py$v-*" -mtime +7 -exec rm -rf {} +   # unused for a week
+    "$py" -m venv "$venv"
+    if ! { "$venv/bin/python" -m pip install --disable-pip-version-check 'hatchling>=1.21' \
+             'hatch-jupyter-builder>=0.9' editables \
+           && SKIP_JUPYTER_BUILDER=1 "$venv/bin/python" -m pip install --disable-pip-version-check \
+             --no-build-isolation -e '.[test]'; } >"$venv.log" 2>&1; then
+      grep -v '^WARNING: Location' "$venv.log" | tail -30
+      log "FAIL: pip install -e '.[test]' on Python $v (log: $venv.log)"; exit 1
+    fi
+    touch "$venv/.stax-ready"
+  fi
+  touch "$venv"
+  # the venv may have been made from another checkout: point its editable install here
+  if [ "$(cd / && env -u PYTHONPATH "$venv/bin/python" -c 'import jupyter_stax, os; print(os.path.dirname(os.path.dirname(jupyter_stax.__file__)))')" != "$PWD" ]; then
+    SKIP_JUPYTER_BUILDER=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+      --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
+  fi
+  t1=$SECONDS
+  log "python $v: the fast suite (${FAST_SUITE[*]}; $FAST_SUITE_MARKS; without ${FAST_SUITE_IGNORE[*]})"
+  (
+    export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHONPATH="$PWD"
+    python -m pytest -q -p no:cacheprovider -m "$FAST_SUITE_MARKS" \
+      "${FAST_SUITE_IGNORE[@]/#/--ignore=}" "${FAST_SUITE[@]}"
+  )
+  log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s)"
+}
+[ -n "${STAX_OTHER_PYTHONS-x}" ] || log "STAX_OTHER_PYTHONS is empty: no fast suite on other Pythons"
+for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do fast_suite_on "$v"; done

@@ -6,8 +6,13 @@ overrides it). Parameters are never pasted into the source as text:
 * ``{{name}}`` in CODE position becomes ``stax_param('name')``, a call that returns the bound
   value with its type (int, float, bool or str), read from the JSON in ``$STAX_PARAMS_JSON``
   that the job script exports (:func:`jupyter_stax.core.jobscript.render_job_script`);
-* ``{{name}}`` inside a string literal (an f-string included) is refused: text substitution
-  there is how injections happen. Write ``stax_params['name']`` (or ``f"{stax_params['n']}"``);
+* ``{{name}}`` inside a string literal is refused: text substitution there is how injections
+  happen. Write ``stax_params['name']`` (or ``f"{stax_params['n']}"``). That includes every
+  part of an f-string, its ``{...}`` replacement fields too, on every Python: up to 3.11 the
+  tokenizer sees an f-string as one STRING token, from 3.12 on (PEP 701) as FSTRING_START,
+  parts and FSTRING_END with the fields as code tokens, so the whole span from FSTRING_START
+  to its FSTRING_END counts as string here. The same body is then accepted or refused alike
+  whatever Python checks it, and never depends on PEP 701 being there where it runs;
 * ``stax_params`` (a dict of every bound parameter) is always defined.
 
 ``{{name}}`` is valid Python syntax (a set of a set), so the tokenizer sees it as five code
@@ -37,21 +42,38 @@ _PREAMBLE = (
 )
 
 
+def _token_types(*names: str) -> frozenset[int]:
+    """The token types of ``names`` that this Python's tokenizer has."""
+    return frozenset(getattr(tokenize, n) for n in names if hasattr(tokenize, n))
+
+
+#: f-strings split into parts (Python >= 3.12; t-strings: 3.14)
+_FSTRING_STARTS = _token_types("FSTRING_START", "TSTRING_START")
+_FSTRING_ENDS = _token_types("FSTRING_END", "TSTRING_END")
+
+
 def _string_spans(source: str) -> list[tuple[int, int]]:
-    """Character spans of the string literals of ``source`` (empty when it does not tokenize:
-    the syntax error then shows when the step runs, as it would for any script)."""
+    """Character spans of the string literals of ``source``, an f-string as a whole (its
+    replacement fields included, nested f-strings in them too). Empty when the source does not
+    tokenize: the syntax error then shows when the step runs, as it would for any script."""
     starts = [0]
     for line in source.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
     spans: list[tuple[int, int]] = []
-    string_types = {tokenize.STRING}
-    for extra in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END"):  # Python >= 3.12
-        if hasattr(tokenize, extra):
-            string_types.add(getattr(tokenize, extra))
+    depth = 0  # open f-strings (Python >= 3.12)
+    opened = 0
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type in string_types:
-                (r0, c0), (r1, c1) = tok.start, tok.end
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            if tok.type in _FSTRING_STARTS:
+                if depth == 0:
+                    opened = starts[r0 - 1] + c0
+                depth += 1
+            elif tok.type in _FSTRING_ENDS:
+                depth -= 1
+                if depth == 0:
+                    spans.append((opened, starts[r1 - 1] + c1))
+            elif tok.type == tokenize.STRING and depth == 0:
                 spans.append((starts[r0 - 1] + c0, starts[r1 - 1] + c1))
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return []

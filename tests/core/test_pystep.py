@@ -12,7 +12,7 @@ import pytest
 from jupyter_stax.core.dag import check
 from jupyter_stax.core.errors import InvalidWorkflow
 from jupyter_stax.core.models import Workflow
-from jupyter_stax.core.params import ParamError
+from jupyter_stax.core.params import PLACEHOLDER_RE, ParamError
 from jupyter_stax.core.pystep import PARAMS_JSON_ENV, python_placeholders, render_python_step
 
 
@@ -60,6 +60,58 @@ def test_hostile_values_are_data(value: str) -> None:
 def test_placeholders_inside_strings_are_refused(source: str) -> None:
     with pytest.raises(ParamError, match=r"inside a Python string literal; use stax_params\['n'\]"):
         python_placeholders(source)
+
+
+def python_body(script: str) -> str:
+    """The Python source that a rendered step feeds ``python3`` (between the heredoc lines)."""
+    lines = script.splitlines(keepends=True)
+    return "".join(lines[2:-1])
+
+
+#: f-strings on every Python: a placeholder anywhere between an f-string's quotes (its
+#: replacement fields included, where Python >= 3.12 tokenizes code) is refused, with the line
+#: it is on (an int); next to one it is code (the names found, in first-use order).
+F_STRING_CASES: list[tuple[str, list[str] | int]] = [
+    ('x = f"{ {{n}} }"', 1),
+    ("x = f'{ {{n}} }'", 1),
+    ('x = f"{ {{n}} !r}"', 1),
+    ('x = f"{ {{n}} = }"', 1),
+    ('x = f"{x:{{n}}}"', 1),
+    ('x = f"{x:>{ {{n}} }}"', 1),
+    ('x = rf"{ {{n}} }"', 1),
+    ('x = F"a{ {{n}} + 1}b"', 1),
+    ('x = f"{{{{n}}}}"', 1),
+    ("x = f\"{f'{ {{n}} }'}\"", 1),
+    ('x = f"""{\n{{n}}\n}"""', 2),
+    ('x = f"{y}" f"{ {{n}} }"', 1),
+    ('x = f"{y}"\nprint(f"{ {{n}} }")', 2),
+    ('print(f"{x}", {{n}})', ["n"]),
+    ('x = f"{y}" + str({{n}}) + f"{z}"', ["n"]),
+    ("x = f\"{f'{y}'}\"\nz = {{n}}", ["n"]),
+    ('x = {{a}}\ny = f"""\n{x}\n"""\nz = {{b}}', ["a", "b"]),
+    ('x = f"{y!r:>10}" if {{n}} else f"{{}}"', ["n"]),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), F_STRING_CASES)
+def test_f_strings_behave_alike_on_every_python(source: str, expected: list[str] | int) -> None:
+    if isinstance(expected, int):
+        with pytest.raises(ParamError, match=rf"line {expected}: placeholder \{{\{{n\}}\}} inside"):
+            python_placeholders(source)
+    else:
+        assert python_placeholders(source) == expected
+        body = python_body(render_python_step(source))
+        assert not PLACEHOLDER_RE.search(body)  # every placeholder became a stax_param() call
+        compile(body, "<python step>", "exec")  # and the result is Python on this version
+
+
+def test_f_string_fields_read_values_as_data() -> None:
+    out = run_rendered(
+        "n = {{n}}\nprint(f\"{n + 1}|{stax_params['s']!r}|{stax_param('s')}\")",
+        {"n": 41, "s": "{{n}} $(id)"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "42|'{{n}} $(id)'|{{n}} $(id)\n"
 
 
 def test_a_body_with_the_heredoc_delimiter_still_runs() -> None:
