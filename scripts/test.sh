@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- set up everything and run every test (what .ci/run calls).
-#   * installs Debian packages the tests use (slurm-wlm via start-slurm.sh, munge),
+#   * installs Debian packages the tests use (slurm-wlm via start-slurm.sh, munge, gridengine,
+#     openssh-server, charliecloud-runtime, chromium),
 #   * installs jupyter-stax editable with its test extras,
-#   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh),
-#   * runs ruff, mypy, the labextension's lint and unit tests (jlpm lint:check, jlpm test)
-#     and pytest, browser tests included (Slurm tests are required when CI is set).
-#   * starts a one-machine Son of Grid Engine (scripts/sge/start-sge.sh) and a test login node
-#     (OpenSSH on 127.0.0.1 with a separate remote account, scripts/ssh/start-sshd.sh),
+#   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh), a one-machine Son
+#     of Grid Engine (scripts/sge/start-sge.sh) and a test login node (OpenSSH on 127.0.0.1 with a
+#     separate remote account, scripts/ssh/start-sshd.sh),
+#   * runs ruff, mypy, lint-imports (the layering), the labextension's lint and unit tests
+#     (jlpm lint:check, jlpm test), the fast local suite on Python 3.10 and 3.13, and last pytest
+#     on everything, browser tests included (Slurm, SGE and SSH tests are required when CI is set).
 # Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns), STAX_KEEP_SGE=1 SGE,
-#        STAX_KEEP_SSHD=1 the test login node;
-#        PYTEST_ARGS="-k foo" narrows the run.
+#        STAX_KEEP_SSHD=1 the test login node; STAX_OTHER_PYTHONS="3.10 3.13" (empty: none);
+#        PYTEST_ARGS="-k foo" narrows the last pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[test.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -85,13 +87,8 @@ lint-imports  # the layering contracts of pyproject.toml ([tool.importlinter])
 log "labextension: prettier, eslint, tsc, jest"
 (cd labextension && jlpm lint:check && jlpm test --ci)
 
-log "pytest"
-export CI=${CI:-}
-# shellcheck disable=SC2086
-$PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
-
 # --- the fast local suite on the oldest and the newest supported Python (3.10, 3.13) ----------
-# The stages above run on $PY (3.11). FAST SUITE (the rule): every test under tests/core,
+# The other stages run on $PY (3.11). FAST SUITE (the rule): every test under tests/core,
 # tests/engine, tests/cli and tests/kernel that is not marked slurm, sge, ssh or slow, less the files
 # that start a Jupyter server (FAST_SUITE_IGNORE). A new test in those folders is in by itself; one
 # that needs a scheduler or sshd carries its marker anyway; a new file there that starts a server
@@ -155,4 +152,10 @@ fast_suite_on() {  # fast_suite_on 3.10
   log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s)"
 }
 [ -n "${STAX_OTHER_PYTHONS-x}" ] || log "STAX_OTHER_PYTHONS is empty: no fast suite on other Pythons"
+export CI=${CI:-}
 for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do fast_suite_on "$v"; done
+
+# last, so that the run's closing line is the whole suite's count
+log "pytest"
+# shellcheck disable=SC2086
+$PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
