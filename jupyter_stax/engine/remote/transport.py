@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -59,6 +60,9 @@ from .errors import SSHError, SSHRemoteError, SSHTimeout
 from .target import SSHTarget
 
 T = TypeVar("T")
+
+#: the connection layer's own "retrying" notes, cut from the warning that says it once
+_RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
 
 #: the file in the cluster's state directory (Jupyter side) that remembers the remote home
 HOME_FILE = "remote-home"
@@ -132,6 +136,7 @@ class SSHTransport(Transport):
             return None
         at = time.strftime("%H:%M:%S", time.localtime(since))
         why = self._last_error or self.connection.stats.last_error or "no answer"
+        why = _RETRYING.sub("", why) or why
         return f"ssh connection to {self.where} lost since {at}; retrying ({why})"
 
     def close(self) -> None:
