@@ -5,6 +5,7 @@ cancel, a work directory with spaces, one records command per poll, and sshd dow
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import pwd
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core.clusters import ClusterRegistry
+from jupyter_stax.core.errors import StaxError
 from jupyter_stax.core.models import Cluster, Execution
 from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.engine.engine import Engine
@@ -23,7 +25,8 @@ from jupyter_stax.engine.remote import open_connection
 from jupyter_stax.engine.remote.transport import SSHTransport, target_of
 from jupyter_stax.engine.transport import Transport
 
-from .sshd import REMOTE_USER, Client, Sshd
+from .sshd import REMOTE_USER, Client, Sshd, load_relay
+from .test_relay import DELAY, known_hosts_for
 
 pytestmark = pytest.mark.ssh
 
@@ -43,29 +46,40 @@ def cluster(sshd: Sshd, client: Client, **kw: Any) -> Cluster:
     })
 
 
+#: the exec-channel counter of the records read running in this task
+_READ: contextvars.ContextVar[list[int]] = contextvars.ContextVar("read")
+
+
 class Counting(SSHTransport):
-    """The SSH transport, counting its records reads and the exec channels each one cost."""
+    """The SSH transport, counting the exec channels (round trips) by kind, and for each
+    records read how many directories it covered and how many channels it cost."""
 
     def __init__(self, c: Cluster, state_dir: Path, backoff: tuple[float, float]) -> None:
         super().__init__(c, state_dir, connection=open_connection(target_of(c), backoff=backoff))
         self.record_reads: list[tuple[int, int]] = []  # (directories, exec channels)
         self.kinds: dict[str, int] = {}
         conn = self.connection
-        inner = conn.exec
+        exec_inner, read_inner = conn.exec, conn.read_files
 
         async def exec_(command: str, stdin: bytes | None = None, **kw: Any) -> Any:
             kind = "records" if stdin and b"@@tar" in stdin else command.split()[0]
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
-            return await inner(command, stdin, **kw)
+            counter = _READ.get(None)
+            if counter is not None:
+                counter[0] += 1
+            return await exec_inner(command, stdin, **kw)
+
+        async def read_files(paths: list[str], max_bytes: int = 65536) -> Any:
+            counter = [0]
+            token = _READ.set(counter)
+            try:
+                return await read_inner(paths, max_bytes)
+            finally:
+                _READ.reset(token)
+                self.record_reads.append((len(paths) // 2, counter[0]))
 
         conn.exec = exec_  # type: ignore[method-assign]
-
-    def read_records(self, step_dirs: Any) -> Any:
-        before = self.kinds.get("records", 0)
-        try:
-            return super().read_records(step_dirs)
-        finally:
-            self.record_reads.append((len(step_dirs), self.kinds.get("records", 0) - before))
+        conn.read_files = read_files  # type: ignore[method-assign]
 
 
 def engine(tmp_path: Path, c: Cluster, backoff: tuple[float, float] = (0.5, 2.0)) -> Engine:
@@ -124,7 +138,11 @@ def far(sshd: Sshd, client: Client, slurm: str) -> Cluster:
     return cluster(sshd, client)
 
 
-def test_dag_with_a_failing_middle_step_runs_remotely(far: Cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("client_kind", ["asyncssh", "openssh"])
+def test_dag_with_a_failing_middle_step_runs_remotely(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path, client_kind: str
+) -> None:
+    far = cluster(sshd, client, ssh=client_kind)
     wf = {"name": "remote", "steps": [
         {"name": "a", "run": WAIT_FOR_GO + "; echo hello; id -un"},
         {"name": "b", "run": "echo bad >&2; exit 3", "after": ["a"]},
@@ -172,7 +190,7 @@ def test_cancel_a_remote_run(far: Cluster, tmp_path: Path) -> None:
             await until(lambda: step_state(e, ex.id, "long") is StepState.RUNNING, 120, "running")
             await e.cancel(ex.id)
             done = await e.wait(ex.id, 120)
-            assert done.state is ExecutionState.CANCELED
+            assert done.state is ExecutionState.CANCELED, done.steps[0].reason
             assert done.steps[0].state is StepState.CANCELED
             await until(lambda: f"stax-{ex.id}-long" not in " ".join(squeue_names()), 60,
                         "the job to leave squeue")
@@ -270,5 +288,45 @@ def test_sshd_down_mid_run_no_step_fails(
             assert done.state is ExecutionState.COMPLETED
             assert transport(e).connection.stats.connects >= 2
             assert transport(e).warning() is None
+
+    asyncio.run(body())
+
+
+def test_through_the_delay_relay(
+    own_sshd: Sshd, own_client: Client, slurm: str, tmp_path: Path
+) -> None:
+    """100 ms round trips (the relay holds every chunk 50 ms each way): the run is right."""
+    wf = {"name": "wan", "steps": [
+        {"name": "a", "run": "echo a"}, {"name": "b", "run": "echo b", "after": ["a"]},
+    ]}
+    with load_relay().RelayThread("127.0.0.1", own_sshd.port, delay=DELAY) as relay:
+        far = cluster(own_sshd, own_client, port=relay.port,
+                      known_hosts=known_hosts_for(own_sshd, relay.port, tmp_path))
+
+        async def body() -> None:
+            async with engine(tmp_path, far) as e:
+                ex = await e.submit(wf, "far")
+                done = await e.wait(ex.id, 180)
+                assert done.state is ExecutionState.COMPLETED, [s.reason for s in done.steps]
+                tr = transport(e)
+                assert tr.read_chunk(done.steps[1].stdout, 0, 100) == b"b\n"
+                assert all(execs == 1 for _, execs in tr.record_reads)
+
+        asyncio.run(body())
+
+
+def test_unknown_host_key_refuses_the_submission(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    far = cluster(sshd, client, known_hosts=str(empty))
+
+    async def body() -> None:
+        async with engine(tmp_path, far) as e:
+            with pytest.raises(StaxError) as err:
+                await e.submit({"name": "k", "steps": [{"name": "s", "run": "true"}]}, "far")
+            assert "host key" in str(err.value) and "ssh-keyscan" in str(err.value)
+            assert e.list() == []  # nothing stored, nothing submitted
 
     asyncio.run(body())
