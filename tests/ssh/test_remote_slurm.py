@@ -5,6 +5,7 @@ cancel, a work directory with spaces, one records command per poll, and sshd dow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import pwd
@@ -82,17 +83,40 @@ class Counting(SSHTransport):
         conn.read_files = read_files  # type: ignore[method-assign]
 
 
-def engine(tmp_path: Path, c: Cluster, backoff: tuple[float, float] = (0.5, 2.0)) -> Engine:
-    made: list[Counting] = []
+class engine:  # lower case: used as ``async with engine(...) as e``
+    """An engine on the test's store with the counting SSH transport. On leaving, the
+    executions it still drives are canceled (a failed test leaves no job waiting in Slurm),
+    unless ``keep_jobs`` (the engine stops and the jobs go on, for the next engine)."""
 
-    def transports(cl: Cluster, state_dir: Path) -> Transport:
-        made.append(Counting(cl, state_dir, backoff))
-        return made[-1]
+    def __init__(
+        self, tmp_path: Path, c: Cluster, backoff: tuple[float, float] = (0.5, 2.0),
+        adopt: bool = False, keep_jobs: bool = False,
+    ) -> None:
+        def transports(cl: Cluster, state_dir: Path) -> Transport:
+            return Counting(cl, state_dir, backoff)
 
-    e = Engine(store=tmp_path / "state" / "stax.sqlite", clusters=ClusterRegistry([c]),
-               adopt=False, transports=transports)
-    e.made = made  # type: ignore[attr-defined]
-    return e
+        self.keep_jobs = keep_jobs
+        self.e = Engine(store=tmp_path / "state" / "stax.sqlite",
+                        clusters=ClusterRegistry([c]), adopt=adopt, transports=transports)
+
+    async def __aenter__(self) -> Engine:
+        return await self.e.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if not self.keep_jobs:
+                for ex in self.e.list():
+                    if not ex.state.final and ex.id in self.e._runs:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(self.e.cancel(ex.id), 60)
+        finally:
+            await self.e.stop()
+
+
+def slurm_cpus() -> int:
+    """The CPUs of the test Slurm's partition (how many one-CPU jobs can run at once)."""
+    out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, timeout=30)
+    return int(out.stdout.split()[0].split("/")[-1])
 
 
 def transport(e: Engine) -> Counting:
@@ -328,5 +352,29 @@ def test_unknown_host_key_refuses_the_submission(
                 await e.submit({"name": "k", "steps": [{"name": "s", "run": "true"}]}, "far")
             assert "host key" in str(err.value) and "ssh-keyscan" in str(err.value)
             assert e.list() == []  # nothing stored, nothing submitted
+
+    asyncio.run(body())
+
+
+def test_a_new_engine_reattaches_to_remote_jobs(far: Cluster, tmp_path: Path) -> None:
+    """The engine stops while a remote job runs (the job goes on); the next engine adopts the
+    execution and follows the job over SSH by its native id: submitted once."""
+    wf = {"name": "adopt", "steps": [
+        {"name": "a", "run": WAIT_FOR_GO}, {"name": "b", "run": "echo b", "after": ["a"]},
+    ]}
+
+    async def body() -> None:
+        async with engine(tmp_path, far, keep_jobs=True) as first:
+            ex = await first.submit(wf, "far")
+            await until(lambda: step_state(first, ex.id, "a") is StepState.RUNNING, 120, "a")
+            native = first.get(ex.id).steps[0].native_id
+        async with engine(tmp_path, far, adopt=True) as second:
+            await until(lambda: ex.id in second._runs, 60, "the execution to be adopted")
+            release(second, ex, "a")
+            done = await second.wait(ex.id, 180)
+            assert [(s.name, s.state) for s in done.steps] == [
+                ("a", StepState.COMPLETED), ("b", StepState.COMPLETED)
+            ]
+            assert done.steps[0].native_id == native and done.steps[0].attempt == 1
 
     asyncio.run(body())
