@@ -199,6 +199,9 @@ def test_dag_with_a_failing_middle_step_runs_remotely(
             for s in done.steps[:2]:
                 for f in ("stax.job.sh", "stax.step.sh", "stax.start", "stax.exit", "stax.out"):
                     assert os.stat(Path(s.directory, f)).st_uid == uid, f
+            # PSI/J's local copies of the submit scripts are removed once the jobs ended
+            state = tmp_path / "state" / "psij" / "far"
+            await until(lambda: not list(state.rglob("*.job")), 30, "no local .job files")
             # the provenance stays on the Jupyter side (the work dir is a path on the cluster)
             assert (tmp_path / "state" / "provenance" / ex.id / "execution.json").is_file()
 
