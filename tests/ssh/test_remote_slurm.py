@@ -381,3 +381,20 @@ def test_a_new_engine_reattaches_to_remote_jobs(far: Cluster, tmp_path: Path) ->
             assert done.steps[0].native_id == native and done.steps[0].attempt == 1
 
     asyncio.run(body())
+
+
+def test_remote_work_dir_not_writable_fails_the_step_with_the_reason(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    far = cluster(sshd, client, work_dir="/proc/stax-cannot-write-here")
+
+    async def body() -> None:
+        async with engine(tmp_path, far) as e:
+            ex = await e.submit({"name": "ro", "steps": [{"name": "s", "run": "true"}]}, "far")
+            done = await e.wait(ex.id, 120)
+            s = done.steps[0]
+            assert s.state is StepState.FAILED and s.native_id is None
+            assert s.reason and "not submitted" in s.reason and "/proc/stax-cannot" in s.reason
+            assert "mkdir" in s.reason
+
+    asyncio.run(body())
