@@ -18,6 +18,8 @@ from .models import KNOWN_SCHEDULERS, Cluster
 LOCAL = "local"
 ENV_CLUSTERS = "JUPYTER_STAX_CLUSTERS"
 ENV_WORK_DIR = "JUPYTER_STAX_WORK_DIR"
+#: the work directory of a remote cluster without one (in the remote account's home)
+REMOTE_WORK_DIR = "~/stax-runs"
 
 
 def _local(c: Cluster) -> Cluster:
@@ -127,6 +129,11 @@ class ClusterRegistry:
         return list(self._clusters)
 
     def work_dir(self, cluster: Cluster) -> Path:
+        """Where the cluster's execution directories go. A remote cluster's is a path ON THE
+        CLUSTER, returned as written (``~`` is its home there: the engine resolves it over SSH,
+        see :func:`jupyter_stax.engine.planning.cluster_work_dir`)."""
+        if cluster.remote:
+            return Path(cluster.work_dir or REMOTE_WORK_DIR)
         if cluster.work_dir:
             return Path(cluster.work_dir).expanduser()
         return self.default_work_dir or default_work_dir()

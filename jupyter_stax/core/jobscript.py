@@ -294,7 +294,18 @@ class ExitRecord:
 
 
 def read_start_record(step_dir: Path) -> StartRecord | None:
-    parts = _read_record(step_dir / START_RECORD, 4)
+    return parse_start_record(_read_file(step_dir / START_RECORD))
+
+
+def read_exit_record(step_dir: Path) -> ExitRecord | None:
+    """The step's own exit record, or None when absent or not completely written yet."""
+    return parse_exit_record(_read_file(step_dir / EXIT_RECORD))
+
+
+def parse_start_record(data: bytes | None) -> StartRecord | None:
+    """A start record from the bytes of its file (None: absent, partly written or garbled);
+    pure, shared by every transport (a remote one reads the bytes over SSH)."""
+    parts = _record_parts(data, 4)
     if parts is None:
         return None
     try:
@@ -303,9 +314,9 @@ def read_start_record(step_dir: Path) -> StartRecord | None:
         return None
 
 
-def read_exit_record(step_dir: Path) -> ExitRecord | None:
-    """The step's own exit record, or None when absent or not completely written yet."""
-    parts = _read_record(step_dir / EXIT_RECORD, 3)
+def parse_exit_record(data: bytes | None) -> ExitRecord | None:
+    """An exit record from the bytes of its file (None: absent, partly written or garbled)."""
+    parts = _record_parts(data, 3)
     if parts is None:
         return None
     try:
@@ -315,14 +326,21 @@ def read_exit_record(step_dir: Path) -> ExitRecord | None:
         return None
 
 
-def _read_record(path: Path, n: int) -> list[str] | None:
+#: how much of a record file is read (records are one short line)
+RECORD_MAX_BYTES = 4096
+
+
+def _read_file(path: Path) -> bytes | None:
     try:
         with open(path, "rb") as f:
-            data = f.read(4096)
+            return f.read(RECORD_MAX_BYTES)
     except OSError:
         return None
-    if not data.endswith(b"\n"):
-        return None  # being written
+
+
+def _record_parts(data: bytes | None, n: int) -> list[str] | None:
+    if data is None or not data.endswith(b"\n"):
+        return None  # absent, or being written
     parts = data.decode("utf-8", "replace").split()
     return parts if len(parts) == n else None
 

@@ -25,6 +25,10 @@ from .units import parse_memory, parse_walltime
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_NAME_RE = PARAM_NAME_RE
+#: a remote cluster's host: a DNS name, an IPv4 address or a ~/.ssh/config alias (nothing a
+#: shell or ssh would read as syntax or an option)
+HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SSH_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 
 #: schedulers = PSI/J executor names that load with psij-python (aliases pbspro/torque do not),
 #: and jupyter_stax's own Grid Engine executor (:mod:`jupyter_stax.psij_sge`)
@@ -224,7 +228,30 @@ class Cluster(_Model):
     walltime: str = Field("01:00:00", description="default walltime of a step")
     launcher: Launcher = "single"
     work_dir: str | None = Field(
-        None, description="where execution directories go (must be visible to compute nodes)"
+        None,
+        description="where execution directories go (must be visible to compute nodes); on a "
+        "remote cluster a path ON THE CLUSTER (default ~/stax-runs there)",
+    )
+    host: str | None = Field(
+        None,
+        description="[user@]host or a Host alias of ~/.ssh/config: the cluster is remote, "
+        "reached over SSH (no host: the machine of the Jupyter server)",
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="SSH port of a remote cluster (default: ~/.ssh/config, else 22)"
+    )
+    identity_file: str | None = Field(
+        None,
+        description="private key for a remote cluster (default: the agent, ~/.ssh/config, "
+        "the default keys); an encrypted key is used through ssh-agent",
+    )
+    ssh: Literal["asyncssh", "openssh"] | None = Field(
+        None,
+        description="SSH client of a remote cluster: asyncssh (built in, the default) or "
+        "openssh (the system ssh with a ControlMaster)",
+    )
+    known_hosts: str | None = Field(
+        None, description="known_hosts file checked for a remote cluster's host key"
     )
     poll_interval: Annotated[float, Field(gt=0, le=3600)] | None = Field(
         None, description="seconds between two scheduler status queries (one per cluster)"
@@ -296,6 +323,49 @@ class Cluster(_Model):
         from .containers import runtime_name
 
         return None if v is None else runtime_name(v)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        user, _, host = v.rpartition("@")
+        if not HOST_RE.match(host) or (user and not SSH_USER_RE.match(user)):
+            raise ValueError(
+                f"host {v!r} is not [user@]host or a ~/.ssh/config alias (letters, digits, "
+                "'.', '-', '_' only: no spaces, quotes or shell characters)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _remote(self) -> Cluster:
+        if self.host is None:
+            given = [
+                k for k in ("port", "identity_file", "ssh", "known_hosts")
+                if getattr(self, k) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} only apply to a remote cluster: add `host: "
+                    "[user@]host` or drop them"
+                )
+            return self
+        if self.scheduler == "local":
+            raise ValueError(
+                "a remote cluster with scheduler 'local' (a workstation over SSH) is not "
+                "supported yet; use the cluster's batch scheduler (e.g. slurm)"
+            )
+        if self.work_dir is not None and (
+            not self.work_dir.strip() or any(c in self.work_dir for c in "\n\0")
+        ):
+            raise ValueError("work_dir of a remote cluster must be a non-empty single-line path")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        """True for a cluster reached over SSH (it has a ``host``)."""
+        return self.host is not None
 
     @property
     def effective_poll_interval(self) -> float:

@@ -446,12 +446,12 @@ class Backend:
             aux = Path(self.transport.aux_dir)
             files = [wd / f"{native_id}{suffix}" for suffix in (".out", ".ec", ".nodefile")]
             if aux != wd:  # PSI/J's files here; the job's and the submit script on the cluster
+                if job is not None:
+                    files.append(wd / f"{job.id}.job")  # PSI/J's local copy of the submit script
                 for f in files:
                     with contextlib.suppress(OSError):
                         f.unlink()
                 files = [aux / f.name for f in files]
-                if job is not None:
-                    files.append(aux / f"{job.id}.job")
             try:
                 self.transport.remove(files)
             except (OSError, TransportError):

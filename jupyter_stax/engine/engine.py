@@ -325,7 +325,7 @@ class Engine:
     def _transport(self, cluster: Cluster) -> Transport:
         t = self._transports.get(cluster.name)
         if t is None:
-            t = self.transports(cluster, self.store.path.parent / "psij" / cluster.name)
+            t = self.transports(cluster, planning.state_dir(self.store, cluster))
             self._transports[cluster.name] = t
         return t
 
@@ -494,7 +494,9 @@ class Engine:
         Blocking: runs on a worker thread."""
         d = Path(s.directory)
         step = run.defs[s.name]
-        plan = planning.container_plan(run.ex, step, s, cluster, self.clusters.work_dir(cluster))
+        plan = planning.container_plan(
+            run.ex, step, s, cluster, planning.cluster_work_dir(self.clusters, cluster, self.store)
+        )
         required = [Path(run.steps[a].directory) for a in step.after] if guarded else ()
         files = planning.attempt_files(run.ex, step, s, cluster, attempt, plan, required)
         transport = self._transport(cluster)

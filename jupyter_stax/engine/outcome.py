@@ -65,6 +65,10 @@ class Outcome:
     """a new attempt goes instead of this final state"""
 
 
+#: exit codes of a job killed by the scheduler's cancel (SIGTERM, then SIGKILL)
+CANCEL_SIGNAL_CODES = (128 + 15, 128 + 9)
+
+
 def decide(f: Facts) -> Outcome:
     """The outcome of attempt ``f.attempt`` (see the module docstring)."""
     rec = f.exit if f.exit is not None and f.exit.attempt == f.attempt else None
@@ -80,6 +84,10 @@ def decide(f: Facts) -> Outcome:
         exit_code, finished_at = rec.exit_code, rec.time
         if rec.exit_code == 0:
             state, reason = StepState.COMPLETED, None
+        elif f.cancel_requested and rec.exit_code in CANCEL_SIGNAL_CODES:
+            # the cancel's signal reached the job before the cancel command returned (a remote
+            # cluster's round trip makes this common): the step was canceled, not failed
+            state, reason = StepState.CANCELED, "canceled"
         else:
             state, reason = StepState.FAILED, exit_reason(rec.exit_code, f.stderr_tail)
     elif f.said == "canceled" or f.cancel_requested:

@@ -27,7 +27,7 @@ from ..core.models import (
     Workflow,
 )
 from . import schedulers
-from .store import Store, now
+from .store import Store, default_store_path, now
 from .transport import ClusterPath, FileSpec
 
 if TYPE_CHECKING:
@@ -94,11 +94,11 @@ def prepare(
         details = problems + [d for e in image_errors for d in e.details]
         raise InvalidWorkflow(f"workflow {wf.name!r} cannot run as asked", details=details)
     eid = new_execution_id(store)
-    root = clusters.work_dir(main) / eid
+    root = cluster_work_dir(clusters, main, store) / eid
     runs = []
     for s in wf.steps:
         c = clusters.get(s.cluster) if s.cluster else main
-        d = (clusters.work_dir(c) / eid / s.name) if s.cluster else root / s.name
+        d = (cluster_work_dir(clusters, c, store) / eid / s.name) if s.cluster else root / s.name
         runs.append(
             StepRun(
                 name=s.name,
@@ -111,6 +111,9 @@ def prepare(
                 resolved_image=resolved.get(s.name),
             )
         )
+    if main.remote:
+        here = store.path if store is not None else default_store_path()
+        _PROVENANCE_HERE[eid] = here.parent / "provenance" / eid
     return Execution(
         id=eid,
         workflow=wf,
@@ -122,6 +125,32 @@ def prepare(
         owner=owner,
         steps=runs,
     )
+
+
+def state_dir(store: Store, cluster: Cluster) -> Path:
+    """jupyter_stax's state directory for ``cluster`` on the Jupyter side (PSI/J's work
+    directory, what the cluster's transport remembers)."""
+    return store.path.parent / "psij" / cluster.name
+
+
+def cluster_work_dir(clusters: ClusterRegistry, cluster: Cluster, store: Store | None) -> Path:
+    """The cluster's work directory as an absolute path on the cluster. A remote cluster's
+    ``~`` (or a relative path) is in the remote account's home, asked over SSH once and then
+    remembered in its state directory (blocking: one round trip the first time)."""
+    wd = clusters.work_dir(cluster)
+    if not cluster.remote or str(wd).startswith("/"):
+        return wd
+    from .remote.transport import remote_home
+
+    home = remote_home(cluster, state_dir(store, cluster) if store is not None else None)
+    text = str(wd)
+    rest = text[2:] if text.startswith("~/") else "" if text == "~" else text
+    return Path(home) / rest if rest else Path(home)
+
+
+#: execution id -> where its provenance goes on the Jupyter side, for executions whose main
+#: cluster is remote (their work directory is a path on the cluster, see write_provenance)
+_PROVENANCE_HERE: dict[str, Path] = {}
 
 
 def new_execution_id(store: Store | None) -> str:
@@ -197,8 +226,12 @@ def resolve_images(
 
 
 def write_provenance(ex: Execution) -> None:
-    """Write ``execution.json`` (workflow, params, options) into the execution directory."""
-    root = Path(ex.work_dir)
+    """Write ``execution.json`` (workflow, params, options) into the execution directory.
+
+    When the execution's main cluster is remote its work directory is on the cluster: the
+    provenance stays on the Jupyter side, in ``provenance/<id>/`` beside the store (so that
+    writing it never depends on the connection: :func:`prepare` notes where)."""
+    root = _PROVENANCE_HERE.pop(ex.id, None) or Path(ex.work_dir)
     root.mkdir(parents=True, exist_ok=True)
     doc = {
         "id": ex.id,

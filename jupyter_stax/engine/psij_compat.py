@@ -15,6 +15,8 @@ Where the cluster's transport (see :mod:`.transport`) hooks into PSI/J's batch e
   (a failed status poll is counted, never fatal; a failed submission is retried);
 * the job-side helper files (``$SLURM_JOB_ID.out/.ec/.nodefile``, written by the submit
   script's ``psij.script_dir``) go to ``transport.aux_dir`` (``_create_script_context``);
+* PSI/J's launcher scripts (deployed into its local work directory) are copied once to
+  ``transport.aux_dir`` and the launch command names them there (``_create_script_context``);
 * the submit script PSI/J renders into its local work directory is copied to
   ``transport.aux_dir`` through the transport before the submit command names it there
   (``get_submit_command``), when the two directories differ (a remote cluster).
@@ -26,12 +28,16 @@ runs no commands: a remote workstation needs an executor of its own over the tra
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import StaxError
 from .transport import TRANSIENT_MARK, FileSpec, Transport, TransportError
+
+#: the directory PSI/J's ScriptBasedLauncher deploys its scripts into (a sha256)
+_DEPLOYED = re.compile(r"^[0-9a-f]{64}$")
 
 #: the PSI/J version these internals were checked against
 TESTED_VERSION = "0.9.11"
@@ -127,7 +133,33 @@ def routed_executor() -> type:
             ctx: dict[str, Any] = super()._create_script_context(job)  # type: ignore[misc]
             if self._remote():
                 ctx["psij"]["script_dir"] = str(self.transport.aux_dir)
+                ctx["psij"]["launch_command"] = self._remote_launch(ctx["psij"]["launch_command"])
             return ctx
+
+        def _remote_launch(self, argv: list[str]) -> list[str]:
+            """The launch command with PSI/J's launcher scripts (deployed into a directory
+            ``<hash>/`` of its local work directory, or of that directory's parent) copied
+            once to the cluster's helper directory and named there."""
+            wd, there = Path(self.work_directory), Path(self.transport.aux_dir)
+            deployed: set[Path] = self.__dict__.setdefault("_stax_deployed", set())
+            out = []
+            for word in argv:
+                p = Path(word)
+                src = p.parent
+                if not (
+                    p.is_absolute() and _DEPLOYED.match(src.name)
+                    and (src.parent == wd or src.parent in wd.parents) and p.is_file()
+                ):
+                    out.append(word)
+                    continue
+                if src not in deployed:
+                    self.transport.write_files({
+                        there / src.name / f.name: FileSpec(f.read_text(), f.stat().st_mode)
+                        for f in src.iterdir() if f.is_file()
+                    })
+                    deployed.add(src)
+                out.append(str(there / src.name / p.name))
+            return out
 
         def get_submit_command(self, job: Any, submit_file_path: Path) -> list[str]:
             if self._remote():

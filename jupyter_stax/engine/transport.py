@@ -248,6 +248,11 @@ def transport_for(cluster: Cluster, state_dir: Path) -> Transport:
     Jupyter side (a local cluster keeps the scheduler's helper files where PSI/J keeps them:
     ``state_dir/<executor name>``).
 
-    The remote-clusters work adds its SSH transport here (a cluster with a ``host``); nothing
-    else in the engine changes."""
+    A cluster with a ``host`` is remote: its transport is the SSH one
+    (:class:`.remote.transport.SSHTransport`; ``state_dir`` keeps what it remembers of the
+    cluster, e.g. the remote home)."""
+    if cluster.remote:
+        from .remote.transport import SSHTransport
+
+        return SSHTransport(cluster, state_dir)
     return LocalTransport(aux_dir=state_dir / cluster.scheduler)

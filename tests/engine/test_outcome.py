@@ -75,6 +75,27 @@ CASES = [
         {},
     ),
     (
+        "killed by the cancel's signal before the cancel returned",
+        replace(BASE, exit=ExitRecord(2, 143, 1000.0), said="canceled", cancel_requested=True),
+        S.CANCELED,
+        "canceled",
+        {"exit_code": 143},
+    ),
+    (
+        "killed by a signal without a cancel request: failed",
+        replace(BASE, exit=ExitRecord(2, 143, 1000.0)),
+        S.FAILED,
+        "exit code 143 (killed by signal 15)",
+        {"exit_code": 143},
+    ),
+    (
+        "another non-zero exit during a cancel is the step's own failure",
+        replace(BASE, exit=EXIT3, cancel_requested=True),
+        S.FAILED,
+        "exit code 3",
+        {"exit_code": 3},
+    ),
+    (
         "canceled at the scheduler by someone else",
         replace(BASE, said="canceled"),
         S.CANCELED,

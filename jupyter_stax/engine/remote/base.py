@@ -240,6 +240,40 @@ class SSHConnection(ABC):
             raise SSHConnectionLost(f"{self.target.destination}: reading {path}: {e}",
                                     host=self.target.destination) from None
 
+    async def read_tail(self, path: str, limit: int = 1 << 20) -> bytes | None:
+        """The last ``limit`` bytes of ``path``; None when it is missing or unreadable."""
+        res = await self._script(
+            shell.read_tail_script(path, limit), f"reading {path}", missing_ok=True
+        )
+        if res.rc == shell.MISSING:
+            return None
+        try:
+            return shell.parse_read_from(res.stdout)
+        except shell.ProtocolError as e:
+            raise SSHConnectionLost(f"{self.target.destination}: reading {path}: {e}",
+                                    host=self.target.destination) from None
+
+    async def home(self) -> str:
+        """The remote account's home directory (absolute)."""
+        res = await self._script(shell.HOME_SCRIPT, "reading $HOME")
+        try:
+            return shell.parse_home(res.stdout)
+        except shell.ProtocolError as e:
+            raise SSHRemoteError(f"{self.target.destination}: {e}",
+                                 host=self.target.destination) from None
+
+    async def rename(self, moves: Sequence[tuple[str, str]]) -> None:
+        """Rename ``(source, target)`` pairs in order; a missing source is skipped."""
+        if moves:
+            res = await self._script(shell.rename_script(moves), f"renaming {len(moves)} files")
+            if not shell.completed(res.stdout):
+                raise SSHConnectionLost(f"{self.target.destination}: renaming was cut off",
+                                        host=self.target.destination)
+
+    async def symlink(self, link: str, target: str) -> None:
+        """Make ``link`` point to ``target``."""
+        await self._script(shell.symlink_script(link, target), f"ln -s {target} {link}")
+
     async def mkdirs(self, paths: Sequence[str], mode: int | None = None) -> None:
         if paths:
             await self._script(shell.mkdirs_script(paths, mode), "mkdir " + " ".join(paths))

@@ -196,3 +196,50 @@ def completed(out: bytes) -> bool:
         return _body(out).endswith(b"@@stax-done\n")
     except ProtocolError:
         return False
+
+
+def rename_script(moves: Sequence[tuple[str, str]]) -> bytes:
+    """Rename each ``(source, target)`` in order (``mv -f``); a missing source is skipped."""
+    lines = ["set -e", "printf '@@stax-start\\n'"]
+    for src, dst in moves:
+        qs, qd = qpath(src), qpath(dst)
+        lines.append(f"if [ -e {qs} ] || [ -L {qs} ]; then mv -f -- {qs} {qd}; fi")
+    lines.append("printf '@@stax-done\\n'")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def symlink_script(link: str, target: str) -> bytes:
+    """Make ``link`` point to ``target`` (parents made; a link pointing elsewhere replaced)."""
+    ql, qt = qpath(link), qpath(target)
+    lines = ["set -e", "printf '@@stax-start\\n'"]
+    parent = _parent(link)
+    if parent and parent not in ("/", "~"):
+        lines.append(f"mkdir -p -- {qpath(parent)}")
+    lines.append(
+        f"if [ \"$(readlink {ql} 2>/dev/null || true)\" != {qt} ]; then "
+        f"rm -f -- {ql}; ln -s -- {qt} {ql}; fi"
+    )
+    lines.append("printf '@@stax-done\\n'")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def read_tail_script(path: str, limit: int) -> bytes:
+    """Print the start marker, then the last ``limit`` bytes of ``path``; exit :data:`MISSING`
+    when it is missing or unreadable."""
+    q = qpath(path)
+    return (
+        f"if [ -f {q} ] && [ -r {q} ]; then printf '@@stax-start\\n'; "
+        f"tail -c {int(limit)} < {q}; else exit {MISSING}; fi\n"
+    ).encode()
+
+
+#: prints the remote account's home directory after the start marker
+HOME_SCRIPT = b"printf '@@stax-start\\n%s\\n' \"$HOME\"\n"
+
+
+def parse_home(out: bytes) -> str:
+    """The home directory printed by :data:`HOME_SCRIPT` (an absolute path)."""
+    home = _body(out).decode(errors="replace").rstrip("\n")
+    if not home.startswith("/") or "\n" in home:
+        raise ProtocolError(f"the remote $HOME is not an absolute path: {home!r}")
+    return home.rstrip("/") or "/"

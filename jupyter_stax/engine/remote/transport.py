@@ -1,0 +1,245 @@
+"""The SSH transport: a remote cluster's files and commands over ONE connection.
+
+:class:`SSHTransport` implements :class:`~jupyter_stax.engine.transport.Transport` with the
+primitives of :class:`.base.SSHConnection` (one exec channel, one round trip, each):
+
+- ``run`` -> ``SSHConnection.run`` in the account's login shell (the site's PATH, SLURM_CONF);
+- ``write_files``/``make_dirs``/``rename``/``remove``/``symlink``: one ``sh`` script each,
+  whatever the number of files;
+- ``read_records``: the start and exit records of EVERY step directory asked for in ONE
+  ``read_files`` (one tar stream), parsed by the same pure functions as the local transport's
+  (:func:`jupyter_stax.core.jobscript.parse_start_record` / ``parse_exit_record``);
+- ``read_chunk``/``read_tail``: ``tail -c``/``head -c`` on the cluster.
+
+Threading: the :class:`~jupyter_stax.engine.transport.Transport` interface is blocking and
+thread-safe; the connection is asyncio. Each transport owns a private event loop on a daemon
+thread; a call submits its coroutine there and waits for it, so any number of engine threads share
+the ONE connection (its semaphore bounds the channels open at once).
+
+Errors: an SSH error becomes a :class:`~jupyter_stax.engine.transport.TransportError` (the
+engine warns on the execution and tries again: never a failed or lost step), including the
+configuration ones (unknown or changed host key, refused authentication): those say what to do,
+and the run continues once the user fixed them. A helper command that failed on the cluster (a
+work directory that cannot be written) is a :class:`~jupyter_stax.core.errors.StaxError` of that
+call. :meth:`SSHTransport.warning` says since when the cluster does not answer.
+
+Paths: every path is a POSIX path on the cluster; ``~`` is the remote home. The scheduler's
+helper files (PSI/J's submit scripts, ``.out``/``.ec``) go to ``~/.stax/psij/<cluster>`` there
+(:attr:`SSHTransport.aux_dir`, absolute). The remote home is asked once and remembered on the
+Jupyter side (``<state dir>/remote-home``), so an engine that re-attaches after a restart needs
+no round trip for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from ...core import jobscript as js
+from ...core.errors import StaxError
+from ...core.models import Cluster
+from ..transport import (
+    ClusterPath,
+    CommandResult,
+    CommandTimedOut,
+    FileSpec,
+    StepRecords,
+    Transport,
+    TransportError,
+)
+from . import open_connection
+from .base import SSHConnection
+from .errors import SSHError, SSHRemoteError, SSHTimeout
+from .target import SSHTarget
+
+T = TypeVar("T")
+
+#: the connection layer's own "retrying" notes, cut from the warning that says it once
+_RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
+
+#: the file in the cluster's state directory (Jupyter side) that remembers the remote home
+HOME_FILE = "remote-home"
+
+
+def target_of(cluster: Cluster) -> SSHTarget:
+    """The SSH target of a remote cluster (:class:`.errors.SSHConfigError` when it is off)."""
+    target = SSHTarget.from_cluster(cluster)
+    if target is None:
+        raise ValueError(f"cluster {cluster.name!r} has no host: it is not remote")
+    return target
+
+
+class SSHTransport(Transport):
+    """One remote cluster over one SSH connection (see the module docstring)."""
+
+    def __init__(
+        self, cluster: Cluster, state_dir: Path | None = None, *,
+        connection: SSHConnection | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.state_dir = state_dir
+        self.connection = connection or open_connection(target_of(cluster))
+        self.where = self.connection.target.destination
+        self._home: str | None = self._remembered_home()
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"stax-ssh-{cluster.name}", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._closed:
+            coro.close()
+            raise TransportError(f"{self.where}: the SSH transport is closed")
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            result = fut.result(None if timeout is None else timeout + 30)
+        except SSHTimeout as e:
+            self._failed(e)
+            raise CommandTimedOut(f"{self.where}: {e.message}") from None
+        except SSHRemoteError as e:
+            self._ok()  # the cluster answered: the command itself failed
+            raise StaxError(e.message) from None
+        except SSHError as e:
+            self._failed(e)
+            raise TransportError(e.message) from None
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            self._failed(None)
+            raise CommandTimedOut(f"{self.where}: no answer within {timeout:g} s") from None
+        self._ok()
+        return result
+
+    def _failed(self, e: SSHError | None) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.time()
+        self._last_error = e.message if e is not None else "no answer"
+
+    def _ok(self) -> None:
+        self._failing_since = None
+        self._last_error = None
+
+    def warning(self) -> str | None:
+        since = self._failing_since or self.connection.stats.down_since
+        if since is None:
+            return None
+        at = time.strftime("%H:%M:%S", time.localtime(since))
+        why = self._last_error or self.connection.stats.last_error or "no answer"
+        why = _RETRYING.sub("", why) or why
+        return f"ssh connection to {self.where} lost since {at}; retrying ({why})"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.connection.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # ------------------------------------------------------------------ paths
+    def _remembered_home(self) -> str | None:
+        if self.state_dir is None:
+            return None
+        try:
+            dest, _, home = (self.state_dir / HOME_FILE).read_text().rstrip("\n").partition("\t")
+        except OSError:
+            return None
+        return home if dest == self._home_key() and home.startswith("/") else None
+
+    def _home_key(self) -> str:
+        t = self.connection.target
+        return f"{t.destination}:{t.port or ''}"
+
+    def home(self) -> str:
+        """The remote account's home directory (asked once, then remembered)."""
+        if self._home is None:
+            home = self._call(self.connection.home())
+            if self.state_dir is not None:
+                with contextlib.suppress(OSError):
+                    self.state_dir.mkdir(parents=True, exist_ok=True)
+                    (self.state_dir / HOME_FILE).write_text(f"{self._home_key()}\t{home}\n")
+            self._home = home
+        return self._home
+
+    def resolve(self, path: ClusterPath) -> str:
+        """``path`` as an absolute path on the cluster (``~`` and relative: in the home)."""
+        p = str(path)
+        if p == "~":
+            return self.home()
+        if p.startswith("~/"):
+            return str(PurePosixPath(self.home()) / p[2:])
+        if not p.startswith("/"):
+            return str(PurePosixPath(self.home()) / p)
+        return p
+
+    @property
+    def aux_dir(self) -> Path:  # type: ignore[override]
+        return Path(self.home()) / ".stax" / "psij" / self.cluster.name
+
+    # ------------------------------------------------------------------ Transport
+    def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        data = stdin.encode() if stdin is not None else None
+        res = self._call(self.connection.run(list(argv), data, timeout=timeout), timeout)
+        return CommandResult(res.rc, res.out, res.err)
+
+    def make_dirs(self, paths: Sequence[ClusterPath]) -> None:
+        self._call(self.connection.mkdirs([str(p) for p in paths]))
+
+    def write_files(self, files: Mapping[ClusterPath, FileSpec]) -> None:
+        self._call(self.connection.write_files(
+            {str(p): (spec.text.encode(), spec.mode) for p, spec in files.items()}
+        ))
+
+    def rename(self, moves: Sequence[tuple[ClusterPath, ClusterPath]]) -> None:
+        self._call(self.connection.rename([(str(a), str(b)) for a, b in moves]))
+
+    def remove(self, paths: Sequence[ClusterPath]) -> None:
+        self._call(self.connection.remove([str(p) for p in paths]))
+
+    def symlink(self, link: ClusterPath, target: ClusterPath) -> None:
+        self._call(self.connection.symlink(str(link), str(target)))
+
+    def read_records(self, step_dirs: Sequence[ClusterPath]) -> dict[str, StepRecords]:
+        names = {str(d): (f"{d}/{js.START_RECORD}", f"{d}/{js.EXIT_RECORD}") for d in step_dirs}
+        if not names:
+            return {}
+        got = self._call(self.connection.read_files(
+            [p for pair in names.values() for p in pair], js.RECORD_MAX_BYTES
+        ))
+        return {
+            d: StepRecords(js.parse_start_record(got.get(start)),
+                           js.parse_exit_record(got.get(end)))
+            for d, (start, end) in names.items()
+        }
+
+    def read_chunk(self, path: ClusterPath, offset: int, limit: int) -> bytes:
+        return self._call(self.connection.read_from(str(path), offset, limit)) or b""
+
+    def read_tail(self, path: ClusterPath, limit: int) -> bytes:
+        return self._call(self.connection.read_tail(str(path), limit)) or b""
+
+
+def remote_home(cluster: Cluster, state_dir: Path | None) -> str:
+    """The home directory of a remote cluster's account: remembered in ``state_dir`` or asked
+    over a short-lived connection (blocking). Raises TransportError when it does not answer."""
+    tr = SSHTransport(cluster, state_dir)
+    try:
+        return tr.home()
+    finally:
+        tr.close()
