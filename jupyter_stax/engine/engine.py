@@ -51,7 +51,8 @@ from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
 from .scheduling import next_moves
 from .store import LostOwnership, Store, now
-from .transport import StepRecords, Transport, TransportError, transport_for
+from .transport import StepRecords, Transport, TransportError
+from .transports import transport_for
 
 if TYPE_CHECKING:
     from .catalog import Catalog

@@ -4,7 +4,7 @@ Everything that lives on the cluster goes through a :class:`Transport`: the step
 (scripts, start/exit records, logs), the scheduler's commands (``sbatch``, ``squeue``, ``scancel``
 ...; PSI/J's included, see :mod:`.psij_compat`), the scheduler's helper files. What lives on the
 Jupyter side does not: the store, the provenance (``execution.json``), PSI/J's own bookkeeping.
-There is one transport per cluster (:func:`transport_for`), shared by the engine and the
+There is one transport per cluster (:func:`.transports.transport_for`), shared by the engine and the
 cluster's backend; :class:`LocalTransport` implements it with plain files and subprocesses, and
 a remote one (SSH) implements the same methods: the engine has one code path for both.
 
@@ -42,7 +42,6 @@ from pathlib import Path, PurePath
 
 from ..core import jobscript as js
 from ..core.errors import StaxError
-from ..core.models import Cluster
 
 #: a path on the cluster (a remote transport treats it as a POSIX path there)
 ClusterPath = str | PurePath
@@ -241,18 +240,3 @@ class LocalTransport(Transport):
                 return f.read()
         except OSError:
             return b""
-
-
-def transport_for(cluster: Cluster, state_dir: Path) -> Transport:
-    """The transport of ``cluster``. ``state_dir``: jupyter_stax's state directory for it on the
-    Jupyter side (a local cluster keeps the scheduler's helper files where PSI/J keeps them:
-    ``state_dir/<executor name>``).
-
-    A cluster with a ``host`` is remote: its transport is the SSH one
-    (:class:`.remote.transport.SSHTransport`; ``state_dir`` keeps what it remembers of the
-    cluster, e.g. the remote home)."""
-    if cluster.remote:
-        from .remote.transport import SSHTransport
-
-        return SSHTransport(cluster, state_dir)
-    return LocalTransport(aux_dir=state_dir / cluster.scheduler)

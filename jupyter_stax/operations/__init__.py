@@ -25,6 +25,7 @@ blocking ones on a worker thread; the coroutines are the ones that drive an engi
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,7 @@ from ..core.api import (
     ClusterInfo,
     LogChunk,
 )
-from ..core.errors import BadRequest, Conflict, NotFound
+from ..core.errors import BadRequest, Conflict, NotFound, StaxError
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
@@ -124,7 +125,12 @@ class Operations:
         c = reg.get(name)
         detail = ClusterDetail.model_validate(cluster_info(reg, c).model_dump())
         known = schedulers.get(c.scheduler)
-        if known is not None and known.summary is not None:
+        if c.remote:
+            detail.note = (
+                f"no live numbers for remote clusters yet ({c.name} is reached over SSH at "
+                f"{c.host})"
+            )
+        elif known is not None and known.summary is not None:
             transport = LocalTransport()  # the cluster's own, once clusters may be remote
             detail.summary = known.summary(
                 c, lambda argv: schedulers.run_checked(transport, argv, COMMAND_TIMEOUT)
@@ -197,8 +203,9 @@ class Operations:
         in_range("offset", offset, 0)
         if limit is not None:
             in_range("limit", limit, 0)
-        s = self.step(execution_id, step)[1]
+        ex, s = self.step(execution_id, step)
         name = log_file_name(stream, attempt, s.attempt, s.name)
+        self._refuse_remote_log(ex, s, name)
         final = s.state.final or attempt not in (None, s.attempt)
         want = LOG_LIMIT_DEFAULT if limit is None else min(limit, LOG_LIMIT_MAX)
         return read_chunk(
@@ -210,6 +217,22 @@ class Operations:
             label=f"{name} of step {s.name!r}",
             errors=errors,
         )
+
+    def _refuse_remote_log(self, ex: Execution, s: StepRun, name: str) -> None:
+        """A step of a remote cluster keeps its log on the cluster; reading it here would read a
+        path of THIS machine (empty, or somebody else's file). Until logs go through the
+        cluster's transport (the next slice of remote clusters), say where the log is."""
+        cluster = s.cluster or ex.cluster
+        try:
+            c = self._registry().get(cluster)
+        except StaxError:
+            return  # a cluster no longer configured: its steps ran where the store says
+        if c.remote:
+            raise Conflict(
+                f"{name} of step {s.name!r} is on remote cluster {c.name!r} ({c.host}); reading "
+                f"remote logs from here is not supported yet: `ssh {c.host} cat "
+                f"{shlex.quote(s.directory + '/' + name)}`"
+            )
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""
