@@ -232,12 +232,13 @@ def main() -> None:
         return
 
     info = need_sge()
+    load0 = os.getloadavg()
     variants = [v for v in a.variants.split(",") if v]
     print(
         f"SGE throughput: {a.n} trivial jobs, poll every {a.poll:g} s, {a.repeat} repeat(s); "
         f"{info['queue']}: {info['slots_available']} of {info['slots_total']} slots free, "
         f"{info['jobs_in_queue_at_start']} jobs of this user queued at start; "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {load0[0]:.2f}"
     )
     runs = c.interleaved(
         __file__,
@@ -253,7 +254,7 @@ def main() -> None:
         "benchmark": "sge_throughput",
         "machine": c.machine(),
         "sge": info,
-        "load_average_start": os.getloadavg(),
+        "load_average_start": load0,
         "n": a.n,
         "repeat": a.repeat,
         "tmpdir": c.filesystem(a.tmpdir),
