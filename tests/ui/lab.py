@@ -83,9 +83,10 @@ class LabServer:
             d.mkdir(parents=True, exist_ok=True)
             (d / file).write_text(json.dumps(settings))
         (home / "workspaces").mkdir(exist_ok=True)
-        if (LABEXTENSION / "package.json").exists():
-            (home / "data" / "labextensions").mkdir(parents=True, exist_ok=True)
-            (home / "data" / "labextensions" / "jupyter-stax").symlink_to(LABEXTENSION)
+        link = home / "data" / "labextensions" / "jupyter-stax"
+        if (LABEXTENSION / "package.json").exists() and not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(LABEXTENSION)
         (home / "root").mkdir(exist_ok=True)
         self.root_dir = home / "root"
         self.proc: subprocess.Popen[bytes] | None = None
