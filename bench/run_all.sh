@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# run_all.sh -- run the three benchmarks with modest sizes and print a summary table.
+# run_all.sh -- run the benchmarks with modest sizes and print a summary table.
 #
-#   bash bench/run_all.sh                 # local + Slurm (Slurm parts skipped without SLURM_CONF)
+#   bash bench/run_all.sh                 # local + Slurm + SGE (Slurm parts skipped without
+#                                         # SLURM_CONF, SGE parts without SGE_ROOT)
 #   OUT=/tmp/bench LOCAL_N=1000 SLURM_N=200 LATENCY_N=30 REPEAT=3 bash bench/run_all.sh
 #
 # Knobs (env): OUT (result directory, default a new temp dir), REPEAT (default 3),
 #              LOCAL_N (default 300), SLURM_N (default 60), LATENCY_N (default 12),
-#              POLL (Slurm throughput poll interval, default 1).
+#              POLL (Slurm and SGE throughput poll interval, default 1),
+#              SGE_N (default 100), SGE_LATENCY_N (default 12).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-python3}
@@ -27,6 +29,15 @@ if [ -n "${SLURM_CONF:-}" ] && [ -f "$SLURM_CONF" ] && scontrol ping 2>/dev/null
 else
   echo; echo "== Slurm benchmarks skipped: SLURM_CONF unset or slurmctld not up" \
     "(eval \"\$(scripts/slurm/start-slurm.sh)\")"
+fi
+
+if [ -n "${SGE_ROOT:-}" ] && qstat -g c >/dev/null 2>&1; then
+  echo; echo "== sge_throughput (n=${SGE_N:-100}, latency n=${SGE_LATENCY_N:-12})"
+  "$PY" "$HERE/sge_throughput.py" --n "${SGE_N:-100}" --repeat "$REPEAT" --poll "${POLL:-1}" \
+    --latency-n "${SGE_LATENCY_N:-12}" --json "$OUT/sge_throughput.json"
+else
+  echo; echo "== SGE benchmark skipped: SGE_ROOT unset or qstat does not answer" \
+    "(eval \"\$(bash scripts/sge/start-sge.sh)\")"
 fi
 
 echo
@@ -76,6 +87,19 @@ if r:
     rows.append(("slurm: squeue calls/s (per poll)", n,
                  f"{r['squeue_calls_per_s']['median']:.3f}/s ({r['squeue_calls_per_poll']['median']:.2f}/poll)",
                  "1 per poll", "met" if r["one_status_command_per_poll"] else "MISSED"))
+r = load("sge_throughput")
+if r:
+    n = f"n={r['n']} x{r['repeat']} P={r['poll_interval']:g}s {r['sge'].get('slots_total')}slots"
+    if "ratio_stax_qsub" in r:
+        rows.append(("sge: jupyter_stax / qsub loop wall", n, cell(r["ratio_stax_qsub"]),
+                     f"<= {r['ratio_target']}", status(r["ratio_stax_qsub"]["median"], r["ratio_target"])))
+    if "latency_s" in r:
+        lat = r["latency_s"]
+        n = f"n={r['latency_n']} x{r['repeat']}"
+        rows.append(("sge: job end -> committed final (median)", n, f"{lat['median']:.2f} s",
+                     f"<= {r['latency_median_target_s']} s",
+                     status(lat["median"], r["latency_median_target_s"])))
+        rows.append(("sge: ... p90 / max", n, f"{lat['p90']:.2f} s / {lat['max']:.2f} s", "", ""))
 if rows:
     w = [max(len(str(x[i])) for x in rows + [("what", "size", "median [min..max]", "target", "")]) for i in range(5)]
     head = ("what", "size", "median [min..max]", "target", "")

@@ -5,6 +5,7 @@ jupyter_stax serving an isolated store with the test's clusters file. Not a test
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -22,6 +23,14 @@ QUIET_SETTINGS = {
         "checkForUpdates": False,
     },
 }
+
+#: the built JupyterLab extension the Lab loads: this checkout's (``jupyter_stax/labextension``,
+#: ``cd labextension && jlpm build:prod``) or ``$STAX_UI_LABEXTENSION``; linked into the Lab's own
+#: data directory, which JupyterLab searches first, so no global ``labextension develop`` decides
+LABEXTENSION = Path(
+    os.environ.get("STAX_UI_LABEXTENSION")
+    or Path(__file__).resolve().parents[2] / "jupyter_stax" / "labextension"
+)
 
 #: a small StaX catalog: one variant fits an x86_64 machine, the other cannot
 IMAGES = """\
@@ -74,6 +83,10 @@ class LabServer:
             d.mkdir(parents=True, exist_ok=True)
             (d / file).write_text(json.dumps(settings))
         (home / "workspaces").mkdir(exist_ok=True)
+        link = home / "data" / "labextensions" / "jupyter-stax"
+        if (LABEXTENSION / "package.json").exists() and not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(LABEXTENSION)
         (home / "root").mkdir(exist_ok=True)
         self.root_dir = home / "root"
         self.proc: subprocess.Popen[bytes] | None = None
