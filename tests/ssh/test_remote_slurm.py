@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core.clusters import ClusterRegistry
-from jupyter_stax.core.errors import StaxError
+from jupyter_stax.core.errors import Conflict, StaxError
 from jupyter_stax.core.models import Cluster, Execution
 from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.remote import open_connection
 from jupyter_stax.engine.remote.transport import SSHTransport, target_of
 from jupyter_stax.engine.transport import Transport
+from jupyter_stax.operations import Operations
 
 from .sshd import REMOTE_USER, Client, Sshd, load_relay
 from .test_relay import DELAY, known_hosts_for
@@ -204,6 +205,14 @@ def test_dag_with_a_failing_middle_step_runs_remotely(
             await until(lambda: not list(state.rglob("*.job")), 30, "no local .job files")
             # the provenance stays on the Jupyter side (the work dir is a path on the cluster)
             assert (tmp_path / "state" / "provenance" / ex.id / "execution.json").is_file()
+            # the operations layer (REST, CLI, widgets) does not read a remote step's log as a
+            # path of this machine: it says where the log is (until logs go through SSH) ...
+            ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]))
+            with pytest.raises(Conflict, match=r"stax.out of step 'a' is on remote cluster 'far'"):
+                ops.read_log(ex.id, "a")
+            # ... and has no live numbers of this machine's Slurm for a remote cluster
+            detail = ops.cluster("far")
+            assert detail.summary is None and detail.note and "remote" in detail.note
 
     asyncio.run(body())
 
