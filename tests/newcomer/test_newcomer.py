@@ -121,7 +121,7 @@ def test_demo_sh_lab_builds_the_extension_and_the_quickstart_runs_in_a_browser(
             return False
 
     try:
-        wait_for(serving, 1200, "demo.sh --lab to install and serve JupyterLab", every=1)
+        wait_for(serving, 1200, "demo.sh --lab to install and serve JupyterLab", interval=1)
         said = log.read_text()
         assert "== no active venv: using the project venv .venv/" in said, said
         assert (
@@ -163,7 +163,7 @@ def run_quickstart(page: Any, base: str, token: str) -> None:
             sessions = json.loads(r.read())
         return any(s["kernel"]["execution_state"] == "idle" for s in sessions if s.get("kernel"))
 
-    wait_for(kernel_idle, 120, "the quickstart's kernel to be idle", every=0.5)
+    wait_for(kernel_idle, 120, "the quickstart's kernel to be idle", interval=0.5)
     cells = page.locator(".jp-Notebook .jp-Cell")
     # cells 0-9: the title, %load_ext + %stax clusters, three %%stax_task steps, %stax_submit
     # (its live monitor), and `await run.wait_async(120)` printing the state and the report

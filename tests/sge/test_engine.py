@@ -134,7 +134,9 @@ def test_kill9_then_adoption_submits_each_step_once(
         steps[i]["after"] = [f"s{i - 1}"]
     proc, eid = _start_engine_proc("sge", {"name": "chain6", "steps": steps})
     try:  # killed while s2 is queued or running at Grid Engine
-        _wait_store(store_path, eid, lambda ex: ex.step("s2").native_id is not None, 120)  # type: ignore[attr-defined]
+        _wait_store(
+            store_path, eid, lambda ex: ex.step("s2").native_id is not None, 120, "s2 submitted"
+        )
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
