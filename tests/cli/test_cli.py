@@ -507,6 +507,10 @@ def test_text_rendering() -> None:
     line = text.step_change_line(ex.steps[5], now)
     assert line.endswith(" s5 running (job 105)")
     assert text.list_rows([ex], now) == [["abcd1234", "w", "local", "running", "5/10", "12s ago"]]
+    ex.warnings.append(UNVERIFIED_WARNING)  # no engine has reconciled the stored states yet
+    row = ["abcd1234", "w", "local", "running (being checked)", "5/10", "12s ago"]
+    assert text.list_rows([ex], now) == [row]
+    assert f"warning    {UNVERIFIED_WARNING}" in text.status_header(ex, now)
 
 
 FAILING_CHAIN = (
@@ -579,6 +583,8 @@ def test_slurm_status_without_scheduler_says_unverified(
     st = cli.status(eid)  # waits its bound for the engine's pass, which cannot end
     assert st["state"] != "canceled" and UNVERIFIED_WARNING in st["warnings"], st
     assert UNVERIFIED_WARNING in cli.ok("status", eid)  # the table says it too
+    listed = cli.ok("list")
+    assert f"{eid[:8]}" in listed and "running (being checked)" in listed, listed
     kill(cli.daemon_pids())  # the engine that cannot reach the scheduler
     monkeypatch.setenv("SLURM_CONF", good)
     st = cli.wait_final(eid, timeout=120)  # a reachable scheduler settles it
