@@ -132,7 +132,6 @@ async def recover_submission(engine: Engine, run: Run, name: str) -> None:
             engine._commit(run, s, s.state)
     finally:
         run.submitting.discard(name)
-        observing.answered(engine, run, name)
     if native is not None:
         if run.ex.cancel_requested:
             await observing.cancel_step(engine, run, s)
@@ -141,3 +140,5 @@ async def recover_submission(engine: Engine, run: Run, name: str) -> None:
     elif run.ex.cancel_requested:
         engine._set(run, name, StepState.CANCELED, reason="canceled before submission")
     engine._schedule(run, [name])
+    if native is None:  # its new state is committed; a found job answers once re-attached
+        observing.answered(engine, run, name)
