@@ -158,4 +158,4 @@ for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do fast_suite_on "$v"; done
 # last, so that the run's closing line is the whole suite's count
 log "pytest"
 # shellcheck disable=SC2086
-$PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
+$PY -m pytest -q -p no:cacheprovider --durations=30 ${PYTEST_ARGS:-}
