@@ -18,6 +18,7 @@ import pytest
 
 from jupyter_stax.service import LocalService
 
+from ..engine.conftest import use_scheduler
 from ..waiting import gate
 
 nbformat = pytest.importorskip("nbformat")
@@ -164,24 +165,16 @@ def test_eflows_software_description(
     store: Path,
     kernelspec: str,
     tmp_path: Path,
-    stax_env: Path,
     scheduler: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    request.getfixturevalue(scheduler)  # the project's Slurm / Grid Engine: up, or skipped
-    env = {}
-    if scheduler == "sge":
-        from ..sge.conftest import SGE_CLUSTER
-
-        if shutil.which("mpirun") is None:
-            msg = "needs MPICH's mpirun (apt-get install mpich)"
-            if os.environ.get("CI"):
-                pytest.fail(msg)
-            pytest.skip(msg)
-        clusters = stax_env / "clusters.yaml"
-        clusters.write_text(clusters.read_text() + SGE_CLUSTER)
-        env["STAX_DEMO_CLUSTER"] = "sge"
-    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec, **env)
+    use_scheduler(request, scheduler)  # the project's Slurm / Grid Engine (cluster "sge" added)
+    if scheduler == "sge" and shutil.which("mpirun") is None:
+        msg = "needs MPICH's mpirun (apt-get install mpich)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec, STAX_DEMO_CLUSTER=scheduler)
     assert outputs(nb, "import os").strip() == f"cluster: {scheduler} | scheduler: {scheduler}"
     rendered = outputs(nb, "from jupyter_stax.core.software import")
     assert RUNNER_LINES[scheduler] in rendered

@@ -18,9 +18,9 @@ import pytest
 from jupyter_stax.core.models import StepState
 from jupyter_stax.engine.engine import Engine
 
+from ..conftest import SGE_CLUSTER
 from ..engine.conftest import arun
 from ..waiting import wait_for
-from .conftest import SGE_CLUSTER
 
 pytestmark = pytest.mark.sge
 
