@@ -43,12 +43,14 @@ if ! command -v chromium >/dev/null; then
   apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation >/dev/null
 fi
 
-log "installing the container tools the StaX image tests run (ch-run, busybox-static)"
-# charliecloud-runtime only: the 'charliecloud' meta package pulls in docker and buildah
-if ! command -v ch-run >/dev/null || [ ! -x /bin/busybox ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q charliecloud-runtime busybox-static \
-    >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q charliecloud-runtime busybox-static >/dev/null; }
+log "installing the container tools the StaX image tests run (ch-run, ch-image, busybox-static)"
+# not the 'charliecloud' meta package; charliecloud-builders (ch-image, the build tests) depends
+# on docker.io and buildah, which are installed but never started
+if ! command -v ch-run >/dev/null || ! command -v ch-image >/dev/null || [ ! -x /bin/busybox ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends charliecloud-runtime \
+    charliecloud-builders busybox-static >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    charliecloud-runtime charliecloud-builders busybox-static >/dev/null; }
 fi
 
 log "installing MPICH (an eFlows4HPC mpi step runs a compiled MPI program in a Grid Engine PE)"

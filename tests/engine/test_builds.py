@@ -1,0 +1,167 @@
+"""StaX variants built for real with Charliecloud's ch-image, offline, from a busybox-static base
+the tests make: a 2 x 2 matrix whose RUN line writes the ARG values into the image, one variant
+failing while the other three build, the labels written into each image, the build cache and
+--force, an OCI base and OCI output, and the errors found before any build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jupyter_stax.core.recipe import InvalidRecipe
+from jupyter_stax.engine.builds import outputs
+from jupyter_stax.engine.builds.builders import BuilderMissing
+from jupyter_stax.engine.builds.run import Progress, plan_build, run_plan
+from jupyter_stax.engine.image_sources import CharliecloudDir, OciLayout
+
+from ..images import BUSYBOX, charliecloud_image
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("ch-image") and BUSYBOX.exists()) and not os.environ.get("CI"),
+    reason="needs ch-image and busybox-static (apt-get install charliecloud-builders "
+    "busybox-static)",
+)
+
+CONTAINERFILE = """\
+FROM base
+ARG mpi=none
+ARG gpu=none
+RUN echo "mpi=$mpi gpu=$gpu" > /etc/stax-variant
+RUN if [ "$mpi-$gpu" = mpich-cuda ]; then echo "no CUDA for MPICH here" >&2; exit 3; fi
+"""
+
+
+def make_base(d: Path) -> Path:
+    """A busybox-static root file system directory with an /etc/os-release (no glibc)."""
+    charliecloud_image(d)
+    shutil.rmtree(d / "ch")  # a plain root file system, as a user's base directory is
+    (d / "etc" / "os-release").write_text('NAME="BusyBox"\nVERSION_ID=1.35\n')
+    return d
+
+
+def make_recipe(d: Path, base: str = "ch:base", extra: str = "") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / "base").exists():
+        make_base(d / "base")
+    (d / "Containerfile").write_text(CONTAINERFILE)
+    (d / "stax.yaml").write_text(
+        "stax: solver\n"
+        "description: a solver, for tests\n"
+        f"base: {base}\n"
+        "matrix:\n  mpi: [none, mpich]\n  gpu: [none, cuda]\n"
+        "labels: {framework: psij, platform: jupyter}\n"
+        "output: images\n" + extra
+    )
+    return d / "stax.yaml"
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Path:
+    assert shutil.which("ch-image"), "CI needs ch-image (charliecloud-builders)"
+    return tmp_path / "ch-storage"
+
+
+def test_matrix_builds_with_one_failure_then_cache_and_force(tmp_path: Path, storage: Path) -> None:
+    recipe = make_recipe(tmp_path / "r")
+    seen: list[Progress] = []
+    report = run_plan(plan_build(recipe, storage=storage), seen.append)
+    by = {r.name: r for r in report.results}
+    assert list(by) == [
+        "solver-x86_64-none-none",
+        "solver-x86_64-none-cuda",
+        "solver-x86_64-mpich-none",
+        "solver-x86_64-mpich-cuda",
+    ]
+    bad = by.pop("solver-x86_64-mpich-cuda")
+    assert bad.status == "failed" and bad.message is not None
+    assert "no CUDA for MPICH here" in bad.message  # the builder's last lines
+    assert "no CUDA for MPICH here" in Path(bad.log).read_text()
+    for name, r in by.items():
+        assert r.status == "built", (name, r.message)
+        mpi, gpu = name.split("-")[2:]
+        img = Path(str(r.reference))
+        # the RUN line ran in the image with the matrix values as build ARGs
+        assert (img / "etc" / "stax-variant").read_text() == f"mpi={mpi} gpu={gpu}\n"
+        assert "RUN echo" in Path(r.log).read_text()  # the builder's log, per variant
+        meta = json.loads((img / "ch" / "metadata.json").read_text())
+        assert meta["labels"] == r.labels
+        assert r.labels["org.hpe.staxs.mpi"] == mpi and r.labels["org.hpe.staxs.gpu"] == gpu
+        assert r.labels["org.hpe.staxs.cpu"] == "x86_64"
+        assert r.labels["org.hpe.staxs.os"] == "BusyBox 1.35"  # from the image's os-release
+        assert "org.hpe.staxs.kabi" not in r.labels  # busybox-static: no glibc, no guess
+        assert r.labels["org.hpe.staxs.framework"] == "psij"
+        assert r.size and r.size > 100_000 and r.digest and r.digest.startswith("sha256:")
+        # the catalog's Charliecloud source reads the labels back
+        read = CharliecloudDir(str(img)).images()[0]
+        assert (read.labels.cpu, read.labels.mpi, read.labels.gpu) == ("x86_64", mpi, gpu)
+    phases = [(p.variant, p.phase) for p in seen]
+    assert ("solver-x86_64-none-none", "building") in phases
+    assert ("solver-x86_64-mpich-cuda", "failed") in phases
+
+    # unchanged: nothing is rebuilt (the failed one is tried again and fails again)
+    again = run_plan(plan_build(recipe, storage=storage))
+    assert [r.status for r in again.results] == ["cached", "cached", "cached", "failed"]
+    assert [r.digest for r in again.results[:3]] == [r.digest for r in by.values()]
+
+    # --force rebuilds; --variant picks
+    forced = run_plan(plan_build(recipe, storage=storage, force=True, variants=["mpi=mpich"]))
+    assert [(r.name, r.status) for r in forced.results] == [
+        ("solver-x86_64-mpich-none", "built"),
+        ("solver-x86_64-mpich-cuda", "failed"),
+    ]
+
+    # a changed Containerfile rebuilds
+    cf = recipe.parent / "Containerfile"
+    cf.write_text(CONTAINERFILE + "RUN echo changed > /etc/changed\n")
+    changed = run_plan(plan_build(recipe, storage=storage, variants=["mpi=none", "gpu=none"]))
+    assert [r.status for r in changed.results] == ["built"]
+    assert (Path(str(changed.results[0].reference)) / "etc" / "changed").exists()
+
+
+def test_oci_base_and_oci_output(tmp_path: Path, storage: Path) -> None:
+    rootfs = make_base(tmp_path / "rootfs")
+    layout = tmp_path / "base-oci"
+    outputs.write_oci(rootfs, layout, "v1", {}, "x86_64")
+    recipe = make_recipe(tmp_path / "r", base=f"{{x86_64: 'oci:{layout}:v1'}}")
+    report = run_plan(plan_build(recipe, storage=storage, fmt="oci", variants=["mpi=mpich"]))
+    r = report.results[0]
+    assert (r.name, r.status) == ("solver-x86_64-mpich-none", "built"), r.message
+    assert r.reference == f"oci:{recipe.parent / 'images' / r.name}:{r.name}"
+    read = OciLayout(str(r.reference)).images()[0]
+    assert read.digest == r.digest
+    assert (read.labels.cpu, read.labels.mpi, read.labels.os) == ("x86_64", "mpich", "BusyBox 1.35")
+    assert read.family == "solver"
+
+
+@pytest.mark.parametrize(
+    ("base", "error", "says"),
+    [
+        ("ch:nope", InvalidRecipe, "base 'ch:nope' does not exist"),
+        ("docker://busybox", InvalidRecipe, "builds are offline"),
+        ("{aarch64: 'ch:base'}", InvalidRecipe, "no base for x86_64"),
+        ("oci:nope:v1", InvalidRecipe, "no OCI image layout"),
+    ],
+)
+def test_errors_before_any_build(
+    tmp_path: Path, storage: Path, base: str, error: type[Exception], says: str
+) -> None:
+    recipe = make_recipe(tmp_path / "r", base=base)
+    with pytest.raises(error, match=says):
+        plan_build(recipe, storage=storage)
+    assert not (tmp_path / "r" / "images").exists()
+
+
+def test_builder_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: Path) -> None:
+    recipe = make_recipe(tmp_path / "r")
+    if outputs.sif_tool() is None:
+        with pytest.raises(BuilderMissing, match="needs apptainer or singularity"):
+            plan_build(recipe, storage=storage, fmt="sif")
+    with pytest.raises(InvalidRecipe, match="unknown output format 'tar'"):
+        plan_build(recipe, storage=storage, fmt="tar")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(BuilderMissing, match="apt-get install charliecloud-builders"):
+        plan_build(recipe, storage=storage)
