@@ -8,17 +8,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from jupyter_stax.core.clusters import ClusterRegistry
+from jupyter_stax.core.models import Execution
 from jupyter_stax.core.recipe import InvalidRecipe
 from jupyter_stax.engine.builds import outputs
 from jupyter_stax.engine.builds.builders import BuilderMissing
 from jupyter_stax.engine.builds.run import Progress, plan_build, run_plan
+from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.image_sources import CharliecloudDir, OciLayout
 
 from ..images import BUSYBOX, charliecloud_image
+from .conftest import arun
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("ch-image") and BUSYBOX.exists()) and not os.environ.get("CI"),
@@ -165,3 +170,82 @@ def test_builder_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storag
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(BuilderMissing, match="apt-get install charliecloud-builders"):
         plan_build(recipe, storage=storage)
+
+
+# ---------------------------------------------------------------------- catalogued and run
+@pytest.fixture
+def built_catalog(
+    stax_env: Path, storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, list[str]]:
+    """The recipe built for 'local' (one variant) and then its gpu=none variants (the one
+    built before is cached), added to a catalog file that $JUPYTER_STAX_IMAGES names; a
+    Slurm cluster whose host MPI is MPICH, with Charliecloud."""
+    from jupyter_stax.engine.builds.catalogue import add_variants, visibility_note
+
+    (stax_env / "clusters.yaml").write_text(
+        "clusters:\n"
+        "  local:\n"
+        "    scheduler: local\n"
+        "    traits: {mpi: none}\n"  # whatever MPI this machine has
+        "  slurm:\n"
+        "    scheduler: slurm\n"
+        "    queue: debug\n"
+        '    walltime: "00:10:00"\n'
+        "    poll_interval: 1\n"
+        "    container_runtime: charliecloud\n"
+        "    traits: {cpu: x86_64, mpi: mpich}\n"
+    )
+    recipe = make_recipe(stax_env / "r")
+    local = ClusterRegistry.load().get("local")
+    built = run_plan(plan_build(recipe, storage=storage, cluster=("local", local.traits)))
+    assert [(r.name, r.status) for r in built.results] == [("solver-x86_64-none-none", "built")]
+    report = run_plan(plan_build(recipe, storage=storage, variants=["gpu=none"]))
+    assert [r.status for r in report.results] == ["cached", "built"]
+    catalog = stax_env / "catalog" / "images.yaml"
+    assert visibility_note(catalog) is not None  # not configured yet: the CLI says so
+    names = add_variants(report, catalog, "a solver, for tests")
+    assert add_variants(report, catalog) == names  # again: replaced, not doubled
+    monkeypatch.setenv("JUPYTER_STAX_IMAGES", str(catalog))
+    assert visibility_note(catalog) is None
+    return catalog, names
+
+
+def test_built_variants_are_catalogued_and_matched(built_catalog: tuple[Path, list[str]]) -> None:
+    from jupyter_stax.engine.catalog import Catalog
+
+    _, names = built_catalog
+    assert names == ["solver-x86_64-none-none", "solver-x86_64-mpich-none"]
+    cat = Catalog.load()
+    assert cat.problems == []
+    assert [(i.name, i.family, i.labels.mpi) for i in cat.images] == [
+        ("solver-x86_64-none-none", "solver", "none"),
+        ("solver-x86_64-mpich-none", "solver", "mpich"),
+    ]
+    assert all(i.digest and i.labels.os == "BusyBox 1.35" for i in cat.images)
+    listing = cat.listing(ClusterRegistry.load().get("slurm"))
+    assert [i.fits for i in listing.images] == [True, True]
+
+
+def test_a_step_runs_in_the_fitting_built_variant(
+    cluster: str,
+    built_catalog: tuple[Path, list[str]],
+    engine_factory: Callable[..., Engine],
+) -> None:
+    wf = {
+        "name": "built",
+        "steps": [{"name": "probe", "image": "solver", "run": "cat /etc/stax-variant"}],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory(clusters=ClusterRegistry.load()) as eng:
+            ex = await eng.submit(wf, cluster=cluster)
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    probe = ex.step("probe")
+    assert ex.state.value == "completed", (probe.state, probe.reason)
+    # local names no host MPI: the variant without MPI; the Slurm cluster's host MPI is MPICH
+    want = "mpi=none gpu=none" if cluster == "local" else "mpi=mpich gpu=none"
+    assert Path(probe.stdout).read_text() == want + "\n"
+    assert probe.resolved_image is not None
+    assert probe.resolved_image.name == f"solver-x86_64-{want[4:].split()[0]}-none"
