@@ -22,7 +22,8 @@ from jupyter_stax.engine.builds.run import Progress, plan_build, run_plan
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.image_sources import CharliecloudDir, OciLayout
 
-from ..images import BUSYBOX, charliecloud_image
+from ..images import BUSYBOX
+from ..recipes import CONTAINERFILE, make_base, make_recipe
 from .conftest import arun
 
 pytestmark = pytest.mark.skipif(
@@ -30,38 +31,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs ch-image and busybox-static (apt-get install charliecloud-builders "
     "busybox-static)",
 )
-
-CONTAINERFILE = """\
-FROM base
-ARG mpi=none
-ARG gpu=none
-RUN echo "mpi=$mpi gpu=$gpu" > /etc/stax-variant
-RUN if [ "$mpi-$gpu" = mpich-cuda ]; then echo "no CUDA for MPICH here" >&2; exit 3; fi
-"""
-
-
-def make_base(d: Path) -> Path:
-    """A busybox-static root file system directory with an /etc/os-release (no glibc)."""
-    charliecloud_image(d)
-    shutil.rmtree(d / "ch")  # a plain root file system, as a user's base directory is
-    (d / "etc" / "os-release").write_text('NAME="BusyBox"\nVERSION_ID=1.35\n')
-    return d
-
-
-def make_recipe(d: Path, base: str = "ch:base", extra: str = "") -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    if not (d / "base").exists():
-        make_base(d / "base")
-    (d / "Containerfile").write_text(CONTAINERFILE)
-    (d / "stax.yaml").write_text(
-        "stax: solver\n"
-        "description: a solver, for tests\n"
-        f"base: {base}\n"
-        "matrix:\n  mpi: [none, mpich]\n  gpu: [none, cuda]\n"
-        "labels: {framework: psij, platform: jupyter}\n"
-        "output: images\n" + extra
-    )
-    return d / "stax.yaml"
 
 
 @pytest.fixture
