@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import NotFound, StaxError
+from ..core.images import LABEL_PREFIX
 from ..engine.builds.run import BuildReport, Plan, Progress, VariantResult, plan_build, run_plan
 
 if TYPE_CHECKING:
@@ -67,6 +68,42 @@ class BuildLog(BaseModel):
     id: str
     status: BuildState
     text: str = Field(description="progress lines, then each variant's builder log")
+
+
+SUMMARY_HEADERS = ("VARIANT", "STATUS", "LABELS", "SIZE", "TIME", "DIGEST")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    x = float(n)
+    for unit in ("KB", "MB", "GB", "TB"):
+        x /= 1024
+        if x < 1024 or unit == "TB":
+            break
+    return f"{x:.1f} {unit}"
+
+
+def _labels(r: VariantResult) -> str:
+    keep = [*r.values, "cpu", "os", "kabi"]
+    short = {k[len(LABEL_PREFIX) :]: v for k, v in r.labels.items() if k.startswith(LABEL_PREFIX)}
+    return " ".join(f"{k}={short[k]}" for k in dict.fromkeys(keep) if k in short) or "-"
+
+
+def summary_rows(report: BuildReport) -> list[list[str]]:
+    return [
+        [
+            r.name,
+            r.status,
+            _labels(r),
+            _size(r.size),
+            "-" if r.seconds is None else f"{r.seconds:.1f} s",
+            (r.digest or "-")[:19],
+        ]
+        for r in report.results
+    ]
 
 
 def plan_request(registry: ClusterRegistry, req: BuildRequest) -> Plan:

@@ -76,4 +76,7 @@ def visibility_note(file: Path) -> str | None:
             f"$JUPYTER_STAX_IMAGES does not name {file}: add it there (specs separated by ';') "
             "to list these variants"
         )
-    return f"{file} is not a configured catalog: add it to c.StaxApp.image_catalogs"
+    return (
+        f"{file} is not a configured catalog: name it in $JUPYTER_STAX_IMAGES or "
+        "c.StaxApp.image_catalogs to list these variants"
+    )
