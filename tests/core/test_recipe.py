@@ -315,3 +315,15 @@ def test_load_recipe_reads_files(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("stax: [\n")
     with pytest.raises(InvalidRecipe, match="not valid YAML"):
         load_recipe(tmp_path / "broken.yaml")
+
+
+def test_readme_recipe_example_is_valid() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if b.startswith("# solver.yaml")]
+    import yaml
+
+    r = parse_recipe(yaml.safe_load(block), "FROM base\nARG mpi gpu\n")
+    assert len(expand(r)) == 5 and base_for(r, "aarch64") == "oci:/images/base-arm"
