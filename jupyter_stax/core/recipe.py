@@ -165,8 +165,9 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
         raise InvalidRecipe(f"cannot read recipe {str(p)!r}: {e.strerror}") from None
     source = f"recipe {str(p)!r}"
     data = parse_yaml(text, source=source, error=InvalidRecipe)
-    cf_name = data.get("containerfile", "Containerfile") if isinstance(data, dict) else ""
-    cf = p.parent / str(cf_name)
+    if not isinstance(data, dict):
+        raise InvalidRecipe(f"{source} must be a mapping with stax, base and matrix")
+    cf = p.parent / str(data.get("containerfile", "Containerfile"))
     try:
         cf_text = cf.read_text()
     except OSError as e:
@@ -188,7 +189,11 @@ def containerfile_args(text: str) -> set[str]:
     for line in joined.splitlines():
         words = line.strip().split(None, 1)
         if len(words) == 2 and words[0].upper() == "ARG":
-            for item in shlex.split(words[1], comments=True):
+            try:
+                items = shlex.split(words[1], comments=True)
+            except ValueError:  # an unbalanced quote: the names are still the words
+                items = words[1].split()
+            for item in items:
                 names.add(item.split("=", 1)[0])
     return names
 

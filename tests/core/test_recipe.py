@@ -109,6 +109,7 @@ def test_missing_base_key_is_an_error() -> None:
         ("FROM b\nARG a \\\n  b=1\n", {"a", "b"}),
         ("FROM b\n# ARG no\nRUN echo ARG no\n", set()),
         ("FROM b\nARG x # comment\n", {"x"}),
+        ("FROM b\nARG x='unbalanced\n", {"x"}),
     ],
 )
 def test_containerfile_args(text: str, names: set[str]) -> None:
@@ -312,6 +313,9 @@ def test_load_recipe_reads_files(tmp_path: Path) -> None:
         load_recipe(tmp_path / "bad.yaml")
     with pytest.raises(InvalidRecipe, match="cannot read recipe"):
         load_recipe(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- stax\n")
+    with pytest.raises(InvalidRecipe, match="must be a mapping"):
+        load_recipe(tmp_path / "list.yaml")
     (tmp_path / "broken.yaml").write_text("stax: [\n")
     with pytest.raises(InvalidRecipe, match="not valid YAML"):
         load_recipe(tmp_path / "broken.yaml")
