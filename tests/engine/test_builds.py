@@ -23,7 +23,7 @@ from jupyter_stax.engine.catalog import Catalog
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.image_sources import CharliecloudDir, OciLayout
 
-from ..images import BUSYBOX
+from ..images import BUSYBOX, charliecloud_image
 from ..recipes import CONTAINERFILE, make_base, make_recipe
 from .conftest import arun
 
@@ -110,6 +110,21 @@ def test_oci_base_and_oci_output(tmp_path: Path, storage: Path) -> None:
     assert read.digest == r.digest
     assert (read.labels.cpu, read.labels.mpi, read.labels.os) == ("x86_64", "mpich", "BusyBox 1.35")
     assert read.family == "solver"
+
+
+def test_base_with_partial_charliecloud_metadata(tmp_path: Path, storage: Path) -> None:
+    """A Charliecloud directory whose ch/metadata.json has only arch and labels (written by
+    hand, as catalogs' images often are; ch-image's import fails on it) is staged once with the
+    metadata ch-image needs; the base itself is left as it was."""
+    base = charliecloud_image(tmp_path / "r" / "base")
+    (base / "etc" / "os-release").write_text("NAME=BusyBox\n")
+    before = (base / "ch" / "metadata.json").read_text()
+    recipe = make_recipe(tmp_path / "r")
+    report = run_plan(plan_build(recipe, storage=storage, variants=["mpi=none", "gpu=none"]))
+    assert report.results[0].status == "built", report.results[0].message
+    assert (base / "ch" / "metadata.json").read_text() == before
+    img = Path(str(report.results[0].reference))
+    assert (img / "etc" / "stax-variant").read_text() == "mpi=none gpu=none\n"
 
 
 @pytest.mark.parametrize(

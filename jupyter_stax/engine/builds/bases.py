@@ -159,3 +159,51 @@ def unpack_oci(base: Base, into: Path) -> Path:
             tar.extractall(into, members=members, filter="tar")
     done.write_text(base.digest + "\n")
     return into
+
+
+#: what ch-image expects in an imported directory's ch/metadata.json (it fails on a partial one)
+CH_METADATA_KEYS = ("arch", "arg", "cwd", "env", "history", "labels", "shell", "volumes")
+_CH_DEFAULTS: dict[str, object] = {
+    "arg": {},
+    "cwd": "/",
+    "env": {},
+    "history": [],
+    "labels": {},
+    "shell": ["/bin/sh", "-c"],
+    "volumes": [],
+}
+
+
+def complete_metadata(root: Path) -> bool:
+    """True when ``root`` has no ``ch/metadata.json`` or a complete one."""
+    f = root / "ch" / "metadata.json"
+    if not f.is_file():
+        return True
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and all(k in meta for k in CH_METADATA_KEYS)
+
+
+def staged_with_metadata(root: Path, into: Path, arch: str) -> Path:
+    """A copy of ``root`` whose ``ch/metadata.json`` has every key ch-image needs (the given
+    ones kept, e.g. labels written by hand); made once per base fingerprint."""
+    from .outputs import copy_tree
+
+    done = into.with_name(into.name + ".staged")
+    if done.exists():
+        return into
+    done.unlink(missing_ok=True)
+    copy_tree(root, into)
+    f = into / "ch" / "metadata.json"
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    meta = {**_CH_DEFAULTS, "arch": arch, **meta}
+    f.write_text(json.dumps(meta, indent=2))
+    done.write_text("")
+    return into

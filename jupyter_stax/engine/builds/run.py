@@ -39,7 +39,7 @@ from ...core.recipe import (
     with_base,
 )
 from . import outputs
-from .bases import Base, locate, unpack_oci
+from .bases import Base, complete_metadata, locate, staged_with_metadata, unpack_oci
 from .builders import Builder, BuilderMissing, BuildFailed, get_builder, tail
 
 STATE_DIR = ".stax-build"
@@ -168,6 +168,9 @@ def _prepare_base(plan: Plan, emit: Callable[[Progress], None]) -> str:
     src = base.path
     if base.kind == "oci":
         src = unpack_oci(base, plan.state_dir / "bases" / name)
+    elif base.kind == "dir" and not complete_metadata(base.path):
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(plan.cpu, plan.cpu)
+        src = staged_with_metadata(base.path, plan.state_dir / "bases" / name, arch)
     emit(Progress("(base)", "importing", f"{base.spec} as {name}"))
     plan.builder.import_base(src, name, plan.state_dir / "base.log")
     return name
