@@ -57,6 +57,9 @@ class VariantResult(BaseModel):
     digest: str | None = None
     size: int | None = Field(None, description="bytes")
     seconds: float | None = None
+    builder_seconds: float | None = Field(
+        None, description="of ``seconds``, the time the builder itself ran"
+    )
     log: str
     message: str | None = None
     key: str | None = Field(None, description="the build key (recipe, args, base)")
@@ -225,6 +228,7 @@ def _one(
         if base_error is not None:
             raise BuildFailed(base_error)
         say(Progress(v.name, "building", str(v.log)))
+        tb = time.monotonic()
         root = plan.builder.build(
             containerfile,
             plan.loaded.folder,
@@ -233,6 +237,7 @@ def _one(
             v.log,
             rebuild=plan.force,
         )
+        builder_s = round(time.monotonic() - tb, 3)
         say(Progress(v.name, "converting", plan.fmt))
         m = outputs.inspect_root(root)
         labels = variant_labels(r, v.values, plan.cpu, os_name=m.os, kabi=m.kabi)
@@ -257,6 +262,7 @@ def _one(
             "digest": digest,
             "size": outputs.size_of(v.dest),
             "seconds": round(time.monotonic() - t0, 3),
+            "builder_seconds": builder_s,
         }
     )
     v.record.write_text(res.model_dump_json(indent=2))
