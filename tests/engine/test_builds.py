@@ -115,9 +115,15 @@ def test_oci_base_and_oci_output(tmp_path: Path, storage: Path) -> None:
 def test_base_with_partial_charliecloud_metadata(tmp_path: Path, storage: Path) -> None:
     """A Charliecloud directory whose ch/metadata.json has only arch and labels (written by
     hand, as catalogs' images often are; ch-image's import fails on it) is staged once with the
-    metadata ch-image needs; the base itself is left as it was."""
+    metadata ch-image needs; the base itself is left as it was. With a glibc in the base, the
+    variant gets its kabi label."""
     base = charliecloud_image(tmp_path / "r" / "base")
     (base / "etc" / "os-release").write_text("NAME=BusyBox\n")
+    # this host's glibc in the image: the variant's kabi label is its version
+    libc = next(iter(Path("/lib").glob("*-linux-gnu/libc.so.6")), None)
+    if libc is not None:
+        (base / "lib" / libc.parent.name).mkdir(parents=True)
+        shutil.copy2(libc, base / "lib" / libc.parent.name / "libc.so.6")
     before = (base / "ch" / "metadata.json").read_text()
     recipe = make_recipe(tmp_path / "r")
     report = run_plan(plan_build(recipe, storage=storage, variants=["mpi=none", "gpu=none"]))
@@ -125,6 +131,12 @@ def test_base_with_partial_charliecloud_metadata(tmp_path: Path, storage: Path) 
     assert (base / "ch" / "metadata.json").read_text() == before
     img = Path(str(report.results[0].reference))
     assert (img / "etc" / "stax-variant").read_text() == "mpi=none gpu=none\n"
+    if libc is not None:
+        import platform
+
+        want = ".".join(platform.libc_ver()[1].split(".")[:2])
+        assert report.results[0].labels["org.hpe.staxs.kabi"] == want
+        assert CharliecloudDir(str(img)).images()[0].labels.kabi == want
 
 
 @pytest.mark.parametrize(
