@@ -39,6 +39,9 @@ def add_parser(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--force", action="store_true", help="rebuild unchanged variants")
     sp.add_argument("--format", choices=["ch", "oci", "sif"], default="ch", help="output format")
     sp.add_argument(
+        "--builder", default=None, help="ch-image or buildah (default: the first installed)"
+    )
+    sp.add_argument(
         "--catalog",
         metavar="FILE",
         default=None,
@@ -70,6 +73,7 @@ def cmd_build(args: argparse.Namespace, ctx: Any) -> int:
         force=args.force,
         format=args.format,
         catalog=args.catalog,
+        builder=args.builder,
     )
     registry = ClusterRegistry.load(ctx.clusters_file)
     report = build_now(registry, req, None if args.json else progress())

@@ -44,6 +44,9 @@ class BuildRequest(BaseModel):
     variants: list[str] = Field(default_factory=list, description="KEY=VALUE choices")
     force: bool = Field(False, description="rebuild unchanged variants")
     format: Literal["ch", "oci", "sif"] = "ch"
+    builder: str | None = Field(
+        None, description="ch-image or buildah (or a plug-in); default: the first installed"
+    )
     catalog: str | None = Field(
         None, description="catalog file to add the variants to (default: the user's default)"
     )
@@ -115,6 +118,7 @@ def plan_request(registry: ClusterRegistry, req: BuildRequest) -> Plan:
         variants=req.variants,
         force=req.force,
         fmt=req.format,
+        builder=req.builder,
     )
 
 

@@ -139,6 +139,25 @@ def test_base_with_partial_charliecloud_metadata(tmp_path: Path, storage: Path) 
         assert CharliecloudDir(str(img)).images()[0].labels.kabi == want
 
 
+@pytest.mark.skipif(
+    not shutil.which("buildah") or os.geteuid() != 0, reason="needs buildah, run as root"
+)
+def test_buildah_builder(tmp_path: Path, storage: Path) -> None:
+    """The second built-in builder: the same recipe with buildah (chroot isolation, vfs)."""
+    recipe = make_recipe(tmp_path / "r")
+    plan = plan_build(
+        recipe, storage=tmp_path / "buildah", builder="buildah", variants=["gpu=none"]
+    )
+    report = run_plan(plan)
+    for r in report.results:
+        assert r.status == "built", r.message
+        mpi = r.values["mpi"]
+        img = Path(str(r.reference))
+        assert (img / "etc" / "stax-variant").read_text() == f"mpi={mpi} gpu=none\n"
+        assert CharliecloudDir(str(img)).images()[0].labels.mpi == mpi
+    assert "buildah" in Path(report.results[0].log).read_text()
+
+
 @pytest.mark.parametrize(
     ("base", "error", "says"),
     [

@@ -1,7 +1,8 @@
 """Image builders: what turns a Containerfile and build ARGs into an image directory.
 
 :class:`ChImage` (Charliecloud's ``ch-image``, Debian's ``charliecloud-builders``, unprivileged,
-no network needed for a local base) is built in; more come as plug-ins in the entry-point group
+no network needed for a local base; the default) and :class:`Buildah` (``buildah bud``, chroot
+isolation, vfs storage) are built in; more come as plug-ins in the entry-point group
 ``jupyter_stax.builders`` (subclasses of :class:`Builder`), as image sources and container
 runtimes do (:mod:`jupyter_stax.engine.plugins`).
 
@@ -74,6 +75,13 @@ class Builder:
     ) -> Path:
         """Build ``tag``; its root file system directory. BuildFailed with the log's tail."""
         raise NotImplementedError
+
+    def base_ref(self, name: str) -> str:
+        """How a Containerfile's FROM names the base imported as ``name``."""
+        return name
+
+    def release(self, tag: str) -> None:
+        """The directory :meth:`build` gave for ``tag`` is no longer needed (unmount it)."""
 
 
 def _env() -> dict[str, str]:
@@ -152,7 +160,102 @@ class ChImage(Builder):
         return root
 
 
-BUILTIN_BUILDERS: dict[str, type[Builder]] = {"ch-image": ChImage}
+class Buildah(Builder):
+    """``buildah bud`` with chroot isolation and its own vfs storage (``storage``, else
+    ``/var/tmp/$USER.buildah``): works as root without a daemon; the built image is mounted
+    to be copied out, then released."""
+
+    name = "buildah"
+
+    def __init__(self, storage: Path | None = None) -> None:
+        super().__init__(storage)
+        self._mounted: dict[str, str] = {}
+
+    def _root(self) -> Path:
+        return self.storage or Path("/var/tmp") / f"{_env()['USER']}.buildah"
+
+    def _cmd(self, *args: str) -> list[str]:
+        root = self._root()
+        return [
+            "buildah",
+            "--storage-driver",
+            "vfs",
+            "--root",
+            str(root / "root"),
+            "--runroot",
+            str(root / "run"),
+            *args,
+        ]
+
+    def problem(self) -> str | None:
+        if shutil.which("buildah") is None:
+            return "buildah is not installed: apt-get install buildah"
+        return None
+
+    def _out(self, argv: list[str], log: Path, what: str) -> str:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        p = subprocess.run(
+            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=_env()
+        )
+        with log.open("a") as out:
+            out.write("$ " + " ".join(argv) + "\n" + p.stdout + p.stderr)
+        if p.returncode != 0:
+            raise BuildFailed(
+                f"{what} failed (buildah exit {p.returncode}); the log's last lines "
+                f"({log}):\n{tail(log)}"
+            )
+        return p.stdout.strip()
+
+    def base_ref(self, name: str) -> str:
+        return f"localhost/{name}"
+
+    def import_base(self, source: Path, name: str, log: Path) -> None:
+        probe = subprocess.run(
+            self._cmd("inspect", "--type", "image", self.base_ref(name)),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            env=_env(),
+        )
+        if probe.returncode == 0:
+            return
+        what = f"importing base {source}"
+        ctr = self._out(self._cmd("from", "scratch"), log, what)
+        try:
+            verb = "copy" if source.is_dir() else "add"  # add unpacks a tarball
+            self._out(self._cmd(verb, ctr, str(source), "/"), log, what)
+            self._out(self._cmd("commit", "-q", ctr, name), log, what)
+        finally:
+            subprocess.run(self._cmd("rm", ctr), capture_output=True, env=_env())
+
+    def build(
+        self,
+        containerfile: Path,
+        context: Path,
+        args: Mapping[str, str],
+        tag: str,
+        log: Path,
+        *,
+        rebuild: bool = False,
+    ) -> Path:
+        argv = self._cmd("bud", "--pull=never", "--isolation", "chroot")
+        if rebuild:
+            argv.append("--no-cache")
+        for k, v in args.items():
+            argv += ["--build-arg", f"{k}={v}"]
+        argv += ["-t", tag, "-f", str(containerfile), str(context)]
+        self._out(argv, log, f"building {tag}")
+        ctr = self._out(self._cmd("from", "--pull=never", f"localhost/{tag}"), log, "mount")
+        self._mounted[tag] = ctr
+        return Path(self._out(self._cmd("mount", ctr), log, f"mounting {tag}"))
+
+    def release(self, tag: str) -> None:
+        ctr = self._mounted.pop(tag, None)
+        if ctr is not None:
+            subprocess.run(self._cmd("umount", ctr), capture_output=True, env=_env())
+            subprocess.run(self._cmd("rm", ctr), capture_output=True, env=_env())
+
+
+BUILTIN_BUILDERS: dict[str, type[Builder]] = {"ch-image": ChImage, "buildah": Buildah}
 
 
 def builder_classes() -> dict[str, type[Builder]]:

@@ -203,7 +203,7 @@ def run_plan(plan: Plan, emit: Callable[[Progress], None] | None = None) -> Buil
         base_error = e.message
     containerfile = plan.state_dir / "Containerfile"
     if base_name is not None:
-        containerfile.write_text(with_base(lr.containerfile_text, base_name))
+        containerfile.write_text(with_base(lr.containerfile_text, plan.builder.base_ref(base_name)))
     for v in todo:
         report.results.append(_one(plan, v, containerfile, base_error, say))
     order = {v.name: i for i, v in enumerate(plan.variants)}
@@ -239,14 +239,17 @@ def _one(
         )
         builder_s = round(time.monotonic() - tb, 3)
         say(Progress(v.name, "converting", plan.fmt))
-        m = outputs.inspect_root(root)
-        labels = variant_labels(r, v.values, plan.cpu, os_name=m.os, kabi=m.kabi)
-        if plan.fmt == "oci":
-            ref, digest = outputs.write_oci(root, v.dest, v.name, labels, plan.cpu)
-        elif plan.fmt == "sif":
-            ref, digest = outputs.write_sif(root, v.dest, labels, v.log)
-        else:
-            ref, digest = outputs.write_ch(root, v.dest, labels, plan.cpu)
+        try:
+            m = outputs.inspect_root(root)
+            labels = variant_labels(r, v.values, plan.cpu, os_name=m.os, kabi=m.kabi)
+            if plan.fmt == "oci":
+                ref, digest = outputs.write_oci(root, v.dest, v.name, labels, plan.cpu)
+            elif plan.fmt == "sif":
+                ref, digest = outputs.write_sif(root, v.dest, labels, v.log)
+            else:
+                ref, digest = outputs.write_ch(root, v.dest, labels, plan.cpu)
+        finally:
+            plan.builder.release(v.name)
     except StaxError as e:
         res.message = e.message
         res.seconds = round(time.monotonic() - t0, 3)
