@@ -57,7 +57,8 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 
 %stax clusters                    the clusters you can submit to
 %stax images [--cluster C]        StaX images, and whether they fit cluster C
-%stax build RECIPE [--for C] [--variant K=V] [--force] [--format ch|oci|sif] [--catalog F]
+%stax build RECIPE [--for C] [--variant K=V] [--force] [--format ch|oci|sif] [--builder B]
+            [--catalog F]
     build a recipe's StaX variants here (ch-image) and add them to the catalog
 %stax list [--state S] [--limit N]
 %stax status [ID]                 (ID: an execution id or a unique prefix; default: the last
@@ -342,6 +343,7 @@ class StaxMagics:
         p.add_argument("--force", action="store_true")
         p.add_argument("--format", choices=["ch", "oci", "sif"], default="ch")
         p.add_argument("--catalog")
+        p.add_argument("--builder")
         a = p.parse_args(args)
         req = BuildRequest(
             recipe=a.recipe,
@@ -350,6 +352,7 @@ class StaxMagics:
             force=a.force,
             format=a.format,
             catalog=a.catalog,
+            builder=a.builder,
         )
         report = build_now(
             ClusterRegistry.load(), req, lambda e: print(f"{e.variant}: {e.phase}", flush=True)
