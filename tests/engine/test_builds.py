@@ -239,7 +239,7 @@ def test_a_step_runs_in_the_fitting_built_variant(
     async def main() -> Execution:
         async with engine_factory(clusters=ClusterRegistry.load()) as eng:
             ex = await eng.submit(wf, cluster=cluster)
-            return await eng.wait(ex.id, timeout=120)
+            return await eng.wait(ex.id, timeout=300)  # a shared, busy Slurm may queue it
 
     if cluster == "local":  # the catalog, once
         _, names = built_catalog
