@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- set up everything and run every test (what .ci/run calls).
 #   * installs Debian packages the tests use (slurm-wlm via start-slurm.sh, munge, gridengine,
-#     openssh-server, charliecloud-runtime, mpich, chromium),
+#     openssh-server, charliecloud-runtime and -builders, mpich, chromium),
 #   * installs jupyter-stax editable with its test extras,
 #   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh), a one-machine Son
 #     of Grid Engine (scripts/sge/start-sge.sh) and a test login node (OpenSSH on 127.0.0.1 with a
