@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.recipe import InvalidRecipe
+from .files import copy_tree, file_digest
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -57,14 +58,6 @@ def dir_fingerprint(root: Path) -> str:
             rel = str(p.relative_to(root))
             link = os.readlink(p) if p.is_symlink() else ""
             h.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{link}\n".encode())
-    return "sha256:" + h.hexdigest()
-
-
-def file_digest(f: Path) -> str:
-    h = hashlib.sha256()
-    with f.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 
@@ -189,7 +182,6 @@ def complete_metadata(root: Path) -> bool:
 def staged_with_metadata(root: Path, into: Path, arch: str) -> Path:
     """A copy of ``root`` whose ``ch/metadata.json`` has every key ch-image needs (the given
     ones kept, e.g. labels written by hand); made once per base fingerprint."""
-    from .outputs import copy_tree
 
     done = into.with_name(into.name + ".staged")
     if done.exists():

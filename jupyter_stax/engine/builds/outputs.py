@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from ...core.errors import StaxError
 from ...core.recipe import glibc_version, parse_os_release
 from .builders import BuilderMissing
+from .files import copy_tree, file_digest
 
 _LIBC = (
     "lib/x86_64-linux-gnu/libc.so.6",
@@ -119,18 +120,6 @@ def size_of(path: Path) -> int:
             except OSError:
                 pass
     return total
-
-
-def copy_tree(src: Path, dest: Path) -> None:
-    """``cp -a`` (keeps links, modes, special files; reflinks where the file system can)."""
-    if dest.exists() or dest.is_symlink():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    p = subprocess.run(
-        ["cp", "-a", "--reflink=auto", str(src), str(dest)], capture_output=True, text=True
-    )
-    if p.returncode != 0:
-        raise StaxError(f"cannot copy the built image to {dest}: {p.stderr.strip()}")
 
 
 def write_ch(root: Path, dest: Path, labels: dict[str, str], arch: str) -> tuple[str, str]:
@@ -237,6 +226,5 @@ def write_sif(root: Path, dest: Path, labels: dict[str, str], log: Path) -> tupl
         shutil.rmtree(sandbox, ignore_errors=True)
     if p.returncode != 0:
         raise StaxError(f"{tool} build {dest} failed (exit {p.returncode}); see {log}")
-    from .bases import file_digest
 
     return str(dest), file_digest(dest)
