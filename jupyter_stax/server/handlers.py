@@ -165,6 +165,30 @@ class LogHandler(StaxHandler):
         self.reply(chunk)
 
 
+class CrateHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str) -> None:
+        data, name = await asyncio.to_thread(_crate_bytes, self.ops, execution_id)
+        self.set_header("Content-Type", "application/zip")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.finish(data)
+
+
+def _crate_bytes(ops: Operations, execution_id: str) -> tuple[bytes, str]:
+    """The crate zip of an execution and its file name (built in a private temporary
+    directory; blocking)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..operations.crate import crate_file_name
+
+    ex = ops.get(execution_id)
+    with tempfile.TemporaryDirectory(prefix="stax-crate-") as tmp:
+        path = ops.export_crate(ex.id, Path(tmp) / "crate.zip")
+        return path.read_bytes(), crate_file_name(ex)
+
+
 class InfoHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -228,6 +252,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions", ExecutionsHandler),
     (rf"{API}/executions/{_ID}", ExecutionHandler),
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
+    (rf"{API}/executions/{_ID}/crate", CrateHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
