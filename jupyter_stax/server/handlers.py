@@ -170,9 +170,8 @@ class CrateHandler(StaxHandler):
     @authorized
     async def get(self, execution_id: str) -> None:
         data, name = await asyncio.to_thread(_crate_bytes, self.ops, execution_id)
-        self.set_header("Content-Type", "application/zip")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(data)
+        self.finish(data, set_content_type="application/zip")
 
 
 def _crate_bytes(ops: Operations, execution_id: str) -> tuple[bytes, str]:
