@@ -401,7 +401,7 @@ class StaxMagics:
         path = wf.export(a.file)
         print(f"wrote {path} ({len(wf)} steps); run it with: jupyter stax run {path}{hint}")
 
-    def _cmd_export_crate(self, args: list[str]) -> Path:
+    def _cmd_export_crate(self, args: list[str]) -> None:
         p = MagicParser("%stax export-crate")
         where = p.add_mutually_exclusive_group()
         where.add_argument("--to", metavar="FILE")
@@ -409,7 +409,6 @@ class StaxMagics:
         a, ex = self._execution("export-crate", args, p)
         path = ex.export_crate(a.to, dir=a.dir)
         print(f"wrote the Workflow Run RO-Crate of {ex.id} to {path}")
-        return path
 
     def _cmd_remove(self, args: list[str]) -> None:
         p = MagicParser("%stax remove")
