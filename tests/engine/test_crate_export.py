@@ -5,6 +5,7 @@ retried step, hostile parameter values kept as data, and the refusal of a runnin
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,9 @@ from jupyter_stax.engine.store import Store
 from jupyter_stax.operations import Operations
 
 from ..crates import check_crate, ids, types
+from ..images import LABELS, busybox_available
 from .conftest import arun
+from .test_stax_live import stax as stax  # the StaX catalog with a busybox image
 
 HOSTILE = "it's \"q\"\n$(touch PWNED) `touch PWNED2` ../../etc/passwd; rm -rf ~ \\ {{x}} é"
 WORKFLOW: dict[str, Any] = {
@@ -129,3 +132,46 @@ def test_a_running_execution_is_not_exported(
 
     arun(main())
     assert not (stax_env / "x.crate.zip").exists()
+
+
+@pytest.mark.skipif(
+    not busybox_available() and not os.environ.get("CI"),
+    reason="needs ch-run and busybox-static (apt-get install charliecloud-runtime busybox-static)",
+)
+def test_stax_image_and_software_steps_in_the_crate(
+    cluster: str, stax: Path, engine_factory: Callable[..., Engine], stax_env: Path
+) -> None:
+    software = {
+        "execution": {"type": "binary", "binary": "sh", "args": "-c 'echo sw \"$1\"' sh {{who}}"},
+    }
+    wf = {
+        "name": "stax-and-software",
+        "params": {"who": "it's me"},
+        "steps": [
+            {"name": "probe", "image": "busy", "run": "cat /etc/stax-marker"},
+            {"name": "sw", "software": software},
+        ],
+    }
+
+    async def main() -> Any:
+        async with engine_factory(clusters=ClusterRegistry.load()) as eng:
+            ex = await eng.submit(wf, cluster=cluster)
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
+    g = check_crate(_ops(stax_env).export_crate(ex.id, stax_env / "stax.crate.zip"))
+    action = g[f"#{ex.id}-probe-1"]
+    image = g[action["containerImage"]["@id"]]
+    props = {g[p["@id"]]["name"]: g[p["@id"]]["value"] for p in image["additionalProperty"]}
+    assert {k: props[k] for k in LABELS} == LABELS  # every label, org.hpe.staxs.* included
+    assert props["container runtime"] == "charliecloud"
+    assert props["image reference"] == str(stax) == image["name"]
+    assert props["StaX variant"] == "busy-x86_64" and props["what the step asked for"] == "busy"
+    sw = g[f"#{ex.id}-sw-1"]
+    assert "containerImage" not in sw
+    assert [g[i]["value"] for i in ids(sw["object"])] == ["it's me"]
+    out = next(i for i in ids(sw["result"]) if i.endswith("stax.out"))
+    assert out == "steps/sw/attempt-1/stax.out"
+    script = g["steps/sw/stax.step.sh"]
+    assert "SoftwareSourceCode" in types(script)
