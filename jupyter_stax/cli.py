@@ -192,14 +192,14 @@ def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     if args.dir:
-        out = svc.export_crate(args.id, Path(args.dir), as_dir=True)
+        out = svc.export_crate(args.id, Path(args.dir), as_dir=True, license=args.license)
     else:
         to = args.to
         if to is None:
             from .operations.crate import crate_file_name
 
             to = crate_file_name(svc.get(args.id))
-        out = svc.export_crate(args.id, Path(to))
+        out = svc.export_crate(args.id, Path(to), license=args.license)
     print(out)
     return 0
 
@@ -352,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", metavar="FILE", help="the zip to write (default: ./WORKFLOW-ID.crate.zip)"
     )
     where.add_argument("--dir", metavar="DIR", help="write the crate into this new directory")
+    sp.add_argument(
+        "--license",
+        metavar="URL|SPDX",
+        help="the crate's license, e.g. https://spdx.org/licenses/CC-BY-4.0 (default: the "
+        "crate says that no license was given)",
+    )
 
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")
     sp.add_argument("id")

@@ -246,7 +246,14 @@ class RestService:
         return LogChunk.model_validate(self.request("GET", path, query=query))
 
 
-    def export_crate(self, execution_id: str, dest: str | Path, *, as_dir: bool = False) -> Path:
+    def export_crate(
+        self,
+        execution_id: str,
+        dest: str | Path,
+        *,
+        as_dir: bool = False,
+        license: str | None = None,
+    ) -> Path:
         """``GET executions/{id}/crate`` saved to ``dest`` (a zip file), or unpacked into the
         new directory ``dest`` with ``as_dir`` (members that would land outside it refused)."""
         import shutil
@@ -258,6 +265,8 @@ class RestService:
         if not as_dir and dest.is_dir():
             raise BadRequest(f"{dest} is a directory; name a .zip file to write (or use --dir)")
         url = self.url + API + f"executions/{self._id(execution_id)}/crate"
+        if license:
+            url += "?" + urllib.parse.urlencode({"license": license})
         headers = {"Accept": "application/zip"}
         if self.token:
             headers["Authorization"] = f"token {self.token}"

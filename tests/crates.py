@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,6 +21,9 @@ PROFILES = (
 )
 TOOL_TYPES = {"SoftwareApplication", "SoftwareSourceCode", "ComputationalWorkflow"}
 ACTIONS = {"CreateAction", "ActivateAction", "UpdateAction"}
+#: the profiles' validator's pattern of startTime/endTime (ISO 8601, milliseconds, offset)
+TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}:\d{2}(\.\d{3})?\+\d{2}:\d{2})?$")
+STATUSES = ("http://schema.org/CompletedActionStatus", "http://schema.org/FailedActionStatus")
 
 
 def types(e: dict[str, Any] | None) -> set[str]:
@@ -53,6 +57,9 @@ def check_crate(source: Path) -> dict[str, dict[str, Any]]:
     assert "https://w3id.org/ro/terms/workflow-run/context" in meta["@context"]
     g = {e["@id"]: e for e in meta["@graph"]}
     root = g["./"]
+    # Workflow RO-Crate: a license (a URL, or an entity saying none was given)
+    lic = root["license"]
+    assert isinstance(lic, str) or "CreativeWork" in types(g[lic["@id"]])
     # every profile: the root conformsTo its permalink, a CreativeWork
     assert set(PROFILES) <= set(ids(root["conformsTo"]))
     for p in PROFILES:
@@ -74,14 +81,12 @@ def check_crate(source: Path) -> dict[str, dict[str, Any]]:
         if types(e) & ACTIONS:
             inst = ids(e.get("instrument"))
             assert inst and all(types(g[i]) & TOOL_TYPES for i in inst), e["@id"]
-            status = ids(e.get("actionStatus"))
-            assert status and status[0] in (
-                "http://schema.org/CompletedActionStatus",
-                "http://schema.org/FailedActionStatus",
-            )
+            assert e["actionStatus"] in STATUSES
             if "error" in e:
-                assert status[0].endswith("FailedActionStatus")
+                assert e["actionStatus"].endswith("FailedActionStatus")
             assert e["@id"] in ids(root.get("mentions")), e["@id"]
+            for k in ("startTime", "endTime"):
+                assert k not in e or TIME.match(e[k]), (e["@id"], k, e.get(k))
     # Provenance Run Crate
     tools = ids(main.get("hasPart"))
     assert tools, "the workflow must list the tools it ran (hasPart)"
@@ -95,6 +100,9 @@ def check_crate(source: Path) -> dict[str, dict[str, Any]]:
         assert "HowToStep" in types(g[s])
         assert all(types(g[w]) & TOOL_TYPES for w in ids(g[s]["workExample"]))
         assert str(g[s]["position"]).isdigit()
+    for s in ids(main.get("step")):
+        for c in ids(g[s].get("connection")):
+            assert c in ids(main.get("connection"))
     for c in ids(main.get("connection")):
         assert "ParameterConnection" in types(g[c])
         assert "FormalParameter" in types(g[g[c]["sourceParameter"]["@id"]])

@@ -51,8 +51,10 @@ WORKFLOW_FILE = "workflow.yaml"
 LANGUAGE_ID = "#jupyter-stax-workflow"
 ENGINE_ID = "#jupyter-stax"
 PSIJ_ID = "#psij-python"
-COMPLETED = {"@id": "http://schema.org/CompletedActionStatus"}
-FAILED = {"@id": "http://schema.org/FailedActionStatus"}
+#: actionStatus values: the full IRIs as text, as the profiles' validator (roc-validator) expects
+COMPLETED = "http://schema.org/CompletedActionStatus"
+FAILED = "http://schema.org/FailedActionStatus"
+NO_LICENSE_ID = "#license-not-given"
 #: a step name used as a directory of the crate as it is (anything else: ``step-N``)
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIF = re.compile(r"\.sif$", re.IGNORECASE)
@@ -177,8 +179,9 @@ def wanted_files(ex: Execution) -> list[Wanted]:
     return out
 
 
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t is not None else None
+def iso(t: datetime | None) -> str | None:
+    """ISO 8601 with milliseconds and the UTC offset (what the profiles' validator matches)."""
+    return t.isoformat(timespec="milliseconds") if t is not None else None
 
 
 def value_type(v: ParamValue) -> str:
@@ -272,7 +275,7 @@ def image_entities(image_id: str, r: ResolvedImage) -> list[dict[str, Any]]:
     return [image, *pvs]
 
 
-def _status(state: StepState | ExecutionState) -> dict[str, str]:
+def _status(state: StepState | ExecutionState) -> str:
     return COMPLETED if state.value == "completed" else FAILED
 
 
@@ -290,10 +293,13 @@ def plan(
     files: Mapping[str, FileFacts | None],
     software: Mapping[str, str],
     exported_at: datetime,
+    license: str | None = None,
 ) -> CratePlan:
     """The crate of the final execution ``ex``. ``files``: crate path -> what was found for each
     of :func:`wanted_files` (None: not found; it is left out and the action says so);
-    ``software``: the versions recorded with the execution (``jupyter_stax``, ``psij``)."""
+    ``software``: the versions recorded with the execution (``jupyter_stax``, ``psij``);
+    ``license``: the crate's license (a URL or SPDX id) as the exporter states it (None: the
+    crate says that no license was given: the store records none)."""
     require_final(ex)
     wf = ex.workflow
     eid = ex.id
@@ -359,7 +365,7 @@ def plan(
         step_def = next((d for d in wf.steps if d.name == s.name), None)
         tool_id = f"steps/{seg}/{STEP_SCRIPT}"
         values = bound_params(wf, ex.params, step_def) if step_def else dict(effective)
-        tool_inputs = []
+        tool_inputs, step_connections = [], []
         for name, v in values.items():
             fp_id = tool_id + frag("param", name)
             tool_inputs.append(ref(fp_id))
@@ -375,6 +381,7 @@ def plan(
             if name in wf_inputs and not (step_def and name in step_def.params):
                 c_id = frag("connection", seg, name)
                 connections.append(ref(c_id))
+                step_connections.append(ref(c_id))
                 add(
                     {
                         "@id": c_id,
@@ -406,6 +413,8 @@ def plan(
             "position": str(i),
             "workExample": tool_ref,
         }
+        if step_connections:
+            how["connection"] = step_connections
         if step_def is not None and step_def.after:
             how["description"] = "runs after " + ", ".join(step_def.after)
         add(how)
@@ -489,9 +498,9 @@ def plan(
                 )
                 action["identifier"] = ref(jid)
             if a.started_at is not None:
-                action["startTime"] = _iso(a.started_at)
+                action["startTime"] = iso(a.started_at)
             if a.finished_at is not None:
-                action["endTime"] = _iso(a.finished_at)
+                action["endTime"] = iso(a.finished_at)
             if a.state is not StepState.COMPLETED:
                 action["error"] = _failure(a)
             if image_id is not None:
@@ -522,14 +531,14 @@ def plan(
         "description": f"jupyter_stax execution {eid} on cluster {ex.cluster}: {ex.state.value}"
         + ("; steps that did not run: " + ", ".join(not_run) if not_run else ""),
         "instrument": ref(WORKFLOW_FILE),
-        "startTime": _iso(ex.created_at),
+        "startTime": iso(ex.created_at),
         "actionStatus": _status(ex.state),
         "location": cluster(ex.cluster),
         "object": [ref(frag(eid, "param", n)) for n in effective],
         "result": run_results,
     }
     if ex.finished_at is not None:
-        run["endTime"] = _iso(ex.finished_at)
+        run["endTime"] = iso(ex.finished_at)
     if ex.state is not ExecutionState.COMPLETED:
         bad = [
             f"{s.name} {s.state.value}" + (f" ({s.reason})" if s.reason else "")
@@ -569,11 +578,11 @@ def plan(
         "instrument": ref(ENGINE_ID),
         "object": controls,
         "result": ref(run_id),
-        "startTime": _iso(ex.created_at),
+        "startTime": iso(ex.created_at),
         "actionStatus": _status(ex.state),
     }
     if ex.finished_at is not None:
-        organize["endTime"] = _iso(ex.finished_at)
+        organize["endTime"] = iso(ex.finished_at)
     if "error" in run:
         organize["error"] = run["error"]
     add(organize)
@@ -602,7 +611,18 @@ def plan(
     }
     if wf.description:
         workflow["description"] = wf.description
+    if not license:
+        add(
+            {
+                "@id": NO_LICENSE_ID,
+                "@type": "CreativeWork",
+                "name": "no license given",
+                "description": "the export named no license (jupyter stax export --license "
+                "URL|SPDX-ID names one); ask the author of the run before reusing it",
+            }
+        )
     root = {
+        "license": license or ref(NO_LICENSE_ID),
         "name": f"Run {eid} of workflow {wf.name}",
         "description": f"Workflow Run Crate of jupyter_stax execution {eid} ({ex.state.value} "
         f"on cluster {ex.cluster}), exported {exported_at.isoformat()}",

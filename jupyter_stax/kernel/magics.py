@@ -64,7 +64,7 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 %stax logs [ID] STEP [--stderr] [--attempt N]
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
-%stax export-crate [ID] [--to FILE.zip | --dir DIR]
+%stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
                                   a finished execution as a Workflow Run RO-Crate
 %stax remove STEP | reset         forget one step / every step
 %stax picker                      a form: pick cluster and image, fill resources, submit
@@ -406,8 +406,9 @@ class StaxMagics:
         where = p.add_mutually_exclusive_group()
         where.add_argument("--to", metavar="FILE")
         where.add_argument("--dir", metavar="DIR")
+        p.add_argument("--license", metavar="URL|SPDX")
         a, ex = self._execution("export-crate", args, p)
-        path = ex.export_crate(a.to, dir=a.dir)
+        path = ex.export_crate(a.to, dir=a.dir, license=a.license)
         print(f"wrote the Workflow Run RO-Crate of {ex.id} to {path}")
 
     def _cmd_remove(self, args: list[str]) -> None:

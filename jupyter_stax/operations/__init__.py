@@ -235,9 +235,12 @@ class Operations:
                 f"{shlex.quote(s.directory + '/' + name)}`"
             )
 
-    def export_crate(self, execution_id: str, dest: Path, *, as_dir: bool = False) -> Path:
+    def export_crate(
+        self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None
+    ) -> Path:
         """Write the Workflow Run RO-Crate of a final execution to ``dest`` (a zip file, or a
-        new directory with ``as_dir``); Conflict while it is not final. Blocking (file IO)."""
+        new directory with ``as_dir``; ``license``: a URL or SPDX id the crate states);
+        Conflict while it is not final. Blocking (file IO)."""
         from .crate import build
 
         ex = self.get(execution_id)
@@ -245,7 +248,8 @@ class Operations:
             registry: ClusterRegistry | None = self._registry()
         except StaxError:
             registry = None  # no clusters file: every step's files are where the store says
-        return build(ex, self._store().software(ex.id), registry, dest, as_dir=as_dir)
+        software = self._store().software(ex.id)
+        return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

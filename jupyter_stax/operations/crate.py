@@ -155,10 +155,11 @@ def build(
     dest: Path,
     *,
     as_dir: bool = False,
+    license: str | None = None,
 ) -> Path:
     """Write the crate of the final execution ``ex`` to ``dest`` (a zip file, or with
     ``as_dir`` a directory that must not exist or be empty). Conflict while ``ex`` is not final.
-    """
+    ``license``: the crate's license as the exporter states it (see :func:`.mapping.plan`)."""
     mapping.require_final(ex)
     dest = Path(dest).expanduser().absolute()
     if as_dir:
@@ -181,7 +182,7 @@ def build(
         facts = stage(ex, staging, remote)
         workflow_file = Path(tmp) / "workflow.yaml"
         workflow_file.write_text(workflow_document(ex), encoding="utf-8")
-        plan = mapping.plan(ex, facts, software, datetime.now(timezone.utc))
+        plan = mapping.plan(ex, facts, software, datetime.now(timezone.utc), license)
         crate = _write(plan, staging, workflow_file)
         if as_dir:
             dest.mkdir(parents=True, exist_ok=True)

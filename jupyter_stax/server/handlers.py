@@ -169,12 +169,13 @@ class CrateHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        data, name = await asyncio.to_thread(_crate_bytes, self.ops, execution_id)
+        license = self.get_query_argument("license", None) or None
+        data, name = await asyncio.to_thread(_crate_bytes, self.ops, execution_id, license)
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(data, set_content_type="application/zip")
 
 
-def _crate_bytes(ops: Operations, execution_id: str) -> tuple[bytes, str]:
+def _crate_bytes(ops: Operations, execution_id: str, license: str | None) -> tuple[bytes, str]:
     """The crate zip of an execution and its file name (built in a private temporary
     directory; blocking)."""
     import tempfile
@@ -184,7 +185,7 @@ def _crate_bytes(ops: Operations, execution_id: str) -> tuple[bytes, str]:
 
     ex = ops.get(execution_id)
     with tempfile.TemporaryDirectory(prefix="stax-crate-") as tmp:
-        path = ops.export_crate(ex.id, Path(tmp) / "crate.zip")
+        path = ops.export_crate(ex.id, Path(tmp) / "crate.zip", license=license)
         return path.read_bytes(), crate_file_name(ex)
 
 

@@ -199,7 +199,15 @@ OPERATIONS: tuple[Op, ...] = (
         200,
         None,
         (403, 404, 409),
-        (_EXEC,),
+        (
+            _EXEC,
+            Param(
+                "license",
+                "query",
+                {"type": "string"},
+                "the crate's license, a URL or SPDX id (default: the crate says none was given)",
+            ),
+        ),
         description="A zip download (Content-Disposition: attachment) of the Workflow Run "
         "RO-Crate of a final execution (Process, Workflow and Provenance Run Crate 0.5): the "
         "workflow, each step's rendered script, one CreateAction per step attempt with its "

@@ -25,8 +25,10 @@ def _export_all_ways(c: Stax, eid: str) -> None:
     g = check_crate(default)
     assert g[f"#{eid}-bad-1"]["error"].startswith("failed: exit code 3")
     assert "after (skipped" in g[f"#{eid}"]["description"]
-    assert c.ok("export", eid[:6], "--to", "sub/run.zip").strip() == str(c.cwd / "sub/run.zip")
-    check_crate(c.cwd / "sub" / "run.zip")
+    lic = "https://spdx.org/licenses/CC-BY-4.0"
+    out = c.ok("export", eid[:6], "--to", "sub/run.zip", "--license", lic).strip()
+    assert out == str(c.cwd / "sub/run.zip")
+    assert check_crate(c.cwd / "sub" / "run.zip")["./"]["license"] == lic
     d = c.ok("export", eid, "--dir", "unpacked").strip()
     g = check_crate(Path(d))
     assert (Path(d) / "steps/bad/attempt-1/stax.err").read_text() == "oops\n"

@@ -122,7 +122,7 @@ def test_one_action_per_attempt_that_ran(
     assert [w.path for w in crate.wanted_files(ex)] == files
     g = graph(ex)
     got = {
-        k: e["actionStatus"]["@id"].rsplit("/", 1)[-1].removesuffix("ActionStatus")
+        k: e["actionStatus"].rsplit("/", 1)[-1].removesuffix("ActionStatus")
         for k, e in g.items()
         if e.get("@type") == "CreateAction" and k != "#e1"
     }
@@ -130,7 +130,7 @@ def test_one_action_per_attempt_that_ran(
     for k, status in actions.items():
         assert ("error" in g[k]) == (status == "Failed")
         assert g[f"{k}-control"]["object"] == {"@id": k}
-    assert g["#e1"]["actionStatus"]["@id"].endswith(
+    assert g["#e1"]["actionStatus"].endswith(
         "CompletedActionStatus" if state is ExecutionState.COMPLETED else "FailedActionStatus"
     )
     assert [m["@id"] for m in g["./"]["mentions"]] == ["#e1", *actions, "#e1-engine"]
@@ -139,8 +139,10 @@ def test_one_action_per_attempt_that_ran(
 def test_an_attempt_says_times_job_exit_code_and_cluster() -> None:
     g = graph(execution([RETRIED], ExecutionState.COMPLETED))
     first, second = g["#e1-b-1"], g["#e1-b-2"]
-    assert (first["startTime"], first["endTime"]) == (t(0.5).isoformat(), t(1).isoformat())
-    assert (second["startTime"], second["endTime"]) == (t(1).isoformat(), t(2).isoformat())
+    assert (first["startTime"], first["endTime"]) == (
+        "2026-01-02T03:04:05.500+00:00", "2026-01-02T03:04:06.000+00:00",
+    )
+    assert (second["startTime"], second["endTime"]) == (crate.iso(t(1)), crate.iso(t(2)))
     assert first["error"] == "failed: exit code 4"
     assert g[first["identifier"]["@id"]]["value"] == "7"
     assert g[second["identifier"]["@id"]]["value"] == "102"
@@ -247,6 +249,11 @@ def test_missing_files_are_left_out_and_said() -> None:
     g = {e["@id"]: e for e in p.entities}
     assert "not found at export): stderr" in g["#e1-a-1"]["description"]
     assert "was not recorded" in g["#jupyter-stax"]["description"]  # no versions recorded
+    assert p.root["license"] == {"@id": crate.NO_LICENSE_ID}  # the store records no license
+    assert g[crate.NO_LICENSE_ID]["name"] == "no license given"
+    licensed = crate.plan(ex, files, {}, t(99), license="https://spdx.org/licenses/CC0-1.0")
+    assert licensed.root["license"] == "https://spdx.org/licenses/CC0-1.0"
+    assert crate.NO_LICENSE_ID not in {e["@id"] for e in licensed.entities}
 
 
 @pytest.mark.parametrize("state", [ExecutionState.PENDING, ExecutionState.RUNNING])

@@ -43,9 +43,12 @@ async def test_the_crate_is_a_zip_download_for_the_token_holder_only(
     assert {g[i]["name"]: g[i]["value"] for i in ids(a["object"])} == {"msg": hostile}
     b = g[f"#{ex['id']}-b-1"]
     assert b["error"] == "failed: exit code 2: bad"  # the recorded reason, stderr tail included
-    # a prefix of the id works, like every other route
-    r = await raw("GET", f"executions/{ex['id'][:5]}/crate")
+    assert g["./"]["license"] == {"@id": "#license-not-given"}
+    # a prefix of the id works, like every other route; ?license= names the crate's license
+    r = await raw("GET", f"executions/{ex['id'][:5]}/crate?license=CC0-1.0")
     assert r.code == 200
+    z.write_bytes(r.body)
+    assert check_crate(z)["./"]["license"] == "CC0-1.0"
 
 
 async def test_a_running_execution_is_409_and_an_unknown_one_404(api: Call, raw: Call) -> None:
