@@ -40,7 +40,9 @@ _CHUNK = 1 << 20
 
 def crate_file_name(ex: Execution) -> str:
     """The default name of an execution's crate: ``<workflow>-<id>.crate.zip``."""
-    return f"{mapping.step_segment(0, ex.workflow.name)}-{ex.id}.crate.zip"
+    name = ex.workflow.name
+    safe = name if mapping.step_segment(0, name) == name else "workflow"
+    return f"{safe}-{ex.id}.crate.zip"
 
 
 def _copy(fd: int, dest: Path) -> mapping.FileFacts:

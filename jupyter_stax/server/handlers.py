@@ -169,24 +169,26 @@ class CrateHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from ..operations.crate import crate_file_name
+
         license = self.get_query_argument("license", None) or None
-        data, name = await asyncio.to_thread(_crate_bytes, self.ops, execution_id, license)
-        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(data, set_content_type="application/zip")
-
-
-def _crate_bytes(ops: Operations, execution_id: str, license: str | None) -> tuple[bytes, str]:
-    """The crate zip of an execution and its file name (built in a private temporary
-    directory; blocking)."""
-    import tempfile
-    from pathlib import Path
-
-    from ..operations.crate import crate_file_name
-
-    ex = ops.get(execution_id)
-    with tempfile.TemporaryDirectory(prefix="stax-crate-") as tmp:
-        path = ops.export_crate(ex.id, Path(tmp) / "crate.zip", license=license)
-        return path.read_bytes(), crate_file_name(ex)
+        with tempfile.TemporaryDirectory(prefix="stax-crate-") as tmp:
+            ex = self.ops.get(execution_id)
+            path = await asyncio.to_thread(
+                self.ops.export_crate, ex.id, Path(tmp) / "crate.zip", license=license
+            )
+            name = crate_file_name(ex)
+            self.set_header("Content-Type", "application/zip")
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+            self.set_header("Content-Length", str(path.stat().st_size))
+            with open(path, "rb") as f:  # in chunks: a crate holds every log of the run
+                while chunk := f.read(1 << 20):
+                    self.write(chunk)
+                    await self.flush()
+        self.finish(set_content_type="application/zip")
 
 
 class InfoHandler(StaxHandler):
