@@ -23,7 +23,7 @@ from jupyter_stax.operations import Operations
 
 from ..crates import check_crate, ids, types
 from ..images import LABELS, busybox_available
-from .conftest import arun
+from .conftest import arun, use_scheduler
 from .test_stax_live import stax as stax  # the StaX catalog with a busybox image
 
 HOSTILE = "it's \"q\"\n$(touch PWNED) `touch PWNED2` ../../etc/passwd; rm -rf ~ \\ {{x}} é"
@@ -55,6 +55,19 @@ def _action(g: dict[str, dict[str, Any]], eid: str, step: str, n: int) -> dict[s
 
 
 def test_a_real_run_exports_as_a_workflow_run_crate(
+    cluster: str, engine_factory: Callable[..., Engine], stax_env: Path
+) -> None:
+    _export_and_check(cluster, engine_factory, stax_env)
+
+
+@pytest.mark.sge
+def test_a_grid_engine_run_exports_as_a_workflow_run_crate(
+    request: pytest.FixtureRequest, engine_factory: Callable[..., Engine], stax_env: Path
+) -> None:
+    _export_and_check(use_scheduler(request, "sge"), engine_factory, stax_env)
+
+
+def _export_and_check(
     cluster: str, engine_factory: Callable[..., Engine], stax_env: Path
 ) -> None:
     async def main() -> Any:
