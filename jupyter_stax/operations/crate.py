@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..core import crate as mapping
+from ..core.crate_plan import plan
 from ..core.errors import BadRequest, Conflict, StaxError
 from ..core.models import Execution
 from .logs import open_step_file
@@ -161,7 +162,7 @@ def build(
 ) -> Path:
     """Write the crate of the final execution ``ex`` to ``dest`` (a zip file, or with
     ``as_dir`` a directory that must not exist or be empty). Conflict while ``ex`` is not final.
-    ``license``: the crate's license as the exporter states it (see :func:`.mapping.plan`)."""
+    ``license``: the crate's license as the exporter states it (see :func:`.plan`)."""
     mapping.require_final(ex)
     dest = Path(dest).expanduser().absolute()
     if as_dir:
@@ -184,8 +185,8 @@ def build(
         facts = stage(ex, staging, remote)
         workflow_file = Path(tmp) / "workflow.yaml"
         workflow_file.write_text(workflow_document(ex), encoding="utf-8")
-        plan = mapping.plan(ex, facts, software, datetime.now(timezone.utc), license)
-        crate = _write(plan, staging, workflow_file)
+        crate_plan = plan(ex, facts, software, datetime.now(timezone.utc), license)
+        crate = _write(crate_plan, staging, workflow_file)
         if as_dir:
             dest.mkdir(parents=True, exist_ok=True)
             crate.write(dest)

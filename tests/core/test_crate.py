@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core import crate
+from jupyter_stax.core.crate_plan import plan
 from jupyter_stax.core.errors import Conflict
 from jupyter_stax.core.images import ResolvedImage
 from jupyter_stax.core.models import AttemptRecord, Execution, StepRun, Workflow
@@ -78,7 +79,7 @@ def all_found(ex: Execution) -> dict[str, crate.FileFacts | None]:
 
 
 def graph(ex: Execution, files: dict[str, crate.FileFacts | None] | None = None) -> dict[str, Any]:
-    p = crate.plan(ex, all_found(ex) if files is None else files, {"jupyter_stax": "9"}, t(99))
+    p = plan(ex, all_found(ex) if files is None else files, {"jupyter_stax": "9"}, t(99))
     return {e["@id"]: e for e in p.entities} | {"workflow.yaml": p.workflow, "./": p.root}
 
 
@@ -243,7 +244,7 @@ def test_missing_files_are_left_out_and_said() -> None:
     ex = execution([done("a")], ExecutionState.COMPLETED)
     files = all_found(ex)
     files["steps/a/attempt-1/stax.err"] = None
-    p = crate.plan(ex, files, {}, t(99))
+    p = plan(ex, files, {}, t(99))
     assert "steps/a/attempt-1/stax.err" not in p.files
     assert p.files["steps/a/attempt-1/stax.out"]["sha256"] == SHA
     g = {e["@id"]: e for e in p.entities}
@@ -251,7 +252,7 @@ def test_missing_files_are_left_out_and_said() -> None:
     assert "was not recorded" in g["#jupyter-stax"]["description"]  # no versions recorded
     assert p.root["license"] == {"@id": crate.NO_LICENSE_ID}  # the store records no license
     assert g[crate.NO_LICENSE_ID]["name"] == "no license given"
-    licensed = crate.plan(ex, files, {}, t(99), license="https://spdx.org/licenses/CC0-1.0")
+    licensed = plan(ex, files, {}, t(99), license="https://spdx.org/licenses/CC0-1.0")
     assert licensed.root["license"] == "https://spdx.org/licenses/CC0-1.0"
     assert crate.NO_LICENSE_ID not in {e["@id"] for e in licensed.entities}
 
@@ -260,4 +261,4 @@ def test_missing_files_are_left_out_and_said() -> None:
 def test_an_unfinished_execution_is_refused(state: ExecutionState) -> None:
     ex = execution([step_run("a", state=StepState.RUNNING, attempt=1)], state)
     with pytest.raises(Conflict, match=r"still .*wait for it"):
-        crate.plan(ex, {}, {}, t(99))
+        plan(ex, {}, {}, t(99))
