@@ -40,6 +40,7 @@ from .core.api import (
 from .core.api import Listed as Listed  # the CLI names list lines so
 from .core.errors import error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .operations import LEASE_TIMEOUT as LEASE_TIMEOUT
 from .operations import Operations
 from .operations import step_of as step_of  # the CLI and the kernel API look steps up here
 from .operations.logs import read_chunk
@@ -54,10 +55,12 @@ log = logging.getLogger("jupyter_stax.service")
 T = TypeVar("T")
 #: seconds after which a client no longer waits for a cancel to reach every step
 CANCEL_TIMEOUT = 60.0
-#: seconds without a heartbeat after which an engine on another machine counts as gone
-LEASE_TIMEOUT = 15.0
 #: at most one look for executions nobody drives per this many seconds (LocalService reads)
 RECONCILE_EVERY = 5.0
+#: seconds a read waits for the engine's first reconcile pass of an execution nobody drove
+CHECK_TIMEOUT = 8.0
+#: seconds between two looks at the store while waiting for that pass
+CHECK_POLL = 0.1
 
 
 @runtime_checkable
@@ -150,6 +153,15 @@ class LocalService:
     Reads (``get``, ``list``, ``read_log``) also start the engine when executions nobody drives
     exist (detached ones, or ones whose engine died), at most once per ``RECONCILE_EVERY``
     seconds. ``notify`` receives the one-line notes about that (default: the log).
+
+    ``get`` and ``list`` never present such an execution's stored states as current: they
+    start the engine and wait (at most ``CHECK_TIMEOUT`` seconds, once per execution and
+    service) until it has adopted the execution and finished its first reconcile pass (every
+    active step answered by the scheduler or settled from its exit record; the engine commits
+    the true states, then marks the pass in the store: ``Store.mark_checked``). The engine
+    stays the one writer; the reader only waits. If the pass does not end in time (the
+    scheduler does not answer), the answer carries
+    :data:`~jupyter_stax.core.models.UNVERIFIED_WARNING` in its ``warnings``.
     """
 
     def __init__(
@@ -170,6 +182,8 @@ class LocalService:
         self.ops = Operations(store=self.store, registry=self.registry)
         self._last_kick: float | None = None
         self._started = 0
+        #: executions a read already waited for (a poller waits once, then sees the warning)
+        self._waited: set[str] = set()
 
     def describe(self) -> str:
         return f"store {self.store_path} (background engine)"
@@ -223,6 +237,20 @@ class LocalService:
         n = self.store().unowned_unfinished(LEASE_TIMEOUT)
         if n and (pid := self.ensure_daemon()) is not None:
             self.notify(f"started the engine (pid {pid}) to drive {n} unfinished execution(s)")
+
+    def wait_checked(self, ids: list[str] | None = None) -> None:
+        """Wait (at most ``CHECK_TIMEOUT``) until the executions ``ids`` (None: all) are
+        reconciled by a live engine (see the class docstring); starts the engine if needed."""
+        store = self.store()
+        stale = store.unverified(LEASE_TIMEOUT, ids) - self._waited
+        if not stale:
+            return
+        self._waited |= stale
+        if store.unowned_unfinished(LEASE_TIMEOUT):
+            self.reconcile()
+        deadline = time.monotonic() + CHECK_TIMEOUT
+        while store.unverified(LEASE_TIMEOUT, sorted(stale)) and time.monotonic() < deadline:
+            time.sleep(CHECK_POLL)
 
     # ------------------------------------------------------------------ clusters, images
     def clusters(self) -> list[ClusterInfo]:
@@ -315,12 +343,14 @@ class LocalService:
 
     def get(self, execution_id: str) -> Execution:
         self.reconcile(every=RECONCILE_EVERY)
+        self.wait_checked([self.store().resolve_id(execution_id)])
         return self.ops.get(execution_id)
 
     def list(
         self, state: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Listed], str | None]:
         self.reconcile(every=RECONCILE_EVERY)
+        self.wait_checked()
         items, next_cursor = self.ops.page(state, limit, cursor)
         return list(items), next_cursor
 

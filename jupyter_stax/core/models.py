@@ -420,6 +420,15 @@ class SubmitOptions(_Model):
     on_failure: OnFailure | None = None
 
 
+#: the warning a read adds to an unfinished execution whose stored states no engine has
+#: reconciled with the scheduler yet (detached, or its engine died and the next one has not
+#: finished its first pass): never present them as current
+UNVERIFIED_WARNING = (
+    "states as of the submission (or the last engine's last look); being checked with the "
+    "scheduler"
+)
+
+
 class Execution(BaseModel):
     """A run of a workflow on a cluster with bound parameters."""
 

@@ -37,7 +37,15 @@ from ..core.api import (
     LogChunk,
 )
 from ..core.errors import BadRequest, Conflict, NotFound, StaxError
-from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
+from ..core.models import (
+    UNVERIFIED_WARNING,
+    Cluster,
+    Execution,
+    ParamValue,
+    StepRun,
+    SubmitOptions,
+    Workflow,
+)
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
 from .paging import decode_cursor, page_of, state_arg
@@ -90,6 +98,20 @@ def in_range(name: str, n: int, low: int, high: int | None = None) -> int:
 
 def cluster_info(registry: ClusterRegistry, c: Cluster) -> ClusterInfo:
     return ClusterInfo.model_validate({**c.model_dump(), "work_dir": str(registry.work_dir(c))})
+
+
+#: seconds without a heartbeat after which an engine on another machine counts as gone
+LEASE_TIMEOUT = 15.0
+
+
+def marked(store: Store, executions: list[Execution]) -> list[Execution]:
+    """The executions, with :data:`~..core.models.UNVERIFIED_WARNING` added to those whose
+    stored states no engine has reconciled yet (:meth:`Store.unverified`)."""
+    stale = store.unverified(LEASE_TIMEOUT, [ex.id for ex in executions if not ex.state.final])
+    for ex in executions:
+        if ex.id in stale and UNVERIFIED_WARNING not in ex.warnings:
+            ex.warnings.append(UNVERIFIED_WARNING)
+    return executions
 
 
 class Operations:
@@ -164,7 +186,7 @@ class Operations:
     def get(self, execution_id: str) -> Execution:
         """An execution by id or unique id prefix; NotFound otherwise."""
         store = self._store()
-        return store.get(store.resolve_id(execution_id))
+        return marked(store, [store.get(store.resolve_id(execution_id))])[0]
 
     def step(self, execution_id: str, name: str) -> tuple[Execution, StepRun]:
         ex = self.get(execution_id)
@@ -183,7 +205,7 @@ class Operations:
         items = self._store().list_executions(
             state=st.value if st else None, limit=limit + 1, before=before
         )
-        return page_of(items, limit)
+        return page_of(marked(self._store(), items), limit)
 
     def read_log(
         self,
