@@ -564,11 +564,30 @@ def test_slurm_status_without_scheduler_says_unverified(
     """A detached job scancelled from outside leaves no exit record: only the scheduler can
     tell. When it does not answer (a conf whose controller port is wrong, for this call and the
     engine it starts), the answer says its states are being checked instead of a lie."""
+    # a cluster whose jobs may begin only in an hour: the job cannot start, so it can never
+    # leave an exit record (a started job's wrapper writes one when scancel kills it, and the
+    # engine then rightly settles the step without asking the scheduler)
+    clusters = cli.cwd / "clusters.yaml"
+    clusters.write_text(
+        clusters.read_text() + "  later:\n"
+        "    scheduler: slurm\n"
+        "    queue: debug\n"
+        '    walltime: "00:10:00"\n'
+        "    poll_interval: 1\n"
+        "    custom_attributes: {slurm.begin: now+3600}\n"
+    )
     cli.write("long.yaml", "name: long\nsteps:\n  - {name: a, run: 'sleep 300'}\n")
-    out = cli.ok("run", "long.yaml", "--cluster", "slurm", "--detach")
+    out = cli.ok("run", "long.yaml", "--cluster", "later", "--detach")
     eid, native = out.split()[1], out.splitlines()[1].split()[2]
     assert native.isdigit()
     kill(cli.daemon_pids())
+
+    def held() -> bool:
+        q = subprocess.run(["squeue", "-h", "-j", native, "-o", "%T %r"], capture_output=True,
+                           text=True)
+        return q.stdout.strip() == "PENDING BeginTime"
+
+    wait_for(held, 30, f"Slurm to hold job {native} back until its begin time")
     subprocess.run(["scancel", native], check=True)
 
     def gone() -> bool:
@@ -588,5 +607,6 @@ def test_slurm_status_without_scheduler_says_unverified(
     kill(cli.daemon_pids())  # the engine that cannot reach the scheduler
     monkeypatch.setenv("SLURM_CONF", good)
     st = cli.wait_final(eid, timeout=120)  # a reachable scheduler settles it
+    assert not Path(st["steps"][0]["directory"], "stax.exit").exists()  # it never started
     assert st["steps"][0]["state"] in ("canceled", "lost", "failed"), st
     assert UNVERIFIED_WARNING not in st["warnings"]
