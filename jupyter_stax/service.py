@@ -320,8 +320,11 @@ class LocalService:
             answer = json.loads(lines[-1]) if lines else {}
         except ValueError:
             answer = {}
-        if "id" in answer:
-            return self.get(answer["id"])
+        if "execution" in answer:
+            # the submission's own answer, as in-process (CLI) detached submissions give it:
+            # not a read, which would wait for the engine's first pass (see get) and show
+            # whatever the jobs did since
+            return Execution.model_validate(answer["execution"])
         if "error" in answer:
             cls = error_class(str(answer["error"]))  # one registry: core.errors
             raise cls(answer["message"], details=answer["details"])
