@@ -40,8 +40,9 @@ from .core.api import (
 from .core.api import Listed as Listed  # the CLI names list lines so
 from .core.errors import error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .operations import CHECK_POLL, Operations
+from .operations import CHECK_TIMEOUT as CHECK_TIMEOUT  # the bound of a read's wait
 from .operations import LEASE_TIMEOUT as LEASE_TIMEOUT
-from .operations import Operations
 from .operations import step_of as step_of  # the CLI and the kernel API look steps up here
 from .operations.logs import read_chunk
 
@@ -57,10 +58,6 @@ T = TypeVar("T")
 CANCEL_TIMEOUT = 60.0
 #: at most one look for executions nobody drives per this many seconds (LocalService reads)
 RECONCILE_EVERY = 5.0
-#: seconds a read waits for the engine's first reconcile pass of an execution nobody drove
-CHECK_TIMEOUT = 8.0
-#: seconds between two looks at the store while waiting for that pass
-CHECK_POLL = 0.1
 
 
 @runtime_checkable
@@ -182,8 +179,6 @@ class LocalService:
         self.ops = Operations(store=self.store, registry=self.registry)
         self._last_kick: float | None = None
         self._started = 0
-        #: executions a read already waited for (a poller waits once, then sees the warning)
-        self._waited: set[str] = set()
 
     def describe(self) -> str:
         return f"store {self.store_path} (background engine)"
@@ -241,15 +236,12 @@ class LocalService:
     def wait_checked(self, ids: list[str] | None = None) -> None:
         """Wait (at most ``CHECK_TIMEOUT``) until the executions ``ids`` (None: all) are
         reconciled by a live engine (see the class docstring); starts the engine if needed."""
-        store = self.store()
-        stale = store.unverified(LEASE_TIMEOUT, ids) - self._waited
-        if not stale:
+        waits = self.ops.to_check(ids)
+        if not waits:
             return
-        self._waited |= stale
-        if store.unowned_unfinished(LEASE_TIMEOUT):
+        if self.store().unowned_unfinished(LEASE_TIMEOUT):
             self.reconcile()
-        deadline = time.monotonic() + CHECK_TIMEOUT
-        while store.unverified(LEASE_TIMEOUT, sorted(stale)) and time.monotonic() < deadline:
+        while self.ops.unchecked(waits):
             time.sleep(CHECK_POLL)
 
     # ------------------------------------------------------------------ clusters, images

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -445,6 +446,14 @@ class Execution(BaseModel):
     cancel_requested: bool = False
     warnings: list[str] = Field(default_factory=list)
     steps: list[StepRun]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the states are as of the submission (or the last engine's last look) and "
+        "are being checked with the scheduler: not current yet (warnings says so in words)"
+    )
+    @property
+    def unverified(self) -> bool:
+        return UNVERIFIED_WARNING in self.warnings
 
     def step(self, name: str) -> StepRun:
         for s in self.steps:
