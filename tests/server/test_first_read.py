@@ -6,10 +6,6 @@ true states; when the scheduler does not answer, they say the states are being c
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,50 +13,10 @@ import pytest
 
 from jupyter_stax.core.models import UNVERIFIED_WARNING
 
-from ..proc import kill, pgrep
-from ..waiting import wait_for
-from .real_server import RealServer, child_env
+from ..detached import FINAL, canceled_before_start, failing_chain_ended, unreachable_conf
+from .real_server import RealServer
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
-
-JUPYTER = shutil.which("jupyter") or f"{sys.executable} -m jupyter"
-FAILING_CHAIN = (
-    "name: failing\nsteps:\n  - {name: s1, run: 'true'}\n"
-    "  - {name: s2, after: [s1], run: 'exit 3'}\n  - {name: s3, after: [s2], run: 'true'}\n"
-)
-FINAL = [("s1", "completed"), ("s2", "failed"), ("s3", "skipped")]
-
-
-def stax(cwd: Path, *args: str) -> str:
-    r = subprocess.run(
-        [*JUPYTER.split(), "stax", *args], cwd=cwd, capture_output=True, text=True,
-        env=child_env(), timeout=120,
-    )
-    assert r.returncode == 0, f"jupyter stax {' '.join(args)}: {r.returncode}\n{r.stderr}"
-    return r.stdout
-
-
-def daemons(store: Path) -> list[int]:
-    return pgrep(f"jupyter_stax.engine.daemon --store {store}")
-
-
-def detached(stax_env: Path, workflow: str, cluster: str) -> tuple[str, set[str]]:
-    """``jupyter stax run --detach``, then no engine alive: the id and the jobs' native ids."""
-    (stax_env / "wf.yaml").write_text(workflow)
-    out = stax(stax_env, "run", "wf.yaml", "--cluster", cluster, "--detach")
-    eid = out.split()[1]
-    native = {w[2] for w in map(str.split, out.splitlines()[1:]) if w[1:2] == ["job"]}
-    assert native and all(n.isdigit() for n in native), out
-    kill(daemons(stax_env / "state" / "stax.sqlite"))
-    return eid, native
-
-
-def gone_from_squeue(native: set[str], store: Path) -> None:
-    def gone() -> bool:
-        q = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
-        return q.returncode == 0 and not native & set(q.stdout.split()) and not daemons(store)
-
-    wait_for(gone, 120, f"jobs {sorted(native)} to leave squeue, with no engine alive")
 
 
 def server(stax_env: Path) -> RealServer:
@@ -87,10 +43,7 @@ def first_reads(srv: RealServer, eid: str) -> tuple[dict[str, Any], dict[str, An
 def test_first_rest_reads_while_the_server_adopts_are_the_true_states(
     stax_env: Path, slurm: str
 ) -> None:
-    store = stax_env / "state" / "stax.sqlite"
-    eid, native = detached(stax_env, FAILING_CHAIN, "slurm")
-    assert len(native) == 3
-    gone_from_squeue(native, store)
+    eid = failing_chain_ended(stax_env, stax_env / "state" / "stax.sqlite")
     srv = server(stax_env)
     srv.start()  # its engine adopts the execution: the reads below come during that
     try:
@@ -108,37 +61,13 @@ def test_first_rest_reads_while_the_server_adopts_are_the_true_states(
 def test_first_rest_reads_without_the_scheduler_say_the_states_are_being_checked(
     stax_env: Path, slurm: str
 ) -> None:
-    """A detached job scancelled from outside before it started leaves no exit record: only the
-    scheduler can tell, and the server's cannot answer (its ``SLURM_CONF`` names a controller
-    port nobody listens on). Its first answers say so instead of presenting ``queued`` as now."""
+    """The job was scancelled before it started: no exit record, only the scheduler can tell,
+    and the server's cannot answer. Its first answers say so instead of presenting the
+    submission's ``queued`` as the state now."""
     store = stax_env / "state" / "stax.sqlite"
-    clusters = stax_env / "clusters.yaml"
-    clusters.write_text(  # jobs that may begin only in an hour: this one never starts
-        clusters.read_text() + "  later:\n"
-        "    scheduler: slurm\n"
-        "    queue: debug\n"
-        '    walltime: "00:10:00"\n'
-        "    poll_interval: 1\n"
-        "    custom_attributes: {slurm.begin: now+3600}\n"
-    )
-    eid, native = detached(stax_env, "name: long\nsteps:\n  - {name: a, run: 'sleep 300'}\n",
-                           "later")
-    (job,) = native
-
-    def held() -> bool:
-        q = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True,
-                           text=True)
-        return q.stdout.strip() == "PENDING BeginTime"
-
-    wait_for(held, 30, f"Slurm to hold job {job} back until its begin time")
-    subprocess.run(["scancel", job], check=True)
-    gone_from_squeue(native, store)
-    conf = stax_env / "unreachable.conf"
-    conf.write_text(
-        Path(os.environ["SLURM_CONF"]).read_text().replace("SlurmctldPort=6817", "SlurmctldPort=6")
-    )
+    eid = canceled_before_start(stax_env, store, stax_env / "clusters.yaml")
     srv = server(stax_env)
-    srv.extra_env = {"SLURM_CONF": str(conf)}
+    srv.extra_env = {"SLURM_CONF": str(unreachable_conf(stax_env))}
     srv.start()
     try:
         item, ex = first_reads(srv, eid)
