@@ -26,6 +26,7 @@ blocking ones on a worker thread; the coroutines are the ones that drive an engi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -220,6 +221,13 @@ class Operations:
         waits = self.to_check(ids)
         while self.unchecked(waits):
             await asyncio.sleep(CHECK_POLL)
+
+    async def get_checked(self, execution_id: str) -> Execution:
+        """:meth:`get`, once the engine's first reconcile pass of the execution is over or
+        ``CHECK_TIMEOUT`` passed (:meth:`checked`): what ``GET executions/{id}`` answers."""
+        with contextlib.suppress(NotFound):  # get says what was not found
+            await self.checked([self.resolve(execution_id)])
+        return self.get(execution_id)
 
     def resolve(self, execution_id: str) -> str:
         """The full id of an execution given by id or unique id prefix; NotFound otherwise."""

@@ -136,8 +136,7 @@ class ExecutionHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        await self.ops.checked([self.ops.resolve(execution_id)])
-        self.reply(self.ops.get(execution_id))
+        self.reply(await self.ops.get_checked(execution_id))
 
     @web.authenticated
     @authorized

@@ -413,7 +413,7 @@ def test_remote_work_dir_not_writable_fails_the_step_with_the_reason(
 def test_first_read_after_the_engine_was_gone_is_the_true_one(far: Cluster, tmp_path: Path) -> None:
     """Issue 21 over SSH: the engine stops while two remote jobs wait, they end (one fails)
     while no engine is alive, and the FIRST read once the next engine adopts the execution (the
-    operations the REST handlers call: wait for its first reconcile pass, then read) has the
+    operation ``GET executions/{id}`` calls: wait for its first reconcile pass, then read) has the
     final states, settled from the exit records read over SSH, not the stored ``running``."""
     wf = {"name": "gone", "steps": [
         {"name": "ok", "run": WAIT_FOR_GO + "; true"},
@@ -440,8 +440,7 @@ def test_first_read_after_the_engine_was_gone_is_the_true_one(far: Cluster, tmp_
             stored.close()
         async with engine(tmp_path, far, adopt=True) as second:
             ops = Operations(store=lambda: second.store, registry=lambda: ClusterRegistry([far]))
-            await ops.checked([ex.id])
-            got = ops.get(ex.id)
+            got = await ops.get_checked(ex.id)  # what GET executions/{id} answers
             assert {s.name: (s.state, s.exit_code) for s in got.steps} == {
                 "ok": (StepState.COMPLETED, 0), "bad": (StepState.FAILED, 3)
             }
