@@ -126,3 +126,38 @@ def test_schema_2_store_gains_the_checked_column(tmp_path: Path) -> None:
     with st.transaction() as con:
         assert con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "3"
         assert "checked" in {r[1] for r in con.execute("PRAGMA table_info(executions)")}
+
+
+def test_reads_wait_once_for_the_first_pass_and_share_that_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule the local service and the REST handlers wait by (Operations.to_check and
+    unchecked): a read waits for an execution nobody has reconciled until the pass ends or its
+    time is over; reads at the same time share one deadline; later reads do not wait, and say
+    the states are being checked until the pass ends."""
+    import asyncio
+
+    from jupyter_stax import operations
+    from jupyter_stax.operations import Operations
+
+    st = Store(tmp_path / "s.sqlite")
+    ops = Operations(store=lambda: st, registry=ClusterRegistry)
+    st.register_engine("A")
+    mine, other = _execution(st, None), _execution(st, "A")  # nobody drives mine
+    waits = ops.to_check()
+    assert set(waits) == {mine} and ops.unchecked(waits)
+    assert ops.to_check([mine]) == waits  # a second reader: the same deadline
+    assert ops.to_check([other]) == {}  # its engine is alive: its states are current
+    assert ops.get(mine).unverified and not ops.get(other).unverified
+    assert st.claim_orphans("A", lease_timeout=15) == [mine]
+    assert ops.unchecked(waits)  # adopted, not reconciled yet
+    st.mark_checked(mine, "A")
+    assert not ops.unchecked(waits) and not ops.get(mine).unverified
+    asyncio.run(ops.checked([mine]))  # nothing to wait for: returns
+    # a pass that does not end: once its time is over, reads answer at once, with the mark
+    st.engine_stopped("A")
+    monkeypatch.setattr(operations, "CHECK_TIMEOUT", 0.0)
+    fresh = Operations(store=lambda: st, registry=ClusterRegistry)
+    assert fresh.to_check() == {} and fresh.get(mine).unverified
+    asyncio.run(fresh.checked())
+    assert fresh.get(mine).unverified
