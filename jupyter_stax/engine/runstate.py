@@ -59,6 +59,9 @@ class Run:
     """status updates that arrived inside submit(), before the native id was committed"""
     attached: set[str] = field(default_factory=set)
     """steps whose job was re-attached by native id after an engine restart"""
+    unchecked: set[str] | None = None
+    """after an adoption: the steps still waiting for their first answer (the scheduler's
+    status or their exit record); None once the first reconcile pass is over (or none was due)"""
     finalizing: set[str] = field(default_factory=set)
     """steps whose outcome is being decided"""
     retry_base: dict[str, int] = field(default_factory=dict)

@@ -107,6 +107,7 @@ class ExecutionsHandler(StaxHandler):
     @authorized
     async def get(self) -> None:
         state, limit, cursor = inputs.page_args(self.query("state", "limit", "cursor"))
+        await self.ops.checked()  # the first answer after an adoption is the true one
         items, next_cursor = self.ops.page(state, limit, cursor)
         page = ExecutionPage(
             executions=[ExecutionSummary.of(ex) for ex in items], next_cursor=next_cursor
@@ -135,7 +136,7 @@ class ExecutionHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        self.reply(self.ops.get(execution_id))
+        self.reply(await self.ops.get_checked(execution_id))
 
     @web.authenticated
     @authorized

@@ -27,7 +27,7 @@ import { LogTail } from '../model/logtail';
 import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
-import { ErrorLine, StateBadge, useNow } from './common';
+import { ErrorLine, StateBadge, Unverified, useNow } from './common';
 
 function LogViewer(props: {
   model: StaxModel;
@@ -311,6 +311,7 @@ function DetailView(props: {
         </h2>
         <div className="jp-StaxRow">
           <StateBadge state={state} />
+          {execution.unverified && <Unverified />}
           <span>
             {done}/{execution.steps.length} steps
           </span>
