@@ -32,12 +32,19 @@ def remote_detail(
     from ..engine.batch import batched_summary
 
     known = schedulers.get(c.scheduler)
+    failed: StaxError | None = None
     if known is not None and known.summary is not None:
         try:
             detail.summary = batched_summary(known.summary, c, transport, timeout)
         except StaxError as e:
-            detail.note = f"no live numbers from {c.host}: {e}"
+            failed = e
     else:
         detail.note = f"no live numbers for remote {c.scheduler} clusters yet"
-    detail.connection = connection_state(transport)
+    detail.connection = conn = connection_state(transport)
+    if failed is not None:
+        if conn is not None and conn.state in ("reconnecting", "refused"):
+            # the connection's error says it all (and what to do): not twice
+            detail.note = f"no live numbers while the connection is {conn.state}"
+        else:
+            detail.note = f"no live numbers from {c.host}: {failed}"
     return detail

@@ -1,0 +1,45 @@
+"""The sidebar's entry of a remote cluster: the remote Slurm's live numbers (asked over the real
+sshd) and the connection's state, connected or refused with the host key problem named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..ssh.remote_config import add_clusters, remote_entry
+from ..ssh.sshd import REMOTE_USER, Sshd
+from .conftest import screenshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.ssh]
+
+
+@pytest.fixture
+def remote_clusters(stax_env: Path, sshd: Sshd, slurm: str) -> None:
+    client = sshd.client("root")
+    empty = stax_env / "empty_known_hosts"
+    empty.write_text("")
+    add_clusters(stax_env / "clusters.yaml", far=remote_entry(sshd, client),
+                 unknown_key=remote_entry(sshd, client, known_hosts=str(empty)))
+
+
+def test_a_remote_cluster_shows_its_numbers_and_its_connection(
+    remote_clusters: None, page: Any, sshd: Sshd
+) -> None:
+    panel = page.locator("#jupyter-stax-panel")
+    far = panel.locator('.jp-StaxCluster[data-cluster="far"]')
+    far.locator('.jp-StaxCluster-connection[data-connection="connected"]').wait_for(
+        timeout=60_000
+    )
+    assert f"connected to {REMOTE_USER}@127.0.0.1" in far.inner_text()
+    summary = far.locator(".jp-StaxCluster-summary").inner_text()
+    assert "debug:" in summary and "nodes" in summary and "my jobs" in summary
+    bad = panel.locator('.jp-StaxCluster[data-cluster="unknown_key"]')
+    refused = bad.locator('.jp-StaxCluster-connection[data-connection="refused"]')
+    refused.wait_for(timeout=60_000)
+    text = refused.inner_text()
+    assert "host key unknown" in text and "ssh-keyscan" in text, text
+    screenshot(panel, "panel-remote-clusters")
+
+
