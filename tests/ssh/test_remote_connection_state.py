@@ -51,7 +51,8 @@ def test_connection_state_through_an_outage_and_a_changed_host_key(
         own_sshd.stop()
         before = time.time()
         d = ops.cluster("far")
-        assert d.summary is None and d.note == "no live numbers while the connection is reconnecting"
+        assert d.summary is None
+        assert d.note == "no live numbers while the connection is reconnecting"
         c = d.connection
         assert c and c.state == "reconnecting" and c.since and c.error
         assert c.since.timestamp() >= before - 1
@@ -67,8 +68,9 @@ def test_connection_state_through_an_outage_and_a_changed_host_key(
 
         with own_sshd.other_host_key():
             own_sshd.kill_connections()
-            d = wait_for(lambda: (x := ops.cluster("far")).connection.state == "refused"  # type: ignore[union-attr]
-                         and x, 60, "the changed host key to be refused")
+            d = wait_for(lambda: (x := ops.cluster("far")).connection is not None
+                         and x.connection.state == "refused" and x, 60,
+                         "the changed host key to be refused")
             c = d.connection
             assert c and c.problem == "host-key-changed" and "ssh-keygen -R" in (c.error or "")
             assert d.summary is None
