@@ -106,7 +106,9 @@ function ClusterItem(props: { row: ClusterRow }): React.JSX.Element {
         <div
           className={
             'jp-StaxCluster-connection' +
-            (detail.connection.state === 'connected' ? ' jp-StaxMuted' : ' jp-StaxError-text')
+            (detail.connection.state === 'connected'
+              ? ' jp-StaxMuted'
+              : ' jp-StaxError-text')
           }
           data-connection={detail.connection.state}
           title={detail.connection.error ?? ''}
