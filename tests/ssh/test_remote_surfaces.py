@@ -175,6 +175,13 @@ def test_every_surface_reads_a_remote_log_and_the_live_detail(
     assert cli.ok("--no-server", "logs", eid, "b", "--stderr") == "bad\n"
     assert cli.ok("--no-server", "logs", eid, "a") == EXPECTED_A
 
+    # a step name that is not one of the execution's: not found, nothing runs anywhere
+    code, body = srv.call("GET", f"executions/{eid}/steps/%24(touch%20PWNED)/log")
+    assert code == 404 and "has no step" in body["message"], body
+    r = cli("--no-server", "logs", eid, "../../a; touch PWNED")
+    assert r.returncode != 0 and "has no step" in r.stderr
+    assert not list(HOME.rglob("PWNED*")) and not list(cli.cwd.rglob("PWNED*"))
+
     # a step file that became a link out of the step directory is refused, on every surface
     b_dir = Path(done["steps"][1]["directory"])
     (b_dir / "stax.out").unlink(missing_ok=True)
