@@ -43,3 +43,31 @@ def test_a_remote_cluster_shows_its_numbers_and_its_connection(
     screenshot(panel, "panel-remote-clusters")
 
 
+
+
+REMOTE_HELLO = """\
+name: ui-remote
+steps:
+  - name: greet
+    run: |
+      echo "hello from $(id -un)"
+      echo "the end of greet"
+"""
+
+
+def test_the_log_viewer_tails_a_remote_step(remote_clusters: None, page: Any, lab: Any) -> None:
+    """A step that ran on the remote Slurm: its log, read on the cluster over SSH, in the
+    execution's detail view."""
+    from .test_lab import open_detail, row
+
+    ex = lab.api("POST", "executions", {"workflow": REMOTE_HELLO, "cluster": "far"})
+    eid = str(ex["id"])
+    row(page, eid, "completed").wait_for(timeout=180_000)
+    detail = open_detail(page, eid)
+    detail.locator('.jp-StaxSteps tr[data-step="greet"]').click()
+    log = detail.locator('.jp-StaxLogViewer[data-step="greet"] .jp-StaxLog')
+    page.wait_for_function(
+        "el => el.textContent.includes('the end of greet')", arg=log.element_handle()
+    )
+    assert f"hello from {REMOTE_USER}" in log.inner_text()
+    screenshot(page, "detail-remote-log")
