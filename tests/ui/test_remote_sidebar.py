@@ -1,5 +1,6 @@
 """The sidebar's entry of a remote cluster: the remote Slurm's live numbers (asked over the real
-sshd) and the connection's state, connected or refused with the host key problem named."""
+sshd) and the connection's state, connected or refused with the host key problem named; and the
+log viewer tailing a step that ran there."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from .conftest import screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.ssh]
 
+REMOTE_HELLO = """\
+name: ui-remote
+steps:
+  - name: greet
+    run: |
+      echo "hello from $(id -un)"
+      echo "the end of greet"
+"""
+
 
 @pytest.fixture
 def remote_clusters(stax_env: Path, sshd: Sshd, slurm: str) -> None:
@@ -24,9 +34,13 @@ def remote_clusters(stax_env: Path, sshd: Sshd, slurm: str) -> None:
                  unknown_key=remote_entry(sshd, client, known_hosts=str(empty)))
 
 
-def test_a_remote_cluster_shows_its_numbers_and_its_connection(
-    remote_clusters: None, page: Any, sshd: Sshd
+def test_a_remote_cluster_its_connection_and_a_remote_step_log(
+    remote_clusters: None, page: Any, lab: Any, sshd: Sshd
 ) -> None:
+    """One Lab for both (a Lab start is the cost): the sidebar entries, then a step that ran on
+    the remote Slurm, its log read on the cluster over SSH, in the execution's detail view."""
+    from .test_lab import open_detail, row
+
     panel = page.locator("#jupyter-stax-panel")
     far = panel.locator('.jp-StaxCluster[data-cluster="far"]')
     far.locator('.jp-StaxCluster-connection[data-connection="connected"]').wait_for(
@@ -42,24 +56,6 @@ def test_a_remote_cluster_shows_its_numbers_and_its_connection(
     assert "host key unknown" in text and "ssh-keyscan" in text, text
     screenshot(panel, "panel-remote-clusters")
 
-
-
-
-REMOTE_HELLO = """\
-name: ui-remote
-steps:
-  - name: greet
-    run: |
-      echo "hello from $(id -un)"
-      echo "the end of greet"
-"""
-
-
-def test_the_log_viewer_tails_a_remote_step(remote_clusters: None, page: Any, lab: Any) -> None:
-    """A step that ran on the remote Slurm: its log, read on the cluster over SSH, in the
-    execution's detail view."""
-    from .test_lab import open_detail, row
-
     ex = lab.api("POST", "executions", {"workflow": REMOTE_HELLO, "cluster": "far"})
     eid = str(ex["id"])
     row(page, eid, "completed").wait_for(timeout=180_000)
@@ -71,3 +67,5 @@ def test_the_log_viewer_tails_a_remote_step(remote_clusters: None, page: Any, la
     )
     assert f"hello from {REMOTE_USER}" in log.inner_text()
     screenshot(page, "detail-remote-log")
+
+
