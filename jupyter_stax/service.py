@@ -124,6 +124,19 @@ class StaxService(Protocol):
         A missing file is an empty chunk; ``eof`` once the step is final and all was read."""
         ...
 
+    def export_crate(
+        self,
+        execution_id: str,
+        dest: str | Path,
+        *,
+        as_dir: bool = False,
+        license: str | None = None,
+    ) -> Path:
+        """Write the Workflow Run RO-Crate of a final execution to ``dest`` (a zip file, or a
+        new directory with ``as_dir``; ``license``: a URL or SPDX id the crate states);
+        Conflict while it is not final."""
+        ...
+
 
 def _loop_running() -> bool:
     try:
@@ -370,6 +383,16 @@ class LocalService:
         return self.ops.read_log(
             execution_id, step, stream, offset, attempt, limit, errors="surrogateescape"
         )
+
+    def export_crate(
+        self,
+        execution_id: str,
+        dest: str | Path,
+        *,
+        as_dir: bool = False,
+        license: str | None = None,
+    ) -> Path:
+        return self.ops.export_crate(execution_id, Path(dest), as_dir=as_dir, license=license)
 
 
 def read_bytes_chunk(path: Path, offset: int, limit: int, final: bool) -> LogChunk:

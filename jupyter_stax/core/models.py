@@ -383,6 +383,7 @@ class AttemptRecord(BaseModel):
     exit_code: int | None = None
     reason: str | None = None
     submitted_at: datetime | None = None
+    started_at: datetime | None = None
     finished_at: datetime | None = None
 
 

@@ -183,7 +183,10 @@ async def finalize(
         if out.finished_at is not None:
             fields["finished_at"] = _utc(out.finished_at)
         if out.retry:
-            auto_retry(engine, run, s, out.state, out.reason, out.exit_code)
+            auto_retry(
+                engine, run, s, out.state, out.reason, out.exit_code,
+                started_at=fields.get("started_at"), finished_at=fields.get("finished_at"),
+            )
             return
         engine._set(run, name, out.state, reason=out.reason, **fields)
         engine._unwatch(JobKey(run.id, name, attempt), s.cluster, s.native_id)
@@ -206,9 +209,16 @@ def auto_retry(
     state: StepState,
     reason: str | None,
     exit_code: int | None,
+    *,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
 ) -> None:
+    """Keep the attempt in the step's history (with the start and end its records say, for
+    provenance) and start the next one."""
     rec = attempt_record(s, reason)
-    rec.state, rec.exit_code, rec.finished_at = state, exit_code, now()
+    rec.state, rec.exit_code, rec.finished_at = state, exit_code, finished_at or now()
+    if rec.started_at is None:
+        rec.started_at = started_at
     s.history.append(rec)
     engine._keys.discard(run.key(s.name))
     previous = s.state

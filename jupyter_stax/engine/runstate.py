@@ -104,6 +104,7 @@ def attempt_record(s: StepRun, reason: str | None) -> AttemptRecord:
         exit_code=s.exit_code,
         reason=reason if s.reason is None else s.reason,
         submitted_at=s.submitted_at,
+        started_at=s.started_at,
         finished_at=s.finished_at,
     )
 

@@ -13,6 +13,7 @@ One file (WAL mode) shared by every engine and client on a machine. Rules it enf
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -77,6 +78,21 @@ def default_store_path() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "stax" / "stax.sqlite"
+
+
+@functools.cache
+def software_versions() -> dict[str, str]:
+    """The versions of jupyter_stax and PSI/J in this process (recorded with executions)."""
+    from importlib import metadata
+
+    from .._version import __version__
+
+    out = {"jupyter_stax": __version__}
+    try:
+        out["psij"] = metadata.version("psij-python")
+    except metadata.PackageNotFoundError:
+        pass
+    return out
 
 
 def _ts(dt: datetime | None) -> float | None:
@@ -234,6 +250,7 @@ class Store:
                 "params": ex.params,
                 "options": ex.options.model_dump(mode="json"),
                 "work_dir": ex.work_dir,
+                "software": software_versions(),  # for provenance (the RO-Crate export)
             }
         )
         t = time.time()
@@ -394,6 +411,18 @@ class Store:
         raise NotFound(
             f"execution id {ref!r} is ambiguous ({', '.join(ids)}, ...); give more of it"
         )
+
+    def software(self, execution_id: str) -> dict[str, str]:
+        """The versions of jupyter_stax and PSI/J that stored the execution ({} when it was
+        stored by a version that did not record them)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc FROM executions WHERE id=?", (execution_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no execution {execution_id!r}; see `jupyter stax list`")
+        got = json.loads(row["doc"]).get("software")
+        return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else {}
 
     def get(self, execution_id: str) -> Execution:
         with self._lock:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.api import (
@@ -290,6 +291,22 @@ class Operations:
         except StaxError:
             return None  # a cluster no longer configured: its steps ran where the store says
         return c if c.remote else None
+
+    def export_crate(
+        self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None
+    ) -> Path:
+        """Write the Workflow Run RO-Crate of a final execution to ``dest`` (a zip file, or a
+        new directory with ``as_dir``; ``license``: a URL or SPDX id the crate states);
+        Conflict while it is not final. Blocking (file IO)."""
+        from .crate import build
+
+        ex = self.get(execution_id)
+        try:
+            registry: ClusterRegistry | None = self._registry()
+        except StaxError:
+            registry = None  # no clusters file: every step's files are where the store says
+        software = self._store().software(ex.id)
+        return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

@@ -165,6 +165,32 @@ class LogHandler(StaxHandler):
         self.reply(chunk)
 
 
+class CrateHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from ..operations.crate import crate_file_name
+
+        license = self.get_query_argument("license", None) or None
+        with tempfile.TemporaryDirectory(prefix="stax-crate-") as tmp:
+            ex = self.ops.get(execution_id)
+            path = await asyncio.to_thread(
+                self.ops.export_crate, ex.id, Path(tmp) / "crate.zip", license=license
+            )
+            name = crate_file_name(ex)
+            self.set_header("Content-Type", "application/zip")
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+            self.set_header("Content-Length", str(path.stat().st_size))
+            with open(path, "rb") as f:  # in chunks: a crate holds every log of the run
+                while chunk := f.read(1 << 20):
+                    self.write(chunk)
+                    await self.flush()
+        self.finish(set_content_type="application/zip")
+
+
 class InfoHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -255,6 +281,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions", ExecutionsHandler),
     (rf"{API}/executions/{_ID}", ExecutionHandler),
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
+    (rf"{API}/executions/{_ID}/crate", CrateHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
     (rf"{API}/builds", BuildsHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
