@@ -224,6 +224,12 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
+    if args.name:
+        from .core.cluster_text import detail_text
+
+        detail = ctx.service().cluster(args.name)
+        print(detail.model_dump_json(indent=2) if args.json else detail_text(detail))
+        return 0
     clusters = ctx.service().clusters()
     if args.json:
         _print_json([c.model_dump(mode="json") for c in clusters])
@@ -390,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--attempt", type=int, metavar="N", help="an earlier attempt's output")
 
-    sp = cmd("clusters", cmd_clusters, "list the clusters you can run on")
+    sp = cmd("clusters", cmd_clusters, "list the clusters you can run on; with NAME, one "
+             "cluster's live numbers (and a remote one's connection)")
+    sp.add_argument("name", nargs="?", metavar="NAME", help="one cluster, in detail")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("images", cmd_images, "list StaX images; with --cluster, whether each one fits there")

@@ -219,6 +219,7 @@ class LocalService:
         return Engine(store=self.store(), clusters=self.registry(), adopt=False)
 
     def close(self) -> None:
+        self.ops.close()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -55,7 +55,8 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
     quotes, e.g. --param msg='a b', or from Python: --param msg={shlex.quote(msg)}.
     Whatever the value, a step gets it as data (never run as code).
 
-%stax clusters                    the clusters you can submit to
+%stax clusters [NAME]             the clusters you can submit to; NAME: its live numbers
+                                  (and a remote cluster's SSH connection)
 %stax images [--cluster C]        StaX images, and whether they fit cluster C
 %stax build RECIPE [--for C] [--variant K=V] [--force] [--format ch|oci|sif] [--builder B]
             [--catalog F]
@@ -320,7 +321,14 @@ class StaxMagics:
         return self.last.id
 
     def _cmd_clusters(self, args: list[str]) -> None:
-        MagicParser("%stax clusters").parse_args(args)
+        p = MagicParser("%stax clusters")
+        p.add_argument("name", nargs="?")
+        a = p.parse_args(args)
+        if a.name:  # one cluster: live numbers, and a remote one's connection
+            from ..core.cluster_text import detail_text
+
+            print(detail_text(self.service.cluster(a.name)))
+            return
         clusters = self.service.clusters()
         print(text.format_table(text.CLUSTER_HEADERS, text.cluster_rows(clusters)))
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shlex
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +53,8 @@ from ..core.models import (
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
 from .paging import decode_cursor, page_of, state_arg
+from .remote_cluster import remote_detail
+from .remote_logs import read_remote_chunk
 from .requests import refuse_server_paths
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
     from ..engine.store import Store
+    from ..engine.transport import Transport
     from .builds import BuildJobs, BuildRequest, BuildStatus
 
 __all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
@@ -129,19 +132,47 @@ class Operations:
 
     ``store`` and ``registry`` are called each time an operation needs them (they may raise,
     e.g. ``ServiceUnavailable``); ``image_catalogs`` are the catalog sources (None: the
-    defaults, see :mod:`jupyter_stax.engine.catalog`)."""
+    defaults, see :mod:`jupyter_stax.engine.catalog`). ``transport``: a cluster's transport
+    (remote logs and live numbers go through it); the server passes its engine's, so the
+    operations share the engine's ONE connection per cluster. Without it, the operations keep
+    one transport per cluster of their own (closed by :meth:`close`)."""
 
     def __init__(
         self,
         store: Callable[[], Store],
         registry: Callable[[], ClusterRegistry],
         image_catalogs: Callable[[], list[str] | None] = lambda: None,
+        transport: Callable[[Cluster], Transport] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._image_catalogs = image_catalogs
         #: until when reads wait for an execution's first reconcile pass (see to_check)
         self._until: dict[str, float] = {}
+        self._transport_of = transport
+        self._own: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+
+    def transport(self, c: Cluster) -> Transport:
+        """The transport of cluster ``c`` (the given one, or one of these operations' own)."""
+        if self._transport_of is not None:
+            return self._transport_of(c)
+        with self._lock:
+            t = self._own.get(c.name)
+            if t is None:
+                from ..engine.planning import state_dir
+                from ..engine.transports import transport_for
+
+                t = transport_for(c, state_dir(self._store(), c))
+                self._own[c.name] = t
+            return t
+
+    def close(self) -> None:
+        """Close the transports these operations opened themselves."""
+        with self._lock:
+            own, self._own = self._own, {}
+        for t in own.values():
+            t.close()
 
     # ------------------------------------------------------------------ clusters and images
     def clusters(self) -> list[ClusterInfo]:
@@ -150,7 +181,9 @@ class Operations:
 
     def cluster(self, name: str) -> ClusterDetail:
         """A cluster with live numbers from its scheduler where it has them (runs ``sinfo``
-        and ``squeue`` for Slurm, ``qstat``/``qhost`` for Grid Engine: blocking)."""
+        and ``squeue`` for Slurm, ``qstat``/``qhost`` for Grid Engine: blocking). A remote
+        cluster's run on the cluster in one command, and its connection state comes along
+        (:mod:`.remote_cluster`)."""
         from ..engine import schedulers
         from ..engine.schedulers import local
         from ..engine.transport import LocalTransport
@@ -160,11 +193,9 @@ class Operations:
         detail = ClusterDetail.model_validate(cluster_info(reg, c).model_dump())
         known = schedulers.get(c.scheduler)
         if c.remote:
-            detail.note = (
-                f"no live numbers for remote clusters yet ({c.name} is reached over SSH at "
-                f"{c.host})"
-            )
-        elif known is not None and known.summary is not None:
+            # through the cluster's transport: ONE command, and the connection's state
+            return remote_detail(detail, c, self.transport(c), COMMAND_TIMEOUT)
+        if known is not None and known.summary is not None:
             transport = LocalTransport()  # the cluster's own, once clusters may be remote
             detail.summary = known.summary(
                 c, lambda argv: schedulers.run_checked(transport, argv, COMMAND_TIMEOUT)
@@ -297,40 +328,41 @@ class Operations:
         """A chunk of a step's output from byte ``offset`` (``attempt`` None: the current one;
         ``limit`` None: ``LOG_LIMIT_DEFAULT``, at most ``LOG_LIMIT_MAX``). A missing file is an
         empty chunk; ``eof`` once the step is final and all was read. Only the step's own
-        regular files are read (see :mod:`.logs`): Forbidden otherwise. Blocking (file IO)."""
+        regular files are read (see :mod:`.logs`; on a remote cluster the same rules apply
+        there, :mod:`.remote_logs`): Forbidden otherwise. Blocking (file IO, or one command
+        through a remote cluster's transport: TransportError when it does not answer)."""
         in_range("offset", offset, 0)
         if limit is not None:
             in_range("limit", limit, 0)
         ex, s = self.step(execution_id, step)
         name = log_file_name(stream, attempt, s.attempt, s.name)
-        self._refuse_remote_log(ex, s, name)
         final = s.state.final or attempt not in (None, s.attempt)
         want = LOG_LIMIT_DEFAULT if limit is None else min(limit, LOG_LIMIT_MAX)
+        label = f"{name} of step {s.name!r}"
+        remote = self._remote_cluster(ex, s)
+        if remote is not None:
+            # the log is on the cluster: ONE command through its transport, same rules
+            return read_remote_chunk(
+                self.transport(remote), s.directory, name, offset=offset, limit=want,
+                final=final, label=label, errors=errors,
+            )
         return read_chunk(
             s.directory,
             name,
             offset=offset,
             limit=want,
             final=final,
-            label=f"{name} of step {s.name!r}",
+            label=label,
             errors=errors,
         )
 
-    def _refuse_remote_log(self, ex: Execution, s: StepRun, name: str) -> None:
-        """A step of a remote cluster keeps its log on the cluster; reading it here would read a
-        path of THIS machine (empty, or somebody else's file). Until logs go through the
-        cluster's transport (the next slice of remote clusters), say where the log is."""
-        cluster = s.cluster or ex.cluster
+    def _remote_cluster(self, ex: Execution, s: StepRun) -> Cluster | None:
+        """The remote cluster where step ``s`` ran (None: it ran on this machine)."""
         try:
-            c = self._registry().get(cluster)
+            c = self._registry().get(s.cluster or ex.cluster)
         except StaxError:
-            return  # a cluster no longer configured: its steps ran where the store says
-        if c.remote:
-            raise Conflict(
-                f"{name} of step {s.name!r} is on remote cluster {c.name!r} ({c.host}); reading "
-                f"remote logs from here is not supported yet: `ssh {c.host} cat "
-                f"{shlex.quote(s.directory + '/' + name)}`"
-            )
+            return None  # a cluster no longer configured: its steps ran where the store says
+        return c if c.remote else None
 
     def export_crate(
         self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None

@@ -234,3 +234,32 @@ def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm
     assert "_after_fork" not in queue and "Traceback" not in queue
     assert eid in outputs(nb, "del run")
     assert outputs(nb, "w = %stax watch").splitlines()[-2:] == ["completed", "total 5050"]
+
+
+@pytest.mark.slurm
+@pytest.mark.ssh
+def test_remote_cluster_over_ssh(
+    store: Path, stax_env: Path, kernelspec: str, tmp_path: Path, slurm: str, sshd: Any
+) -> None:
+    """Notebook 06 on the remote Slurm behind the test sshd (the remote account's jobs, its
+    home's work directory, logs read over SSH, a detached run reconciled over SSH)."""
+    from ..ssh.remote_config import add_clusters, remote_entry
+    from ..ssh.sshd import REMOTE_USER
+
+    add_clusters(stax_env / "clusters.yaml", far=remote_entry(sshd, sshd.client("root")))
+    nb = execute("06_remote_cluster.ipynb", tmp_path, kernelspec, STAX_REMOTE_CLUSTER="far")
+    assert outputs(nb, "import os").strip() == "cluster: far"
+    detail = outputs(nb, "%stax clusters")
+    assert f"connected to {REMOTE_USER}@127.0.0.1" in detail and "debug: nodes" in detail
+    assert outputs(nb, "run = %stax_submit").splitlines() == [
+        "completed", "where    completed exit=0", "numbers  completed exit=0",
+        "total    completed exit=0",
+    ]
+    where = outputs(nb, "%stax logs where")
+    assert f" as {REMOTE_USER} in /home/{REMOTE_USER}/stax-runs/" in where, where
+    assert outputs(nb, "%stax logs total") == "total 5050\n"
+    lines = outputs(nb, "detach = ").splitlines()
+    assert lines[0].split()[1] == "detached"
+    assert lines[-2:] == ["completed", "total 500500"]
+    (ex, _first) = LocalService().list(limit=5)[0]
+    assert ex.cluster == "far" and ex.options.detached

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core.clusters import ClusterRegistry
-from jupyter_stax.core.errors import Conflict, StaxError
+from jupyter_stax.core.errors import StaxError
 from jupyter_stax.core.models import Cluster, Execution
 from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.engine.engine import Engine
@@ -206,14 +206,19 @@ def test_dag_with_a_failing_middle_step_runs_remotely(
             await until(lambda: not list(state.rglob("*.job")), 30, "no local .job files")
             # the provenance stays on the Jupyter side (the work dir is a path on the cluster)
             assert (tmp_path / "state" / "provenance" / ex.id / "execution.json").is_file()
-            # the operations layer (REST, CLI, widgets) does not read a remote step's log as a
-            # path of this machine: it says where the log is (until logs go through SSH) ...
-            ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]))
-            with pytest.raises(Conflict, match=r"stax.out of step 'a' is on remote cluster 'far'"):
-                ops.read_log(ex.id, "a")
-            # ... and has no live numbers of this machine's Slurm for a remote cluster
-            detail = ops.cluster("far")
-            assert detail.summary is None and detail.note and "remote" in detail.note
+            # the operations layer (REST, CLI, widgets) reads a remote step's log through the
+            # engine's own transport (the ONE connection), never as a path of this machine ...
+            ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]),
+                             transport=e.transport)
+            before = tr.connection.stats.execs
+            chunk = await asyncio.to_thread(ops.read_log, ex.id, "a")
+            assert (chunk.data, chunk.eof) == (out.decode(), True)
+            assert tr.connection.stats.execs == before + 1 and tr.connection.stats.connects == 1
+            # ... and has the remote Slurm's live numbers, asked over SSH in one command
+            detail = await asyncio.to_thread(ops.cluster, "far")
+            assert detail.summary is not None and detail.summary.scheduler == "slurm"
+            assert detail.connection and detail.connection.state == "connected"
+            assert tr.connection.stats.execs == before + 2
 
     asyncio.run(body())
 

@@ -56,6 +56,30 @@ function summaryText(detail: ClusterDetail | null): string {
   return `${s.cpus ?? '?'} CPUs, load ${load} · ${s.running_steps} steps running`;
 }
 
+/** A remote cluster's SSH connection in one line (null: a local cluster). */
+export function connectionText(detail: ClusterDetail | null): string | null {
+  const c = detail?.connection;
+  if (!c) {
+    return null;
+  }
+  const via = c.destination;
+  const since = c.since ? new Date(c.since).toLocaleTimeString() : '';
+  switch (c.state) {
+    case 'connected':
+      return `connected to ${via}`;
+    case 'idle':
+      return `not connected to ${via} yet`;
+    case 'reconnecting':
+      return `reconnecting to ${via} since ${since}: ${c.error ?? 'no answer'}`;
+    default:
+      return (
+        `refused by ${via} since ${since}` +
+        (c.problem ? ` (${c.problem.replace(/-/g, ' ')})` : '') +
+        `: ${c.error ?? ''}`
+      );
+  }
+}
+
 function ClusterItem(props: { row: ClusterRow }): React.JSX.Element {
   const { info, detail, error } = props.row;
   const where = [
@@ -78,6 +102,20 @@ function ClusterItem(props: { row: ClusterRow }): React.JSX.Element {
           summaryText(detail)
         )}
       </div>
+      {detail?.connection && (
+        <div
+          className={
+            'jp-StaxCluster-connection' +
+            (detail.connection.state === 'connected'
+              ? ' jp-StaxMuted'
+              : ' jp-StaxError-text')
+          }
+          data-connection={detail.connection.state}
+          title={detail.connection.error ?? ''}
+        >
+          {connectionText(detail)}
+        </div>
+      )}
     </li>
   );
 }
