@@ -160,6 +160,29 @@ class Step(_Model):
         description="bash: run is a bash script; python: run is Python source run by python3 "
         "(placeholders become stax_param('name') calls, and stax_params holds every value)",
     )
+    sweep: dict[str, Any] | None = Field(
+        None,
+        description="run the step once per combination of these values (a grid; zip: true "
+        "pairs the lists): {name: [values] | {range: [start, stop]}, zip: bool}; instance i "
+        "runs in <step>/<i>/ (see jupyter_stax.core.sweep)",
+    )
+    max_parallel: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="sweep: at most this many instances running at once"
+    )
+    pack: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="sweep: instances per scheduler job (array element), run in parallel up "
+        "to its CPUs; auto: chosen from the instance count so short tasks do not cost a job each",
+    )
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        from .sweep import normalize
+
+        return normalize(v)
 
     @field_validator("name")
     @classmethod
@@ -186,6 +209,13 @@ class Step(_Model):
             raise ValueError("give either 'run' or 'software', not both")
         if self.software is not None and self.language != "bash":
             raise ValueError("a 'software' step renders to bash; drop 'language'")
+        if self.sweep is None and (self.max_parallel is not None or self.pack != "auto"):
+            raise ValueError("max_parallel and pack apply to a sweep; add 'sweep' or drop them")
+        both = sorted(set(self.sweep or ()) & set(self.params) - {"zip"})
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is both in 'params' and 'sweep'; give it in one of them"
+            )
         return self
 
 
