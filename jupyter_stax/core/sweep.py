@@ -330,3 +330,65 @@ def element_cap(max_parallel: int | None, per_element: int) -> int | None:
     if max_parallel is None:
         return None
     return max(1, max_parallel // max(1, per_element))
+
+
+# ---------------------------------------------------------------------- files
+#: the instances of each array element, one line per element: ``stax.elements.<attempt>``
+ELEMENTS_FILE = "stax.elements"
+#: the script each array element (or the one job of a sweep) runs: ``stax.array.<attempt>.sh``
+RUNNER = "stax.array"
+#: the sweep's summary, rewritten by the engine as instances end (read by status surfaces)
+SUMMARY_FILE = "stax.sweep.json"
+
+
+def elements_text(elements: Sequence[Sequence[int]]) -> str:
+    """The elements file: line ``k`` lists the instance indices of element ``k``."""
+    return "".join(" ".join(map(str, e)) + "\n" for e in elements)
+
+
+def render_runner(
+    *,
+    step_dir: str,
+    attempt: int,
+    offset: int,
+    width: int,
+    cpus_per_instance: int | None,
+    array: bool,
+) -> str:
+    """The bash script of one array element (``array``: element ``offset +
+    $SLURM_ARRAY_TASK_ID``) or of the whole sweep in one job (every element in turn).
+
+    It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, each with
+    ``bash <i>/stax.job.sh`` in its own directory (which writes the instance's own start and
+    exit records; its output goes to ``<i>/stax.out``, ``<i>/stax.err``), at most ``width`` at
+    once and, unless ``cpus_per_instance`` is None (a local run), never more than the CPUs of
+    the allocation allow (``cpus_per_instance`` each).
+    The instance indices are integers written by the engine: no value of the sweep is in this
+    script or in the elements file. It exits 0: the instances' exit records are the outcome."""
+    import shlex
+
+    q = shlex.quote
+    elements = f"{ELEMENTS_FILE}.{attempt}"
+    pick = (
+        f'k=$(( {offset} + ${{SLURM_ARRAY_TASK_ID:?not an array element}} ))\n'
+        f'sed -n "$((k + 1))p" {elements}'
+        if array
+        else f"cat {elements}"
+    )
+    parallel = f"par={width}\n"
+    if cpus_per_instance is not None:
+        parallel = (
+            "cpus=${SLURM_CPUS_ON_NODE:-${NSLOTS:-${PBS_NCPUS:-$(nproc 2>/dev/null || echo 1)}}}\n"
+            f"par=$(( cpus / {cpus_per_instance} ))\n"
+            '[ "$par" -ge 1 ] || par=1\n'
+            f'[ "$par" -le {width} ] || par={width}\n'
+        )
+    return f"""#!/bin/bash
+# jupyter_stax sweep runner, attempt {attempt}: the instances of {'one array element' if array
+    else 'every element'} (see {elements}), each in its own directory.
+cd -P -- {q(step_dir)} || {{ echo 'jupyter_stax: cannot enter step directory' >&2; exit 126; }}
+{parallel}{pick} | tr ' ' '\\n' | grep -E '^[0-9]+$' |
+  xargs -r -P "$par" -I'{{}}' bash -c \
+    'cd -P -- "$1" && exec bash ./stax.job.sh >stax.out 2>stax.err' _ '{{}}'
+exit 0
+"""

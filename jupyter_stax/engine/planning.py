@@ -77,6 +77,11 @@ def prepare(
                 f"cluster {c.name!r} uses {c.scheduler!r} (use 'single' or 'mpirun')"
             )
         if opts.detached:
+            if s.sweep is not None:
+                problems.append(
+                    f"step {s.name!r} is a sweep; sweeps run with an engine watching for now: "
+                    "submit without --detach"
+                )
             if not schedulers.native_dependencies(c.scheduler):
                 problems.append(
                     "detached mode queues steps with Slurm or Grid Engine dependencies; "
