@@ -416,6 +416,47 @@ class AttemptRecord(BaseModel):
     finished_at: datetime | None = None
 
 
+class SweepInstance(BaseModel):
+    """One instance of a sweep step (see :mod:`.sweep`): its index, state and exit code."""
+
+    index: int
+    state: str
+    exit_code: int | None = None
+
+
+class SweepSummary(BaseModel):
+    """A sweep step's instances in counts (what its row shows), as its engine last wrote it."""
+
+    total: int
+    attempt: int = 0
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="instances per state: pending, queued, running, completed, failed, lost "
+        "(its job ended without an exit record), canceled",
+    )
+    failed: list[SweepInstance] = Field(
+        default_factory=list, description="the first instances that did not complete"
+    )
+    pack: int = 1
+    elements: int = Field(0, description="array elements (scheduler jobs) of this attempt")
+    jobs: list[str] = Field(default_factory=list, description="native ids of the array(s)")
+
+    def line(self) -> str:
+        """``9,812/10,000 done, 3 failed, 185 running``."""
+        c = self.counts
+        parts = [f"{c.get('completed', 0):,}/{self.total:,} done"]
+        bad = c.get("failed", 0) + c.get("lost", 0)
+        for n, word in (
+            (bad, "failed"),
+            (c.get("canceled", 0), "canceled"),
+            (c.get("running", 0), "running"),
+            (c.get("queued", 0) + c.get("pending", 0), "waiting"),
+        ):
+            if n:
+                parts.append(f"{n:,} {word}")
+        return ", ".join(parts)
+
+
 class StepRun(BaseModel):
     """One step of one execution, as the engine last committed it."""
 
@@ -439,6 +480,9 @@ class StepRun(BaseModel):
         None, description="the variant it runs in: reference, digest, labels, runtime"
     )
     history: list[AttemptRecord] = Field(default_factory=list)
+    sweep: SweepSummary | None = Field(
+        None, description="a sweep step's instances in counts (None: not a sweep, or not known)"
+    )
 
 
 class SubmitOptions(_Model):

@@ -25,9 +25,11 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .assignments import parse_value
+from .models import Execution, SweepSummary
 
 __all__ = [
     "MAX_INSTANCES",
@@ -392,3 +394,60 @@ cd -P -- {q(step_dir)} || {{ echo 'jupyter_stax: cannot enter step directory' >&
     'cd -P -- "$1" && exec bash ./stax.job.sh >stax.out 2>stax.err' _ '{{}}'
 exit 0
 """
+
+
+def read_summary(step_dir: str | Path) -> SweepSummary | None:
+    """The summary the engine last wrote in a sweep step's directory (None: none yet, or the
+    directory is not on this machine: a remote cluster's)."""
+    try:
+        return SweepSummary.model_validate_json((Path(step_dir) / SUMMARY_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def fill_summaries(ex: Execution) -> Execution:
+    """Set each sweep step's :attr:`~.models.StepRun.sweep` from its summary file."""
+    for s in ex.steps:
+        try:
+            sweep = ex.workflow.step(s.name).sweep
+        except KeyError:
+            continue
+        if sweep is not None and s.sweep is None:
+            s.sweep = read_summary(s.directory)
+    return ex
+
+
+# ---------------------------------------------------------------------- listing instances
+_ORDER = {"failed": 0, "lost": 0, "canceled": 1, "running": 2, "waiting": 3, "completed": 4}
+
+
+def instance_states(
+    total: int,
+    attempt: int,
+    records: Sequence[tuple[Any, Any]],
+    summary: SweepSummary | None,
+) -> list[tuple[str, int | None, int]]:
+    """``(state, exit code, attempt)`` of each instance from its ``(start, exit)`` records
+    (``jobscript`` StartRecord/ExitRecord or None) and the engine's summary (which alone knows
+    the instances that were lost or canceled)."""
+    known = {f.index: f for f in summary.failed} if summary is not None else {}
+    out: list[tuple[str, int | None, int]] = []
+    for i in range(total):
+        start, end = records[i]
+        if end is not None:
+            code = end.exit_code
+            out.append(("completed" if code == 0 else "failed", code, end.attempt))
+        elif i in known and known[i].state in ("lost", "canceled"):
+            out.append((known[i].state, None, attempt))
+        elif start is not None and start.attempt == attempt:
+            out.append(("running", None, start.attempt))
+        else:
+            out.append(("waiting", None, start.attempt if start is not None else 0))
+    return out
+
+
+def page_order(states: Sequence[tuple[str, int | None, int]], state: str | None) -> list[int]:
+    """The instance indices to list: those in ``state`` (all when None), the ones that did not
+    complete first, then by index."""
+    picked = [i for i, st in enumerate(states) if state is None or st[0] == state]
+    return sorted(picked, key=lambda i: (_ORDER.get(states[i][0], 5), i))

@@ -45,7 +45,7 @@ from ..core import jobscript as js
 from ..core import sweep as sw
 from ..core.dag import bound_params
 from ..core.errors import SchedulerUnavailable, StaxError
-from ..core.models import Cluster, StepRun
+from ..core.models import Cluster, StepRun, SweepSummary
 from ..core.states import StepState
 from . import observing, planning
 from .backend import JobGone, SubmitError, _kill_tree
@@ -550,10 +550,16 @@ def failed_reason(tr: Tracker) -> str:
 
 
 async def _write_summary(engine: Engine, tr: Tracker) -> None:
+    """The summary into ``stax.sweep.json`` and onto the step (published: rows show counts)."""
     text = json.dumps(tr.summary(), sort_keys=True) + "\n"
     if text == tr.written:
         return
     s = tr.run.steps[tr.name]
+    if s.attempt == tr.attempt:
+        s.sweep = SweepSummary.model_validate(tr.summary())
+        if engine._runs.get(tr.run.id) is tr.run:
+            with contextlib.suppress(LostOwnership):
+                engine._commit(tr.run, s, s.state)
     transport = engine._transport(engine.clusters.get(s.cluster))
     try:
         await engine._io(
@@ -676,11 +682,3 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
     engine._spawn(_track(engine, tr), f"track sweep {run.id}/{s.name}")
 
 
-# ---------------------------------------------------------------------- reading
-def read_summary(step_dir: str | Path) -> dict[str, Any] | None:
-    """The summary a sweep step's engine last wrote (None: none yet, or not readable here)."""
-    try:
-        data = json.loads((Path(step_dir) / sw.SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -165,6 +165,17 @@ class LogHandler(StaxHandler):
         self.reply(chunk)
 
 
+class InstancesHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str, step: str) -> None:
+        state, cursor, limit = inputs.instance_args(self.query("state", "cursor", "limit"))
+        page = await asyncio.to_thread(
+            self.ops.instances, execution_id, step, state, cursor, limit
+        )
+        self.reply(page)
+
+
 class InfoHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -229,6 +240,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions/{_ID}", ExecutionHandler),
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
+    (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/instances", InstancesHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
     (rf"{API}(?P<rest>/.*)?", NoEndpointHandler),

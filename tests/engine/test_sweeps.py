@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core import sweep as sw
+from jupyter_stax.core import text
 from jupyter_stax.core.jobscript import read_exit_record, read_start_record
 from jupyter_stax.core.models import Execution, StepState
 from jupyter_stax.engine import sweeps
@@ -30,9 +31,10 @@ FAILING = (5, 17, 33)
 
 
 def _summary(ex: Execution, step: str) -> dict[str, Any]:
-    got = sweeps.read_summary(ex.step(step).directory)
+    got = sw.read_summary(ex.step(step).directory)
     assert got is not None, "no stax.sweep.json"
-    return got
+    assert ex.step(step).sweep == got  # what every surface shows
+    return got.model_dump()
 
 
 def _squeue(native_ids: str, states: str) -> list[str]:
@@ -86,6 +88,7 @@ def test_grid_with_failures_then_retry_reruns_only_them(
     s1 = _summary(ex, "sim")
     assert s1["counts"] == {"completed": 47, "failed": 3}
     assert [f["index"] for f in s1["failed"]] == list(FAILING)
+    assert text.step_detail(sim).startswith("47/50 done, 3 failed; 3 of 50 instances")
     spec = sw.spec(wf["steps"][0]["sweep"])  # type: ignore[index]
     for i in range(50):  # each instance in its own directory, with its own values
         v = sw.instance(spec, i)
