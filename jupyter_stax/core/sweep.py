@@ -360,10 +360,11 @@ def render_runner(
     """The bash script of one array element (``array``: element ``offset +
     $SLURM_ARRAY_TASK_ID``) or of the whole sweep in one job (every element in turn).
 
-    It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, each with
-    ``bash <i>/stax.job.sh`` in its own directory (which writes the instance's own start and
-    exit records; its output goes to ``<i>/stax.out``, ``<i>/stax.err``), at most ``width`` at
-    once and, unless ``cpus_per_instance`` is None (a local run), never more than the CPUs of
+    It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, each in a
+    subshell (a fork, no new bash) that enters ``<i>/`` and sources its ``stax.job.sh`` (which
+    writes the instance's own start and exit records; its output goes to ``<i>/stax.out``,
+    ``<i>/stax.err``; its ``exit`` ends only that subshell), at most ``width`` at once
+    and, unless ``cpus_per_instance`` is None (a local run), never more than the CPUs of
     the allocation allow (``cpus_per_instance`` each).
     The instance indices are integers written by the engine: no value of the sweep is in this
     script or in the elements file. It exits 0: the instances' exit records are the outcome."""
@@ -372,26 +373,34 @@ def render_runner(
     q = shlex.quote
     elements = f"{ELEMENTS_FILE}.{attempt}"
     pick = (
-        f'k=$(( {offset} + ${{SLURM_ARRAY_TASK_ID:?not an array element}} ))\n'
-        f'sed -n "$((k + 1))p" {elements}'
+        f'_stax_k=$(( {offset} + ${{SLURM_ARRAY_TASK_ID:?not an array element}} ))\n'
+        f'sed -n "$((_stax_k + 1))p" {elements}'
         if array
         else f"cat {elements}"
     )
-    parallel = f"par={width}\n"
+    parallel = f"_stax_par={width}\n"
     if cpus_per_instance is not None:
         parallel = (
-            "cpus=${SLURM_CPUS_ON_NODE:-${NSLOTS:-${PBS_NCPUS:-$(nproc 2>/dev/null || echo 1)}}}\n"
-            f"par=$(( cpus / {cpus_per_instance} ))\n"
-            '[ "$par" -ge 1 ] || par=1\n'
-            f'[ "$par" -le {width} ] || par={width}\n'
+            "_stax_cpus=${SLURM_CPUS_ON_NODE:-${NSLOTS:-${PBS_NCPUS:-"
+            "$(nproc 2>/dev/null || echo 1)}}}\n"
+            f"_stax_par=$(( _stax_cpus / {cpus_per_instance} ))\n"
+            '[ "$_stax_par" -ge 1 ] || _stax_par=1\n'
+            f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
         )
     return f"""#!/bin/bash
 # jupyter_stax sweep runner, attempt {attempt}: the instances of {'one array element' if array
     else 'every element'} (see {elements}), each in its own directory.
 cd -P -- {q(step_dir)} || {{ echo 'jupyter_stax: cannot enter step directory' >&2; exit 126; }}
-{parallel}{pick} | tr ' ' '\\n' | grep -E '^[0-9]+$' |
-  xargs -r -P "$par" -I'{{}}' bash -c \
-    'cd -P -- "$1" && exec bash ./stax.job.sh >stax.out 2>stax.err' _ '{{}}'
+{parallel}{pick} | tr ' ' '\\n' | {{
+  _stax_n=0
+  while read -r _stax_i; do
+    case $_stax_i in ''|*[!0-9]*) continue;; esac
+    if [ "$_stax_n" -ge "$_stax_par" ]; then wait -n; _stax_n=$((_stax_n - 1)); fi
+    ( cd -P -- "$_stax_i" && . ./stax.job.sh >stax.out 2>stax.err ) </dev/null &
+    _stax_n=$((_stax_n + 1))
+  done
+  wait
+}}
 exit 0
 """
 

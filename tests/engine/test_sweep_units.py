@@ -148,7 +148,7 @@ def test_runner_of_one_job_runs_every_element(tmp_path: Path) -> None:
     script = sw.render_runner(
         step_dir=str(d), attempt=1, offset=0, width=3, cpus_per_instance=None, array=False
     )
-    assert "par=3\n" in script
+    assert "_stax_par=3\n" in script
     r = _run(script, d, {})
     assert r.returncode == 0, r.stderr
     ran = sorted(Path(p).name for p in (d / "ran.log").read_text().split("\n") if p)
