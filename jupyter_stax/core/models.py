@@ -175,6 +175,12 @@ class Step(_Model):
         "to its CPUs; auto: chosen from the instance count so short tasks do not cost a job each",
     )
 
+    expected_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="sweep: how long one instance is expected to run, seconds; pack: auto "
+        "puts enough instances in a scheduler job for about a minute of work (default 5)",
+    )
+
     @field_validator("sweep", mode="before")
     @classmethod
     def _sweep(cls, v: Any) -> Any:
@@ -209,8 +215,12 @@ class Step(_Model):
             raise ValueError("give either 'run' or 'software', not both")
         if self.software is not None and self.language != "bash":
             raise ValueError("a 'software' step renders to bash; drop 'language'")
-        if self.sweep is None and (self.max_parallel is not None or self.pack != "auto"):
-            raise ValueError("max_parallel and pack apply to a sweep; add 'sweep' or drop them")
+        if self.sweep is None and (
+            self.max_parallel is not None or self.pack != "auto" or self.expected_seconds
+        ):
+            raise ValueError(
+                "max_parallel, pack and expected_seconds apply to a sweep; add 'sweep' or drop them"
+            )
         both = sorted(set(self.sweep or ()) & set(self.params) - {"zip"})
         if both:
             raise ValueError(

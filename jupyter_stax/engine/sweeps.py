@@ -52,7 +52,7 @@ from .backend import JobGone, SubmitError, _kill_tree
 from .runstate import JobKey, Run, reset
 from .schedulers import run_checked, slurm
 from .store import LostOwnership, now
-from .transport import ClusterPath, FileSpec, TransportError
+from .transport import ClusterPath, FileSpec, LocalTransport, TransportError
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -301,14 +301,18 @@ def _write_attempt(
     todo = [i for i in range(n) if i not in finished]
     local = cluster.scheduler == "local"
     array = cluster.scheduler == slurm.NAME
-    pack = step.pack if isinstance(step.pack, int) else sw.auto_pack(len(todo))
+    pack = (
+        step.pack
+        if isinstance(step.pack, int)
+        else sw.auto_pack(len(todo), step.expected_seconds)
+    )
     if local:
         width = step.max_parallel or max(2, os.cpu_count() or 1)
     elif array:
         fit = max(1, (node_cpus or 1) // (step.resources.cpus_per_task or 1))
         width = min(pack, step.max_parallel or pack, PACK_WIDTH, fit)
-    else:
-        width = min(len(todo) or 1, step.max_parallel or PACK_WIDTH, PACK_WIDTH)
+    else:  # one job: the CPUs of max_parallel instances (at most PACK_WIDTH), else one
+        width = min(len(todo) or 1, step.max_parallel or 1, PACK_WIDTH)
     elements = sw.plan_elements(todo, pack) if array else [todo]
     wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
     base = bound_params(run.ex.workflow, run.ex.params, step)
@@ -318,7 +322,13 @@ def _write_attempt(
             [m for i in todo for m in planning.earlier_attempt_moves(d / str(i), attempt)]
         )
     files: dict[ClusterPath, FileSpec] = {}
-    step_script: str | None = None
+    # one step script for every instance (values reach it as STAX_PARAM_* variables) in the
+    # step directory, sourced by each instance's job script; per instance in a container
+    shared = js.run_line(step, cluster) if s.resolved_image is None else None
+    if shared is not None and f"./{js.STEP_SCRIPT}" in shared:
+        files[str(d / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(step, None))
+    else:
+        shared = None
     for i in todo:
         values = sw.instance(spec, i)
         inst = step.model_copy(
@@ -333,21 +343,21 @@ def _write_attempt(
             plan = planning.container_plan(
                 run.ex, inst, s.model_copy(update={"directory": str(sd)}), cluster, wd
             )
-        if step_script is None or plan is not None:
-            step_script = js.render_step_script(inst, plan)
-        files[str(sd / js.STEP_SCRIPT)] = FileSpec(step_script)
-        files[str(sd / js.JOB_SCRIPT)] = FileSpec(
-            js.render_job_script(
-                container=plan,
-                execution_id=run.id,
-                step=inst,
-                attempt=attempt,
-                cluster=cluster,
-                params={**base, **values},
-                step_dir=sd,
-                execution_dir=Path(run.ex.work_dir),
-            )
+        job = js.render_job_script(
+            container=plan,
+            execution_id=run.id,
+            step=inst,
+            attempt=attempt,
+            cluster=cluster,
+            params={**base, **values},
+            step_dir=sd,
+            execution_dir=Path(run.ex.work_dir),
         )
+        if shared is not None:
+            job = job.replace(shared, shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}"))
+        else:
+            files[str(sd / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(inst, plan))
+        files[str(sd / js.JOB_SCRIPT)] = FileSpec(job)
     files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
     runners: list[tuple[Path, int]] = []
     cpi = None if local else (step.resources.cpus_per_task or 1)
@@ -374,8 +384,23 @@ def _write_attempt(
             0o755,
         )
         runners.append((path, 0))
-    transport.write_files(files)
+    if isinstance(transport, LocalTransport):
+        _write_new_files(files)
+    else:
+        transport.write_files(files)
     return _Written(todo, done, runners, pack, len(elements) if todo else 0, width)
+
+
+def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:
+    """Local files of an attempt about to be submitted (nobody reads them before): written in
+    place, without the temporary file and rename of :meth:`.LocalTransport.write_files`
+    (thousands of instances: a third of the time)."""
+    for path, spec in files.items():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, spec.mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(spec.text)
+        if spec.mode != 0o644:
+            os.chmod(path, spec.mode)
 
 
 async def _max_array_size(engine: Engine, cluster: Cluster) -> int:

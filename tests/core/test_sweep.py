@@ -156,6 +156,7 @@ def test_workflow_file_form() -> None:
     [
         ({"run": "x", "max_parallel": 2}, "apply to a sweep"),
         ({"run": "x", "pack": 4}, "apply to a sweep"),
+        ({"run": "x", "expected_seconds": 2}, "apply to a sweep"),
         ({"run": "x", "sweep": {"n": [1]}, "params": {"n": 1}}, "both in 'params' and 'sweep'"),
         ({"run": "x", "sweep": {"n": [1]}, "pack": 0}, "greater than or equal to 1"),
         ({"run": "x", "sweep": {"a": [1, 2], "b": [1], "zip": True}}, "a has 2, b has 1"),

@@ -309,3 +309,69 @@ def test_kill9_engine_mid_sweep_then_adoption_runs_each_instance_once(
     assert sorted(map(int, runs)) == list(range(12)), "an instance ran twice or never"
     if cluster == "slurm":
         assert sim.job_name and len(_jobs_named(sim.job_name)) == 1  # the array, once
+
+
+def test_retries_rerun_only_the_failed_instance(
+    stax_env: Path, engine_factory: Callable[..., Engine]
+) -> None:
+    wf = {
+        "name": "retries",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 6]}},
+                "retries": 2,
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log\n"
+                "if [ $STAX_SWEEP_INDEX = 2 ] && [ ! -e tried ]; then touch tried; exit 3; fi\n",
+            }
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.COMPLETED and sim.attempt == 2, sim.reason
+    assert [h.reason for h in sim.history] == [
+        "1 of 6 instances did not complete: 2 (exit 3)"
+    ]
+    runs = Path(ex.work_dir, "runs.log").read_text().split()
+    assert sorted(map(int, runs)) == [0, 1, 2, 2, 3, 4, 5]
+
+
+def test_on_failure_stop_cancels_the_rest(
+    stax_env: Path, engine_factory: Callable[..., Engine]
+) -> None:
+    wf = {
+        "name": "stop",
+        "on_failure": "stop",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 8]}},
+                "max_parallel": 1,
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log\n"
+                "[ $STAX_SWEEP_INDEX != 0 ] || exit 4\nsleep 2\n",
+            },
+            {"name": "after", "after": ["sim"], "run": "true"},
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.FAILED, (sim.state, sim.reason)
+    assert sim.reason is not None and sim.reason.startswith("8 of 8 instances did not complete")
+    assert "0 (exit 4)" in sim.reason and "(canceled)" in sim.reason
+    ran = Path(ex.work_dir, "runs.log").read_text().split()
+    assert len(ran) < 8, ran  # the rest of the sweep never started
+    counts = _summary(ex, "sim")["counts"]
+    assert counts["failed"] == 1 and counts["canceled"] == 7 - counts.get("lost", 0)
+    assert ex.step("after").state is StepState.SKIPPED
