@@ -96,6 +96,12 @@ class Tracker:
     """jobs (by position) that attach() found gone"""
     pack: int = 1
     elements: int = 0
+    groups: list[list[int]] = field(default_factory=list)
+    """the instances of each element in the order its runner starts them (empty: unknown)"""
+    width: int = 1
+    """instances an element runs at once"""
+    front: list[int] = field(default_factory=list)
+    """per element: the position of its first instance not known to have started"""
     stopping: bool = False
     first_start: float | None = None
     written: str = ""
@@ -140,6 +146,7 @@ class _Written:
     pack: int
     elements: int
     width: int
+    groups: list[list[int]]
 
 
 def submit_step(engine: Engine, run: Run, name: str) -> None:
@@ -169,7 +176,7 @@ async def _submit(engine: Engine, run: Run, name: str) -> None:
                 await asyncio.sleep(engine.submit_backoff[0])
         s.attempt, s.job_name = attempt, js.job_name(run.id, name)
         tr = _new_tracker(engine, run, name, attempt, w.todo, w.done)
-        tr.pack, tr.elements = w.pack, w.elements
+        tr.pack, tr.elements, tr.groups, tr.width = w.pack, w.elements, w.groups, w.width
         if not w.todo:  # every instance completed in earlier attempts
             engine._set(run, name, StepState.COMPLETED, reason=None, exit_code=0)
             await _write_summary(engine, tr)
@@ -388,7 +395,7 @@ def _write_attempt(
         _write_new_files(files)
     else:
         transport.write_files(files)
-    return _Written(todo, done, runners, pack, len(elements) if todo else 0, width)
+    return _Written(todo, done, runners, pack, len(elements) if todo else 0, width, elements)
 
 
 def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:
@@ -464,15 +471,12 @@ async def _track(engine: Engine, tr: Tracker) -> None:
         while True:
             if engine._runs.get(run.id) is not run or s.attempt != tr.attempt or s.state.final:
                 return
-            pending = [i for i in tr.todo if tr.state[i] not in FINAL]
-            if pending:
-                try:
-                    got = await reader.read_many([str(tr.step_dir / str(i)) for i in pending])
-                except (TransportError, StaxError) as e:
-                    log.warning("records of sweep %s/%s: %s", run.id, tr.name, e)
-                    await asyncio.sleep(interval)
-                    continue
-                _apply_records(tr, pending, got)
+            try:
+                await _read_records(tr, reader)
+            except (TransportError, StaxError) as e:
+                log.warning("records of sweep %s/%s: %s", run.id, tr.name, e)
+                await asyncio.sleep(interval)
+                continue
             jobs = [
                 "gone" if j in tr.gone else backend.state(k) for j, k in enumerate(tr.keys)
             ]
@@ -518,6 +522,49 @@ async def _track(engine: Engine, tr: Tracker) -> None:
         ):
             with contextlib.suppress(Exception):
                 await _write_summary(engine, tr)
+
+
+async def _read_records(tr: Tracker, reader: Any) -> None:
+    """Read the records that may have changed since the last pass and apply them.
+
+    Each element's runner starts its instances in order, at most ``width`` at once: the
+    started ones are a prefix of its list (give or take ``width``). So per element only the
+    instances from the first not started one (``front``) on, in a window that doubles while
+    everything in it has started, are read, plus those known to run: a sweep of 100,000 does
+    not cost 200,000 file reads per poll, and a backlog is caught up in a few rounds. Without
+    the elements (after a restart) every unfinished instance is read."""
+    def dirs(ids: set[int] | list[int]) -> list[str]:
+        return [str(tr.step_dir / str(i)) for i in sorted(ids)]
+
+    if not tr.groups:
+        pending = [i for i in tr.todo if tr.state[i] not in FINAL]
+        if pending:
+            _apply_records(tr, pending, await reader.read_many(dirs(pending)))
+        return
+    if len(tr.front) != len(tr.groups):
+        tr.front = [0] * len(tr.groups)
+    window = [2 * tr.width] * len(tr.groups)
+    active = list(range(len(tr.groups)))
+    ids = {i for i in tr.todo if tr.state[i] == "running"}
+    while active:
+        for g in active:
+            group, f = tr.groups[g], tr.front[g]
+            ids.update(i for i in group[f : f + window[g]] if tr.state[i] not in FINAL)
+        if not ids:
+            return
+        _apply_records(tr, list(ids), await reader.read_many(dirs(ids)))
+        ids = set()
+        again = []
+        for g in active:
+            group, f = tr.groups[g], tr.front[g]
+            start = f
+            while f < len(group) and tr.state[group[f]] in ("running", *FINAL):
+                f += 1
+            tr.front[g] = f
+            if f < len(group) and f - start >= window[g] - tr.width:
+                window[g] *= 2  # all (or nearly all) of it had started: look further
+                again.append(g)
+        active = again
 
 
 def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None:
