@@ -698,6 +698,20 @@ async def cancel(engine: Engine, run: Run, s: StepRun) -> None:
 
 
 # ---------------------------------------------------------------------- recovery
+async def _read_groups(engine: Engine, cluster: Cluster, d: Path, attempt: int) -> list[list[int]]:
+    """The elements of an attempt from its elements file ([]: not readable: every unfinished
+    instance is read each pass instead)."""
+    transport = engine._transport(cluster)
+    path = d / f"{sw.ELEMENTS_FILE}.{attempt}"
+    try:
+        data = await engine._io(transport.read_chunk, path, 0, 1 << 26)
+        return [[int(x) for x in line.split()] for line in data.decode().splitlines()]
+    except (TransportError, OSError, ValueError) as e:
+        log.warning("elements of %s not read (%s); reading every instance's records", d, e)
+        return []
+
+
+
 async def resume(engine: Engine, run: Run, s: StepRun) -> None:
     """Drive a sweep step again after an engine restart: its jobs by native id (never
     submitted twice), its instances from their records."""
@@ -739,6 +753,8 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
     todo = [i for i in range(n) if i not in finished]
     tr = _new_tracker(engine, run, s.name, s.attempt, todo, done)
     _apply_records(tr, todo, recs)
+    tr.groups = await _read_groups(engine, cluster, d, s.attempt)
+    tr.width = max(PACK_WIDTH, step.max_parallel or 1, os.cpu_count() or 1)  # at least its own
     natives = [x for x in (s.native_id or "").split(",") if x]
     tr.natives = natives
     for j, native in enumerate(natives):
