@@ -157,54 +157,7 @@ def submit_step(engine: Engine, run: Run, name: str) -> None:
 async def _submit(engine: Engine, run: Run, name: str) -> None:
     s = run.steps[name]
     try:
-        cluster = engine.clusters.get(s.cluster)
-        attempt = s.attempt + 1
-        max_array = node_cpus = None
-        if cluster.scheduler == slurm.NAME:
-            max_array = await _max_array_size(engine, cluster)
-            node_cpus = await _node_cpus(engine, cluster)
-        while True:
-            try:
-                async with engine._slots:
-                    w = await engine._blocking(
-                        _write_attempt, engine, run, s, cluster, attempt, max_array, node_cpus
-                    )
-                break
-            except TransportError as e:
-                s.reason = f"not yet submitted: {e}"
-                engine._commit(run, s, s.state)
-                await asyncio.sleep(engine.submit_backoff[0])
-        s.attempt, s.job_name = attempt, js.job_name(run.id, name)
-        tr = _new_tracker(engine, run, name, attempt, w.todo, w.done)
-        tr.pack, tr.elements, tr.groups, tr.width = w.pack, w.elements, w.groups, w.width
-        if not w.todo:  # every instance completed in earlier attempts
-            engine._set(run, name, StepState.COMPLETED, reason=None, exit_code=0)
-            await _write_summary(engine, tr)
-            engine._schedule(run, [name])
-            return
-        engine._set(
-            run, name, StepState.SUBMITTED, submitted_at=now(), reason=None, native_id=None,
-            exit_code=None,
-        )
-        await _write_summary(engine, tr)
-        step = run.defs[name]
-        for j, (script, size) in enumerate(w.runners):
-            if run.ex.cancel_requested:
-                break
-            req = _request(run, s, step, cluster, script, size, w, attempt)
-            key = JobKey(run.id, f"{name}[{j}]", attempt)
-            native = await _submit_job(engine, run, s, cluster, key, req)
-            if native is None:
-                return
-            tr.keys.append(key)
-            tr.natives.append(native)
-            s.native_id = ",".join(tr.natives)
-            s.reason = None
-            engine._commit(run, s, s.state)
-        if run.ex.cancel_requested:
-            await cancel(engine, run, s)
-            return
-        engine._spawn(_track(engine, tr), f"track sweep {run.id}/{name}")
+        await _submit_attempt(engine, run, s)
     except (LostOwnership, asyncio.CancelledError):
         raise
     except Exception as e:
@@ -216,6 +169,61 @@ async def _submit(engine: Engine, run: Run, name: str) -> None:
         run.submitting.discard(name)
     if run.ex.state.final and engine._runs.get(run.id) is run:
         engine._finish(run)
+
+
+async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
+    """Write the attempt's files, submit its job(s), start tracking it."""
+    name = s.name
+    cluster = engine.clusters.get(s.cluster)
+    attempt = s.attempt + 1
+    max_array = node_cpus = None
+    if cluster.scheduler == slurm.NAME:
+        max_array = await _max_array_size(engine, cluster)
+        node_cpus = await _node_cpus(engine, cluster)
+    while True:
+        try:
+            async with engine._slots:
+                w = await engine._blocking(
+                    _write_attempt, engine, run, s, cluster, attempt, max_array, node_cpus
+                )
+            break
+        except TransportError as e:
+            s.reason = f"not yet submitted: {e}"
+            engine._commit(run, s, s.state)
+            await asyncio.sleep(engine.submit_backoff[0])
+    s.attempt, s.job_name = attempt, js.job_name(run.id, name)
+    tr = _new_tracker(engine, run, name, attempt, w.todo, w.done)
+    tr.pack, tr.elements, tr.groups, tr.width = w.pack, w.elements, w.groups, w.width
+    if not w.todo:  # every instance completed in earlier attempts
+        engine._set(run, name, StepState.COMPLETED, reason=None, exit_code=0)
+        await _write_summary(engine, tr)
+        engine._schedule(run, [name])
+        return
+    engine._set(
+        run, name, StepState.SUBMITTED, submitted_at=now(), reason=None, native_id=None,
+        exit_code=None,
+    )
+    await _write_summary(engine, tr)
+    step = run.defs[name]
+    for j, (script, size) in enumerate(w.runners):
+        if run.ex.cancel_requested:
+            break
+        req = _request(run, s, step, cluster, script, size, w, attempt)
+        key = JobKey(run.id, f"{name}[{j}]", attempt)
+        native = await _submit_job(engine, run, s, cluster, key, req)
+        if native is None:  # refused: the arrays already submitted go too
+            if tr.natives:
+                await _cancel_jobs(engine, run, s, tr)
+            return
+        tr.keys.append(key)
+        tr.natives.append(native)
+        s.native_id = ",".join(tr.natives)
+        s.reason = None
+        engine._commit(run, s, s.state)
+    if run.ex.cancel_requested:
+        await cancel(engine, run, s)
+        return
+    engine._spawn(_track(engine, tr), f"track sweep {run.id}/{name}")
 
 
 async def _submit_job(
