@@ -407,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cluster", "-c", default=None, help="judge each image for this cluster")
     sp.add_argument("--json", action="store_true")
 
+    from .cli_build import add_parser as build_parser_of
+
+    build_parser_of(cmd)
+
     cmd("schema", cmd_schema, "print the JSON Schema of workflow files")
 
     sp = cmd("doctor", cmd_doctor, "check the environment and say what to fix")

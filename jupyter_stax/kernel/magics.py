@@ -59,6 +59,9 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 
 %stax clusters                    the clusters you can submit to
 %stax images [--cluster C]        StaX images, and whether they fit cluster C
+%stax build RECIPE [--for C] [--variant K=V] [--force] [--format ch|oci|sif] [--builder B]
+            [--catalog F]
+    build a recipe's StaX variants here (ch-image) and add them to the catalog
 %stax list [--state S] [--limit N]
 %stax status [ID]                 (ID: an execution id or a unique prefix; default: the last
 %stax watch [ID]                   one this kernel submitted or watched)
@@ -359,6 +362,38 @@ class StaxMagics:
         for problem in listing.problems:
             print(f"warning: {problem}", file=sys.stderr)
         return None
+
+    def _cmd_build(self, args: list[str]) -> Any:
+        from ..core.clusters import ClusterRegistry
+        from ..operations.builds import SUMMARY_HEADERS, BuildRequest, build_now, summary_rows
+
+        p = MagicParser("%stax build")
+        p.add_argument("recipe")
+        p.add_argument("--for", dest="cluster")
+        p.add_argument("--variant", action="append", default=[])
+        p.add_argument("--force", action="store_true")
+        p.add_argument("--format", choices=["ch", "oci", "sif"], default="ch")
+        p.add_argument("--catalog")
+        p.add_argument("--builder")
+        a = p.parse_args(args)
+        req = BuildRequest(
+            recipe=a.recipe,
+            cluster=a.cluster,
+            variants=a.variant,
+            force=a.force,
+            format=a.format,
+            catalog=a.catalog,
+            builder=a.builder,
+        )
+        report = build_now(
+            ClusterRegistry.load(), req, lambda e: print(f"{e.variant}: {e.phase}", flush=True)
+        )
+        print(text.format_table(SUMMARY_HEADERS, summary_rows(report)))
+        for r in report.failed:
+            print(f"{r.name} FAILED (log: {r.log}):\n{r.message}", file=sys.stderr)
+        if report.catalog:
+            print(f"catalogued in {report.catalog}")
+        return report
 
     def _cmd_list(self, args: list[str]) -> None:
         p = MagicParser("%stax list")

@@ -50,8 +50,10 @@ from .requests import refuse_server_paths
 if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
+    from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
     from ..engine.store import Store
+    from .builds import BuildJobs, BuildRequest, BuildStatus
 
 __all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
 
@@ -163,6 +165,29 @@ class Operations:
 
         cat = Catalog.load(self._image_catalogs())
         return {x for i in cat.images for x in (i.name, i.reference, i.family)}
+
+    # ------------------------------------------------------------------ builds (issue 18)
+    def build(
+        self, request: BuildRequest, emit: Callable[[Progress], None] | None = None
+    ) -> BuildReport:
+        """Build a recipe's variants now and catalogue them (:mod:`.builds`). Blocking."""
+        from .builds import build_now
+
+        return build_now(self._registry(), request, emit)
+
+    def start_build(self, request: BuildRequest) -> BuildStatus:
+        """Plan (refused here) and start a background build; its status (PENDING)."""
+        return self.build_jobs.submit(self._registry(), request)
+
+    @property
+    def build_jobs(self) -> BuildJobs:
+        """Background builds (REST), one registry per Operations object."""
+        from .builds import BuildJobs
+
+        jobs: BuildJobs | None = self.__dict__.get("_build_jobs")
+        if jobs is None:
+            jobs = self.__dict__.setdefault("_build_jobs", BuildJobs())
+        return jobs
 
     # ------------------------------------------------------------------ executions
     def get(self, execution_id: str) -> Execution:

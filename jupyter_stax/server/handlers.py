@@ -194,6 +194,33 @@ class OpenAPIHandler(StaxHandler):
         self.reply(json.dumps(doc).encode())
 
 
+class BuildsHandler(StaxHandler):
+    """``POST stax/api/builds``: plan (refused here: 400/404/503) and start a build; 201 + id.
+    The recipe (and a catalog file) are paths relative to the server's root directory."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = inputs.build_request(self.request.body, self.serverapp.root_dir)
+        st = await asyncio.to_thread(self.ops.start_build, req)
+        self.set_header("Location", url_path_join(self.base_url, API, "builds", st.id))
+        self.reply(st, 201)
+
+
+class BuildHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        self.reply(self.ops.build_jobs.get(build_id))
+
+
+class BuildLogHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        self.reply(await asyncio.to_thread(self.ops.build_jobs.log, build_id))
+
+
 class NoEndpointHandler(StaxHandler):
     """Anything else under stax/api: a JSON 404 (after authentication, like every route)."""
 
@@ -241,6 +268,9 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/instances", InstancesHandler),
+    (rf"{API}/builds", BuildsHandler),
+    (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
+    (rf"{API}/builds/(?P<build_id>[^/]+)/log", BuildLogHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
     (rf"{API}(?P<rest>/.*)?", NoEndpointHandler),

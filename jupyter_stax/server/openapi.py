@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from ..core import api
 from ..core.models import Execution
 from ..core.states import RETRYABLE, ExecutionState, StepState
+from ..operations.builds import BuildLog, BuildRequest, BuildStatus
 
 REF = "#/components/schemas/{model}"
 #: the API's version (not the package's): bumped on incompatible changes
@@ -227,6 +228,43 @@ OPERATIONS: tuple[Op, ...] = (
         ),
         description="A missing file is an empty chunk at offset 0. Follow a log by asking "
         "again from next_offset until eof. 403 when the file links outside the step directory.",
+    ),
+    Op(
+        "post",
+        "/builds",
+        "startBuild",
+        "Build a recipe's StaX variants in the background (eFlows4HPC image-creation shape)",
+        201,
+        BuildStatus,
+        (400, 404),
+        body=BuildRequest,
+        description="The recipe (and a catalog file) are paths relative to the server's root "
+        "directory (403 outside it). Everything is checked before the build starts: 400 for a "
+        "recipe error (unknown matrix key, missing base, no variant fits the cluster), 404 for "
+        "an unknown cluster, 503 when no builder is installed.",
+        headers={"Location": "the URL of the new build"},
+    ),
+    Op(
+        "get",
+        "/builds/{build_id}",
+        "getBuild",
+        "A build's state: PENDING, BUILDING, CONVERTING, FINISHED or FAILED",
+        200,
+        BuildStatus,
+        (404,),
+        (_path("build_id", "the id POST builds answered with"),),
+        description="FAILED with a message naming each failed variant and the builder's last "
+        "line; the variants that built are in images and results.",
+    ),
+    Op(
+        "get",
+        "/builds/{build_id}/log",
+        "getBuildLog",
+        "A build's progress lines and each variant's builder log so far",
+        200,
+        BuildLog,
+        (404,),
+        (_path("build_id", "the id POST builds answered with"),),
     ),
     Op(
         "get",

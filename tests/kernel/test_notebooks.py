@@ -1,7 +1,9 @@
 """The demo notebooks of ``notebooks/``, executed by nbclient in a REAL kernel on the test's
 isolated store: the quickstart on ``local``, the DAG with a failing step and a retry on the real
-Slurm. Checked as a reader of the saved notebook sees them: outputs, final states, exit codes,
-log content, and the monitor's widget state in the notebook metadata."""
+Slurm, the eFlows4HPC ``mpi`` description on the real Slurm (srun) and the real Grid Engine
+(MPICH's mpirun in a parallel environment). Checked as a reader of the saved notebook sees them:
+outputs, final states, exit codes, log content, and the monitor's widget state in the notebook
+metadata."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from jupyter_stax.service import LocalService
 
+from ..engine.conftest import use_scheduler
 from ..waiting import gate
 
 nbformat = pytest.importorskip("nbformat")
@@ -147,13 +150,34 @@ def test_slurm_dag_with_a_failure_and_a_retry(
     assert [(b["value"], b["max"], b["bar_style"]) for b in bars] == [(5, 5, "success")]
 
 
-@pytest.mark.slurm
+#: the runner line notebook 04 renders for each scheduler
+RUNNER_LINES = {
+    "slurm": '"srun" -n "2" "--ntasks-per-node=1" "bash"',
+    "sge": '"mpirun" -n "2" "bash"',  # MPICH's mpirun in 2 slots of PE smp
+}
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("sge", marks=pytest.mark.sge)],
+)
 def test_eflows_software_description(
-    store: Path, kernelspec: str, tmp_path: Path, slurm: str
+    store: Path,
+    kernelspec: str,
+    tmp_path: Path,
+    scheduler: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec)
+    use_scheduler(request, scheduler)  # the project's Slurm / Grid Engine (cluster "sge" added)
+    if scheduler == "sge" and shutil.which("mpirun") is None:
+        msg = "needs MPICH's mpirun (apt-get install mpich)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec, STAX_DEMO_CLUSTER=scheduler)
+    assert outputs(nb, "import os").strip() == f"cluster: {scheduler} | scheduler: {scheduler}"
     rendered = outputs(nb, "from jupyter_stax.core.software import")
-    assert '"srun" -n "2" "--ntasks-per-node=1" "bash"' in rendered
+    assert RUNNER_LINES[scheduler] in rendered
     lines = outputs(nb, "await run.wait_async(180)").splitlines()
     assert lines[0] == "completed"
     assert lines[1] == "prolog: preparing hi there" and lines[-1] == "epilog: done"
