@@ -16,8 +16,8 @@ from .params import (
     render_script,
 )
 from .pystep import python_placeholders
-from .sweep import SweepError
-from .sweep import spec as sweep_spec
+from .sweepspec import SweepError
+from .sweepspec import spec as sweep_spec
 
 
 def graph(workflow: Workflow) -> dict[str, list[str]]:

@@ -186,7 +186,7 @@ class Step(_Model):
     def _sweep(cls, v: Any) -> Any:
         if v is None:
             return v
-        from .sweep import normalize
+        from .sweepspec import normalize
 
         return normalize(v)
 

@@ -47,9 +47,9 @@ from ..core.dag import bound_params
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.models import Cluster, StepRun, SweepSummary
 from ..core.states import StepState
-from . import observing, planning
+from . import planning
 from .backend import JobGone, SubmitError, _kill_tree
-from .runstate import JobKey, Run, reset
+from .runstate import JobKey, Run, attempt_record, reset
 from .schedulers import run_checked, slurm
 from .store import LostOwnership, now
 from .transport import ClusterPath, FileSpec, LocalTransport, TransportError
@@ -607,11 +607,26 @@ async def _decide(engine: Engine, tr: Tracker) -> None:
     if run.ex.cancel_requested:
         engine._set(run, tr.name, StepState.CANCELED, reason=reason, exit_code=code)
     elif run.retries_left(tr.name) > 0 and not tr.stopping:
-        observing.auto_retry(engine, run, s, StepState.FAILED, reason, code)
+        _retry(engine, run, s, reason, code)
         return
     else:
         engine._set(run, tr.name, StepState.FAILED, reason=reason, exit_code=code)
     engine._schedule(run, [tr.name])
+
+
+def _retry(engine: Engine, run: Run, s: StepRun, reason: str, exit_code: int | None) -> None:
+    """An automatic retry (``retries``): the attempt goes into the history, the step back to
+    pending; its next attempt runs the instances that did not complete (as
+    :func:`.observing.auto_retry` does for a step; not imported: observing calls this module)."""
+    rec = attempt_record(s, reason)
+    rec.state, rec.exit_code, rec.finished_at = StepState.FAILED, exit_code, now()
+    s.history.append(rec)
+    previous = s.state
+    used = s.attempt - run.retry_base.get(s.name, 0)
+    retries = run.defs[s.name].retries
+    reset(s, f"attempt {s.attempt} failed ({reason}); retry {used} of {retries}")
+    engine._commit(run, s, previous)
+    engine._schedule(run, [s.name])
 
 
 def failed_reason(tr: Tracker) -> str:
