@@ -46,6 +46,14 @@ def _squeue(native_ids: str, states: str) -> list[str]:
     return out.split()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
 def _jobs_named(name: str) -> set[str]:
     out = subprocess.run(
         ["squeue", "--me", "-h", "-t", "all", "-n", name, "-o", "%i"],
@@ -228,12 +236,16 @@ def test_array_split_by_max_array_size_runs_each_instance_once(
     assert sorted(map(int, Path(ex.work_dir, "runs.log").read_text().split())) == list(range(10))
 
 
-@pytest.mark.slurm
-def test_cancel_removes_the_array(slurm: str, engine_factory: Callable[..., Engine]) -> None:
+def test_cancel_removes_the_array(cluster: str, engine_factory: Callable[..., Engine]) -> None:
     wf = {
         "name": "cancelme",
         "steps": [
-            {"name": "sim", "sweep": {"x": {"range": [0, 6]}}, "pack": 1, "run": "sleep 300"},
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 6]}},
+                "max_parallel": 2,
+                "run": "echo $BASHPID > pid; exec sleep 300",
+            },
         ],
     }
 
@@ -253,10 +265,16 @@ def test_cancel_removes_the_array(slurm: str, engine_factory: Callable[..., Engi
     ex = arun(main())
     sim = ex.step("sim")
     assert sim.state is StepState.CANCELED and sim.native_id
+    if cluster == "slurm":
+        wait_for(
+            lambda: not _squeue(sim.native_id or "", "PD,R,CG,S"),
+            60,
+            "the array to leave squeue",
+        )
+    pids = [int(p.read_text()) for p in Path(sim.directory).glob("*/pid")]
+    assert pids  # some instance ran: the cancel ended it
     wait_for(
-        lambda: not _squeue(sim.native_id or "", "PD,R,CG,S"),
-        60,
-        "the array to leave squeue",
+        lambda: not [p for p in pids if _alive(p)], 60, "the instances' processes to end"
     )
     counts = _summary(ex, "sim")["counts"]
     assert counts.get("canceled", 0) >= 1 and "running" not in counts and "queued" not in counts
