@@ -224,6 +224,21 @@ def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
     return follow(svc, eid) if args.wait else 0
 
 
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.service()
+    if args.dir:
+        out = svc.export_crate(args.id, Path(args.dir), as_dir=True, license=args.license)
+    else:
+        to = args.to
+        if to is None:
+            from .operations.crate import crate_file_name
+
+            to = crate_file_name(svc.get(args.id))
+        out = svc.export_crate(args.id, Path(to), license=args.license)
+    print(out)
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     ex = svc.get(args.id)
@@ -359,6 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="queue every step at once with scheduler dependencies (Slurm, Grid Engine); "
         "no engine needs to run",
+    )
+
+    sp = cmd(
+        "export",
+        cmd_export,
+        "write a finished execution as a Workflow Run RO-Crate (a zip, or a directory)",
+    )
+    sp.add_argument("id", help="execution id or a unique prefix of one")
+    where = sp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--to", metavar="FILE", help="the zip to write (default: ./WORKFLOW-ID.crate.zip)"
+    )
+    where.add_argument("--dir", metavar="DIR", help="write the crate into this new directory")
+    sp.add_argument(
+        "--license",
+        metavar="URL|SPDX",
+        help="the crate's license, e.g. https://spdx.org/licenses/CC-BY-4.0 (default: the "
+        "crate says that no license was given)",
     )
 
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")

@@ -201,6 +201,11 @@ class ExecutionSummary(_Wire):
         description="number of steps per state (states with none left out)"
     )
     warnings: list[str] = Field(default_factory=list)
+    unverified: bool = Field(
+        False,
+        description="the states are as of the submission (or the last engine's last look) and "
+        "are being checked with the scheduler: not current yet (warnings says so in words)",
+    )
 
     @classmethod
     def of(cls, ex: Execution) -> ExecutionSummary:
@@ -216,6 +221,7 @@ class ExecutionSummary(_Wire):
             total=total,
             counts=ex.counts(),
             warnings=ex.warnings,
+            unverified=ex.unverified,
         )
 
 

@@ -69,6 +69,8 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 %stax logs [ID] STEP [--stderr] [--attempt N]
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
+%stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
+                                  a finished execution as a Workflow Run RO-Crate
 %stax remove STEP | reset         forget one step / every step
 %stax picker                      a form: pick cluster and image, fill resources, submit
 %stax help
@@ -464,6 +466,16 @@ class StaxMagics:
             hint = " --param NAME=VALUE ..."  # placeholders without a default: give them there
         path = wf.export(a.file)
         print(f"wrote {path} ({len(wf)} steps); run it with: jupyter stax run {path}{hint}")
+
+    def _cmd_export_crate(self, args: list[str]) -> None:
+        p = MagicParser("%stax export-crate")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--to", metavar="FILE")
+        where.add_argument("--dir", metavar="DIR")
+        p.add_argument("--license", metavar="URL|SPDX")
+        a, ex = self._execution("export-crate", args, p)
+        path = ex.export_crate(a.to, dir=a.dir, license=a.license)
+        print(f"wrote the Workflow Run RO-Crate of {ex.id} to {path}")
 
     def _cmd_remove(self, args: list[str]) -> None:
         p = MagicParser("%stax remove")

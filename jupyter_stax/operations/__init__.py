@@ -25,8 +25,11 @@ blocking ones on a worker thread; the coroutines are the ones that drive an engi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shlex
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +44,15 @@ from ..core.api import (
     LogChunk,
 )
 from ..core.errors import BadRequest, Conflict, NotFound, StaxError
-from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
+from ..core.models import (
+    UNVERIFIED_WARNING,
+    Cluster,
+    Execution,
+    ParamValue,
+    StepRun,
+    SubmitOptions,
+    Workflow,
+)
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
 from .paging import decode_cursor, page_of, state_arg
@@ -98,6 +109,24 @@ def cluster_info(registry: ClusterRegistry, c: Cluster) -> ClusterInfo:
     return ClusterInfo.model_validate({**c.model_dump(), "work_dir": str(registry.work_dir(c))})
 
 
+#: seconds without a heartbeat after which an engine on another machine counts as gone
+LEASE_TIMEOUT = 15.0
+#: seconds a read waits for the engine's first reconcile pass of an execution nobody drove
+CHECK_TIMEOUT = 8.0
+#: seconds between two looks at the store while waiting for that pass
+CHECK_POLL = 0.1
+
+
+def marked(store: Store, executions: list[Execution]) -> list[Execution]:
+    """The executions, with :data:`~..core.models.UNVERIFIED_WARNING` added to those whose
+    stored states no engine has reconciled yet (:meth:`Store.unverified`)."""
+    stale = store.unverified(LEASE_TIMEOUT, [ex.id for ex in executions if not ex.state.final])
+    for ex in executions:
+        if ex.id in stale and UNVERIFIED_WARNING not in ex.warnings:
+            ex.warnings.append(UNVERIFIED_WARNING)
+    return executions
+
+
 class Operations:
     """The operations over one store and one cluster registry (see the module's docstring).
 
@@ -114,6 +143,8 @@ class Operations:
         self._store = store
         self._registry = registry
         self._image_catalogs = image_catalogs
+        #: until when reads wait for an execution's first reconcile pass (see to_check)
+        self._until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ clusters and images
     def clusters(self) -> list[ClusterInfo]:
@@ -190,10 +221,51 @@ class Operations:
         return jobs
 
     # ------------------------------------------------------------------ executions
+    # ------------------------------------------------------------------ the first pass
+    def to_check(self, ids: Sequence[str] | None = None) -> dict[str, float]:
+        """The executions of ``ids`` (None: all) whose stored states no engine has reconciled
+        yet (:meth:`Store.unverified`), each with the time (``time.monotonic``) until which
+        reads wait for it: ``CHECK_TIMEOUT`` after the first read that found it so. Reads at
+        the same time all wait for the same pass; later ones answer at once (with the warning
+        while the pass lasts), so a poller is held up once."""
+        now = time.monotonic()
+        stale = self._store().unverified(LEASE_TIMEOUT, ids)
+        for eid in stale:
+            self._until.setdefault(eid, now + CHECK_TIMEOUT)
+        return {eid: self._until[eid] for eid in stale if self._until[eid] > now}
+
+    def unchecked(self, waits: Mapping[str, float]) -> bool:
+        """Whether one of ``waits`` (from :meth:`to_check`) is still to be waited for: not
+        reconciled yet, and its time not over."""
+        now = time.monotonic()
+        due = sorted(eid for eid, until in waits.items() if until > now)
+        return bool(due and self._store().unverified(LEASE_TIMEOUT, due))
+
+    async def checked(self, ids: Sequence[str] | None = None) -> None:
+        """Wait (on the caller's event loop, at most ``CHECK_TIMEOUT`` s) until the engine has
+        reconciled the executions ``ids`` (None: all) with the scheduler, so that a read's
+        first answer is the true one; what is still not reconciled then is answered with
+        :data:`~..core.models.UNVERIFIED_WARNING`. The server's handlers call it: its engine
+        (on the same loop) adopts and reconciles meanwhile."""
+        waits = self.to_check(ids)
+        while self.unchecked(waits):
+            await asyncio.sleep(CHECK_POLL)
+
+    async def get_checked(self, execution_id: str) -> Execution:
+        """:meth:`get`, once the engine's first reconcile pass of the execution is over or
+        ``CHECK_TIMEOUT`` passed (:meth:`checked`): what ``GET executions/{id}`` answers."""
+        with contextlib.suppress(NotFound):  # get says what was not found
+            await self.checked([self.resolve(execution_id)])
+        return self.get(execution_id)
+
+    def resolve(self, execution_id: str) -> str:
+        """The full id of an execution given by id or unique id prefix; NotFound otherwise."""
+        return self._store().resolve_id(execution_id)
+
     def get(self, execution_id: str) -> Execution:
         """An execution by id or unique id prefix; NotFound otherwise."""
         store = self._store()
-        return store.get(store.resolve_id(execution_id))
+        return marked(store, [store.get(store.resolve_id(execution_id))])[0]
 
     def step(self, execution_id: str, name: str) -> tuple[Execution, StepRun]:
         ex = self.get(execution_id)
@@ -212,7 +284,7 @@ class Operations:
         items = self._store().list_executions(
             state=st.value if st else None, limit=limit + 1, before=before
         )
-        return page_of(items, limit)
+        return page_of(marked(self._store(), items), limit)
 
     def read_log(
         self,
@@ -318,6 +390,22 @@ class Operations:
                 f"remote logs from here is not supported yet: `ssh {c.host} cat "
                 f"{shlex.quote(s.directory + '/' + name)}`"
             )
+
+    def export_crate(
+        self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None
+    ) -> Path:
+        """Write the Workflow Run RO-Crate of a final execution to ``dest`` (a zip file, or a
+        new directory with ``as_dir``; ``license``: a URL or SPDX id the crate states);
+        Conflict while it is not final. Blocking (file IO)."""
+        from .crate import build
+
+        ex = self.get(execution_id)
+        try:
+            registry: ClusterRegistry | None = self._registry()
+        except StaxError:
+            registry = None  # no clusters file: every step's files are where the store says
+        software = self._store().software(ex.id)
+        return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

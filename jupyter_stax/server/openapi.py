@@ -62,6 +62,8 @@ class Op:
     body: type[BaseModel] | None = None
     description: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    """a binary answer (e.g. application/zip) has the schema of a binary string"""
 
 
 def _path(name: str, description: str) -> Param:
@@ -189,6 +191,30 @@ OPERATIONS: tuple[Op, ...] = (
         (404, 409),
         (_EXEC,),
         description="409 while the execution is not final, or when it completed.",
+    ),
+    Op(
+        "get",
+        "/executions/{execution_id}/crate",
+        "exportExecutionCrate",
+        "The execution as a Workflow Run RO-Crate (zip)",
+        200,
+        None,
+        (403, 404, 409),
+        (
+            _EXEC,
+            Param(
+                "license",
+                "query",
+                {"type": "string"},
+                "the crate's license, a URL or SPDX id (default: the crate says none was given)",
+            ),
+        ),
+        description="A zip download (Content-Disposition: attachment) of the Workflow Run "
+        "RO-Crate of a final execution (Process, Workflow and Provenance Run Crate 0.5): the "
+        "workflow, each step's rendered script, one CreateAction per step attempt with its "
+        "stdout/stderr. 409 while the execution is not final; 403 when a step file links "
+        "outside its step directory.",
+        content_type="application/zip",
     ),
     Op(
         "get",
@@ -380,8 +406,10 @@ def document() -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
             }
-        if isinstance(op.response, tuple):
-            schema: dict[str, Any] = {
+        if op.content_type != "application/json":
+            schema: dict[str, Any] = {"type": "string", "format": "binary"}
+        elif isinstance(op.response, tuple):
+            schema = {
                 "type": "array",
                 "items": refs[(op.response[1], "serialization")],
             }
@@ -391,7 +419,7 @@ def document() -> dict[str, Any]:
             schema = {"type": "object"}
         ok: dict[str, Any] = {
             "description": op.summary,
-            "content": {"application/json": {"schema": schema}},
+            "content": {op.content_type: {"schema": schema}},
         }
         if op.headers:
             ok["headers"] = {

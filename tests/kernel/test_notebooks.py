@@ -19,7 +19,6 @@ import pytest
 from jupyter_stax.service import LocalService
 
 from ..engine.conftest import use_scheduler
-from ..waiting import gate
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -187,18 +186,36 @@ def test_eflows_software_description(
 
 @pytest.mark.slurm
 def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm: str) -> None:
-    # Slurm shows a dependency only until it is satisfied: fetch (2 s) must not end before the
-    # squeue cell ran, however slow the submissions were, so fetch waits for that cell
-    go = tmp_path / "go"
+    # Slurm shows a dependency only until it is satisfied, and the submission's answer must say
+    # "queued" for every step: no job may start before the squeue cell ran, however slow the
+    # submissions were. The notebook runs on a cluster whose jobs may begin only in an hour
+    # (the same Slurm); the squeue cell then lets them begin now.
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text(
+        clusters.read_text() + "  held:\n"
+        "    scheduler: slurm\n"
+        "    queue: debug\n"
+        '    walltime: "00:10:00"\n'
+        "    poll_interval: 1\n"
+        "    custom_attributes: {slurm.begin: now+3600}\n"
+    )
 
-    def hold_fetch(nb: Any) -> None:
-        (fetch,) = [c for c in nb.cells if c.source.startswith("%%stax_task fetch\n")]
-        assert "sleep 2;" in fetch.source
-        fetch.source = fetch.source.replace("sleep 2;", f"{gate(go)}; sleep 2;", 1)
+    def release_after_squeue(nb: Any) -> None:
         (queue,) = [c for c in nb.cells if c.source.startswith("if cluster != 'local':")]
-        queue.source += f"\nopen({str(go)!r}, 'w').close()"
+        queue.source += (
+            "\nimport subprocess"
+            "\nfor s in run.steps:"
+            "\n    subprocess.run(['scontrol', 'update', f'JobId={s.native_id}', 'StartTime=now'],"
+            " check=True)"
+        )
 
-    nb = execute("05_detach_reattach.ipynb", tmp_path, kernelspec, edit=hold_fetch)
+    nb = execute(
+        "05_detach_reattach.ipynb",
+        tmp_path,
+        kernelspec,
+        edit=release_after_squeue,
+        STAX_DEMO_CLUSTER="held",
+    )
     submitted = outputs(nb, "detach = ").splitlines()
     eid, how = submitted[0].split()
     assert how == "detached"
@@ -210,6 +227,8 @@ def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm
     ]
     queue = outputs(nb, "if cluster != 'local':")
     assert f"stax-{eid}-join" in queue and queue.count("afterany:") == 4
+    mine = [ln.split() for ln in queue.splitlines() if f"stax-{eid}-" in ln]
+    assert [ln[2] for ln in mine] == ["PENDING"] * 4  # held back by their begin time
     # no PSI/J thread stayed in the kernel (the submission ran in a child process): the
     # kernel's fork for !squeue printed no ignored TypeError
     assert "_after_fork" not in queue and "Traceback" not in queue

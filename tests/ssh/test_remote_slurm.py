@@ -24,6 +24,7 @@ from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.remote import open_connection
 from jupyter_stax.engine.remote.transport import SSHTransport, target_of
+from jupyter_stax.engine.store import Store
 from jupyter_stax.engine.transport import Transport
 from jupyter_stax.operations import Operations
 
@@ -405,5 +406,44 @@ def test_remote_work_dir_not_writable_fails_the_step_with_the_reason(
             assert s.state is StepState.FAILED and s.native_id is None
             assert s.reason and "not submitted" in s.reason and "/proc/stax-cannot" in s.reason
             assert "mkdir" in s.reason
+
+    asyncio.run(body())
+
+
+def test_first_read_after_the_engine_was_gone_is_the_true_one(far: Cluster, tmp_path: Path) -> None:
+    """Issue 21 over SSH: the engine stops while two remote jobs wait, they end (one fails)
+    while no engine is alive, and the FIRST read once the next engine adopts the execution (the
+    operation ``GET executions/{id}`` calls: wait for its first reconcile pass, then read) has the
+    final states, settled from the exit records read over SSH, not the stored ``running``."""
+    wf = {"name": "gone", "steps": [
+        {"name": "ok", "run": WAIT_FOR_GO + "; true"},
+        {"name": "bad", "run": WAIT_FOR_GO + "; exit 3"},
+    ]}
+
+    async def body() -> None:
+        async with engine(tmp_path, far, keep_jobs=True) as first:
+            ex = await first.submit(wf, "far")
+            for name in ("ok", "bad"):
+                await until(lambda n=name: step_state(first, ex.id, n) is StepState.RUNNING, 120,
+                            f"{name} running")
+            ex = first.get(ex.id)
+        for s in ex.steps:  # the remote account's directories are on this machine too
+            Path(s.directory, "go").touch()
+        names = {f"stax-{ex.id}-{s.name}" for s in ex.steps}
+        await until(lambda: not names & squeue_names(), 120, "both jobs to leave squeue")
+        stored = Store(tmp_path / "state" / "stax.sqlite")
+        try:  # nobody drives it: a read without an engine says the states are not current
+            before = Operations(store=lambda: stored, registry=lambda: ClusterRegistry([far]))
+            stale = before.get(ex.id)
+            assert stale.unverified and {s.state for s in stale.steps} == {StepState.RUNNING}
+        finally:
+            stored.close()
+        async with engine(tmp_path, far, adopt=True) as second:
+            ops = Operations(store=lambda: second.store, registry=lambda: ClusterRegistry([far]))
+            got = await ops.get_checked(ex.id)  # what GET executions/{id} answers
+            assert {s.name: (s.state, s.exit_code) for s in got.steps} == {
+                "ok": (StepState.COMPLETED, 0), "bad": (StepState.FAILED, 3)
+            }
+            assert got.state is ExecutionState.FAILED and not got.unverified
 
     asyncio.run(body())

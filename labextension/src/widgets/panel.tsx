@@ -17,7 +17,7 @@ import { age, shortId } from '../model/format';
 import { groupImages } from '../model/images';
 import type { ClusterRow, StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
-import { ErrorLine, StateBadge, useNow } from './common';
+import { ErrorLine, StateBadge, Unverified, useNow } from './common';
 
 export const PANEL_ID = 'jupyter-stax-panel';
 
@@ -183,12 +183,14 @@ function ExecutionItem(props: {
       className={`jp-StaxExecution${selected ? ' jp-mod-selected' : ''}`}
       data-execution-id={ex.id}
       data-state={ex.state}
+      data-unverified={ex.unverified ? 'true' : undefined}
       onClick={() => model.select(ex.id)}
       onDoubleClick={open}
       title={ex.warnings?.join('\n') || undefined}
     >
       <div className="jp-StaxRow">
         <StateBadge state={ex.state} />
+        {ex.unverified && <Unverified />}
         <span className="jp-StaxExecution-name">{ex.name}</span>
         <span className="jp-StaxMuted jp-StaxMono">{shortId(ex.id)}</span>
         <button
