@@ -149,11 +149,46 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    if args.instances:
+        return _instances(args, ctx)
     ex = ctx.service().get(args.id)
     if args.json:
         _print_json(ex.model_dump(mode="json"))
     else:
         print(text.status_text(ex, now(), width()))
+    return 0
+
+
+def _instances(args: argparse.Namespace, ctx: Context) -> int:
+    """``status ID --instances STEP``: a sweep's instances, the ones that did not complete
+    first (``--state``, ``--limit``; ``--all`` pages through every one)."""
+    svc = ctx.service()
+    cursor: str | None = None
+    items = []
+    while True:
+        page = svc.instances(args.id, args.instances, args.state, cursor, args.limit)
+        items += page.items
+        cursor = page.next_cursor
+        if cursor is None or not args.all:
+            break
+    if args.json:
+        _print_json(page.model_copy(update={"items": items}).model_dump(mode="json"))
+        return 0
+    rows = [
+        [
+            str(i.index),
+            i.state,
+            "-" if i.exit_code is None else str(i.exit_code),
+            str(i.attempt or "-"),
+            " ".join(f"{k}={v}" for k, v in i.params.items()),
+        ]
+        for i in items
+    ]
+    counts = ", ".join(f"{n:,} {st}" for st, n in sorted(page.counts.items()))
+    print(f"{page.total:,} instances: {counts}")
+    print(text.format_table(["INDEX", "STATE", "EXIT", "ATTEMPT", "VALUES"], rows, width()))
+    if cursor is not None:
+        print(f"({len(rows)} shown, those that did not complete first; --all lists every one)")
     return 0
 
 
@@ -376,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("status", cmd_status, "show an execution and its steps")
     sp.add_argument("id", help="execution id or a unique prefix of one")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--instances", metavar="STEP", help="list a sweep step's instances")
+    sp.add_argument(
+        "--state",
+        choices=["waiting", "running", "completed", "failed", "lost", "canceled"],
+        help="with --instances: only those in this state",
+    )
+    sp.add_argument("--limit", type=int, default=50, help="with --instances: at most this many")
+    sp.add_argument("--all", action="store_true", help="with --instances: every one (paged)")
 
     sp = cmd("cancel", cmd_cancel, "cancel an execution's jobs and pending steps")
     sp.add_argument("id")

@@ -27,11 +27,13 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .core.api import (
+    INSTANCE_LIMIT_DEFAULT,
     ClusterDetail,
     ClusterInfo,
     ErrorBody,
     ExecutionPage,
     ImageList,
+    InstancePage,
     Listed,
     LogChunk,
     ServerInfo,
@@ -244,6 +246,18 @@ class RestService:
         path = f"executions/{self._id(execution_id)}/steps/{self._id(step)}/log"
         query = {"stream": stream, "offset": offset, "attempt": attempt, "limit": limit}
         return LogChunk.model_validate(self.request("GET", path, query=query))
+
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        path = f"executions/{self._id(execution_id)}/steps/{self._id(step)}/instances"
+        query = {"state": state, "cursor": cursor, "limit": limit}
+        return InstancePage.model_validate(self.request("GET", path, query=query))
 
 
     def export_crate(

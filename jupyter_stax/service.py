@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .core.api import (
+    INSTANCE_LIMIT_DEFAULT,
     ClusterDetail,
     ClusterInfo,
     ImageList,
+    InstancePage,
     LogChunk,
     WorkflowSource,
 )
@@ -122,6 +124,17 @@ class StaxService(Protocol):
     ) -> LogChunk:
         """A chunk of a step's output from byte ``offset`` (``attempt`` None: the current one).
         A missing file is an empty chunk; ``eof`` once the step is final and all was read."""
+        ...
+
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        """A page of a sweep step's instances, the ones that did not complete first."""
         ...
 
     def export_crate(
@@ -408,6 +421,18 @@ class LocalService:
         return self.ops.read_log(
             execution_id, step, stream, offset, attempt, limit, errors="surrogateescape"
         )
+
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        """``GET .../instances`` (the same operation)."""
+        self.reconcile(every=RECONCILE_EVERY)
+        return self.ops.instances(execution_id, step, state, cursor, limit)
 
     def export_crate(
         self,

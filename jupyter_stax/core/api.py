@@ -267,6 +267,34 @@ class LogChunk(_Wire):
     eof: bool = Field(description="the step is final and everything was read: stop following")
 
 
+class InstanceInfo(_Wire):
+    """One instance of a sweep step, from its own records."""
+
+    index: int = Field(description="0-based; its directory is <step>/<index>/")
+    state: Literal["waiting", "running", "completed", "failed", "lost", "canceled"] = Field(
+        description="waiting: no start record yet; lost: its job ended without an exit record"
+    )
+    exit_code: int | None = None
+    attempt: int = Field(description="the attempt of the step it last ran in (0: not yet)")
+    params: dict[str, ParamValue] = Field(description="its swept values")
+    directory: str
+
+
+#: instances per page of ``GET .../instances`` (at most)
+INSTANCE_LIMIT_DEFAULT = 100
+INSTANCE_LIMIT_MAX = 1000
+
+
+class InstancePage(_Wire):
+    """``GET executions/{id}/steps/{step}/instances``: a page of a sweep's instances, the ones
+    that did not complete first, then by index."""
+
+    total: int = Field(description="instances of the sweep")
+    counts: dict[str, int] = Field(description="instances per state")
+    items: list[InstanceInfo]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+
+
 class ServerInfo(_Wire):
     """``GET stax/api/info``: which store this server's engine serves (clients use a server
     only when it serves the store they would otherwise use)."""

@@ -116,10 +116,17 @@ def step_rows(ex: Execution, now: datetime) -> list[list[str]]:
             s.native_id or "-",
             "-" if s.exit_code is None else str(s.exit_code),
             format_elapsed(step_elapsed(s, now)),
-            s.reason or "",
+            step_detail(s),
         ]
         for s in ex.steps
     ]
+
+
+def step_detail(s: StepRun) -> str:
+    """The last column of a step's row: its reason; a sweep's counts first."""
+    if s.sweep is None:
+        return s.reason or ""
+    return s.sweep.line() + (f"; {s.reason}" if s.reason else "")
 
 
 def status_table(ex: Execution, now: datetime, width: int | None = None) -> str:

@@ -46,7 +46,7 @@ from ..core.clusters import ClusterRegistry
 from ..core.errors import Conflict, StaxError
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
-from . import observing, planning, recovery
+from . import observing, planning, recovery, sweeps
 from .backend import Backend, JobUpdate, SubmitError
 from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
@@ -483,6 +483,9 @@ class Engine:
             self._set(run, name, StepState.SKIPPED, reason=reason)
         for start in moves.start:
             run.submitting.add(start.step)
+            if run.defs[start.step].sweep is not None:  # its instances: see .sweeps
+                sweeps.submit_step(self, run, start.step)
+                continue
             self._spawn(
                 self._submit_step(run, start.step, start.after), f"submit {run.id}/{start.step}"
             )

@@ -264,6 +264,11 @@ async def cancel_run(engine: Engine, run: Run) -> None:
 
 
 async def cancel_step(engine: Engine, run: Run, s: StepRun) -> None:
+    if run.defs[s.name].sweep is not None:  # its array(s): see .sweeps
+        from . import sweeps
+
+        await sweeps.cancel(engine, run, s)
+        return
     backend = engine._backend(engine.clusters.get(s.cluster))
     key = run.key(s.name)
     assert s.native_id

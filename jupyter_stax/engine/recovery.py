@@ -58,6 +58,11 @@ async def resume(engine: Engine, eid: str) -> Run | None:
         if not s.state.active:
             continue
         engine.clusters.get(s.cluster)  # an unknown cluster fails the adoption, loudly
+        if run.defs[name].sweep is not None:  # its array(s) and instances: see .sweeps
+            from . import sweeps
+
+            await sweeps.resume(engine, run, s)
+            continue
         if s.native_id is None:
             # interrupted between the intent and the scheduler's answer
             run.submitting.add(s.name)

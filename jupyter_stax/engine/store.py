@@ -31,6 +31,7 @@ from ..core.images import ResolvedImage
 from ..core.jobscript import STDERR, STDOUT, STEP_SCRIPT
 from ..core.models import AttemptRecord, Execution, StepRun, SubmitOptions, Workflow
 from ..core.states import ExecutionState, StepState, execution_state
+from ..core.sweep import fill_summaries
 
 SCHEMA_VERSION = 3
 #: what each schema version added, applied in order to an older store when it is opened
@@ -526,7 +527,7 @@ class Store:
 
 def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
     doc = json.loads(row["doc"])
-    return Execution(
+    ex = Execution(
         id=row["id"],
         workflow=Workflow.model_validate(doc["workflow"]),
         cluster=row["cluster"],
@@ -541,6 +542,7 @@ def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
         warnings=json.loads(row["warnings"]),
         steps=[_step(s) for s in steps],
     )
+    return fill_summaries(ex)  # a sweep step's counts, from its stax.sweep.json
 
 
 def _resolved_json(s: StepRun) -> str | None:

@@ -43,6 +43,8 @@ jupyter_stax magics
     --cluster C  --image I        per-step cluster / StaX image
     --nodes N --ntasks N --cpus-per-task N --gpus N --mem 4G --time HH:MM:SS
     --launcher single|srun|mpirun --retries N
+    --sweep NAME=1,2,4 | NAME=0..99 (repeatable; a grid, --sweep zip pairs the lists)
+    --max-parallel N --pack auto|N  (sweep: running instances cap, instances per job)
     --env K=V  --param K=V        (repeatable) environment variables / step parameters
     --software FILE               an eFlows4HPC software description (no body; the line
                                   form %stax_task NAME --software FILE works too)
@@ -111,6 +113,28 @@ def _env(items: Sequence[str] | None, magic: str) -> dict[str, str]:
         raise UsageError(f"{magic}: --env expects KEY=VALUE, got {e.item!r}") from None
 
 
+def _sweep(items: Sequence[str], max_parallel: int | None, pack: str | None) -> dict[str, Any]:
+    """``--sweep``, ``--max-parallel`` and ``--pack`` as Step fields (see core/sweep.py)."""
+    from ..core.sweep import SweepError, parse_sweep_option
+
+    try:
+        out: dict[str, Any] = {"sweep": parse_sweep_option(items)}
+    except SweepError as e:
+        raise UsageError(f"%%stax_task: {e}") from None
+    if max_parallel is not None:
+        out["max_parallel"] = max_parallel
+    if pack is not None:
+        out["pack"] = pack if pack == "auto" else _int_option(pack, "--pack", "auto or N")
+    return out
+
+
+def _int_option(text: str, option: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"%%stax_task: {option} takes {what}, got {text!r}") from None
+
+
 def _split(line: str, magic: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -136,6 +160,9 @@ def _task_parser() -> MagicParser:
     p.add_argument("--env", action="append", metavar="K=V")
     p.add_argument("--param", action="append", metavar="K=V")
     p.add_argument("--software", metavar="FILE")
+    p.add_argument("--sweep", action="append", metavar="NAME=VALUES")
+    p.add_argument("--max-parallel", type=int)
+    p.add_argument("--pack")
     return p
 
 
@@ -209,6 +236,10 @@ class StaxMagics:
         extra: dict[str, Any] = {}
         if a.software:
             extra["software"] = self._software(a.software)
+        if a.sweep:
+            extra.update(_sweep(a.sweep, a.max_parallel, a.pack))
+        elif a.max_parallel is not None or a.pack is not None:
+            raise UsageError("%%stax_task: --max-parallel and --pack apply to a --sweep step")
         if a.software and cell.strip():
             raise UsageError(
                 "%%stax_task: --software takes the step from the file; leave the cell body empty"

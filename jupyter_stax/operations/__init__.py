@@ -34,10 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.api import (
+    INSTANCE_LIMIT_DEFAULT,
     LOG_LIMIT_DEFAULT,
     LOG_LIMIT_MAX,
     ClusterDetail,
     ClusterInfo,
+    InstanceInfo,
+    InstancePage,
     LogChunk,
 )
 from ..core.errors import BadRequest, Conflict, NotFound, StaxError
@@ -354,6 +357,68 @@ class Operations:
             final=final,
             label=label,
             errors=errors,
+        )
+
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        """A page of a sweep step's instances from their records, the ones that did not
+        complete first (``state``: only those). BadRequest for a step that is no sweep, an
+        unknown state or a bad cursor. Blocking (reads one record pair per instance)."""
+        from ..core import sweep as sw
+        from ..core.jobscript import read_exit_record, read_start_record
+
+        in_range("limit", limit, 1)
+        ex, s = self.step(execution_id, step)
+        definition = ex.workflow.step(s.name).sweep
+        if definition is None:
+            raise BadRequest(f"step {s.name!r} is not a sweep; it has no instances")
+        states_known = ("waiting", "running", "completed", "failed", "lost", "canceled")
+        if state is not None and state not in states_known:
+            raise BadRequest(f"unknown instance state {state!r}; use one of {states_known}")
+        try:
+            offset = int(cursor) if cursor else 0
+        except ValueError:
+            raise BadRequest(f"cursor {cursor!r} is not one this API gave") from None
+        if self._remote_cluster(ex, s) is not None:
+            # the instances' records live on the cluster; listing them through the transport
+            # is the next slice of sweeps (issue 15): say so rather than read this machine's
+            raise Conflict(
+                f"step {s.name!r} ran on a remote cluster: its instances are not listed yet "
+                "(the step's counts are in its status)"
+            )
+        spec = sw.spec(definition)
+        d = Path(s.directory)
+        total = len(spec)
+        records = [
+            (read_start_record(d / str(i)), read_exit_record(d / str(i))) for i in range(total)
+        ]
+        states = sw.instance_states(total, s.attempt, records, s.sweep)
+        order = sw.page_order(states, state)
+        picked = order[offset : offset + limit]
+        counts: dict[str, int] = {}
+        for st, _, _ in states:
+            counts[st] = counts.get(st, 0) + 1
+        return InstancePage(
+            total=total,
+            counts=counts,
+            items=[
+                InstanceInfo(
+                    index=i,
+                    state=states[i][0],
+                    exit_code=states[i][1],
+                    attempt=states[i][2],
+                    params=sw.instance(spec, i),
+                    directory=str(d / str(i)),
+                )
+                for i in picked
+            ],
+            next_cursor=str(offset + limit) if offset + limit < len(order) else None,
         )
 
     def _remote_cluster(self, ex: Execution, s: StepRun) -> Cluster | None:

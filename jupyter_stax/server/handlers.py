@@ -166,6 +166,17 @@ class LogHandler(StaxHandler):
         self.reply(chunk)
 
 
+class InstancesHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str, step: str) -> None:
+        state, cursor, limit = inputs.instance_args(self.query("state", "cursor", "limit"))
+        page = await asyncio.to_thread(
+            self.ops.instances, execution_id, step, state, cursor, limit
+        )
+        self.reply(page)
+
+
 class CrateHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -284,6 +295,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
     (rf"{API}/executions/{_ID}/crate", CrateHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
+    (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/instances", InstancesHandler),
     (rf"{API}/builds", BuildsHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)/log", BuildLogHandler),

@@ -114,6 +114,23 @@ def log_args(args: dict[str, str | None]) -> tuple[str, int, int, int | None]:
     return stream, offset, limit, attempt
 
 
+def instance_args(args: dict[str, str | None]) -> tuple[str | None, str | None, int]:
+    """state, cursor, limit of ``GET .../instances``."""
+    from ..core.api import INSTANCE_LIMIT_DEFAULT, INSTANCE_LIMIT_MAX
+
+    state = (args.get("state") or "").strip().lower() or None
+    limit = int_arg(
+        args.get("limit"),
+        "limit",
+        default=INSTANCE_LIMIT_DEFAULT,
+        low=1,
+        high=INSTANCE_LIMIT_MAX,
+        clamp=True,
+    )
+    assert limit is not None
+    return state, args.get("cursor") or None, limit
+
+
 def build_request(body: bytes, root_dir: str) -> BuildRequest:
     """A build request (:class:`~jupyter_stax.operations.builds.BuildRequest`) whose recipe and
     catalog paths are inside the server's root directory (what its users may name); Forbidden

@@ -294,6 +294,35 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "get",
+        "/executions/{execution_id}/steps/{step}/instances",
+        "listStepInstances",
+        "A page of a sweep step's instances, the ones that did not complete first",
+        200,
+        api.InstancePage,
+        (400, 404, 409),
+        (
+            _EXEC,
+            _path("step", "step name (a step with a sweep)"),
+            Param(
+                "state",
+                "query",
+                {"enum": ["waiting", "running", "completed", "failed", "lost", "canceled"]},
+                "only the instances in this state",
+            ),
+            Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "default": api.INSTANCE_LIMIT_DEFAULT},
+                f"most instances to return (larger values are cut to {api.INSTANCE_LIMIT_MAX})",
+            ),
+        ),
+        description="The step's row (GET executions/{id}) carries the counts (its sweep field); "
+        "this lists instances from their own records: state, exit code, attempt, swept values, "
+        "directory. 400 for a step that is not a sweep; 409 for a remote cluster's step.",
+    ),
+    Op(
+        "get",
         "/info",
         "getInfo",
         "Which store this server's engine serves",
