@@ -1,10 +1,12 @@
-"""``--detach`` on the remote Slurm: the whole DAG is queued over SSH with Slurm dependencies,
-the CLI exits and NO jupyter_stax process stays alive while Slurm runs the jobs (as the remote
-account); a later ``status`` reconciles over SSH (failed, skipped and completed steps)."""
+"""``--detach`` on a remote Slurm and a remote Grid Engine: the whole DAG is queued over SSH with
+the scheduler's dependencies, the CLI exits and NO jupyter_stax process stays alive while the
+scheduler runs the jobs (as the remote account); a later ``status`` reconciles over SSH (failed,
+skipped and completed steps)."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from .remote_config import add_clusters, remote_entry
 from .sshd import REMOTE_USER, Client, Sshd
 from .test_remote_slurm import HOME
 
-pytestmark = [pytest.mark.ssh, pytest.mark.slurm]
+pytestmark = [pytest.mark.ssh]
 
 WORKFLOW = {
     "name": "remote-detach",
@@ -40,14 +42,33 @@ def squeue(ids: list[str]) -> str:
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
+def qstat(ids: list[str]) -> str:
+    """The remote account's Grid Engine jobs among ``ids`` that are not over yet."""
+    r = subprocess.run(["qstat", "-u", REMOTE_USER], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    listed = {ln.split()[0] for ln in r.stdout.splitlines()[2:] if ln.strip()}
+    return " ".join(i for i in ids if i in listed)
+
+
+SCHEDULERS = [
+    pytest.param("slurm", {}, squeue, marks=pytest.mark.slurm, id="slurm"),
+    pytest.param("sge", {"queue": "all.q"}, qstat, marks=pytest.mark.sge, id="sge"),
+]
+
+
 def stax_processes(store: Path) -> list[int]:
     return sorted(set(pgrep(f"jupyter_stax.*{store}") + pgrep(f"stax.*--store {store}")))
 
 
-def test_a_detached_dag_runs_on_the_remote_slurm_with_no_process_alive(
-    stax_env: Path, sshd: Sshd, client: Client, slurm: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("scheduler", "extra", "still_queued"), SCHEDULERS)
+def test_a_detached_dag_runs_on_the_remote_scheduler_with_no_process_alive(
+    stax_env: Path, sshd: Sshd, client: Client, monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest, scheduler: str, extra: dict[str, str],
+    still_queued: Callable[[list[str]], str],
 ) -> None:
-    add_clusters(stax_env / "clusters.yaml", far=remote_entry(sshd, client))
+    request.getfixturevalue(scheduler)  # the real scheduler is up (skips, or fails in CI)
+    add_clusters(stax_env / "clusters.yaml",
+                 far=remote_entry(sshd, client, scheduler=scheduler, **extra))
     monkeypatch.setenv("JUPYTER_STAX_NO_SERVER", "1")
     monkeypatch.setenv("JUPYTER_STAX_DAEMON_IDLE_EXIT", "2")
     store = stax_env / "state" / "stax.sqlite"
@@ -62,9 +83,10 @@ def test_a_detached_dag_runs_on_the_remote_slurm_with_no_process_alive(
         assert all(ids), [(s.name, s.state, s.reason) for s in ex.steps]
         assert ex.owner is None and not ex.state.final
         assert ex.work_dir.startswith(str(HOME) + "/")
-        # Slurm runs the whole DAG alone, as the remote account; nobody watches it
+        # the scheduler runs the whole DAG alone, as the remote account; nobody watches it
         assert not stax_processes(store)
-        wait_for(lambda: not squeue(ids), 240, f"Slurm to finish the jobs {ids}", interval=0.5)
+        wait_for(lambda: not still_queued(ids), 240, f"{scheduler} to finish the jobs {ids}",
+                 interval=0.5)
         assert not stax_processes(store)
         order = Path(ex.work_dir, "order.log").read_text().split()
         assert order[0] == "a" and sorted(order[1:]) == ["b", "d"], order
