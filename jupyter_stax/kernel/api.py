@@ -141,10 +141,16 @@ class Workflow:
         gpus: int | None = None,
         memory: str | None = None,
         time: str | None = None,
+        inputs: Iterable[str | Mapping[str, str]] = (),
+        outputs: Iterable[str] = (),
+        fetch: str | None = None,
         **extra: Any,
     ) -> models.Step:
         """Define (or redefine) the step ``name`` running ``run`` (bash; Python with
-        ``python=True``). InvalidWorkflow with every problem of the step in one line."""
+        ``python=True``). ``inputs``: notebook-side paths/globs/directories, or
+        ``{"from": STEP, "path": GLOB}``, copied into the step directory before it is
+        submitted; ``outputs``: patterns of the step's files fetched back (``fetch="manual"``:
+        only on request). InvalidWorkflow with every problem of the step in one line."""
         resources = {
             k: v
             for k, v in dict(
@@ -168,7 +174,9 @@ class Workflow:
             "env": dict(env or {}),
             "params": dict(params or {}),
             "resources": resources,
-            **{k: v for k, v in extra.items() if v is not None},
+            "inputs": [i if isinstance(i, str) else dict(i) for i in inputs],
+            "outputs": list(outputs),
+            **{k: v for k, v in {**extra, "fetch": fetch}.items() if v is not None},
         }
         if launcher is not None:
             data["launcher"] = launcher
@@ -274,7 +282,7 @@ class Workflow:
     def to_dict(self) -> dict[str, Any]:
         """The workflow as a workflow file holds it (defaults left out)."""
         data: dict[str, Any] = self.model().model_dump(
-            mode="json", exclude_defaults=True, exclude_none=True
+            mode="json", exclude_defaults=True, exclude_none=True, by_alias=True
         )
         data.setdefault("name", self.name)
         return data

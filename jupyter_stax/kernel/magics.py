@@ -46,6 +46,9 @@ jupyter_stax magics
     --env K=V  --param K=V        (repeatable) environment variables / step parameters
     --software FILE               an eFlows4HPC software description (no body; the line
                                   form %stax_task NAME --software FILE works too)
+    --input PATH  --from STEP:GLOB  (repeatable) files copied into the step directory first:
+                                  notebook-side paths/globs/directories, an upstream step's
+    --output GLOB  --fetch auto|manual  files kept and fetched back (to stax-outputs/ID/STEP)
 
 run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
                    [--on-failure continue|stop] [--detach] [--wait] [--timeout S]
@@ -105,6 +108,15 @@ def _env(items: Sequence[str] | None, magic: str) -> dict[str, str]:
         raise UsageError(f"{magic}: --env expects KEY=VALUE, got {e.item!r}") from None
 
 
+def _from(item: str) -> dict[str, str]:
+    step, sep, glob = item.partition(":")
+    if not sep or not step or not glob:
+        raise UsageError(
+            f"%%stax_task: --from {item!r}: write it STEP:GLOB (e.g. prep:parts/*.bin)"
+        )
+    return {"from": step, "path": glob}
+
+
 def _split(line: str, magic: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -130,6 +142,13 @@ def _task_parser() -> MagicParser:
     p.add_argument("--env", action="append", metavar="K=V")
     p.add_argument("--param", action="append", metavar="K=V")
     p.add_argument("--software", metavar="FILE")
+    p.add_argument("--input", action="append", default=[], metavar="PATH",
+                   help="a notebook-side file, directory or glob copied into the step directory")
+    p.add_argument("--from", dest="from_", action="append", default=[], metavar="STEP:GLOB",
+                   help="an upstream step's files copied into the step directory")
+    p.add_argument("--output", action="append", default=[], metavar="GLOB",
+                   help="files of the step directory kept and fetched back")
+    p.add_argument("--fetch", choices=("auto", "manual"))
     return p
 
 
@@ -203,6 +222,9 @@ class StaxMagics:
         extra: dict[str, Any] = {}
         if a.software:
             extra["software"] = self._software(a.software)
+        extra["inputs"] = list(a.input) + [_from(x) for x in a.from_]
+        extra["outputs"] = list(a.output)
+        extra["fetch"] = a.fetch
         if a.software and cell.strip():
             raise UsageError(
                 "%%stax_task: --software takes the step from the file; leave the cell body empty"
