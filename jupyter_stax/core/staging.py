@@ -123,7 +123,7 @@ class FileRecord(BaseModel):
 
     path: str = Field(description="relative path in the step directory")
     size: int
-    sha256: str
+    sha256: str | None = Field(None, description="None until the file was read (fetch: manual)")
     source: str | None = Field(
         None, description="inputs: where it came from (a notebook-side path, or 'STEP:PATH')"
     )

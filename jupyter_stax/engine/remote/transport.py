@@ -45,6 +45,8 @@ from typing import Any, TypeVar
 from ...core import jobscript as js
 from ...core.errors import StaxError
 from ...core.models import Cluster
+from ...core.staging import TreeEntry
+from ..landing import Landed
 from ..transport import (
     ClusterPath,
     CommandResult,
@@ -233,6 +235,26 @@ class SSHTransport(Transport):
 
     def read_tail(self, path: ClusterPath, limit: int) -> bytes:
         return self._call(self.connection.read_tail(str(path), limit)) or b""
+
+
+    def list_tree(self, root: ClusterPath) -> list[TreeEntry]:
+        raise NotImplementedError
+
+    def put_files(
+        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        raise NotImplementedError
+
+    def get_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
+        overwrite: bool = False,
+    ) -> dict[str, Landed]:
+        raise NotImplementedError
+
+    def copy_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        raise NotImplementedError
 
 
 def remote_home(cluster: Cluster, state_dir: Path | None) -> str:
