@@ -156,7 +156,9 @@ def stage_in(
             raise StageInFailed(f"stage-in failed: {e}") from None
         try:
             sent = transport.put_files([(f.source, f.dest) for f in files], s.directory)
-        except OSError as e:
+        except TransportError:
+            raise  # the cluster did not answer: tried again
+        except (OSError, StaxError) as e:
             raise StageInFailed(f"stage-in failed: input {spec!r}: {e}") from None
         record.inputs += [
             FileRecord(
