@@ -40,6 +40,7 @@ from .core.api import (
 from .core.api import Listed as Listed  # the CLI names list lines so
 from .core.errors import error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .core.staging import FetchRequest, FetchResult, base_for
 from .operations import Operations
 from .operations import step_of as step_of  # the CLI and the kernel API look steps up here
 from .operations.logs import read_chunk
@@ -122,6 +123,10 @@ class StaxService(Protocol):
     ) -> LogChunk:
         """A chunk of a step's output from byte ``offset`` (``attempt`` None: the current one).
         A missing file is an empty chunk; ``eof`` once the step is final and all was read."""
+        ...
+
+    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+        """Steps' outputs to this side (see :mod:`jupyter_stax.operations.fetching`)."""
         ...
 
 
@@ -247,6 +252,8 @@ class LocalService:
         Otherwise stored without an owner for the background engine to adopt and drive."""
         wf = _workflow(workflow)
         opts = options or SubmitOptions()
+        if opts.base_dir is None:  # relative inputs: beside the workflow file, or here
+            opts = opts.model_copy(update={"base_dir": base_for(workflow)})
         name = cluster or "local"
         if opts.detached:
             if _loop_running():  # a kernel: keep PSI/J's threads out of it (engine/detach.py)
@@ -369,6 +376,17 @@ class LocalService:
         return self.ops.read_log(
             execution_id, step, stream, offset, attempt, limit, errors="surrogateescape"
         )
+
+    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+        self.reconcile(every=RECONCILE_EVERY)
+        return self.ops.fetch(execution_id, _absolute(request))
+
+
+def _absolute(request: FetchRequest) -> FetchRequest:
+    """``request`` with ``to`` made absolute here (the caller's directory)."""
+    if request.to is None:
+        return request
+    return request.model_copy(update={"to": str(Path(request.to).expanduser().absolute())})
 
 
 def read_bytes_chunk(path: Path, offset: int, limit: int, final: bool) -> LogChunk:

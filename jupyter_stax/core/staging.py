@@ -143,6 +143,109 @@ class StepFiles(BaseModel):
     )
 
 
+class FetchedStep(BaseModel):
+    """What a fetch did for one step."""
+
+    step: str
+    cluster: str
+    fetch: FetchState | None = None
+    directory: str | None = Field(None, description="where the step's files are here")
+    files: list[FileRecord] = Field(default_factory=list)
+    warning: str | None = None
+
+
+class FetchResult(BaseModel):
+    """The answer of ``jupyter stax fetch`` / ``POST executions/{id}/fetch``."""
+
+    execution_id: str
+    steps: list[FetchedStep] = Field(default_factory=list)
+
+    def paths(self) -> list[str]:
+        """The local path of every file (fetched, or in place)."""
+        return [f.local for s in self.steps for f in s.files if f.local]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def fetch_text(result: FetchResult) -> str:
+    """What ``jupyter stax fetch`` and ``%stax fetch`` print."""
+    lines = []
+    for st in result.steps:
+        size = sum(f.size for f in st.files)
+        n = len(st.files)
+        what = {
+            "in place": f"{n} file(s), {_size(size)}, in place (not copied) in {st.directory}",
+            "fetched": f"{n} file(s), {_size(size)}, in {st.directory}",
+            "failed": "not fetched",
+        }.get(st.fetch or "", "nothing fetched")
+        lines.append(f"step {st.step} ({st.cluster}): {what}")
+        lines += [f"  {f.path}" for f in st.files[:20]]
+        if n > 20:
+            lines.append(f"  ... and {n - 20} more")
+        if st.warning:
+            lines.append(f"  note: {st.warning}")
+    return "\n".join(lines)
+
+
+class FetchRequest(BaseModel):
+    """``POST executions/{id}/fetch``: which files of which steps, to where."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: str | None = Field(None, description="one step (None: every step with outputs)")
+    pattern: str | None = Field(
+        None, description="a pattern in the step directory (None: the step's outputs)"
+    )
+    to: str | None = Field(
+        None,
+        description="directory here (named step: DIR/<path>; every step: DIR/<step>/<path>); "
+        "None: <outputs dir>/<id>/<step>/ for remote clusters, in place for the others",
+    )
+    overwrite: bool = Field(False, description="replace local files that differ")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        return None if v is None else check_pattern(v, "fetch")
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "\0" in v):
+            raise ValueError("'to' must be a directory path (not empty, no NUL byte)")
+        return v
+
+
+def fetch_request(**fields: Any) -> FetchRequest:
+    """A :class:`FetchRequest`, or BadRequest saying what is wrong with it (a pattern that
+    leaves the step directory)."""
+    from pydantic import ValidationError
+
+    from .errors import BadRequest
+
+    try:
+        return FetchRequest(**fields)
+    except ValidationError as e:
+        raise BadRequest(
+            "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+        ) from None
+
+
+def base_for(source: object) -> str:
+    """Where relative inputs of a workflow from ``source`` are read: the workflow file's
+    directory, else the current directory (absolute)."""
+    text = str(source) if isinstance(source, (str, Path)) else ""
+    if text and "\n" not in text and text.endswith((".yaml", ".yml", ".json")):
+        return str(Path(text).expanduser().absolute().parent)
+    return str(Path.cwd())
+
+
 # ---------------------------------------------------------------------- matching
 def _segment_match(pattern: str, name: str) -> bool:
     if name.startswith(".") and not pattern.startswith("."):
@@ -347,6 +450,6 @@ def inside(root: Path, path: Path) -> bool:
     """``path`` (resolved, links followed) is ``root`` or lies below it (resolved)."""
     try:
         path.resolve().relative_to(root.resolve())
-    except ValueError:
+    except (ValueError, OSError):  # outside, or not a path at all (a NUL byte)
         return False
     return True

@@ -51,6 +51,7 @@ from ..core.staging import (
     InputError,
     StepFiles,
     TreeEntry,
+    base_for,
     check_destinations,
     local_inputs,
     outputs_of,
@@ -79,16 +80,7 @@ class StageInFailed(StaxError):
 def with_defaults(options: SubmitOptions, source: object) -> SubmitOptions:
     """``options`` with an absolute ``base_dir``: the workflow file's directory when the
     workflow came from one, else the current directory."""
-    if options.base_dir:
-        base = Path(options.base_dir).expanduser()
-    elif (
-        isinstance(source, (str, Path))
-        and "\n" not in str(source)
-        and str(source).endswith((".yaml", ".yml", ".json"))
-    ):
-        base = Path(source).expanduser().parent
-    else:
-        base = Path.cwd()
+    base = Path(options.base_dir or base_for(source)).expanduser()
     update: dict[str, Any] = {"base_dir": str(base.absolute())}
     if options.outputs_dir:
         out = Path(options.outputs_dir).expanduser()
@@ -225,11 +217,13 @@ def collect(
     dest: Path | None = None,
     overwrite: bool = False,
     copy: bool | None = None,
+    on_request: bool = False,
     backoff: Sequence[float] = FETCH_BACKOFF,
 ) -> StepFiles:
     """The step's outputs (``patterns``: its ``outputs``), recorded and, on a remote cluster
     (or with ``copy``), fetched to ``dest`` (default ``<outputs root>/<step>``). Blocking.
-    Never raises for a fetch that failed: the record says so (``fetch: failed`` + warning)."""
+    ``on_request``: a fetch asked for (``fetch: manual`` steps too). Never raises for a fetch
+    that failed: the record says so (``fetch: failed`` + warning)."""
     pats = list(step.outputs if patterns is None else patterns)
     record = (
         s.files.model_copy(deep=True)
@@ -254,7 +248,7 @@ def collect(
             if not copy and not remote:
                 record.outputs = _in_place(s, found)
                 record.fetch, record.fetched_to = "in place", s.directory
-            elif step.fetch == "manual" and patterns is None and dest is None:
+            elif step.fetch == "manual" and not on_request:
                 record.outputs = [FileRecord(path=e.path, size=e.size) for e in found]
                 record.fetch = "manual"
             else:

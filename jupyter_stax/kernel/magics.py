@@ -65,6 +65,9 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 %stax watch [ID]                   one this kernel submitted or watched)
 %stax cancel [ID] | retry [ID]
 %stax logs [ID] STEP [--stderr] [--attempt N]
+%stax fetch [ID] [STEP [PATTERN]] [--to DIR] [--overwrite]
+                                  outputs here (stax-outputs/ID/STEP; in place on a cluster
+                                  that shares this file system); a different local file is kept
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
 %stax remove STEP | reset         forget one step / every step
@@ -399,6 +402,29 @@ class StaxMagics:
         ex = Execution.attach(self._id(eid, "logs"), self.service)
         data = ex.logs(step, "stderr" if a.stderr else "stdout", attempt=a.attempt)
         sys.stdout.write(data if data.endswith("\n") or not data else data + "\n")
+
+    def _cmd_fetch(self, args: list[str]) -> None:
+        from ..core.staging import fetch_text
+
+        p = MagicParser("%stax fetch")
+        p.add_argument("ids", nargs="*", metavar="[ID] [STEP [PATTERN]]")
+        p.add_argument("--to", metavar="DIR")
+        p.add_argument("--overwrite", action="store_true")
+        a = p.parse_args(args)
+        if len(a.ids) > 3:
+            p.error("expected [ID] [STEP [PATTERN]]")
+        ids = list(a.ids)
+        eid = ids.pop(0) if len(ids) == 3 or (ids and self._looks_like_id(ids[0])) else None
+        step, pattern = [*ids, None, None][:2]
+        ex = Execution.attach(self._id(eid, "fetch"), self.service)
+        print(fetch_text(ex.fetch_result(step, pattern, to=a.to, overwrite=a.overwrite)))
+
+    def _looks_like_id(self, word: str) -> bool:
+        try:
+            self.service.get(word)
+        except StaxError:
+            return False
+        return True
 
     def _cmd_show(self, args: list[str]) -> None:
         MagicParser("%stax show").parse_args(args)
