@@ -140,7 +140,14 @@ def stage_in(
     base = Path(ex.options.base_dir or ".")
     for spec in step.inputs:
         if isinstance(spec, FromStep):
-            record.inputs += _from_step(ex, spec, s, cluster, transport, transport_of)
+            try:
+                record.inputs += _from_step(ex, spec, s, cluster, transport, transport_of)
+            except (TransportError, StageInFailed):
+                raise
+            except (OSError, StaxError, landing.UnsafePath) as e:
+                raise StageInFailed(
+                    f"stage-in failed: {{from: {spec.step}, path: {spec.path!r}}}: {e}"
+                ) from None
             continue
         try:
             files = local_inputs(spec, base)
@@ -150,7 +157,7 @@ def stage_in(
             sent = transport.put_files([(f.source, f.dest) for f in files], s.directory)
         except TransportError:
             raise  # the cluster did not answer: tried again
-        except (OSError, StaxError) as e:
+        except (OSError, StaxError, landing.UnsafePath) as e:
             raise StageInFailed(f"stage-in failed: input {spec!r}: {e}") from None
         record.inputs += [
             FileRecord(

@@ -216,3 +216,39 @@ def test_files_move_between_clusters(
     c = ex.step("c").files
     assert c is not None  # *.out took b's own file and the one it had from a
     assert [(r.path, r.source) for r in c.inputs] == [("a.out", "b:a.out"), ("b.out", "b:b.out")]
+
+
+def test_stage_in_never_writes_through_a_link_in_the_step_directory(
+    engine_factory: Callable[..., Engine], tmp_path: Path
+) -> None:
+    """The first attempt replaces its input directory with a link to elsewhere and fails; the
+    retry's stage-in refuses to write through that link (nothing lands outside)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    wf = {
+        "name": "link",
+        "steps": [
+            {
+                "name": "a",
+                "inputs": ["data/x.txt"],
+                "retries": 1,
+                "run": f"rm -rf data && ln -s '{outside}' data && exit 1",
+            }
+        ],
+    }
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, options=SubmitOptions(base_dir=str(tmp_path)))
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    a = ex.step("a")
+    # the retry never reached the scheduler: the first attempt is its history, no new job
+    assert a.state is StepState.FAILED and a.native_id is None, (a.state, a.reason)
+    assert [h.attempt for h in a.history] == [1] and a.history[0].exit_code == 1
+    assert a.reason is not None and a.reason.startswith("stage-in failed: input 'data/x.txt'")
+    assert "a link is never followed" in a.reason
+    assert list(outside.iterdir()) == []
