@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
+from ..waiting import wait_for
 from .test_cli import Stax, cli  # noqa: F401 (the fixture)
 
 WF = """\
@@ -75,3 +78,33 @@ def test_a_missing_input_submits_nothing(cli: Stax) -> None:  # noqa: F811
     assert r.returncode == 2
     assert "step 'a': input 'gone.json': no such file" in r.stderr
     assert json.loads(cli.ok("list", "--json", "--no-server")) == []
+
+
+@pytest.mark.slurm
+def test_detached_run_stages_in_before_queueing_and_records_outputs_later(
+    cli: Stax,  # noqa: F811
+    slurm: str,
+) -> None:
+    """--detach: inputs are staged before the DAG is queued; the outputs are recorded when the
+    next status (through the engine it starts) sees the steps completed."""
+    (cli.cwd / "in.txt").write_text("detached\n")
+    cli.write(
+        "wf.yaml",
+        "name: det\nsteps:\n"
+        "  - name: a\n    inputs: [in.txt]\n    run: cp in.txt out.txt\n    outputs: [out.txt]\n"
+        "  - name: b\n    after: [a]\n    run: cat ../a/out.txt > b.txt\n    outputs: ['*.txt']\n",
+    )
+    r = cli("run", "wf.yaml", "--cluster", "slurm", "--detach", "--no-server")
+    assert r.returncode == 0, r.stderr
+    eid = r.stdout.split()[1]
+    st = wait_for(
+        lambda: (s := cli.status(eid))["state"] == "completed"
+        and all(x["files"] and x["files"]["fetch"] == "in place" for x in s["steps"])
+        and s,
+        180,
+        "the detached run to complete and its outputs to be recorded",
+    )
+    a, b = st["steps"]
+    assert [f["path"] for f in a["files"]["inputs"]] == ["in.txt"]
+    assert [f["path"] for f in a["files"]["outputs"]] == ["out.txt"]
+    assert [f["path"] for f in b["files"]["outputs"]] == ["b.txt"]
