@@ -38,9 +38,16 @@ sys.path.insert(0, str(ROOT))
 
 
 def sshd_setup() -> tuple[Any, Any]:
+    """The RUNNING test sshd (never (re)started here: start-sshd.sh rewrites the shared sshd's
+    config from the caller's environment) and root's client key for it."""
     from tests.ssh.sshd import Sshd
 
-    sshd = Sshd(os.environ.get("STAX_SSHD_BASE", "/tmp/stax-sshd")).start()
+    base = os.environ.get("STAX_SSHD_BASE", "/tmp/stax-sshd")
+    port_file = Path(base, "port")
+    if not port_file.exists():
+        sys.exit(f"no test sshd under {base}: start it with scripts/ssh/start-sshd.sh")
+    sshd = Sshd(base)
+    sshd.env = {"STAX_SSHD_PORT": port_file.read_text().strip()}
     return sshd, sshd.client("root")
 
 
