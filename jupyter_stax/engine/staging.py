@@ -322,6 +322,9 @@ async def stage_out(engine: Engine, run: Run, name: str) -> StepFiles | None:
     cluster = engine.clusters.get(s.cluster)
     try:
         transport = engine._transport(cluster)
+        if cluster.remote and step.fetch == "auto":  # said while it lasts (status, monitor)
+            s.reason = f"fetching outputs from {cluster.name}"
+            engine._commit(run, s, s.state)
         return await engine._blocking(collect, run.ex, step, s, cluster, transport)
     except Exception as e:  # a bug must not turn a completed step into a hang
         log.exception("outputs of %s/%s", run.id, name)

@@ -184,3 +184,38 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     finally:
         tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
         tr.close()
+
+
+def test_files_move_between_two_remote_clusters_through_this_machine(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    """Two remote clusters (two entries, two connections) that are not asked to reach each
+    other: the dependant's input goes from one to the other through the Jupyter side."""
+    import asyncio
+
+    one = cluster(sshd, client)
+    two = cluster(sshd, client, name="far2", work_dir="~/stax-runs-two")
+    wf = {
+        "name": "relay",
+        "steps": [
+            {"name": "a", "cluster": "far", "run": "mkdir -p o && echo from-a > 'o/x y.txt'",
+             "outputs": ["o"], "fetch": "manual"},
+            {"name": "b", "cluster": "far2", "inputs": [{"from": "a", "path": "o/*"}],
+             "run": "cat 'o/x y.txt' > b.txt", "outputs": ["b.txt"]},
+        ],
+    }
+
+    async def body() -> object:
+        reg = ClusterRegistry([one, two], work_dir=tmp_path / "runs")
+        async with Engine(store=tmp_path / "state" / "stax.sqlite", clusters=reg) as e:
+            ex = await e.submit(wf, "far", options=SubmitOptions(
+                base_dir=str(tmp_path), outputs_dir=str(tmp_path / "outs")))
+            return await e.wait(ex.id, 300)
+
+    ex = asyncio.run(body())
+    assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]
+    a, b = ex.steps
+    assert "/stax-runs-two/" in b.directory and "/stax-runs/" in a.directory
+    assert b.files is not None
+    assert [(r.path, r.source) for r in b.files.inputs] == [("o/x y.txt", "a:o/x y.txt")]
+    assert (tmp_path / "outs" / ex.id / "b" / "b.txt").read_text() == "from-a\n"
