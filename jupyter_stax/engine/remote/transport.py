@@ -68,6 +68,9 @@ T = TypeVar("T")
 #: the connection layer's own "retrying" notes, cut from the warning that says it once
 _RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
 
+#: pieces (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
+PUT_DRAIN_EVERY = 8
+
 #: seconds the remote end of a transfer may take to finish once all was sent or read
 TRANSFER_TIMEOUT = 600.0
 
@@ -262,10 +265,11 @@ class SSHTransport(Transport):
             files.unpack_command(self.resolve(dest_dir))
         ))
         try:
-            for chunk in files.tar_chunks(
+            for i, chunk in enumerate(files.tar_chunks(
                 items, lambda n, size, digest: sums.__setitem__(n, (size, digest))
-            ):
-                self._call(stream.write(chunk))
+            )):
+                # wait for the channel every few pieces only: a few MB in flight keep it busy
+                self._call(stream.write(chunk, drain=i % PUT_DRAIN_EVERY == PUT_DRAIN_EVERY - 1))
             self._call(stream.write_eof())
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
@@ -355,7 +359,8 @@ class _Pull:
         self.transport, self.stream = transport, stream
 
     def read(self, n: int = landing.CHUNK) -> bytes:
-        return self.transport._call(self.stream.read_some(max(1, min(n, 4 * landing.CHUNK))))
+        pieces = self.transport._call(self.stream.read_pieces(max(1, min(n, landing.CHUNK))))
+        return b"".join(pieces)
 
 
 def remote_home(cluster: Cluster, state_dir: Path | None) -> str:
