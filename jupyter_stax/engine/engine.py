@@ -427,7 +427,8 @@ class Engine:
             self._finish(run)
 
     def _finish(self, run: Run) -> None:
-        if run.ex.warnings:  # about jobs and schedulers of this run: stale once it is final
+        # about jobs and schedulers of this run: stale once it is final; files' notes stay
+        if run.ex.warnings or staging.warnings(list(run.steps.values())):
             try:
                 self._update_warnings(run)
             except Exception:
