@@ -219,3 +219,45 @@ def test_files_move_between_two_remote_clusters_through_this_machine(
     assert b.files is not None
     assert [(r.path, r.source) for r in b.files.inputs] == [("o/x y.txt", "a:o/x y.txt")]
     assert (tmp_path / "outs" / ex.id / "b" / "b.txt").read_text() == "from-a\n"
+
+
+def test_a_failed_fetch_keeps_the_step_completed_with_the_command_that_fetches_again(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    """The outputs directory cannot be made (a file is in its place): the step completes, the
+    fetch is recorded failed with the reason and the command; once the place is free, the
+    one fetch operation brings the files."""
+    import asyncio
+
+    from jupyter_stax.core.staging import FetchRequest
+    from jupyter_stax.engine.store import Store
+    from jupyter_stax.operations import Operations
+
+    far = cluster(sshd, client)
+    blocker = tmp_path / "outs"
+    blocker.write_text("a file where the outputs directory should be")
+    wf = {"name": "ff", "steps": [
+        {"name": "s", "cluster": "far", "run": "echo result > r.txt", "outputs": ["r.txt"]}]}
+    reg = ClusterRegistry([far], work_dir=tmp_path / "runs")
+    store_path = tmp_path / "state" / "stax.sqlite"
+
+    async def body() -> object:
+        async with Engine(store=store_path, clusters=reg) as e:
+            ex = await e.submit(wf, "far", options=SubmitOptions(
+                base_dir=str(tmp_path), outputs_dir=str(blocker)))
+            return await e.wait(ex.id, 300)
+
+    ex = asyncio.run(body())
+    s = ex.step("s")
+    assert s.state is StepState.COMPLETED and ex.state.value == "completed"
+    assert s.files is not None and s.files.fetch == "failed"
+    assert s.files.warning is not None
+    assert s.files.warning.startswith("outputs of step 's' not fetched: ")
+    assert s.files.warning.endswith(f"fetch them with `jupyter stax fetch {ex.id} s`")
+    assert any(w.startswith("step 's': outputs of step 's' not fetched") for w in ex.warnings)
+    blocker.unlink()
+    store = Store(store_path)
+    got = Operations(lambda: store, lambda: reg).fetch(ex.id, FetchRequest(step="s"))
+    assert [x.fetch for x in got.steps] == ["fetched"]
+    assert (blocker / ex.id / "s" / "r.txt").read_text() == "result\n"
+    assert store.get(ex.id).step("s").files.fetch == "fetched"  # type: ignore[union-attr]
