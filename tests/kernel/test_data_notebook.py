@@ -1,4 +1,4 @@
-"""notebooks/06_data_in_out.ipynb, executed by nbclient in a real kernel on the local cluster
+"""notebooks/07_data_in_out.ipynb, executed by nbclient in a real kernel on the local cluster
 (the remote run of the same notebook is tests/ssh/test_staging_notebook.py)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def check(nb: Any, where: Path, fetched: str) -> str:
 
 
 def test_data_notebook_on_local(store: Path, kernelspec: str, tmp_path: Path) -> None:
-    nb = execute("06_data_in_out.ipynb", tmp_path, kernelspec)
+    nb = execute("07_data_in_out.ipynb", tmp_path, kernelspec)
     text = check(nb, tmp_path, "in place")
     assert "step first (local): 2 file(s)" in text and "in place (not copied)" in text
     assert not (tmp_path / "stax-outputs").exists()  # nothing copied on a local cluster

@@ -1,4 +1,4 @@
-"""notebooks/06_data_in_out.ipynb in a real kernel (nbclient) with its remote steps on the
+"""notebooks/07_data_in_out.ipynb in a real kernel (nbclient) with its remote steps on the
 remote Slurm reached through the real sshd: a 50 MB input goes from the notebook's directory
 to the remote account, the middle step (local) gets the first's files, the last step's outputs
 come back to stax-outputs/ and the notebook reads them (issue 14)."""
@@ -27,7 +27,7 @@ def test_data_notebook_with_a_remote_cluster(
         f"    identity_file: {client.identity}\n    known_hosts: {client.known_hosts}\n"
         "    queue: debug\n    walltime: '00:05:00'\n    poll_interval: 1\n"
     )
-    nb = execute("06_data_in_out.ipynb", tmp_path, kernelspec, STAX_DEMO_REMOTE="far")
+    nb = execute("07_data_in_out.ipynb", tmp_path, kernelspec, STAX_DEMO_REMOTE="far")
     text = check(nb, tmp_path, "fetched")
     eid = next(p.name for p in (tmp_path / "stax-outputs").iterdir())
     out = tmp_path / "stax-outputs" / eid
