@@ -189,6 +189,21 @@ def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
     return follow(svc, eid) if args.wait else 0
 
 
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.service()
+    if args.dir:
+        out = svc.export_crate(args.id, Path(args.dir), as_dir=True, license=args.license)
+    else:
+        to = args.to
+        if to is None:
+            from .operations.crate import crate_file_name
+
+            to = crate_file_name(svc.get(args.id))
+        out = svc.export_crate(args.id, Path(to), license=args.license)
+    print(out)
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     ex = svc.get(args.id)
@@ -222,6 +237,12 @@ def cmd_fetch(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
+    if args.name:
+        from .core.cluster_text import detail_text
+
+        detail = ctx.service().cluster(args.name)
+        print(detail.model_dump_json(indent=2) if args.json else detail_text(detail))
+        return 0
     clusters = ctx.service().clusters()
     if args.json:
         _print_json([c.model_dump(mode="json") for c in clusters])
@@ -339,6 +360,24 @@ def build_parser() -> argparse.ArgumentParser:
         "no engine needs to run",
     )
 
+    sp = cmd(
+        "export",
+        cmd_export,
+        "write a finished execution as a Workflow Run RO-Crate (a zip, or a directory)",
+    )
+    sp.add_argument("id", help="execution id or a unique prefix of one")
+    where = sp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--to", metavar="FILE", help="the zip to write (default: ./WORKFLOW-ID.crate.zip)"
+    )
+    where.add_argument("--dir", metavar="DIR", help="write the crate into this new directory")
+    sp.add_argument(
+        "--license",
+        metavar="URL|SPDX",
+        help="the crate's license, e.g. https://spdx.org/licenses/CC-BY-4.0 (default: the "
+        "crate says that no license was given)",
+    )
+
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")
     sp.add_argument("id")
 
@@ -381,12 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace local files that differ")
     sp.add_argument("--json", action="store_true")
 
-    sp = cmd("clusters", cmd_clusters, "list the clusters you can run on")
+    sp = cmd("clusters", cmd_clusters, "list the clusters you can run on; with NAME, one "
+             "cluster's live numbers (and a remote one's connection)")
+    sp.add_argument("name", nargs="?", metavar="NAME", help="one cluster, in detail")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("images", cmd_images, "list StaX images; with --cluster, whether each one fits there")
     sp.add_argument("--cluster", "-c", default=None, help="judge each image for this cluster")
     sp.add_argument("--json", action="store_true")
+
+    from .cli_build import add_parser as build_parser_of
+
+    build_parser_of(cmd)
 
     cmd("schema", cmd_schema, "print the JSON Schema of workflow files")
 

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -412,6 +413,7 @@ class AttemptRecord(BaseModel):
     exit_code: int | None = None
     reason: str | None = None
     submitted_at: datetime | None = None
+    started_at: datetime | None = None
     finished_at: datetime | None = None
 
 
@@ -462,6 +464,15 @@ class SubmitOptions(_Model):
     )
 
 
+#: the warning a read adds to an unfinished execution whose stored states no engine has
+#: reconciled with the scheduler yet (detached, or its engine died and the next one has not
+#: finished its first pass): never present them as current
+UNVERIFIED_WARNING = (
+    "states as of the submission (or the last engine's last look); being checked with the "
+    "scheduler"
+)
+
+
 class Execution(BaseModel):
     """A run of a workflow on a cluster with bound parameters."""
 
@@ -478,6 +489,14 @@ class Execution(BaseModel):
     cancel_requested: bool = False
     warnings: list[str] = Field(default_factory=list)
     steps: list[StepRun]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the states are as of the submission (or the last engine's last look) and "
+        "are being checked with the scheduler: not current yet (warnings says so in words)"
+    )
+    @property
+    def unverified(self) -> bool:
+        return UNVERIFIED_WARNING in self.warnings
 
     def step(self, name: str) -> StepRun:
         for s in self.steps:

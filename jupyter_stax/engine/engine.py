@@ -32,6 +32,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -130,6 +131,7 @@ class Engine:
         # thousands of ready steps must not hold the event loop (heartbeat, events, cancels)
         self._slots = asyncio.Semaphore(submit_workers)
         self._transports: dict[str, Transport] = {}
+        self._transports_lock = threading.Lock()  # the operations layer asks from its threads
         self._readers: dict[str, RecordReader] = {}
         self._backends: dict[str, Backend] = {}
         self._runs: dict[str, Run] = {}
@@ -325,11 +327,17 @@ class Engine:
         return run
 
     def _transport(self, cluster: Cluster) -> Transport:
-        t = self._transports.get(cluster.name)
-        if t is None:
-            t = self.transports(cluster, planning.state_dir(self.store, cluster))
-            self._transports[cluster.name] = t
-        return t
+        with self._transports_lock:
+            t = self._transports.get(cluster.name)
+            if t is None:
+                t = self.transports(cluster, planning.state_dir(self.store, cluster))
+                self._transports[cluster.name] = t
+            return t
+
+    def transport(self, cluster: Cluster) -> Transport:
+        """The cluster's ONE transport (made on first use), for the operations layer (remote
+        logs, live numbers): thread-safe."""
+        return self._transport(cluster)
 
     def _backend(self, cluster: Cluster) -> Backend:
         b = self._backends.get(cluster.name)

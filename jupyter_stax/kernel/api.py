@@ -554,6 +554,24 @@ class Execution:
         self.model = self.service.retry(self.id)
         return self
 
+    def export_crate(
+        self,
+        to: str | Path | None = None,
+        *,
+        dir: str | Path | None = None,
+        license: str | None = None,
+    ) -> Path:
+        """Write this finished execution as a Workflow Run RO-Crate: a zip (``to``, default
+        ``./WORKFLOW-ID.crate.zip``) or a new directory (``dir``); ``license``: a URL or SPDX
+        id the crate states. Conflict while it runs."""
+        if dir is not None:
+            return self.service.export_crate(self.id, Path(dir), as_dir=True, license=license)
+        if to is None:
+            from ..operations.crate import crate_file_name
+
+            to = crate_file_name(self.model)
+        return self.service.export_crate(self.id, Path(to), license=license)
+
     def monitor(self, interval: float = 1.0) -> Monitor:
         """A live widget of this execution (display it)."""
         from .monitor import Monitor

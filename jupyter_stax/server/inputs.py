@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -23,6 +23,9 @@ from ..core.staging import FetchRequest
 from ..core.states import ExecutionState
 from ..operations.paging import state_arg
 from .errors import invalid_body
+
+if TYPE_CHECKING:
+    from ..operations.builds import BuildRequest
 
 
 def int_arg(
@@ -121,3 +124,30 @@ def fetch_request(body: bytes) -> FetchRequest:
     except ValueError as e:
         raise BadRequest(f"the request body is not JSON: {e}") from None
     return to_model(FetchRequest, data, source="fetch request", error=BadRequest)
+
+
+def build_request(body: bytes, root_dir: str) -> BuildRequest:
+    """A build request (:class:`~jupyter_stax.operations.builds.BuildRequest`) whose recipe and
+    catalog paths are inside the server's root directory (what its users may name); Forbidden
+    for one outside it."""
+    from pathlib import Path
+
+    from ..core.errors import Forbidden
+    from ..operations.builds import BuildRequest
+
+    data = json_body(body)
+    try:
+        req = BuildRequest.model_validate(data)
+    except ValidationError as e:
+        raise invalid_body(e, data) from None
+    root = Path(root_dir).expanduser().resolve()
+    paths = {}
+    for field in ("recipe", "catalog"):
+        text = getattr(req, field)
+        if text is None:
+            continue
+        p = (root / text).resolve()
+        if not p.is_relative_to(root):
+            raise Forbidden(f"{field} {text!r} is outside the server's root directory {root}")
+        paths[field] = str(p)
+    return req.model_copy(update=paths)
