@@ -258,6 +258,19 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace, ctx: Context) -> int:
+    from .core.staging import fetch_request, fetch_text
+
+    req = fetch_request(step=args.step, pattern=args.pattern, to=args.to, overwrite=args.overwrite)
+    svc = ctx.service()
+    result = svc.fetch(svc.get(args.id).id, req)
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        print(fetch_text(result))
+    return 1 if any(s.fetch == "failed" for s in result.steps) else 0
+
+
 def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
     if args.name:
         from .core.cluster_text import detail_text
@@ -438,6 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="every attempt from the first, then as it grows until the step ends",
     )
     sp.add_argument("--attempt", type=int, metavar="N", help="an earlier attempt's output")
+
+    sp = cmd("fetch", cmd_fetch, "bring steps' outputs to this side (and record their sha256)")
+    sp.add_argument("id")
+    sp.add_argument("step", nargs="?", help="one step (default: every step with outputs)")
+    sp.add_argument("pattern", nargs="?", help="files of the step directory (default: its outputs)")
+    sp.add_argument(
+        "--to", metavar="DIR", help="copy here (default: <outputs dir>/ID/STEP for remote "
+        "clusters; in place for clusters sharing this file system)"
+    )
+    sp.add_argument("--overwrite", action="store_true", help="replace local files that differ")
+    sp.add_argument("--json", action="store_true")
 
     sp = cmd("clusters", cmd_clusters, "list the clusters you can run on; with NAME, one "
              "cluster's live numbers (and a remote one's connection)")

@@ -41,6 +41,7 @@ from .core.api import (
 )
 from .core.errors import BadRequest, SchedulerUnavailable, StaxError, error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .core.staging import FetchRequest, FetchResult, base_for
 
 log = logging.getLogger("jupyter_stax.client")
 
@@ -203,8 +204,13 @@ class RestService:
         body: dict[str, Any] = {"workflow": wf, "params": dict(params or {})}
         if cluster:
             body["cluster"] = cluster
-        if options is not None:
-            body["options"] = options.model_dump(mode="json", exclude_none=True)
+        opts = options or SubmitOptions()
+        if opts.base_dir is None:  # relative inputs: beside the workflow file, or here
+            opts = opts.model_copy(update={"base_dir": base_for(workflow)})
+        if opts.outputs_dir is not None:
+            out = Path(opts.outputs_dir).expanduser()
+            opts.outputs_dir = str(out if out.is_absolute() else Path(opts.base_dir or ".") / out)
+        body["options"] = opts.model_dump(mode="json", exclude_none=True)
         if steps:
             body["steps"] = list(steps)
         return Execution.model_validate(
@@ -258,6 +264,16 @@ class RestService:
         path = f"executions/{self._id(execution_id)}/steps/{self._id(step)}/instances"
         query = {"state": state, "cursor": cursor, "limit": limit}
         return InstancePage.model_validate(self.request("GET", path, query=query))
+
+    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+        if request.to is not None:  # the caller's directory, not the server's
+            request = request.model_copy(
+                update={"to": str(Path(request.to).expanduser().absolute())}
+            )
+        return FetchResult.model_validate(self.request(
+            "POST", f"executions/{self._id(execution_id)}/fetch",
+            body=request.model_dump(mode="json", exclude_none=True), timeout=SUBMIT_TIMEOUT,
+        ))
 
 
     def export_crate(

@@ -42,6 +42,7 @@ from .core.api import (
 from .core.api import Listed as Listed  # the CLI names list lines so
 from .core.errors import error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .core.staging import FetchRequest, FetchResult, base_for
 from .operations import CHECK_POLL, Operations
 from .operations import CHECK_TIMEOUT as CHECK_TIMEOUT  # the bound of a read's wait
 from .operations import LEASE_TIMEOUT as LEASE_TIMEOUT
@@ -135,6 +136,10 @@ class StaxService(Protocol):
         limit: int = INSTANCE_LIMIT_DEFAULT,
     ) -> InstancePage:
         """A page of a sweep step's instances, the ones that did not complete first."""
+        ...
+
+    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+        """Steps' outputs to this side (see :mod:`jupyter_stax.operations.fetching`)."""
         ...
 
     def export_crate(
@@ -294,6 +299,8 @@ class LocalService:
         Otherwise stored without an owner for the background engine to adopt and drive."""
         wf = _workflow(workflow)
         opts = options or SubmitOptions()
+        if opts.base_dir is None:  # relative inputs: beside the workflow file, or here
+            opts = opts.model_copy(update={"base_dir": base_for(workflow)})
         name = cluster or "local"
         if opts.detached:
             if _loop_running():  # a kernel: keep PSI/J's threads out of it (engine/detach.py)
@@ -443,6 +450,17 @@ class LocalService:
         license: str | None = None,
     ) -> Path:
         return self.ops.export_crate(execution_id, Path(dest), as_dir=as_dir, license=license)
+
+    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+        self.reconcile(every=RECONCILE_EVERY)
+        return self.ops.fetch(execution_id, _absolute(request))
+
+
+def _absolute(request: FetchRequest) -> FetchRequest:
+    """``request`` with ``to`` made absolute here (the caller's directory)."""
+    if request.to is None:
+        return request
+    return request.model_copy(update={"to": str(Path(request.to).expanduser().absolute())})
 
 
 def read_bytes_chunk(path: Path, offset: int, limit: int, final: bool) -> LogChunk:

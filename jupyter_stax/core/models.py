@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from .images import ClusterTraits, ContainerOptions, ResolvedImage
+from .staging import Fetch, InputSpec, StepFiles, check_input, check_pattern
 from .states import ExecutionState, StepState
 from .units import parse_memory, parse_walltime
 
@@ -191,6 +192,21 @@ class Step(_Model):
 
         return normalize(v)
 
+    inputs: list[InputSpec] = Field(
+        default_factory=list,
+        description="copied into the step directory before its job is submitted: notebook-side "
+        "paths, globs or directories (relative to the workflow file or the notebook's "
+        "directory), or {from: STEP, path: GLOB} for an upstream step's files",
+    )
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="patterns in the step directory (e.g. 'results/*.csv') of the files kept "
+        "and fetched back to the notebook side",
+    )
+    fetch: Fetch = Field(
+        "auto", description="auto: outputs come back when the step completes; manual: on request"
+    )
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -206,8 +222,22 @@ class Step(_Model):
     _env = field_validator("env")(classmethod(lambda cls, v: _check_env(v)))
     _params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
 
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, v: Any) -> Any:
+        return [check_input(i) for i in ([v] if isinstance(v, (str, dict)) else v)]
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, str) else v
+        return [check_pattern(p) if isinstance(p, str) else p for p in v]
+
     @model_validator(mode="after")
     def _run_or_software(self) -> Step:
+        for i in self.inputs:  # an input from a step makes it a dependency
+            if not isinstance(i, str) and i.step not in self.after:
+                self.after.append(i.step)
         if self.software is None and not self.run.strip():
             raise ValueError(
                 "a step needs 'run' (a bash script) or 'software' (an eFlows4HPC description)"
@@ -495,6 +525,9 @@ class StepRun(BaseModel):
     sweep: SweepSummary | None = Field(
         None, description="a sweep step's instances in counts (None: not a sweep, or not known)"
     )
+    files: StepFiles | None = Field(
+        None, description="inputs staged and outputs kept (size, sha256), and the fetch state"
+    )
 
 
 class SubmitOptions(_Model):
@@ -504,6 +537,16 @@ class SubmitOptions(_Model):
         "(Slurm --dependency=afterok), so it runs on with no engine watching",
     )
     on_failure: OnFailure | None = None
+    base_dir: str | None = Field(
+        None,
+        description="the notebook-side directory relative inputs are read from (default: the "
+        "workflow file's, else the current directory)",
+    )
+    outputs_dir: str | None = Field(
+        None,
+        description="where fetched outputs go, as <outputs_dir>/<execution id>/<step>/ "
+        "(default: stax-outputs beside base_dir)",
+    )
 
 
 #: the warning a read adds to an unfinished execution whose stored states no engine has

@@ -45,8 +45,9 @@ from ..core import jobscript as js
 from ..core.clusters import ClusterRegistry
 from ..core.errors import Conflict, StaxError
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
+from ..core.staging import StepFiles
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
-from . import observing, planning, recovery, sweeps
+from . import observing, planning, recovery, staging, sweeps
 from .backend import Backend, JobUpdate, SubmitError
 from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
@@ -434,7 +435,8 @@ class Engine:
             self._finish(run)
 
     def _finish(self, run: Run) -> None:
-        if run.ex.warnings:  # about jobs and schedulers of this run: stale once it is final
+        # about jobs and schedulers of this run: stale once it is final; files' notes stay
+        if run.ex.warnings or staging.warnings(list(run.steps.values())):
             try:
                 self._update_warnings(run)
             except Exception:
@@ -500,9 +502,10 @@ class Engine:
     # ------------------------------------------------------------------ submission
     def _write_attempt(
         self, run: Run, s: StepRun, cluster: Cluster, attempt: int, guarded: bool
-    ) -> tuple[Path, dict[str, str]]:
+    ) -> tuple[Path, dict[str, str], StepFiles | None]:
         """Write the step's scripts for ``attempt`` on the cluster (earlier attempts' files get
-        a suffix); the job script's path and the container runtime's scheduler directives.
+        a suffix) and stage its inputs (:func:`.staging.stage_in`); the job script's path, the
+        container runtime's scheduler directives and the record of the inputs.
         Blocking: runs on a worker thread."""
         d = Path(s.directory)
         step = run.defs[s.name]
@@ -514,8 +517,13 @@ class Engine:
         transport = self._transport(cluster)
         transport.make_dirs([d])
         transport.rename(planning.earlier_attempt_moves(d, attempt))
+        staged = staging.stage_in(run.ex, step, s, cluster, attempt, self._cluster_transport)
         transport.write_files(files)
-        return d / js.JOB_SCRIPT, planning.directives(plan, step)
+        return d / js.JOB_SCRIPT, planning.directives(plan, step), staged
+
+    def _cluster_transport(self, name: str) -> tuple[Cluster, Transport]:
+        c = self.clusters.get(name)
+        return c, self._transport(c)
 
     async def _submit_step(self, run: Run, name: str, after: tuple[str, ...]) -> None:
         s = run.steps[name]
@@ -527,7 +535,7 @@ class Engine:
             while True:
                 try:
                     async with self._slots:  # the step's files are written on a worker thread
-                        job_script, directives = await self._blocking(
+                        job_script, directives, staged = await self._blocking(
                             self._write_attempt, run, s, cluster, attempt, run.ex.options.detached
                         )
                     break
@@ -537,6 +545,8 @@ class Engine:
                     s.reason = f"not yet submitted: {e} (try {tries}; next in {wait:g} s)"
                     self._commit(run, s, s.state)
                     await asyncio.sleep(wait)
+            if staged is not None:
+                s.files = staged
             r = step.resources
             req = js.JobRequest(
                 execution_id=run.id,
@@ -571,6 +581,10 @@ class Engine:
             await self._submit_with_backoff(run, s, cluster, req)
         except (LostOwnership, asyncio.CancelledError):
             raise
+        except staging.StageInFailed as e:  # that step fails, nothing was submitted for it
+            if not s.state.final:
+                self._set(run, name, StepState.FAILED, reason=str(e))
+                self._schedule(run, [name])
         except Exception as e:  # a broken cluster setup or a bug: say it on the step, do not hang
             log.exception("submission of %s/%s failed", run.id, name)
             if not s.state.final:
@@ -688,6 +702,7 @@ class Engine:
                         f"step {s.name!r} (job {s.native_id}) will not start as it stands: {why}; "
                         "cancel and submit it again with what the cluster allows"
                     )
+        warnings += staging.warnings(list(run.steps.values()))
         if warnings != run.ex.warnings:
             run.ex.warnings = warnings
             self.store.set_warnings(run.id, warnings, self.id)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.models import StepRun
 from ..core.states import StepState
-from . import outcome
+from . import outcome, staging
 from .backend import JobUpdate
 from .runstate import JobKey, Run, attempt_record, reset
 from .store import LostOwnership, now
@@ -208,6 +208,9 @@ async def finalize(
                 started_at=fields.get("started_at"), finished_at=fields.get("finished_at"),
             )
             return
+        if out.state is StepState.COMPLETED and run.defs[name].outputs:
+            # outputs are here before anyone hears the step completed (see .staging)
+            fields["files"] = await staging.stage_out(engine, run, name)
         engine._set(run, name, out.state, reason=out.reason, **fields)
         engine._unwatch(JobKey(run.id, name, attempt), s.cluster, s.native_id)
         engine._schedule(run, [name])

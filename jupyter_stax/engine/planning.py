@@ -26,7 +26,7 @@ from ..core.models import (
     SubmitOptions,
     Workflow,
 )
-from . import schedulers
+from . import schedulers, staging
 from .store import Store, default_store_path, now
 from .transport import ClusterPath, FileSpec
 
@@ -55,7 +55,7 @@ def prepare(
         if isinstance(workflow, Workflow)
         else load_workflow(dict(workflow) if isinstance(workflow, Mapping) else workflow)
     )
-    opts = options or SubmitOptions()
+    opts = staging.with_defaults(options or SubmitOptions(), workflow)
     if opts.on_failure:
         wf = wf.model_copy(update={"on_failure": opts.on_failure})
     wf = select(wf, steps)
@@ -67,7 +67,7 @@ def prepare(
         wf = inline(wf)
     check(wf, params)
     wf, resolved, image_errors = resolve_images(wf, main, clusters, image_catalogs)
-    problems = [e.message for e in image_errors]
+    problems = [e.message for e in image_errors] + staging.input_problems(wf, opts)
     for s in wf.steps:
         c = clusters.get(s.cluster) if s.cluster else main
         launcher = js.effective_launcher(s, c)

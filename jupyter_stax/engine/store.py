@@ -30,6 +30,7 @@ from ..core.errors import NotFound, StaxError
 from ..core.images import ResolvedImage
 from ..core.jobscript import STDERR, STDOUT, STEP_SCRIPT
 from ..core.models import AttemptRecord, Execution, StepRun, SubmitOptions, Workflow
+from ..core.staging import StepFiles
 from ..core.states import ExecutionState, StepState, execution_state
 from ..core.sweep import fill_summaries
 
@@ -66,7 +67,16 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, kind TEXT NOT NULL,
     created REAL NOT NULL, done REAL, result TEXT);
 CREATE INDEX IF NOT EXISTS requests_open ON requests (done, execution_id);
+CREATE TABLE IF NOT EXISTS step_files (
+    execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (execution_id, name));
 """
+#: a step row with its files record (issue 14: a table of its own, so older stores need no
+#: migration: CREATE TABLE IF NOT EXISTS adds it)
+_STEPS = (
+    "SELECT steps.*, step_files.doc AS files FROM steps LEFT JOIN step_files"
+    " USING (execution_id, name) WHERE execution_id=? ORDER BY pos"
+)
 
 _UNFINISHED = ("pending", "running")
 
@@ -360,6 +370,8 @@ class Store:
                     step.name,
                 ),
             )
+            if step.files is not None:
+                _save_files(db, execution_id, step)
             if state is None:
                 return self._derive(db, execution_id)
             t = time.time()
@@ -388,6 +400,12 @@ class Store:
             (st.value, finished, t, execution_id),
         )
         return st
+
+    def set_step_files(self, execution_id: str, step: StepRun) -> None:
+        """Record a step's files (outputs fetched on request): not fenced, as it changes no
+        state and a client that fetched them is not the execution's owner."""
+        with self.transaction() as db:
+            _save_files(db, execution_id, step)
 
     def set_cancel_requested(self, execution_id: str, owner: str | None) -> None:
         with self.transaction() as db:
@@ -464,9 +482,7 @@ class Store:
             ).fetchone()
             if row is None:
                 raise NotFound(f"no execution {execution_id!r}; see `jupyter stax list`")
-            steps = self._db.execute(
-                "SELECT * FROM steps WHERE execution_id=? ORDER BY pos", (execution_id,)
-            ).fetchall()
+            steps = self._db.execute(_STEPS, (execution_id,)).fetchall()
         return _execution(row, steps)
 
     def list_executions(
@@ -490,9 +506,7 @@ class Store:
             rows = self._db.execute(q, args).fetchall()
             out = []
             for r in rows:
-                steps = self._db.execute(
-                    "SELECT * FROM steps WHERE execution_id=? ORDER BY pos", (r["id"],)
-                ).fetchall()
+                steps = self._db.execute(_STEPS, (r["id"],)).fetchall()
                 out.append(_execution(r, steps))
         return out
 
@@ -545,6 +559,15 @@ def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
     return fill_summaries(ex)  # a sweep step's counts, from its stax.sweep.json
 
 
+def _save_files(db: sqlite3.Connection, execution_id: str, step: StepRun) -> None:
+    assert step.files is not None
+    db.execute(
+        "INSERT INTO step_files (execution_id, name, doc) VALUES (?, ?, ?) ON CONFLICT"
+        " (execution_id, name) DO UPDATE SET doc=excluded.doc",
+        (execution_id, step.name, step.files.model_dump_json()),
+    )
+
+
 def _resolved_json(s: StepRun) -> str | None:
     return s.resolved_image.model_dump_json() if s.resolved_image else None
 
@@ -572,4 +595,5 @@ def _step(r: sqlite3.Row) -> StepRun:
             ResolvedImage.model_validate_json(r["resolved_image"]) if r["resolved_image"] else None
         ),
         history=[AttemptRecord.model_validate(h) for h in json.loads(r["history"])],
+        files=StepFiles.model_validate_json(r["files"]) if r["files"] else None,
     )

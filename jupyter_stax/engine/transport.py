@@ -42,6 +42,9 @@ from pathlib import Path, PurePath
 
 from ..core import jobscript as js
 from ..core.errors import StaxError
+from ..core.staging import TreeEntry, list_local_tree
+from . import landing
+from .landing import Landed
 
 #: a path on the cluster (a remote transport treats it as a POSIX path there)
 ClusterPath = str | PurePath
@@ -139,6 +142,38 @@ class Transport(ABC):
     @abstractmethod
     def read_tail(self, path: ClusterPath, limit: int) -> bytes:
         """The last ``limit`` bytes of a file (b"" when missing)."""
+
+    # ------------------------------------------------------------------ data in and out
+    # (issue 14; :mod:`.staging` uses them). Names are relative paths, data: never shell text.
+    @abstractmethod
+    def list_tree(self, root: ClusterPath) -> list[TreeEntry]:
+        """Every entry below ``root`` with its kind and size, symbolic links NOT followed
+        (listed as links); [] when ``root`` is missing."""
+
+    @abstractmethod
+    def put_files(
+        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        """Copy files of THIS machine (``(path here, relative name)``) into ``dest_dir`` on the
+        cluster (parents made, a file there replaced), streamed; each name's size and sha256
+        (of the bytes sent). TransportError when the connection drops (then try again)."""
+
+    @abstractmethod
+    def get_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
+        overwrite: bool = False,
+    ) -> dict[str, Landed]:
+        """Copy regular files ``src_dir/name`` of the cluster into ``dest_dir`` on THIS machine
+        (by :func:`.landing.land`: never outside ``dest_dir``, an existing different file kept
+        unless ``overwrite``), streamed. A name that is not a regular file there is skipped
+        (absent from the result)."""
+
+    @abstractmethod
+    def copy_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        """Copy regular files from one directory of the cluster to another on it (an upstream
+        step's files into a dependant's directory); each name's size and sha256."""
 
     def warning(self) -> str | None:
         """A one-line note on the connection when it has trouble (shown on executions)."""
@@ -240,3 +275,38 @@ class LocalTransport(Transport):
                 return f.read()
         except OSError:
             return b""
+
+    def list_tree(self, root: ClusterPath) -> list[TreeEntry]:
+        return list_local_tree(Path(root))
+
+    def put_files(
+        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        out = {}
+        for src, name in files:
+            with open(src, "rb") as f:  # the user's own file: a link to it is followed
+                got = landing.land(Path(dest_dir), name, landing.read_chunks(f), overwrite=True)
+            out[name] = (got.size, got.sha256)
+        return out
+
+    def get_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
+        overwrite: bool = False,
+    ) -> dict[str, Landed]:
+        out = {}
+        for name in names:
+            try:
+                f = landing.open_regular(landing.target(Path(src_dir), name, make_parents=False))
+            except (OSError, landing.UnsafePath):
+                continue  # gone, or not a regular file (links are never followed)
+            with f:
+                out[name] = landing.land(
+                    dest_dir, name, landing.read_chunks(f), overwrite=overwrite
+                )
+        return out
+
+    def copy_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        got = self.get_files(src_dir, names, Path(dest_dir), overwrite=True)
+        return {n: (x.size, x.sha256) for n, x in got.items()}

@@ -21,13 +21,14 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from ..core import models
-from ..core.errors import InvalidWorkflow, StaxError
+from ..core.errors import InvalidWorkflow, NotFound, StaxError
 from ..core.models import ParamValue, StepRun, SubmitOptions
+from ..core.staging import OUTPUTS_DIR, FetchResult, fetch_request
 from ..core.states import StepState
 from ..follow import FollowTimeout, Poll, read_all, wait_final
 from ..service import StaxService, step_of
@@ -144,6 +145,9 @@ class Workflow:
         sweep: Mapping[str, Any] | None = None,
         max_parallel: int | None = None,
         pack: int | str | None = None,
+        inputs: Iterable[str | Mapping[str, str]] = (),
+        outputs: Iterable[str] = (),
+        fetch: str | None = None,
         **extra: Any,
     ) -> models.Step:
         """Define (or redefine) the step ``name`` running ``run`` (bash; Python with
@@ -151,7 +155,10 @@ class Workflow:
 
         ``sweep={"n": [1, 2, 4], "seed": range(100)}`` runs it once per combination (a
         ``range`` is kept as a range; ``"zip": True`` pairs the lists), at most
-        ``max_parallel`` at once, ``pack`` instances per scheduler job (see core/sweep.py)."""
+        ``max_parallel`` at once, ``pack`` instances per scheduler job (see core/sweep.py).
+        ``inputs``: notebook-side paths/globs/directories, or ``{"from": STEP, "path": GLOB}``,
+        copied into the step directory before it is submitted; ``outputs``: patterns of the
+        step's files fetched back (``fetch="manual"``: only on request)."""
         if sweep is not None:
             extra["sweep"] = {
                 k: {"range": [v.start, v.stop, v.step]} if isinstance(v, range) else v
@@ -181,7 +188,9 @@ class Workflow:
             "env": dict(env or {}),
             "params": dict(params or {}),
             "resources": resources,
-            **{k: v for k, v in extra.items() if v is not None},
+            "inputs": [i if isinstance(i, str) else dict(i) for i in inputs],
+            "outputs": list(outputs),
+            **{k: v for k, v in {**extra, "fetch": fetch}.items() if v is not None},
         }
         if launcher is not None:
             data["launcher"] = launcher
@@ -287,7 +296,7 @@ class Workflow:
     def to_dict(self) -> dict[str, Any]:
         """The workflow as a workflow file holds it (defaults left out)."""
         data: dict[str, Any] = self.model().model_dump(
-            mode="json", exclude_defaults=True, exclude_none=True
+            mode="json", exclude_defaults=True, exclude_none=True, by_alias=True
         )
         data.setdefault("name", self.name)
         return data
@@ -503,6 +512,55 @@ class Execution:
     def logs(self, step: str, stream: str = "stdout", *, attempt: int | None = None) -> str:
         """The whole output of a step so far (``stream``: stdout or stderr)."""
         return "".join(read_all(self.service, self.id, step, stream, attempt))
+
+    # ------------------------------------------------------------------ files
+    def fetch(
+        self, step: str | None = None, pattern: str | None = None, *,
+        to: str | Path | None = None, overwrite: bool = False,
+    ) -> list[Path]:
+        """Bring outputs here (every step's, or ``step``'s; ``pattern``: other files of its
+        directory); the local path of each file. Files of a cluster that shares this file
+        system stay where they are (``to``: copy them there). A different local file is kept
+        unless ``overwrite``. Raises when a fetch failed (the reason, and what to do)."""
+        res = self.fetch_result(step, pattern, to=to, overwrite=overwrite)
+        failed = [s for s in res.steps if s.fetch == "failed"]
+        if failed:
+            raise StaxError("; ".join(s.warning or f"step {s.step}: failed" for s in failed))
+        return [Path(p) for p in res.paths()]
+
+    def fetch_result(
+        self, step: str | None = None, pattern: str | None = None, *,
+        to: str | Path | None = None, overwrite: bool = False,
+    ) -> FetchResult:
+        """What :meth:`fetch` did, step by step (files, sizes, sha256, notes)."""
+        req = fetch_request(step=step, pattern=pattern, to=None if to is None else str(to),
+                            overwrite=overwrite)
+        res = self.service.fetch(self.id, req)
+        self.refresh()
+        return res
+
+    def open(self, step: str, path: str, mode: str = "r") -> IO[Any]:
+        """One file of a step's directory, opened here (``mode`` "r" or "rb"): fetched alone
+        through the cluster's transport (not the whole directory), or read in place, e.g.
+        ``pd.read_csv(run.open("sim", "results/a.csv"))``."""
+        if mode not in ("r", "rb"):
+            raise ValueError("mode must be 'r' or 'rb'")
+        sr = step_of(self.model, step)
+        to = None
+        if any(c.name == sr.cluster and c.remote for c in self.service.clusters()):
+            # a private copy, always the step's current file (the user's copies are untouched)
+            opts = self.model.options
+            root = Path(opts.outputs_dir or Path(opts.base_dir or ".") / OUTPUTS_DIR)
+            to = root / self.id / ".open" / step
+        res = self.fetch_result(step, path, to=to, overwrite=True)
+        wanted = path.strip("/").removeprefix("./")
+        for s in res.steps:
+            for f in s.files:
+                if f.path == wanted and f.local:
+                    return open(f.local, mode)
+            if s.warning:
+                raise StaxError(f"step {step!r}: {path}: {s.warning}")
+        raise NotFound(f"step {step!r} has no file {path!r} (a regular file in its directory)")
 
     # ------------------------------------------------------------------ acting
     def cancel(self) -> Execution:

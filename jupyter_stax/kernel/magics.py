@@ -48,6 +48,9 @@ jupyter_stax magics
     --env K=V  --param K=V        (repeatable) environment variables / step parameters
     --software FILE               an eFlows4HPC software description (no body; the line
                                   form %stax_task NAME --software FILE works too)
+    --input PATH  --from STEP:GLOB  (repeatable) files copied into the step directory first:
+                                  notebook-side paths/globs/directories, an upstream step's
+    --output GLOB  --fetch auto|manual  files kept and fetched back (to stax-outputs/ID/STEP)
 
 run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
                    [--on-failure continue|stop] [--detach] [--wait] [--timeout S]
@@ -68,6 +71,9 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 %stax watch [ID]                   one this kernel submitted or watched)
 %stax cancel [ID] | retry [ID]
 %stax logs [ID] STEP [--stderr] [--attempt N]
+%stax fetch [ID] [STEP [PATTERN]] [--to DIR] [--overwrite]
+                                  outputs here (stax-outputs/ID/STEP; in place on a cluster
+                                  that shares this file system); a different local file is kept
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
 %stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
@@ -135,6 +141,15 @@ def _int_option(text: str, option: str, what: str) -> int:
         raise UsageError(f"%%stax_task: {option} takes {what}, got {text!r}") from None
 
 
+def _from(item: str) -> dict[str, str]:
+    step, sep, glob = item.partition(":")
+    if not sep or not step or not glob:
+        raise UsageError(
+            f"%%stax_task: --from {item!r}: write it STEP:GLOB (e.g. prep:parts/*.bin)"
+        )
+    return {"from": step, "path": glob}
+
+
 def _split(line: str, magic: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -163,6 +178,13 @@ def _task_parser() -> MagicParser:
     p.add_argument("--sweep", action="append", metavar="NAME=VALUES")
     p.add_argument("--max-parallel", type=int)
     p.add_argument("--pack")
+    p.add_argument("--input", action="append", default=[], metavar="PATH",
+                   help="a notebook-side file, directory or glob copied into the step directory")
+    p.add_argument("--from", dest="from_", action="append", default=[], metavar="STEP:GLOB",
+                   help="an upstream step's files copied into the step directory")
+    p.add_argument("--output", action="append", default=[], metavar="GLOB",
+                   help="files of the step directory kept and fetched back")
+    p.add_argument("--fetch", choices=("auto", "manual"))
     return p
 
 
@@ -240,6 +262,9 @@ class StaxMagics:
             extra.update(_sweep(a.sweep, a.max_parallel, a.pack))
         elif a.max_parallel is not None or a.pack is not None:
             raise UsageError("%%stax_task: --max-parallel and --pack apply to a --sweep step")
+        extra["inputs"] = list(a.input) + [_from(x) for x in a.from_]
+        extra["outputs"] = list(a.output)
+        extra["fetch"] = a.fetch
         if a.software and cell.strip():
             raise UsageError(
                 "%%stax_task: --software takes the step from the file; leave the cell body empty"
@@ -453,6 +478,29 @@ class StaxMagics:
         ex = Execution.attach(self._id(eid, "logs"), self.service)
         data = ex.logs(step, "stderr" if a.stderr else "stdout", attempt=a.attempt)
         sys.stdout.write(data if data.endswith("\n") or not data else data + "\n")
+
+    def _cmd_fetch(self, args: list[str]) -> None:
+        from ..core.staging import fetch_text
+
+        p = MagicParser("%stax fetch")
+        p.add_argument("ids", nargs="*", metavar="[ID] [STEP [PATTERN]]")
+        p.add_argument("--to", metavar="DIR")
+        p.add_argument("--overwrite", action="store_true")
+        a = p.parse_args(args)
+        if len(a.ids) > 3:
+            p.error("expected [ID] [STEP [PATTERN]]")
+        ids = list(a.ids)
+        eid = ids.pop(0) if len(ids) == 3 or (ids and self._looks_like_id(ids[0])) else None
+        step, pattern = [*ids, None, None][:2]
+        ex = Execution.attach(self._id(eid, "fetch"), self.service)
+        print(fetch_text(ex.fetch_result(step, pattern, to=a.to, overwrite=a.overwrite)))
+
+    def _looks_like_id(self, word: str) -> bool:
+        try:
+            self.service.get(word)
+        except StaxError:
+            return False
+        return True
 
     def _cmd_show(self, args: list[str]) -> None:
         MagicParser("%stax show").parse_args(args)

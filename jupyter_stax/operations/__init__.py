@@ -53,12 +53,13 @@ from ..core.models import (
     SubmitOptions,
     Workflow,
 )
+from ..core.staging import FetchRequest, FetchResult
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
 from .paging import decode_cursor, page_of, state_arg
 from .remote_cluster import remote_detail
 from .remote_logs import read_remote_chunk
-from .requests import refuse_server_paths
+from .requests import refuse_outside_root, refuse_server_paths
 
 if TYPE_CHECKING:
     from ..core.api import ImageList
@@ -445,6 +446,12 @@ class Operations:
         software = self._store().software(ex.id)
         return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
+    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+        """A step's outputs, fetched on request (see :mod:`.fetching`). Blocking."""
+        from .fetching import fetch
+
+        return fetch(self._store(), self._registry(), self.get(execution_id), request)
+
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""
         return check_retry(self.get(execution_id))
@@ -460,12 +467,21 @@ class Operations:
         steps: list[str] | None = None,
         *,
         over_network: bool = False,
+        root: str | None = None,
     ) -> Execution:
         """Validate, store and start ``workflow`` on ``engine`` (detached: until every step is
         queued). ``over_network``: the workflow came in a request (REST), so it may name no
-        file on this machine (:func:`.requests.refuse_server_paths`, the one rule)."""
+        file on this machine (:func:`.requests.refuse_server_paths`, the one rule), and the files it
+        moves lie inside ``root`` (the server's root directory: :func:`.requests.
+        refuse_outside_root`)."""
         if over_network:
             refuse_server_paths(workflow, self.catalog_references)
+            reg = self._registry()
+            fetched = [
+                s.name for s in workflow.steps
+                if s.fetch == "auto" and reg.get(s.cluster or cluster).remote
+            ]
+            options = refuse_outside_root(workflow, options or SubmitOptions(), root, fetched)
         ex: Execution = await engine.submit(workflow, cluster, params, options, steps)
         return ex
 

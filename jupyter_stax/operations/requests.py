@@ -11,6 +11,12 @@ A REST request never makes the server read a file it names. So, in a workflow se
   server (``/...``, ``./...``, ``~/...``, ``*.sif``, ``oci:``, ``ch:``, ``sif:``) that no
   configured catalog lists is refused (400, ``InvalidWorkflow``).
 
+Data in and out (issue 14): files named for stage-in (``base_dir`` and the steps' notebook-side
+``inputs``) and where fetched outputs go (``outputs_dir``, a fetch's ``to``) must lie inside the
+server's root directory (``ServerApp.root_dir``: the tree the same authenticated user already
+reads and writes through Jupyter's contents API), links resolved; anything else is refused
+(:func:`refuse_outside_root`). A submission that names no ``base_dir`` reads from the root.
+
 Local surfaces (the CLI and the kernel on the local store) read the user's own files and are
 not subject to this rule.
 """
@@ -18,10 +24,12 @@ not subject to this rule.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from ..core.errors import InvalidWorkflow
+from ..core.errors import BadRequest, Forbidden, InvalidWorkflow
 from ..core.images import looks_like_reference
-from ..core.models import Workflow
+from ..core.models import SubmitOptions, Workflow
+from ..core.staging import anchor_and_rest, inside
 
 #: catalog source prefixes that name files on the machine that reads them
 _PATH_PREFIXES = ("oci:", "ch:", "sif:")
@@ -83,4 +91,40 @@ def refuse_server_paths(wf: Workflow, catalog_names: Callable[[], set[str]]) -> 
             details=[
                 f"step {step!r}: image {image!r} is a path on the server" for step, image in refused
             ],
+        )
+
+
+def refuse_outside_root(
+    wf: Workflow, options: SubmitOptions, root: str | None, fetched: Iterable[str] = ()
+) -> SubmitOptions:
+    """``options`` with ``base_dir`` (default: ``root``) when every notebook-side input of
+    ``wf`` and, when steps' outputs are fetched (``fetched``: their names), the outputs
+    directory lie inside ``root`` (see the module); Forbidden otherwise. Directories that no
+    step uses are not checked."""
+    if root is None:
+        return options
+    base = Path(options.base_dir or root)
+    if not base.is_absolute():
+        raise BadRequest(f"base_dir {options.base_dir!r} must be an absolute path")
+    named = []
+    if any(s.outputs for s in wf.steps if s.name in set(fetched)):
+        out = Path(options.outputs_dir or base / "stax-outputs")
+        named.append(("outputs_dir", out if out.is_absolute() else base / out))
+    for s in wf.steps:
+        for i in s.inputs:
+            if isinstance(i, str):
+                anchor, _ = anchor_and_rest(i)
+                named.append((f"step {s.name!r}: input {i!r}", base / anchor))
+    check_inside(root, named)
+    return options.model_copy(update={"base_dir": str(base)})
+
+
+def check_inside(root: str, named: list[tuple[str, Path]]) -> None:
+    """Forbidden naming every path of ``named`` that is not inside ``root``."""
+    outside = [f"{what}: {p}" for what, p in named if not inside(Path(root), p)]
+    if outside:
+        raise Forbidden(
+            f"the server reads and writes files named in requests only inside its root "
+            f"directory {root}; use paths there (or the CLI with --no-server)",
+            details=outside,
         )

@@ -62,6 +62,12 @@ class StaxHandler(ExtensionHandlerMixin, APIHandler):
         """The operations over this server's store and clusters (``StaxApp.operations``)."""
         return self.stax.operations
 
+    @property
+    def root_dir(self) -> str | None:
+        """The server's root directory (where files named in requests may be)."""
+        root = self.settings.get("server_root_dir")
+        return str(root) if root else None
+
     def query(self, *names: str) -> dict[str, str | None]:
         return {n: self.get_query_argument(n, None) for n in names}
 
@@ -127,6 +133,7 @@ class ExecutionsHandler(StaxHandler):
             req.options,
             req.steps,
             over_network=True,
+            root=self.root_dir,
         )
         self.set_header("Location", url_path_join(self.base_url, API, "executions", ex.id))
         self.reply(ex, 201)
@@ -175,6 +182,24 @@ class InstancesHandler(StaxHandler):
             self.ops.instances, execution_id, step, state, cursor, limit
         )
         self.reply(page)
+
+
+class FetchHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, execution_id: str) -> None:
+        req = inputs.fetch_request(self.request.body)
+        root = self.root_dir
+        if root is not None:
+            from pathlib import Path
+
+            from ..operations.requests import check_inside
+
+            if req.to is not None:
+                if not Path(req.to).is_absolute():
+                    req.to = str(Path(root) / req.to)
+                check_inside(root, [("to", Path(req.to))])
+        self.reply(await asyncio.to_thread(self.ops.fetch, execution_id, req))
 
 
 class CrateHandler(StaxHandler):
@@ -293,6 +318,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions", ExecutionsHandler),
     (rf"{API}/executions/{_ID}", ExecutionHandler),
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
+    (rf"{API}/executions/{_ID}/fetch", FetchHandler),
     (rf"{API}/executions/{_ID}/crate", CrateHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/instances", InstancesHandler),

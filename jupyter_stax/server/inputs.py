@@ -19,6 +19,7 @@ from ..core.api import (
 from ..core.documents import parse_yaml, to_model
 from ..core.errors import BadRequest, InvalidWorkflow
 from ..core.models import Workflow
+from ..core.staging import FetchRequest
 from ..core.states import ExecutionState
 from ..operations.paging import state_arg
 from .errors import invalid_body
@@ -129,6 +130,17 @@ def instance_args(args: dict[str, str | None]) -> tuple[str | None, str | None, 
     )
     assert limit is not None
     return state, args.get("cursor") or None, limit
+
+
+def fetch_request(body: bytes) -> FetchRequest:
+    """The body of ``POST executions/{id}/fetch`` (an empty body: every step's outputs)."""
+    if not body.strip():
+        return FetchRequest()
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise BadRequest(f"the request body is not JSON: {e}") from None
+    return to_model(FetchRequest, data, source="fetch request", error=BadRequest)
 
 
 def build_request(body: bytes, root_dir: str) -> BuildRequest:

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core import api
 from ..core.models import Execution
+from ..core.staging import FetchRequest, FetchResult
 from ..core.states import RETRYABLE, ExecutionState, StepState
 from ..operations.builds import BuildLog, BuildRequest, BuildStatus
 
@@ -191,6 +192,23 @@ OPERATIONS: tuple[Op, ...] = (
         (404, 409),
         (_EXEC,),
         description="409 while the execution is not final, or when it completed.",
+    ),
+    Op(
+        "post",
+        "/executions/{execution_id}/fetch",
+        "fetchOutputs",
+        "Fetch steps' outputs to the server's side (the notebook side)",
+        200,
+        FetchResult,
+        (400, 404),
+        (_EXEC,),
+        body=FetchRequest,
+        description="Every step that declares outputs (or the one named), or the files a "
+        "pattern matches in its directory, through the cluster's transport: to "
+        "<outputs dir>/<id>/<step>/ for a remote cluster; in place (not copied) for a cluster "
+        "that shares the server's file system, unless 'to' is given. An existing different "
+        "file is kept unless overwrite. Each file's size and sha256 is recorded on the step. "
+        "403 when 'to' is outside the server's root directory.",
     ),
     Op(
         "get",

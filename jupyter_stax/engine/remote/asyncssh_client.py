@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncssh
 
-from .base import ChannelRefused, RunResult, SSHConnection
+from .base import ByteStream, ChannelRefused, RunResult, SSHConnection
 from .errors import (
     AUTH_FIX,
     SSHAuthRefused,
@@ -225,7 +225,94 @@ class AsyncSSHConnection(SSHConnection):
         out, err = res.stdout or b"", res.stderr or b""
         return RunResult(rc, bytes(out), bytes(err))  # type: ignore[arg-type]
 
+    async def _open_stream(self, command: str) -> ByteStream:
+        conn = self._conn
+        if conn is None or not self._is_open():
+            raise SSHConnectionLost(f"the connection to {self.target.destination} was lost",
+                                    host=self.target.destination)
+        try:
+            proc = await conn.create_process(command, encoding=None)
+        except asyncssh.ChannelOpenError as e:
+            if self._client is not None and not self._client.lost:
+                raise ChannelRefused(e.reason) from None
+            await self._drop()
+            raise SSHConnectionLost(
+                f"the connection to {self.target.destination} was lost ({e.reason})",
+                host=self.target.destination,
+            ) from None
+        except _LOST as e:
+            await self._drop()
+            raise SSHConnectionLost(
+                f"the connection to {self.target.destination} was lost ({e})",
+                host=self.target.destination,
+            ) from None
+        return _Stream(self, proc)
+
     async def _drop(self) -> None:
         conn, self._conn, self._client = self._conn, None, None
         if conn is not None:
             conn.abort()
+
+
+class _Stream(ByteStream):
+    """A process of an asyncssh connection as a :class:`ByteStream`; stderr is drained as it
+    comes (a chatty command never stalls the channel), its first 64 KiB kept."""
+
+    def __init__(self, owner: AsyncSSHConnection, proc: Any) -> None:
+        super().__init__()
+        self.owner, self.proc = owner, proc
+        self._err = bytearray()
+        self._err_task = asyncio.get_running_loop().create_task(self._drain_err())
+
+    async def _drain_err(self) -> None:
+        with contextlib.suppress(*_LOST, asyncssh.Error):
+            while chunk := await self.proc.stderr.read(65536):
+                if len(self._err) < 65536:
+                    self._err += chunk
+
+    def _lost(self, e: BaseException) -> SSHConnectionLost:
+        d = self.owner.target.destination
+        return SSHConnectionLost(f"the connection to {d} was lost during a transfer ({e})", host=d)
+
+    async def read(self, n: int) -> bytes:
+        try:
+            return bytes(await self.proc.stdout.read(n))
+        except (*_LOST, asyncssh.Error) as e:
+            raise self._lost(e) from None
+
+    async def write(self, data: bytes, *, drain: bool = True) -> None:
+        try:
+            self.proc.stdin.write(data)
+            if drain:
+                await self.proc.stdin.drain()
+        except (*_LOST, asyncssh.Error) as e:
+            raise self._lost(e) from None
+
+    async def write_eof(self) -> None:
+        try:
+            self.proc.stdin.write_eof()
+        except (*_LOST, asyncssh.Error) as e:
+            raise self._lost(e) from None
+
+    async def _finish(self, timeout: float | None) -> tuple[int, bytes]:
+        try:
+            res = await self.proc.wait(check=False, timeout=timeout)
+        except asyncssh.TimeoutError:
+            await self._abort()
+            d = self.owner.target.destination
+            raise SSHTimeout(
+                f"{d}: a transfer did not finish within {timeout:.0f} s", host=d
+            ) from None
+        except (*_LOST, asyncssh.Error) as e:
+            raise self._lost(e) from None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._err_task, 5)
+        if res.exit_status is None and self.owner._client is not None and self.owner._client.lost:
+            raise self._lost(EOFError("no exit status"))
+        return (res.exit_status if res.exit_status is not None else -1), bytes(self._err)
+
+    async def _abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.terminate()
+        self.proc.close()
+        self._err_task.cancel()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import shell
@@ -63,6 +63,63 @@ class Stats:
     down_since: float | None = field(default=None)
 
 
+class ByteStream(ABC):
+    """One exec channel kept open to stream data both ways (big files: never whole in memory).
+    Holds one session slot until :meth:`finish` or :meth:`abort` (call one of them)."""
+
+    def __init__(self) -> None:
+        self._release: Callable[[], None] | None = None
+
+    @abstractmethod
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the command's stdout (b"" at its end)."""
+
+    async def read_pieces(self, n: int) -> list[bytes]:
+        """About ``n`` bytes (fewer at the end), as the pieces the channel delivered: one round
+        trip to the caller's thread, which joins them (no big buffer is made on this loop's
+        thread to be freed on another)."""
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = await self.read(min(n - got, 1 << 16))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return parts
+
+    @abstractmethod
+    async def write(self, data: bytes, *, drain: bool = True) -> None:
+        """Send ``data`` to the command's stdin (``drain``: wait until it was taken)."""
+
+    @abstractmethod
+    async def write_eof(self) -> None: ...
+
+    @abstractmethod
+    async def _finish(self, timeout: float | None) -> tuple[int, bytes]: ...
+
+    @abstractmethod
+    async def _abort(self) -> None: ...
+
+    async def finish(self, timeout: float | None = None) -> tuple[int, bytes]:
+        """The command's exit status (-1: killed, or the connection dropped) and stderr."""
+        try:
+            return await self._finish(timeout)
+        finally:
+            self._released()
+
+    async def abort(self) -> None:
+        try:
+            await self._abort()
+        finally:
+            self._released()
+
+    def _released(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
 class SSHConnection(ABC):
     """One shared connection to ``target`` (see the module docstring). Coroutine methods must be
     awaited from one event loop (the engine's)."""
@@ -99,6 +156,11 @@ class SSHConnection(ABC):
     ) -> RunResult:
         """Run ``command`` on one channel; raise :class:`SSHConnectionLost` when the connection
         is gone (then ``_is_open`` is False), :class:`SSHTimeout` after ``timeout``."""
+
+    async def _open_stream(self, command: str) -> ByteStream:
+        """Start ``command`` on one channel and return its stream (raise an :class:`SSHError`)."""
+        raise SSHError(f"{self.target.destination}: this client cannot stream files",
+                       host=self.target.destination)
 
     # ------------------------------------------------------------------ connection state
     @property
@@ -175,6 +237,33 @@ class SSHConnection(ABC):
                 if reconnected or not retry:
                     raise
                 reconnected = True
+
+    async def open_stream(self, command: str) -> ByteStream:
+        """``command`` on a channel of its own, kept open for streaming (one round trip). The
+        caller must ``finish`` or ``abort`` it (that gives its session slot back)."""
+        refused = 0
+        while True:
+            await self.connect()
+            await self._sessions.acquire()
+            try:
+                self.stats.execs += 1
+                stream = await self._open_stream(command)
+            except ChannelRefused:
+                self._sessions.release()
+                refused += 1
+                self.stats.refused += 1
+                if refused > 50:
+                    raise SSHConnectionLost(
+                        f"{self.target.destination} refuses to open channels",
+                        host=self.target.destination,
+                    ) from None
+                await asyncio.sleep(min(0.02 * refused, 0.5))
+                continue
+            except BaseException:
+                self._sessions.release()
+                raise
+            stream._release = self._sessions.release
+            return stream
 
     async def run(
         self, argv: Sequence[str], stdin: bytes | None = None, *, timeout: float | None = None,

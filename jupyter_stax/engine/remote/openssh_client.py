@@ -19,8 +19,9 @@ import re
 import shutil
 import signal
 import tempfile
+from typing import Any
 
-from .base import ChannelRefused, RunResult, SSHConnection
+from .base import ByteStream, ChannelRefused, RunResult, SSHConnection
 from .errors import SSHConfigError, SSHConnectionLost, SSHError, SSHTimeout, classify_openssh
 
 #: the master is up but sshd refused one more session (MaxSessions)
@@ -174,3 +175,71 @@ class OpenSSHConnection(SSHConnection):
                     raise SSHConnectionLost(e.message, host=e.host) from None
                 raise e
         return RunResult(rc, out, err)
+
+    async def _open_stream(self, command: str) -> ByteStream:
+        if not self._is_open():
+            self._master_pid = None
+            raise SSHConnectionLost(f"the connection to {self.target.destination} was lost",
+                                    host=self.target.destination)
+        args = [*self._base_args(), "-o", "ControlMaster=no", "--", self.target.host, command]
+        errf = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the stream)
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=errf, start_new_session=True, limit=1 << 20,
+        )
+        return _Stream(self, proc, errf)
+
+
+class _Stream(ByteStream):
+    """An ``ssh`` process through the master as a :class:`ByteStream` (stderr to a file)."""
+
+    def __init__(self, owner: OpenSSHConnection, proc: asyncio.subprocess.Process,
+                 errf: Any) -> None:
+        super().__init__()
+        self.owner, self.proc, self.errf = owner, proc, errf
+
+    def _lost(self, e: BaseException) -> SSHConnectionLost:
+        d = self.owner.target.destination
+        return SSHConnectionLost(f"the connection to {d} was lost during a transfer ({e})", host=d)
+
+    async def read(self, n: int) -> bytes:
+        assert self.proc.stdout is not None
+        return await self.proc.stdout.read(n)
+
+    async def write(self, data: bytes, *, drain: bool = True) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            if drain:
+                await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise self._lost(e) from None
+
+    async def write_eof(self) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.proc.stdin.close()
+
+    async def _finish(self, timeout: float | None) -> tuple[int, bytes]:
+        try:
+            rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            await self._abort()
+            d = self.owner.target.destination
+            raise SSHTimeout(
+                f"{d}: a transfer did not finish within {timeout:.0f} s", host=d
+            ) from None
+        self.errf.seek(0)
+        err = self.errf.read(65536)
+        self.errf.close()
+        if rc == 255:
+            e = self.owner._error(err)
+            if e is not None:
+                raise SSHConnectionLost(e.message, host=e.host) if e.transient else e
+        return rc, err
+
+    async def _abort(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+        self.errf.close()

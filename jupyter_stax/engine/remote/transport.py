@@ -36,6 +36,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import re
+import tarfile
 import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -46,6 +47,9 @@ from ...core import jobscript as js
 from ...core.api import ConnectionState
 from ...core.errors import StaxError
 from ...core.models import Cluster
+from ...core.staging import TreeEntry
+from .. import landing
+from ..landing import Landed
 from ..transport import (
     ClusterPath,
     CommandResult,
@@ -55,8 +59,8 @@ from ..transport import (
     Transport,
     TransportError,
 )
-from . import open_connection
-from .base import SSHConnection
+from . import files, open_connection, shell
+from .base import ByteStream, SSHConnection
 from .errors import SSHError, SSHRemoteError, SSHTimeout
 from .target import SSHTarget
 
@@ -64,6 +68,12 @@ T = TypeVar("T")
 
 #: the connection layer's own "retrying" notes, cut from the warning that says it once
 _RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
+
+#: pieces (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
+PUT_DRAIN_EVERY = 8
+
+#: seconds the remote end of a transfer may take to finish once all was sent or read
+TRANSFER_TIMEOUT = 600.0
 
 #: the file in the cluster's state directory (Jupyter side) that remembers the remote home
 HOME_FILE = "remote-home"
@@ -244,6 +254,124 @@ class SSHTransport(Transport):
 
     def read_tail(self, path: ClusterPath, limit: int) -> bytes:
         return self._call(self.connection.read_tail(str(path), limit)) or b""
+
+
+    # ------------------------------------------------------------------ files in and out
+    def list_tree(self, root: ClusterPath) -> list[TreeEntry]:
+        res = self._call(self.connection.exec(
+            shell.SH, files.list_tree_script(self.resolve(root)), retry=True
+        ))
+        try:
+            return files.parse_list_tree(res.stdout)
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: listing {root}: {e}") from None
+
+    def put_files(
+        self, items: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        if not items:
+            return {}
+        sums: dict[str, tuple[int, str]] = {}
+        stream = self._call(self.connection.open_stream(
+            files.unpack_command(self.resolve(dest_dir))
+        ))
+        try:
+            for i, chunk in enumerate(files.tar_chunks(
+                items, lambda n, size, digest: sums.__setitem__(n, (size, digest))
+            )):
+                # wait for the channel every few pieces only: a few MB in flight keep it busy
+                self._call(stream.write(chunk, drain=i % PUT_DRAIN_EVERY == PUT_DRAIN_EVERY - 1))
+            self._call(stream.write_eof())
+            rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
+        except BaseException:
+            self._abort(stream)
+            raise
+        if rc == -1:
+            raise TransportError(f"{self.where}: the connection dropped while writing files")
+        if rc != 0:
+            raise StaxError(
+                f"{self.where}: writing files into {dest_dir} failed (exit {rc}): "
+                f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
+            )
+        return sums
+
+    def get_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
+        overwrite: bool = False,
+    ) -> dict[str, Landed]:
+        if not names:
+            return {}
+        wanted = set(names)
+        out: dict[str, Landed] = {}
+        stream = self._call(self.connection.open_stream(files.pack_command(self.resolve(src_dir))))
+        try:
+            self._call(stream.write(files.names_input(names), drain=False))
+            self._call(stream.write_eof())
+            reader = _Pull(self, stream)
+            try:
+                with tarfile.open(
+                    fileobj=reader, mode="r|", bufsize=landing.CHUNK  # type: ignore[call-overload]
+                ) as tar:
+                    for m in tar:
+                        name = files.member_name(m.name)
+                        if name not in wanted or not m.isreg() or name in out:
+                            continue  # not asked for, or not a regular file: never written
+                        f = tar.extractfile(m)
+                        if f is None:
+                            continue
+                        out[name] = landing.land(
+                            dest_dir, name, landing.read_chunks(f), overwrite=overwrite
+                        )
+            except (tarfile.TarError, EOFError) as e:
+                rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
+                raise TransportError(
+                    f"{self.where}: reading files from {src_dir} was cut off ({e}; exit {rc})"
+                ) from None
+            rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
+        except BaseException:
+            self._abort(stream)
+            raise
+        if rc == -1:
+            raise TransportError(f"{self.where}: the connection dropped while reading files")
+        if rc not in (0, 1, 2) or (rc and not out and names):
+            raise StaxError(
+                f"{self.where}: reading files from {src_dir} failed (exit {rc}): "
+                f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
+            )
+        return out
+
+    def copy_files(
+        self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
+    ) -> dict[str, tuple[int, str]]:
+        if not names:
+            return {}
+        cmd = files.copy_script(self.resolve(src_dir), self.resolve(dest_dir))
+        res = self._call(self.connection.exec(cmd, files.names_input(names), retry=True))
+        if res.rc != 0:
+            raise StaxError(
+                f"{self.where}: copying files into {dest_dir} failed (exit {res.rc}): "
+                f"{res.err.strip()[-500:] or 'no message'}"
+            )
+        try:
+            return files.parse_copy(res.stdout)
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: copying files: {e}") from None
+
+    def _abort(self, stream: ByteStream) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stream.abort(), self._loop).result(10)
+
+
+class _Pull:
+    """The stdout of a stream as a file object a thread reads (``tarfile``'s stream mode):
+    each ``read`` is one call on the transport's loop, for up to ``n`` bytes."""
+
+    def __init__(self, transport: SSHTransport, stream: ByteStream) -> None:
+        self.transport, self.stream = transport, stream
+
+    def read(self, n: int = landing.CHUNK) -> bytes:
+        pieces = self.transport._call(self.stream.read_pieces(max(1, min(n, landing.CHUNK))))
+        return b"".join(pieces)
 
 
 def remote_home(cluster: Cluster, state_dir: Path | None) -> str:

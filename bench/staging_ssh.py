@@ -1,0 +1,195 @@
+"""Data in and out over SSH (issue 14): jupyter_stax's SSH transport against ``scp`` and
+``tar | ssh tar -x`` to the project's test sshd (the remote account ``stax-remote``), measured
+in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
+
+* ``put``: one big file (default 1 GiB) into a remote directory: ``SSHTransport.put_files``
+  (a tar stream on one exec channel of an open connection, hashed as it goes) vs ``scp``;
+* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.land``: a
+  temporary name, hashed, renamed) vs ``scp`` from the cluster;
+* ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
+  vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here);
+* memory: the peak RSS of the process that runs each jupyter_stax transfer (a fresh child per
+  run), to show it stays flat whatever the file size.
+
+Throughput ratio = time of the reference / time of jupyter_stax (>= 0.8 is the issue's target).
+The connection is opened before the timed part for jupyter_stax (the engine keeps one per
+cluster); ``scp`` and ``ssh`` open theirs inside it (as a user would run them).
+
+    python bench/staging_ssh.py [--size-mb 1024] [--files 10000] [--repeat 3] [--client asyncssh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def sshd_setup() -> tuple[Any, Any]:
+    """The RUNNING test sshd (never (re)started here: start-sshd.sh rewrites the shared sshd's
+    config from the caller's environment) and root's client key for it."""
+    from tests.ssh.sshd import Sshd
+
+    base = os.environ.get("STAX_SSHD_BASE", "/tmp/stax-sshd")
+    port_file = Path(base, "port")
+    if not port_file.exists():
+        sys.exit(f"no test sshd under {base}: start it with scripts/ssh/start-sshd.sh")
+    sshd = Sshd(base)
+    sshd.env = {"STAX_SSHD_PORT": port_file.read_text().strip()}
+    return sshd, sshd.client("root")
+
+
+def ssh_args(sshd: Any, client: Any) -> list[str]:
+    return ["-i", client.identity, "-o", f"UserKnownHostsFile={client.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
+
+
+def child(args: argparse.Namespace) -> None:
+    """One jupyter_stax transfer in this fresh process; prints its time and peak RSS."""
+    from jupyter_stax.core.models import Cluster
+    from jupyter_stax.engine.remote.transport import SSHTransport
+
+    sshd, client = sshd_setup()
+    c = Cluster.model_validate({
+        "name": "far", "scheduler": "slurm", "host": "stax-remote@127.0.0.1", "port": sshd.port,
+        "identity_file": client.identity, "known_hosts": client.known_hosts, "ssh": args.client,
+    })
+    with tempfile.TemporaryDirectory() as state:
+        tr = SSHTransport(c, Path(state))
+        tr.run(["true"])  # the connection is open (the engine keeps one per cluster)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.perf_counter()
+        if args.what == "put":
+            tr.put_files([(Path(args.src), "big.bin")], args.dest)
+        elif args.what == "small":
+            src = Path(args.src)
+            tr.put_files([(src / n, n) for n in sorted(os.listdir(src))], args.dest)
+        else:
+            tr.get_files(args.dest, ["big.bin"], Path(args.local))
+        dt = time.perf_counter() - t
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tr.close()
+    print("BENCH_RESULT " + json.dumps({"seconds": dt, "rss_mb": rss / 1024,
+                                         "rss_before_mb": rss0 / 1024}))
+
+
+def run_child(what: str, args: argparse.Namespace, **kw: str) -> dict[str, float]:
+    argv = [sys.executable, __file__, "--child", what, "--client", args.client]
+    for k, v in kw.items():
+        argv += [f"--{k}", v]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT "))
+    result: dict[str, float] = json.loads(line[len("BENCH_RESULT "):])
+    return result
+
+
+def timed(argv: list[str], **kw: Any) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, **kw)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size-mb", type=int, default=1024)
+    p.add_argument("--files", type=int, default=10000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--client", choices=["asyncssh", "openssh"], default="asyncssh")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--src", help=argparse.SUPPRESS)
+    p.add_argument("--dest", help=argparse.SUPPRESS)
+    p.add_argument("--local", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        args.what = args.child
+        child(args)
+        return
+    sshd, client = sshd_setup()
+    dest_host = "stax-remote@127.0.0.1"
+    opts = ssh_args(sshd, client)
+    ssh = ["ssh", "-p", str(sshd.port), *opts, dest_host]
+
+    def remote(cmd: str) -> None:
+        subprocess.run([*ssh, cmd], check=True, capture_output=True)
+
+    work = Path(tempfile.mkdtemp(prefix="stax-bench-staging-", dir="/var/tmp"))
+    big = work / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(args.size_mb):
+            f.write(os.urandom(1 << 20))
+    small = work / "small"
+    small.mkdir()
+    for i in range(args.files):
+        (small / f"f{i:05d}.dat").write_bytes(os.urandom(1024))
+    rdir = f"stax-bench-{os.getpid()}"
+    runs: dict[str, list[float]] = {k: [] for k in (
+        "put_stax", "put_scp", "get_stax", "get_scp", "small_stax", "small_tar")}
+    rss: list[float] = []
+    try:
+        for r in range(args.repeat):
+            remote(f"rm -rf {rdir} && mkdir -p {rdir}/a {rdir}/b")
+            res = run_child("put", args, src=str(big), dest=f"~/{rdir}/a")
+            runs["put_stax"].append(res["seconds"])
+            rss.append(res["rss_mb"])
+            runs["put_scp"].append(timed(
+                ["scp", "-q", "-P", str(sshd.port), *opts, str(big), f"{dest_host}:{rdir}/b/"]))
+            loc = work / f"get-{r}"
+            res = run_child("get", args, dest=f"~/{rdir}/a", local=str(loc / "stax"))
+            runs["get_stax"].append(res["seconds"])
+            rss.append(res["rss_mb"])
+            (loc / "scp").mkdir(parents=True)
+            runs["get_scp"].append(timed(
+                ["scp", "-q", "-P", str(sshd.port), *opts, f"{dest_host}:{rdir}/b/big.bin",
+                 str(loc / "scp")]))
+            subprocess.run(["rm", "-rf", str(loc)], check=True)
+            remote(f"rm -rf {rdir} && mkdir -p {rdir}/c {rdir}/d")
+            res = run_child("small", args, src=str(small), dest=f"~/{rdir}/c")
+            runs["small_stax"].append(res["seconds"])
+            pipe = (f"tar -C {shlex.quote(str(small))} -cf - . | "
+                    + shlex.join([*ssh, f"tar -C {rdir}/d -xf -"]))
+            runs["small_tar"].append(timed(["bash", "-c", pipe]))
+    finally:
+        remote(f"rm -rf {rdir}")
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+    def med(k: str) -> float:
+        return statistics.median(runs[k])
+
+    mb = args.size_mb
+    rows = [
+        ("put 1 file", f"{mb} MiB", mb / med("put_stax"), mb / med("put_scp"), "scp",
+         med("put_scp") / med("put_stax")),
+        ("get 1 file", f"{mb} MiB", mb / med("get_stax"), mb / med("get_scp"), "scp",
+         med("get_scp") / med("get_stax")),
+        ("put small files", f"{args.files} x 1 KiB", args.files / med("small_stax"),
+         args.files / med("small_tar"), "tar|ssh", med("small_tar") / med("small_stax")),
+    ]
+    print(f"jupyter_stax SSH transport ({args.client}) vs OpenSSH tools, {args.repeat} runs each, "
+          "interleaved; medians")
+    print(f"{'what':16} {'size':18} {'stax':>12} {'reference':>12} {'ref':8} {'ratio':>6}")
+    for what, size, a, b, ref, ratio in rows:
+        unit = "MiB/s" if "MiB" in size else "files/s"
+        print(f"{what:16} {size:18} {a:8.1f} {unit:<5}{b:8.1f} {unit:<5} {ref:8} {ratio:6.2f}")
+    print(f"peak RSS of the jupyter_stax transfer processes: {max(rss):.0f} MB "
+          f"(for a {mb} MiB file; the target ratio is >= 0.8)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "rss_mb": rss, "args": vars(args)},
+                                              indent=2))
+
+
+if __name__ == "__main__":
+    main()

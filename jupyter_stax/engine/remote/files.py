@@ -1,0 +1,164 @@
+"""Files in and out of a remote cluster over the ONE connection: tar streams on an exec
+channel (no SFTP needed, one round trip per batch whatever the number of files).
+
+* :func:`list_tree_script` / :func:`parse_list_tree`: ``find -P`` (links never followed) prints
+  kind, size and path of every entry, NUL-separated: any name is data;
+* :func:`tar_chunks`: the tar stream of files of this machine, built here in pieces of
+  :data:`~jupyter_stax.engine.landing.CHUNK` (a 1 GB file is never in memory), hashing each
+  file as it is sent; PAX headers carry any name (quotes, newlines, ``$(...)``, a leading
+  ``-``); the remote ``tar -x`` writes them under the destination;
+* :func:`pack_command` / :func:`unpack_command`: the remote ends. Names sent to the remote
+  ``tar -T`` are ``./``-prefixed and NUL-separated, so none is read as an option.
+
+Pure functions (no I/O but reading the local files being sent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from ...core.staging import TreeEntry
+from ..landing import CHUNK
+from .shell import ProtocolError, qpath
+
+DONE = b"@@stax-done\n"
+_KINDS = {"f": "f", "d": "d", "l": "l"}
+
+
+def sh_c(script: str) -> str:
+    """A command line that runs ``script`` with ``/bin/sh`` whatever the login shell."""
+    return "exec /bin/sh -c " + shlex.quote(script)
+
+
+def list_tree_script(root: str) -> bytes:
+    q = qpath(root)
+    return (
+        "printf '@@stax-start\\n'\n"
+        f"if [ -d {q} ] && [ ! -L {q} ]; then find -P {q} -mindepth 1 -printf '%y %s %P\\0' "
+        "2>/dev/null; fi\n"
+        "printf '\\0@@stax-done\\n'\n"
+    ).encode()
+
+
+def parse_list_tree(out: bytes) -> list[TreeEntry]:
+    at = out.find(b"@@stax-start\n")
+    if at < 0 or not out.endswith(b"\0" + DONE):
+        raise ProtocolError("the listing was cut off")
+    body = out[at + len(b"@@stax-start\n") : -len(DONE) - 1]
+    entries = []
+    for rec in body.split(b"\0"):
+        if not rec:
+            continue
+        kind, _, rest = rec.partition(b" ")
+        size, _, path = rest.partition(b" ")
+        if not path:
+            continue
+        name = path.decode("utf-8", "surrogateescape")
+        k = _KINDS.get(kind.decode(), "o")
+        entries.append(TreeEntry(name, int(size) if k == "f" else 0, k))
+    return entries
+
+
+def names_input(names: Sequence[str]) -> bytes:
+    """The NUL-separated ``./``-prefixed list a remote ``tar --null -T`` reads."""
+    return b"".join(b"./" + n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
+
+
+def pack_command(src_dir: str) -> str:
+    """Remote: the tar stream of the files named on stdin, in ``src_dir``."""
+    return sh_c(f"cd {qpath(src_dir)} && exec tar --null --no-recursion -T - -cf -")
+
+
+def unpack_command(dest_dir: str) -> str:
+    """Remote: extract the tar stream on stdin under ``dest_dir`` (made)."""
+    q = qpath(dest_dir)
+    return sh_c(f"mkdir -p -- {q} && cd {q} && exec tar -xf - --no-same-owner -m")
+
+
+def copy_script(src_dir: str, dest_dir: str) -> str:
+    """Remote: copy the files named on stdin (NUL-separated, ``./``-prefixed) from ``src_dir``
+    to ``dest_dir`` on the cluster, then print ``size name`` and ``sha256  name`` of each."""
+    s, d = qpath(src_dir), qpath(dest_dir)
+    return sh_c(
+        "set -e; t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; "
+        f"mkdir -p -- {d}; "
+        f"(cd {s} && tar --null --no-recursion -T \"$t\" -cf -) | (cd {d} && tar -xf - -m); "
+        f"cd {d}; printf '@@stax-start\\n'; "
+        "xargs -0 stat --printf '%s %n\\0' -- < \"$t\"; printf '@@stax-sums\\0'; "
+        "xargs -0 sha256sum -z -- < \"$t\"; printf '@@stax-done\\n'"
+    )
+
+
+def parse_copy(out: bytes) -> dict[str, tuple[int, str]]:
+    at = out.find(b"@@stax-start\n")
+    if at < 0 or not out.endswith(DONE):
+        raise ProtocolError("the copy's report was cut off")
+    body = out[at + len(b"@@stax-start\n") : -len(DONE)]
+    sizes_part, sep, sums_part = body.partition(b"@@stax-sums\0")
+    if not sep:
+        raise ProtocolError("the copy's report has no checksums")
+    sizes: dict[str, int] = {}
+    for rec in sizes_part.split(b"\0"):
+        if rec:
+            size, _, name = rec.partition(b" ")
+            sizes[_plain(name)] = int(size)
+    out_: dict[str, tuple[int, str]] = {}
+    for rec in sums_part.split(b"\0"):
+        if rec:
+            digest, _, name = rec.partition(b"  ")
+            n = _plain(name)
+            if n in sizes:
+                out_[n] = (sizes[n], digest.decode())
+    return out_
+
+
+def _plain(name: bytes) -> str:
+    text = name.decode("utf-8", "surrogateescape")
+    return text[2:] if text.startswith("./") else text
+
+
+def member_name(name: str) -> str:
+    """A tar member's name as the relative name it was asked for."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def tar_chunks(
+    files: Sequence[tuple[Path, str]], done: Callable[[str, int, str], None]
+) -> Iterator[bytes]:
+    """The tar stream of ``(path here, name)`` in pieces of about :data:`CHUNK` bytes (small
+    files are batched together); ``done(name, size, sha256)`` after each file. A file whose
+    size changes while it is sent is an OSError (the stream would be corrupt)."""
+    buf = bytearray()
+    for src, name in files:
+        with open(src, "rb") as f:
+            st = os.fstat(f.fileno())
+            info = tarfile.TarInfo(name)
+            info.size = st.st_size
+            info.mode = 0o755 if st.st_mode & 0o100 else 0o644
+            info.mtime = int(st.st_mtime)
+            buf += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            h, left = hashlib.sha256(), st.st_size
+            while left > 0:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    raise OSError(f"{src} shrank while it was sent")
+                h.update(chunk)
+                left -= len(chunk)
+                buf += chunk
+                if len(buf) >= CHUNK:
+                    yield bytes(buf)
+                    buf.clear()
+            buf += b"\0" * ((-st.st_size) % tarfile.BLOCKSIZE)
+        done(name, st.st_size, h.hexdigest())
+        if len(buf) >= CHUNK:
+            yield bytes(buf)
+            buf.clear()
+    buf += b"\0" * (2 * tarfile.BLOCKSIZE)
+    yield bytes(buf)
