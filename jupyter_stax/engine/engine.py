@@ -333,7 +333,10 @@ class Engine:
     def _backend(self, cluster: Cluster) -> Backend:
         b = self._backends.get(cluster.name)
         if b is None:
-            b = Backend(
+            cls = Backend
+            if cluster.remote and cluster.scheduler == "local":  # a workstation over SSH
+                from .remote.workstation import WorkstationBackend as cls
+            b = cls(
                 cluster,
                 self.store.path.parent / "psij" / cluster.name,
                 self._on_update_threadsafe,
