@@ -196,6 +196,8 @@ class Engine:
         """Validate and start a workflow; returns once it is committed (detached mode: once every
         step is queued at the scheduler). Raises InvalidWorkflow / UnknownCluster first."""
         ex = self.prepare(workflow, cluster, params, options, steps, owner=self.id)
+        for c in sorted({s.cluster for s in ex.steps}):  # refuse a remote cluster's bad host key
+            await self._io(self._transport(self.clusters.get(c)).verify)
         self.store.insert_execution(ex)
         run = self._new_run(ex)
         self.write_provenance(ex)

@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from ...core import jobscript as js
-from ...core.errors import StaxError
+from ...core.errors import InvalidClusterConfig, StaxError
 from ...core.models import Cluster
 from ..transport import (
     ClusterPath,
@@ -138,6 +138,23 @@ class SSHTransport(Transport):
         why = self._last_error or self.connection.stats.last_error or "no answer"
         why = _RETRYING.sub("", why) or why
         return f"ssh connection to {self.where} lost since {at}; retrying ({why})"
+
+    def verify(self) -> None:
+        """Connect unless connected (at once, whatever the backoff: a user asked); a
+        configuration error (host key, authentication, the entry) is raised as a StaxError
+        that says the fix; a transient one (down, refused, time-out) is not."""
+        if self._closed or self.connection.connected:
+            return
+        self.connection.reset_backoff()
+        fut = asyncio.run_coroutine_threadsafe(self.connection.connect(), self._loop)
+        try:
+            fut.result(self.connection.timeout + 30)
+        except SSHError as e:
+            self._failed(e)
+            if not e.transient:
+                raise InvalidClusterConfig(e.message) from None
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
 
     def close(self) -> None:
         if self._closed:
