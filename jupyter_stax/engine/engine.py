@@ -130,6 +130,7 @@ class Engine:
         self._slots = asyncio.Semaphore(submit_workers)
         self._transports: dict[str, Transport] = {}
         self._readers: dict[str, RecordReader] = {}
+        self._records_due: dict[str, float] = {}  # remote cluster -> next periodic records read
         self._backends: dict[str, Backend] = {}
         self._runs: dict[str, Run] = {}
         self._keys: set[JobKey] = set()  # the jobs being watched

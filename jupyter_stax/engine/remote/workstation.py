@@ -56,7 +56,7 @@ class WorkstationBackend(Backend):
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._poller: threading.Thread | None = None
-        self.interval = self.cluster.poll_interval or 1.0
+        self.interval = self.cluster.effective_poll_interval  # as its records are read
 
     @property
     def index_dir(self) -> str:
