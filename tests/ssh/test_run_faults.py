@@ -266,3 +266,30 @@ def test_a_submission_whose_answer_was_lost_is_found_not_repeated(
             await e.stop()
 
     asyncio.run(body())
+
+
+def test_closing_the_transport_ends_calls_on_their_way(
+    sshd: Sshd, client: Client, tmp_path: Path
+) -> None:
+    """An engine that stops closes its transports while worker threads may wait for a call
+    (here: one stuck connecting to a login node that accepts TCP and never speaks): the call
+    ends at once with a TransportError. A thread left waiting on the stopped loop would hang
+    the interpreter's exit, which joins the engine's worker threads."""
+    import concurrent.futures
+    import socket
+
+    from jupyter_stax.engine.remote.transport import SSHTransport
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        tr = SSHTransport(cluster(sshd, client, port=silent.getsockname()[1]), tmp_path)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(tr.run, ["true"])
+            wait_for(lambda: tr.connection._lock.locked(), 30, "the call to be connecting")
+            tr.close()
+            with pytest.raises(TransportError, match="closed"):
+                fut.result(30)
+    finally:
+        silent.close()

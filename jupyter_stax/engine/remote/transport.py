@@ -118,6 +118,8 @@ class SSHTransport(Transport):
             fut.cancel()
             self._failed(None)
             raise CommandTimedOut(f"{self.where}: no answer within {timeout:g} s") from None
+        except concurrent.futures.CancelledError:  # closed while the call was on its way
+            raise TransportError(f"{self.where}: the SSH transport was closed") from None
         self._ok()
         return result
 
@@ -162,6 +164,9 @@ class SSHTransport(Transport):
         self._closed = True
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self.connection.close(), self._loop).result(10)
+        with contextlib.suppress(Exception):  # calls still on their way end now: a thread
+            # waiting for one (an engine worker) must not wait forever on a stopped loop
+            asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         if not self._thread.is_alive():
@@ -250,6 +255,15 @@ class SSHTransport(Transport):
 
     def read_tail(self, path: ClusterPath, limit: int) -> bytes:
         return self._call(self.connection.read_tail(str(path), limit)) or b""
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def remote_home(cluster: Cluster, state_dir: Path | None) -> str:
