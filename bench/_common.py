@@ -1,5 +1,7 @@
 """Shared helpers of the benchmarks: argument parsing, one fresh subprocess per measured run,
-statistics, output.
+statistics, output; and what the Slurm and Grid Engine benchmarks share (the engine's run of N
+trivial steps, a shell loop of the scheduler's own commands, the end-of-job latency with the
+status command counted through a PATH shim).
 
 Every benchmark script runs in two roles:
 
@@ -13,7 +15,10 @@ Every benchmark script runs in two roles:
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import json
+import math
 import os
 import platform
 import resource
@@ -320,3 +325,157 @@ def need_slurm() -> None:
     p = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
     if "UP" not in p.stdout:
         raise SystemExit(f"slurmctld is not up: {p.stdout.strip()} {p.stderr.strip()}")
+
+
+# ---------------------------------------------------------------------- scheduler benchmarks
+# what the Slurm and Grid Engine benchmarks share: the engine's run of N trivial steps, a bash
+# loop of the scheduler's own commands, and the latency from a job's end to the committed state
+# with the status command's calls counted through a PATH shim
+
+#: a PATH shim for a scheduler command: logs each call (time and arguments), runs the real one
+SHIM = """#!/bin/bash
+printf '%s %s\\n' "$EPOCHREALTIME" "$*" >> {log}
+exec {real} "$@"
+"""
+
+
+def command_shim(d: Path, command: str) -> Path:
+    """Put a logging shim of ``command`` first on this process's PATH (``d/shim``); returns
+    the log it writes (one ``EPOCH ARGS`` line per call)."""
+    real = shutil.which(command)
+    if real is None:
+        raise SystemExit(f"{command} is not on PATH")
+    shim = d / "shim"
+    shim.mkdir(parents=True, exist_ok=True)
+    log = d / f"{command}.log"
+    (shim / command).write_text(SHIM.format(log=log, real=real))
+    (shim / command).chmod(0o755)
+    os.environ["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
+    return log
+
+
+def shim_calls(log: Path) -> list[tuple[float, str]]:
+    """The calls a shim logged: (epoch, arguments)."""
+    calls = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        stamp, _, args = line.partition(" ")
+        calls.append((float(stamp.replace(",", ".")), args))
+    return calls
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(latencies),
+        "p90": pct(latencies, 0.9),
+        "max": max(latencies),
+        "min": min(latencies),
+        "n": len(latencies),
+    }
+
+
+def trivial_workflow(n: int, run: str = "true", name: str = "bench") -> dict[str, Any]:
+    """N independent steps named s00000, s00001, ..."""
+    return {"name": name, "steps": [{"name": f"s{i:05d}", "run": run} for i in range(n)]}
+
+
+def stax_throughput(d: Path, cluster: Any, n: int) -> dict[str, Any]:
+    """Child side: one workflow of N trivial steps on ``cluster`` (a ``Cluster``) through the
+    engine, timed from ``submit()`` until ``wait()`` returns; exits when a step did not
+    complete."""
+    from jupyter_stax.core.clusters import ClusterRegistry
+    from jupyter_stax.engine.engine import Engine
+
+    async def main() -> dict[str, Any]:
+        async with Engine(
+            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster])
+        ) as eng:
+            with Meter() as m:
+                ex = await eng.submit(trivial_workflow(n), cluster=cluster.name)
+                ex = await eng.wait(ex.id)
+        if ex.state.value != "completed":
+            bad = [
+                f"{s.name}: {s.state.value} {s.reason}"
+                for s in ex.steps
+                if s.state.value != "completed"
+            ]
+            raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}; e.g. {bad[:3]}")
+        return m.result(n)
+
+    return asyncio.run(main())
+
+
+def shell_loop(d: Path, script: str, n: int, poll: float, what: str) -> dict[str, Any]:
+    """Child side: ``bash -c SCRIPT bash N POLL DIR`` (a loop of the scheduler's own submit
+    command, then its status command every POLL seconds), timed; DIR is ``d/runs``."""
+    out = d / "runs"
+    out.mkdir(parents=True)
+    with Meter() as m:
+        p = subprocess.run(["bash", "-c", script, "bash", str(n), str(poll), str(out)])
+    if p.returncode != 0:
+        raise SystemExit(f"{what} failed with exit code {p.returncode}")
+    r = m.result(n)
+    r.pop("cpu_per_job_ms")  # the work is in bash and its children: not comparable
+    return r
+
+
+def latency_run(d: Path, cluster: Any, n: int, run: str, command: str) -> dict[str, Any]:
+    """Child side: N independent steps running ``run`` on ``cluster`` through the engine; for
+    each, the time from the job's end (the epoch in its ``stax.exit``) to the committed
+    transition to ``completed`` (``Event.time``), and how the engine called the status
+    ``command`` meanwhile (a shim on PATH counts it). Keys of the calls start with ``command``."""
+    log = command_shim(d, command)
+
+    from jupyter_stax.core import jobscript as js
+    from jupyter_stax.core.clusters import ClusterRegistry
+    from jupyter_stax.engine.engine import Engine, Event
+
+    events: dict[str, float] = {}
+
+    def on_event(ev: Event) -> None:
+        if ev.step is not None and ev.state == "completed":
+            events[ev.step] = ev.time
+
+    async def main() -> tuple[Any, float, float, float]:
+        wf = trivial_workflow(n, run, name="latency")
+        async with Engine(
+            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster])
+        ) as eng:
+            eng.subscribe(on_event)
+            t0 = time.time()
+            with Meter() as m:
+                ex = await eng.submit(wf, cluster=cluster.name)
+                ex = await eng.wait(ex.id)
+            t1 = time.time()
+        return ex, t0, t1, m.result(n)["wall_s"]
+
+    ex, t0, t1, wall = asyncio.run(main())
+    if ex.state.value != "completed":
+        raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}")
+    latencies = []
+    for s in ex.steps:
+        rec = js.read_exit_record(Path(s.directory))
+        if rec is None or s.name not in events:
+            raise SystemExit(f"step {s.name}: no exit record or no completed event")
+        latencies.append(events[s.name] - rec.time)
+    calls = shim_calls(log)
+    during = [t for t, _ in calls if t0 <= t <= t1]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
+    interval = cluster.effective_poll_interval
+    return {
+        "wall_s": wall,
+        "latencies_s": latencies,
+        f"{command}_calls": len(during),
+        f"{command}_calls_per_s": len(during) / (t1 - t0),
+        f"{command}_commands": sorted({a for _, a in calls}),
+        f"{command}_gap_median_s": statistics.median(gaps) if gaps else None,
+        f"{command}_gap_min_s": min(gaps) if gaps else None,
+        "run_s": t1 - t0,
+        "poll_interval_s": interval,
+        # poll periods that began during the run (PSI/J sleeps `interval` after each poll)
+        "calls_per_poll": len(during) / max(1, math.ceil((t1 - t0) / interval)),
+    }

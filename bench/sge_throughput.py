@@ -31,15 +31,10 @@ are compared.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import math
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +45,6 @@ RATIO_TARGET = 1.1
 LATENCY_MEDIAN_TARGET_S = 1.5
 QUEUE = "all.q"
 WALLTIME = "00:10:00"
-
-SHIM = """#!/bin/bash
-printf '%s %s\\n' "$EPOCHREALTIME" "$*" >> {log}
-exec {real} "$@"
-"""
 
 
 def cluster(d: Path, poll: float | None) -> Any:
@@ -73,27 +63,8 @@ def cluster(d: Path, poll: float | None) -> Any:
 
 def child_stax(d: Path, n: int, poll: float) -> dict[str, Any]:
     import jupyter_stax.psij_sge  # noqa: F401  (one-time import cost outside the timing)
-    from jupyter_stax.core.clusters import ClusterRegistry
-    from jupyter_stax.engine.engine import Engine
 
-    async def main() -> dict[str, Any]:
-        wf = {"name": "bench", "steps": [{"name": f"s{i:05d}", "run": "true"} for i in range(n)]}
-        async with Engine(
-            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster(d, poll)])
-        ) as eng:
-            with c.Meter() as m:
-                ex = await eng.submit(wf, cluster="sge")
-                ex = await eng.wait(ex.id)
-        if ex.state.value != "completed":
-            bad = [
-                f"{s.name}: {s.state.value} {s.reason}"
-                for s in ex.steps
-                if s.state.value != "completed"
-            ]
-            raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}; e.g. {bad[:3]}")
-        return m.result(n)
-
-    return asyncio.run(main())
+    return c.stax_throughput(d, cluster(d, poll), n)
 
 
 QSUB_LOOP = r"""
@@ -112,82 +83,14 @@ while qstat | awk 'NR > 2 {{print $1}}' | grep -Fxq -f "$ids"; do sleep "$P"; do
 
 
 def child_qsub(d: Path, n: int, poll: float) -> dict[str, Any]:
-    out = d / "runs"
-    out.mkdir(parents=True)
     script = QSUB_LOOP.format(queue=QUEUE, walltime=WALLTIME)
-    with c.Meter() as m:
-        p = subprocess.run(["bash", "-c", script, "bash", str(n), str(poll), str(out)])
-    if p.returncode != 0:
-        raise SystemExit(f"qsub loop failed with exit code {p.returncode}")
-    r = m.result(n)
-    r.pop("cpu_per_job_ms")  # the work is in bash and its children: not comparable
-    return r
+    return c.shell_loop(d, script, n, poll, "qsub loop")
 
 
 def child_latency(d: Path, n: int, run: str) -> dict[str, Any]:
-    real = shutil.which("qstat")
-    if real is None:
-        raise SystemExit("qstat is not on PATH")
-    (d / "shim").mkdir(parents=True, exist_ok=True)
-    log = d / "qstat.log"
-    (d / "shim" / "qstat").write_text(SHIM.format(log=log, real=real))
-    (d / "shim" / "qstat").chmod(0o755)
-    os.environ["PATH"] = f"{d / 'shim'}{os.pathsep}{os.environ.get('PATH', '')}"
+    import jupyter_stax.psij_sge  # noqa: F401  (one-time import cost outside the timing)
 
-    import jupyter_stax.psij_sge  # noqa: F401
-    from jupyter_stax.core import jobscript as js
-    from jupyter_stax.core.clusters import ClusterRegistry
-    from jupyter_stax.engine.engine import Engine, Event
-
-    events: dict[str, float] = {}
-
-    def on_event(ev: Event) -> None:
-        if ev.step is not None and ev.state == "completed":
-            events[ev.step] = ev.time
-
-    async def main() -> tuple[Any, float, float, float]:
-        cl = cluster(d, None)
-        wf = {"name": "latency", "steps": [{"name": f"s{i:03d}", "run": run} for i in range(n)]}
-        async with Engine(store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cl])) as eng:
-            eng.subscribe(on_event)
-            t0 = time.time()
-            ex = await eng.submit(wf, cluster="sge")
-            ex = await eng.wait(ex.id)
-            t1 = time.time()
-        return ex, t0, t1, cl.effective_poll_interval
-
-    t_start = time.perf_counter()
-    ex, t0, t1, interval = asyncio.run(main())
-    wall = time.perf_counter() - t_start
-    if ex.state.value != "completed":
-        raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}")
-    latencies = []
-    for s in ex.steps:
-        rec = js.read_exit_record(Path(s.directory))
-        if rec is None or s.name not in events:
-            raise SystemExit(f"step {s.name}: no exit record or no completed event")
-        latencies.append(events[s.name] - rec.time)
-    calls = []
-    for line in log.read_text().splitlines() if log.exists() else []:
-        stamp, _, args = line.partition(" ")
-        calls.append((float(stamp.replace(",", ".")), args))
-    during = [t for t, _ in calls if t0 <= t <= t1]
-    gaps = [b - a for a, b in itertools.pairwise(during)]
-    return {
-        "wall_s": wall,
-        "latencies_s": latencies,
-        "qstat_calls": len(during),
-        "qstat_calls_per_s": len(during) / (t1 - t0),
-        "qstat_commands": sorted({a for _, a in calls}),
-        "qstat_gap_median_s": statistics.median(gaps) if gaps else None,
-        "poll_interval_s": interval,
-        "calls_per_poll": len(during) / max(1, math.ceil((t1 - t0) / interval)),
-    }
-
-
-def pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+    return c.latency_run(d, cluster(d, None), n, run, "qstat")
 
 
 def need_sge() -> dict[str, Any]:
@@ -288,13 +191,7 @@ def main() -> None:
             tmpdir=a.tmpdir,
         )["latency"]
         lat = [x for r in lat_runs for x in r["latencies_s"]]
-        lat_s = {
-            "median": statistics.median(lat),
-            "p90": pct(lat, 0.9),
-            "max": max(lat),
-            "min": min(lat),
-            "n": len(lat),
-        }
+        lat_s = c.latency_summary(lat)
         rate = c.summary(r["qstat_calls_per_s"] for r in lat_runs)
         per_poll = c.summary(r["calls_per_poll"] for r in lat_runs)
         commands = sorted({cmd for r in lat_runs for cmd in r["qstat_commands"]})

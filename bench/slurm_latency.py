@@ -20,14 +20,9 @@ never one per job) and the intervals between calls (one call per poll).
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
-import os
-import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,96 +31,21 @@ import _common as c
 
 MEDIAN_TARGET_S = 1.5
 
-SHIM = """#!/bin/bash
-printf '%s %s\\n' "$EPOCHREALTIME" "$*" >> {log}
-exec {real} "$@"
-"""
-
-
-def make_shim(d: Path, real: str) -> Path:
-    shim = d / "shim"
-    shim.mkdir(parents=True, exist_ok=True)
-    log = d / "squeue.log"
-    (shim / "squeue").write_text(SHIM.format(log=log, real=real))
-    (shim / "squeue").chmod(0o755)
-    return log
-
-
 def child_stax(d: Path, n: int, run: str, poll: float | None) -> dict[str, Any]:
-    real = shutil.which("squeue")
-    if real is None:
-        raise SystemExit("squeue is not on PATH")
-    log = make_shim(d, real)
-    os.environ["PATH"] = f"{d / 'shim'}{os.pathsep}{os.environ.get('PATH', '')}"
+    import psij.executors.batch.slurm  # noqa: F401  (one-time import cost outside the timing)
 
-    import psij.executors.batch.slurm  # noqa: F401
-
-    from jupyter_stax.core import jobscript as js
-    from jupyter_stax.core.clusters import ClusterRegistry
     from jupyter_stax.core.models import Cluster
-    from jupyter_stax.engine.engine import Engine, Event
 
-    events: dict[str, float] = {}
-
-    def on_event(ev: Event) -> None:
-        if ev.step is not None and ev.state == "completed":
-            events[ev.step] = ev.time
-
-    async def main() -> tuple[Any, float, float, float, float]:
-        extra = {"poll_interval": poll} if poll else {}
-        cluster = Cluster(
-            name="slurm",
-            scheduler="slurm",
-            queue="debug",
-            walltime="00:10:00",
-            work_dir=str(d / "runs"),
-            **extra,
-        )
-        wf = {"name": "latency", "steps": [{"name": f"s{i:03d}", "run": run} for i in range(n)]}
-        async with Engine(
-            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster])
-        ) as eng:
-            eng.subscribe(on_event)
-            t0 = time.time()
-            with c.Meter() as m:
-                ex = await eng.submit(wf, cluster="slurm")
-                ex = await eng.wait(ex.id)
-            t1 = time.time()
-        return ex, t0, t1, m.result(n)["wall_s"], cluster.effective_poll_interval
-
-    ex, t0, t1, wall, interval = asyncio.run(main())
-    if ex.state.value != "completed":
-        raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}")
-    latencies = []
-    for s in ex.steps:
-        rec = js.read_exit_record(Path(s.directory))
-        if rec is None or s.name not in events:
-            raise SystemExit(f"step {s.name}: no exit record or no completed event")
-        latencies.append(events[s.name] - rec.time)
-    calls = []
-    for line in log.read_text().splitlines():
-        stamp, _, args = line.partition(" ")
-        calls.append((float(stamp.replace(",", ".")), args))
-    during = [t for t, _ in calls if t0 <= t <= t1]
-    gaps = [b - a for a, b in itertools.pairwise(during)]
-    return {
-        "wall_s": wall,
-        "latencies_s": latencies,
-        "squeue_calls": len(during),
-        "squeue_calls_per_s": len(during) / (t1 - t0),
-        "squeue_commands": sorted({a for _, a in calls}),
-        "squeue_gap_median_s": statistics.median(gaps) if gaps else None,
-        "squeue_gap_min_s": min(gaps) if gaps else None,
-        "run_s": t1 - t0,
-        "poll_interval_s": interval,
-        # poll periods that began during the run (PSI/J sleeps `interval` after each poll)
-        "calls_per_poll": len(during) / max(1, math.ceil((t1 - t0) / interval)),
-    }
-
-
-def pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+    extra = {"poll_interval": poll} if poll else {}
+    cluster = Cluster(
+        name="slurm",
+        scheduler="slurm",
+        queue="debug",
+        walltime="00:10:00",
+        work_dir=str(d / "runs"),
+        **extra,
+    )
+    return c.latency_run(d, cluster, n, run, "squeue")
 
 
 def main() -> None:
@@ -155,13 +75,7 @@ def main() -> None:
     )
     rs = runs["stax"]
     lat = [x for r in rs for x in r["latencies_s"]]
-    lat_s = {
-        "median": statistics.median(lat),
-        "p90": pct(lat, 0.9),
-        "max": max(lat),
-        "min": min(lat),
-        "n": len(lat),
-    }
+    lat_s = c.latency_summary(lat)
     per_run_median = c.summary(statistics.median(r["latencies_s"]) for r in rs)
     rate = c.summary(r["squeue_calls_per_s"] for r in rs)
     gaps = [r["squeue_gap_median_s"] for r in rs if r["squeue_gap_median_s"] is not None]

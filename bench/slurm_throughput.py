@@ -21,9 +21,7 @@ variant alike, which is why the variants are interleaved and only ratios are com
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -37,43 +35,20 @@ QUEUE = "debug"
 WALLTIME = "00:10:00"
 
 
-def workflow(n: int, run: str = "true") -> dict[str, Any]:
-    return {"name": "bench", "steps": [{"name": f"s{i:05d}", "run": run} for i in range(n)]}
-
-
 def child_stax(d: Path, n: int, poll: float) -> dict[str, Any]:
     import psij.executors.batch.slurm  # noqa: F401  (one-time import cost outside the timing)
 
-    from jupyter_stax.core.clusters import ClusterRegistry
     from jupyter_stax.core.models import Cluster
-    from jupyter_stax.engine.engine import Engine
 
-    async def main() -> dict[str, Any]:
-        cluster = Cluster(
-            name="slurm",
-            scheduler="slurm",
-            queue=QUEUE,
-            walltime=WALLTIME,
-            poll_interval=poll,
-            work_dir=str(d / "runs"),
-        )
-        wf = workflow(n)
-        async with Engine(
-            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster])
-        ) as eng:
-            with c.Meter() as m:
-                ex = await eng.submit(wf, cluster="slurm")
-                ex = await eng.wait(ex.id)
-        if ex.state.value != "completed":
-            bad = [
-                f"{s.name}: {s.state.value} {s.reason}"
-                for s in ex.steps
-                if s.state.value != "completed"
-            ]
-            raise SystemExit(f"execution ended {ex.state.value}: {ex.counts()}; e.g. {bad[:3]}")
-        return m.result(n)
-
-    return asyncio.run(main())
+    cluster = Cluster(
+        name="slurm",
+        scheduler="slurm",
+        queue=QUEUE,
+        walltime=WALLTIME,
+        poll_interval=poll,
+        work_dir=str(d / "runs"),
+    )
+    return c.stax_throughput(d, cluster, n)
 
 
 def child_psij(d: Path, n: int, poll: float) -> dict[str, Any]:
@@ -132,16 +107,8 @@ while [ -n "$(squeue -h -t PD,R,CG -j "$list" -o %i)" ]; do sleep "$P"; done
 
 
 def child_sbatch(d: Path, n: int, poll: float) -> dict[str, Any]:
-    out = d / "runs"
-    out.mkdir(parents=True)
     script = SBATCH_LOOP.format(queue=QUEUE, walltime=WALLTIME)
-    with c.Meter() as m:
-        p = subprocess.run(["bash", "-c", script, "bash", str(n), str(poll), str(out)])
-    if p.returncode != 0:
-        raise SystemExit(f"sbatch loop failed with exit code {p.returncode}")
-    r = m.result(n)
-    r.pop("cpu_per_job_ms")  # the work is in bash and its children: not comparable
-    return r
+    return c.shell_loop(d, script, n, poll, "sbatch loop")
 
 
 CHILDREN = {"stax": child_stax, "psij": child_psij, "sbatch": child_sbatch}

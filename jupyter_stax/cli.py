@@ -149,11 +149,46 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    if args.instances:
+        return _instances(args, ctx)
     ex = ctx.service().get(args.id)
     if args.json:
         _print_json(ex.model_dump(mode="json"))
     else:
         print(text.status_text(ex, now(), width()))
+    return 0
+
+
+def _instances(args: argparse.Namespace, ctx: Context) -> int:
+    """``status ID --instances STEP``: a sweep's instances, the ones that did not complete
+    first (``--state``, ``--limit``; ``--all`` pages through every one)."""
+    svc = ctx.service()
+    cursor: str | None = None
+    items = []
+    while True:
+        page = svc.instances(args.id, args.instances, args.state, cursor, args.limit)
+        items += page.items
+        cursor = page.next_cursor
+        if cursor is None or not args.all:
+            break
+    if args.json:
+        _print_json(page.model_copy(update={"items": items}).model_dump(mode="json"))
+        return 0
+    rows = [
+        [
+            str(i.index),
+            i.state,
+            "-" if i.exit_code is None else str(i.exit_code),
+            str(i.attempt or "-"),
+            " ".join(f"{k}={v}" for k, v in i.params.items()),
+        ]
+        for i in items
+    ]
+    counts = ", ".join(f"{n:,} {st}" for st, n in sorted(page.counts.items()))
+    print(f"{page.total:,} instances: {counts}")
+    print(text.format_table(["INDEX", "STATE", "EXIT", "ATTEMPT", "VALUES"], rows, width()))
+    if cursor is not None:
+        print(f"({len(rows)} shown, those that did not complete first; --all lists every one)")
     return 0
 
 
@@ -189,6 +224,21 @@ def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
     return follow(svc, eid) if args.wait else 0
 
 
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.service()
+    if args.dir:
+        out = svc.export_crate(args.id, Path(args.dir), as_dir=True, license=args.license)
+    else:
+        to = args.to
+        if to is None:
+            from .operations.crate import crate_file_name
+
+            to = crate_file_name(svc.get(args.id))
+        out = svc.export_crate(args.id, Path(to), license=args.license)
+    print(out)
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     ex = svc.get(args.id)
@@ -209,6 +259,12 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_clusters(args: argparse.Namespace, ctx: Context) -> int:
+    if args.name:
+        from .core.cluster_text import detail_text
+
+        detail = ctx.service().cluster(args.name)
+        print(detail.model_dump_json(indent=2) if args.json else detail_text(detail))
+        return 0
     clusters = ctx.service().clusters()
     if args.json:
         _print_json([c.model_dump(mode="json") for c in clusters])
@@ -326,6 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
         "no engine needs to run",
     )
 
+    sp = cmd(
+        "export",
+        cmd_export,
+        "write a finished execution as a Workflow Run RO-Crate (a zip, or a directory)",
+    )
+    sp.add_argument("id", help="execution id or a unique prefix of one")
+    where = sp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--to", metavar="FILE", help="the zip to write (default: ./WORKFLOW-ID.crate.zip)"
+    )
+    where.add_argument("--dir", metavar="DIR", help="write the crate into this new directory")
+    sp.add_argument(
+        "--license",
+        metavar="URL|SPDX",
+        help="the crate's license, e.g. https://spdx.org/licenses/CC-BY-4.0 (default: the "
+        "crate says that no license was given)",
+    )
+
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")
     sp.add_argument("id")
 
@@ -337,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("status", cmd_status, "show an execution and its steps")
     sp.add_argument("id", help="execution id or a unique prefix of one")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--instances", metavar="STEP", help="list a sweep step's instances")
+    sp.add_argument(
+        "--state",
+        choices=["waiting", "running", "completed", "failed", "lost", "canceled"],
+        help="with --instances: only those in this state",
+    )
+    sp.add_argument("--limit", type=int, default=50, help="with --instances: at most this many")
+    sp.add_argument("--all", action="store_true", help="with --instances: every one (paged)")
 
     sp = cmd("cancel", cmd_cancel, "cancel an execution's jobs and pending steps")
     sp.add_argument("id")
@@ -357,12 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--attempt", type=int, metavar="N", help="an earlier attempt's output")
 
-    sp = cmd("clusters", cmd_clusters, "list the clusters you can run on")
+    sp = cmd("clusters", cmd_clusters, "list the clusters you can run on; with NAME, one "
+             "cluster's live numbers (and a remote one's connection)")
+    sp.add_argument("name", nargs="?", metavar="NAME", help="one cluster, in detail")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("images", cmd_images, "list StaX images; with --cluster, whether each one fits there")
     sp.add_argument("--cluster", "-c", default=None, help="judge each image for this cluster")
     sp.add_argument("--json", action="store_true")
+
+    from .cli_build import add_parser as build_parser_of
+
+    build_parser_of(cmd)
 
     cmd("schema", cmd_schema, "print the JSON Schema of workflow files")
 

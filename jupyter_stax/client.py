@@ -27,17 +27,19 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .core.api import (
+    INSTANCE_LIMIT_DEFAULT,
     ClusterDetail,
     ClusterInfo,
     ErrorBody,
     ExecutionPage,
     ImageList,
+    InstancePage,
     Listed,
     LogChunk,
     ServerInfo,
     WorkflowSource,
 )
-from .core.errors import SchedulerUnavailable, StaxError, error_class
+from .core.errors import BadRequest, SchedulerUnavailable, StaxError, error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
 
 log = logging.getLogger("jupyter_stax.client")
@@ -245,6 +247,66 @@ class RestService:
         query = {"stream": stream, "offset": offset, "attempt": attempt, "limit": limit}
         return LogChunk.model_validate(self.request("GET", path, query=query))
 
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        path = f"executions/{self._id(execution_id)}/steps/{self._id(step)}/instances"
+        query = {"state": state, "cursor": cursor, "limit": limit}
+        return InstancePage.model_validate(self.request("GET", path, query=query))
+
+
+    def export_crate(
+        self,
+        execution_id: str,
+        dest: str | Path,
+        *,
+        as_dir: bool = False,
+        license: str | None = None,
+    ) -> Path:
+        """``GET executions/{id}/crate`` saved to ``dest`` (a zip file), or unpacked into the
+        new directory ``dest`` with ``as_dir`` (members that would land outside it refused)."""
+        import shutil
+        import tempfile
+
+        from .operations.crate import safe_extract
+
+        dest = Path(dest).expanduser().absolute()
+        if not as_dir and dest.is_dir():
+            raise BadRequest(f"{dest} is a directory; name a .zip file to write (or use --dir)")
+        url = self.url + API + f"executions/{self._id(execution_id)}/crate"
+        if license:
+            url += "?" + urllib.parse.urlencode({"license": license})
+        headers = {"Accept": "application/zip"}
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
+        req = urllib.request.Request(url, method="GET", headers=headers)
+        where = Path(tempfile.mkdtemp(prefix="stax-crate-")) if as_dir else dest.parent
+        where.mkdir(parents=True, exist_ok=True)
+        part = where / (dest.name + ".part")
+        try:
+            try:
+                with urllib.request.urlopen(req, timeout=SUBMIT_TIMEOUT) as resp, open(
+                    part, "wb"
+                ) as out:
+                    shutil.copyfileobj(resp, out)
+            except urllib.error.HTTPError as e:
+                with e:
+                    raise error_from_answer(e.code, e.read() or b"", url) from None
+            except (urllib.error.URLError, OSError) as e:
+                raise self._unreachable(e, SUBMIT_TIMEOUT) from None
+            if as_dir:
+                return safe_extract(part, dest)
+            os.replace(part, dest)
+            return dest
+        finally:
+            part.unlink(missing_ok=True)
+            if as_dir:
+                shutil.rmtree(where, ignore_errors=True)
 
 # ---------------------------------------------------------------------- finding a server
 def _alive(pid: Any) -> bool:

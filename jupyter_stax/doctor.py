@@ -4,7 +4,8 @@ Each check gives one :class:`Finding`: ``ok``, ``warn`` (works, but something a 
 on) or ``fail`` (something will not work), with the fix. Checks: the Python packages (PSI/J and
 typeguard), the store (writable, readable), the clusters file, each cluster's scheduler commands
 (and for Slurm ``SLURM_CONF`` and a live ``scontrol ping``; for Grid Engine ``SGE_ROOT``,
-``SGE_CELL`` and a live ``qstat -f``), container runtimes, the StaX catalog
+``SGE_CELL`` and a live ``qstat -f``; a remote cluster's over SSH, :mod:`.doctor_remote`),
+container runtimes, the StaX catalog
 sources, the Jupyter server and lab extensions, a running Jupyter server on the same store.
 Nothing here changes anything.
 """
@@ -148,6 +149,12 @@ def check_clusters(clusters_file: Path | None) -> tuple[list[Finding], list[obje
 
 
 def check_cluster(c: object) -> Iterator[Finding]:
+    if getattr(c, "remote", False):  # its commands and files are on the cluster: over SSH
+        from .doctor_remote import check_remote_cluster
+
+        for f in check_remote_cluster(c, SCHEDULER_COMMANDS, RUNTIME_COMMANDS):  # type: ignore[arg-type]
+            yield Finding(f.level, f.what, f.detail, f.fix)
+        return
     name = getattr(c, "name", "?")
     scheduler = str(getattr(c, "scheduler", "local"))
     what = f"cluster {name} ({scheduler})"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from .core.errors import NotFound
+from .core.errors import NotFound, StaxError
 from .core.models import Execution, StepRun
 from .service import StaxService, step_of
 
@@ -244,6 +244,7 @@ class LogTail:
         self._fresh = True
         self._pending_new = False
         self._seen = 0  # the step's attempt at the last look
+        self._carry: list[LogPiece] = []  # read by a look that then failed: for the next one
 
     @property
     def step(self) -> StepRun | None:
@@ -290,54 +291,63 @@ class LogTail:
 
     def look(self) -> list[LogPiece]:
         """One look: what was written since the last one (one ``get``, more only around a
-        retry, and the log reads). The service's errors pass through; nothing is lost then."""
+        retry, and the log reads). The service's errors pass through; nothing is lost then:
+        what this look had read before the error comes with the next look."""
         with self._lock:
-            out: list[LogPiece] = []
-            s = self._look_at() if self._attempt == 0 or self.done else self.step
-            assert s is not None
-            if self.done:
-                return out
-            while True:
-                if self._attempt == 0:  # nothing read yet: where to start
-                    first = self._first_attempt(s.attempt)
-                    if first == 0:
-                        self.done = s.state.final
-                        return out
-                    self._begin(first)
-                k = self._attempt
-                archived = k < self._seen  # its file is complete and no longer changes
-                if archived and self.attempts == "current":
-                    self._begin(self._seen)  # start over with the attempt that runs now
-                    continue
-                try:
-                    got = self._read(k)
-                except NotFound:
-                    s = self._look_at()
-                    if self._seen < k:  # the engine took the attempt back (never submitted)
-                        return out
-                    raise
-                if not archived:
-                    s = self._look_at()  # after the read: is what we read still attempt k?
-                    if self._seen > k:
-                        continue  # no: read the same offset again from the renamed file
-                    if self._seen < k:
-                        return out
+            out, self._carry = self._carry, []
+            try:
+                return self._look(out)
+            except BaseException:
+                self._carry = out
+                raise
+
+    def _look(self, out: list[LogPiece]) -> list[LogPiece]:
+        """The body of :meth:`look` (under its lock); appends to ``out`` and returns it."""
+        s = self._look_at() if self._attempt == 0 or self.done else self.step
+        assert s is not None
+        if self.done:
+            return out
+        while True:
+            if self._attempt == 0:  # nothing read yet: where to start
+                first = self._first_attempt(s.attempt)
+                if first == 0:
+                    self.done = s.state.final
+                    return out
+                self._begin(first)
+            k = self._attempt
+            archived = k < self._seen  # its file is complete and no longer changes
+            if archived and self.attempts == "current":
+                self._begin(self._seen)  # start over with the attempt that runs now
+                continue
+            try:
+                got = self._read(k)
+            except NotFound:
+                s = self._look_at()
+                if self._seen < k:  # the engine took the attempt back (never submitted)
+                    return out
+                raise
+            if not archived:
+                s = self._look_at()  # after the read: is what we read still attempt k?
+                if self._seen > k:
+                    continue  # no: read the same offset again from the renamed file
+                if self._seen < k:
+                    return out
+            self._accept(k, got, out)
+            if not got.at_end:
+                return out  # ``reads`` calls made: more at the next look
+            if archived:
+                nxt = self._next_attempt(k, s.attempt)
+                if nxt is None:
+                    self.done = True
+                    return out
+                self._begin(nxt)
+                continue
+            if s.state.final:
+                # bytes may have come between the read and the look that saw the end
+                got = self._read(k)
                 self._accept(k, got, out)
-                if not got.at_end:
-                    return out  # ``reads`` calls made: more at the next look
-                if archived:
-                    nxt = self._next_attempt(k, s.attempt)
-                    if nxt is None:
-                        self.done = True
-                        return out
-                    self._begin(nxt)
-                    continue
-                if s.state.final:
-                    # bytes may have come between the read and the look that saw the end
-                    got = self._read(k)
-                    self._accept(k, got, out)
-                    self.done = got.at_end
-                return out
+                self.done = got.at_end
+            return out
 
     def _first_attempt(self, current: int) -> int:
         if self.attempts == "all":
@@ -363,11 +373,18 @@ class LogTail:
         timeout: float | None = None,
     ) -> Iterator[LogPiece]:
         """Every piece until :attr:`done` (or ``stop`` is set); FollowTimeout after
-        ``timeout`` seconds."""
+        ``timeout`` seconds. Once the step was seen, a look that fails for a while (HTTP 503:
+        a remote cluster's connection dropped, a server restarting) is tried again later:
+        nothing is lost (the offset moves only with what was delivered)."""
         pacer = Pacer(poll or Poll(), stop, timeout)
         last: tuple[object, ...] | None = None
         while True:
-            pieces = self.look()
+            try:
+                pieces = self.look()
+            except StaxError as e:
+                if e.http_status != 503 or self.execution is None:
+                    raise
+                pieces = []
             yield from pieces
             if self.done or pacer.stopped:
                 return

@@ -31,16 +31,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .core.api import (
+    INSTANCE_LIMIT_DEFAULT,
     ClusterDetail,
     ClusterInfo,
     ImageList,
+    InstancePage,
     LogChunk,
     WorkflowSource,
 )
 from .core.api import Listed as Listed  # the CLI names list lines so
 from .core.errors import error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
-from .operations import Operations
+from .operations import CHECK_POLL, Operations
+from .operations import CHECK_TIMEOUT as CHECK_TIMEOUT  # the bound of a read's wait
+from .operations import LEASE_TIMEOUT as LEASE_TIMEOUT
 from .operations import step_of as step_of  # the CLI and the kernel API look steps up here
 from .operations.logs import read_chunk
 
@@ -54,8 +58,6 @@ log = logging.getLogger("jupyter_stax.service")
 T = TypeVar("T")
 #: seconds after which a client no longer waits for a cancel to reach every step
 CANCEL_TIMEOUT = 60.0
-#: seconds without a heartbeat after which an engine on another machine counts as gone
-LEASE_TIMEOUT = 15.0
 #: at most one look for executions nobody drives per this many seconds (LocalService reads)
 RECONCILE_EVERY = 5.0
 
@@ -124,6 +126,30 @@ class StaxService(Protocol):
         A missing file is an empty chunk; ``eof`` once the step is final and all was read."""
         ...
 
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        """A page of a sweep step's instances, the ones that did not complete first."""
+        ...
+
+    def export_crate(
+        self,
+        execution_id: str,
+        dest: str | Path,
+        *,
+        as_dir: bool = False,
+        license: str | None = None,
+    ) -> Path:
+        """Write the Workflow Run RO-Crate of a final execution to ``dest`` (a zip file, or a
+        new directory with ``as_dir``; ``license``: a URL or SPDX id the crate states);
+        Conflict while it is not final."""
+        ...
+
 
 def _loop_running() -> bool:
     try:
@@ -150,6 +176,15 @@ class LocalService:
     Reads (``get``, ``list``, ``read_log``) also start the engine when executions nobody drives
     exist (detached ones, or ones whose engine died), at most once per ``RECONCILE_EVERY``
     seconds. ``notify`` receives the one-line notes about that (default: the log).
+
+    ``get`` and ``list`` never present such an execution's stored states as current: they
+    start the engine and wait (at most ``CHECK_TIMEOUT`` seconds, once per execution and
+    service) until it has adopted the execution and finished its first reconcile pass (every
+    active step answered by the scheduler or settled from its exit record; the engine commits
+    the true states, then marks the pass in the store: ``Store.mark_checked``). The engine
+    stays the one writer; the reader only waits. If the pass does not end in time (the
+    scheduler does not answer), the answer carries
+    :data:`~jupyter_stax.core.models.UNVERIFIED_WARNING` in its ``warnings``.
     """
 
     def __init__(
@@ -197,6 +232,7 @@ class LocalService:
         return Engine(store=self.store(), clusters=self.registry(), adopt=False)
 
     def close(self) -> None:
+        self.ops.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -223,6 +259,17 @@ class LocalService:
         n = self.store().unowned_unfinished(LEASE_TIMEOUT)
         if n and (pid := self.ensure_daemon()) is not None:
             self.notify(f"started the engine (pid {pid}) to drive {n} unfinished execution(s)")
+
+    def wait_checked(self, ids: list[str] | None = None) -> None:
+        """Wait (at most ``CHECK_TIMEOUT``) until the executions ``ids`` (None: all) are
+        reconciled by a live engine (see the class docstring); starts the engine if needed."""
+        waits = self.ops.to_check(ids)
+        if not waits:
+            return
+        if self.store().unowned_unfinished(LEASE_TIMEOUT):
+            self.reconcile()
+        while self.ops.unchecked(waits):
+            time.sleep(CHECK_POLL)
 
     # ------------------------------------------------------------------ clusters, images
     def clusters(self) -> list[ClusterInfo]:
@@ -292,8 +339,11 @@ class LocalService:
             answer = json.loads(lines[-1]) if lines else {}
         except ValueError:
             answer = {}
-        if "id" in answer:
-            return self.get(answer["id"])
+        if "execution" in answer:
+            # the submission's own answer, as in-process (CLI) detached submissions give it:
+            # not a read, which would wait for the engine's first pass (see get) and show
+            # whatever the jobs did since
+            return Execution.model_validate(answer["execution"])
         if "error" in answer:
             cls = error_class(str(answer["error"]))  # one registry: core.errors
             raise cls(answer["message"], details=answer["details"])
@@ -315,12 +365,14 @@ class LocalService:
 
     def get(self, execution_id: str) -> Execution:
         self.reconcile(every=RECONCILE_EVERY)
+        self.wait_checked([self.store().resolve_id(execution_id)])
         return self.ops.get(execution_id)
 
     def list(
         self, state: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Listed], str | None]:
         self.reconcile(every=RECONCILE_EVERY)
+        self.wait_checked()
         items, next_cursor = self.ops.page(state, limit, cursor)
         return list(items), next_cursor
 
@@ -369,6 +421,28 @@ class LocalService:
         return self.ops.read_log(
             execution_id, step, stream, offset, attempt, limit, errors="surrogateescape"
         )
+
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        """``GET .../instances`` (the same operation)."""
+        self.reconcile(every=RECONCILE_EVERY)
+        return self.ops.instances(execution_id, step, state, cursor, limit)
+
+    def export_crate(
+        self,
+        execution_id: str,
+        dest: str | Path,
+        *,
+        as_dir: bool = False,
+        license: str | None = None,
+    ) -> Path:
+        return self.ops.export_crate(execution_id, Path(dest), as_dir=as_dir, license=license)
 
 
 def read_bytes_chunk(path: Path, offset: int, limit: int, final: bool) -> LogChunk:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- set up everything and run every test (what .ci/run calls).
 #   * installs Debian packages the tests use (slurm-wlm via start-slurm.sh, munge, gridengine,
-#     openssh-server, charliecloud-runtime, chromium),
+#     openssh-server, charliecloud-runtime and -builders, mpich, chromium),
 #   * installs jupyter-stax editable with its test extras,
 #   * starts a real two-node Slurm on 127.0.0.1 (scripts/slurm/start-slurm.sh), a one-machine Son
 #     of Grid Engine (scripts/sge/start-sge.sh) and a test login node (OpenSSH on 127.0.0.1 with a
@@ -43,12 +43,21 @@ if ! command -v chromium >/dev/null; then
   apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation >/dev/null
 fi
 
-log "installing the container tools the StaX image tests run (ch-run, busybox-static)"
-# charliecloud-runtime only: the 'charliecloud' meta package pulls in docker and buildah
-if ! command -v ch-run >/dev/null || [ ! -x /bin/busybox ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q charliecloud-runtime busybox-static \
+log "installing the container tools the StaX image tests run (ch-run, ch-image, busybox-static)"
+# not the 'charliecloud' meta package; charliecloud-builders (ch-image, the build tests) depends
+# on docker.io and buildah, which are installed but never started
+if ! command -v ch-run >/dev/null || ! command -v ch-image >/dev/null || [ ! -x /bin/busybox ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends charliecloud-runtime \
+    charliecloud-builders busybox-static >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    charliecloud-runtime charliecloud-builders busybox-static >/dev/null; }
+fi
+
+log "installing MPICH (an eFlows4HPC mpi step runs a compiled MPI program in a Grid Engine PE)"
+if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mpich libmpich-dev \
     >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q charliecloud-runtime busybox-static >/dev/null; }
+    apt-get install -y -q --no-install-recommends mpich libmpich-dev >/dev/null; }
 fi
 
 log "checking Debian's python3 venv (the Binder test installs jupyter-stax as an unprivileged user)"
@@ -158,4 +167,4 @@ for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do fast_suite_on "$v"; done
 # last, so that the run's closing line is the whole suite's count
 log "pytest"
 # shellcheck disable=SC2086
-$PY -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}
+$PY -m pytest -q -p no:cacheprovider --durations=30 ${PYTEST_ARGS:-}

@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_WORKFLOW = (ROOT / "examples" / "demo.yaml").read_text()
 SLURM_SCRIPTS = ROOT / "scripts" / "slurm"
 SGE_SCRIPTS = ROOT / "scripts" / "sge"
+#: the clusters file entry of the project's Grid Engine (``sge``: all.q, 1 s polls)
+SGE_CLUSTER = (
+    '  sge:\n    scheduler: sge\n    queue: all.q\n    walltime: "00:10:00"\n    poll_interval: 1\n'
+)
 
 
 def slurm_problem() -> str | None:

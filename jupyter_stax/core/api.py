@@ -126,11 +126,33 @@ ClusterSummary = Annotated[
 ]
 
 
+class ConnectionState(_Wire):
+    """How a remote cluster's SSH connection is, as the engine (or the service) sees it."""
+
+    state: Literal["connected", "idle", "reconnecting", "refused"] = Field(
+        description="connected; idle (not opened yet: it opens on first use); reconnecting "
+        "(it dropped or the login node does not answer: retried with backoff, runs wait); "
+        "refused (a problem the user must fix: host key, authentication, unknown host)"
+    )
+    destination: str = Field(description="[user@]host as configured")
+    client: str = Field(description="asyncssh, or openssh (the system ssh, ControlMaster)")
+    since: datetime | None = Field(None, description="failing since (reconnecting, refused)")
+    error: str | None = Field(None, description="the last error, with what to do about it")
+    problem: str | None = Field(
+        None,
+        description="what kind of problem: host-key-unknown, host-key-changed, auth-refused, "
+        "unknown-host, connection-refused, timeout, connection-lost, remote-error, config",
+    )
+
+
 class ClusterDetail(ClusterInfo):
     """A cluster with live numbers from its scheduler, where the scheduler offers them."""
 
     summary: ClusterSummary | None = None
     note: str | None = Field(None, description="why there is no summary, when there is none")
+    connection: ConnectionState | None = Field(
+        None, description="a remote cluster's SSH connection (None: a local cluster)"
+    )
 
 
 class ImageSourceStatus(_Wire):
@@ -201,6 +223,11 @@ class ExecutionSummary(_Wire):
         description="number of steps per state (states with none left out)"
     )
     warnings: list[str] = Field(default_factory=list)
+    unverified: bool = Field(
+        False,
+        description="the states are as of the submission (or the last engine's last look) and "
+        "are being checked with the scheduler: not current yet (warnings says so in words)",
+    )
 
     @classmethod
     def of(cls, ex: Execution) -> ExecutionSummary:
@@ -216,6 +243,7 @@ class ExecutionSummary(_Wire):
             total=total,
             counts=ex.counts(),
             warnings=ex.warnings,
+            unverified=ex.unverified,
         )
 
 
@@ -237,6 +265,34 @@ class LogChunk(_Wire):
     next_offset: int = Field(description="offset to ask for next")
     size: int = Field(description="size of the file in bytes when it was read")
     eof: bool = Field(description="the step is final and everything was read: stop following")
+
+
+class InstanceInfo(_Wire):
+    """One instance of a sweep step, from its own records."""
+
+    index: int = Field(description="0-based; its directory is <step>/<index>/")
+    state: Literal["waiting", "running", "completed", "failed", "lost", "canceled"] = Field(
+        description="waiting: no start record yet; lost: its job ended without an exit record"
+    )
+    exit_code: int | None = None
+    attempt: int = Field(description="the attempt of the step it last ran in (0: not yet)")
+    params: dict[str, ParamValue] = Field(description="its swept values")
+    directory: str
+
+
+#: instances per page of ``GET .../instances`` (at most)
+INSTANCE_LIMIT_DEFAULT = 100
+INSTANCE_LIMIT_MAX = 1000
+
+
+class InstancePage(_Wire):
+    """``GET executions/{id}/steps/{step}/instances``: a page of a sweep's instances, the ones
+    that did not complete first, then by index."""
+
+    total: int = Field(description="instances of the sweep")
+    counts: dict[str, int] = Field(description="instances per state")
+    items: list[InstanceInfo]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
 
 
 class ServerInfo(_Wire):

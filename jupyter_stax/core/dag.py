@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 
 from .errors import InvalidWorkflow
 from .models import ParamValue, Step, Workflow
 from .params import (
     ParamError,
+    arithmetic_placeholders,
     check_arithmetic_values,
     param_env,
     placeholders,
     render_script,
 )
 from .pystep import python_placeholders
+from .sweepspec import SweepError
+from .sweepspec import spec as sweep_spec
 
 
 def graph(workflow: Workflow) -> dict[str, list[str]]:
@@ -133,6 +136,8 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
     for s in workflow.steps:
         where = f"step {s.name!r}"
         values = {**workflow.params, **params, **s.params}
+        swept = _sweep_values(s, problems)
+        values.update({k: v[0] for k, v in swept.items() if len(v)})
         try:
             script = step_text(s)
         except InvalidWorkflow as e:
@@ -155,6 +160,7 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
         except ParamError as e:
             problems.append(str(e))
         problems += check_arithmetic_values(script, values, where=where)
+        problems += _sweep_arithmetic(script, swept, where)
     try:
         param_env({**workflow.params, **params})
         for s in workflow.steps:
@@ -163,6 +169,47 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
         problems.append(str(e))
     if problems:
         raise InvalidWorkflow(f"workflow {workflow.name!r} is not valid", details=problems)
+
+
+def _sweep_values(s: Step, problems: list[str]) -> dict[str, Sequence[ParamValue]]:
+    """Each swept name's values (every value is checked once, not once per instance)."""
+    if s.sweep is None:
+        return {}
+    where = f"step {s.name!r}"
+    try:
+        values = sweep_spec(s.sweep, where=f"{where}: sweep").distinct()
+    except SweepError as e:
+        problems.append(str(e))
+        return {}
+    for name, vals in values.items():
+        if isinstance(vals, range):
+            continue  # integers
+        for v in vals:
+            try:
+                param_env({name: v})
+            except ParamError as e:
+                problems.append(f"{where}: sweep: {e}")
+                break
+    return values
+
+
+def _sweep_arithmetic(
+    script: str, swept: Mapping[str, Sequence[ParamValue]], where: str
+) -> list[str]:
+    """The first value of each swept name that bash arithmetic would evaluate as code."""
+    problems: list[str] = []
+    used = arithmetic_placeholders(script) if swept else {}
+    for name, vals in swept.items():
+        if isinstance(vals, range) or name not in used:
+            continue
+        for v in vals:
+            if isinstance(v, int) and not isinstance(v, bool):
+                continue
+            found = check_arithmetic_values(script, {name: v}, where=where)
+            if found:
+                problems.append(found[0] + " (a value of its sweep)")
+                break
+    return problems
 
 
 def step_text(step: Step) -> str:

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -160,6 +161,35 @@ class Step(_Model):
         description="bash: run is a bash script; python: run is Python source run by python3 "
         "(placeholders become stax_param('name') calls, and stax_params holds every value)",
     )
+    sweep: dict[str, Any] | None = Field(
+        None,
+        description="run the step once per combination of these values (a grid; zip: true "
+        "pairs the lists): {name: [values] | {range: [start, stop]}, zip: bool}; instance i "
+        "runs in <step>/<i>/ (see jupyter_stax.core.sweep)",
+    )
+    max_parallel: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="sweep: at most this many instances running at once"
+    )
+    pack: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="sweep: instances per scheduler job (array element), run in parallel up "
+        "to its CPUs; auto: chosen from the instance count so short tasks do not cost a job each",
+    )
+
+    expected_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="sweep: how long one instance is expected to run, seconds; pack: auto "
+        "puts enough instances in a scheduler job for about a minute of work (default 5)",
+    )
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        from .sweepspec import normalize
+
+        return normalize(v)
 
     @field_validator("name")
     @classmethod
@@ -186,6 +216,17 @@ class Step(_Model):
             raise ValueError("give either 'run' or 'software', not both")
         if self.software is not None and self.language != "bash":
             raise ValueError("a 'software' step renders to bash; drop 'language'")
+        if self.sweep is None and (
+            self.max_parallel is not None or self.pack != "auto" or self.expected_seconds
+        ):
+            raise ValueError(
+                "max_parallel, pack and expected_seconds apply to a sweep; add 'sweep' or drop them"
+            )
+        both = sorted(set(self.sweep or ()) & set(self.params) - {"zip"})
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is both in 'params' and 'sweep'; give it in one of them"
+            )
         return self
 
 
@@ -378,7 +419,49 @@ class AttemptRecord(BaseModel):
     exit_code: int | None = None
     reason: str | None = None
     submitted_at: datetime | None = None
+    started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class SweepInstance(BaseModel):
+    """One instance of a sweep step (see :mod:`.sweep`): its index, state and exit code."""
+
+    index: int
+    state: str
+    exit_code: int | None = None
+
+
+class SweepSummary(BaseModel):
+    """A sweep step's instances in counts (what its row shows), as its engine last wrote it."""
+
+    total: int
+    attempt: int = 0
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="instances per state: pending, queued, running, completed, failed, lost "
+        "(its job ended without an exit record), canceled",
+    )
+    failed: list[SweepInstance] = Field(
+        default_factory=list, description="the first instances that did not complete"
+    )
+    pack: int = 1
+    elements: int = Field(0, description="array elements (scheduler jobs) of this attempt")
+    jobs: list[str] = Field(default_factory=list, description="native ids of the array(s)")
+
+    def line(self) -> str:
+        """``9,812/10,000 done, 3 failed, 185 running``."""
+        c = self.counts
+        parts = [f"{c.get('completed', 0):,}/{self.total:,} done"]
+        bad = c.get("failed", 0) + c.get("lost", 0)
+        for n, word in (
+            (bad, "failed"),
+            (c.get("canceled", 0), "canceled"),
+            (c.get("running", 0), "running"),
+            (c.get("queued", 0) + c.get("pending", 0), "waiting"),
+        ):
+            if n:
+                parts.append(f"{n:,} {word}")
+        return ", ".join(parts)
 
 
 class StepRun(BaseModel):
@@ -404,6 +487,9 @@ class StepRun(BaseModel):
         None, description="the variant it runs in: reference, digest, labels, runtime"
     )
     history: list[AttemptRecord] = Field(default_factory=list)
+    sweep: SweepSummary | None = Field(
+        None, description="a sweep step's instances in counts (None: not a sweep, or not known)"
+    )
 
 
 class SubmitOptions(_Model):
@@ -413,6 +499,15 @@ class SubmitOptions(_Model):
         "(Slurm --dependency=afterok), so it runs on with no engine watching",
     )
     on_failure: OnFailure | None = None
+
+
+#: the warning a read adds to an unfinished execution whose stored states no engine has
+#: reconciled with the scheduler yet (detached, or its engine died and the next one has not
+#: finished its first pass): never present them as current
+UNVERIFIED_WARNING = (
+    "states as of the submission (or the last engine's last look); being checked with the "
+    "scheduler"
+)
 
 
 class Execution(BaseModel):
@@ -431,6 +526,14 @@ class Execution(BaseModel):
     cancel_requested: bool = False
     warnings: list[str] = Field(default_factory=list)
     steps: list[StepRun]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the states are as of the submission (or the last engine's last look) and "
+        "are being checked with the scheduler: not current yet (warnings says so in words)"
+    )
+    @property
+    def unverified(self) -> bool:
+        return UNVERIFIED_WARNING in self.warnings
 
     def step(self, name: str) -> StepRun:
         for s in self.steps:

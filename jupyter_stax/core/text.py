@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .models import Execution, StepRun
+from .models import UNVERIFIED_WARNING, Execution, StepRun
 from .states import StepState
 
 __all__ = [
@@ -116,10 +116,17 @@ def step_rows(ex: Execution, now: datetime) -> list[list[str]]:
             s.native_id or "-",
             "-" if s.exit_code is None else str(s.exit_code),
             format_elapsed(step_elapsed(s, now)),
-            s.reason or "",
+            step_detail(s),
         ]
         for s in ex.steps
     ]
+
+
+def step_detail(s: StepRun) -> str:
+    """The last column of a step's row: its reason; a sweep's counts first."""
+    if s.sweep is None:
+        return s.reason or ""
+    return s.sweep.line() + (f"; {s.reason}" if s.reason else "")
 
 
 def status_table(ex: Execution, now: datetime, width: int | None = None) -> str:
@@ -159,6 +166,11 @@ def status_text(ex: Execution, now: datetime, width: int | None = None) -> str:
     return status_header(ex, now) + "\n\n" + status_table(ex, now, width)
 
 
+def _unverified(ex: Any) -> bool:
+    """Stored states no engine has reconciled yet (:data:`UNVERIFIED_WARNING`)."""
+    return UNVERIFIED_WARNING in (getattr(ex, "warnings", None) or ())
+
+
 def list_rows(executions: Sequence[Any], now: datetime) -> list[list[str]]:
     """One row per execution: whole executions, or summaries with ``name``/``done``/``total``
     (what ``GET executions`` gives)."""
@@ -173,7 +185,7 @@ def list_rows(executions: Sequence[Any], now: datetime) -> list[list[str]]:
                 ex.id,
                 name,
                 ex.cluster,
-                ex.state.value,
+                ex.state.value + (" (being checked)" if _unverified(ex) else ""),
                 f"{done}/{total}",
                 relative_age(ex.created_at, now),
             ]

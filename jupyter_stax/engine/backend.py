@@ -480,6 +480,13 @@ class Backend:
             except (OSError, TransportError):
                 pass
 
+    def state(self, key: JobKey) -> str | None:
+        """What PSI/J last said of a job submitted or attached here (queued, running, or a
+        final state); None when it said nothing yet or the job is not known here."""
+        with self._lock:
+            job = self._jobs.get(key)
+        return None if job is None else _PSIJ_STATES.get(job.status.state.name)
+
     def warning(self) -> str | None:
         return self.health.warning(self.scheduler)
 

@@ -1,5 +1,5 @@
 """A detached submission in a process of its own:
-``python -m jupyter_stax.engine.detach < request.json`` prints the execution id.
+``python -m jupyter_stax.engine.detach < request.json`` prints the submitted execution.
 
 Used by :class:`~jupyter_stax.service.LocalService` when the caller runs an event loop (a
 kernel): a detached submission goes through PSI/J, whose batch executors leave a queue-polling
@@ -8,6 +8,8 @@ thread behind that keeps polling the scheduler for the jobs, and whose ``_stop``
 notebook) prints an ignored TypeError. In a child process none of that stays in the kernel.
 
 The request: ``{"store", "clusters_file", "workflow", "cluster", "params", "options", "steps"}``.
+The answer: ``{"id", "execution"}``, the execution as the submission left it (every step queued),
+the same answer a detached submission gives in the caller's process.
 Errors come back as ``{"error": class name, "message", "details"}`` on stdout, exit status 1.
 """
 
@@ -27,7 +29,7 @@ def main() -> int:
 
     req: dict[str, Any] = json.load(sys.stdin)
 
-    async def submit() -> str:
+    async def submit() -> dict[str, Any]:
         clusters = ClusterRegistry.load(req.get("clusters_file"))
         async with Engine(store=req["store"], clusters=clusters, adopt=False) as eng:
             ex = await eng.submit(
@@ -37,14 +39,14 @@ def main() -> int:
                 SubmitOptions.model_validate(req.get("options") or {}),
                 req.get("steps"),
             )
-        return str(ex.id)
+        return {"id": ex.id, "execution": ex.model_dump(mode="json")}
 
     try:
-        eid = asyncio.run(submit())
+        answer = asyncio.run(submit())
     except StaxError as e:
         print(json.dumps({"error": type(e).__name__, "message": e.message, "details": e.details}))
         return 1
-    print(json.dumps({"id": eid}))
+    print(json.dumps(answer))
     return 0
 
 

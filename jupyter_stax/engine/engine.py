@@ -32,6 +32,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,7 +46,7 @@ from ..core.clusters import ClusterRegistry
 from ..core.errors import Conflict, StaxError
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
-from . import observing, planning, recovery
+from . import observing, planning, recovery, sweeps
 from .backend import Backend, JobUpdate, SubmitError
 from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
@@ -129,6 +130,7 @@ class Engine:
         # thousands of ready steps must not hold the event loop (heartbeat, events, cancels)
         self._slots = asyncio.Semaphore(submit_workers)
         self._transports: dict[str, Transport] = {}
+        self._transports_lock = threading.Lock()  # the operations layer asks from its threads
         self._readers: dict[str, RecordReader] = {}
         self._records_due: dict[str, float] = {}  # remote cluster -> next periodic records read
         self._backends: dict[str, Backend] = {}
@@ -327,11 +329,17 @@ class Engine:
         return run
 
     def _transport(self, cluster: Cluster) -> Transport:
-        t = self._transports.get(cluster.name)
-        if t is None:
-            t = self.transports(cluster, planning.state_dir(self.store, cluster))
-            self._transports[cluster.name] = t
-        return t
+        with self._transports_lock:
+            t = self._transports.get(cluster.name)
+            if t is None:
+                t = self.transports(cluster, planning.state_dir(self.store, cluster))
+                self._transports[cluster.name] = t
+            return t
+
+    def transport(self, cluster: Cluster) -> Transport:
+        """The cluster's ONE transport (made on first use), for the operations layer (remote
+        logs, live numbers): thread-safe."""
+        return self._transport(cluster)
 
     def _backend(self, cluster: Cluster) -> Backend:
         b = self._backends.get(cluster.name)
@@ -481,6 +489,9 @@ class Engine:
             self._set(run, name, StepState.SKIPPED, reason=reason)
         for start in moves.start:
             run.submitting.add(start.step)
+            if run.defs[start.step].sweep is not None:  # its instances: see .sweeps
+                sweeps.submit_step(self, run, start.step)
+                continue
             self._spawn(
                 self._submit_step(run, start.step, start.after), f"submit {run.id}/{start.step}"
             )

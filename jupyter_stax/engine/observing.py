@@ -51,6 +51,8 @@ def on_update(engine: Engine, upd: JobUpdate) -> None:
         apply(engine, run, upd)
     except LostOwnership:
         pass
+    if upd.state == "queued":  # committed: the scheduler's first answer is in the store
+        answered(engine, run, s.name)
 
 
 def apply(engine: Engine, run: Run, upd: JobUpdate) -> None:
@@ -69,6 +71,23 @@ def apply(engine: Engine, run: Run, upd: JobUpdate) -> None:
         )
 
 
+def answered(engine: Engine, run: Run, name: str) -> None:
+    """Step ``name`` had its first answer since the adoption (a status from the scheduler, its
+    exit record, or the end of the search for an interrupted submission). Once every step has
+    one, the adoption's reconcile pass is over: the store is told (``checked``), so readers
+    waiting for the true states (:meth:`.store.Store.unverified`) may answer."""
+    if run.unchecked is None:
+        return
+    run.unchecked.discard(name)
+    if run.unchecked:
+        return
+    run.unchecked = None
+    try:
+        engine.store.mark_checked(run.id, engine.id)
+    except LostOwnership:
+        pass
+
+
 async def running(engine: Engine, run: Run, name: str, upd: JobUpdate) -> None:
     """The scheduler says the job runs: running since its start record (or now)."""
     s = run.steps[name]
@@ -85,6 +104,7 @@ async def running(engine: Engine, run: Run, name: str, upd: JobUpdate) -> None:
     t = start.time if start and start.attempt == attempt else upd.time
     with contextlib.suppress(LostOwnership):
         engine._set(run, name, StepState.RUNNING, started_at=_utc(t))
+    answered(engine, run, name)
 
 
 async def check_records(engine: Engine) -> None:
@@ -201,13 +221,17 @@ async def finalize(
         if out.finished_at is not None:
             fields["finished_at"] = _utc(out.finished_at)
         if out.retry:
-            auto_retry(engine, run, s, out.state, out.reason, out.exit_code)
+            auto_retry(
+                engine, run, s, out.state, out.reason, out.exit_code,
+                started_at=fields.get("started_at"), finished_at=fields.get("finished_at"),
+            )
             return
         engine._set(run, name, out.state, reason=out.reason, **fields)
         engine._unwatch(JobKey(run.id, name, attempt), s.cluster, s.native_id)
         engine._schedule(run, [name])
     finally:
         run.finalizing.discard(name)
+        answered(engine, run, name)  # its final state is committed (or retried)
 
 
 def sched(engine: Engine, s: StepRun) -> str:
@@ -224,9 +248,16 @@ def auto_retry(
     state: StepState,
     reason: str | None,
     exit_code: int | None,
+    *,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
 ) -> None:
+    """Keep the attempt in the step's history (with the start and end its records say, for
+    provenance) and start the next one."""
     rec = attempt_record(s, reason)
-    rec.state, rec.exit_code, rec.finished_at = state, exit_code, now()
+    rec.state, rec.exit_code, rec.finished_at = state, exit_code, finished_at or now()
+    if rec.started_at is None:
+        rec.started_at = started_at
     s.history.append(rec)
     engine._keys.discard(run.key(s.name))
     previous = s.state
@@ -251,6 +282,11 @@ async def cancel_run(engine: Engine, run: Run) -> None:
 
 
 async def cancel_step(engine: Engine, run: Run, s: StepRun) -> None:
+    if run.defs[s.name].sweep is not None:  # its array(s): see .sweeps
+        from . import sweeps
+
+        await sweeps.cancel(engine, run, s)
+        return
     backend = engine._backend(engine.clusters.get(s.cluster))
     key = run.key(s.name)
     assert s.native_id

@@ -50,20 +50,30 @@ async def resume(engine: Engine, eid: str) -> Run | None:
     """Take over an execution: re-attach to its jobs by native id, then drive it on."""
     ex = engine.store.get(eid)
     run = engine._new_run(ex)
+    # the first reconcile pass: over when every step still active has had one answer; "" is
+    # the re-attaching itself (see observing.answered)
+    run.unchecked = {""}
     for name in run.graph.order:  # upstream steps settle first (detached: dependants' skips)
         s = run.steps[name]
         if not s.state.active:
             continue
         engine.clusters.get(s.cluster)  # an unknown cluster fails the adoption, loudly
+        if run.defs[name].sweep is not None:  # its array(s) and instances: see .sweeps
+            from . import sweeps
+
+            await sweeps.resume(engine, run, s)
+            continue
         if s.native_id is None:
             # interrupted between the intent and the scheduler's answer
             run.submitting.add(s.name)
+            run.unchecked.add(s.name)
             engine._spawn(recover_submission(engine, run, s.name), f"recover {eid}/{s.name}")
             continue
         await reattach(engine, run, s)
     if ex.cancel_requested:
         await observing.cancel_run(engine, run)
     engine._schedule(run)
+    observing.answered(engine, run, "")  # re-attached: the pass ends with the last answer
     if all(s.state.final for s in run.steps.values()):
         engine._finish(run)
     return run
@@ -79,6 +89,8 @@ async def reattach(engine: Engine, run: Run, s: StepRun) -> None:
         await observing.finalize(engine, run, s.name, "record", None, None)
         return
     run.attached.add(s.name)
+    if run.unchecked is not None:
+        run.unchecked.add(s.name)
     backend = engine._backend(engine.clusters.get(s.cluster))
     try:
         await engine._blocking(backend.attach, key, s.native_id)
@@ -133,3 +145,5 @@ async def recover_submission(engine: Engine, run: Run, name: str) -> None:
     elif run.ex.cancel_requested:
         engine._set(run, name, StepState.CANCELED, reason="canceled before submission")
     engine._schedule(run, [name])
+    if native is None:  # its new state is committed; a found job answers once re-attached
+        observing.answered(engine, run, name)

@@ -59,6 +59,9 @@ class Run:
     """status updates that arrived inside submit(), before the native id was committed"""
     attached: set[str] = field(default_factory=set)
     """steps whose job was re-attached by native id after an engine restart"""
+    unchecked: set[str] | None = None
+    """after an adoption: the steps still waiting for their first answer (the scheduler's
+    status or their exit record); None once the first reconcile pass is over (or none was due)"""
     finalizing: set[str] = field(default_factory=set)
     """steps whose outcome is being decided"""
     retry_base: dict[str, int] = field(default_factory=dict)
@@ -104,6 +107,7 @@ def attempt_record(s: StepRun, reason: str | None) -> AttemptRecord:
         exit_code=s.exit_code,
         reason=reason if s.reason is None else s.reason,
         submitted_at=s.submitted_at,
+        started_at=s.started_at,
         finished_at=s.finished_at,
     )
 

@@ -13,6 +13,7 @@ One file (WAL mode) shared by every engine and client on a machine. Rules it enf
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -30,11 +31,15 @@ from ..core.images import ResolvedImage
 from ..core.jobscript import STDERR, STDOUT, STEP_SCRIPT
 from ..core.models import AttemptRecord, Execution, StepRun, SubmitOptions, Workflow
 from ..core.states import ExecutionState, StepState, execution_state
+from ..core.sweep import fill_summaries
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: what each schema version added, applied in order to an older store when it is opened
 _MIGRATIONS = {
     2: ("ALTER TABLE steps ADD COLUMN resolved_image TEXT",),  # StaX image provenance
+    # when the owning engine last knew the states to be current (see Store.unverified); NULL
+    # between an adoption and the adopting engine's first reconcile pass
+    3: ("ALTER TABLE executions ADD COLUMN checked REAL",),
 }
 ENV_STORE = "JUPYTER_STAX_STORE"
 
@@ -46,7 +51,8 @@ CREATE TABLE IF NOT EXISTS engines (
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, cluster TEXT NOT NULL, state TEXT NOT NULL,
     created REAL NOT NULL, finished REAL, updated REAL NOT NULL, doc TEXT NOT NULL,
-    owner TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, warnings TEXT NOT NULL DEFAULT '[]');
+    owner TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, warnings TEXT NOT NULL DEFAULT '[]',
+    checked REAL);
 CREATE INDEX IF NOT EXISTS executions_state ON executions (state);
 CREATE INDEX IF NOT EXISTS executions_created ON executions (created);
 CREATE TABLE IF NOT EXISTS steps (
@@ -77,6 +83,21 @@ def default_store_path() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "stax" / "stax.sqlite"
+
+
+@functools.cache
+def software_versions() -> dict[str, str]:
+    """The versions of jupyter_stax and PSI/J in this process (recorded with executions)."""
+    from importlib import metadata
+
+    from .._version import __version__
+
+    out = {"jupyter_stax": __version__}
+    try:
+        out["psij"] = metadata.version("psij-python")
+    except metadata.PackageNotFoundError:
+        pass
+    return out
 
 
 def _ts(dt: datetime | None) -> float | None:
@@ -139,10 +160,14 @@ class Store:
                     f"store {self.path} was written by a newer jupyter_stax (schema {version}); "
                     "upgrade jupyter-stax or point JUPYTER_STAX_STORE elsewhere"
                 )
-            columns = {r[1] for r in db.execute("PRAGMA table_info(steps)")}
+            columns = {
+                table: {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                for table in ("steps", "executions")
+            }
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in _MIGRATIONS.get(v, ()):
-                    if stmt.startswith("ALTER TABLE steps ADD") and stmt.split()[5] in columns:
+                    words = stmt.split()
+                    if words[3] == "ADD" and words[5] in columns.get(words[2], set()):
                         continue  # a fresh table already has it
                     db.execute(stmt)
             if version < SCHEMA_VERSION:
@@ -212,7 +237,7 @@ class Store:
             for r in rows:
                 if r["owner"] not in live:
                     db.execute(
-                        "UPDATE executions SET owner=? WHERE id=? AND owner IS ?",
+                        "UPDATE executions SET owner=?, checked=NULL WHERE id=? AND owner IS ?",
                         (engine_id, r["id"], r["owner"]),
                     )
                     claimed.append(r["id"])
@@ -226,6 +251,28 @@ class Store:
             ).fetchall()
         return sum(1 for r in rows if r["owner"] not in live)
 
+    def unverified(self, lease_timeout: float, ids: Sequence[str] | None = None) -> set[str]:
+        """The unfinished executions (of ``ids``, or all) whose stored states may be stale: no
+        live engine owns them, or the engine that adopted them has not finished its first
+        reconcile pass yet (:meth:`mark_checked`)."""
+        live = {e["id"] for e in self.live_engines(lease_timeout)}
+        q = "SELECT id, owner, checked FROM executions WHERE state IN (?, ?)"
+        args: list[object] = list(_UNFINISHED)
+        if ids is not None:
+            if not ids:
+                return set()
+            q += f" AND id IN ({','.join('?' * len(ids))})"
+            args += list(ids)
+        with self._lock:
+            rows = self._db.execute(q, args).fetchall()
+        return {r["id"] for r in rows if r["owner"] not in live or r["checked"] is None}
+
+    def mark_checked(self, execution_id: str, owner: str) -> None:
+        """The owning engine knows the states to be current (fenced by ownership)."""
+        with self.transaction() as db:
+            self._owned(db, execution_id, owner)
+            db.execute("UPDATE executions SET checked=? WHERE id=?", (time.time(), execution_id))
+
     # ------------------------------------------------------------------ executions
     def insert_execution(self, ex: Execution) -> None:
         doc = json.dumps(
@@ -234,14 +281,15 @@ class Store:
                 "params": ex.params,
                 "options": ex.options.model_dump(mode="json"),
                 "work_dir": ex.work_dir,
+                "software": software_versions(),  # for provenance (the RO-Crate export)
             }
         )
         t = time.time()
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO executions (id, name, cluster, state, created, finished, updated,"
-                " doc, owner, cancel_requested, warnings)"
-                " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]')",
+                " doc, owner, cancel_requested, warnings, checked)"
+                " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]', ?)",
                 (
                     ex.id,
                     ex.workflow.name,
@@ -251,6 +299,7 @@ class Store:
                     t,
                     doc,
                     ex.owner,
+                    t,  # nothing has run yet: the states are current
                 ),
             )
             db.executemany(
@@ -352,8 +401,8 @@ class Store:
         with self.transaction() as db:
             self._owned(db, execution_id, owner)
             db.execute(
-                "UPDATE executions SET cancel_requested=0, finished=NULL WHERE id=?",
-                (execution_id,),
+                "UPDATE executions SET cancel_requested=0, finished=NULL, checked=? WHERE id=?",
+                (time.time(), execution_id),
             )
 
     def set_warnings(self, execution_id: str, warnings: Sequence[str], owner: str) -> None:
@@ -368,7 +417,8 @@ class Store:
         """Own an execution that nobody owns (a client created it). True on success."""
         with self.transaction() as db:
             cur = db.execute(
-                "UPDATE executions SET owner=? WHERE id=? AND owner IS NULL", (owner, execution_id)
+                "UPDATE executions SET owner=?, checked=NULL WHERE id=? AND owner IS NULL",
+                (owner, execution_id),
             )
             return cur.rowcount == 1
 
@@ -394,6 +444,18 @@ class Store:
         raise NotFound(
             f"execution id {ref!r} is ambiguous ({', '.join(ids)}, ...); give more of it"
         )
+
+    def software(self, execution_id: str) -> dict[str, str]:
+        """The versions of jupyter_stax and PSI/J that stored the execution ({} when it was
+        stored by a version that did not record them)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc FROM executions WHERE id=?", (execution_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no execution {execution_id!r}; see `jupyter stax list`")
+        got = json.loads(row["doc"]).get("software")
+        return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else {}
 
     def get(self, execution_id: str) -> Execution:
         with self._lock:
@@ -465,7 +527,7 @@ class Store:
 
 def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
     doc = json.loads(row["doc"])
-    return Execution(
+    ex = Execution(
         id=row["id"],
         workflow=Workflow.model_validate(doc["workflow"]),
         cluster=row["cluster"],
@@ -480,6 +542,7 @@ def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
         warnings=json.loads(row["warnings"]),
         steps=[_step(s) for s in steps],
     )
+    return fill_summaries(ex)  # a sweep step's counts, from its stax.sweep.json
 
 
 def _resolved_json(s: StepRun) -> str | None:

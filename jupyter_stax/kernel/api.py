@@ -141,10 +141,23 @@ class Workflow:
         gpus: int | None = None,
         memory: str | None = None,
         time: str | None = None,
+        sweep: Mapping[str, Any] | None = None,
+        max_parallel: int | None = None,
+        pack: int | str | None = None,
         **extra: Any,
     ) -> models.Step:
         """Define (or redefine) the step ``name`` running ``run`` (bash; Python with
-        ``python=True``). InvalidWorkflow with every problem of the step in one line."""
+        ``python=True``). InvalidWorkflow with every problem of the step in one line.
+
+        ``sweep={"n": [1, 2, 4], "seed": range(100)}`` runs it once per combination (a
+        ``range`` is kept as a range; ``"zip": True`` pairs the lists), at most
+        ``max_parallel`` at once, ``pack`` instances per scheduler job (see core/sweep.py)."""
+        if sweep is not None:
+            extra["sweep"] = {
+                k: {"range": [v.start, v.stop, v.step]} if isinstance(v, range) else v
+                for k, v in sweep.items()
+            }
+        extra.update(max_parallel=max_parallel, pack=pack)
         resources = {
             k: v
             for k, v in dict(
@@ -354,6 +367,11 @@ def step_summary(step: models.Step) -> str:
             parts.append(f"{key}={value}")
     if step.retries:
         parts.append(f"retries={step.retries}")
+    if step.sweep is not None:
+        from ..core.sweep import spec
+
+        sw = spec(step.sweep)
+        parts.append(f"sweep {sw.describe()} = {len(sw):,} instances")
     if step.params:
         parts.append("params: " + ", ".join(step.params))
     if step.env:
@@ -495,6 +513,24 @@ class Execution:
         """Run the failed, lost, canceled and skipped steps again."""
         self.model = self.service.retry(self.id)
         return self
+
+    def export_crate(
+        self,
+        to: str | Path | None = None,
+        *,
+        dir: str | Path | None = None,
+        license: str | None = None,
+    ) -> Path:
+        """Write this finished execution as a Workflow Run RO-Crate: a zip (``to``, default
+        ``./WORKFLOW-ID.crate.zip``) or a new directory (``dir``); ``license``: a URL or SPDX
+        id the crate states. Conflict while it runs."""
+        if dir is not None:
+            return self.service.export_crate(self.id, Path(dir), as_dir=True, license=license)
+        if to is None:
+            from ..operations.crate import crate_file_name
+
+            to = crate_file_name(self.model)
+        return self.service.export_crate(self.id, Path(to), license=license)
 
     def monitor(self, interval: float = 1.0) -> Monitor:
         """A live widget of this execution (display it)."""

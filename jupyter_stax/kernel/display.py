@@ -17,7 +17,7 @@ from html import escape
 
 from ..core import dagview, text
 from ..core.api import ImageList
-from ..core.models import Execution, StepRun
+from ..core.models import UNVERIFIED_WARNING, Execution, StepRun
 from ..core.states import ExecutionState, StepState
 
 __all__ = [
@@ -103,6 +103,8 @@ def title_html(ex: Execution, now: datetime | None = None) -> str:
     now = _now(now)
     took = text.format_elapsed(text.execution_elapsed(ex, now))
     cancel = " (cancel requested)" if ex.cancel_requested and not ex.state.final else ""
+    if UNVERIFIED_WARNING in ex.warnings:
+        cancel += f' <i class="stax-unverified">({escape(UNVERIFIED_WARNING)})</i>'
     return (
         f'<div class="stax-title"><b>{escape(ex.workflow.name)}</b> '
         f"<code>{escape(ex.id)}</code> on <b>{escape(ex.cluster)}</b>"

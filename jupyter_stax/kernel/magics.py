@@ -43,6 +43,8 @@ jupyter_stax magics
     --cluster C  --image I        per-step cluster / StaX image
     --nodes N --ntasks N --cpus-per-task N --gpus N --mem 4G --time HH:MM:SS
     --launcher single|srun|mpirun --retries N
+    --sweep NAME=1,2,4 | NAME=0..99 (repeatable; a grid, --sweep zip pairs the lists)
+    --max-parallel N --pack auto|N  (sweep: running instances cap, instances per job)
     --env K=V  --param K=V        (repeatable) environment variables / step parameters
     --software FILE               an eFlows4HPC software description (no body; the line
                                   form %stax_task NAME --software FILE works too)
@@ -55,8 +57,12 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
     quotes, e.g. --param msg='a b', or from Python: --param msg={shlex.quote(msg)}.
     Whatever the value, a step gets it as data (never run as code).
 
-%stax clusters                    the clusters you can submit to
+%stax clusters [NAME]             the clusters you can submit to; NAME: its live numbers
+                                  (and a remote cluster's SSH connection)
 %stax images [--cluster C]        StaX images, and whether they fit cluster C
+%stax build RECIPE [--for C] [--variant K=V] [--force] [--format ch|oci|sif] [--builder B]
+            [--catalog F]
+    build a recipe's StaX variants here (ch-image) and add them to the catalog
 %stax list [--state S] [--limit N]
 %stax status [ID]                 (ID: an execution id or a unique prefix; default: the last
 %stax watch [ID]                   one this kernel submitted or watched)
@@ -64,6 +70,8 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
 %stax logs [ID] STEP [--stderr] [--attempt N]
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
+%stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
+                                  a finished execution as a Workflow Run RO-Crate
 %stax remove STEP | reset         forget one step / every step
 %stax picker                      a form: pick cluster and image, fill resources, submit
 %stax help
@@ -105,6 +113,28 @@ def _env(items: Sequence[str] | None, magic: str) -> dict[str, str]:
         raise UsageError(f"{magic}: --env expects KEY=VALUE, got {e.item!r}") from None
 
 
+def _sweep(items: Sequence[str], max_parallel: int | None, pack: str | None) -> dict[str, Any]:
+    """``--sweep``, ``--max-parallel`` and ``--pack`` as Step fields (see core/sweep.py)."""
+    from ..core.sweep import SweepError, parse_sweep_option
+
+    try:
+        out: dict[str, Any] = {"sweep": parse_sweep_option(items)}
+    except SweepError as e:
+        raise UsageError(f"%%stax_task: {e}") from None
+    if max_parallel is not None:
+        out["max_parallel"] = max_parallel
+    if pack is not None:
+        out["pack"] = pack if pack == "auto" else _int_option(pack, "--pack", "auto or N")
+    return out
+
+
+def _int_option(text: str, option: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"%%stax_task: {option} takes {what}, got {text!r}") from None
+
+
 def _split(line: str, magic: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -130,6 +160,9 @@ def _task_parser() -> MagicParser:
     p.add_argument("--env", action="append", metavar="K=V")
     p.add_argument("--param", action="append", metavar="K=V")
     p.add_argument("--software", metavar="FILE")
+    p.add_argument("--sweep", action="append", metavar="NAME=VALUES")
+    p.add_argument("--max-parallel", type=int)
+    p.add_argument("--pack")
     return p
 
 
@@ -203,6 +236,10 @@ class StaxMagics:
         extra: dict[str, Any] = {}
         if a.software:
             extra["software"] = self._software(a.software)
+        if a.sweep:
+            extra.update(_sweep(a.sweep, a.max_parallel, a.pack))
+        elif a.max_parallel is not None or a.pack is not None:
+            raise UsageError("%%stax_task: --max-parallel and --pack apply to a --sweep step")
         if a.software and cell.strip():
             raise UsageError(
                 "%%stax_task: --software takes the step from the file; leave the cell body empty"
@@ -315,7 +352,14 @@ class StaxMagics:
         return self.last.id
 
     def _cmd_clusters(self, args: list[str]) -> None:
-        MagicParser("%stax clusters").parse_args(args)
+        p = MagicParser("%stax clusters")
+        p.add_argument("name", nargs="?")
+        a = p.parse_args(args)
+        if a.name:  # one cluster: live numbers, and a remote one's connection
+            from ..core.cluster_text import detail_text
+
+            print(detail_text(self.service.cluster(a.name)))
+            return
         clusters = self.service.clusters()
         print(text.format_table(text.CLUSTER_HEADERS, text.cluster_rows(clusters)))
 
@@ -328,6 +372,38 @@ class StaxMagics:
         for problem in listing.problems:
             print(f"warning: {problem}", file=sys.stderr)
         return None
+
+    def _cmd_build(self, args: list[str]) -> Any:
+        from ..core.clusters import ClusterRegistry
+        from ..operations.builds import SUMMARY_HEADERS, BuildRequest, build_now, summary_rows
+
+        p = MagicParser("%stax build")
+        p.add_argument("recipe")
+        p.add_argument("--for", dest="cluster")
+        p.add_argument("--variant", action="append", default=[])
+        p.add_argument("--force", action="store_true")
+        p.add_argument("--format", choices=["ch", "oci", "sif"], default="ch")
+        p.add_argument("--catalog")
+        p.add_argument("--builder")
+        a = p.parse_args(args)
+        req = BuildRequest(
+            recipe=a.recipe,
+            cluster=a.cluster,
+            variants=a.variant,
+            force=a.force,
+            format=a.format,
+            catalog=a.catalog,
+            builder=a.builder,
+        )
+        report = build_now(
+            ClusterRegistry.load(), req, lambda e: print(f"{e.variant}: {e.phase}", flush=True)
+        )
+        print(text.format_table(SUMMARY_HEADERS, summary_rows(report)))
+        for r in report.failed:
+            print(f"{r.name} FAILED (log: {r.log}):\n{r.message}", file=sys.stderr)
+        if report.catalog:
+            print(f"catalogued in {report.catalog}")
+        return report
 
     def _cmd_list(self, args: list[str]) -> None:
         p = MagicParser("%stax list")
@@ -398,6 +474,16 @@ class StaxMagics:
             hint = " --param NAME=VALUE ..."  # placeholders without a default: give them there
         path = wf.export(a.file)
         print(f"wrote {path} ({len(wf)} steps); run it with: jupyter stax run {path}{hint}")
+
+    def _cmd_export_crate(self, args: list[str]) -> None:
+        p = MagicParser("%stax export-crate")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--to", metavar="FILE")
+        where.add_argument("--dir", metavar="DIR")
+        p.add_argument("--license", metavar="URL|SPDX")
+        a, ex = self._execution("export-crate", args, p)
+        path = ex.export_crate(a.to, dir=a.dir, license=a.license)
+        print(f"wrote the Workflow Run RO-Crate of {ex.id} to {path}")
 
     def _cmd_remove(self, args: list[str]) -> None:
         p = MagicParser("%stax remove")

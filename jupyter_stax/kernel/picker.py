@@ -19,6 +19,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped, unused-ignore]
 
 from ..core.api import LocalSummary, SlurmSummary
 from ..core.assignments import AssignmentError, parse_value, split_assignment
+from ..core.cluster_text import connection_line
 from ..core.errors import StaxError
 from ..service import StaxService
 from .api import RESOURCE_KEYS, Execution, Workflow
@@ -261,6 +262,9 @@ def _cluster_html(c: Any, detail: Any, note: str) -> str:
         bits.append(f"now: {summary.cpus or '?'} CPUs, {load}{summary.running_steps} steps running")
     elif detail is not None and getattr(detail, "note", None):
         bits.append(f"<i>{escape(detail.note)}</i>")
+    conn = connection_line(getattr(detail, "connection", None))
+    if conn:
+        bits.append(f"<span class='stax-cluster-connection'>{escape(conn)}</span>")
     if note:
         bits.append(f"<i>{escape(note)}</i>")
     return "<div class='stax-cluster-info' style='font-size:12px'>" + " · ".join(bits) + "</div>"

@@ -25,29 +25,49 @@ blocking ones on a worker thread; the coroutines are the ones that drive an engi
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable, Mapping
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.api import (
+    INSTANCE_LIMIT_DEFAULT,
     LOG_LIMIT_DEFAULT,
     LOG_LIMIT_MAX,
     ClusterDetail,
     ClusterInfo,
+    InstanceInfo,
+    InstancePage,
     LogChunk,
 )
 from ..core.errors import BadRequest, Conflict, NotFound, StaxError
-from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
+from ..core.models import (
+    UNVERIFIED_WARNING,
+    Cluster,
+    Execution,
+    ParamValue,
+    StepRun,
+    SubmitOptions,
+    Workflow,
+)
 from ..core.states import ExecutionState
 from .logs import Undecodable, log_file_name, read_chunk
 from .paging import decode_cursor, page_of, state_arg
+from .remote_cluster import remote_detail
+from .remote_logs import read_remote_chunk
 from .requests import refuse_server_paths
 
 if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
+    from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
     from ..engine.store import Store
+    from ..engine.transport import Transport
+    from .builds import BuildJobs, BuildRequest, BuildStatus
 
 __all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
 
@@ -92,22 +112,70 @@ def cluster_info(registry: ClusterRegistry, c: Cluster) -> ClusterInfo:
     return ClusterInfo.model_validate({**c.model_dump(), "work_dir": str(registry.work_dir(c))})
 
 
+#: seconds without a heartbeat after which an engine on another machine counts as gone
+LEASE_TIMEOUT = 15.0
+#: seconds a read waits for the engine's first reconcile pass of an execution nobody drove
+CHECK_TIMEOUT = 8.0
+#: seconds between two looks at the store while waiting for that pass
+CHECK_POLL = 0.1
+
+
+def marked(store: Store, executions: list[Execution]) -> list[Execution]:
+    """The executions, with :data:`~..core.models.UNVERIFIED_WARNING` added to those whose
+    stored states no engine has reconciled yet (:meth:`Store.unverified`)."""
+    stale = store.unverified(LEASE_TIMEOUT, [ex.id for ex in executions if not ex.state.final])
+    for ex in executions:
+        if ex.id in stale and UNVERIFIED_WARNING not in ex.warnings:
+            ex.warnings.append(UNVERIFIED_WARNING)
+    return executions
+
+
 class Operations:
     """The operations over one store and one cluster registry (see the module's docstring).
 
     ``store`` and ``registry`` are called each time an operation needs them (they may raise,
     e.g. ``ServiceUnavailable``); ``image_catalogs`` are the catalog sources (None: the
-    defaults, see :mod:`jupyter_stax.engine.catalog`)."""
+    defaults, see :mod:`jupyter_stax.engine.catalog`). ``transport``: a cluster's transport
+    (remote logs and live numbers go through it); the server passes its engine's, so the
+    operations share the engine's ONE connection per cluster. Without it, the operations keep
+    one transport per cluster of their own (closed by :meth:`close`)."""
 
     def __init__(
         self,
         store: Callable[[], Store],
         registry: Callable[[], ClusterRegistry],
         image_catalogs: Callable[[], list[str] | None] = lambda: None,
+        transport: Callable[[Cluster], Transport] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._image_catalogs = image_catalogs
+        #: until when reads wait for an execution's first reconcile pass (see to_check)
+        self._until: dict[str, float] = {}
+        self._transport_of = transport
+        self._own: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+
+    def transport(self, c: Cluster) -> Transport:
+        """The transport of cluster ``c`` (the given one, or one of these operations' own)."""
+        if self._transport_of is not None:
+            return self._transport_of(c)
+        with self._lock:
+            t = self._own.get(c.name)
+            if t is None:
+                from ..engine.planning import state_dir
+                from ..engine.transports import transport_for
+
+                t = transport_for(c, state_dir(self._store(), c))
+                self._own[c.name] = t
+            return t
+
+    def close(self) -> None:
+        """Close the transports these operations opened themselves."""
+        with self._lock:
+            own, self._own = self._own, {}
+        for t in own.values():
+            t.close()
 
     # ------------------------------------------------------------------ clusters and images
     def clusters(self) -> list[ClusterInfo]:
@@ -116,7 +184,9 @@ class Operations:
 
     def cluster(self, name: str) -> ClusterDetail:
         """A cluster with live numbers from its scheduler where it has them (runs ``sinfo``
-        and ``squeue`` for Slurm, ``qstat``/``qhost`` for Grid Engine: blocking)."""
+        and ``squeue`` for Slurm, ``qstat``/``qhost`` for Grid Engine: blocking). A remote
+        cluster's run on the cluster in one command, and its connection state comes along
+        (:mod:`.remote_cluster`)."""
         from ..engine import schedulers
         from ..engine.schedulers import local
         from ..engine.transport import LocalTransport
@@ -126,11 +196,9 @@ class Operations:
         detail = ClusterDetail.model_validate(cluster_info(reg, c).model_dump())
         known = schedulers.get(c.scheduler)
         if c.remote:
-            detail.note = (
-                f"no live numbers for remote clusters yet ({c.name} is reached over SSH at "
-                f"{c.host})"
-            )
-        elif known is not None and known.summary is not None:
+            # through the cluster's transport: ONE command, and the connection's state
+            return remote_detail(detail, c, self.transport(c), COMMAND_TIMEOUT)
+        if known is not None and known.summary is not None:
             transport = LocalTransport()  # the cluster's own, once clusters may be remote
             detail.summary = known.summary(
                 c, lambda argv: schedulers.run_checked(transport, argv, COMMAND_TIMEOUT)
@@ -160,11 +228,75 @@ class Operations:
         cat = Catalog.load(self._image_catalogs())
         return {x for i in cat.images for x in (i.name, i.reference, i.family)}
 
+    # ------------------------------------------------------------------ builds (issue 18)
+    def build(
+        self, request: BuildRequest, emit: Callable[[Progress], None] | None = None
+    ) -> BuildReport:
+        """Build a recipe's variants now and catalogue them (:mod:`.builds`). Blocking."""
+        from .builds import build_now
+
+        return build_now(self._registry(), request, emit)
+
+    def start_build(self, request: BuildRequest) -> BuildStatus:
+        """Plan (refused here) and start a background build; its status (PENDING)."""
+        return self.build_jobs.submit(self._registry(), request)
+
+    @property
+    def build_jobs(self) -> BuildJobs:
+        """Background builds (REST), one registry per Operations object."""
+        from .builds import BuildJobs
+
+        jobs: BuildJobs | None = self.__dict__.get("_build_jobs")
+        if jobs is None:
+            jobs = self.__dict__.setdefault("_build_jobs", BuildJobs())
+        return jobs
+
     # ------------------------------------------------------------------ executions
+    # ------------------------------------------------------------------ the first pass
+    def to_check(self, ids: Sequence[str] | None = None) -> dict[str, float]:
+        """The executions of ``ids`` (None: all) whose stored states no engine has reconciled
+        yet (:meth:`Store.unverified`), each with the time (``time.monotonic``) until which
+        reads wait for it: ``CHECK_TIMEOUT`` after the first read that found it so. Reads at
+        the same time all wait for the same pass; later ones answer at once (with the warning
+        while the pass lasts), so a poller is held up once."""
+        now = time.monotonic()
+        stale = self._store().unverified(LEASE_TIMEOUT, ids)
+        for eid in stale:
+            self._until.setdefault(eid, now + CHECK_TIMEOUT)
+        return {eid: self._until[eid] for eid in stale if self._until[eid] > now}
+
+    def unchecked(self, waits: Mapping[str, float]) -> bool:
+        """Whether one of ``waits`` (from :meth:`to_check`) is still to be waited for: not
+        reconciled yet, and its time not over."""
+        now = time.monotonic()
+        due = sorted(eid for eid, until in waits.items() if until > now)
+        return bool(due and self._store().unverified(LEASE_TIMEOUT, due))
+
+    async def checked(self, ids: Sequence[str] | None = None) -> None:
+        """Wait (on the caller's event loop, at most ``CHECK_TIMEOUT`` s) until the engine has
+        reconciled the executions ``ids`` (None: all) with the scheduler, so that a read's
+        first answer is the true one; what is still not reconciled then is answered with
+        :data:`~..core.models.UNVERIFIED_WARNING`. The server's handlers call it: its engine
+        (on the same loop) adopts and reconciles meanwhile."""
+        waits = self.to_check(ids)
+        while self.unchecked(waits):
+            await asyncio.sleep(CHECK_POLL)
+
+    async def get_checked(self, execution_id: str) -> Execution:
+        """:meth:`get`, once the engine's first reconcile pass of the execution is over or
+        ``CHECK_TIMEOUT`` passed (:meth:`checked`): what ``GET executions/{id}`` answers."""
+        with contextlib.suppress(NotFound):  # get says what was not found
+            await self.checked([self.resolve(execution_id)])
+        return self.get(execution_id)
+
+    def resolve(self, execution_id: str) -> str:
+        """The full id of an execution given by id or unique id prefix; NotFound otherwise."""
+        return self._store().resolve_id(execution_id)
+
     def get(self, execution_id: str) -> Execution:
         """An execution by id or unique id prefix; NotFound otherwise."""
         store = self._store()
-        return store.get(store.resolve_id(execution_id))
+        return marked(store, [store.get(store.resolve_id(execution_id))])[0]
 
     def step(self, execution_id: str, name: str) -> tuple[Execution, StepRun]:
         ex = self.get(execution_id)
@@ -183,7 +315,7 @@ class Operations:
         items = self._store().list_executions(
             state=st.value if st else None, limit=limit + 1, before=before
         )
-        return page_of(items, limit)
+        return page_of(marked(self._store(), items), limit)
 
     def read_log(
         self,
@@ -199,40 +331,119 @@ class Operations:
         """A chunk of a step's output from byte ``offset`` (``attempt`` None: the current one;
         ``limit`` None: ``LOG_LIMIT_DEFAULT``, at most ``LOG_LIMIT_MAX``). A missing file is an
         empty chunk; ``eof`` once the step is final and all was read. Only the step's own
-        regular files are read (see :mod:`.logs`): Forbidden otherwise. Blocking (file IO)."""
+        regular files are read (see :mod:`.logs`; on a remote cluster the same rules apply
+        there, :mod:`.remote_logs`): Forbidden otherwise. Blocking (file IO, or one command
+        through a remote cluster's transport: TransportError when it does not answer)."""
         in_range("offset", offset, 0)
         if limit is not None:
             in_range("limit", limit, 0)
         ex, s = self.step(execution_id, step)
         name = log_file_name(stream, attempt, s.attempt, s.name)
-        self._refuse_remote_log(ex, s, name)
         final = s.state.final or attempt not in (None, s.attempt)
         want = LOG_LIMIT_DEFAULT if limit is None else min(limit, LOG_LIMIT_MAX)
+        label = f"{name} of step {s.name!r}"
+        remote = self._remote_cluster(ex, s)
+        if remote is not None:
+            # the log is on the cluster: ONE command through its transport, same rules
+            return read_remote_chunk(
+                self.transport(remote), s.directory, name, offset=offset, limit=want,
+                final=final, label=label, errors=errors,
+            )
         return read_chunk(
             s.directory,
             name,
             offset=offset,
             limit=want,
             final=final,
-            label=f"{name} of step {s.name!r}",
+            label=label,
             errors=errors,
         )
 
-    def _refuse_remote_log(self, ex: Execution, s: StepRun, name: str) -> None:
-        """A step of a remote cluster keeps its log on the cluster; reading it here would read a
-        path of THIS machine (empty, or somebody else's file). Until logs go through the
-        cluster's transport (the next slice of remote clusters), say where the log is."""
-        cluster = s.cluster or ex.cluster
+    def instances(
+        self,
+        execution_id: str,
+        step: str,
+        state: str | None = None,
+        cursor: str | None = None,
+        limit: int = INSTANCE_LIMIT_DEFAULT,
+    ) -> InstancePage:
+        """A page of a sweep step's instances from their records, the ones that did not
+        complete first (``state``: only those). BadRequest for a step that is no sweep, an
+        unknown state or a bad cursor. Blocking (reads one record pair per instance)."""
+        from ..core import sweep as sw
+        from ..core.jobscript import read_exit_record, read_start_record
+
+        in_range("limit", limit, 1)
+        ex, s = self.step(execution_id, step)
+        definition = ex.workflow.step(s.name).sweep
+        if definition is None:
+            raise BadRequest(f"step {s.name!r} is not a sweep; it has no instances")
+        states_known = ("waiting", "running", "completed", "failed", "lost", "canceled")
+        if state is not None and state not in states_known:
+            raise BadRequest(f"unknown instance state {state!r}; use one of {states_known}")
         try:
-            c = self._registry().get(cluster)
-        except StaxError:
-            return  # a cluster no longer configured: its steps ran where the store says
-        if c.remote:
+            offset = int(cursor) if cursor else 0
+        except ValueError:
+            raise BadRequest(f"cursor {cursor!r} is not one this API gave") from None
+        if self._remote_cluster(ex, s) is not None:
+            # the instances' records live on the cluster; listing them through the transport
+            # is the next slice of sweeps (issue 15): say so rather than read this machine's
             raise Conflict(
-                f"{name} of step {s.name!r} is on remote cluster {c.name!r} ({c.host}); reading "
-                f"remote logs from here is not supported yet: `ssh {c.host} cat "
-                f"{shlex.quote(s.directory + '/' + name)}`"
+                f"step {s.name!r} ran on a remote cluster: its instances are not listed yet "
+                "(the step's counts are in its status)"
             )
+        spec = sw.spec(definition)
+        d = Path(s.directory)
+        total = len(spec)
+        records = [
+            (read_start_record(d / str(i)), read_exit_record(d / str(i))) for i in range(total)
+        ]
+        states = sw.instance_states(total, s.attempt, records, s.sweep)
+        order = sw.page_order(states, state)
+        picked = order[offset : offset + limit]
+        counts: dict[str, int] = {}
+        for st, _, _ in states:
+            counts[st] = counts.get(st, 0) + 1
+        return InstancePage(
+            total=total,
+            counts=counts,
+            items=[
+                InstanceInfo(
+                    index=i,
+                    state=states[i][0],
+                    exit_code=states[i][1],
+                    attempt=states[i][2],
+                    params=sw.instance(spec, i),
+                    directory=str(d / str(i)),
+                )
+                for i in picked
+            ],
+            next_cursor=str(offset + limit) if offset + limit < len(order) else None,
+        )
+
+    def _remote_cluster(self, ex: Execution, s: StepRun) -> Cluster | None:
+        """The remote cluster where step ``s`` ran (None: it ran on this machine)."""
+        try:
+            c = self._registry().get(s.cluster or ex.cluster)
+        except StaxError:
+            return None  # a cluster no longer configured: its steps ran where the store says
+        return c if c.remote else None
+
+    def export_crate(
+        self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None
+    ) -> Path:
+        """Write the Workflow Run RO-Crate of a final execution to ``dest`` (a zip file, or a
+        new directory with ``as_dir``; ``license``: a URL or SPDX id the crate states);
+        Conflict while it is not final. Blocking (file IO)."""
+        from .crate import build
+
+        ex = self.get(execution_id)
+        try:
+            registry: ClusterRegistry | None = self._registry()
+        except StaxError:
+            registry = None  # no clusters file: every step's files are where the store says
+        software = self._store().software(ex.id)
+        return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

@@ -71,6 +71,40 @@ def _empty(final: bool) -> LogChunk:
     return LogChunk(data="", offset=0, next_offset=0, size=0, eof=final)
 
 
+def open_step_file(step_dir: str, name: str, label: str) -> int | None:
+    """A read-only descriptor of the regular file ``step_dir/name`` (None: there is none), or
+    Forbidden when it is a link out of the step directory, not a regular file, or moved out
+    while it was opened. The ONE rule for every reader of a step's files (logs, the RO-Crate
+    export); the caller closes the descriptor."""
+    root = os.path.realpath(step_dir)
+    real = os.path.realpath(os.path.join(step_dir, name))
+    if not _inside(real, root):
+        raise Forbidden(
+            f"{label} is a link to a file outside the step directory; jupyter_stax serves only "
+            "the step's own files"
+        )
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Forbidden(f"{label} became a link while it was opened; refused") from None
+        raise Forbidden(f"{label} cannot be read: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Forbidden(f"{label} is not a regular file; refused")
+        opened = f"/proc/self/fd/{fd}"
+        if os.path.exists(opened) and not _inside(os.path.realpath(opened), root):
+            raise Forbidden(f"{label} moved out of the step directory while it was opened")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_chunk(
     step_dir: str,
     name: str,
@@ -86,30 +120,11 @@ def read_chunk(
     names the file in messages (``stax.out of step 'b'``). ``errors``: see the module."""
     if offset < 0 or limit < 0:
         raise BadRequest("offset and limit must be 0 or more")
-    root = os.path.realpath(step_dir)
-    real = os.path.realpath(os.path.join(step_dir, name))
-    if not _inside(real, root):
-        raise Forbidden(
-            f"{label} is a link to a file outside the step directory; jupyter_stax serves only "
-            "the step's own files"
-        )
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(real, flags)
-    except FileNotFoundError:
+    fd = open_step_file(step_dir, name, label)
+    if fd is None:
         return _empty(final)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise Forbidden(f"{label} became a link while it was opened; refused") from None
-        raise Forbidden(f"{label} cannot be read: {e.strerror}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Forbidden(f"{label} is not a regular file; refused")
-        opened = f"/proc/self/fd/{fd}"
-        if os.path.exists(opened) and not _inside(os.path.realpath(opened), root):
-            raise Forbidden(f"{label} moved out of the step directory while it was opened")
-        size = st.st_size
+        size = os.fstat(fd).st_size
         want = min(limit, max(0, size - offset))
         buf = os.pread(fd, want, offset) if want else b""
         cut = utf8_boundary(buf)

@@ -149,6 +149,7 @@ class StaxApp(ExtensionApp):
             store=lambda: self.require_engine().store,
             registry=self.require_registry,
             image_catalogs=self.catalog_specs,
+            transport=lambda c: self.require_engine().transport(c),
         )
         try:
             self.registry = ClusterRegistry.load(

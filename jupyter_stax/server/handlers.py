@@ -107,6 +107,7 @@ class ExecutionsHandler(StaxHandler):
     @authorized
     async def get(self) -> None:
         state, limit, cursor = inputs.page_args(self.query("state", "limit", "cursor"))
+        await self.ops.checked()  # the first answer after an adoption is the true one
         items, next_cursor = self.ops.page(state, limit, cursor)
         page = ExecutionPage(
             executions=[ExecutionSummary.of(ex) for ex in items], next_cursor=next_cursor
@@ -135,7 +136,7 @@ class ExecutionHandler(StaxHandler):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        self.reply(self.ops.get(execution_id))
+        self.reply(await self.ops.get_checked(execution_id))
 
     @web.authenticated
     @authorized
@@ -165,6 +166,43 @@ class LogHandler(StaxHandler):
         self.reply(chunk)
 
 
+class InstancesHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str, step: str) -> None:
+        state, cursor, limit = inputs.instance_args(self.query("state", "cursor", "limit"))
+        page = await asyncio.to_thread(
+            self.ops.instances, execution_id, step, state, cursor, limit
+        )
+        self.reply(page)
+
+
+class CrateHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from ..operations.crate import crate_file_name
+
+        license = self.get_query_argument("license", None) or None
+        with tempfile.TemporaryDirectory(prefix="stax-crate-") as tmp:
+            ex = self.ops.get(execution_id)
+            path = await asyncio.to_thread(
+                self.ops.export_crate, ex.id, Path(tmp) / "crate.zip", license=license
+            )
+            name = crate_file_name(ex)
+            self.set_header("Content-Type", "application/zip")
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+            self.set_header("Content-Length", str(path.stat().st_size))
+            with open(path, "rb") as f:  # in chunks: a crate holds every log of the run
+                while chunk := f.read(1 << 20):
+                    self.write(chunk)
+                    await self.flush()
+        self.finish(set_content_type="application/zip")
+
+
 class InfoHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -181,6 +219,33 @@ class OpenAPIHandler(StaxHandler):
         doc = document()
         doc["servers"] = [{"url": self.base_url, "description": "this Jupyter server"}]
         self.reply(json.dumps(doc).encode())
+
+
+class BuildsHandler(StaxHandler):
+    """``POST stax/api/builds``: plan (refused here: 400/404/503) and start a build; 201 + id.
+    The recipe (and a catalog file) are paths relative to the server's root directory."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = inputs.build_request(self.request.body, self.serverapp.root_dir)
+        st = await asyncio.to_thread(self.ops.start_build, req)
+        self.set_header("Location", url_path_join(self.base_url, API, "builds", st.id))
+        self.reply(st, 201)
+
+
+class BuildHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        self.reply(self.ops.build_jobs.get(build_id))
+
+
+class BuildLogHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        self.reply(await asyncio.to_thread(self.ops.build_jobs.log, build_id))
 
 
 class NoEndpointHandler(StaxHandler):
@@ -228,7 +293,12 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions", ExecutionsHandler),
     (rf"{API}/executions/{_ID}", ExecutionHandler),
     (rf"{API}/executions/{_ID}/retry", RetryHandler),
+    (rf"{API}/executions/{_ID}/crate", CrateHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
+    (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/instances", InstancesHandler),
+    (rf"{API}/builds", BuildsHandler),
+    (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
+    (rf"{API}/builds/(?P<build_id>[^/]+)/log", BuildLogHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
     (rf"{API}(?P<rest>/.*)?", NoEndpointHandler),

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -22,6 +22,9 @@ from ..core.models import Workflow
 from ..core.states import ExecutionState
 from ..operations.paging import state_arg
 from .errors import invalid_body
+
+if TYPE_CHECKING:
+    from ..operations.builds import BuildRequest
 
 
 def int_arg(
@@ -109,3 +112,47 @@ def log_args(args: dict[str, str | None]) -> tuple[str, int, int, int | None]:
     attempt = int_arg(args.get("attempt"), "attempt", default=None, low=1)
     assert offset is not None and limit is not None
     return stream, offset, limit, attempt
+
+
+def instance_args(args: dict[str, str | None]) -> tuple[str | None, str | None, int]:
+    """state, cursor, limit of ``GET .../instances``."""
+    from ..core.api import INSTANCE_LIMIT_DEFAULT, INSTANCE_LIMIT_MAX
+
+    state = (args.get("state") or "").strip().lower() or None
+    limit = int_arg(
+        args.get("limit"),
+        "limit",
+        default=INSTANCE_LIMIT_DEFAULT,
+        low=1,
+        high=INSTANCE_LIMIT_MAX,
+        clamp=True,
+    )
+    assert limit is not None
+    return state, args.get("cursor") or None, limit
+
+
+def build_request(body: bytes, root_dir: str) -> BuildRequest:
+    """A build request (:class:`~jupyter_stax.operations.builds.BuildRequest`) whose recipe and
+    catalog paths are inside the server's root directory (what its users may name); Forbidden
+    for one outside it."""
+    from pathlib import Path
+
+    from ..core.errors import Forbidden
+    from ..operations.builds import BuildRequest
+
+    data = json_body(body)
+    try:
+        req = BuildRequest.model_validate(data)
+    except ValidationError as e:
+        raise invalid_body(e, data) from None
+    root = Path(root_dir).expanduser().resolve()
+    paths = {}
+    for field in ("recipe", "catalog"):
+        text = getattr(req, field)
+        if text is None:
+            continue
+        p = (root / text).resolve()
+        if not p.is_relative_to(root):
+            raise Forbidden(f"{field} {text!r} is outside the server's root directory {root}")
+        paths[field] = str(p)
+    return req.model_copy(update=paths)

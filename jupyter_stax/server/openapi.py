@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from ..core import api
 from ..core.models import Execution
 from ..core.states import RETRYABLE, ExecutionState, StepState
+from ..operations.builds import BuildLog, BuildRequest, BuildStatus
 
 REF = "#/components/schemas/{model}"
 #: the API's version (not the package's): bumped on incompatible changes
@@ -61,6 +62,8 @@ class Op:
     body: type[BaseModel] | None = None
     description: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    """a binary answer (e.g. application/zip) has the schema of a binary string"""
 
 
 def _path(name: str, description: str) -> Param:
@@ -191,6 +194,30 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "get",
+        "/executions/{execution_id}/crate",
+        "exportExecutionCrate",
+        "The execution as a Workflow Run RO-Crate (zip)",
+        200,
+        None,
+        (403, 404, 409),
+        (
+            _EXEC,
+            Param(
+                "license",
+                "query",
+                {"type": "string"},
+                "the crate's license, a URL or SPDX id (default: the crate says none was given)",
+            ),
+        ),
+        description="A zip download (Content-Disposition: attachment) of the Workflow Run "
+        "RO-Crate of a final execution (Process, Workflow and Provenance Run Crate 0.5): the "
+        "workflow, each step's rendered script, one CreateAction per step attempt with its "
+        "stdout/stderr. 409 while the execution is not final; 403 when a step file links "
+        "outside its step directory.",
+        content_type="application/zip",
+    ),
+    Op(
+        "get",
         "/executions/{execution_id}/steps/{step}/log",
         "getStepLog",
         "A chunk of a step's stdout or stderr",
@@ -227,6 +254,72 @@ OPERATIONS: tuple[Op, ...] = (
         ),
         description="A missing file is an empty chunk at offset 0. Follow a log by asking "
         "again from next_offset until eof. 403 when the file links outside the step directory.",
+    ),
+    Op(
+        "post",
+        "/builds",
+        "startBuild",
+        "Build a recipe's StaX variants in the background (eFlows4HPC image-creation shape)",
+        201,
+        BuildStatus,
+        (400, 404),
+        body=BuildRequest,
+        description="The recipe (and a catalog file) are paths relative to the server's root "
+        "directory (403 outside it). Everything is checked before the build starts: 400 for a "
+        "recipe error (unknown matrix key, missing base, no variant fits the cluster), 404 for "
+        "an unknown cluster, 503 when no builder is installed.",
+        headers={"Location": "the URL of the new build"},
+    ),
+    Op(
+        "get",
+        "/builds/{build_id}",
+        "getBuild",
+        "A build's state: PENDING, BUILDING, CONVERTING, FINISHED or FAILED",
+        200,
+        BuildStatus,
+        (404,),
+        (_path("build_id", "the id POST builds answered with"),),
+        description="FAILED with a message naming each failed variant and the builder's last "
+        "line; the variants that built are in images and results.",
+    ),
+    Op(
+        "get",
+        "/builds/{build_id}/log",
+        "getBuildLog",
+        "A build's progress lines and each variant's builder log so far",
+        200,
+        BuildLog,
+        (404,),
+        (_path("build_id", "the id POST builds answered with"),),
+    ),
+    Op(
+        "get",
+        "/executions/{execution_id}/steps/{step}/instances",
+        "listStepInstances",
+        "A page of a sweep step's instances, the ones that did not complete first",
+        200,
+        api.InstancePage,
+        (400, 404, 409),
+        (
+            _EXEC,
+            _path("step", "step name (a step with a sweep)"),
+            Param(
+                "state",
+                "query",
+                {"enum": ["waiting", "running", "completed", "failed", "lost", "canceled"]},
+                "only the instances in this state",
+            ),
+            Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "default": api.INSTANCE_LIMIT_DEFAULT},
+                f"most instances to return (larger values are cut to {api.INSTANCE_LIMIT_MAX})",
+            ),
+        ),
+        description="The step's row (GET executions/{id}) carries the counts (its sweep field); "
+        "this lists instances from their own records: state, exit code, attempt, swept values, "
+        "directory. 400 for a step that is not a sweep; 409 for a remote cluster's step.",
     ),
     Op(
         "get",
@@ -313,8 +406,10 @@ def document() -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
             }
-        if isinstance(op.response, tuple):
-            schema: dict[str, Any] = {
+        if op.content_type != "application/json":
+            schema: dict[str, Any] = {"type": "string", "format": "binary"}
+        elif isinstance(op.response, tuple):
+            schema = {
                 "type": "array",
                 "items": refs[(op.response[1], "serialization")],
             }
@@ -324,7 +419,7 @@ def document() -> dict[str, Any]:
             schema = {"type": "object"}
         ok: dict[str, Any] = {
             "description": op.summary,
-            "content": {"application/json": {"schema": schema}},
+            "content": {op.content_type: {"schema": schema}},
         }
         if op.headers:
             ok["headers"] = {

@@ -67,6 +67,42 @@ describe('StaxClient', () => {
     ]);
   });
 
+  it('downloads a crate with its file name, and says why it cannot', async () => {
+    const srv = new FakeServer();
+    srv.transport = (path: string, init: RequestInit): Promise<Response> => {
+      srv.calls.push({ method: init.method ?? 'GET', path, body: undefined });
+      if (path === 'executions/e%2F1/crate') {
+        return Promise.resolve(
+          new Response('PK-bytes', {
+            status: 200,
+            headers: {
+              'Content-Type': 'application/zip',
+              'Content-Disposition': 'attachment; filename="wf-e1.crate.zip"'
+            }
+          })
+        );
+      }
+      return Promise.resolve(
+        new Response(
+          JSON.stringify({
+            message: 'execution e2 is still running',
+            details: [],
+            error: 'Conflict'
+          }),
+          { status: 409 }
+        )
+      );
+    };
+    const client = new StaxClient(srv.transport);
+    const got = await client.crate('e/1');
+    expect(got.filename).toBe('wf-e1.crate.zip');
+    expect(await got.blob.text()).toBe('PK-bytes');
+    await expect(client.crate('e2')).rejects.toMatchObject({
+      status: 409,
+      message: 'execution e2 is still running'
+    });
+  });
+
   it('encodes path segments and log queries', async () => {
     const srv = new FakeServer().on(
       'GET',

@@ -106,6 +106,38 @@ describe('executionsReducer', () => {
     expect(s.missing).toEqual([]);
   });
 
+  it('keeps "being checked" until the execution is final or listed again', () => {
+    let s = executionsReducer(initialExecutions, {
+      type: 'page',
+      page: {
+        executions: [summary('a', { unverified: true })],
+        next_cursor: null
+      },
+      append: false
+    });
+    expect(s.items[0].unverified).toBe(true);
+    // a running event is no proof that the engine's first pass is over
+    s = executionsReducer(s, { type: 'event', event: exEvent('a'), now: 1 });
+    expect(s.items[0].unverified).toBe(true);
+    s = executionsReducer(s, {
+      type: 'event',
+      event: exEvent('a', { state: 'failed', previous: 'running', done: 2 }),
+      now: 2
+    });
+    expect(s.items[0].unverified).toBe(false);
+    s = executionsReducer(s, {
+      type: 'execution',
+      execution: execution('a', { unverified: true })
+    });
+    expect(s.items[0].unverified).toBe(true);
+    s = executionsReducer(s, {
+      type: 'page',
+      page: { executions: [summary('a')], next_cursor: null },
+      append: false
+    });
+    expect(s.items[0].unverified).toBe(false);
+  });
+
   it('moves step counts on step events and ignores same-state facts', () => {
     let s: ExecutionsState = executionsReducer(initialExecutions, {
       type: 'page',

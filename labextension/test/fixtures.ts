@@ -15,6 +15,7 @@ export function summary(
     total: 2,
     counts: { pending: 2 },
     warnings: [],
+    unverified: false,
     ...over
   };
 }
@@ -36,6 +37,7 @@ export function execution(
     created_at: '2026-11-22T11:00:00+00:00',
     work_dir: `/runs/${id}`,
     state: 'running',
+    unverified: false,
     steps: [
       {
         name: 'a',

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core import text
-from jupyter_stax.core.models import Execution, StepRun, Workflow
+from jupyter_stax.core.models import UNVERIFIED_WARNING, Execution, StepRun, Workflow
 from jupyter_stax.core.states import StepState, execution_state
 
 from ..conftest import DEMO_WORKFLOW
@@ -507,3 +507,106 @@ def test_text_rendering() -> None:
     line = text.step_change_line(ex.steps[5], now)
     assert line.endswith(" s5 running (job 105)")
     assert text.list_rows([ex], now) == [["abcd1234", "w", "local", "running", "5/10", "12s ago"]]
+    ex.warnings.append(UNVERIFIED_WARNING)  # no engine has reconciled the stored states yet
+    row = ["abcd1234", "w", "local", "running (being checked)", "5/10", "12s ago"]
+    assert text.list_rows([ex], now) == [row]
+    assert f"warning    {UNVERIFIED_WARNING}" in text.status_header(ex, now)
+
+
+FAILING_CHAIN = (
+    "name: failing\nsteps:\n  - {name: s1, run: 'true'}\n"
+    "  - {name: s2, after: [s1], run: 'exit 3'}\n  - {name: s3, after: [s2], run: 'true'}\n"
+)
+
+
+def _detached_chain_ended(cli: Stax) -> str:
+    """A detached chain with a failing middle step, all its jobs gone from ``squeue`` and no
+    engine alive: its stored states are the ones of the submission."""
+    cli.write("failing.yaml", FAILING_CHAIN)
+    out = cli.ok("run", "failing.yaml", "--cluster", "slurm", "--detach")
+    eid = out.split()[1]
+    native = {line.split()[2] for line in out.splitlines()[1:4]}
+    assert len(native) == 3 and all(n.isdigit() for n in native)
+    kill(cli.daemon_pids())
+
+    def ended() -> bool:
+        q = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
+        return q.returncode == 0 and not native & set(q.stdout.split()) and not cli.daemon_pids()
+
+    wait_for(ended, 120, "its jobs to leave squeue, with no engine alive")
+    return eid
+
+
+FINAL = [("s1", "completed"), ("s2", "failed"), ("s3", "skipped")]
+
+
+@pytest.mark.slurm
+def test_slurm_first_status_after_detach_is_the_true_one(cli: Stax, slurm: str) -> None:
+    eid = _detached_chain_ended(cli)
+    st = cli.status(eid)  # the FIRST read: the engine reconciles before the answer
+    assert st["state"] == "failed"
+    assert [(s["name"], s["state"]) for s in st["steps"]] == FINAL
+    assert UNVERIFIED_WARNING not in st["warnings"]
+
+
+@pytest.mark.slurm
+def test_slurm_first_list_after_detach_is_the_true_one(cli: Stax, slurm: str) -> None:
+    eid = _detached_chain_ended(cli)
+    (item,) = [x for x in json.loads(cli.ok("list", "--json")) if x["id"] == eid]
+    assert item["state"] == "failed"
+    assert [(s["name"], s["state"]) for s in item["steps"]] == FINAL
+
+
+@pytest.mark.slurm
+def test_slurm_status_without_scheduler_says_unverified(
+    cli: Stax, slurm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A detached job scancelled from outside leaves no exit record: only the scheduler can
+    tell. When it does not answer (a conf whose controller port is wrong, for this call and the
+    engine it starts), the answer says its states are being checked instead of a lie."""
+    # a cluster whose jobs may begin only in an hour: the job cannot start, so it can never
+    # leave an exit record (a started job's wrapper writes one when scancel kills it, and the
+    # engine then rightly settles the step without asking the scheduler)
+    clusters = cli.cwd / "clusters.yaml"
+    clusters.write_text(
+        clusters.read_text() + "  later:\n"
+        "    scheduler: slurm\n"
+        "    queue: debug\n"
+        '    walltime: "00:10:00"\n'
+        "    poll_interval: 1\n"
+        "    custom_attributes: {slurm.begin: now+3600}\n"
+    )
+    cli.write("long.yaml", "name: long\nsteps:\n  - {name: a, run: 'sleep 300'}\n")
+    out = cli.ok("run", "long.yaml", "--cluster", "later", "--detach")
+    eid, native = out.split()[1], out.splitlines()[1].split()[2]
+    assert native.isdigit()
+    kill(cli.daemon_pids())
+
+    def held() -> bool:
+        q = subprocess.run(["squeue", "-h", "-j", native, "-o", "%T %r"], capture_output=True,
+                           text=True)
+        return q.stdout.strip() == "PENDING BeginTime"
+
+    wait_for(held, 30, f"Slurm to hold job {native} back until its begin time")
+    subprocess.run(["scancel", native], check=True)
+
+    def gone() -> bool:
+        q = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
+        return q.returncode == 0 and native not in q.stdout.split() and not cli.daemon_pids()
+
+    wait_for(gone, 120, f"job {native} to leave squeue, with no engine alive")
+    conf = cli.cwd / "unreachable.conf"
+    good = os.environ["SLURM_CONF"]
+    conf.write_text(Path(good).read_text().replace("SlurmctldPort=6817", "SlurmctldPort=6"))
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    st = cli.status(eid)  # waits its bound for the engine's pass, which cannot end
+    assert st["state"] != "canceled" and UNVERIFIED_WARNING in st["warnings"], st
+    assert UNVERIFIED_WARNING in cli.ok("status", eid)  # the table says it too
+    listed = cli.ok("list")
+    assert f"{eid[:8]}" in listed and "running (being checked)" in listed, listed
+    kill(cli.daemon_pids())  # the engine that cannot reach the scheduler
+    monkeypatch.setenv("SLURM_CONF", good)
+    st = cli.wait_final(eid, timeout=120)  # a reachable scheduler settles it
+    assert not Path(st["steps"][0]["directory"], "stax.exit").exists()  # it never started
+    assert st["steps"][0]["state"] in ("canceled", "lost", "failed"), st
+    assert UNVERIFIED_WARNING not in st["warnings"]

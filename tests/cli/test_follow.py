@@ -140,3 +140,31 @@ def test_log_tail_keeps_only_the_tail_and_reads_in_bounded_looks(svc: LocalServi
     text = first[0].data + "".join(p.data for p in rest)
     assert text.endswith("49999\n50000\n") and len(text.encode()) == 1000
     assert tail.done and tail.step is not None and tail.step.state is StepState.COMPLETED
+
+
+def test_log_tail_goes_on_after_reads_that_failed_for_a_while(svc: LocalService) -> None:
+    """A read that fails with a 503 (a remote cluster's connection dropped) mid-follow: the
+    follower tries again and every byte still comes once; other errors still stop it."""
+    from jupyter_stax.core.errors import SchedulerUnavailable
+
+    class Dropping:
+        def __init__(self) -> None:
+            self.reads = 0
+            self.failed = 0
+
+        def read_log(self, *args: object, **kw: object) -> object:
+            self.reads += 1
+            if self.reads % 3 == 2:  # every third read: the cluster does not answer
+                self.failed += 1
+                raise SchedulerUnavailable("ssh connection lost; retrying")
+            return svc.read_log(*args, **kw)  # type: ignore[arg-type]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(svc, name)
+
+    ex = svc.submit(FLAKY, "local")
+    flaky = Dropping()
+    tail = LogTail(flaky, ex.id, "tick", "stdout", attempts="all")  # type: ignore[arg-type]
+    pieces = list(tail.follow(poll=Poll(0.05, 0.3), timeout=90))
+    assert "".join(p.data for p in pieces) == ALL
+    assert flaky.failed >= 2 and tail.done

@@ -10,6 +10,8 @@ import pytest
 from jupyter_stax.core.clusters import ClusterRegistry
 from jupyter_stax.engine.engine import Engine
 
+from ..conftest import SGE_CLUSTER
+
 T = TypeVar("T")
 
 
@@ -23,6 +25,18 @@ def cluster(request: pytest.FixtureRequest, stax_env: Path) -> str:
     if request.param == "slurm":
         request.getfixturevalue("slurm")
     return str(request.param)
+
+
+def use_scheduler(request: pytest.FixtureRequest, name: str) -> str:
+    """The project's live scheduler ``name`` (``slurm`` or ``sge``) for one test: its fixture
+    (up, else skipped, or failed in CI) and, for Grid Engine, the cluster ``sge`` added to the
+    test's clusters file (``stax_env`` has ``slurm``). Returns the cluster's name."""
+    request.getfixturevalue(name)
+    if name == "sge":
+        clusters = request.getfixturevalue("stax_env") / "clusters.yaml"
+        if "\n  sge:\n" not in clusters.read_text():
+            clusters.write_text(clusters.read_text() + SGE_CLUSTER)
+    return name
 
 
 @pytest.fixture

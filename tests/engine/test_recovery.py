@@ -18,9 +18,9 @@ from jupyter_stax.core.models import Execution, StepState
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.store import Store
 
-from ..conftest import SLURM_SCRIPTS
+from ..conftest import SGE_SCRIPTS, SLURM_SCRIPTS
 from ..waiting import wait_for, wait_for_async
-from .conftest import arun
+from .conftest import arun, use_scheduler
 
 HERE = Path(__file__).parent
 
@@ -157,19 +157,39 @@ def test_unknown_native_id_after_restart_is_lost_not_completed(
     assert "99999999" in (a.reason or "") and "unknown" in (a.reason or "")
 
 
-@pytest.mark.slurm
-def test_slurmctld_down_30s_fails_nothing_and_run_completes(
-    slurm: str, engine_factory: Callable[..., Engine]
+#: a scheduler's controller stopped mid-run: (cluster, the script that stops and starts it,
+#: seconds it stays down, words of the warning the execution shows meanwhile)
+OUTAGES = [
+    pytest.param(
+        "slurm", SLURM_SCRIPTS / "ctld.sh", 30, ("not answering",),
+        marks=pytest.mark.slurm, id="slurmctld-30s",
+    ),
+    pytest.param(
+        "sge", SGE_SCRIPTS / "qmaster.sh", 15, ("not answering", "qmaster"),
+        marks=pytest.mark.sge, id="sge_qmaster-15s",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "controller", "seconds", "said"), OUTAGES)
+def test_scheduler_down_fails_nothing_and_run_completes(
+    name: str,
+    controller: Path,
+    seconds: float,
+    said: tuple[str, ...],
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
 ) -> None:
+    use_scheduler(request, name)
     steps = [{"name": f"w{i}", "run": "sleep 8; echo done"} for i in range(3)]
     steps.append({"name": "last", "after": ["w0", "w1", "w2"], "run": "echo last"})
     wf = {"name": "outage", "steps": steps}
-    ctld = str(SLURM_SCRIPTS / "ctld.sh")
+    ctl = str(controller)
     seen_warning: list[str] = []
 
     async def main() -> object:
         async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="slurm")
+            ex = await eng.submit(wf, cluster=name)
             # each has started (one that already ended cannot go back to running)
             await wait_for_async(
                 lambda: all(
@@ -179,9 +199,9 @@ def test_slurmctld_down_30s_fails_nothing_and_run_completes(
                 120,
                 "w0, w1 and w2 to run",
             )
-            await asyncio.to_thread(subprocess.run, ["bash", ctld, "stop"], check=True)
+            await asyncio.to_thread(subprocess.run, ["bash", ctl, "stop"], check=True)
             try:
-                t_end = time.monotonic() + 30
+                t_end = time.monotonic() + seconds
                 while time.monotonic() < t_end:
                     cur = eng.get(ex.id)
                     assert not any(
@@ -190,35 +210,63 @@ def test_slurmctld_down_30s_fails_nothing_and_run_completes(
                     seen_warning.extend(cur.warnings)
                     await asyncio.sleep(0.5)
             finally:
-                await asyncio.to_thread(subprocess.run, ["bash", ctld, "start"], check=True)
+                await asyncio.to_thread(subprocess.run, ["bash", ctl, "start"], check=True)
             return await eng.wait(ex.id, timeout=180)
 
     ex = arun(main())
     assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
-    assert any("not answering" in w for w in seen_warning), "no warning while slurmctld was down"
+    assert any(all(w in warning for w in said) for warning in seen_warning), (
+        f"no warning saying {said} while {Path(ctl).name} had stopped the scheduler: "
+        f"{seen_warning}"
+    )
     assert not ex.warnings  # type: ignore[attr-defined]
 
 
-@pytest.mark.slurm
+#: the schedulers of detached mode (scheduler-native dependencies: afterany, -hold_jid)
+DETACHED = [
+    pytest.param("slurm", marks=pytest.mark.slurm),
+    pytest.param("sge", marks=pytest.mark.sge),
+]
+
+
+def _unfinished(name: str, native_ids: list[str]) -> list[str]:
+    """The jobs among ``native_ids`` that the scheduler still has queued or running."""
+    if name == "slurm":
+        return list(_squeue(*native_ids, states="PD,R,CG,S"))
+    out = subprocess.run(["qstat"], capture_output=True, text=True, check=True).stdout
+    listed = {ln.split()[0] for ln in out.splitlines()[2:] if ln.split()}
+    return [n for n in native_ids if n in listed]
+
+
+@pytest.mark.parametrize("name", DETACHED)
 def test_detached_chain_runs_with_no_engine_and_is_reported_afterwards(
-    slurm: str, engine_factory: Callable[..., Engine], store_path: Path
+    name: str,
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
+    store_path: Path,
 ) -> None:
+    use_scheduler(request, name)
     steps = [{"name": f"c{i}", "run": "sleep 1; echo $STAX_STEP >> ../order.log"} for i in range(5)]
     for i in range(1, 5):
         steps[i]["after"] = [f"c{i - 1}"]
     wf = {"name": "detached", "steps": steps}
-    proc, eid = _start_engine_proc("slurm", wf, "--detach")
+    proc, eid = _start_engine_proc(name, wf, "--detach")
     assert proc.wait(timeout=60) == 0  # the submitting process is gone
     ex = Store(store_path).get(eid)
+    ids = [str(s.native_id) for s in ex.steps]
     assert all(s.native_id for s in ex.steps) and not ex.state.final
     assert ex.owner is None
+    if name == "sge":  # the scheduler holds each job for the one before (-hold_jid); Slurm
+        # shows a dependency only until it is satisfied, which may be before this line
+        held = subprocess.run(["qstat", "-j", ids[4]], capture_output=True, text=True).stdout
+        assert "jid_predecessor_list" in held and ids[3] in held
     order = Path(ex.work_dir, "order.log")
     wait_for(
         lambda: len(order.read_text().split() if order.exists() else []) >= 5,
         120,
-        "Slurm to run the five steps (order.log)",
+        f"{name} to run the five steps (order.log)",
     )
-    assert order.read_text().split() == [f"c{i}" for i in range(5)]  # Slurm ran the chain alone
+    assert order.read_text().split() == [f"c{i}" for i in range(5)]  # the scheduler ran it alone
     ex = Store(store_path).get(eid)
     assert not ex.state.final  # nobody watched
 
@@ -230,27 +278,31 @@ def test_detached_chain_runs_with_no_engine_and_is_reported_afterwards(
     assert [(s.state.value, s.exit_code) for s in ex.steps] == [("completed", 0)] * 5  # type: ignore[attr-defined]
 
 
-@pytest.mark.slurm
+@pytest.mark.parametrize("name", DETACHED)
 def test_detached_failure_skips_dependants(
-    slurm: str, engine_factory: Callable[..., Engine], store_path: Path
+    name: str,
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
+    store_path: Path,
 ) -> None:
+    use_scheduler(request, name)
     wf = {
         "name": "detfail",
         "steps": [
             {"name": "a", "run": "exit 5"},
-            {"name": "b", "after": ["a"], "run": "echo never"},
-            {"name": "c", "after": ["b"], "run": "echo never"},
+            {"name": "b", "after": ["a"], "run": "echo never > ../b-ran"},
+            {"name": "c", "after": ["b"], "run": "echo never > ../c-ran"},
         ],
     }
-    proc, eid = _start_engine_proc("slurm", wf, "--detach")
+    proc, eid = _start_engine_proc(name, wf, "--detach")
     assert proc.wait(timeout=60) == 0
-    # the engine comes only once Slurm is done with all three jobs (nobody watched)
+    # the engine comes only once the scheduler is done with all three jobs (nobody watched)
     ids = [s.native_id for s in Store(store_path).get(eid).steps if s.native_id]
     assert len(ids) == 3
     wait_for(
-        lambda: not _squeue(*ids, states="PD,R,CG,S"),
-        90,
-        f"Slurm to finish jobs {ids}",
+        lambda: not _unfinished(name, ids),
+        120,
+        f"{name} to finish jobs {ids}",
         interval=0.5,
     )
 
@@ -261,6 +313,7 @@ def test_detached_failure_skips_dependants(
     ex = arun(main())
     got = [(s.name, s.state.value, s.exit_code) for s in ex.steps]  # type: ignore[attr-defined]
     assert got == [("a", "failed", 5), ("b", "skipped", None), ("c", "skipped", None)]
+    assert not Path(ex.work_dir, "b-ran").exists() and not Path(ex.work_dir, "c-ran").exists()  # type: ignore[attr-defined]
 
 
 @pytest.mark.slurm

@@ -29,7 +29,7 @@ from jupyter_stax.engine.transport import (
 )
 
 from ..waiting import wait_for
-from .conftest import arun
+from .conftest import arun, use_scheduler
 
 
 # ---------------------------------------------------------------------- LocalTransport contract
@@ -244,13 +244,35 @@ def test_records_of_all_running_steps_are_read_in_one_batch(
     assert all(len(b) == len(set(b)) for b in t.batches)  # a directory once per call
 
 
-@pytest.mark.slurm
+#: (cluster, its submit command, which command is its ONE status query, PSI/J's helper files
+#: that its jobs write into the helper directory)
+SEAMS = [
+    pytest.param(
+        "slurm", "sbatch", lambda c: c[0] == "squeue", {".nodefile", ".out"},
+        marks=pytest.mark.slurm, id="slurm",
+    ),
+    pytest.param(
+        "sge", "qsub", lambda c: c == ["qstat", "-xml"], {".out"},
+        marks=pytest.mark.sge, id="sge",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "submit", "is_status", "helper_files"), SEAMS)
 def test_psij_commands_and_job_files_go_through_the_transport(
-    slurm: str, engine_factory: Callable[..., Engine], tmp_path: Path
+    name: str,
+    submit: str,
+    is_status: Callable[[list[str]], bool],
+    helper_files: set[str],
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
+    tmp_path: Path,
 ) -> None:
     """A helper directory that is not PSI/J's work directory (as a remote cluster's is): the
     submit script is written there through the transport, and the job writes PSI/J's files
-    there; sbatch and squeue run through the transport."""
+    there; the submit and status commands (sbatch/squeue, qsub/qstat) run through the
+    transport."""
+    use_scheduler(request, name)
     made: dict[str, Recording] = {}
     aux = tmp_path / "cluster-side"
     seen_in_aux: set[str] = set()
@@ -258,7 +280,7 @@ def test_psij_commands_and_job_files_go_through_the_transport(
 
     async def main() -> None:
         async with engine_factory(transports=_factory(made, lambda c, d: aux)) as eng:
-            ex = await eng.submit(wf, cluster="slurm")
+            ex = await eng.submit(wf, cluster=name)
             while not (ex := eng.get(ex.id)).state.final:
                 if aux.exists():
                     seen_in_aux.update(p.suffix for p in aux.iterdir())
@@ -267,11 +289,11 @@ def test_psij_commands_and_job_files_go_through_the_transport(
             assert Path(ex.steps[0].stdout).read_text() == "through\n"
 
     arun(main())
-    t = made["slurm"]
-    assert any(c[0] == "sbatch" and c[-1].startswith(str(aux)) for c in t.commands), t.commands
-    assert any(c[0] == "squeue" for c in t.commands)
+    t = made[name]
+    assert any(c[0] == submit and c[-1].startswith(str(aux)) for c in t.commands), t.commands
+    assert any(is_status(c) for c in t.commands), t.commands
     assert any(w.startswith(str(aux)) and w.endswith(".job") for w in t.written)
-    assert {".nodefile", ".out"} <= seen_in_aux  # written by the job into the cluster's dir
+    assert helper_files <= seen_in_aux  # written by the job into the cluster's dir
     # removed once the step was final (.ec may come later: the job writes it after our record)
     assert not [p for p in aux.iterdir() if p.suffix in (".job", ".out", ".nodefile")]
 

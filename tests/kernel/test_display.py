@@ -108,3 +108,13 @@ def test_state_badge_uses_the_dag_colours() -> None:
     badge = state_badge(StepState.SKIPPED)
     assert 'data-state="skipped"' in badge and "dashed" in badge and ">skipped<" in badge
     assert state_badge(ExecutionState.FAILED, label="<x>").endswith(">&lt;x&gt;</span>")
+
+
+def test_unverified_states_are_said_in_the_title() -> None:
+    """The title (also the monitor's) says when no engine has reconciled the stored states."""
+    from jupyter_stax.core.models import UNVERIFIED_WARNING
+    from jupyter_stax.kernel.display import title_html
+
+    assert "stax-unverified" not in title_html(diamond(), T0)
+    title = title_html(diamond(warnings=[UNVERIFIED_WARNING]), T0)
+    assert 'class="stax-unverified"' in title and "being checked with the scheduler" in title

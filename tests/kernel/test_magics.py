@@ -240,3 +240,35 @@ def test_software_description_step(shell: Shell, tmp_path: Path) -> None:
     assert "use %%stax_task NAME (two %)" in shell.fails("%stax_task sw")
     shell.ok("run = %stax_submit --no-monitor --wait --timeout 60")
     assert shell.ip.user_ns["run"].logs("sw") == "prolog\nhello a b sw\n"
+
+
+def test_sweep_cell_defines_a_sweep_and_bad_sweeps_are_one_line(shell: Shell) -> None:
+    out = shell.ok(
+        "%%stax_task sim --sweep n=1,2,4,8 --sweep seed=0..2499 --max-parallel 20 --pack 5\n"
+        "echo {{n}} {{seed}}\n"
+    )
+    assert "sweep n: 4 x seed: 2,500 = 10,000 instances" in out
+    step = shell.magics.workflow.step("sim", "echo {{n}} {{seed}}\n", sweep=None)  # redefine
+    assert step.sweep is None
+    shell.ok("%%stax_task sim --sweep 'v=$(id),`id`' --sweep zip\necho {{v}}\n")
+    assert shell.magics.workflow.steps[-1].sweep == {"v": ["$(id)", "`id`"], "zip": True}
+    before = shell.count()
+    cases = {
+        "%%stax_task b --sweep n\necho {{n}}\n": "--sweep expects NAME=VALUES",
+        "%%stax_task b --sweep a=1,2 --sweep b=1 --sweep zip\necho\n": "a has 2, b has 1",
+        "%%stax_task b --max-parallel 3\necho\n": "apply to a --sweep step",
+        "%%stax_task b --sweep n=1 --pack lots\necho\n": "--pack takes auto or N, got 'lots'",
+        "%%stax_task b --sweep n=0..99999 --sweep m=1,2\necho\n": "200,000 instances",
+    }
+    for cell, expected in cases.items():
+        assert expected in shell.fails(cell), cell
+    assert shell.count() == before
+
+
+def test_python_api_sweep() -> None:
+    wf = Workflow("sweepy")
+    step = wf.step("sim", "echo {{n}} {{seed}}", sweep={"n": [1, 2], "seed": range(0, 50)})
+    assert step.sweep == {"n": [1, 2], "seed": {"range": [0, 50, 1]}, "zip": False}
+    assert step.pack == "auto" and step.max_parallel is None
+    step = wf.step("sim", "echo {{n}}", sweep={"n": [1, 2]}, max_parallel=1, pack=2)
+    assert (step.max_parallel, step.pack) == (1, 2)

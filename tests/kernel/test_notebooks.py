@@ -1,7 +1,9 @@
 """The demo notebooks of ``notebooks/``, executed by nbclient in a REAL kernel on the test's
 isolated store: the quickstart on ``local``, the DAG with a failing step and a retry on the real
-Slurm. Checked as a reader of the saved notebook sees them: outputs, final states, exit codes,
-log content, and the monitor's widget state in the notebook metadata."""
+Slurm, the eFlows4HPC ``mpi`` description on the real Slurm (srun) and the real Grid Engine
+(MPICH's mpirun in a parallel environment). Checked as a reader of the saved notebook sees them:
+outputs, final states, exit codes, log content, and the monitor's widget state in the notebook
+metadata."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from jupyter_stax.service import LocalService
 
-from ..waiting import gate
+from ..engine.conftest import use_scheduler
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -147,13 +149,34 @@ def test_slurm_dag_with_a_failure_and_a_retry(
     assert [(b["value"], b["max"], b["bar_style"]) for b in bars] == [(5, 5, "success")]
 
 
-@pytest.mark.slurm
+#: the runner line notebook 04 renders for each scheduler
+RUNNER_LINES = {
+    "slurm": '"srun" -n "2" "--ntasks-per-node=1" "bash"',
+    "sge": '"mpirun" -n "2" "bash"',  # MPICH's mpirun in 2 slots of PE smp
+}
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("sge", marks=pytest.mark.sge)],
+)
 def test_eflows_software_description(
-    store: Path, kernelspec: str, tmp_path: Path, slurm: str
+    store: Path,
+    kernelspec: str,
+    tmp_path: Path,
+    scheduler: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec)
+    use_scheduler(request, scheduler)  # the project's Slurm / Grid Engine (cluster "sge" added)
+    if scheduler == "sge" and shutil.which("mpirun") is None:
+        msg = "needs MPICH's mpirun (apt-get install mpich)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    nb = execute("04_eflows_software.ipynb", tmp_path, kernelspec, STAX_DEMO_CLUSTER=scheduler)
+    assert outputs(nb, "import os").strip() == f"cluster: {scheduler} | scheduler: {scheduler}"
     rendered = outputs(nb, "from jupyter_stax.core.software import")
-    assert '"srun" -n "2" "--ntasks-per-node=1" "bash"' in rendered
+    assert RUNNER_LINES[scheduler] in rendered
     lines = outputs(nb, "await run.wait_async(180)").splitlines()
     assert lines[0] == "completed"
     assert lines[1] == "prolog: preparing hi there" and lines[-1] == "epilog: done"
@@ -163,18 +186,36 @@ def test_eflows_software_description(
 
 @pytest.mark.slurm
 def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm: str) -> None:
-    # Slurm shows a dependency only until it is satisfied: fetch (2 s) must not end before the
-    # squeue cell ran, however slow the submissions were, so fetch waits for that cell
-    go = tmp_path / "go"
+    # Slurm shows a dependency only until it is satisfied, and the submission's answer must say
+    # "queued" for every step: no job may start before the squeue cell ran, however slow the
+    # submissions were. The notebook runs on a cluster whose jobs may begin only in an hour
+    # (the same Slurm); the squeue cell then lets them begin now.
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text(
+        clusters.read_text() + "  held:\n"
+        "    scheduler: slurm\n"
+        "    queue: debug\n"
+        '    walltime: "00:10:00"\n'
+        "    poll_interval: 1\n"
+        "    custom_attributes: {slurm.begin: now+3600}\n"
+    )
 
-    def hold_fetch(nb: Any) -> None:
-        (fetch,) = [c for c in nb.cells if c.source.startswith("%%stax_task fetch\n")]
-        assert "sleep 2;" in fetch.source
-        fetch.source = fetch.source.replace("sleep 2;", f"{gate(go)}; sleep 2;", 1)
+    def release_after_squeue(nb: Any) -> None:
         (queue,) = [c for c in nb.cells if c.source.startswith("if cluster != 'local':")]
-        queue.source += f"\nopen({str(go)!r}, 'w').close()"
+        queue.source += (
+            "\nimport subprocess"
+            "\nfor s in run.steps:"
+            "\n    subprocess.run(['scontrol', 'update', f'JobId={s.native_id}', 'StartTime=now'],"
+            " check=True)"
+        )
 
-    nb = execute("05_detach_reattach.ipynb", tmp_path, kernelspec, edit=hold_fetch)
+    nb = execute(
+        "05_detach_reattach.ipynb",
+        tmp_path,
+        kernelspec,
+        edit=release_after_squeue,
+        STAX_DEMO_CLUSTER="held",
+    )
     submitted = outputs(nb, "detach = ").splitlines()
     eid, how = submitted[0].split()
     assert how == "detached"
@@ -186,8 +227,39 @@ def test_detach_and_reattach(store: Path, kernelspec: str, tmp_path: Path, slurm
     ]
     queue = outputs(nb, "if cluster != 'local':")
     assert f"stax-{eid}-join" in queue and queue.count("afterany:") == 4
+    mine = [ln.split() for ln in queue.splitlines() if f"stax-{eid}-" in ln]
+    assert [ln[2] for ln in mine] == ["PENDING"] * 4  # held back by their begin time
     # no PSI/J thread stayed in the kernel (the submission ran in a child process): the
     # kernel's fork for !squeue printed no ignored TypeError
     assert "_after_fork" not in queue and "Traceback" not in queue
     assert eid in outputs(nb, "del run")
     assert outputs(nb, "w = %stax watch").splitlines()[-2:] == ["completed", "total 5050"]
+
+
+@pytest.mark.slurm
+@pytest.mark.ssh
+def test_remote_cluster_over_ssh(
+    store: Path, stax_env: Path, kernelspec: str, tmp_path: Path, slurm: str, sshd: Any
+) -> None:
+    """Notebook 06 on the remote Slurm behind the test sshd (the remote account's jobs, its
+    home's work directory, logs read over SSH, a detached run reconciled over SSH)."""
+    from ..ssh.remote_config import add_clusters, remote_entry
+    from ..ssh.sshd import REMOTE_USER
+
+    add_clusters(stax_env / "clusters.yaml", far=remote_entry(sshd, sshd.client("root")))
+    nb = execute("06_remote_cluster.ipynb", tmp_path, kernelspec, STAX_REMOTE_CLUSTER="far")
+    assert outputs(nb, "import os").strip() == "cluster: far"
+    detail = outputs(nb, "%stax clusters")
+    assert f"connected to {REMOTE_USER}@127.0.0.1" in detail and "debug: nodes" in detail
+    assert outputs(nb, "run = %stax_submit").splitlines() == [
+        "completed", "where    completed exit=0", "numbers  completed exit=0",
+        "total    completed exit=0",
+    ]
+    where = outputs(nb, "%stax logs where")
+    assert f" as {REMOTE_USER} in /home/{REMOTE_USER}/stax-runs/" in where, where
+    assert outputs(nb, "%stax logs total") == "total 5050\n"
+    lines = outputs(nb, "detach = ").splitlines()
+    assert lines[0].split()[1] == "detached"
+    assert lines[-2:] == ["completed", "total 500500"]
+    (ex, _first) = LocalService().list(limit=5)[0]
+    assert ex.cluster == "far" and ex.options.detached

@@ -22,7 +22,13 @@ from jupyter_stax.server.handlers import AUTH_RESOURCE, HANDLERS
 from .conftest import Call, stax_config
 
 METHODS = ("get", "post", "put", "patch", "delete", "head")
-SAMPLES = {"execution_id": "abc", "name": "local", "step": "a", "rest": "/anything"}
+SAMPLES = {
+    "execution_id": "abc",
+    "name": "local",
+    "step": "a",
+    "rest": "/anything",
+    "build_id": "b1",
+}
 
 
 def routes(app: StaxApp) -> list[tuple[str, str]]:

@@ -13,9 +13,7 @@ import pytest
 from jupyter_stax.core.clusters import ClusterRegistry
 from jupyter_stax.engine.engine import Engine
 
-SGE_CLUSTER = (
-    '  sge:\n    scheduler: sge\n    queue: all.q\n    walltime: "00:10:00"\n    poll_interval: 1\n'
-)
+from ..conftest import SGE_CLUSTER
 
 
 @pytest.fixture

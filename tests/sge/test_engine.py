@@ -2,8 +2,10 @@
 tests from ``tests/engine`` (taken over unchanged, with ``cluster`` = the ``sge`` cluster of
 ``conftest.py``) and the Grid Engine specific ones: a job leaves qstat on cancel, multi-slot
 steps through the parallel environment, each step submitted once across a kill -9 of the
-engine, ``-hold_jid`` chains that run with no engine, a job that can never start, the live
-summary, the CLI."""
+engine, a job that can never start, the live summary, the CLI, a step in a StaX image.
+Detached ``-hold_jid`` chains, sge_qmaster stopped mid-run and PSI/J's files in a cluster-side
+directory are the Slurm tests of ``tests/engine`` (test_recovery.py, test_transport.py),
+parametrised over both schedulers."""
 
 from __future__ import annotations
 
@@ -21,10 +23,9 @@ import pytest
 from jupyter_stax.core.api import SgeSummary
 from jupyter_stax.core.states import StepState
 from jupyter_stax.engine.engine import Engine
-from jupyter_stax.engine.store import Store
 
 from ..cli.test_cli import Stax
-from ..conftest import SGE_SCRIPTS
+from ..conftest import SGE_CLUSTER
 from ..engine.conftest import arun
 
 # the engine's behaviour tests, collected here again with cluster = "sge"
@@ -42,13 +43,10 @@ from ..engine.test_recovery import (  # noqa: F401
     test_kill9_engine_then_new_engine_finishes_each_step_submitted_once,
 )
 from ..engine.test_transport import (  # noqa: F401
-    Recording,
-    _factory,
     test_a_cluster_that_stops_answering_fails_no_step,
     test_records_of_all_running_steps_are_read_in_one_batch,
 )
 from ..proc import kill, wait_for
-from .conftest import SGE_CLUSTER
 
 pytestmark = pytest.mark.sge
 
@@ -151,63 +149,6 @@ def test_kill9_then_adoption_submits_each_step_once(
     for s in ex.steps:  # type: ignore[attr-defined]
         ids = wait_for(lambda s=s: accounted(s.job_name), 30, f"qacct of {s.job_name}")
         assert ids == [s.native_id], f"{s.name} submitted as {ids}"
-
-
-def test_detached_chain_runs_with_no_engine_and_is_reported_afterwards(
-    engine_factory: Callable[..., Engine], store_path: Path
-) -> None:
-    wf = {
-        "name": "detached",
-        "steps": [
-            {"name": f"c{i}", "run": "echo $STAX_STEP >> ../order.log; sleep 1"} for i in range(4)
-        ],
-    }
-    for i in range(1, 4):
-        wf["steps"][i]["after"] = [f"c{i - 1}"]  # type: ignore[index]
-    proc, eid = _start_engine_proc("sge", wf, "--detach")
-    assert proc.wait(timeout=60) == 0  # the engine is gone; Grid Engine holds the chain
-    ex = Store(store_path).get(eid)
-    ids = [s.native_id for s in ex.steps]
-    assert all(ids)
-    held = subprocess.run(["qstat", "-j", ids[3]], capture_output=True, text=True).stdout
-    assert "jid_predecessor_list" in held and ids[2] in held  # -hold_jid of the step before
-    order = Path(ex.work_dir, "order.log")
-    wait_for(lambda: order.exists() and len(order.read_text().split()) == 4, 120, "the chain")
-    assert order.read_text().split() == ["c0", "c1", "c2", "c3"]  # Grid Engine ran it alone
-    assert not Store(store_path).get(eid).state.final  # nobody watched
-
-    async def main() -> object:
-        async with engine_factory() as eng:
-            return await eng.wait(eid, timeout=60)
-
-    ex = arun(main())
-    assert [(s.state.value, s.exit_code) for s in ex.steps] == [("completed", 0)] * 4  # type: ignore[attr-defined]
-
-
-def test_detached_failure_skips_dependants(
-    engine_factory: Callable[..., Engine], store_path: Path
-) -> None:
-    wf = {
-        "name": "detfail",
-        "steps": [
-            {"name": "a", "run": "exit 5"},
-            {"name": "b", "after": ["a"], "run": "echo never > ../b-ran"},
-            {"name": "c", "after": ["b"], "run": "echo never > ../c-ran"},
-        ],
-    }
-    proc, eid = _start_engine_proc("sge", wf, "--detach")
-    assert proc.wait(timeout=60) == 0
-    ids = [s.native_id for s in Store(store_path).get(eid).steps]
-    wait_for(lambda: not any(in_qstat(str(n)) for n in ids), 120, "the detached jobs to end")
-
-    async def main() -> object:
-        async with engine_factory() as eng:
-            return await eng.wait(eid, timeout=90)
-
-    ex = arun(main())
-    got = [(s.name, s.state.value, s.exit_code) for s in ex.steps]  # type: ignore[attr-defined]
-    assert got == [("a", "failed", 5), ("b", "skipped", None), ("c", "skipped", None)]
-    assert not Path(ex.work_dir, "b-ran").exists() and not Path(ex.work_dir, "c-ran").exists()  # type: ignore[attr-defined]
 
 
 def test_a_job_that_can_never_start_is_reported(engine_factory: Callable[..., Engine]) -> None:
@@ -331,72 +272,6 @@ def test_doctor_checks_the_live_grid_engine(sge: str, monkeypatch: pytest.Monkey
     monkeypatch.delenv("SGE_CELL", raising=False)
     warn, ok = list(check_cluster(c))  # Debian's wrappers default SGE_ROOT
     assert (warn.level, ok.level) == ("warn", "ok") and "SGE_ROOT is not set" in warn.detail
-
-
-def test_qmaster_down_15s_fails_nothing_and_run_completes(
-    engine_factory: Callable[..., Engine],
-) -> None:
-    steps: list[dict[str, object]] = [
-        {"name": f"w{i}", "run": "sleep 8; echo done"} for i in range(3)
-    ]
-    steps.append({"name": "last", "after": ["w0", "w1", "w2"], "run": "echo last"})
-    wf = {"name": "outage", "steps": steps}
-    qmaster = str(SGE_SCRIPTS / "qmaster.sh")
-    seen_warning: list[str] = []
-
-    async def main() -> object:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="sge")
-            for i in range(3):
-                await wait_step(eng, ex.id, f"w{i}", lambda s: s.state is StepState.RUNNING)
-            await asyncio.to_thread(subprocess.run, ["bash", qmaster, "stop"], check=True)
-            try:
-                t_end = time.monotonic() + 15
-                while time.monotonic() < t_end:
-                    cur = eng.get(ex.id)
-                    assert not any(
-                        s.state in (StepState.FAILED, StepState.LOST) for s in cur.steps
-                    ), [(s.name, s.reason) for s in cur.steps]
-                    seen_warning.extend(cur.warnings)
-                    await asyncio.sleep(0.5)
-            finally:
-                await asyncio.to_thread(subprocess.run, ["bash", qmaster, "start"], check=True)
-            return await eng.wait(ex.id, timeout=180)
-
-    ex = arun(main())
-    assert ex.state.value == "completed", [(s.name, s.state, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
-    assert any("not answering" in w and "qmaster" in w for w in seen_warning), seen_warning
-    assert not ex.warnings  # type: ignore[attr-defined]
-
-
-def test_psij_commands_and_job_files_go_through_the_transport(
-    engine_factory: Callable[..., Engine], tmp_path: Path
-) -> None:
-    """As tests/engine/test_transport.py's test for Slurm: a helper directory that is not
-    PSI/J's work directory (as a remote cluster's is): the submit script is written there through
-    the transport, the job writes its output there, qsub and qstat run through the transport."""
-    made: dict[str, Recording] = {}
-    aux = tmp_path / "cluster-side"
-    seen_in_aux: set[str] = set()
-    wf = {"name": "seam", "steps": [{"name": "a", "run": "echo through; sleep 2"}]}
-
-    async def main() -> None:
-        async with engine_factory(transports=_factory(made, lambda c, d: aux)) as eng:
-            ex = await eng.submit(wf, cluster="sge")
-            while not (ex := eng.get(ex.id)).state.final:
-                if aux.exists():
-                    seen_in_aux.update(p.suffix for p in aux.iterdir())
-                await asyncio.sleep(0.1)
-            assert ex.state.value == "completed", [s.reason for s in ex.steps]
-            assert Path(ex.steps[0].stdout).read_text() == "through\n"
-
-    arun(main())
-    t = made["sge"]
-    assert any(c[0] == "qsub" and c[-1].startswith(str(aux)) for c in t.commands), t.commands
-    assert ["qstat", "-xml"] in t.commands
-    assert any(w.startswith(str(aux)) and w.endswith(".job") for w in t.written)
-    assert ".out" in seen_in_aux  # written by the job into the cluster's dir
-    assert not [p for p in aux.iterdir() if p.suffix in (".job", ".out", ".nodefile")]
 
 
 def test_step_runs_inside_a_stax_image_with_ch_run(

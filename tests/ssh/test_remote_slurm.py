@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from jupyter_stax.core.clusters import ClusterRegistry
-from jupyter_stax.core.errors import Conflict, StaxError
+from jupyter_stax.core.errors import StaxError
 from jupyter_stax.core.models import Cluster, Execution
 from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.remote import open_connection
 from jupyter_stax.engine.remote.transport import SSHTransport, target_of
+from jupyter_stax.engine.store import Store
 from jupyter_stax.engine.transport import Transport
 from jupyter_stax.operations import Operations
 
@@ -205,14 +206,19 @@ def test_dag_with_a_failing_middle_step_runs_remotely(
             await until(lambda: not list(state.rglob("*.job")), 30, "no local .job files")
             # the provenance stays on the Jupyter side (the work dir is a path on the cluster)
             assert (tmp_path / "state" / "provenance" / ex.id / "execution.json").is_file()
-            # the operations layer (REST, CLI, widgets) does not read a remote step's log as a
-            # path of this machine: it says where the log is (until logs go through SSH) ...
-            ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]))
-            with pytest.raises(Conflict, match=r"stax.out of step 'a' is on remote cluster 'far'"):
-                ops.read_log(ex.id, "a")
-            # ... and has no live numbers of this machine's Slurm for a remote cluster
-            detail = ops.cluster("far")
-            assert detail.summary is None and detail.note and "remote" in detail.note
+            # the operations layer (REST, CLI, widgets) reads a remote step's log through the
+            # engine's own transport (the ONE connection), never as a path of this machine ...
+            ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]),
+                             transport=e.transport)
+            before = tr.connection.stats.execs
+            chunk = await asyncio.to_thread(ops.read_log, ex.id, "a")
+            assert (chunk.data, chunk.eof) == (out.decode(), True)
+            assert tr.connection.stats.execs == before + 1 and tr.connection.stats.connects == 1
+            # ... and has the remote Slurm's live numbers, asked over SSH in one command
+            detail = await asyncio.to_thread(ops.cluster, "far")
+            assert detail.summary is not None and detail.summary.scheduler == "slurm"
+            assert detail.connection and detail.connection.state == "connected"
+            assert tr.connection.stats.execs == before + 2
 
     asyncio.run(body())
 
@@ -406,5 +412,44 @@ def test_remote_work_dir_not_writable_fails_the_step_with_the_reason(
             assert s.state is StepState.FAILED and s.native_id is None
             assert s.reason and "not submitted" in s.reason and "/proc/stax-cannot" in s.reason
             assert "mkdir" in s.reason
+
+    asyncio.run(body())
+
+
+def test_first_read_after_the_engine_was_gone_is_the_true_one(far: Cluster, tmp_path: Path) -> None:
+    """Issue 21 over SSH: the engine stops while two remote jobs wait, they end (one fails)
+    while no engine is alive, and the FIRST read once the next engine adopts the execution (the
+    operation ``GET executions/{id}`` calls: wait for its first reconcile pass, then read) has the
+    final states, settled from the exit records read over SSH, not the stored ``running``."""
+    wf = {"name": "gone", "steps": [
+        {"name": "ok", "run": WAIT_FOR_GO + "; true"},
+        {"name": "bad", "run": WAIT_FOR_GO + "; exit 3"},
+    ]}
+
+    async def body() -> None:
+        async with engine(tmp_path, far, keep_jobs=True) as first:
+            ex = await first.submit(wf, "far")
+            for name in ("ok", "bad"):
+                await until(lambda n=name: step_state(first, ex.id, n) is StepState.RUNNING, 120,
+                            f"{name} running")
+            ex = first.get(ex.id)
+        for s in ex.steps:  # the remote account's directories are on this machine too
+            Path(s.directory, "go").touch()
+        names = {f"stax-{ex.id}-{s.name}" for s in ex.steps}
+        await until(lambda: not names & squeue_names(), 120, "both jobs to leave squeue")
+        stored = Store(tmp_path / "state" / "stax.sqlite")
+        try:  # nobody drives it: a read without an engine says the states are not current
+            before = Operations(store=lambda: stored, registry=lambda: ClusterRegistry([far]))
+            stale = before.get(ex.id)
+            assert stale.unverified and {s.state for s in stale.steps} == {StepState.RUNNING}
+        finally:
+            stored.close()
+        async with engine(tmp_path, far, adopt=True) as second:
+            ops = Operations(store=lambda: second.store, registry=lambda: ClusterRegistry([far]))
+            got = await ops.get_checked(ex.id)  # what GET executions/{id} answers
+            assert {s.name: (s.state, s.exit_code) for s in got.steps} == {
+                "ok": (StepState.COMPLETED, 0), "bad": (StepState.FAILED, 3)
+            }
+            assert got.state is ExecutionState.FAILED and not got.unverified
 
     asyncio.run(body())

@@ -91,13 +91,14 @@ class LabServer:
         self.root_dir = home / "root"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, **extra_env: str) -> None:
         env = child_env(
             JUPYTER_CONFIG_DIR=str(self.home / "config"),
             JUPYTER_DATA_DIR=str(self.home / "data"),
             JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
             JUPYTERLAB_SETTINGS_DIR=str(self.home / "settings"),
             JUPYTERLAB_WORKSPACES_DIR=str(self.home / "workspaces"),
+            **extra_env,
         )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

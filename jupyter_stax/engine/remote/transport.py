@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from ...core import jobscript as js
+from ...core.api import ConnectionState
 from ...core.errors import InvalidClusterConfig, StaxError
 from ...core.models import Cluster
 from ..transport import (
@@ -90,6 +91,7 @@ class SSHTransport(Transport):
         self._home: str | None = self._remembered_home()
         self._failing_since: float | None = None
         self._last_error: str | None = None
+        self._last_failure: SSHError | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"stax-ssh-{cluster.name}", daemon=True
@@ -127,10 +129,19 @@ class SSHTransport(Transport):
         if self._failing_since is None:
             self._failing_since = time.time()
         self._last_error = e.message if e is not None else "no answer"
+        self._last_failure = e
 
     def _ok(self) -> None:
         self._failing_since = None
         self._last_error = None
+        self._last_failure = None
+
+    def connection_state(self) -> ConnectionState:
+        """connected, idle, reconnecting since when and why, or refused (:mod:`.state`)."""
+        from .state import describe
+
+        return describe(self.connection, self._failing_since, self._last_failure,
+                        self._last_error)
 
     def warning(self) -> str | None:
         since = self._failing_since or self.connection.stats.down_since

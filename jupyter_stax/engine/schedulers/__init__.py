@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from ...core.api import SgeSummary, SlurmSummary
 from ...core.errors import SchedulerUnavailable
 from ...core.models import Cluster
-from ..transport import TRANSIENT_MARK, CommandTimedOut, Transport, TransportError
+from ..transport import (
+    TRANSIENT_MARK,
+    CommandResult,
+    CommandTimedOut,
+    Transport,
+    TransportError,
+)
 from . import sge, slurm
 
 #: sbatch/qsub error texts that mean "try again later" rather than "this job is wrong"
@@ -107,9 +113,15 @@ def run_checked(transport: Transport, argv: Sequence[str], timeout: float) -> st
         ) from None
     except TransportError as e:
         raise SchedulerUnavailable(f"`{shown}` could not run: {e}") from None
+    return checked(res, argv, transport.where)
+
+
+def checked(res: CommandResult, argv: Sequence[str], where: str) -> str:
+    """The stdout of a scheduler command that ran, or SchedulerUnavailable saying why not."""
+    shown = " ".join(argv)
     if res.returncode == 127 and res.stderr.endswith("command not found"):
         raise SchedulerUnavailable(
-            f"`{argv[0]}` is not installed on {transport.where} (or not on its PATH)"
+            f"`{argv[0]}` is not installed on {where} (or not on its PATH)"
         )
     if res.returncode == 126:
         raise SchedulerUnavailable(f"`{shown}` could not run: {res.stderr}")

@@ -9,6 +9,7 @@ transport (see :mod:`..transport`) by the callers.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -110,14 +111,103 @@ def blocked_reason(state: str, reason: str) -> str | None:
 
 def parse_status(out: str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """``squeue`` output of :data:`STATUS_COMMAND` -> ({native_id: (PSI/J state, reason)},
-    {native_id: why it will never start} for blocked queued jobs)."""
+    {native_id: why it will never start} for blocked queued jobs). A job array's elements
+    (``123_4``, ``123_[5-9%2]``) are also summed up under the array's id (``123``): see
+    :func:`aggregate_arrays`."""
     jobs = parse_squeue(out)
     blocked = {}
     for native_id, (state, reason) in jobs.items():
         why = blocked_reason(state, reason)
         if why:
             blocked[native_id] = why
+            blocked.setdefault(array_base(native_id), why)
+    jobs.update(aggregate_arrays(jobs))
     return jobs, blocked
+
+
+# ---------------------------------------------------------------------- job arrays
+#: ``--array`` elements run ``stax.array.*.sh`` of a sweep (see :mod:`..sweeps`)
+ARRAY_ATTRIBUTE = "slurm.array"
+#: Slurm's default MaxArraySize (the largest index is one less)
+DEFAULT_MAX_ARRAY_SIZE = 1001
+MAX_ARRAY_SIZE_COMMAND = ("scontrol", "show", "config")
+_ARRAY_ID_RE = re.compile(r"^([0-9]+)_(?:[0-9]+|\[.*\])$")
+
+
+def array_base(native_id: str) -> str:
+    """``123`` of an array element's id (``123_4``, ``123_[5-9%2]``); other ids unchanged."""
+    m = _ARRAY_ID_RE.match(native_id)
+    return m[1] if m else native_id
+
+
+def aggregate_arrays(jobs: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """One state per job array from its elements' states: QUEUED while all wait, ACTIVE while
+    some wait or run and some have started (or ended), else the end: CANCELED if one was
+    canceled, FAILED if one failed, COMPLETED. The reason is the first element's."""
+    elements: dict[str, list[tuple[str, str]]] = {}
+    for native_id, st in jobs.items():
+        base = array_base(native_id)
+        if base != native_id:
+            elements.setdefault(base, []).append(st)
+    out = {}
+    for base, states in elements.items():
+        names = {s for s, _ in states}
+        if names == {"QUEUED"}:
+            state = "QUEUED"
+        elif names & {"QUEUED", "ACTIVE"}:
+            state = "ACTIVE"
+        elif "CANCELED" in names:
+            state = "CANCELED"
+        elif "FAILED" in names:
+            state = "FAILED"
+        else:
+            state = "COMPLETED"
+        out[base] = (state, states[0][1])
+    return out
+
+
+def array_spec(count: int, cap: int | None) -> str:
+    """``--array`` of ``count`` elements numbered from 0, at most ``cap`` running at once."""
+    if count < 1:
+        raise ValueError("an array needs at least one element")
+    spec = f"0-{count - 1}" if count > 1 else "0"
+    return spec + (f"%{cap}" if cap is not None and cap < count else "")
+
+
+def array_attributes(count: int, cap: int | None) -> dict[str, str]:
+    """PSI/J custom attributes of one job array (elements append to the shared output)."""
+    return {ARRAY_ATTRIBUTE: array_spec(count, cap), "slurm.open-mode": "append"}
+
+
+def parse_max_array_size(out: str) -> int:
+    """MaxArraySize of ``scontrol show config`` (Slurm's default when it is not there)."""
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "MaxArraySize":
+            try:
+                return max(1, int(value.strip()))
+            except ValueError:
+                break
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
+def node_cpus_command(queue: str | None) -> list[str]:
+    """``sinfo`` listing the CPUs of the nodes (of the partition ``queue``)."""
+    return ["sinfo", "-h", *(["-p", queue] if queue else []), "-o", "%c"]
+
+
+def parse_node_cpus(out: str) -> int | None:
+    """The fewest CPUs a node of :func:`node_cpus_command`'s output has (``16`` or ``8+``
+    lines), or None when it lists none."""
+    counts = [int(m[1]) for m in re.finditer(r"^\s*([0-9]+)\+?\s*$", out, re.M)]
+    return min(counts) if counts else None
+
+
+def split_array(count: int, max_array_size: int) -> list[tuple[int, int]]:
+    """``(offset, size)`` of each array that ``count`` elements need when one array holds at
+    most ``max_array_size`` of them (indices 0 .. MaxArraySize - 1)."""
+    step = max(1, max_array_size)
+    return [(k, min(step, count - k)) for k in range(0, count, step)]
 
 
 def submit_attributes(job_name: str, after_native_ids: Sequence[str]) -> dict[str, str]:
@@ -137,9 +227,15 @@ def find_by_name_command(job_name: str) -> list[str]:
 
 
 def parse_job_ids(out: str) -> str | None:
-    """The newest id of :func:`find_by_name_command`'s output, or None."""
+    """The newest id of :func:`find_by_name_command`'s output (an array's own id for its
+    elements), or None."""
     ids = out.split()
-    return ids[-1] if ids else None
+    return array_base(ids[-1]) if ids else None
+
+
+def parse_all_job_ids(out: str) -> list[str]:
+    """Every job id of :func:`find_by_name_command`'s output, arrays once, oldest first."""
+    return sorted({array_base(i) for i in out.split()}, key=lambda i: (len(i), i))
 
 
 # ---------------------------------------------------------------------- cluster summary

@@ -110,6 +110,45 @@ export class StaxClient {
     return this.call('retryExecution', 'POST', `executions/${seg(id)}/retry`);
   }
 
+  /**
+   * The finished execution as a Workflow Run RO-Crate: the zip's bytes and the file name the
+   * server suggests (`WORKFLOW-ID.crate.zip`). 409 while it runs.
+   */
+  async crate(id: string): Promise<{ blob: Blob; filename: string }> {
+    const path = `executions/${seg(id)}/crate`;
+    let response: Response;
+    try {
+      response = await this.transport(path, { method: 'GET' });
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new StaxAPIError(
+        `the Jupyter server did not answer GET ${API_PREFIX}/${path}: ${why}`,
+        0
+      );
+    }
+    if (!response.ok) {
+      let data: unknown = null;
+      try {
+        data = JSON.parse(await response.text());
+      } catch {
+        data = null;
+      }
+      if (isErrorBody(data)) {
+        throw new StaxAPIError(data.message, response.status, data);
+      }
+      throw new StaxAPIError(
+        `GET ${API_PREFIX}/${path} answered ${response.status} ${response.statusText}`.trim(),
+        response.status
+      );
+    }
+    const disposition = response.headers.get('Content-Disposition') ?? '';
+    const named = /filename="([^"]+)"/.exec(disposition);
+    return {
+      blob: await response.blob(),
+      filename: named ? named[1] : `${id}.crate.zip`
+    };
+  }
+
   log(
     id: string,
     step: string,

@@ -71,7 +71,8 @@ export function summaryOf(ex: Execution): ExecutionSummary {
     done,
     total: ex.steps.length,
     counts,
-    warnings: ex.warnings ?? []
+    warnings: ex.warnings ?? [],
+    unverified: ex.unverified ?? false
   };
 }
 
@@ -113,6 +114,9 @@ function applyExecutionEvent(
     done: ev.done,
     total: ev.total,
     warnings: ev.warnings,
+    // the engine's events do not say when its first reconcile pass ends: a final state
+    // does; otherwise the next `GET executions` does
+    unverified: (item.unverified ?? false) && finished === null,
     finished_at: finished
   };
   const items = matches(state.filter, next)

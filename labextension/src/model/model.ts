@@ -299,6 +299,11 @@ export class StaxModel {
     return execution;
   }
 
+  /** The finished execution as a Workflow Run RO-Crate zip (see `StaxClient.crate`). */
+  exportCrate(id: string): Promise<{ blob: Blob; filename: string }> {
+    return this.client.crate(id);
+  }
+
   select(id: string | null): void {
     if (this.selected !== id) {
       this.selected = id;

@@ -25,6 +25,22 @@ export function StateBadge(props: {
   );
 }
 
+/**
+ * Beside a state the server has not checked with the scheduler yet (`unverified` of the API:
+ * a detached execution, or one whose engine was gone, before the adopting engine's first
+ * reconcile pass): the state shown is the one at submission, not a current one.
+ */
+export function Unverified(): React.JSX.Element {
+  return (
+    <span
+      className="jp-StaxUnverified"
+      title="states as of the submission (or the last engine's last look); being checked with the scheduler"
+    >
+      being checked
+    </span>
+  );
+}
+
 export function ErrorLine(props: {
   error: string | null;
 }): React.JSX.Element | null {

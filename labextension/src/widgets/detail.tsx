@@ -1,6 +1,7 @@
 /**
  * One execution in a main-area tab: its steps (state, job id, elapsed, exit code), the DAG, a
- * live log viewer of a step's stdout/stderr, and Cancel / Retry failed with confirmation.
+ * live log viewer of a step's stdout/stderr, Cancel / Retry failed with confirmation, and
+ * Export RO-Crate (a zip download of a finished execution).
  * It re-reads the execution when the event stream reports a change of it.
  */
 import {
@@ -26,7 +27,7 @@ import { LogTail } from '../model/logtail';
 import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
-import { ErrorLine, StateBadge, useNow } from './common';
+import { ErrorLine, StateBadge, Unverified, useNow } from './common';
 
 function LogViewer(props: {
   model: StaxModel;
@@ -204,6 +205,31 @@ export async function confirmRetry(
   }
 }
 
+/** Download the finished execution's Workflow Run RO-Crate (a zip); errors in a dialog. */
+export async function exportCrate(
+  model: StaxModel,
+  id: string
+): Promise<boolean> {
+  try {
+    const { blob, filename } = await model.exportCrate(id);
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = filename;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    return true;
+  } catch (e) {
+    await showErrorMessage(
+      'Could not export the RO-Crate',
+      e instanceof Error ? e.message : String(e)
+    );
+    return false;
+  }
+}
+
 function DetailView(props: {
   model: StaxModel;
   id: string;
@@ -285,6 +311,7 @@ function DetailView(props: {
         </h2>
         <div className="jp-StaxRow">
           <StateBadge state={state} />
+          {execution.unverified && <Unverified />}
           <span>
             {done}/{execution.steps.length} steps
           </span>
@@ -305,6 +332,18 @@ function DetailView(props: {
             onClick={() => void confirmRetry(model, execution.id, name)}
           >
             Retry failed
+          </button>
+          <button
+            className="jp-StaxButton jp-StaxExportCrate"
+            disabled={!final}
+            title={
+              final
+                ? 'Download this run as a Workflow Run RO-Crate (zip)'
+                : 'A crate records a finished run: wait for it or cancel it'
+            }
+            onClick={() => void exportCrate(model, execution.id)}
+          >
+            Export RO-Crate
           </button>
         </div>
         {(execution.warnings ?? []).map(w => (

@@ -17,7 +17,7 @@ import { age, shortId } from '../model/format';
 import { groupImages } from '../model/images';
 import type { ClusterRow, StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
-import { ErrorLine, StateBadge, useNow } from './common';
+import { ErrorLine, StateBadge, Unverified, useNow } from './common';
 
 export const PANEL_ID = 'jupyter-stax-panel';
 
@@ -56,6 +56,30 @@ function summaryText(detail: ClusterDetail | null): string {
   return `${s.cpus ?? '?'} CPUs, load ${load} · ${s.running_steps} steps running`;
 }
 
+/** A remote cluster's SSH connection in one line (null: a local cluster). */
+export function connectionText(detail: ClusterDetail | null): string | null {
+  const c = detail?.connection;
+  if (!c) {
+    return null;
+  }
+  const via = c.destination;
+  const since = c.since ? new Date(c.since).toLocaleTimeString() : '';
+  switch (c.state) {
+    case 'connected':
+      return `connected to ${via}`;
+    case 'idle':
+      return `not connected to ${via} yet`;
+    case 'reconnecting':
+      return `reconnecting to ${via} since ${since}: ${c.error ?? 'no answer'}`;
+    default:
+      return (
+        `refused by ${via} since ${since}` +
+        (c.problem ? ` (${c.problem.replace(/-/g, ' ')})` : '') +
+        `: ${c.error ?? ''}`
+      );
+  }
+}
+
 function ClusterItem(props: { row: ClusterRow }): React.JSX.Element {
   const { info, detail, error } = props.row;
   const where = [
@@ -78,6 +102,20 @@ function ClusterItem(props: { row: ClusterRow }): React.JSX.Element {
           summaryText(detail)
         )}
       </div>
+      {detail?.connection && (
+        <div
+          className={
+            'jp-StaxCluster-connection' +
+            (detail.connection.state === 'connected'
+              ? ' jp-StaxMuted'
+              : ' jp-StaxError-text')
+          }
+          data-connection={detail.connection.state}
+          title={detail.connection.error ?? ''}
+        >
+          {connectionText(detail)}
+        </div>
+      )}
     </li>
   );
 }
@@ -183,12 +221,14 @@ function ExecutionItem(props: {
       className={`jp-StaxExecution${selected ? ' jp-mod-selected' : ''}`}
       data-execution-id={ex.id}
       data-state={ex.state}
+      data-unverified={ex.unverified ? 'true' : undefined}
       onClick={() => model.select(ex.id)}
       onDoubleClick={open}
       title={ex.warnings?.join('\n') || undefined}
     >
       <div className="jp-StaxRow">
         <StateBadge state={ex.state} />
+        {ex.unverified && <Unverified />}
         <span className="jp-StaxExecution-name">{ex.name}</span>
         <span className="jp-StaxMuted jp-StaxMono">{shortId(ex.id)}</span>
         <button

@@ -1,0 +1,342 @@
+"""Sweep throughput on Slurm: N trivial instances end to end through a jupyter_stax sweep vs a
+raw ``sbatch --array`` + ``squeue`` loop, submitit's ``map_array`` and Parsl's
+HighThroughputExecutor with its SlurmProvider (issue 15).
+
+Variants (each run in a fresh process, interleaved across repeats; all poll every P seconds):
+
+* ``stax``: one workflow with one sweep step of N instances (``run: true``, ``pack: auto`` or
+  ``--pack``) on ``Cluster(scheduler="slurm", queue="debug", poll_interval=P)``; timed from
+  ``submit()`` until ``wait()`` returns the final execution. A PATH shim logs every ``sbatch``
+  and ``squeue`` call: printed are the submissions and the ``squeue`` calls per poll interval;
+* ``array``: ``bash``: ``sbatch --array=0-(M-1) --wrap true`` per MaxArraySize chunk (one task
+  per element: what an array without packing costs), then ``squeue -j <ids>`` every P seconds
+  until none is left;
+* ``submitit``: ``AutoExecutor.map_array`` of a no-op Python function over N values (chunks of
+  MaxArraySize), then every ``result()`` (submitit's own polling);
+* ``parsl``: a ``HighThroughputExecutor`` on a ``SlurmProvider`` (one block of one node,
+  ``--peer-workers`` workers), N no-op ``python_app`` calls, then every ``result()``; timed from
+  loading the config (the pilot job's queueing and start-up count, as the array's do).
+
+The peers run in their own virtual environment (``--peer-python``; e.g. ``python3 -m venv
+/tmp/sweeps-bench-venv && /tmp/sweeps-bench-venv/bin/pip install submitit parsl``): they are
+not dependencies of jupyter_stax. ``--peer-n`` sets their N (default: N; submitit starts one
+Python per element and is slow at 10,000 on 2 cores; a raw array of one task per element
+runs at a few elements/s here). Rates (instances/s) are compared, per
+repeat, as ratios to the ``stax`` run of the same repeat.
+
+    python bench/sweep_throughput.py --n 10000 --repeat 1 --poll 1 --tmpdir /dev/shm \\
+        --peer-python /tmp/sweeps-bench-venv/bin/python --json /tmp/sweep.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c
+
+TARGET_RATE = 500.0  # instances/s
+TARGET_SUBMISSIONS_1000 = 2
+QUEUE = "debug"
+WALLTIME = "00:10:00"
+PEERS = ("array", "submitit", "parsl")
+
+
+def _shim(d: Path, names: tuple[str, ...]) -> Path:
+    """``d/shim/<name>`` for each command: logs time and arguments, then runs the real one."""
+    shim = d / "shim"
+    shim.mkdir(parents=True, exist_ok=True)
+    log = d / "shim.log"
+    for name in names:
+        real = shutil.which(name)
+        if real is None:
+            raise SystemExit(f"{name} is not on PATH")
+        (shim / name).write_text(
+            f'#!/bin/bash\necho "$(date +%s.%N) {name} $*" >> {log}\nexec {real} "$@"\n'
+        )
+        (shim / name).chmod(0o755)
+    os.environ["PATH"] = f"{shim}{os.pathsep}{os.environ['PATH']}"
+    return log
+
+
+def _calls(log: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                out[parts[1]] = out.get(parts[1], 0) + 1
+    return out
+
+
+def max_array_size() -> int:
+    out = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+    ).stdout
+    for line in out.splitlines():
+        k, _, v = line.partition("=")
+        if k.strip() == "MaxArraySize":
+            return int(v)
+    return 1001
+
+
+# ---------------------------------------------------------------------- children
+def child_stax(d: Path, n: int, poll: float, pack: str) -> dict[str, Any]:
+    import psij.executors.batch.slurm  # noqa: F401  (one-time import cost outside the timing)
+
+    from jupyter_stax.core.clusters import ClusterRegistry
+    from jupyter_stax.core.models import Cluster
+    from jupyter_stax.engine.engine import Engine
+
+    log = _shim(d, ("sbatch", "squeue"))
+    step: dict[str, Any] = {
+        "name": "sim",
+        "sweep": {"i": {"range": [0, n]}},
+        "run": "true",
+        "expected_seconds": 0.01,  # trivial instances: pack: auto packs many per element
+    }
+    if pack != "auto":
+        step["pack"] = int(pack)
+    wf = {"name": "bench", "steps": [step]}
+
+    async def main() -> dict[str, Any]:
+        cluster = Cluster(
+            name="slurm",
+            scheduler="slurm",
+            queue=QUEUE,
+            walltime=WALLTIME,
+            poll_interval=poll,
+            work_dir=str(d / "runs"),
+        )
+        async with Engine(
+            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster])
+        ) as eng:
+            with c.Meter() as m:
+                ex = await eng.submit(wf, cluster="slurm")
+                ex = await eng.wait(ex.id)
+        sim = ex.step("sim")
+        if ex.state.value != "completed":
+            raise SystemExit(f"execution ended {ex.state.value}: {sim.reason}")
+        r = m.result(n)
+        calls = _calls(log)
+        r.update(
+            sbatch_calls=calls.get("sbatch", 0),
+            squeue_calls=calls.get("squeue", 0),
+            squeue_per_poll=calls.get("squeue", 0) / max(1.0, r["wall_s"] / poll),
+            pack=sim.sweep.pack if sim.sweep else None,
+            elements=sim.sweep.elements if sim.sweep else None,
+        )
+        return r
+
+    return asyncio.run(main())
+
+
+ARRAY_LOOP = r"""
+set -u
+N=$1 P=$2 DIR=$3 M=$4
+ids=()
+for ((off = 0; off < N; off += M)); do
+  size=$(( N - off < M ? N - off : M ))
+  id=$(sbatch --parsable -p {queue} -t {walltime} -J bench-array -D "$DIR" \
+       -o /dev/null -e /dev/null --array=0-$((size - 1)) --wrap true) || exit 1
+  ids+=("${{id%%;*}}")
+done
+list=$(IFS=,; echo "${{ids[*]}}")
+while [ -n "$(squeue -h -t PD,R,CG -j "$list" -o %i)" ]; do sleep "$P"; done
+"""
+
+
+def child_array(d: Path, n: int, poll: float, _pack: str) -> dict[str, Any]:
+    out = d / "runs"
+    out.mkdir(parents=True)
+    script = ARRAY_LOOP.format(queue=QUEUE, walltime=WALLTIME)
+    m_size = max_array_size()
+    with c.Meter() as m:
+        p = subprocess.run(
+            ["bash", "-c", script, "bash", str(n), str(poll), str(out), str(m_size)]
+        )
+    if p.returncode != 0:
+        raise SystemExit(f"sbatch --array loop failed with exit code {p.returncode}")
+    r = m.result(n)
+    r.pop("cpu_per_job_ms")
+    return r
+
+
+def _noop(x: int) -> int:
+    return x
+
+
+def child_submitit(d: Path, n: int, poll: float, _pack: str) -> dict[str, Any]:
+    import submitit
+
+    m_size = max_array_size()
+    ex = submitit.AutoExecutor(folder=d / "submitit", cluster="slurm")
+    ex.update_parameters(slurm_partition=QUEUE, timeout_min=10, slurm_array_parallelism=m_size)
+    with c.Meter() as m:
+        jobs = []
+        for off in range(0, n, m_size):
+            jobs += ex.map_array(_noop, range(off, min(n, off + m_size)))
+        got = [j.result() for j in jobs]
+    if got != list(range(n)):
+        raise SystemExit("submitit returned wrong results")
+    r = m.result(n)
+    r.pop("cpu_per_job_ms")
+    return r
+
+
+def child_parsl(d: Path, n: int, poll: float, _pack: str, workers: int = 4) -> dict[str, Any]:
+    import parsl
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.launchers import SingleNodeLauncher
+    from parsl.providers import SlurmProvider
+
+    @parsl.python_app
+    def noop(x: int) -> int:
+        return x
+
+    # parsl's interchange and worker pool are scripts of its environment
+    os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+
+    with c.Meter() as m:
+        cfg = Config(
+            executors=[
+                HighThroughputExecutor(
+                    label="htex",
+                    max_workers_per_node=workers,
+                    address="127.0.0.1",
+                    provider=SlurmProvider(
+                        partition=QUEUE,
+                        nodes_per_block=1,
+                        init_blocks=1,
+                        max_blocks=1,
+                        walltime=WALLTIME,
+                        launcher=SingleNodeLauncher(),
+                        worker_init=f"export PATH={os.path.dirname(sys.executable)}:$PATH",
+                    ),
+                )
+            ],
+            run_dir=str(d / "parsl"),
+            strategy="none",
+        )
+        dfk = parsl.load(cfg)
+        futures = [noop(i) for i in range(n)]
+        got = [f.result() for f in futures]
+    dfk.cleanup()
+    if got != list(range(n)):
+        raise SystemExit("parsl returned wrong results")
+    r = m.result(n)
+    r.pop("cpu_per_job_ms")
+    return r
+
+
+CHILDREN = {
+    "stax": child_stax,
+    "array": child_array,
+    "submitit": child_submitit,
+    "parsl": child_parsl,
+}
+
+
+def _n_of(text: str) -> dict[str, int]:
+    return {k: int(v) for k, _, v in (x.partition("=") for x in text.split(",") if x)}
+
+
+def main() -> None:
+    p = c.parser(__doc__.split("\n")[0], n=10_000)
+    p.add_argument("--poll", type=float, default=1.0, help="polling interval, s (default 1)")
+    p.add_argument("--pack", default="auto", help="stax: auto or N instances per element")
+    p.add_argument("--variants", default="stax,array,submitit,parsl", help="comma-separated")
+    p.add_argument("--peer-python", default=None, help="python of the peers' environment")
+    p.add_argument("--peer-n", type=int, default=None, help="N of the peers (default N)")
+    p.add_argument(
+        "--n-of", default="", metavar="V=N,...", help="N of single variants, e.g. submitit=500"
+    )
+    a = p.parse_args()
+    if a.child:
+        n = a.peer_n if a.child in PEERS and a.peer_n else a.n
+        n = _n_of(a.n_of).get(a.child, n)
+        if a.child in ("submitit", "parsl") and a.peer_python and sys.executable != a.peer_python:
+            os.execv(a.peer_python, [a.peer_python, __file__, *sys.argv[1:]])
+        c.emit(CHILDREN[a.child](Path(a.dir), n, a.poll, a.pack))
+        return
+
+    c.need_slurm()
+    variants = [v for v in a.variants.split(",") if v]
+    for v in variants:
+        if v in ("submitit", "parsl") and not a.peer_python:
+            raise SystemExit(f"{v} needs --peer-python (a venv with submitit and parsl)")
+    cluster = c.slurm_cluster_info()
+    print(
+        f"Sweep throughput: {a.n} trivial instances (peers: {a.peer_n or a.n}; "
+        f"{a.n_of or 'no other N'}), poll every "
+        f"{a.poll:g} s, {a.repeat} repeat(s); cluster: {cluster.get('nodes')} nodes, "
+        f"{cluster.get('cpus')} CPUs, MaxArraySize {max_array_size()}, "
+        f"{cluster.get('jobs_in_queue_at_start')} jobs queued by others at start"
+    )
+    args = ["--n", str(a.n), "--poll", str(a.poll), "--pack", a.pack]
+    if a.peer_python:
+        args += ["--peer-python", a.peer_python]
+    if a.peer_n:
+        args += ["--peer-n", str(a.peer_n)]
+    if a.n_of:
+        args += ["--n-of", a.n_of]
+    runs = c.interleaved(
+        __file__, variants, a.repeat, args, timeout=a.timeout, keep=a.keep, tmpdir=a.tmpdir
+    )
+    print()
+    result: dict[str, Any] = {
+        "benchmark": "sweep_throughput",
+        "machine": c.machine(),
+        "slurm": cluster,
+        "n": a.n,
+        "peer_n": a.peer_n or a.n,
+        "repeat": a.repeat,
+        "pack": a.pack,
+        "tmpdir": c.filesystem(a.tmpdir),
+        "poll_interval": a.poll,
+        "runs": runs,
+    }
+    for v in variants:
+        s = c.summary(r["jobs_per_s"] for r in runs[v])
+        result.setdefault("rate", {})[v] = s
+        print(f"  {v:<9} {c.fmt(s, ' instances/s', 1)}")
+    if "stax" in variants:
+        s = result["rate"]["stax"]
+        print(f"jupyter_stax rate: {s['median']:.1f} instances/s  "
+              f"[{c.verdict(s['median'], TARGET_RATE, lower_is_better=False)}]")
+        for v in variants:
+            if v != "stax":
+                r = c.summary(
+                    a_["jobs_per_s"] / b["jobs_per_s"]
+                    for a_, b in zip(runs["stax"], runs[v], strict=True)
+                )
+                result.setdefault("ratio_rate_stax_over", {})[v] = r
+                print(f"  rate jupyter_stax / {v:<9} = {c.fmt(r)}")
+        st = runs["stax"]
+        subs = c.summary(r["sbatch_calls"] for r in st)
+        per_poll = c.summary(r["squeue_per_poll"] for r in st)
+        result["stax_calls"] = {"sbatch": subs, "squeue_per_poll": per_poll}
+        print(
+            f"jupyter_stax: sbatch calls {c.fmt(subs, '', 0)}; squeue calls per poll "
+            f"{c.fmt(per_poll)}; pack {st[0].get('pack')}, elements {st[0].get('elements')}"
+            + (
+                f"  [submissions for {a.n}: "
+                f"{c.verdict(subs['max'], TARGET_SUBMISSIONS_1000)}]"
+                if a.n <= 1000
+                else ""
+            )
+        )
+    result["background_cpus"] = c.print_background(runs)
+    c.write_json(a.json, result)
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Sweeps: one step over many parameter values. The sweep as data, its validation and its
+instances are in :mod:`.sweepspec` (re-exported here); this module adds the text form of
+``--sweep``, packing, the files of a sweep's attempt (its elements and runner script), its
+summary and the listing of its instances.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .assignments import parse_value
+from .models import Execution, SweepSummary
+from .sweepspec import (
+    AUTO_PACK_JOB_SECONDS,
+    AUTO_PACK_MAX_ELEMENTS,
+    AUTO_PACK_TASK_SECONDS,
+    MAX_INSTANCES,
+    Axis,
+    SweepError,
+    SweepSpec,
+    Value,
+    instance,
+    instances,
+    normalize,
+    spec,
+)
+
+__all__ = [
+    "MAX_INSTANCES",
+    "Axis",
+    "SweepError",
+    "SweepSpec",
+    "Value",
+    "auto_pack",
+    "instance",
+    "instances",
+    "normalize",
+    "parse_sweep_option",
+    "plan_elements",
+    "spec",
+]
+
+_RANGE_TEXT_RE = re.compile(r"^\s*(-?[0-9]+)\s*\.\.\s*(-?[0-9]+)\s*(?::\s*([0-9]+)\s*)?$")
+
+
+# ---------------------------------------------------------------------- text form
+def parse_sweep_option(items: Sequence[str], *, where: str = "--sweep") -> dict[str, Any]:
+    """``["n=1,2,4", "seed=0..2499"]`` -> a normalized sweep (SweepError when one is wrong).
+
+    ``NAME=A,B,C``: a list, each value typed as ``--param`` values are
+    (:func:`.assignments.parse_value`); ``NAME=START..END`` (or ``START..END:STEP``):
+    integers from START to END *inclusive*; ``NAME=[...]``: a JSON list (for values holding a
+    comma). ``zip`` (alone, or ``zip=true``) pairs the lists instead of a grid."""
+    raw: dict[str, Any] = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if name == "zip" and (not eq or text.strip().lower() in ("true", "1", "yes")):
+            raw["zip"] = True
+            continue
+        if not eq or not name:
+            raise SweepError(
+                f"{where} expects NAME=VALUES (e.g. n=1,2,4 or seed=0..99), got {item!r}"
+            )
+        if name in raw:
+            raise SweepError(f"{where}: {name} is given twice; put all its values in one")
+        raw[name] = _values_text(name, text, where)
+    return normalize(raw, where=where)
+
+
+def _values_text(name: str, text: str, where: str) -> Any:
+    m = _RANGE_TEXT_RE.match(text)
+    if m:
+        start, end = int(m[1]), int(m[2])
+        step = int(m[3]) if m[3] else 1
+        if end < start:
+            raise SweepError(f"{where}: {name}={text}: the end of a range comes before its start")
+        return {"range": [start, end + 1, step]}
+    if text.strip().startswith("["):
+        try:
+            values = json.loads(text)
+        except ValueError as e:
+            raise SweepError(f"{where}: {name}: not a JSON list: {e}") from None
+        if not isinstance(values, list):
+            raise SweepError(f"{where}: {name}: not a JSON list")
+        return values
+    return [parse_value(v) for v in text.split(",")]
+
+
+def to_option(normalized: Mapping[str, Any]) -> list[str]:
+    """The ``--sweep`` items of a normalized sweep (the inverse of :func:`parse_sweep_option`)."""
+    items = []
+    for name, values in normalized.items():
+        if name == "zip":
+            continue
+        if isinstance(values, Mapping):
+            start, stop, step = values["range"]
+            last = range(start, stop, step)[-1]
+            items.append(f"{name}={start}..{last}" + (f":{step}" if step != 1 else ""))
+        else:
+            items.append(f"{name}={json.dumps(values)}")
+    if normalized.get("zip"):
+        items.append("zip")
+    return items
+
+
+# ---------------------------------------------------------------------- packing
+Pack = int | Literal["auto"]
+
+
+def auto_pack(
+    count: int,
+    expected_seconds: float | None = None,
+    *,
+    job_seconds: float = AUTO_PACK_JOB_SECONDS,
+    max_elements: int = AUTO_PACK_MAX_ELEMENTS,
+) -> int:
+    """Instances per scheduler job for ``pack: auto``: enough that a job runs about
+    ``job_seconds`` (short tasks do not cost a job each), and few enough jobs
+    (``max_elements``); 1 for instances expected to run longer than ``job_seconds``."""
+    if count <= 0:
+        return 1
+    per_task = expected_seconds if expected_seconds and expected_seconds > 0 else None
+    by_time = math.ceil(job_seconds / (per_task or AUTO_PACK_TASK_SECONDS))
+    by_count = math.ceil(count / max_elements)
+    return max(1, min(count, max(by_time, by_count)))
+
+
+def plan_elements(indices: Sequence[int], pack: int) -> list[list[int]]:
+    """The instances each array element runs: consecutive groups of ``pack``."""
+    if pack < 1:
+        raise SweepError(f"pack must be at least 1, got {pack}")
+    return [list(indices[k : k + pack]) for k in range(0, len(indices), pack)]
+
+
+def element_cap(max_parallel: int | None, per_element: int) -> int | None:
+    """The array's ``%`` limit (elements running at once) that keeps at most ``max_parallel``
+    instances running when each element runs ``per_element`` of them at once."""
+    if max_parallel is None:
+        return None
+    return max(1, max_parallel // max(1, per_element))
+
+
+# ---------------------------------------------------------------------- files
+#: the instances of each array element, one line per element: ``stax.elements.<attempt>``
+ELEMENTS_FILE = "stax.elements"
+#: the script each array element (or the one job of a sweep) runs: ``stax.array.<attempt>.sh``
+RUNNER = "stax.array"
+#: the sweep's summary, rewritten by the engine as instances end (read by status surfaces)
+SUMMARY_FILE = "stax.sweep.json"
+
+
+def elements_text(elements: Sequence[Sequence[int]]) -> str:
+    """The elements file: line ``k`` lists the instance indices of element ``k``."""
+    return "".join(" ".join(map(str, e)) + "\n" for e in elements)
+
+
+def render_runner(
+    *,
+    step_dir: str,
+    attempt: int,
+    offset: int,
+    width: int,
+    cpus_per_instance: int | None,
+    array: bool,
+) -> str:
+    """The bash script of one array element (``array``: element ``offset +
+    $SLURM_ARRAY_TASK_ID``) or of the whole sweep in one job (every element in turn).
+
+    It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, each in a
+    subshell (a fork, no new bash) that enters ``<i>/`` and sources its ``stax.job.sh`` (which
+    writes the instance's own start and exit records; its output goes to ``<i>/stax.out``,
+    ``<i>/stax.err``; its ``exit`` ends only that subshell), at most ``width`` at once
+    and, unless ``cpus_per_instance`` is None (a local run), never more than the CPUs of
+    the allocation allow (``cpus_per_instance`` each).
+    The instance indices are integers written by the engine: no value of the sweep is in this
+    script or in the elements file. It exits 0: the instances' exit records are the outcome."""
+    import shlex
+
+    q = shlex.quote
+    elements = f"{ELEMENTS_FILE}.{attempt}"
+    pick = (
+        f'_stax_k=$(( {offset} + ${{SLURM_ARRAY_TASK_ID:?not an array element}} ))\n'
+        f'sed -n "$((_stax_k + 1))p" {elements}'
+        if array
+        else f"cat {elements}"
+    )
+    parallel = f"_stax_par={width}\n"
+    if cpus_per_instance is not None:
+        parallel = (
+            "_stax_cpus=${SLURM_CPUS_ON_NODE:-${NSLOTS:-${PBS_NCPUS:-"
+            "$(nproc 2>/dev/null || echo 1)}}}\n"
+            f"_stax_par=$(( _stax_cpus / {cpus_per_instance} ))\n"
+            '[ "$_stax_par" -ge 1 ] || _stax_par=1\n'
+            f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
+        )
+    return f"""#!/bin/bash
+# jupyter_stax sweep runner, attempt {attempt}: the instances of {'one array element' if array
+    else 'every element'} (see {elements}), each in its own directory.
+cd -P -- {q(step_dir)} || {{ echo 'jupyter_stax: cannot enter step directory' >&2; exit 126; }}
+{parallel}{pick} | tr ' ' '\\n' | {{
+  _stax_n=0
+  while read -r _stax_i; do
+    case $_stax_i in ''|*[!0-9]*) continue;; esac
+    if [ "$_stax_n" -ge "$_stax_par" ]; then wait -n; _stax_n=$((_stax_n - 1)); fi
+    ( cd -P -- "$_stax_i" && . ./stax.job.sh >stax.out 2>stax.err ) </dev/null &
+    _stax_n=$((_stax_n + 1))
+  done
+  wait
+}}
+exit 0
+"""
+
+
+def read_summary(step_dir: str | Path) -> SweepSummary | None:
+    """The summary the engine last wrote in a sweep step's directory (None: none yet, or the
+    directory is not on this machine: a remote cluster's)."""
+    try:
+        return SweepSummary.model_validate_json((Path(step_dir) / SUMMARY_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def fill_summaries(ex: Execution) -> Execution:
+    """Set each sweep step's :attr:`~.models.StepRun.sweep` from its summary file."""
+    for s in ex.steps:
+        try:
+            sweep = ex.workflow.step(s.name).sweep
+        except KeyError:
+            continue
+        if sweep is not None and s.sweep is None:
+            s.sweep = read_summary(s.directory)
+    return ex
+
+
+# ---------------------------------------------------------------------- listing instances
+_ORDER = {"failed": 0, "lost": 0, "canceled": 1, "running": 2, "waiting": 3, "completed": 4}
+
+
+def instance_states(
+    total: int,
+    attempt: int,
+    records: Sequence[tuple[Any, Any]],
+    summary: SweepSummary | None,
+) -> list[tuple[str, int | None, int]]:
+    """``(state, exit code, attempt)`` of each instance from its ``(start, exit)`` records
+    (``jobscript`` StartRecord/ExitRecord or None) and the engine's summary (which alone knows
+    the instances that were lost or canceled)."""
+    known = {f.index: f for f in summary.failed} if summary is not None else {}
+    out: list[tuple[str, int | None, int]] = []
+    for i in range(total):
+        start, end = records[i]
+        if end is not None:
+            code = end.exit_code
+            out.append(("completed" if code == 0 else "failed", code, end.attempt))
+        elif i in known and known[i].state in ("lost", "canceled"):
+            out.append((known[i].state, None, attempt))
+        elif start is not None and start.attempt == attempt:
+            out.append(("running", None, start.attempt))
+        else:
+            out.append(("waiting", None, start.attempt if start is not None else 0))
+    return out
+
+
+def page_order(states: Sequence[tuple[str, int | None, int]], state: str | None) -> list[int]:
+    """The instance indices to list: those in ``state`` (all when None), the ones that did not
+    complete first, then by index."""
+    picked = [i for i, st in enumerate(states) if state is None or st[0] == state]
+    return sorted(picked, key=lambda i: (_ORDER.get(states[i][0], 5), i))

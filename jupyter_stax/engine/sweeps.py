@@ -1,0 +1,795 @@
+"""Running sweep steps: one step over many parameter values (see :mod:`..core.sweep`).
+
+A sweep step is ONE step of the execution (one row, one state) whose attempt runs its
+instances, each in ``<step>/<i>/`` with its own job script, records, output and exit code:
+
+* **Slurm**: ONE job array (``--array=0-E%cap``); element ``k`` runs the instances of line
+  ``k`` of ``stax.elements.<attempt>`` (``pack`` of them, in parallel up to the element's
+  CPUs). When the elements outnumber the cluster's MaxArraySize (``scontrol show config``,
+  asked once per cluster) the array is split into as few arrays as fit, the cap shared among
+  them. The array's state comes from the one ``squeue`` per poll of the cluster's executor
+  (elements summed up under the array's id, see :func:`.schedulers.slurm.aggregate_arrays`).
+* **local** and the other schedulers: ONE job runs every instance, at most ``max_parallel``
+  (local: the machine's CPUs by default) at once, each as its own process.
+
+What an instance did comes from its own records (never from the scheduler's memory):
+a start record makes it running, an exit record final. When every instance of the attempt is
+final the step is: completed when all completed, else failed (or retried: a new attempt runs
+only the instances that did not complete, as a smaller array). An instance whose job ended
+without an exit record is failed ("lost"). Cancel cancels the array(s).
+
+The engine keeps one :class:`Tracker` per sweep step it drives; after a restart it rebuilds
+it from the records (the array is never submitted twice: its native ids are committed).
+``stax.sweep.json`` in the step directory holds the summary (counts by state, the failed
+instances) for the status surfaces.
+
+Functions of the engine's event-loop thread (blocking work on its worker threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core import jobscript as js
+from ..core import sweep as sw
+from ..core.dag import bound_params
+from ..core.errors import SchedulerUnavailable, StaxError
+from ..core.models import Cluster, StepRun, SweepSummary
+from ..core.states import StepState
+from . import planning
+from .backend import JobGone, SubmitError, _kill_tree
+from .runstate import JobKey, Run, attempt_record, reset
+from .schedulers import run_checked, slurm
+from .store import LostOwnership, now
+from .transport import ClusterPath, FileSpec, LocalTransport, TransportError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger("jupyter_stax.engine")
+
+#: instances an element runs at once at most (its CPUs are this many times an instance's)
+PACK_WIDTH = 8
+#: instance states (the summary's keys); the last four are final
+STATES = ("pending", "queued", "running", "completed", "failed", "lost", "canceled")
+FINAL = frozenset({"completed", "failed", "lost", "canceled"})
+#: failed instances listed in the summary and in the step's reason
+LISTED = 50
+
+_TRACKERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Tracker]] = (
+    weakref.WeakKeyDictionary()
+)
+_MAX_ARRAY: dict[str, int] = {}  # cluster name -> MaxArraySize (asked once)
+_NODE_CPUS: dict[str, int | None] = {}  # cluster name -> CPUs of its smallest node
+
+
+def is_sweep(run: Run, name: str) -> bool:
+    return run.defs[name].sweep is not None
+
+
+@dataclass
+class Tracker:
+    """One attempt of one sweep step: what each instance did (index -> state)."""
+
+    run: Run
+    name: str
+    attempt: int
+    step_dir: Path
+    todo: list[int]
+    """the instances this attempt runs (the others completed in an earlier one)"""
+    state: list[str]
+    exit: list[int | None]
+    keys: list[JobKey] = field(default_factory=list)
+    natives: list[str] = field(default_factory=list)
+    gone: set[int] = field(default_factory=set)
+    """jobs (by position) that attach() found gone"""
+    pack: int = 1
+    elements: int = 0
+    groups: list[list[int]] = field(default_factory=list)
+    """the instances of each element in the order its runner starts them (empty: unknown)"""
+    width: int = 1
+    """instances an element runs at once"""
+    front: list[int] = field(default_factory=list)
+    """per element: the position of its first instance not known to have started"""
+    stopping: bool = False
+    first_start: float | None = None
+    written: str = ""
+
+    @property
+    def total(self) -> int:
+        return len(self.state)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.state)
+        return {k: c[k] for k in STATES if c[k]}
+
+    def failed(self) -> list[int]:
+        return [i for i, st in enumerate(self.state) if st in ("failed", "lost", "canceled")]
+
+    def summary(self) -> dict[str, Any]:
+        failed = self.failed()
+        return {
+            "total": self.total,
+            "attempt": self.attempt,
+            "counts": self.counts(),
+            "failed": [
+                {"index": i, "state": self.state[i], "exit_code": self.exit[i]}
+                for i in failed[:LISTED]
+            ],
+            "pack": self.pack,
+            "elements": self.elements,
+            "jobs": list(self.natives),
+        }
+
+
+def _trackers(engine: Engine) -> dict[tuple[str, str], Tracker]:
+    return _TRACKERS.setdefault(engine, {})
+
+
+# ---------------------------------------------------------------------- submission
+@dataclass(frozen=True)
+class _Written:
+    todo: list[int]
+    done: list[int]
+    runners: list[tuple[Path, int]]  # (script, array size; 0: one job, not an array)
+    pack: int
+    elements: int
+    width: int
+    groups: list[list[int]]
+
+
+def submit_step(engine: Engine, run: Run, name: str) -> None:
+    """Start a sweep step's next attempt (called by the engine's scheduling)."""
+    engine._spawn(_submit(engine, run, name), f"submit sweep {run.id}/{name}")
+
+
+async def _submit(engine: Engine, run: Run, name: str) -> None:
+    s = run.steps[name]
+    try:
+        await _submit_attempt(engine, run, s)
+    except (LostOwnership, asyncio.CancelledError):
+        raise
+    except Exception as e:
+        log.exception("submission of sweep %s/%s failed", run.id, name)
+        if not s.state.final:
+            engine._set(run, name, StepState.FAILED, reason=f"not submitted: {e}")
+            engine._schedule(run, [name])
+    finally:
+        run.submitting.discard(name)
+    if run.ex.state.final and engine._runs.get(run.id) is run:
+        engine._finish(run)
+
+
+async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
+    """Write the attempt's files, submit its job(s), start tracking it."""
+    name = s.name
+    cluster = engine.clusters.get(s.cluster)
+    attempt = s.attempt + 1
+    max_array = node_cpus = None
+    if cluster.scheduler == slurm.NAME:
+        max_array = await _max_array_size(engine, cluster)
+        node_cpus = await _node_cpus(engine, cluster)
+    while True:
+        try:
+            async with engine._slots:
+                w = await engine._blocking(
+                    _write_attempt, engine, run, s, cluster, attempt, max_array, node_cpus
+                )
+            break
+        except TransportError as e:
+            s.reason = f"not yet submitted: {e}"
+            engine._commit(run, s, s.state)
+            await asyncio.sleep(engine.submit_backoff[0])
+    s.attempt, s.job_name = attempt, js.job_name(run.id, name)
+    tr = _new_tracker(engine, run, name, attempt, w.todo, w.done)
+    tr.pack, tr.elements, tr.groups, tr.width = w.pack, w.elements, w.groups, w.width
+    if not w.todo:  # every instance completed in earlier attempts
+        engine._set(run, name, StepState.COMPLETED, reason=None, exit_code=0)
+        await _write_summary(engine, tr)
+        engine._schedule(run, [name])
+        return
+    engine._set(
+        run, name, StepState.SUBMITTED, submitted_at=now(), reason=None, native_id=None,
+        exit_code=None,
+    )
+    await _write_summary(engine, tr)
+    step = run.defs[name]
+    for j, (script, size) in enumerate(w.runners):
+        if run.ex.cancel_requested:
+            break
+        req = _request(run, s, step, cluster, script, size, w, attempt)
+        key = JobKey(run.id, f"{name}[{j}]", attempt)
+        native = await _submit_job(engine, run, s, cluster, key, req)
+        if native is None:  # refused: the arrays already submitted go too
+            if tr.natives:
+                await _cancel_jobs(engine, run, s, tr)
+            return
+        tr.keys.append(key)
+        tr.natives.append(native)
+        s.native_id = ",".join(tr.natives)
+        s.reason = None
+        engine._commit(run, s, s.state)
+    if run.ex.cancel_requested:
+        await cancel(engine, run, s)
+        return
+    engine._spawn(_track(engine, tr), f"track sweep {run.id}/{name}")
+
+
+async def _submit_job(
+    engine: Engine, run: Run, s: StepRun, cluster: Cluster, key: JobKey, req: js.JobRequest
+) -> str | None:
+    backend = engine._backend(cluster)
+    tries = 0
+    while True:
+        try:
+            async with engine._slots:
+                return await engine._blocking(backend.submit, key, req)
+        except SubmitError as e:
+            if not e.transient:
+                engine._set(run, s.name, StepState.FAILED, reason=f"not submitted: {e}")
+                engine._schedule(run, [s.name])
+                return None
+            wait = engine.submit_backoff[min(tries, len(engine.submit_backoff) - 1)]
+            tries += 1
+            s.reason = f"{e} (try {tries}; next in {wait:g} s)"
+            engine._commit(run, s, s.state)
+            await asyncio.sleep(wait)
+
+
+def _request(
+    run: Run,
+    s: StepRun,
+    step: Any,
+    cluster: Cluster,
+    script: Path,
+    size: int,
+    w: _Written,
+    attempt: int,
+) -> js.JobRequest:
+    """One job (an array of ``size`` elements, or with 0 one job of every instance)."""
+    r = step.resources
+    width = w.width
+    per = max(1, math.ceil((w.pack if size else len(w.todo)) / width))  # rounds of instances
+    cap = sw.element_cap(step.max_parallel, width)
+    attrs = {}
+    if size:
+        attrs = slurm.array_attributes(size, None if cap is None else max(1, cap // len(w.runners)))
+    d = Path(s.directory)
+    return js.JobRequest(
+        execution_id=run.id,
+        step=s.name,
+        attempt=attempt,
+        job_name=js.job_name(run.id, s.name),
+        step_dir=d,
+        job_script=script,
+        stdout=d / js.STDOUT,
+        stderr=d / js.STDERR,
+        walltime_seconds=js.walltime_seconds(step, cluster) * per,
+        nodes=r.nodes,
+        ntasks=r.ntasks,
+        cpus_per_task=(r.cpus_per_task or 1) * width if width > 1 else r.cpus_per_task,
+        gpus_per_task=r.gpus,
+        memory_bytes=r.memory_bytes * width if r.memory_bytes else None,
+        queue=cluster.queue,
+        account=cluster.account,
+        custom_attributes=attrs,
+    )
+
+
+def _write_attempt(
+    engine: Engine,
+    run: Run,
+    s: StepRun,
+    cluster: Cluster,
+    attempt: int,
+    max_array: int | None,
+    node_cpus: int | None,
+) -> _Written:
+    """Write the files of the attempt on the cluster: each instance's scripts (the instances
+    that did not complete earlier), the elements file and the runner(s). An array element
+    asks for the CPUs of as many instances as it runs at once (``width``: at most its pack,
+    :data:`PACK_WIDTH` and what the smallest node has). Blocking."""
+    step = run.defs[s.name]
+    spec = sw.spec(step.sweep or {})
+    n = len(spec)
+    d = Path(s.directory)
+    transport = engine._transport(cluster)
+    done: list[int] = []
+    if attempt > 1:
+        recs = transport.read_records([str(d / str(i)) for i in range(n)])
+        done = [
+            i for i in range(n)
+            if (e := recs[str(d / str(i))].exit) is not None and e.exit_code == 0
+        ]
+    finished = set(done)
+    todo = [i for i in range(n) if i not in finished]
+    local = cluster.scheduler == "local"
+    array = cluster.scheduler == slurm.NAME
+    pack = (
+        step.pack
+        if isinstance(step.pack, int)
+        else sw.auto_pack(len(todo), step.expected_seconds)
+    )
+    if local:
+        width = step.max_parallel or max(2, os.cpu_count() or 1)
+    elif array:
+        fit = max(1, (node_cpus or 1) // (step.resources.cpus_per_task or 1))
+        width = min(pack, step.max_parallel or pack, PACK_WIDTH, fit)
+    else:  # one job: the CPUs of max_parallel instances (at most PACK_WIDTH), else one
+        width = min(len(todo) or 1, step.max_parallel or 1, PACK_WIDTH)
+    elements = sw.plan_elements(todo, pack) if array else [todo]
+    wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
+    base = bound_params(run.ex.workflow, run.ex.params, step)
+    transport.make_dirs([d, *(d / str(i) for i in todo)])
+    if attempt > 1:
+        transport.rename(
+            [m for i in todo for m in planning.earlier_attempt_moves(d / str(i), attempt)]
+        )
+    files: dict[ClusterPath, FileSpec] = {}
+    # one step script for every instance (values reach it as STAX_PARAM_* variables) in the
+    # step directory, sourced by each instance's job script; per instance in a container
+    shared = js.run_line(step, cluster) if s.resolved_image is None else None
+    if shared is not None and f"./{js.STEP_SCRIPT}" in shared:
+        files[str(d / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(step, None))
+    else:
+        shared = None
+    for i in todo:
+        values = sw.instance(spec, i)
+        inst = step.model_copy(
+            update={
+                "params": {**step.params, **values},
+                "env": {**step.env, "STAX_SWEEP_INDEX": str(i)},
+            }
+        )
+        sd = d / str(i)
+        plan = None
+        if s.resolved_image is not None:
+            plan = planning.container_plan(
+                run.ex, inst, s.model_copy(update={"directory": str(sd)}), cluster, wd
+            )
+        job = js.render_job_script(
+            container=plan,
+            execution_id=run.id,
+            step=inst,
+            attempt=attempt,
+            cluster=cluster,
+            params={**base, **values},
+            step_dir=sd,
+            execution_dir=Path(run.ex.work_dir),
+        )
+        if shared is not None:
+            job = job.replace(shared, shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}"))
+        else:
+            files[str(sd / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(inst, plan))
+        files[str(sd / js.JOB_SCRIPT)] = FileSpec(job)
+    files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
+    runners: list[tuple[Path, int]] = []
+    cpi = None if local else (step.resources.cpus_per_task or 1)
+    if array:
+        for j, (offset, size) in enumerate(
+            slurm.split_array(len(elements), max_array or slurm.DEFAULT_MAX_ARRAY_SIZE)
+        ):
+            path = d / f"{sw.RUNNER}.{attempt}.{j}.sh"
+            files[str(path)] = FileSpec(
+                sw.render_runner(
+                    step_dir=str(d), attempt=attempt, offset=offset, width=width,
+                    cpus_per_instance=cpi, array=True,
+                ),
+                0o755,
+            )
+            runners.append((path, size))
+    elif todo:
+        path = d / f"{sw.RUNNER}.{attempt}.sh"
+        files[str(path)] = FileSpec(
+            sw.render_runner(
+                step_dir=str(d), attempt=attempt, offset=0, width=width,
+                cpus_per_instance=cpi, array=False,
+            ),
+            0o755,
+        )
+        runners.append((path, 0))
+    if isinstance(transport, LocalTransport):
+        _write_new_files(files)
+    else:
+        transport.write_files(files)
+    return _Written(todo, done, runners, pack, len(elements) if todo else 0, width, elements)
+
+
+def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:
+    """Local files of an attempt about to be submitted (nobody reads them before): written in
+    place, without the temporary file and rename of :meth:`.LocalTransport.write_files`
+    (thousands of instances: a third of the time)."""
+    for path, spec in files.items():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, spec.mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(spec.text)
+        if spec.mode != 0o644:
+            os.chmod(path, spec.mode)
+
+
+async def _max_array_size(engine: Engine, cluster: Cluster) -> int:
+    """The cluster's MaxArraySize, asked once (``scontrol show config``); Slurm's default
+    when it cannot be read."""
+    got = _MAX_ARRAY.get(cluster.name)
+    if got is None:
+        tr = engine._transport(cluster)
+        try:
+            out = await engine._blocking(run_checked, tr, slurm.MAX_ARRAY_SIZE_COMMAND, 60.0)
+            got = slurm.parse_max_array_size(out)
+        except SchedulerUnavailable as e:
+            log.warning("MaxArraySize of %s unknown (%s); assuming Slurm's default", cluster, e)
+            return slurm.DEFAULT_MAX_ARRAY_SIZE
+        _MAX_ARRAY[cluster.name] = got
+    return got
+
+
+async def _node_cpus(engine: Engine, cluster: Cluster) -> int | None:
+    """The CPUs of the cluster's smallest node (``sinfo``), asked once; None: unknown."""
+    if cluster.name not in _NODE_CPUS:
+        tr = engine._transport(cluster)
+        try:
+            out = await engine._blocking(
+                run_checked, tr, slurm.node_cpus_command(cluster.queue), 60.0
+            )
+        except SchedulerUnavailable as e:
+            log.warning("node CPUs of %s unknown (%s); packed instances run one by one", cluster, e)
+            return None
+        _NODE_CPUS[cluster.name] = slurm.parse_node_cpus(out)
+    return _NODE_CPUS[cluster.name]
+
+
+def _new_tracker(
+    engine: Engine, run: Run, name: str, attempt: int, todo: list[int], done: list[int]
+) -> Tracker:
+    n = len(sw.spec(run.defs[name].sweep or {}))
+    state = ["pending"] * n
+    for i in done:
+        state[i] = "completed"
+    tr = Tracker(
+        run, name, attempt, Path(run.steps[name].directory), todo, state, [None] * n
+    )
+    for i in done:
+        tr.exit[i] = 0
+    _trackers(engine)[(run.id, name)] = tr
+    return tr
+
+
+# ---------------------------------------------------------------------- tracking
+async def _track(engine: Engine, tr: Tracker) -> None:
+    run, s = tr.run, tr.run.steps[tr.name]
+    cluster = engine.clusters.get(s.cluster)
+    backend = engine._backend(cluster)
+    reader = engine._reader(s.cluster)
+    interval = max(0.1, min(engine.record_interval, cluster.effective_poll_interval))
+    grace = min(1.0, engine.record_grace) if cluster.scheduler == "local" else engine.record_grace
+    ended_at: float | None = None
+    last_write = 0.0
+    try:
+        while True:
+            if engine._runs.get(run.id) is not run or s.attempt != tr.attempt or s.state.final:
+                return
+            try:
+                await _read_records(tr, reader)
+            except (TransportError, StaxError) as e:
+                log.warning("records of sweep %s/%s: %s", run.id, tr.name, e)
+                await asyncio.sleep(interval)
+                continue
+            jobs = [
+                "gone" if j in tr.gone else backend.state(k) for j, k in enumerate(tr.keys)
+            ]
+            if s.state.final or s.attempt != tr.attempt:
+                return
+            running = any(tr.state[i] == "running" for i in tr.todo)
+            if s.state is not StepState.RUNNING and (running or "running" in jobs):
+                t = tr.first_start or time.time()
+                engine._set(run, tr.name, StepState.RUNNING, started_at=_utc(t))
+            elif s.state is StepState.SUBMITTED and jobs and all(j == "queued" for j in jobs):
+                engine._set(run, tr.name, StepState.QUEUED)
+            for i in tr.todo:
+                if tr.state[i] == "pending" and jobs and all(j is not None for j in jobs):
+                    tr.state[i] = "queued"
+            pending = [i for i in tr.todo if tr.state[i] not in FINAL]
+            failed_now = any(tr.state[i] in ("failed", "lost") for i in tr.todo)
+            if (
+                failed_now and pending and not tr.stopping
+                and run.ex.workflow.on_failure == "stop"
+            ):
+                tr.stopping = True  # stop: the rest of the array is canceled
+                await _cancel_jobs(engine, run, s, tr)
+            if not pending:
+                await _decide(engine, tr)
+                return
+            if jobs and all(j in ("completed", "failed", "canceled", "gone") for j in jobs):
+                if ended_at is None:
+                    ended_at = time.monotonic()
+                elif time.monotonic() - ended_at >= grace:
+                    for i in pending:  # the job ended and no exit record came
+                        tr.state[i] = "canceled" if tr.stopping else "lost"
+                    await _decide(engine, tr)
+                    return
+            if time.monotonic() - last_write >= 1.0:
+                last_write = time.monotonic()
+                await _write_summary(engine, tr)
+            await asyncio.sleep(interval)
+    except LostOwnership:
+        pass
+    finally:
+        if _trackers(engine).get((run.id, tr.name)) is tr and (
+            s.state.final or engine._runs.get(run.id) is not run
+        ):
+            with contextlib.suppress(Exception):
+                await _write_summary(engine, tr)
+
+
+async def _read_records(tr: Tracker, reader: Any) -> None:
+    """Read the records that may have changed since the last pass and apply them.
+
+    Each element's runner starts its instances in order, at most ``width`` at once: the
+    started ones are a prefix of its list (give or take ``width``). So per element only the
+    instances from the first not started one (``front``) on, in a window that doubles while
+    everything in it has started, are read, plus those known to run: a sweep of 100,000 does
+    not cost 200,000 file reads per poll, and a backlog is caught up in a few rounds. Without
+    the elements (after a restart) every unfinished instance is read."""
+    def dirs(ids: set[int] | list[int]) -> list[str]:
+        return [str(tr.step_dir / str(i)) for i in sorted(ids)]
+
+    if not tr.groups:
+        pending = [i for i in tr.todo if tr.state[i] not in FINAL]
+        if pending:
+            _apply_records(tr, pending, await reader.read_many(dirs(pending)))
+        return
+    if len(tr.front) != len(tr.groups):
+        tr.front = [0] * len(tr.groups)
+    window = [2 * tr.width] * len(tr.groups)
+    active = list(range(len(tr.groups)))
+    ids = {i for i in tr.todo if tr.state[i] == "running"}
+    while active:
+        for g in active:
+            group, f = tr.groups[g], tr.front[g]
+            ids.update(i for i in group[f : f + window[g]] if tr.state[i] not in FINAL)
+        if not ids:
+            return
+        _apply_records(tr, list(ids), await reader.read_many(dirs(ids)))
+        ids = set()
+        again = []
+        for g in active:
+            group, f = tr.groups[g], tr.front[g]
+            start = f
+            while f < len(group) and tr.state[group[f]] in ("running", *FINAL):
+                f += 1
+            tr.front[g] = f
+            if f < len(group) and f - start >= window[g] - tr.width:
+                window[g] *= 2  # all (or nearly all) of it had started: look further
+                again.append(g)
+        active = again
+
+
+def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None:
+    for i in pending:
+        rec = got[str(tr.step_dir / str(i))]
+        if rec.exit is not None and rec.exit.attempt == tr.attempt:
+            code = rec.exit.exit_code
+            tr.exit[i] = code
+            tr.state[i] = "completed" if code == 0 else "failed"
+        elif rec.start is not None and rec.start.attempt == tr.attempt:
+            tr.state[i] = "running"
+            if tr.first_start is None or rec.start.time < tr.first_start:
+                tr.first_start = rec.start.time
+
+
+async def _decide(engine: Engine, tr: Tracker) -> None:
+    """Every instance of the attempt is final: the step's outcome (or its retry)."""
+    run, s = tr.run, tr.run.steps[tr.name]
+    failed = tr.failed()
+    for j, key in enumerate(tr.keys):
+        with contextlib.suppress(Exception):
+            engine._backend(engine.clusters.get(s.cluster)).forget(key, tr.natives[j])
+    await _write_summary(engine, tr)
+    if s.state.final or s.attempt != tr.attempt:
+        return
+    if not failed:
+        engine._set(run, tr.name, StepState.COMPLETED, reason=None, exit_code=0)
+        engine._schedule(run, [tr.name])
+        return
+    reason = failed_reason(tr)
+    code = next((tr.exit[i] for i in failed if tr.exit[i] is not None), None)
+    if run.ex.cancel_requested:
+        engine._set(run, tr.name, StepState.CANCELED, reason=reason, exit_code=code)
+    elif run.retries_left(tr.name) > 0 and not tr.stopping:
+        _retry(engine, run, s, reason, code)
+        return
+    else:
+        engine._set(run, tr.name, StepState.FAILED, reason=reason, exit_code=code)
+    engine._schedule(run, [tr.name])
+
+
+def _retry(engine: Engine, run: Run, s: StepRun, reason: str, exit_code: int | None) -> None:
+    """An automatic retry (``retries``): the attempt goes into the history, the step back to
+    pending; its next attempt runs the instances that did not complete (as
+    :func:`.observing.auto_retry` does for a step; not imported: observing calls this module)."""
+    rec = attempt_record(s, reason)
+    rec.state, rec.exit_code, rec.finished_at = StepState.FAILED, exit_code, now()
+    s.history.append(rec)
+    previous = s.state
+    used = s.attempt - run.retry_base.get(s.name, 0)
+    retries = run.defs[s.name].retries
+    reset(s, f"attempt {s.attempt} failed ({reason}); retry {used} of {retries}")
+    engine._commit(run, s, previous)
+    engine._schedule(run, [s.name])
+
+
+def failed_reason(tr: Tracker) -> str:
+    """``3 of 100 instances did not complete: 4 (exit 1), 17 (exit 1), 52 (lost)``."""
+    failed = tr.failed()
+
+    def one(i: int) -> str:
+        st = tr.state[i]
+        return f"{i} (exit {tr.exit[i]})" if st == "failed" and tr.exit[i] is not None else (
+            f"{i} ({st})"
+        )
+
+    shown = ", ".join(one(i) for i in failed[:10])
+    more = f", ... ({len(failed) - 10:,} more)" if len(failed) > 10 else ""
+    return f"{len(failed):,} of {tr.total:,} instances did not complete: {shown}{more}"
+
+
+async def _write_summary(engine: Engine, tr: Tracker) -> None:
+    """The summary into ``stax.sweep.json`` and onto the step (published: rows show counts)."""
+    text = json.dumps(tr.summary(), sort_keys=True) + "\n"
+    if text == tr.written:
+        return
+    s = tr.run.steps[tr.name]
+    if s.attempt == tr.attempt:
+        s.sweep = SweepSummary.model_validate(tr.summary())
+        if engine._runs.get(tr.run.id) is tr.run:
+            with contextlib.suppress(LostOwnership):
+                engine._commit(tr.run, s, s.state)
+    transport = engine._transport(engine.clusters.get(s.cluster))
+    try:
+        await engine._io(
+            transport.write_files, {str(tr.step_dir / sw.SUMMARY_FILE): FileSpec(text)}
+        )
+        tr.written = text
+    except (TransportError, OSError) as e:
+        log.warning("summary of sweep %s/%s not written: %s", tr.run.id, tr.name, e)
+
+
+def _utc(t: float) -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+# ---------------------------------------------------------------------- cancel
+async def _cancel_jobs(engine: Engine, run: Run, s: StepRun, tr: Tracker | None) -> None:
+    cluster = engine.clusters.get(s.cluster)
+    backend = engine._backend(cluster)
+    natives = [n for n in (s.native_id or "").split(",") if n]
+    for j, native in enumerate(natives):
+        key = tr.keys[j] if tr is not None and j < len(tr.keys) else JobKey(
+            run.id, f"{s.name}[{j}]", s.attempt
+        )
+        tries = 0
+        while True:
+            try:
+                if cluster.scheduler == "local":
+                    await engine._blocking(_kill_tree, int(native))
+                else:
+                    await engine._blocking(backend.cancel, key, native)
+                break
+            except SchedulerUnavailable as e:
+                wait = engine.submit_backoff[min(tries, len(engine.submit_backoff) - 1)]
+                tries += 1
+                s.reason = f"cancel not yet delivered: {e} (retrying in {wait:g} s)"
+                engine._commit(run, s, s.state)
+                await asyncio.sleep(wait)
+            except (StaxError, ValueError) as e:
+                log.warning("cancel of job %s of sweep %s/%s: %s", native, run.id, s.name, e)
+                break
+
+
+async def cancel(engine: Engine, run: Run, s: StepRun) -> None:
+    """Cancel the sweep's array(s); the instances that had not ended are canceled."""
+    tr = _trackers(engine).get((run.id, s.name))
+    await _cancel_jobs(engine, run, s, tr)
+    if s.state.final:
+        return
+    if tr is not None and tr.attempt == s.attempt:
+        pending = [i for i in tr.todo if tr.state[i] not in FINAL]
+        with contextlib.suppress(TransportError, StaxError):
+            got = await engine._reader(s.cluster).read_many(
+                [str(tr.step_dir / str(i)) for i in pending]
+            )
+            _apply_records(tr, pending, got)
+        for i in tr.todo:
+            if tr.state[i] not in FINAL:
+                tr.state[i] = "canceled"
+        await _write_summary(engine, tr)
+    if not s.state.final:
+        engine._set(run, s.name, StepState.CANCELED, reason="canceled by request")
+
+
+# ---------------------------------------------------------------------- recovery
+async def _read_groups(engine: Engine, cluster: Cluster, d: Path, attempt: int) -> list[list[int]]:
+    """The elements of an attempt from its elements file ([]: not readable: every unfinished
+    instance is read each pass instead)."""
+    transport = engine._transport(cluster)
+    path = d / f"{sw.ELEMENTS_FILE}.{attempt}"
+    try:
+        data = await engine._io(transport.read_chunk, path, 0, 1 << 26)
+        return [[int(x) for x in line.split()] for line in data.decode().splitlines()]
+    except (TransportError, OSError, ValueError) as e:
+        log.warning("elements of %s not read (%s); reading every instance's records", d, e)
+        return []
+
+
+
+async def resume(engine: Engine, run: Run, s: StepRun) -> None:
+    """Drive a sweep step again after an engine restart: its jobs by native id (never
+    submitted twice), its instances from their records."""
+    cluster = engine.clusters.get(s.cluster)
+    backend = engine._backend(cluster)
+    if not s.native_id:
+        # the engine stopped between the intent and the scheduler's answer
+        run.submitting.add(s.name)
+        try:
+            found = None
+            since = s.submitted_at.timestamp() if s.submitted_at else time.time()
+            settle = engine.submit_settle if cluster.scheduler != "local" else 0.0
+            while s.job_name and cluster.scheduler != "local":
+                with contextlib.suppress(SchedulerUnavailable):
+                    found = await engine._blocking(backend.find_by_name, s.job_name)
+                if found is not None or time.time() >= since + settle:
+                    break
+                await asyncio.sleep(1.0)
+            if found is None:
+                s.attempt -= 1
+                previous = s.state
+                reset(s, "resubmitting: the engine stopped during submission")
+                engine._commit(run, s, previous)
+                return
+            s.native_id = found
+            engine._commit(run, s, s.state)
+        finally:
+            run.submitting.discard(s.name)
+    step = run.defs[s.name]
+    n = len(sw.spec(step.sweep or {}))
+    d = Path(s.directory)
+    recs = await engine._reader(s.cluster).read_many([str(d / str(i)) for i in range(n)])
+    done = []
+    for i in range(n):
+        e = recs[str(d / str(i))].exit
+        if e is not None and e.attempt < s.attempt and e.exit_code == 0:
+            done.append(i)
+    finished = set(done)
+    todo = [i for i in range(n) if i not in finished]
+    tr = _new_tracker(engine, run, s.name, s.attempt, todo, done)
+    _apply_records(tr, todo, recs)
+    tr.groups = await _read_groups(engine, cluster, d, s.attempt)
+    tr.width = max(PACK_WIDTH, step.max_parallel or 1, os.cpu_count() or 1)  # at least its own
+    natives = [x for x in (s.native_id or "").split(",") if x]
+    tr.natives = natives
+    for j, native in enumerate(natives):
+        key = JobKey(run.id, f"{s.name}[{j}]", s.attempt)
+        tr.keys.append(key)
+        try:
+            await engine._blocking(backend.attach, key, native)
+        except JobGone:
+            tr.gone.add(j)
+    if run.ex.cancel_requested:
+        await cancel(engine, run, s)
+        return
+    engine._spawn(_track(engine, tr), f"track sweep {run.id}/{s.name}")
+
+

@@ -1,0 +1,395 @@
+"""Sweeps on real schedulers (issue 15): PSI/J's local executor and the project's Slurm, where
+a sweep is ONE job array. Small sweeps (the machine has 2 cores shared with other work); the
+big numbers live in bench/sweep_throughput.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_stax.core import sweep as sw
+from jupyter_stax.core import text
+from jupyter_stax.core.jobscript import read_exit_record, read_start_record
+from jupyter_stax.core.models import Execution, StepState
+from jupyter_stax.engine import sweeps
+from jupyter_stax.engine.engine import Engine
+from jupyter_stax.engine.store import Store
+
+from ..waiting import wait_for
+from .conftest import arun
+
+HERE = Path(__file__).parent
+FAILING = (5, 17, 33)
+
+
+def _summary(ex: Execution, step: str) -> dict[str, Any]:
+    got = sw.read_summary(ex.step(step).directory)
+    assert got is not None, "no stax.sweep.json"
+    assert ex.step(step).sweep == got  # what every surface shows
+    return got.model_dump()
+
+
+def _squeue(native_ids: str, states: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-j", native_ids, "-t", states, "-o", "%i"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.split()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
+def _jobs_named(name: str) -> set[str]:
+    out = subprocess.run(
+        ["squeue", "--me", "-h", "-t", "all", "-n", name, "-o", "%i"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {i.split("_")[0] for i in out.split()}
+
+
+def test_grid_with_failures_then_retry_reruns_only_them(
+    cluster: str, engine_factory: Callable[..., Engine]
+) -> None:
+    fail = "|".join(map(str, FAILING))
+    wf = {
+        "name": "grid",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"n": [1, 2], "seed": {"range": [0, 25]}},
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log\n"
+                "echo n={{n}} seed={{seed}} > out.txt\n"
+                f"case $STAX_SWEEP_INDEX in {fail}) [ -e ../../fixed ] || exit 7;; esac\n",
+            },
+            {"name": "collect", "after": ["sim"], "run": "cat ../sim/*/out.txt | wc -l"},
+        ],
+    }
+
+    async def first() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster=cluster)
+            return await eng.wait(ex.id, timeout=180)
+
+    ex = arun(first())
+    sim = ex.step("sim")
+    assert sim.state is StepState.FAILED, (sim.state, sim.reason)
+    assert sim.reason == (
+        "3 of 50 instances did not complete: 5 (exit 7), 17 (exit 7), 33 (exit 7)"
+    )
+    assert ex.step("collect").state is StepState.SKIPPED
+    s1 = _summary(ex, "sim")
+    assert s1["counts"] == {"completed": 47, "failed": 3}
+    assert [f["index"] for f in s1["failed"]] == list(FAILING)
+    assert text.step_detail(sim).startswith("47/50 done, 3 failed; 3 of 50 instances")
+    spec = sw.spec(wf["steps"][0]["sweep"])  # type: ignore[index]
+    for i in range(50):  # each instance in its own directory, with its own values
+        v = sw.instance(spec, i)
+        assert Path(sim.directory, str(i), "out.txt").read_text() == (
+            f"n={v['n']} seed={v['seed']}\n"
+        )
+    if cluster == "slurm":
+        assert sim.native_id and "," not in sim.native_id  # ONE array
+    Path(ex.work_dir, "fixed").touch()
+
+    async def again() -> Execution:
+        async with engine_factory() as eng:
+            await eng.retry(ex.id)
+            return await eng.wait(ex.id, timeout=180)
+
+    ex = arun(again())
+    sim = ex.step("sim")
+    assert sim.state is StepState.COMPLETED and sim.attempt == 2, (sim.state, sim.reason)
+    assert ex.step("collect").state is StepState.COMPLETED
+    assert Path(ex.step("collect").stdout).read_text().strip() == "50"
+    runs = Path(ex.work_dir, "runs.log").read_text().split()
+    assert sorted(map(int, runs)) == sorted([*range(50), *FAILING])  # only the failed, again
+    assert Path(sim.directory, "stax.elements.2").read_text().split() == list(
+        map(str, FAILING)
+    )
+    for i in range(50):
+        rec = read_exit_record(Path(sim.directory, str(i)))
+        assert rec is not None and rec.exit_code == 0
+        assert rec.attempt == (2 if i in FAILING else 1)
+    if cluster == "slurm":
+        assert sim.native_id and "," not in sim.native_id
+        assert sim.history[-1].native_id != sim.native_id  # a second, smaller array
+    assert _summary(ex, "sim")["counts"] == {"completed": 50}
+
+
+def test_hostile_values_stay_data(stax_env: Path, engine_factory: Callable[..., Engine]) -> None:
+    canary = stax_env / "pwned"
+    hostile = [f"$(touch {canary})", f"`touch {canary}`", "a b", "'; touch x #", '"', "*", "-n"]
+    wf = {
+        "name": "hostile",
+        "steps": [{"name": "sim", "sweep": {"v": hostile}, "run": "printf '%s' {{v}} > v.txt"}],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
+    for i, v in enumerate(hostile):
+        assert Path(ex.step("sim").directory, str(i), "v.txt").read_text() == v
+    assert not canary.exists()
+
+
+def _intervals(step_dir: str, n: int) -> list[tuple[float, float, str]]:
+    out = []
+    for i in range(n):
+        d = Path(step_dir, str(i))
+        start, end = read_start_record(d), read_exit_record(d)
+        assert start is not None and end is not None, i
+        out.append((start.time, end.time, start.job_id))
+    return out
+
+
+def _most_at_once(intervals: list[tuple[float, float, str]]) -> int:
+    edges = sorted([(a, 1) for a, _, _ in intervals] + [(b, -1) for _, b, _ in intervals])
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slurm
+def test_packed_array_honours_max_parallel(
+    slurm: str, stax_env: Path, engine_factory: Callable[..., Engine]
+) -> None:
+    wf = {
+        "name": "packed",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 24]}},
+                "max_parallel": 4,
+                "pack": 4,
+                "run": "sleep 0.5",
+            }
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="slurm")
+            return await eng.wait(ex.id, timeout=240)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.COMPLETED, sim.reason
+    assert sim.native_id and "," not in sim.native_id  # one sbatch
+    got = _intervals(sim.directory, 24)
+    elements = {job for _, _, job in got}
+    assert len(elements) == 6, elements  # 24 instances packed 4 per array element
+    assert _most_at_once(got) <= 4
+    summary = _summary(ex, "sim")
+    assert (summary["pack"], summary["elements"]) == (4, 6)
+
+
+@pytest.mark.slurm
+def test_array_split_by_max_array_size_runs_each_instance_once(
+    slurm: str, engine_factory: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cluster's MaxArraySize as if `scontrol show config` said 3 (parsing it is unit-tested)
+    monkeypatch.setitem(sweeps._MAX_ARRAY, "slurm", 3)
+    wf = {
+        "name": "split",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 10]}},
+                "pack": 1,
+                "max_parallel": 4,
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log",
+            }
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="slurm")
+            return await eng.wait(ex.id, timeout=240)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.COMPLETED, sim.reason
+    assert sim.native_id is not None and len(sim.native_id.split(",")) == 4  # 3 + 3 + 3 + 1
+    assert sorted(map(int, Path(ex.work_dir, "runs.log").read_text().split())) == list(range(10))
+
+
+def test_cancel_removes_the_array(cluster: str, engine_factory: Callable[..., Engine]) -> None:
+    wf = {
+        "name": "cancelme",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 6]}},
+                "max_parallel": 2,
+                "run": "echo $BASHPID > pid; exec sleep 300",
+            },
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="slurm")
+            from ..waiting import wait_for_async
+
+            await wait_for_async(
+                lambda: eng.get(ex.id).step("sim").state is StepState.RUNNING,
+                120,
+                "the sweep to run",
+            )
+            await eng.cancel(ex.id)
+            return await eng.wait(ex.id, timeout=60)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.CANCELED and sim.native_id
+    if cluster == "slurm":
+        wait_for(
+            lambda: not _squeue(sim.native_id or "", "PD,R,CG,S"),
+            60,
+            "the array to leave squeue",
+        )
+    pids = [int(p.read_text()) for p in Path(sim.directory).glob("*/pid")]
+    assert pids  # some instance ran: the cancel ended it
+    wait_for(
+        lambda: not [p for p in pids if _alive(p)], 60, "the instances' processes to end"
+    )
+    counts = _summary(ex, "sim")["counts"]
+    assert counts.get("canceled", 0) >= 1 and "running" not in counts and "queued" not in counts
+
+
+def test_kill9_engine_mid_sweep_then_adoption_runs_each_instance_once(
+    cluster: str, engine_factory: Callable[..., Engine], store_path: Path
+) -> None:
+    wf = {
+        "name": "adopt",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 12]}},
+                "pack": 1,
+                "max_parallel": 3,
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log; sleep 1",
+            },
+            {"name": "after", "after": ["sim"], "run": "ls ../sim | grep -c '^[0-9]'"},
+        ],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_proc.py"), cluster, json.dumps(wf)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    eid = proc.stdout.readline().strip()
+    store = Store(store_path)
+    try:
+        wait_for(
+            lambda: store.get(eid).step("sim").state is StepState.RUNNING,
+            120,
+            "the sweep to run",
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        store.close()
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:  # adopts the orphan at start
+            return await eng.wait(eid, timeout=240)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.COMPLETED and sim.attempt == 1, sim.reason
+    assert ex.step("after").state is StepState.COMPLETED
+    runs = Path(ex.work_dir, "runs.log").read_text().split()
+    assert sorted(map(int, runs)) == list(range(12)), "an instance ran twice or never"
+    if cluster == "slurm":
+        assert sim.job_name and len(_jobs_named(sim.job_name)) == 1  # the array, once
+
+
+def test_retries_rerun_only_the_failed_instance(
+    stax_env: Path, engine_factory: Callable[..., Engine]
+) -> None:
+    wf = {
+        "name": "retries",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 6]}},
+                "retries": 2,
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log\n"
+                "if [ $STAX_SWEEP_INDEX = 2 ] && [ ! -e tried ]; then touch tried; exit 3; fi\n",
+            }
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.COMPLETED and sim.attempt == 2, sim.reason
+    assert [h.reason for h in sim.history] == [
+        "1 of 6 instances did not complete: 2 (exit 3)"
+    ]
+    runs = Path(ex.work_dir, "runs.log").read_text().split()
+    assert sorted(map(int, runs)) == [0, 1, 2, 2, 3, 4, 5]
+
+
+def test_on_failure_stop_cancels_the_rest(
+    stax_env: Path, engine_factory: Callable[..., Engine]
+) -> None:
+    wf = {
+        "name": "stop",
+        "on_failure": "stop",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 8]}},
+                "max_parallel": 1,
+                "run": "echo $STAX_SWEEP_INDEX >> ../../runs.log\n"
+                "[ $STAX_SWEEP_INDEX != 0 ] || exit 4\nsleep 2\n",
+            },
+            {"name": "after", "after": ["sim"], "run": "true"},
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    sim = ex.step("sim")
+    assert sim.state is StepState.FAILED, (sim.state, sim.reason)
+    assert sim.reason is not None and sim.reason.startswith("8 of 8 instances did not complete")
+    assert "0 (exit 4)" in sim.reason and "(canceled)" in sim.reason
+    ran = Path(ex.work_dir, "runs.log").read_text().split()
+    assert len(ran) < 8, ran  # the rest of the sweep never started
+    counts = _summary(ex, "sim")["counts"]
+    assert counts["failed"] == 1 and counts["canceled"] == 7 - counts.get("lost", 0)
+    assert ex.step("after").state is StepState.SKIPPED

@@ -1,0 +1,10 @@
+"""Sweeps on the project's real Grid Engine, where a sweep is one job running every instance
+(the engine's sweep tests of ``tests/engine``, taken over with ``cluster`` = the ``sge``
+cluster of ``conftest.py``)."""
+
+from __future__ import annotations
+
+from ..engine.test_sweeps import (  # noqa: F401
+    test_grid_with_failures_then_retry_reruns_only_them,
+    test_kill9_engine_mid_sweep_then_adoption_runs_each_instance_once,
+)
