@@ -8,7 +8,8 @@
 # Knobs (env): OUT (result directory, default a new temp dir), REPEAT (default 3),
 #              LOCAL_N (default 300), SLURM_N (default 60), LATENCY_N (default 12),
 #              POLL (Slurm and SGE throughput poll interval, default 1),
-#              SGE_N (default 100), SGE_LATENCY_N (default 12).
+#              SGE_N (default 100), SGE_LATENCY_N (default 12), REMOTE_N (default 60; the
+#              remote Slurm part runs as root only: it uses the test sshd).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-python3}
@@ -26,6 +27,11 @@ if [ -n "${SLURM_CONF:-}" ] && [ -f "$SLURM_CONF" ] && scontrol ping 2>/dev/null
   echo; echo "== slurm_latency (n=${LATENCY_N:-12})"
   "$PY" "$HERE/slurm_latency.py" --n "${LATENCY_N:-12}" --repeat "$REPEAT" \
     --json "$OUT/slurm_latency.json"
+  if [ "$(id -u)" = 0 ]; then
+    echo; echo "== remote_throughput (n=${REMOTE_N:-60}, 100 ms RTT over the test sshd)"
+    "$PY" "$HERE/remote_throughput.py" --n "${REMOTE_N:-60}" --repeat 1 --poll "${POLL:-1}" \
+      --json "$OUT/remote_throughput.json"
+  fi
 else
   echo; echo "== Slurm benchmarks skipped: SLURM_CONF unset or slurmctld not up" \
     "(eval \"\$(scripts/slurm/start-slurm.sh)\")"
@@ -87,6 +93,23 @@ if r:
     rows.append(("slurm: squeue calls/s (per poll)", n,
                  f"{r['squeue_calls_per_s']['median']:.3f}/s ({r['squeue_calls_per_poll']['median']:.2f}/poll)",
                  "1 per poll", "met" if r["one_status_command_per_poll"] else "MISSED"))
+r = load("remote_throughput")
+if r:
+    n = f"n={r['n']} x{r['repeat']} RTT={r['rtt_s'] * 1000:.0f}ms"
+    t = r["targets"]
+    if "ratio_remote_local" in r:
+        rows.append(("remote slurm: remote / local wall", n, cell(r["ratio_remote_local"]),
+                     f"<= {t['remote_local']}", status(r["ratio_remote_local"]["median"], t["remote_local"])))
+    if "ratio_remote_naive" in r:
+        rows.append(("remote slurm: remote / naive ssh loop", n, cell(r["ratio_remote_naive"]),
+                     f"<= {t['remote_naive']}", status(r["ratio_remote_naive"]["median"], t["remote_naive"])))
+    if "round_trips_per_poll" in r:
+        rows.append(("remote slurm: SSH round trips per poll", n, f"{r['round_trips_per_poll']:.2f}",
+                     "2", status(r["round_trips_per_poll"], 2.05)))
+    if "latency_s" in r:
+        rows.append(("remote slurm: job end -> committed (median)", n,
+                     f"{r['latency_s']['median']:.2f} s", f"<= {t['latency_median_s']} s",
+                     status(r["latency_s"]["median"], t["latency_median_s"])))
 r = load("sge_throughput")
 if r:
     n = f"n={r['n']} x{r['repeat']} P={r['poll_interval']:g}s {r['sge'].get('slots_total')}slots"

@@ -422,11 +422,6 @@ class Cluster(_Model):
                     "[user@]host` or drop them"
                 )
             return self
-        if self.scheduler == "local":
-            raise ValueError(
-                "a remote cluster with scheduler 'local' (a workstation over SSH) is not "
-                "supported yet; use the cluster's batch scheduler (e.g. slurm)"
-            )
         if self.work_dir is not None and (
             not self.work_dir.strip() or any(c in self.work_dir for c in "\n\0")
         ):

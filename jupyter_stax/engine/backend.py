@@ -46,7 +46,7 @@ from ..core.models import Cluster
 from . import psij_compat, schedulers
 from .runstate import JobKey
 from .schedulers import is_transient, sge, slurm
-from .transport import Transport, TransportError
+from .transport import TRANSIENT_MARK, Transport, TransportError
 
 log = logging.getLogger("jupyter_stax.backend")
 
@@ -235,6 +235,9 @@ class Backend:
         self.on_update = on_update
         self.health = Health()
         self._jobs: dict[JobKey, Any] = {}  # key -> psij.Job
+        #: job names whose submit command's answer was lost (the connection dropped, the command
+        #: hung): the job may be queued all the same; looked for before it is submitted again
+        self._unsure: set[str] = set()
         self._lock = threading.Lock()
         if not shell_safe(str(self.state_dir)) or not shell_safe(str(transport.aux_dir)):
             raise StaxError(
@@ -315,6 +318,10 @@ class Backend:
         """
         import psij
 
+        if req.job_name in self._unsure:
+            found = self._lost_submission(key, req)
+            if found is not None:
+                return found
         d = self.safe_dir(req)
         attrs: dict[str, object] = dict(self.cluster.custom_attributes)
         attrs.update(req.custom_attributes)  # the step's own (e.g. shifter's slurm.image)
@@ -364,6 +371,8 @@ class Backend:
             msg = " ".join(str(e.message if hasattr(e, "message") else e).split())
             if "configuration source" in msg:
                 msg += " (Slurm's commands cannot find slurm.conf: export SLURM_CONF)"
+            if TRANSIENT_MARK in msg and req.attempt == 1:  # the answer, not the job, was lost?
+                self._unsure.add(req.job_name)
             raise SubmitError(
                 f"{self.scheduler} refused the job: {msg}", transient=is_transient(msg)
             ) from None
@@ -379,6 +388,20 @@ class Backend:
         if native is None:
             raise SubmitError("the scheduler returned no job id", transient=False)
         return str(native)
+
+    def _lost_submission(self, key: JobKey, req: JobRequest) -> str | None:
+        """The job of a submission whose answer was lost, found by its name and watched; None
+        when the scheduler has no such job (then it is submitted). Raises a transient
+        SubmitError while the scheduler cannot say: never a second job on a guess."""
+        try:
+            native = self.find_by_name(req.job_name)
+        except SchedulerUnavailable as e:
+            raise SubmitError(f"{e} (before submitting it again)", transient=True) from None
+        self._unsure.discard(req.job_name)
+        if native is None:
+            return None
+        self.attach(key, native)
+        return native
 
     def attach(self, key: JobKey, native_id: str) -> None:
         """Watch a job submitted earlier (by this or another process). Blocking."""

@@ -133,6 +133,7 @@ class Engine:
         self._transports: dict[str, Transport] = {}
         self._transports_lock = threading.Lock()  # the operations layer asks from its threads
         self._readers: dict[str, RecordReader] = {}
+        self._records_due: dict[str, float] = {}  # remote cluster -> next periodic records read
         self._backends: dict[str, Backend] = {}
         self._runs: dict[str, Run] = {}
         self._keys: set[JobKey] = set()  # the jobs being watched
@@ -199,6 +200,8 @@ class Engine:
         """Validate and start a workflow; returns once it is committed (detached mode: once every
         step is queued at the scheduler). Raises InvalidWorkflow / UnknownCluster first."""
         ex = self.prepare(workflow, cluster, params, options, steps, owner=self.id)
+        for c in sorted({s.cluster for s in ex.steps}):  # refuse a remote cluster's bad host key
+            await self._io(self._transport(self.clusters.get(c)).verify)
         self.store.insert_execution(ex)
         run = self._new_run(ex)
         self.write_provenance(ex)
@@ -342,7 +345,10 @@ class Engine:
     def _backend(self, cluster: Cluster) -> Backend:
         b = self._backends.get(cluster.name)
         if b is None:
-            b = Backend(
+            cls = Backend
+            if cluster.remote and cluster.scheduler == "local":  # a workstation over SSH
+                from .remote.workstation import WorkstationBackend as cls
+            b = cls(
                 cluster,
                 self.store.path.parent / "psij" / cluster.name,
                 self._on_update_threadsafe,

@@ -115,7 +115,25 @@ async def check_records(engine: Engine) -> None:
         for s in run.steps.values():
             if s.state.active and s.native_id and s.name not in run.finalizing:
                 by_cluster.setdefault(s.cluster, []).append((run, s))
+    t = time.monotonic()
+    for c in list(by_cluster):  # a remote cluster: one records read per poll interval
+        every = remote_poll_interval(engine, c)
+        if every:
+            if t < engine._records_due.get(c, 0.0):
+                del by_cluster[c]
+            else:
+                engine._records_due[c] = t + every
     await asyncio.gather(*(check_cluster(engine, c, ss) for c, ss in by_cluster.items()))
+
+
+def remote_poll_interval(engine: Engine, cluster: str) -> float | None:
+    """A remote cluster's poll interval (its records are read that often, not every
+    ``record_interval``: every read is a round trip on a shared login node); None if local."""
+    try:
+        c = engine.clusters.get(cluster)
+    except StaxError:
+        return None
+    return c.effective_poll_interval if c.remote else None
 
 
 async def check_cluster(engine: Engine, cluster: str, steps: Sequence[tuple[Run, StepRun]]) -> None:

@@ -179,6 +179,11 @@ class Transport(ABC):
         """A one-line note on the connection when it has trouble (shown on executions)."""
         return None
 
+    def verify(self) -> None:  # noqa: B027  (optional hook)
+        """Before a new run: raise a StaxError when the cluster cannot be used as configured
+        (a remote host key that changed, a key that is refused); a cluster that is just not
+        answering is fine (the run waits for it with a warning)."""
+
     def close(self) -> None:  # noqa: B027  (optional hook)
         """Release connections; the transport is not used afterwards."""
 

@@ -36,13 +36,17 @@ def test_hosts_accepted(host: str) -> None:
     ({"host": "h", "ssh": "putty"}, "'asyncssh' or 'openssh'"),
     ({"port": 22}, "only apply to a remote cluster"),
     ({"identity_file": "~/.ssh/k", "known_hosts": "/k"}, "identity_file, known_hosts only apply"),
-    ({"host": "h", "scheduler": "local"}, "scheduler 'local'"),
     ({"host": "h", "work_dir": "a\nb"}, "single-line path"),
 ])
 def test_bad_remote_entries(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as e:
         make(**fields)
     assert message in str(e.value)
+
+
+def test_a_remote_workstation_is_a_remote_cluster_without_scheduler() -> None:
+    c = make(host="alice@box", scheduler="local")  # steps are processes started over SSH
+    assert c.remote and c.scheduler == "local"
 
 
 def test_local_cluster_is_not_remote() -> None:

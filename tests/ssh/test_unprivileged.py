@@ -126,3 +126,90 @@ def test_the_jupyter_user_reaches_the_remote_home_only_through_ssh(
     assert out["whoami"] == REMOTE_USER
     assert out["secret"] == f"only {REMOTE_USER} reads this"
     assert out["back"] == "hi"
+
+
+#: the engine's dependencies beside asyncssh (the versions of the project's tested set)
+ENGINE_DEPS = ["psij-python==0.9.11", "pydantic>=2.5,<3", "pyyaml>=6", "typeguard>=4",
+               "psutil", "jupyter_core>=5"]
+
+RUN_PROBE = r"""
+import asyncio, json, os, sys
+from pathlib import Path
+from jupyter_stax.core.clusters import ClusterRegistry
+from jupyter_stax.core.models import Cluster
+from jupyter_stax.engine.engine import Engine
+
+fields = json.loads(sys.argv[1])
+far = Cluster.model_validate({"name": "far", "scheduler": "slurm", "queue": "debug",
+                              "walltime": "00:05:00", "poll_interval": 1, **fields})
+box = Cluster.model_validate({"name": "box", "scheduler": "local", **fields})
+wf = {"name": "unpriv", "steps": [
+    {"name": "a", "cluster": "far", "run": "id -un > who.txt; cat who.txt"},
+    {"name": "b", "cluster": "box", "after": ["a"], "run": "cat \"$STAX_EXECUTION_DIR/a/who.txt\""},
+]}
+out = {"uid": os.getuid()}
+
+async def main():
+    home = Path.home()
+    async with Engine(store=home / "stax-state" / "stax.sqlite",
+                      clusters=ClusterRegistry([far, box], work_dir=home / "runs")) as e:
+        ex = await e.submit(wf, "far")
+        done = await e.wait(ex.id, 300)
+        out["states"] = {s.name: [s.state.value, s.exit_code, s.reason] for s in done.steps}
+        out["native"] = {s.name: s.native_id for s in done.steps}
+        out["logs"] = {s.name: e._transports[s.cluster].read_chunk(s.stdout, 0, 4096).decode()
+                       for s in done.steps}
+        d = done.steps[0].directory
+        out["dir"] = d
+        try:
+            Path(d, "who.txt").read_text()
+            out["direct"] = "READ"
+        except PermissionError:
+            out["direct"] = "denied"
+
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def engine_user(jupyter_user: tuple[Client, str, str]) -> Iterator[tuple[Client, str, str]]:
+    """The unprivileged user's venv with the engine's dependencies too, and a copy of the whole
+    package it can read."""
+    client, _, py = jupyter_user
+    pip = str(Path(py).parent / "pip")
+    probe = "import psij, pydantic, yaml, typeguard, psutil, jupyter_core"
+    if as_user(LOCAL_USER, [py, "-c", probe], {}).returncode != 0:
+        r = as_user(LOCAL_USER, [pip, "install", "-q", *ENGINE_DEPS], {}, timeout=900)
+        assert r.returncode == 0, r.stderr
+    src = tempfile.mkdtemp(prefix="stax-engine-src-")
+    os.chmod(src, 0o755)
+    shutil.copytree(ROOT / "jupyter_stax", Path(src, "jupyter_stax"),
+                    ignore=shutil.ignore_patterns("labextension", "__pycache__", "static"))
+    subprocess.run(["chmod", "-R", "a+rX", src], check=True)
+    try:
+        yield client, src, py
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+
+
+def test_a_whole_run_by_the_unprivileged_user_goes_through_ssh_only(
+    own_sshd: Sshd, engine_user: tuple[Client, str, str], slurm: str
+) -> None:
+    """The engine itself runs as stax-jupyter: a remote Slurm step, then a remote workstation
+    step that reads the first one's output, both as the remote account; the step directories are
+    in the remote home, which stax-jupyter cannot read: every byte went through SSH."""
+    client, src, py = engine_user
+    fields = {"host": f"{REMOTE_USER}@127.0.0.1", "port": own_sshd.port,
+              "identity_file": client.identity, "known_hosts": client.known_hosts}
+    r = as_user(LOCAL_USER, [py, "-c", RUN_PROBE, json.dumps(fields)], {"PYTHONPATH": src})
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["uid"] == pwd.getpwnam(LOCAL_USER).pw_uid != 0
+    assert out["states"] == {"a": ["completed", 0, None], "b": ["completed", 0, None]}, out
+    assert out["logs"] == {"a": f"{REMOTE_USER}\n", "b": f"{REMOTE_USER}\n"}
+    assert out["dir"].startswith(pwd.getpwnam(REMOTE_USER).pw_dir + "/")
+    assert out["direct"] == "denied"  # the step directory is not readable from here
+    job = subprocess.run(["squeue", "-h", "-t", "all", "-j", out["native"]["a"], "-o", "%u"],
+                         capture_output=True, text=True, timeout=30).stdout.split()
+    assert job == [REMOTE_USER]  # the Slurm job is the remote account's

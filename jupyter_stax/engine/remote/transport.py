@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from ...core import jobscript as js
 from ...core.api import ConnectionState
-from ...core.errors import StaxError
+from ...core.errors import InvalidClusterConfig, StaxError
 from ...core.models import Cluster
 from ...core.staging import TreeEntry
 from .. import landing
@@ -130,6 +130,8 @@ class SSHTransport(Transport):
             fut.cancel()
             self._failed(None)
             raise CommandTimedOut(f"{self.where}: no answer within {timeout:g} s") from None
+        except concurrent.futures.CancelledError:  # closed while the call was on its way
+            raise TransportError(f"{self.where}: the SSH transport was closed") from None
         self._ok()
         return result
 
@@ -160,12 +162,32 @@ class SSHTransport(Transport):
         why = _RETRYING.sub("", why) or why
         return f"ssh connection to {self.where} lost since {at}; retrying ({why})"
 
+    def verify(self) -> None:
+        """Connect unless connected (at once, whatever the backoff: a user asked); a
+        configuration error (host key, authentication, the entry) is raised as a StaxError
+        that says the fix; a transient one (down, refused, time-out) is not."""
+        if self._closed or self.connection.connected:
+            return
+        self.connection.reset_backoff()
+        fut = asyncio.run_coroutine_threadsafe(self.connection.connect(), self._loop)
+        try:
+            fut.result(self.connection.timeout + 30)
+        except SSHError as e:
+            self._failed(e)
+            if not e.transient:
+                raise InvalidClusterConfig(e.message) from None
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self.connection.close(), self._loop).result(10)
+        with contextlib.suppress(Exception):  # calls still on their way end now: a thread
+            # waiting for one (an engine worker) must not wait forever on a stopped loop
+            asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         if not self._thread.is_alive():
@@ -372,6 +394,15 @@ class _Pull:
     def read(self, n: int = landing.CHUNK) -> bytes:
         pieces = self.transport._call(self.stream.read_pieces(max(1, min(n, landing.CHUNK))))
         return b"".join(pieces)
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def remote_home(cluster: Cluster, state_dir: Path | None) -> str:
