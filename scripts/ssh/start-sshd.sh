@@ -105,7 +105,13 @@ MaxSessions 10
 MaxStartups 50:30:100
 ClientAliveInterval 15
 EOF
-if [ -n "${SLURM_CONF:-}" ]; then echo "SetEnv SLURM_CONF=$SLURM_CONF" >>"$new"; fi
+# a re-use from a shell without SLURM_CONF keeps what the running login node gives its sessions
+# (dropping it broke every remote Slurm session of the other users of this sshd)
+slurm_conf=${SLURM_CONF:-}
+if [ -z "$slurm_conf" ] && [ -f "$CONF" ]; then
+  slurm_conf=$(sed -n 's/^SetEnv SLURM_CONF=//p' "$CONF" | head -1)
+fi
+if [ -n "$slurm_conf" ]; then echo "SetEnv SLURM_CONF=$slurm_conf" >>"$new"; fi
 /usr/sbin/sshd -t -f "$new" || die "sshd rejects the generated config ($new)"
 
 # ------------------------------------------------------------------ 4. start (or re-use)
