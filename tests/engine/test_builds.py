@@ -261,3 +261,25 @@ def test_a_step_runs_in_the_fitting_built_variant(
     assert Path(probe.stdout).read_text() == want + "\n"
     assert probe.resolved_image is not None
     assert probe.resolved_image.name == f"solver-x86_64-{want[4:].split()[0]}-none"
+
+
+def test_a_distribution_python_tool_runs_with_the_distribution_python(tmp_path: Path) -> None:
+    """Debian's ch-image (``#!/usr/bin/env python3``) runs with /usr/bin/python3 even when the
+    first python3 on the PATH is another one (a venv's or pyenv's 3.13 broke it); other tools
+    and tools outside /usr/bin run as they are."""
+    from jupyter_stax.engine.builds.builders import distribution_tool
+
+    exe = shutil.which("ch-image")
+    assert exe is not None
+    assert distribution_tool("ch-image") == ["/usr/bin/python3", exe]
+    assert distribution_tool("ls") == ["ls"]  # not a Python script
+    assert distribution_tool("no-such-tool-here") == ["no-such-tool-here"]
+    mine = tmp_path / "bin" / "ch-image"
+    mine.parent.mkdir()
+    mine.write_text("#!/usr/bin/env python3\nprint('mine')\n")
+    mine.chmod(0o755)
+    os.environ["PATH"] = f"{mine.parent}:{os.environ['PATH']}"
+    try:
+        assert distribution_tool("ch-image") == ["ch-image"]  # not the distribution's: as it is
+    finally:
+        os.environ["PATH"] = os.environ["PATH"].split(":", 1)[1]

@@ -91,6 +91,25 @@ def _env() -> dict[str, str]:
     return env
 
 
+def distribution_tool(name: str) -> list[str]:
+    """The command that runs tool ``name``. A distribution's Python tool (``/usr/bin/NAME``
+    starting with ``#!/usr/bin/env python3``, as Debian's ``ch-image`` does) runs with the
+    distribution's ``/usr/bin/python3``, not with whichever ``python3`` comes first on the PATH:
+    inside a virtual environment or under pyenv that is another Python, which the tool was not
+    made for (Debian 12's ch-image fails on Python 3.13's pathlib)."""
+    exe = shutil.which(name)
+    if exe is None or not exe.startswith("/usr/bin/") or not Path("/usr/bin/python3").is_file():
+        return [name]
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(200)
+    except OSError:
+        return [name]
+    if first.strip() in (b"#!/usr/bin/env python3", b"#! /usr/bin/env python3"):
+        return ["/usr/bin/python3", exe]
+    return [name]
+
+
 class ChImage(Builder):
     """Charliecloud's unprivileged ``ch-image`` (storage: ``-s DIR``, else
     ``$CH_IMAGE_STORAGE``, else its default ``/var/tmp/$USER.ch``)."""
@@ -104,7 +123,7 @@ class ChImage(Builder):
         return Path(env) if env else Path("/var/tmp") / f"{_env()['USER']}.ch"
 
     def _cmd(self, *args: str) -> list[str]:
-        return ["ch-image", "-s", str(self._storage()), *args]
+        return [*distribution_tool("ch-image"), "-s", str(self._storage()), *args]
 
     def problem(self) -> str | None:
         if shutil.which("ch-image") is None:
