@@ -85,7 +85,10 @@ class Builder:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
+    """The builder's environment: ours, less what points a Python at OUR packages (a builder
+    is an outside tool: Debian's ch-image under /usr/bin/python3 broke on the requests and
+    pyOpenSSL of a PYTHONPATH that the Jupyter server or a kernel had set)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     if not env.get("USER"):  # ch-image and ch-run need $USER
         env["USER"] = pwd.getpwuid(os.getuid()).pw_name
     return env
