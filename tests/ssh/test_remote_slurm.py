@@ -210,6 +210,18 @@ def test_dag_with_a_failing_middle_step_runs_remotely(
             # engine's own transport (the ONE connection), never as a path of this machine ...
             ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]),
                              transport=e.transport)
+            # the engine's own last commands for the ended run (e.g. removing PSI/J's files on
+            # the cluster) may still be under way: count from when its connection is quiet
+            # (no exec for 1.5 s, more than its poll; seen in a clean-clone CI run)
+            last = [tr.connection.stats.execs, time.monotonic()]
+
+            def quiet() -> bool:
+                n = tr.connection.stats.execs
+                if n != last[0]:
+                    last[:] = [n, time.monotonic()]
+                return time.monotonic() - last[1] >= 1.5
+
+            await until(quiet, 60, "the engine's connection to be quiet")
             before = tr.connection.stats.execs
             chunk = await asyncio.to_thread(ops.read_log, ex.id, "a")
             assert (chunk.data, chunk.eof) == (out.decode(), True)
