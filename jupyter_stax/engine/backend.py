@@ -501,33 +501,18 @@ class Backend:
 
 
 def _kill_tree(pid: int) -> None:
-    """SIGKILL process ``pid`` and all its descendants. The tree is frozen first (SIGSTOP, the
-    root before its children, again until no new process shows up), so that a parent that is
-    still running cannot start another child between the look and the kill (a sweep's runner
-    starts the next instance as soon as one ends: killing the children first and the runner
-    last let a fresh instance escape)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
     except psutil.NoSuchProcess:
         return
-    frozen: dict[int, psutil.Process] = {}
-    for _ in range(20):  # a tree that keeps growing while stopped cannot exist; bounded anyway
+    for p in procs:
         try:
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            procs = [p for p in frozen.values()]
-        fresh = [p for p in procs if p.pid not in frozen]
-        if not fresh:
-            break
-        for p in fresh:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.suspend()
-            frozen[p.pid] = p
-    for p in frozen.values():
-        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _config_class(cls: Any) -> Any:

@@ -685,7 +685,6 @@ async def _cancel_jobs(engine: Engine, run: Run, s: StepRun, tr: Tracker | None)
             try:
                 if cluster.scheduler == "local":
                     await engine._blocking(_kill_tree, int(native))
-                    await engine._blocking(_kill_in_dir, Path(s.directory))
                 else:
                     await engine._blocking(backend.cancel, key, native)
                 break
@@ -698,22 +697,6 @@ async def _cancel_jobs(engine: Engine, run: Run, s: StepRun, tr: Tracker | None)
             except (StaxError, ValueError) as e:
                 log.warning("cancel of job %s of sweep %s/%s: %s", native, run.id, s.name, e)
                 break
-
-
-def _kill_in_dir(d: Path) -> None:
-    """Kill what still runs inside a local sweep's step directory (twice: a runner caught
-    mid-fork). An instance whose runner was already gone when the job's tree was killed (its
-    launcher ended first) is no longer in that tree; its working directory still says whose
-    it is."""
-    import psutil
-
-    root = os.path.realpath(d)
-    for _ in range(2):
-        for p in psutil.process_iter(["cwd"]):
-            cwd = p.info.get("cwd")
-            if cwd and (cwd == root or cwd.startswith(root + os.sep)):
-                with contextlib.suppress(psutil.Error):
-                    p.kill()
 
 
 async def cancel(engine: Engine, run: Run, s: StepRun) -> None:

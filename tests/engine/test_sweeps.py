@@ -251,7 +251,7 @@ def test_cancel_removes_the_array(cluster: str, engine_factory: Callable[..., En
 
     async def main() -> Execution:
         async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="slurm")
+            ex = await eng.submit(wf, cluster=cluster)
             from ..waiting import wait_for_async
 
             await wait_for_async(
