@@ -433,6 +433,12 @@ class Execution:
         self.model = self.service.get(self.model.id)
         return self
 
+    def executed_notebook(self, step: str | None = None) -> Path | None:
+        """A notebook step's executed copy here (see :mod:`.notebooks`); None until it ended."""
+        from .notebooks import executed_notebook
+
+        return executed_notebook(self.model, step)
+
     def wait(
         self, timeout: float | None = None, *, check: bool = True, interval: float = 0.5
     ) -> Execution:
