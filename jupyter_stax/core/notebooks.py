@@ -39,9 +39,13 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidWorkflow, NotFound
 from .staging import anchor_and_rest
+
+if TYPE_CHECKING:
+    from .models import Execution
 
 __all__ = [
     "check_notebook_spec",
@@ -199,3 +203,25 @@ def notebook_step_problem(step: Any) -> str | None:
     if step.launcher not in (None, "single"):
         return "a notebook runs as one process: drop 'launcher' (or use srun inside the notebook)"
     return None
+
+
+def executed_notebook(model: Execution, step: str | None = None) -> Path | None:
+    """The executed copy of a notebook step here (the only notebook step when ``step`` is
+    None); None until the step has ended, or when it could not be copied (its
+    ``files.warning`` says why)."""
+    candidates = [s for s in model.workflow.steps if s.notebook is not None]
+    if step is not None:
+        candidates = [s for s in candidates if s.name == step]
+    if not candidates:
+        raise NotFound(
+            f"execution {model.id} has no notebook step" + (f" {step!r}" if step else "")
+        )
+    if len(candidates) > 1:
+        raise InvalidWorkflow(
+            f"execution {model.id} has notebook steps "
+            f"{', '.join(s.name for s in candidates)}: name one"
+        )
+    run = model.step(candidates[0].name)
+    if run.files is None or run.files.notebook is None:
+        return None
+    return Path(run.files.notebook)

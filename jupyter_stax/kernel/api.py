@@ -435,7 +435,7 @@ class Execution:
 
     def executed_notebook(self, step: str | None = None) -> Path | None:
         """A notebook step's executed copy here (see :mod:`.notebooks`); None until it ended."""
-        from .notebooks import executed_notebook
+        from ..core.notebooks import executed_notebook
 
         return executed_notebook(self.model, step)
 

@@ -16,31 +16,22 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..core import models
-from ..core.errors import InvalidWorkflow, NotFound
+from ..core.errors import NotFound
 from ..core.models import ParamValue
-from ..core.nbparams import NotebookParameters, parameters_of
+from ..core.nbparams import NotebookParameters
 from ..service import StaxService
 from .api import Execution, Workflow, _resolve
 
-__all__ = ["executed_notebook", "notebook_parameters", "run_notebook"]
+__all__ = ["notebook_parameters", "run_notebook"]
 
 
 def notebook_parameters(path: str | Path) -> NotebookParameters:
     """The parameters of the notebook ``path`` (its cell tagged ``parameters``): names,
-    defaults, types and the comment beside each. NotFound / InvalidWorkflow when the file is
+    defaults, types and the comment beside each. NotFound / BadRequest when the file is
     missing or not a notebook."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"notebook {str(path)!r}: no such file") from None
-    except OSError as e:
-        raise InvalidWorkflow(f"notebook {str(path)!r} cannot be read: {e}") from None
-    try:
-        return parameters_of(text, str(path))
-    except ValueError as e:
-        raise InvalidWorkflow(f"{e}") from None
+    from ..operations.notebooks import read_parameters
+
+    return read_parameters(Path(path).expanduser(), str(path))
 
 
 def step_name(path: str | Path) -> str:
@@ -94,25 +85,3 @@ def run_notebook(
         time=time,
     )
     return wf.submit(cluster, service=_resolve(service))
-
-
-def executed_notebook(model: models.Execution, step: str | None = None) -> Path | None:
-    """The executed copy of a notebook step here (the only notebook step when ``step`` is
-    None); None until the step has ended, or when it could not be copied (its
-    ``files.warning`` says why)."""
-    candidates = [s for s in model.workflow.steps if s.notebook is not None]
-    if step is not None:
-        candidates = [s for s in candidates if s.name == step]
-    if not candidates:
-        raise NotFound(
-            f"execution {model.id} has no notebook step" + (f" {step!r}" if step else "")
-        )
-    if len(candidates) > 1:
-        raise InvalidWorkflow(
-            f"execution {model.id} has notebook steps "
-            f"{', '.join(s.name for s in candidates)}: name one"
-        )
-    run = model.step(candidates[0].name)
-    if run.files is None or run.files.notebook is None:
-        return None
-    return Path(run.files.notebook)

@@ -34,7 +34,9 @@ HOSTILE = {
 def make_notebook(path: Path, cells: list[tuple[str, str, list[str]]]) -> None:
     """cells: (kind, source, tags)."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"
+    }
     for kind, source, tags in cells:
         cell = (
             nbformat.v4.new_code_cell(source)
@@ -60,6 +62,7 @@ def _outputs(path: Path) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # THE end-to-end test of notebook steps: two kernels started by papermill
 def test_notebook_steps_run_with_parameters_and_come_back(
     cluster: str, engine_factory: Callable[..., Engine], tmp_path: Path
 ) -> None:
