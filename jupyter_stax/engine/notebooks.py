@@ -74,7 +74,9 @@ def collect(
     dest, note = destination(ex, step, s)
     why = None
     try:
-        landed = transport.get_files(src_dir, [rel.name], dest, overwrite=True)
+        # asked for only when there (the SSH transport fails on a missing name)
+        there = any(e.path == rel.name and e.kind == "f" for e in transport.list_tree(src_dir))
+        landed = transport.get_files(src_dir, [rel.name], dest, overwrite=True) if there else {}
         got = landed.get(rel.name)
         if got is None:
             why = (
