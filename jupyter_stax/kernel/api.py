@@ -362,6 +362,8 @@ def step_summary(step: models.Step) -> str:
     """One line: what the step asks for (``bash, 5 lines; ntasks=1, time=00:05:00``)."""
     lines = len(step.run.strip().splitlines())
     parts = [f"{step.language}, {lines} line{'s' if lines != 1 else ''}"]
+    if step.notebook is not None:
+        parts = [f"notebook {step.notebook}"]
     if step.software is not None:
         what = step.software if isinstance(step.software, str) else "inline"
         parts = [

@@ -18,8 +18,6 @@ from jupyter_stax.engine.engine import Engine
 
 from .conftest import arun
 
-pytest.importorskip("papermill")
-
 #: values a notebook must receive exactly as given, never as code
 HOSTILE = {
     "quote": 'a "b" \'c\' """d""" \\" \\',

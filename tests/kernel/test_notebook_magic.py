@@ -19,7 +19,6 @@ from ..engine.test_notebook_steps import make_notebook
 from .test_magics import Shell
 
 pytestmark = pytest.mark.timeout(240)
-pytest.importorskip("papermill")
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from .conftest import screenshot
 from .lab import LabServer
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("papermill")
 
 
 def test_right_click_run_on_a_cluster_then_open_the_executed_notebook(
