@@ -47,7 +47,8 @@ def destination(ex: Execution, step: Step, s: StepRun) -> tuple[Path, str | None
         return beside, None
     fallback = outputs_root(ex) / s.name
     return fallback, (
-        f"the notebook's directory {beside} is not writable: its executed copy is in {fallback}"
+        f"the notebook's directory {beside} is gone or not writable: its executed copy is in "
+        f"{fallback}"
     )
 
 

@@ -137,3 +137,28 @@ def test_notebook_steps_run_with_parameters_and_come_back(
     got = _outputs(failed_copy)
     assert "before\n" in got and "ERROR ZeroDivisionError: division by zero" in got
     assert "never\n" not in got
+
+
+def test_the_executed_copy_goes_to_the_outputs_dir_when_the_original_directory_is_gone(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime, timezone
+
+    from jupyter_stax.core.models import Execution, StepRun, Workflow
+    from jupyter_stax.engine.notebooks import destination
+
+    step_def = {"name": "nb", "notebook": "gone/a.ipynb"}
+    wf = Workflow.model_validate({"name": "w", "steps": [step_def]})
+    s = StepRun(name="nb", cluster="local", directory="/d", script="s", stdout="o", stderr="e")
+    ex = Execution(
+        id="e1", workflow=wf, cluster="local", created_at=datetime.now(timezone.utc),
+        work_dir="/w", steps=[s],
+        options=SubmitOptions(base_dir=str(tmp_path), outputs_dir=str(tmp_path / "outs")),
+    )
+    assert destination(ex, wf.steps[0], s) == (
+        tmp_path / "outs" / "e1" / "nb",
+        f"the notebook's directory {tmp_path / 'gone'} is gone or not writable: its executed copy "
+        f"is in {tmp_path / 'outs' / 'e1' / 'nb'}",
+    )
+    (tmp_path / "gone").mkdir()
+    assert destination(ex, wf.steps[0], s) == (tmp_path / "gone", None)
