@@ -13,10 +13,19 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .kernel.api import Execution, Workflow, connect
+    from .kernel.notebooks import notebook_parameters, run_notebook
 
-__all__ = ["Execution", "Workflow", "__version__", "connect"]
+__all__ = [
+    "Execution", "Workflow", "__version__", "connect", "notebook_parameters", "run_notebook"
+]
 
-_LAZY = {"Workflow": "kernel.api", "Execution": "kernel.api", "connect": "kernel.api"}
+_LAZY = {
+    "Workflow": "kernel.api",
+    "Execution": "kernel.api",
+    "connect": "kernel.api",
+    "run_notebook": "kernel.notebooks",
+    "notebook_parameters": "kernel.notebooks",
+}
 
 
 def __getattr__(name: str) -> Any:
