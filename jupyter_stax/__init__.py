@@ -2,7 +2,8 @@
 
 Heavy modules (PSI/J, Jupyter server, IPython, widgets) are imported lazily, so importing this
 package or :mod:`jupyter_stax.core` stays cheap. The public notebook/Python API
-(:class:`Workflow`, :class:`Execution`) loads on first use.
+(:class:`Workflow`, :class:`Execution`, and the function tasks: :func:`task`, :func:`gather`,
+:func:`futures_execution`) loads on first use.
 """
 
 from __future__ import annotations
@@ -13,10 +14,42 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .kernel.api import Execution, Workflow, connect
+    from .kernel.tasks import (
+        TaskFailed,
+        TaskFuture,
+        UpstreamFailed,
+        batch,
+        futures_execution,
+        gather,
+        task,
+    )
 
-__all__ = ["Execution", "Workflow", "__version__", "connect"]
+__all__ = [
+    "Execution",
+    "TaskFailed",
+    "TaskFuture",
+    "UpstreamFailed",
+    "Workflow",
+    "__version__",
+    "batch",
+    "connect",
+    "futures_execution",
+    "gather",
+    "task",
+]
 
-_LAZY = {"Workflow": "kernel.api", "Execution": "kernel.api", "connect": "kernel.api"}
+_LAZY = {
+    "Workflow": "kernel.api",
+    "Execution": "kernel.api",
+    "connect": "kernel.api",
+    **{
+        name: "kernel.tasks"
+        for name in (
+            "task", "TaskFuture", "TaskFailed", "UpstreamFailed", "batch",
+            "futures_execution", "gather",
+        )
+    },
+}
 
 
 def __getattr__(name: str) -> Any:
