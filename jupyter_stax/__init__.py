@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .core.functask import PythonMismatch, ResultRefused
     from .kernel.api import Execution, Workflow, connect
     from .kernel.tasks import (
         TaskFailed,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Execution",
+    "PythonMismatch",
+    "ResultRefused",
     "TaskFailed",
     "TaskFuture",
     "UpstreamFailed",
@@ -42,6 +45,8 @@ _LAZY = {
     "Workflow": "kernel.api",
     "Execution": "kernel.api",
     "connect": "kernel.api",
+    "PythonMismatch": "core.functask",
+    "ResultRefused": "core.functask",
     **{
         name: "kernel.tasks"
         for name in (
