@@ -4,8 +4,10 @@ calls the function on the cluster, the Python probe and the safety rules of resu
 A function task is an ordinary Python step (``language: python``) whose body is
 :data:`RUNNER_SOURCE`. Its files, in the step directory (a ``.map`` instance: its ``<i>/``):
 
-* ``stax.call.pkl``: the call, staged as an input. One JSON header line (the Python and
-  cloudpickle versions of the kernel that made it), then a cloudpickle of ``(function, calls)``
+* the call, in the step's script itself (base64, see :func:`task_source`: no file to stage,
+  so it goes wherever a script goes: a Jupyter server's REST API, a remote cluster, a
+  workflow file). One JSON header line (the Python and cloudpickle versions of the kernel
+  that made it), then a cloudpickle of ``(function, calls)``
   where ``calls`` is a list of ``(args, kwargs)``: one for a call, one per element for a map
   (instance ``i`` runs ``calls[i]``). A future passed as an argument is a *persistent id* in
   that pickle (never a marker inside the user's data): ``("step", NAME, INDEX)`` for a task of
@@ -36,8 +38,8 @@ from pathlib import Path
 from .errors import StaxError
 
 __all__ = [
-    "CALL_FILE",
     "FORMAT",
+    "MAX_CALL_BYTES",
     "PROBE_SOURCE",
     "RUNNER_SOURCE",
     "PythonMismatch",
@@ -49,12 +51,14 @@ __all__ = [
     "probe_problem",
     "read_result_file",
     "result_file",
+    "task_source",
 ]
 
-#: version of the call file's layout (the runner refuses another)
+#: version of the call's layout (the runner refuses another)
 FORMAT = 1
-#: the call, staged into the step directory
-CALL_FILE = "stax.call.pkl"
+#: a call bigger than this is refused (it travels in the step's script): big data goes as a
+#: task's result (a future) or a file
+MAX_CALL_BYTES = 16 << 20
 #: a result file is never bigger than this to be read into the notebook (bytes)
 MAX_RESULT_BYTES = 1 << 34
 
@@ -72,7 +76,7 @@ def error_file(step: str, index: int | None = None) -> str:
 
 
 def call_header(step: str, count: int | None) -> bytes:
-    """The call file's first line: what the runner checks before it unpickles anything."""
+    """The call's first line: what the runner checks before it unpickles anything."""
     try:
         import cloudpickle
 
@@ -255,11 +259,12 @@ def probe_problem(
 # ---------------------------------------------------------------------- the runner
 #: the body of a function task's Python step (see the module docstring); needs only Python
 #: and cloudpickle on the cluster
-RUNNER_SOURCE = r'''# jupyter_stax function task: calls the function in stax.call.pkl
-import io as _io, json as _json, os as _os, pickle as _pickle, sys as _sys, traceback as _tb
+RUNNER_SOURCE = r'''# jupyter_stax function task: calls the function pickled below
+import base64 as _b64, io as _io, json as _json, os as _os, pickle as _pickle, sys as _sys
+import traceback as _tb
 
 
-def _stax_task_main():
+def _stax_task_main(call):
     here = _os.environ["STAX_STEP_DIR"]
     index = _os.environ.get("STAX_SWEEP_INDEX")
     step = _os.environ["STAX_STEP"]
@@ -285,11 +290,10 @@ def _stax_task_main():
         _sys.stderr.write((text or "") + "jupyter_stax: " + message + "\n")
         _sys.exit(code)
 
-    with open(_os.path.join(step_dir, "stax.call.pkl"), "rb") as f:
-        head = _json.loads(f.readline())
-        body = f.read()
+    line, _, body = _b64.b64decode(call).partition(b"\n")
+    head = _json.loads(line)
     if head.get("format") != 1:
-        fail("python", "", "the call file has format %r; this runner reads 1" % head.get("format"))
+        fail("python", "", "the call has format %r; this runner reads 1" % head.get("format"))
     want = tuple(head["python"][:2])
     if tuple(_sys.version_info[:2]) != want:
         fail("python", "", "this job's python (%s) is %d.%d, the kernel that made the task runs "
@@ -353,5 +357,20 @@ def _stax_task_main():
     write(result, data)
 
 
-_stax_task_main()
 '''
+
+
+def task_source(call: bytes) -> str:
+    """The body of a task's Python step: the runner, then the call (header and pickle) in
+    base64 lines. ValueError above :data:`MAX_CALL_BYTES`."""
+    import base64
+
+    if len(call) > MAX_CALL_BYTES:
+        raise ValueError(
+            f"the call pickles to {len(call) / 2**20:.1f} MiB (at most "
+            f"{MAX_CALL_BYTES >> 20} MiB travel with a task): pass big data as the result of "
+            "a task (a future), or write it to a file the task reads"
+        )
+    text = base64.b64encode(call).decode()
+    lines = "\n".join(text[i : i + 100] for i in range(0, len(text), 100))
+    return f'{RUNNER_SOURCE}_stax_task_main("""\n{lines}\n""")\n'

@@ -34,7 +34,6 @@ import functools
 import io
 import itertools
 import operator
-import os
 import pickle
 import re
 import threading
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ..core import models
 from ..core.errors import InvalidWorkflow, StaxError
-from ..core.functask import CALL_FILE, RUNNER_SOURCE, call_header, result_file
+from ..core.functask import RUNNER_SOURCE, call_header, result_file, task_source
 from ..core.models import SubmitOptions
 from ..core.states import StepState
 from .taskresults import TaskFailed, UpstreamFailed, load_result, wait_step
@@ -185,12 +184,14 @@ class TaskFunction(Generic[P, R]):
 
     def step_model(
         self, name: str, inputs: list[Any], count: int | None, after: Iterable[str] = (),
-        cluster: str | None = None,
+        cluster: str | None = None, source: str = RUNNER_SOURCE,
     ) -> models.Step:
+        """The step of a call (``source``: the runner with the call, :func:`task_source`);
+        ``count``: a map's elements."""
         o = self.options
         data: dict[str, Any] = {
             "name": name,
-            "run": RUNNER_SOURCE,
+            "run": source,
             "language": "python",
             "image": o.image,
             "cluster": cluster,
@@ -422,19 +423,17 @@ class _Batch:
         for cl, im in {(c.fn.options.cluster, c.fn.options.image) for c in self.calls}:
             ensure_python(svc, cl, im)
         main = self.calls[0].fn.options.cluster
-        folder = _tasks_dir() / self.id
         steps = []
         for c in self.calls:
             blob, after = blobs[c.step]
-            d = folder / c.step
-            d.mkdir(parents=True, exist_ok=True)
-            path = d / CALL_FILE
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(call_header(c.step, len(c.calls) if c.mapped else None))
-                fh.write(blob)
+            try:
+                source = task_source(
+                    call_header(c.step, len(c.calls) if c.mapped else None) + blob
+                )
+            except ValueError as e:
+                raise InvalidWorkflow(f"task {c.step!r}: {e}") from None
             mine = c.fn.options.cluster
-            inputs: list[Any] = [str(path)]
+            inputs: list[Any] = []
             for up in sorted(after):
                 upc = self._call(up)
                 if upc.fn.options.cluster != mine:  # another cluster: its result comes along
@@ -443,7 +442,7 @@ class _Batch:
             steps.append(
                 c.fn.step_model(
                     c.step, inputs, len(c.calls) if c.mapped else None, after=sorted(after),
-                    cluster=mine if mine != main else None,
+                    cluster=mine if mine != main else None, source=source,
                 )
             )
         try:
@@ -527,12 +526,6 @@ _current: _Batch | None = None
 _explicit = 0
 _hooked = False
 _state_lock = threading.Lock()
-
-
-def _tasks_dir() -> Path:
-    from ..engine.store import default_store_path
-
-    return default_store_path().expanduser().absolute().parent / "tasks"
 
 
 def _batch_for_call() -> _Batch:

@@ -19,8 +19,6 @@ import cloudpickle
 import pytest
 
 from jupyter_stax.core.functask import (
-    CALL_FILE,
-    RUNNER_SOURCE,
     Probe,
     ResultRefused,
     TaskError,
@@ -31,6 +29,7 @@ from jupyter_stax.core.functask import (
     read_result_file,
     result_file,
     result_problem,
+    task_source,
 )
 from jupyter_stax.core.pystep import render_python_step
 
@@ -167,6 +166,11 @@ def test_error_records(data: bytes, summary: str | None, kind: str) -> None:
         assert err.summary() == summary
 
 
+def test_a_call_too_big_is_refused_with_the_way_out() -> None:
+    with pytest.raises(ValueError, match="pass big data as the result of a task"):
+        task_source(b"x" * (17 << 20))
+
+
 def test_file_names() -> None:
     assert result_file("train") == "stax.result.train.pkl"
     assert result_file("train", 3) == "3/stax.result.train.pkl"
@@ -176,6 +180,7 @@ def test_file_names() -> None:
 # ---------------------------------------------------------------------- the runner, for real
 def _call_file(d: Path, func: Any, calls: list[Any], ids: dict[int, Any] | None = None,
                count: int | None = None) -> None:
+    """The step's Python body with this call in it (as ``stax.body.py``)."""
     buf = io.BytesIO()
 
     class P(cloudpickle.CloudPickler):  # type: ignore[misc]
@@ -183,7 +188,7 @@ def _call_file(d: Path, func: Any, calls: list[Any], ids: dict[int, Any] | None 
             return (ids or {}).get(id(obj))
 
     P(buf).dump((func, calls))
-    (d / CALL_FILE).write_bytes(call_header(d.name, count) + buf.getvalue())
+    (d / "stax.body.py").write_text(task_source(call_header(d.name, count) + buf.getvalue()))
 
 
 def _run(python: str, step_dir: Path, index: int | None = None) -> subprocess.CompletedProcess[str]:
@@ -192,7 +197,7 @@ def _run(python: str, step_dir: Path, index: int | None = None) -> subprocess.Co
     env = {**os.environ, "STAX_STEP_DIR": str(here), "STAX_STEP": step_dir.name}
     if index is not None:
         env["STAX_SWEEP_INDEX"] = str(index)
-    script = render_python_step(RUNNER_SOURCE)
+    script = render_python_step((step_dir / "stax.body.py").read_text())
     return subprocess.run(
         ["bash", "-c", script], env={**env, "STAX_PYTHON": python}, cwd=here,
         capture_output=True, text=True, timeout=60,

@@ -1,0 +1,188 @@
+"""Function tasks (``@stax.task``) end to end in a REAL kernel: notebooks/08 executed by nbclient
+on ``local`` and on the real Slurm (a 3-task data-flow DAG with its values, an exception with
+its remote traceback, the upstream failure, ``.map`` as one sweep step, attach after the
+fact); a kernel restart then the stored value, and tampered result files refused (under a
+Jupyter server and without one); the Python probe refusing a cluster whose python is another
+real interpreter (another minor version, or one without cloudpickle) before any task job."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_stax.core.functask import PythonMismatch
+from jupyter_stax.kernel import probe
+from jupyter_stax.kernel.api import set_service
+from jupyter_stax.service import LocalService
+
+from ..pythons import other_minor, same_minor_without_cloudpickle
+from ..server.real_server import RealServer, child_env
+from .test_kernel_restart import Kernel
+from .test_notebooks import execute, outputs
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.mark.parametrize("cluster", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_function_tasks_notebook(
+    store: Path, kernelspec: str, tmp_path: Path, cluster: str, request: pytest.FixtureRequest
+) -> None:
+    if cluster == "slurm":
+        request.getfixturevalue("slurm")
+    nb = execute("08_function_tasks.ipynb", tmp_path, kernelspec, STAX_DEMO_CLUSTER=cluster)
+    assert outputs(nb, "print(report.result(") == (
+        "{'data': 4.5, 'doubled': 9.0}\n"
+        "completed [('prepare', 'completed'), ('scale', 'completed'), "
+        "('summarize', 'completed')]\n"
+    )
+    failed = outputs(nb, "try:\n    verdict.result(")
+    lines = failed.splitlines()
+    assert lines[:4] == [
+        "TaskFailed[ValueError] | a ValueError: True",
+        "ValueError: doubled sum too large: 9.0",
+        "upstream: check",
+        lines[3],
+    ]
+    assert re.fullmatch(
+        r"task 'summarize' \(execution [0-9a-f]+\) did not run: its upstream task 'check' "
+        r"failed: ValueError: doubled sum too large: 9.0",
+        lines[3],
+    ), lines[3]
+    assert outputs(nb, "parts = scale.map(") == (
+        "[[10.0, 20.0], [300.0], [4000.0, 5000.0, 6000.0]]\ninstances: 3 | scheduler jobs: 1\n"
+    )
+    assert outputs(nb, "stax.Execution.attach(") == "{'data': 4.5, 'doubled': 9.0}\n"
+    shown = next(c for c in nb.cells if c.source.startswith("data = prepare(10)")).outputs
+    assert "application/vnd.jupyter.widget-view+json" in shown[0].data  # the live monitor
+
+    svc = LocalService()
+    listed = sorted(svc.list(limit=20)[0], key=lambda ex: ex.created_at)
+    names = [ex.workflow.name for ex in listed]
+    assert names == ["stax-python-probe", "tasks", "tasks", "tasks"]  # probed once
+    dag, checked, mapped = (svc.get(ex.id) for ex in listed[1:])
+    assert {s.name: s.after for s in dag.workflow.steps} == {
+        "prepare": [],
+        "scale": ["prepare"],
+        "summarize": ["prepare", "scale"],
+    }
+    assert all(s.cluster == cluster for s in dag.steps)
+    assert {s.name: s.state.value for s in checked.steps} == {
+        "check": "failed",
+        "summarize": "skipped",
+    }
+    (sweep,) = mapped.steps
+    assert sweep.sweep is not None and (sweep.sweep.total, sweep.sweep.elements) == (3, 1)
+    if cluster == "slurm":
+        assert all(s.native_id and s.native_id.isdigit() for s in dag.steps)
+        assert sweep.sweep.jobs and all(j.isdigit() for j in sweep.sweep.jobs)
+    # the results are private files of the step directories
+    res = Path(dag.step("summarize").directory) / "stax.result.summarize.pkl"
+    assert (res.stat().st_mode & 0o777) == 0o600
+
+
+@pytest.fixture(params=["no-server", "server"])
+def kernel(request: pytest.FixtureRequest, store: Path, kernelspec: str, tmp_path: Path
+           ) -> Iterator[Kernel]:
+    env = child_env()
+    if request.param == "server":
+        srv: RealServer = request.getfixturevalue("real_server")
+        env.update(JUPYTER_STAX_SERVER_URL=srv.url, JUPYTER_STAX_TOKEN=srv.token)
+    else:
+        env["JUPYTER_STAX_NO_SERVER"] = "1"
+    k = Kernel(kernelspec, env, tmp_path)
+    yield k
+    k.stop()
+
+
+TRY_RESULT = """
+try:
+    print(stax.Execution.attach({eid!r}).result('train'))
+except stax.ResultRefused as e:
+    print('refused:', e)
+"""
+
+
+def test_result_after_kernel_restart_and_refused_files(kernel: Kernel, stax_env: Path) -> None:
+    out = kernel.run(
+        "import jupyter_stax as stax\n"
+        "@stax.task(cluster='local')\n"
+        "def train(cfg: dict) -> dict:\n"
+        "    return {'loss': cfg['lr'] / 10}\n"
+        "m = train({'lr': 0.5})\n"
+    )
+    assert out == ""
+    eid = kernel.run("print(stax.futures_execution(m).id)").strip()
+    assert kernel.run("print(m.result(120))") == "{'loss': 0.05}\n"
+    kernel.restart()
+    assert kernel.run("import jupyter_stax as stax" + TRY_RESULT.format(eid=eid)) == (
+        "{'loss': 0.05}\n"
+    )
+
+    res = stax_env / "runs" / eid / "train" / "stax.result.train.pkl"
+    assert res.is_file()
+    res.chmod(0o664)  # group-writable: someone else could have put it there
+    refused = kernel.run(TRY_RESULT.format(eid=eid))
+    assert refused.startswith(f"refused: result file {res} is refused: it is writable by group")
+    assert "Only results written by your own jobs are unpickled" in refused
+    res.chmod(0o600)
+    if os.geteuid() == 0:  # a file of another user, with a safe mode
+        os.chown(res, 65534, 65534)
+        assert kernel.run(TRY_RESULT.format(eid=eid)).startswith(
+            f"refused: result file {res} is refused: it is owned by uid 65534, not by you"
+        )
+        os.chown(res, 0, 0)
+    res.rename(res.with_suffix(".real"))
+    res.symlink_to(res.with_suffix(".real"))  # a link, even to a good file, is not read
+    assert "is a symbolic link: not loaded" in kernel.run(TRY_RESULT.format(eid=eid))
+
+
+def _python_cluster(stax_env: Path, name: str, python: str) -> None:
+    clusters = stax_env / "clusters.yaml"
+    clusters.write_text(
+        clusters.read_text()
+        + f"  {name}:\n    scheduler: local\n    env: {{STAX_PYTHON: {python}}}\n"
+    )
+
+
+@pytest.mark.parametrize("which", ["other-minor", "no-cloudpickle"])
+def test_probe_refuses_a_cluster_python_that_cannot_run_tasks(
+    store: Path, stax_env: Path, which: str
+) -> None:
+    """The cluster's python (STAX_PYTHON in its env) is a real other interpreter: the first
+    call's batch fails with the fix, and no task job was ever submitted."""
+    python = other_minor() if which == "other-minor" else same_minor_without_cloudpickle()
+    if python is None:
+        pytest.skip(f"no {which} Python on this machine")
+    _python_cluster(stax_env, "elsewhere", python)
+    import jupyter_stax as stax
+
+    svc = LocalService()
+    set_service(svc)
+    probe.forget()
+    try:
+
+        @stax.task(cluster="elsewhere")
+        def double(x: int) -> int:
+            return 2 * x
+
+        fut = double(21)  # outside IPython: submitted at once (the probe runs first)
+        with pytest.raises(PythonMismatch) as e:
+            fut.result(60)
+    finally:
+        set_service(None)
+        probe.forget()
+    msg = str(e.value)
+    here = f"3.{sys.version_info[1]}"
+    if which == "other-minor":
+        assert re.search(rf"the python of cluster 'elsewhere' \({re.escape(python)}\) is 3\.\d+, "
+                         rf"this kernel runs {here}", msg), msg
+    else:
+        assert f"({python}, {here}) has no cloudpickle" in msg, msg
+    assert "STAX_PYTHON" in msg
+    assert [ex.workflow.name for ex in svc.list(limit=10)[0]] == ["stax-python-probe"]
+    svc.close()
