@@ -118,7 +118,7 @@ def task_failed(err: TaskError, task: str, execution_id: str) -> TaskFailed:
 def wait_step(ex: Execution, step: str, timeout: float | None = None) -> None:
     """Until the step is final (or the execution: a step that never started ends with it).
     TimeoutError after ``timeout`` seconds."""
-    pacer = Pacer(Poll(0.2, 2.0), timeout=timeout)
+    pacer = Pacer(Poll(0.1, 1.0), timeout=timeout)
     changed = True
     last = None
     while True:

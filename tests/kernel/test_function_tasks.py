@@ -85,15 +85,11 @@ def test_function_tasks_notebook(
     assert (res.stat().st_mode & 0o777) == 0o600
 
 
-@pytest.fixture(params=["no-server", "server"])
-def kernel(request: pytest.FixtureRequest, store: Path, kernelspec: str, tmp_path: Path
+@pytest.fixture
+def kernel(store: Path, kernelspec: str, tmp_path: Path, real_server: RealServer
            ) -> Iterator[Kernel]:
-    env = child_env()
-    if request.param == "server":
-        srv: RealServer = request.getfixturevalue("real_server")
-        env.update(JUPYTER_STAX_SERVER_URL=srv.url, JUPYTER_STAX_TOKEN=srv.token)
-    else:
-        env["JUPYTER_STAX_NO_SERVER"] = "1"
+    """A kernel under a real Jupyter server (the notebook tests run without one)."""
+    env = child_env(JUPYTER_STAX_SERVER_URL=real_server.url, JUPYTER_STAX_TOKEN=real_server.token)
     k = Kernel(kernelspec, env, tmp_path)
     yield k
     k.stop()
@@ -185,4 +181,50 @@ def test_probe_refuses_a_cluster_python_that_cannot_run_tasks(
         assert f"({python}, {here}) has no cloudpickle" in msg, msg
     assert "STAX_PYTHON" in msg
     assert [ex.workflow.name for ex in svc.list(limit=10)[0]] == ["stax-python-probe"]
+    svc.close()
+
+
+@pytest.mark.slurm
+def test_edges_across_clusters_into_and_out_of_a_map(
+    store: Path, stax_env: Path, slurm: str
+) -> None:
+    """local -> a map on Slurm -> local, one execution: each upstream result is staged into
+    the downstream step directory ({from: ...}), the map's too (a sweep step stages inputs)."""
+    import jupyter_stax as stax
+
+    svc = LocalService()
+    set_service(svc)
+    try:
+
+        @stax.task(cluster="local")
+        def prepare(n: int) -> list[int]:
+            return list(range(n))
+
+        @stax.task(cluster="slurm", time="00:02:00")
+        def add(xs: list[int], k: int) -> list[int]:
+            return [x + k for x in xs]
+
+        @stax.task(cluster="local")
+        def pair(a: list[int], b: list[int]) -> tuple[list[int], list[int]]:
+            return a, b
+
+        with stax.batch():
+            d = prepare(3)
+            parts = add.map([d, d], [1, 10])
+            both = pair(parts[0], parts[1])
+        assert both.result(300) == ([1, 2, 3], [10, 11, 12])
+        ex = stax.futures_execution(both).refresh()
+    finally:
+        set_service(None)
+    staged = {
+        s.name: (s.cluster, s.state.value, [f.path for f in s.files.inputs] if s.files else [])
+        for s in ex.steps
+    }
+    assert staged == {
+        "prepare": ("local", "completed", []),
+        "add": ("slurm", "completed", ["stax.result.prepare.pkl"]),
+        "pair": ("local", "completed", ["0/stax.result.add.pkl", "1/stax.result.add.pkl"]),
+    }
+    sweep = ex.step("add").sweep
+    assert sweep is not None and sweep.total == 2 and sweep.jobs
     svc.close()
