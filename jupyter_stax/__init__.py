@@ -15,6 +15,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .core.functask import PythonMismatch, ResultRefused
     from .kernel.api import Execution, Workflow, connect
+    from .kernel.taskexport import export
     from .kernel.tasks import (
         TaskFailed,
         TaskFuture,
@@ -36,6 +37,7 @@ __all__ = [
     "__version__",
     "batch",
     "connect",
+    "export",
     "futures_execution",
     "gather",
     "task",
@@ -47,6 +49,7 @@ _LAZY = {
     "connect": "kernel.api",
     "PythonMismatch": "core.functask",
     "ResultRefused": "core.functask",
+    "export": "kernel.taskexport",
     **{
         name: "kernel.tasks"
         for name in (

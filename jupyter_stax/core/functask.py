@@ -264,7 +264,7 @@ import base64 as _b64, io as _io, json as _json, os as _os, pickle as _pickle, s
 import traceback as _tb
 
 
-def _stax_task_main(call):
+def _stax_task_main(call, kwargs=None):
     here = _os.environ["STAX_STEP_DIR"]
     index = _os.environ.get("STAX_SWEEP_INDEX")
     step = _os.environ["STAX_STEP"]
@@ -336,7 +336,10 @@ def _stax_task_main(call):
 
     try:
         func, calls = Loader(_io.BytesIO(body)).load()
-        args, kwargs = calls[int(index) if index is not None else 0]
+        if kwargs is None:
+            args, kwargs = calls[int(index) if index is not None else 0]
+        else:  # an exported task: the arguments are the workflow's parameters
+            args = ()
     except SystemExit:
         raise
     except BaseException as e:
@@ -360,9 +363,12 @@ def _stax_task_main(call):
 '''
 
 
-def task_source(call: bytes) -> str:
+def task_source(call: bytes, params: list[str] | None = None) -> str:
     """The body of a task's Python step: the runner, then the call (header and pickle) in
-    base64 lines. ValueError above :data:`MAX_CALL_BYTES`."""
+    base64 lines. ValueError above :data:`MAX_CALL_BYTES`. ``params``: an exported task,
+    called with these keyword arguments, each the workflow parameter of that name (a
+    ``{{name}}`` placeholder in code position: its typed value, and a missing one is refused
+    before anything is submitted, as for any step)."""
     import base64
 
     if len(call) > MAX_CALL_BYTES:
@@ -373,4 +379,10 @@ def task_source(call: bytes) -> str:
         )
     text = base64.b64encode(call).decode()
     lines = "\n".join(text[i : i + 100] for i in range(0, len(text), 100))
-    return f'{RUNNER_SOURCE}_stax_task_main("""\n{lines}\n""")\n'
+    kw = ""
+    if params is not None:
+        for p in params:
+            if not p.isidentifier():
+                raise ValueError(f"parameter {p!r} is not an identifier")
+        kw = ", dict(" + ", ".join(f"{p}={{{{{p}}}}}" for p in params) + ")"
+    return f'{RUNNER_SOURCE}_stax_task_main("""\n{lines}\n"""{kw})\n'

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,7 +104,11 @@ except stax.ResultRefused as e:
 """
 
 
-def test_result_after_kernel_restart_and_refused_files(kernel: Kernel, stax_env: Path) -> None:
+def test_restart_refused_files_and_export(
+    kernel: Kernel, stax_env: Path, real_server: RealServer, tmp_path: Path
+) -> None:
+    """One kernel under one server (both slow to start): the stored value after a restart,
+    tampered result files refused, then an exported task run with new arguments."""
     out = kernel.run(
         "import jupyter_stax as stax\n"
         "@stax.task(cluster='local')\n"
@@ -135,6 +140,47 @@ def test_result_after_kernel_restart_and_refused_files(kernel: Kernel, stax_env:
     res.rename(res.with_suffix(".real"))
     res.symlink_to(res.with_suffix(".real"))  # a link, even to a good file, is not read
     assert "is a symbolic link: not loaded" in kernel.run(TRY_RESULT.format(eid=eid))
+    check_export(kernel, real_server, tmp_path)
+
+
+def check_export(kernel: Kernel, real_server: RealServer, tmp_path: Path) -> None:
+    """``%stax export --task`` writes a unit that the REST API and ``jupyter stax run`` run
+    with new arguments (the function is in the file: it was defined in the kernel)."""
+    out = kernel.run(
+        "import jupyter_stax as stax\n%load_ext jupyter_stax\n"
+        "@stax.task(time='00:02:00')\n"
+        "def power(x: int, p: int = 2, label: str = 'x') -> str:\n"
+        "    return f'{label}^{p} = {x ** p}'\n"
+        "%stax export power.stax.yaml --task power --param label=y\n"
+    )
+    assert out.startswith("wrote power.stax.yaml; run it with: jupyter stax run power.stax.yaml")
+    unit = (tmp_path / "power.stax.yaml").read_text()
+    code, ex = real_server.call(
+        "POST", "executions", {"workflow": unit, "cluster": "local", "params": {"x": 7, "p": 3}}
+    )
+    assert code == 201, ex
+    cli = subprocess.run(
+        [sys.executable, "-m", "jupyter_stax.cli", "run", str(tmp_path / "power.stax.yaml"),
+         "--cluster", "local", "--param", "x=4", "--quiet"],
+        env=child_env(JUPYTER_STAX_SERVER_URL=real_server.url,
+                      JUPYTER_STAX_TOKEN=real_server.token),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    by_cli = cli.stdout.strip()
+    got = kernel.run(
+        f"print(stax.Execution.attach({ex['id']!r}).result('power', timeout=120))\n"
+        f"print(stax.Execution.attach({by_cli!r}).result('power', timeout=120))\n"
+    )
+    assert got == "y^3 = 343\ny^2 = 16\n"
+    missing = subprocess.run(
+        [sys.executable, "-m", "jupyter_stax.cli", "run", str(tmp_path / "power.stax.yaml"),
+         "--cluster", "local"],
+        env=child_env(JUPYTER_STAX_SERVER_URL=real_server.url,
+                      JUPYTER_STAX_TOKEN=real_server.token),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert missing.returncode != 0 and "uses {{x}} but no value is given" in missing.stderr
 
 
 def _python_cluster(stax_env: Path, name: str, python: str) -> None:
