@@ -333,9 +333,10 @@ def _write_attempt(
     base = bound_params(run.ex.workflow, run.ex.params, step)
     transport.make_dirs([d, *(d / str(i) for i in todo)])
     # the step's inputs, into the step directory (its instances read them from ``..``)
-    staged = staging.stage_in(run.ex, step, s, cluster, attempt, engine._cluster_transport)
-    if staged is not None:
-        s.files = staged
+    if step.inputs:
+        staged = staging.stage_in(run.ex, step, s, cluster, attempt, engine._cluster_transport)
+        if staged is not None:
+            s.files = staged
     if attempt > 1:
         transport.rename(
             [m for i in todo for m in planning.earlier_attempt_moves(d / str(i), attempt)]
