@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,4 +274,75 @@ def test_edges_across_clusters_into_and_out_of_a_map(
     }
     sweep = ex.step("add").sweep
     assert sweep is not None and sweep.total == 2 and sweep.jobs
+    svc.close()
+
+
+@pytest.mark.slurm
+@pytest.mark.ssh
+def test_results_of_a_remote_cluster_come_through_its_transport(
+    store: Path, stax_env: Path, tmp_path: Path, slurm: str, sshd: Any,
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+) -> None:
+    """A DAG of function tasks on the remote Slurm behind the test sshd (the remote account,
+    Debian's python3 there with a cloudpickle on its PYTHONPATH): the values and the remote
+    traceback come back over SSH, the results stay in the remote account's work directory."""
+    import shutil
+    import tempfile
+
+    import cloudpickle
+
+    from ..ssh.remote_config import add_clusters, remote_entry
+    from ..ssh.sshd import REMOTE_USER
+
+    if sys.version_info[:2] != (3, 11) or not Path("/usr/bin/python3").exists():
+        pytest.skip("the remote account's python3 is Debian's 3.11: needs a 3.11 kernel")
+    # cloudpickle (pure Python) where the remote account can read it
+    shared = Path(tempfile.mkdtemp(prefix="stax-cloudpickle-"))
+    shared.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shutil.copytree(Path(cloudpickle.__file__).parent, shared / "cloudpickle")
+    add_clusters(
+        stax_env / "clusters.yaml",
+        far=remote_entry(
+            sshd, sshd.client("root"),
+            env={"STAX_PYTHON": "/usr/bin/python3", "PYTHONPATH": str(shared)},
+        ),
+    )
+    import jupyter_stax as stax
+
+    monkeypatch.chdir(tmp_path)  # the notebook's directory: fetched copies go below it
+    svc = LocalService()
+    set_service(svc)
+    probe.forget()
+    try:
+
+        @stax.task(cluster="far", time="00:02:00")
+        def where(n: int) -> dict[str, Any]:
+            import getpass
+            import os
+
+            return {"user": getpass.getuser(), "dir": os.getcwd(), "n": n}
+
+        @stax.task(cluster="far", time="00:02:00")
+        def fail_on(info: dict[str, Any]) -> None:
+            raise RuntimeError(f"as {info['user']}")
+
+        with stax.batch():
+            w = where(5)
+            f = fail_on(w)
+        got = w.result(300)
+        with pytest.raises(stax.TaskFailed) as e:
+            f.result(300)
+        ex = stax.futures_execution(w).refresh()
+    finally:
+        set_service(None)
+        probe.forget()
+    assert got["user"] == REMOTE_USER and got["n"] == 5
+    assert got["dir"].startswith(f"/home/{REMOTE_USER}/stax-runs/{ex.id}/where")
+    assert isinstance(e.value, RuntimeError) and "raise RuntimeError" in e.value.remote_traceback
+    assert f"as {REMOTE_USER}" in str(e.value)
+    files = ex.step("where").files  # the result file came over SSH, alone
+    assert files is not None and files.fetch == "fetched"
+    assert files.fetched_to == str(tmp_path / "stax-outputs" / ex.id / ".open" / "where")
+    assert [f.path for f in files.outputs] == ["stax.result.where.pkl"]
     svc.close()
