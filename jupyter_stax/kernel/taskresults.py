@@ -25,7 +25,7 @@ from ..follow import Pacer, Poll
 if TYPE_CHECKING:
     from .api import Execution
 
-__all__ = ["TaskFailed", "UpstreamFailed", "load_result", "wait_step"]
+__all__ = ["TaskFailed", "UpstreamFailed", "load_result", "wait_step", "wait_steps"]
 
 
 class TaskFailed(StaxError):
@@ -118,26 +118,39 @@ def task_failed(err: TaskError, task: str, execution_id: str) -> TaskFailed:
 def wait_step(ex: Execution, step: str, timeout: float | None = None) -> None:
     """Until the step is final (or the execution: a step that never started ends with it).
     TimeoutError after ``timeout`` seconds."""
+    wait_steps(ex, {step}, timeout)
+
+
+def wait_steps(ex: Execution, steps: set[str], timeout: float | None = None) -> None:
+    """Until every step of ``steps`` is final (or the execution), one look for all of them."""
     pacer = Pacer(Poll(0.1, 1.0), timeout=timeout)
-    changed = True
     last = None
     while True:
         ex.refresh()
-        sr = ex.step(step)
-        if sr.state.final or ex.final:
+        runs = [ex.step(s) for s in sorted(steps)]
+        if ex.final or all(sr.state.final for sr in runs):
             return
         if pacer.expired:
+            open_ = [f"{sr.name} {sr.state.value}" for sr in runs if not sr.state.final]
             raise TimeoutError(
-                f"task {step!r} (execution {ex.id}) is still {sr.state.value} after "
-                f"{timeout:g} s"
+                f"task(s) of execution {ex.id} still not done after {timeout:g} s: "
+                + ", ".join(open_)
             )
-        changed, last = (sr.state, sr.attempt) != last, (sr.state, sr.attempt)
+        now = tuple((sr.state, sr.attempt) for sr in runs)
+        changed, last = now != last, now
         pacer.pause(changed)
 
 
 # ---------------------------------------------------------------------- reading
+_REMOTE: dict[int, dict[str, bool]] = {}
+
+
 def _remote(ex: Execution, cluster: str) -> bool:
-    return any(c.name == cluster and c.remote for c in ex.service.clusters())
+    """Whether ``cluster`` is remote (asked once per service and cluster name)."""
+    known = _REMOTE.setdefault(id(ex.service), {})
+    if cluster not in known:
+        known.update({c.name: c.remote for c in ex.service.clusters()})
+    return known.get(cluster, False)
 
 
 def _read(ex: Execution, step: str, rel: str, *, checked: bool) -> bytes | None:
@@ -174,13 +187,16 @@ def _error(ex: Execution, step: str, index: int | None) -> TaskError | None:
 
 
 def load_result(
-    ex: Execution, step: str, index: int | None = None, timeout: float | None = None
+    ex: Execution, step: str, index: int | None = None, timeout: float | None = None,
+    *, wait: bool = True,
 ) -> Any:
     """The return value of the task ``step`` (``index``: of that element of a map), waiting
     until it is final. TaskFailed (UpstreamFailed when it did not run because an upstream
     task failed), ResultRefused for a result file this user's job may not have written,
-    TimeoutError after ``timeout`` seconds."""
-    wait_step(ex, step, timeout)
+    TimeoutError after ``timeout`` seconds. ``wait=False``: the step is final in
+    ``ex.model`` already (the caller waited)."""
+    if wait:
+        wait_step(ex, step, timeout)
     sr = ex.step(step)
     try:
         sweep = ex.model.workflow.step(step).sweep

@@ -36,6 +36,7 @@ import itertools
 import operator
 import pickle
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -49,7 +50,7 @@ from ..core.errors import InvalidWorkflow, StaxError
 from ..core.functask import RUNNER_SOURCE, call_header, result_file, task_source
 from ..core.models import SubmitOptions
 from ..core.states import StepState
-from .taskresults import TaskFailed, UpstreamFailed, load_result, wait_step
+from .taskresults import TaskFailed, UpstreamFailed, load_result, wait_step, wait_steps
 
 if TYPE_CHECKING:
     from ..service import StaxService
@@ -245,8 +246,11 @@ class TaskFuture(Generic[R]):
         (also an instance of the remote exception's class when that imports here);
         UpstreamFailed when it did not run because a task it takes a value from failed;
         TimeoutError after ``timeout`` seconds."""
+        return self._load(timeout=timeout)
+
+    def _load(self, timeout: float | None = None, wait: bool = True) -> R:
         ex = self._batch.submitted_execution()
-        value: R = load_result(ex, self.step, self.index, timeout)
+        value: R = load_result(ex, self.step, self.index, timeout, wait=wait)
         return value
 
     def done(self) -> bool:
@@ -307,9 +311,13 @@ def gather(*futures: TaskFuture[Any] | Iterable[TaskFuture[Any]], timeout: float
     flat: list[TaskFuture[Any]] = []
     for f in futures:
         flat.extend([f] if isinstance(f, TaskFuture) else list(f))
-    for b in {id(f._batch): f._batch for f in flat}.values():
+    batches = {id(f._batch): f._batch for f in flat}.values()
+    for b in batches:
         b.flush()
-    return [f.result(timeout) for f in flat]
+    for b in batches:  # one wait per execution, not one per future
+        mine = [f for f in flat if f._batch is b]
+        wait_steps(b.submitted_execution(), {f.step for f in mine}, timeout)
+    return [f._load(wait=False) for f in flat]
 
 
 # ---------------------------------------------------------------------- batches
@@ -534,7 +542,7 @@ def _batch_for_call() -> _Batch:
         if _current is None or not _current.open:
             _current = _Batch()
         b = _current
-    if not _hooked:
+    if not _hooked and "IPython" in sys.modules:  # never imported: not in IPython
         from .ipython import shell
 
         sh = shell()
@@ -561,8 +569,6 @@ def _end_of_cell(*_: Any) -> None:
         return
     b.flush()
     if b.error is not None:
-        import sys
-
         print(f"jupyter_stax: the cell's tasks were not submitted: {b.error}", file=sys.stderr)
 
 
