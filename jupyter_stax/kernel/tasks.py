@@ -329,14 +329,6 @@ class _Call:
     mapped: bool
 
 
-class _Discard(io.RawIOBase):
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        return len(b)
-
-
 class _Batch:
     """The calls that become one execution. States: open (taking calls) -> flushing ->
     submitted (``execution``) or failed (``error``: every future raises it)."""
