@@ -9,6 +9,7 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
 import pytest
 
 import jupyter_stax as stax
@@ -39,8 +40,10 @@ def test_the_decorator() -> None:
     assert st.sweep is None
     mapped = configured.step_model("my-train", [], 7)
     assert mapped.sweep == {"stax_index": {"range": [0, 7, 1]}, "zip": False}
-    # a task function inside another task's pickle is its plain function
-    assert pickle.loads(pickle.dumps(bare))(4) == 5
+    # a task function inside another task's pickle is its plain function (by value: the
+    # module's attribute of that name is the TaskFunction, not the function)
+    plain = pickle.loads(cloudpickle.dumps(bare))
+    assert not isinstance(plain, TaskFunction) and plain(4) == 5
 
 
 @pytest.mark.parametrize(
