@@ -3,7 +3,9 @@ an image), a one-step execution there prints its Python's version and whether cl
 imports (:data:`~jupyter_stax.core.functask.PROBE_SOURCE`). It runs as the tasks will (the
 same scheduler, ``$STAX_PYTHON``, the cluster's setup and env, the image), so what it reports
 is what the tasks would meet. Once per kernel for each (service, cluster, image) that passed;
-a failed probe is not remembered (fix the cluster, and the next call probes again).
+a failed probe is not remembered (fix the cluster, and the next call probes again). The tasks
+then run the interpreter the probe found (``$STAX_PYTHON`` set to its ``sys.executable``):
+the one that was checked, without a wrapper such as pyenv's shim before every task.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import threading
 
 from ..core import models
-from ..core.functask import PROBE_SOURCE, PythonMismatch, parse_probe, probe_problem
+from ..core.functask import PROBE_SOURCE, Probe, PythonMismatch, parse_probe, probe_problem
 from ..follow import Poll, read_all, wait_final
 from ..service import StaxService
 
@@ -22,7 +24,7 @@ PROBE_WORKFLOW = "stax-python-probe"
 #: seconds a probe may take (queue wait included)
 PROBE_TIMEOUT = 600.0
 
-_passed: set[tuple[str, str | None, str | None]] = set()
+_passed: dict[tuple[str, str | None, str | None], Probe] = {}
 _lock = threading.Lock()
 
 
@@ -32,13 +34,14 @@ def ensure_python(
     image: str | None,
     *,
     timeout: float = PROBE_TIMEOUT,
-) -> None:
-    """Return when function tasks of this kernel can run on ``cluster`` (None: the service's
-    default) in ``image``; :class:`PythonMismatch` with the fix otherwise."""
+) -> Probe:
+    """What the Python of ``cluster`` (None: the service's default) in ``image`` is, once
+    function tasks of this kernel can run there; :class:`PythonMismatch` with the fix
+    otherwise."""
     key = (service.describe(), cluster, image)
     with _lock:
         if key in _passed:
-            return
+            return _passed[key]
     step = models.Step(
         name="probe",
         run=PROBE_SOURCE,
@@ -66,7 +69,8 @@ def ensure_python(
     if problem is not None:
         raise PythonMismatch(problem)
     with _lock:
-        _passed.add(key)
+        _passed[key] = probe
+    return probe
 
 
 def forget() -> None:

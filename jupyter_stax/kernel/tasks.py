@@ -185,10 +185,11 @@ class TaskFunction(Generic[P, R]):
 
     def step_model(
         self, name: str, inputs: list[Any], count: int | None, after: Iterable[str] = (),
-        cluster: str | None = None, source: str = RUNNER_SOURCE,
+        cluster: str | None = None, source: str = RUNNER_SOURCE, python: str | None = None,
     ) -> models.Step:
         """The step of a call (``source``: the runner with the call, :func:`task_source`);
-        ``count``: a map's elements."""
+        ``count``: a map's elements; ``python``: the interpreter the probe found (the task's
+        own ``env`` may still name another in ``STAX_PYTHON``)."""
         o = self.options
         data: dict[str, Any] = {
             "name": name,
@@ -198,7 +199,7 @@ class TaskFunction(Generic[P, R]):
             "cluster": cluster,
             "retries": o.retries,
             "resources": dict(o.resources),
-            "env": dict(o.env),
+            "env": {**({"STAX_PYTHON": python} if python else {}), **o.env},
             "inputs": inputs,
             "after": list(after),
         }
@@ -420,8 +421,10 @@ class _Batch:
         from .api import Execution
         from .probe import ensure_python
 
-        for cl, im in {(c.fn.options.cluster, c.fn.options.image) for c in self.calls}:
-            ensure_python(svc, cl, im)
+        pythons = {
+            (cl, im): ensure_python(svc, cl, im).executable
+            for cl, im in {(c.fn.options.cluster, c.fn.options.image) for c in self.calls}
+        }
         main = self.calls[0].fn.options.cluster
         steps = []
         for c in self.calls:
@@ -443,6 +446,7 @@ class _Batch:
                 c.fn.step_model(
                     c.step, inputs, len(c.calls) if c.mapped else None, after=sorted(after),
                     cluster=mine if mine != main else None, source=source,
+                    python=pythons[(mine, c.fn.options.image)],
                 )
             )
         try:
