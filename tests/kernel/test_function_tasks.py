@@ -56,7 +56,8 @@ def test_function_tasks_notebook(
         lines[3],
     ), lines[3]
     assert outputs(nb, "parts = scale.map(") == (
-        "[[10.0, 20.0], [300.0], [4000.0, 5000.0, 6000.0]]\ninstances: 3 | scheduler jobs: 1\n"
+        "[[10.0, 20.0], [300.0], [4000.0, 5000.0, 6000.0]]\n"
+        "the last one again: [4000.0, 5000.0, 6000.0]\ninstances: 3 | scheduler jobs: 1\n"
     )
     assert outputs(nb, "stax.Execution.attach(") == "{'data': 4.5, 'doubled': 9.0}\n"
     shown = next(c for c in nb.cells if c.source.startswith("data = prepare(10)")).outputs
