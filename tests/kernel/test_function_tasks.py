@@ -347,3 +347,48 @@ def test_results_of_a_remote_cluster_come_through_its_transport(
     assert files.fetched_to == str(tmp_path / "stax-outputs" / ex.id / ".open" / "where")
     assert [f.path for f in files.outputs] == ["stax.result.where.pkl"]
     svc.close()
+
+
+def test_futures_of_earlier_batches(store: Path, stax_env: Path) -> None:
+    """Outside IPython each call is its own batch: a future of an earlier one that has not
+    ended yet holds the new batch back (a thread submits it once that task ended, reading its
+    result file in place); a failed one means the new batch is never submitted."""
+    import jupyter_stax as stax
+
+    svc = LocalService()
+    set_service(svc)
+    try:
+
+        @stax.task(cluster="local")
+        def numbers(n: int) -> list[int]:
+            import time
+
+            time.sleep(1)  # still running when the next call is made
+            return list(range(n))
+
+        @stax.task(cluster="local")
+        def total(xs: list[Any]) -> int:
+            return sum(xs)
+
+        @stax.task(cluster="local")
+        def boom(x: int) -> int:
+            raise ArithmeticError(f"no {x}")
+
+        d = numbers(4)
+        t = total(d)
+        assert not d.done()
+        assert t.result(120) == 6
+        first, second = stax.futures_execution(d), stax.futures_execution(t)
+        assert first.id != second.id and first.step("numbers").state.value == "completed"
+        b = boom(1)
+        after = total([b, 1])
+        with pytest.raises(stax.UpstreamFailed) as e:
+            after.result(120)
+        assert isinstance(b.execution, stax.Execution)
+    finally:
+        set_service(None)
+    assert e.value.upstream == "boom"
+    assert f"their upstream task 'boom' (execution {b.execution.id}) failed" in str(e.value)
+    names = [ex.workflow.name for ex in svc.list(limit=10)[0]]
+    assert names.count("tasks") == 3  # numbers, total, boom: the last batch never went
+    svc.close()
