@@ -2,14 +2,15 @@
 calls the function on the cluster, the Python probe and the safety rules of result files.
 
 A function task is an ordinary Python step (``language: python``) whose body is
-:data:`RUNNER_SOURCE`. Its files, in the step directory (a ``.map`` instance: its ``<i>/``):
+:data:`RUNNER_SOURCE` followed by the call (:func:`task_source`). What it reads and writes
+(files in the step directory; a ``.map`` instance: in its ``<i>/``):
 
 * the call, in the step's script itself (base64, see :func:`task_source`: no file to stage,
   so it goes wherever a script goes: a Jupyter server's REST API, a remote cluster, a
   workflow file). One JSON header line (the Python and cloudpickle versions of the kernel
-  that made it), then a cloudpickle of ``(function, calls)``
-  where ``calls`` is a list of ``(args, kwargs)``: one for a call, one per element for a map
-  (instance ``i`` runs ``calls[i]``). A future passed as an argument is a *persistent id* in
+  that made it), then a cloudpickle of ``(function, calls)`` where ``calls`` is a list of
+  ``(args, kwargs)``: one for a call, one per element for a map (instance ``i`` runs
+  ``calls[i]``). A future passed as an argument is a *persistent id* in
   that pickle (never a marker inside the user's data): ``("step", NAME, INDEX)`` for a task of
   the same execution (read from the sibling step directory, or from the staged copy when the
   upstream ran on another cluster), ``("path", ABSOLUTE_PATH)`` for a result of an earlier
