@@ -351,19 +351,25 @@ def test_results_of_a_remote_cluster_come_through_its_transport(
 
 def test_futures_of_earlier_batches(store: Path, stax_env: Path) -> None:
     """Outside IPython each call is its own batch: a future of an earlier one that has not
-    ended yet holds the new batch back (a thread submits it once that task ended, reading its
-    result file in place); a failed one means the new batch is never submitted."""
+    ended yet (held by a gate file) holds the new batch back (a thread submits it once that
+    task ended, reading its result file in place); a failed one means the new batch is never
+    submitted."""
     import jupyter_stax as stax
 
     svc = LocalService()
     set_service(svc)
     try:
 
+        gate = stax_env / "gate"
+
         @stax.task(cluster="local")
         def numbers(n: int) -> list[int]:
+            import os
             import time
 
-            time.sleep(1)  # still running when the next call is made
+            deadline = time.monotonic() + 120
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.05)  # held until the test opens the gate
             return list(range(n))
 
         @stax.task(cluster="local")
@@ -376,7 +382,8 @@ def test_futures_of_earlier_batches(store: Path, stax_env: Path) -> None:
 
         d = numbers(4)
         t = total(d)
-        assert not d.done()
+        assert not d.done() and t._batch.execution is None  # held back
+        gate.touch()
         assert t.result(120) == 6
         first, second = stax.futures_execution(d), stax.futures_execution(t)
         assert first.id != second.id and first.step("numbers").state.value == "completed"
