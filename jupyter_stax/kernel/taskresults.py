@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import StaxError
-from ..core.functask import TaskError, error_file, read_result_file, result_file
+from ..core.functask import (
+    ResultRefused,
+    TaskError,
+    error_file,
+    read_result_file,
+    result_file,
+)
 from ..core.staging import OUTPUTS_DIR
 from ..core.states import StepState
 from ..follow import Pacer, Poll
@@ -153,36 +159,32 @@ def _remote(ex: Execution, cluster: str) -> bool:
     return known.get(cluster, False)
 
 
-def _read(ex: Execution, step: str, rel: str, *, checked: bool) -> bytes | None:
-    """The bytes of a file of the step directory (None: absent); ``checked``: a result file,
-    read only when :func:`read_result_file` accepts it."""
+def _read(ex: Execution, step: str, rel: str) -> bytes | None:
+    """The bytes of a file of the step directory (None: absent), read only when
+    :func:`read_result_file` accepts it (ResultRefused otherwise)."""
     sr = ex.step(step)
     if not _remote(ex, sr.cluster):
-        path = Path(sr.directory) / rel
-        if not checked:
-            try:
-                return path.read_bytes()
-            except FileNotFoundError:
-                return None
         try:
-            return read_result_file(path, Path(sr.directory).parent)
+            return read_result_file(Path(sr.directory) / rel, Path(sr.directory).parent)
         except FileNotFoundError:
             return None
     try:
-        f = ex.open(step, rel, "rb")
+        f = ex.open(step, rel, "rb")  # this one file, through the cluster's transport
     except StaxError:
         return None
     with f:
-        if not checked:
-            data: bytes = f.read()
-            return data
         opts = ex.model.options
         root = Path(opts.outputs_dir or Path(opts.base_dir or ".") / OUTPUTS_DIR) / ex.id
         return read_result_file(f.name, root)
 
 
 def _error(ex: Execution, step: str, index: int | None) -> TaskError | None:
-    data = _read(ex, step, error_file(step, index), checked=False)
+    """The task's error record, read under the same rules as a result (it names a class that
+    is imported here): one that others could have written is not believed."""
+    try:
+        data = _read(ex, step, error_file(step, index))
+    except ResultRefused as e:
+        return TaskError("refused", "", f"its error record was not read: {e.message}", "")
     return None if data is None else TaskError.parse(data)
 
 
@@ -207,7 +209,7 @@ def load_result(
     if index is None and sweep is not None:
         raise StaxError(f"task {step!r} is a map: ask for the result of one element (index=)")
     if sr.state is StepState.COMPLETED or index is not None:
-        data = _read(ex, step, result_file(step, index), checked=True)
+        data = _read(ex, step, result_file(step, index))
         if data is not None:
             return pickle.loads(data)
     what = step if index is None else f"{step}[{index}]"

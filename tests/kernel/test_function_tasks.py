@@ -391,10 +391,18 @@ def test_futures_of_earlier_batches(store: Path, stax_env: Path) -> None:
         after = total([b, 1])
         with pytest.raises(stax.UpstreamFailed) as e:
             after.result(120)
-        assert isinstance(b.execution, stax.Execution)
+        with pytest.raises(ArithmeticError, match="no 1"):
+            b.result()
+        record = Path(b.execution.step("boom").directory) / "stax.error.boom.json"
+        record.chmod(0o666)  # an error record others could have written is not believed
+        with pytest.raises(stax.TaskFailed) as refused:
+            b.result()
     finally:
         set_service(None)
     assert e.value.upstream == "boom"
+    assert not isinstance(refused.value, ArithmeticError)
+    assert "its error record was not read" in str(refused.value)
+    assert "it is writable by group (mode 0666)" in str(refused.value)
     assert f"their upstream task 'boom' (execution {b.execution.id}) failed" in str(e.value)
     names = [ex.workflow.name for ex in svc.list(limit=10)[0]]
     assert names.count("tasks") == 3  # numbers, total, boom: the last batch never went
