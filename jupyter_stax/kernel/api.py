@@ -517,6 +517,18 @@ class Execution:
             details,
         )
 
+    def result(
+        self, step: str, index: int | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """The return value of the function task ``step`` (``index``: of that element of a
+        map), read from its step directory: also after a kernel restart, from an execution
+        found with :meth:`attach`. Waits until the step is final; TaskFailed (with the remote
+        traceback) when it raised, UpstreamFailed when an upstream task failed (see
+        :mod:`jupyter_stax.kernel.tasks`)."""
+        from .taskresults import load_result
+
+        return load_result(self, step, index, timeout)
+
     def logs(self, step: str, stream: str = "stdout", *, attempt: int | None = None) -> str:
         """The whole output of a step so far (``stream``: stdout or stderr)."""
         return "".join(read_all(self.service, self.id, step, stream, attempt))

@@ -80,6 +80,9 @@ run = %stax_submit --notebook FILE.ipynb [--param K=V ...] [--cluster C] [--imag
                                   that shares this file system); a different local file is kept
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
+%stax export FILE --task NAME [--param K=V]
+                                  the @stax.task function NAME as a workflow file (its
+                                  arguments are the workflow's parameters)
 %stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
                                   a finished execution as a Workflow Run RO-Crate
 %stax remove STEP | reset         forget one step / every step
@@ -556,7 +559,18 @@ class StaxMagics:
         p = MagicParser("%stax export")
         p.add_argument("file")
         p.add_argument("--param", action="append", metavar="K=V", help="default values")
+        p.add_argument("--task", metavar="NAME", help="a @stax.task function of the notebook")
         a = p.parse_args(args)
+        if a.task is not None:
+            from .taskexport import export
+            from .tasks import TaskFunction
+
+            fn = self.shell.user_ns.get(a.task)
+            if not isinstance(fn, TaskFunction):
+                raise UsageError(f"%stax export --task: {a.task!r} is not a @stax.task function")
+            path = export(fn, a.file, params=_params(a.param, "%stax export"))
+            print(f"wrote {path}; run it with: jupyter stax run {path} --param NAME=VALUE ...")
+            return
         wf = self.workflow.copy()
         wf.params.update(_params(a.param, "%stax export"))
         try:
