@@ -163,6 +163,11 @@ class StaxImage(_Model):
     source: str = Field("", description="the catalog source it comes from")
     kind: str | None = Field(None, description="dir, oci, sif, docker, squashfs ...")
     description: str | None = None
+    recipe: str | None = Field(
+        None,
+        description="the build recipe file of its StaX family, where its catalog names one "
+        "(written by jupyter stax build); a build for another cluster starts from it",
+    )
 
 
 class ResolvedImage(_Model):
