@@ -28,6 +28,9 @@ export type ImageList = Schemas['ImageList'];
 export type ServerInfo = Schemas['ServerInfo'];
 export type ErrorBody = Schemas['ErrorBody'];
 export type SubmitRequest = Schemas['SubmitRequest'];
+export type BuildRequest = Schemas['BuildRequest'];
+export type BuildStatus = Schemas['BuildStatus'];
+export type BuildLog = Schemas['BuildLog'];
 
 export type OperationId = keyof operations;
 
