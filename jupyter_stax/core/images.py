@@ -89,7 +89,9 @@ def version_tuple(v: str) -> tuple[int, ...]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built when it is first used, not at import (a
+    # command that uses a few models, e.g. a cached `jupyter stax build`, pays for those only)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class StaxLabels(_Model):

@@ -55,6 +55,8 @@ class BuildRequest(BaseModel):
 class BuildStatus(BaseModel):
     """A background build (``GET stax/api/builds/{id}``)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     status: BuildState
     message: str = ""
@@ -68,6 +70,8 @@ class BuildStatus(BaseModel):
 
 
 class BuildLog(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     status: BuildState
     text: str = Field(description="progress lines, then each variant's builder log")

@@ -134,7 +134,7 @@ def plan_build(
     chosen = select(r, expand(r), parse_selection(list(variants)))
     if cluster is not None:
         chosen = [for_cluster(r, chosen, cluster[0], cluster[1], cpu)]
-    base = locate(base_for(r, cpu), lr.folder)
+    base = locate(base_for(r, cpu), lr.folder, lr.output / STATE_DIR / "base-digests.json")
     b = get_builder(builder, storage)
     if fmt == "sif" and outputs.sif_problem():
         raise BuilderMissing(outputs.sif_problem() or "")
