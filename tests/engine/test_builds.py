@@ -179,7 +179,7 @@ def test_errors_before_any_build(
 def test_builder_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: Path) -> None:
     recipe = make_recipe(tmp_path / "r")
     if outputs.sif_tool() is None:
-        with pytest.raises(BuilderMissing, match="needs apptainer or singularity"):
+        with pytest.raises(BuilderMissing, match=r"needs apptainer .* install Apptainer"):
             plan_build(recipe, storage=storage, fmt="sif")
     with pytest.raises(InvalidRecipe, match="unknown output format 'tar'"):
         plan_build(recipe, storage=storage, fmt="tar")

@@ -135,9 +135,9 @@ def plan_build(
     if cluster is not None:
         chosen = [for_cluster(r, chosen, cluster[0], cluster[1], cpu)]
     base = locate(base_for(r, cpu), lr.folder, lr.output / STATE_DIR / "base-digests.json")
-    b = get_builder(builder, storage)
     if fmt == "sif" and outputs.sif_problem():
-        raise BuilderMissing(outputs.sif_problem() or "")
+        raise BuilderMissing(outputs.sif_problem() or "")  # before any build, naming the tool
+    b = get_builder(builder, storage)
     plan = Plan(lr, cpu, base, fmt, force, b)
     for values in chosen:
         name = variant_name(r.stax, cpu, values)
