@@ -201,8 +201,8 @@ def sif_problem() -> str | None:
     if sif_tool() is None:
         return (
             "--format sif needs apptainer (or singularity), and neither is installed here: "
-            "install Apptainer (Debian 12 and Ubuntu have no package in their archive: the .deb "
-            "of https://github.com/apptainer/apptainer/releases, or Ubuntu's ppa:apptainer/ppa; "
+            "install Apptainer (Debian 12's archive has no package for it: the .deb of "
+            "https://github.com/apptainer/apptainer/releases, or on Ubuntu ppa:apptainer/ppa; "
             "see https://apptainer.org/docs/admin/main/installation.html), or build with "
             "--format ch or --format oci"
         )
