@@ -117,7 +117,11 @@ def main() -> int:
         print(f"  jupyter_stax's own work around the builder: {fmt(summary(around), ' s', 3)}")
 
         # the second build of an unchanged 4-variant matrix: the whole command
-        jupyter = shutil.which("jupyter") or "jupyter"
+        # this Python's own `jupyter` (a venv's, an install's), not a version manager's shim
+        # that re-execs it (pyenv's costs a bash and a `pyenv exec` per command)
+        own = Path(sys.executable).parent / "jupyter"
+        jupyter = str(own) if own.exists() else shutil.which("jupyter") or "jupyter"
+        print(f"  the command: {jupyter} stax --no-server build ... (4 variants, all cached)")
         cat = tmp / "catalog.yaml"
         cmd = [
             jupyter,
