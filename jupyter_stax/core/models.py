@@ -76,7 +76,9 @@ def _check_params(params: dict[str, ParamValue]) -> dict[str, ParamValue]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built when it is first used, not at import (a
+    # command that uses a few models, e.g. a cached `jupyter stax build`, pays for those only)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Resources(_Model):
@@ -467,6 +469,8 @@ class Cluster(_Model):
 class AttemptRecord(BaseModel):
     """A finished earlier attempt of a step (kept when the step is retried)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     attempt: int
     state: StepState
     native_id: str | None = None
@@ -480,6 +484,8 @@ class AttemptRecord(BaseModel):
 class SweepInstance(BaseModel):
     """One instance of a sweep step (see :mod:`.sweep`): its index, state and exit code."""
 
+    model_config = ConfigDict(defer_build=True)
+
     index: int
     state: str
     exit_code: int | None = None
@@ -487,6 +493,8 @@ class SweepInstance(BaseModel):
 
 class SweepSummary(BaseModel):
     """A sweep step's instances in counts (what its row shows), as its engine last wrote it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     total: int
     attempt: int = 0
@@ -520,6 +528,8 @@ class SweepSummary(BaseModel):
 
 class StepRun(BaseModel):
     """One step of one execution, as the engine last committed it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str
     state: StepState = StepState.PENDING
@@ -579,6 +589,8 @@ UNVERIFIED_WARNING = (
 
 class Execution(BaseModel):
     """A run of a workflow on a cluster with bound parameters."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     workflow: Workflow

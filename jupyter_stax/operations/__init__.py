@@ -230,6 +230,14 @@ class Operations:
         cat = Catalog.load(self._image_catalogs())
         return {x for i in cat.images for x in (i.name, i.reference, i.family)}
 
+    def catalog_files(self) -> list[str]:
+        """The catalog files among the catalog sources (a build may add variants to them)."""
+        from ..engine.catalog import default_specs
+        from ..engine.image_sources import CatalogFile
+
+        specs = self._image_catalogs()
+        return [s for s in (default_specs() if specs is None else specs) if CatalogFile.claims(s)]
+
     # ------------------------------------------------------------------ builds (issue 18)
     def build(
         self, request: BuildRequest, emit: Callable[[Progress], None] | None = None

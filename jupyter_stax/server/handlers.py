@@ -248,12 +248,15 @@ class OpenAPIHandler(StaxHandler):
 
 class BuildsHandler(StaxHandler):
     """``POST stax/api/builds``: plan (refused here: 400/404/503) and start a build; 201 + id.
-    The recipe (and a catalog file) are paths relative to the server's root directory."""
+    The recipe (and a catalog file) are paths relative to the server's root directory; the
+    catalog may also be one of the catalog files the server reads."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = inputs.build_request(self.request.body, self.serverapp.root_dir)
+        req = inputs.build_request(
+            self.request.body, self.serverapp.root_dir, self.ops.catalog_files()
+        )
         st = await asyncio.to_thread(self.ops.start_build, req)
         self.set_header("Location", url_path_join(self.base_url, API, "builds", st.id))
         self.reply(st, 201)

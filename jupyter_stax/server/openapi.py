@@ -284,7 +284,8 @@ OPERATIONS: tuple[Op, ...] = (
         (400, 404),
         body=BuildRequest,
         description="The recipe (and a catalog file) are paths relative to the server's root "
-        "directory (403 outside it). Everything is checked before the build starts: 400 for a "
+        "directory (403 outside it); the catalog may also be one of the catalog files the server "
+        "reads (StaxApp.image_catalogs). Everything is checked before the build starts: 400 for a "
         "recipe error (unknown matrix key, missing base, no variant fits the cluster), 404 for "
         "an unknown cluster, 503 when no builder is installed.",
         headers={"Location": "the URL of the new build"},

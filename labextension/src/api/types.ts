@@ -30,6 +30,9 @@ export type ErrorBody = Schemas['ErrorBody'];
 export type SubmitRequest = Schemas['SubmitRequest'];
 export type NotebookParameters = Schemas['NotebookParameters'];
 export type NotebookParameter = Schemas['NotebookParameter'];
+export type BuildRequest = Schemas['BuildRequest'];
+export type BuildStatus = Schemas['BuildStatus'];
+export type BuildLog = Schemas['BuildLog'];
 
 export type OperationId = keyof operations;
 
