@@ -47,7 +47,7 @@ from ..core.dag import bound_params
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.models import Cluster, StepRun, SweepSummary
 from ..core.states import StepState
-from . import planning
+from . import observing, planning, schedulers
 from .backend import JobGone, SubmitError, _kill_tree
 from .runstate import JobKey, Run, attempt_record, reset
 from .schedulers import run_checked, slurm
@@ -102,6 +102,8 @@ class Tracker:
     """instances an element runs at once"""
     front: list[int] = field(default_factory=list)
     """per element: the position of its first instance not known to have started"""
+    skipped: set[int] = field(default_factory=set)
+    """instances whose element did not run them: an upstream step did not complete (detached)"""
     stopping: bool = False
     first_start: float | None = None
     written: str = ""
@@ -149,15 +151,16 @@ class _Written:
     groups: list[list[int]]
 
 
-def submit_step(engine: Engine, run: Run, name: str) -> None:
-    """Start a sweep step's next attempt (called by the engine's scheduling)."""
-    engine._spawn(_submit(engine, run, name), f"submit sweep {run.id}/{name}")
+def submit_step(engine: Engine, run: Run, name: str, after: tuple[str, ...] = ()) -> None:
+    """Start a sweep step's next attempt (called by the engine's scheduling). ``after``:
+    native ids of upstream jobs its array(s) wait for at the scheduler (detached mode)."""
+    engine._spawn(_submit(engine, run, name, after), f"submit sweep {run.id}/{name}")
 
 
-async def _submit(engine: Engine, run: Run, name: str) -> None:
+async def _submit(engine: Engine, run: Run, name: str, after: tuple[str, ...] = ()) -> None:
     s = run.steps[name]
     try:
-        await _submit_attempt(engine, run, s)
+        await _submit_attempt(engine, run, s, after)
     except (LostOwnership, asyncio.CancelledError):
         raise
     except Exception as e:
@@ -167,18 +170,24 @@ async def _submit(engine: Engine, run: Run, name: str) -> None:
             engine._schedule(run, [name])
     finally:
         run.submitting.discard(name)
+    if run.ex.options.detached:
+        engine._schedule(run, [name])  # every array submitted: dependants wait on them all
     if run.ex.state.final and engine._runs.get(run.id) is run:
         engine._finish(run)
 
 
-async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
+async def _submit_attempt(
+    engine: Engine, run: Run, s: StepRun, after: tuple[str, ...] = ()
+) -> None:
     """Write the attempt's files, submit its job(s), start tracking it."""
     name = s.name
     cluster = engine.clusters.get(s.cluster)
     attempt = s.attempt + 1
     max_array = node_cpus = None
+    style = schedulers.array_style(cluster.scheduler)
+    if style is not None:
+        max_array = await _max_array_size(engine, cluster, style)
     if cluster.scheduler == slurm.NAME:
-        max_array = await _max_array_size(engine, cluster)
         node_cpus = await _node_cpus(engine, cluster)
     while True:
         try:
@@ -208,7 +217,7 @@ async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
     for j, (script, size) in enumerate(w.runners):
         if run.ex.cancel_requested:
             break
-        req = _request(run, s, step, cluster, script, size, w, attempt)
+        req = _request(run, s, step, cluster, script, size, w, attempt, after)
         key = JobKey(run.id, f"{name}[{j}]", attempt)
         native = await _submit_job(engine, run, s, cluster, key, req)
         if native is None:  # refused: the arrays already submitted go too
@@ -256,6 +265,7 @@ def _request(
     size: int,
     w: _Written,
     attempt: int,
+    after: tuple[str, ...] = (),
 ) -> js.JobRequest:
     """One job (an array of ``size`` elements, or with 0 one job of every instance)."""
     r = step.resources
@@ -263,8 +273,9 @@ def _request(
     per = max(1, math.ceil((w.pack if size else len(w.todo)) / width))  # rounds of instances
     cap = sw.element_cap(step.max_parallel, width)
     attrs = {}
-    if size:
-        attrs = slurm.array_attributes(size, None if cap is None else max(1, cap // len(w.runners)))
+    style = schedulers.array_style(cluster.scheduler)
+    if size and style is not None:
+        attrs = style.attributes(size, None if cap is None else max(1, cap // len(w.runners)))
     d = Path(s.directory)
     return js.JobRequest(
         execution_id=run.id,
@@ -283,6 +294,7 @@ def _request(
         memory_bytes=r.memory_bytes * width if r.memory_bytes else None,
         queue=cluster.queue,
         account=cluster.account,
+        after_native_ids=after,
         custom_attributes=attrs,
     )
 
@@ -315,7 +327,8 @@ def _write_attempt(
     finished = set(done)
     todo = [i for i in range(n) if i not in finished]
     local = cluster.scheduler == "local"
-    array = cluster.scheduler == slurm.NAME
+    style = schedulers.array_style(cluster.scheduler)
+    array = style is not None
     pack = (
         step.pack
         if isinstance(step.pack, int)
@@ -331,6 +344,8 @@ def _write_attempt(
     elements = sw.plan_elements(todo, pack) if array else [todo]
     wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
     base = bound_params(run.ex.workflow, run.ex.params, step)
+    # detached: each instance checks its upstream steps' records (the scheduler only orders)
+    required = planning.required_upstream(run.ex, step) if run.ex.options.detached else ()
     transport.make_dirs([d, *(d / str(i) for i in todo)])
     if attempt > 1:
         transport.rename(
@@ -376,15 +391,15 @@ def _write_attempt(
     files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
     runners: list[tuple[Path, int]] = []
     cpi = None if local else (step.resources.cpus_per_task or 1)
-    if array:
+    if style is not None:
         for j, (offset, size) in enumerate(
-            slurm.split_array(len(elements), max_array or slurm.DEFAULT_MAX_ARRAY_SIZE)
+            slurm.split_array(len(elements), max_array or style.max_size)
         ):
             path = d / f"{sw.RUNNER}.{attempt}.{j}.sh"
             files[str(path)] = FileSpec(
                 sw.render_runner(
                     step_dir=str(d), attempt=attempt, offset=offset, width=width,
-                    cpus_per_instance=cpi, array=True,
+                    cpus_per_instance=cpi, array=style.index, required=required,
                 ),
                 0o755,
             )
@@ -394,7 +409,7 @@ def _write_attempt(
         files[str(path)] = FileSpec(
             sw.render_runner(
                 step_dir=str(d), attempt=attempt, offset=0, width=width,
-                cpus_per_instance=cpi, array=False,
+                cpus_per_instance=cpi, array=False, required=required,
             ),
             0o755,
         )
@@ -418,18 +433,21 @@ def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:
             os.chmod(path, spec.mode)
 
 
-async def _max_array_size(engine: Engine, cluster: Cluster) -> int:
-    """The cluster's MaxArraySize, asked once (``scontrol show config``); Slurm's default
-    when it cannot be read."""
+async def _max_array_size(engine: Engine, cluster: Cluster, style: schedulers.ArrayStyle) -> int:
+    """The elements one array may have on the cluster, asked once (Slurm: MaxArraySize of
+    ``scontrol show config``; Grid Engine: ``max_aj_tasks``); the scheduler's default when it
+    cannot be read."""
     got = _MAX_ARRAY.get(cluster.name)
     if got is None:
+        if style.max_size_command is None or style.parse_max_size is None:
+            return style.max_size
         tr = engine._transport(cluster)
         try:
-            out = await engine._blocking(run_checked, tr, slurm.MAX_ARRAY_SIZE_COMMAND, 60.0)
-            got = slurm.parse_max_array_size(out)
+            out = await engine._blocking(run_checked, tr, style.max_size_command, 60.0)
+            got = style.parse_max_size(out)
         except SchedulerUnavailable as e:
-            log.warning("MaxArraySize of %s unknown (%s); assuming Slurm's default", cluster, e)
-            return slurm.DEFAULT_MAX_ARRAY_SIZE
+            log.warning("array size limit of %s unknown (%s); assuming the default", cluster, e)
+            return style.max_size
         _MAX_ARRAY[cluster.name] = got
     return got
 
@@ -475,6 +493,7 @@ async def _track(engine: Engine, tr: Tracker) -> None:
     grace = min(1.0, engine.record_grace) if cluster.scheduler == "local" else engine.record_grace
     ended_at: float | None = None
     last_write = 0.0
+    told = False  # the first reconcile pass after an adoption (see observing.answered)
     try:
         while True:
             if engine._runs.get(run.id) is not run or s.attempt != tr.attempt or s.state.final:
@@ -521,10 +540,14 @@ async def _track(engine: Engine, tr: Tracker) -> None:
             if time.monotonic() - last_write >= 1.0:
                 last_write = time.monotonic()
                 await _write_summary(engine, tr)
+            if not told and all(j is not None for j in jobs):
+                told = True  # every instance's records read, every array's state known
+                observing.answered(engine, run, tr.name)
             await asyncio.sleep(interval)
     except LostOwnership:
         pass
     finally:
+        observing.answered(engine, run, tr.name)
         if _trackers(engine).get((run.id, tr.name)) is tr and (
             s.state.final or engine._runs.get(run.id) is not run
         ):
@@ -582,6 +605,8 @@ def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None
             code = rec.exit.exit_code
             tr.exit[i] = code
             tr.state[i] = "completed" if code == 0 else "failed"
+            if rec.exit.skipped:
+                tr.skipped.add(i)
         elif rec.start is not None and rec.start.attempt == tr.attempt:
             tr.state[i] = "running"
             if tr.first_start is None or rec.start.time < tr.first_start:
@@ -600,6 +625,16 @@ async def _decide(engine: Engine, tr: Tracker) -> None:
         return
     if not failed:
         engine._set(run, tr.name, StepState.COMPLETED, reason=None, exit_code=0)
+        engine._schedule(run, [tr.name])
+        return
+    if set(failed) <= tr.skipped:  # detached: an upstream step did not complete
+        bad = [
+            f"{a!r} {run.steps[a].state.value}"
+            for a in run.defs[tr.name].after
+            if run.steps[a].state.final and run.steps[a].state is not StepState.COMPLETED
+        ]
+        why = f"upstream step {bad[0]}" if bad else "an upstream step did not complete"
+        engine._set(run, tr.name, StepState.SKIPPED, reason=f"not run: {why}")
         engine._schedule(run, [tr.name])
         return
     reason = failed_reason(tr)
@@ -758,7 +793,7 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
                 previous = s.state
                 reset(s, "resubmitting: the engine stopped during submission")
                 engine._commit(run, s, previous)
-                return
+                return  # nothing to check: resume's own answer ends the pass
             s.native_id = found
             engine._commit(run, s, s.state)
         finally:
@@ -766,6 +801,8 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
     step = run.defs[s.name]
     n = len(sw.spec(step.sweep or {}))
     d = Path(s.directory)
+    if run.unchecked is not None:  # answered once its tracker has read every instance
+        run.unchecked.add(s.name)
     recs = await engine._reader(s.cluster).read_many([str(d / str(i)) for i in range(n)])
     done = []
     for i in range(n):
@@ -789,7 +826,6 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
             tr.gone.add(j)
     if run.ex.cancel_requested:
         await cancel(engine, run, s)
+        observing.answered(engine, run, s.name)
         return
     engine._spawn(_track(engine, tr), f"track sweep {run.id}/{s.name}")
-
-

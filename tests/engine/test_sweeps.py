@@ -397,3 +397,100 @@ def test_on_failure_stop_cancels_the_rest(
     counts = _summary(ex, "sim")["counts"]
     assert counts["failed"] == 1 and counts["canceled"] == 7 - counts.get("lost", 0)
     assert ex.step("after").state is StepState.SKIPPED
+
+
+#: the schedulers of detached mode (scheduler-native dependencies: afterany, -hold_jid)
+DETACHED = [
+    pytest.param("slurm", marks=pytest.mark.slurm),
+    pytest.param("sge", marks=pytest.mark.sge),
+]
+
+
+def _waits_for(name: str, native_id: str) -> str:
+    """What the scheduler says job ``native_id`` waits for (its dependency list)."""
+    if name == "slurm":
+        argv = ["squeue", "-h", "-j", native_id, "-o", "%E"]
+    else:
+        argv = ["qstat", "-j", native_id]
+    return subprocess.run(argv, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("name", DETACHED)
+def test_detached_sweeps_run_with_no_engine_and_are_reconciled_per_instance(
+    name: str,
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
+    store_path: Path,
+) -> None:
+    from .conftest import use_scheduler
+
+    use_scheduler(request, name)
+    gate = "until [ -e ../../go ]; do sleep 0.2; done"
+    wf = {
+        "name": "detsweep",
+        "steps": [
+            {  # 6 instances, one per element, split into two arrays (4 + 2)
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 6]}},
+                "pack": 1,
+                "run": f"{gate}\necho {{{{x}}}} > out.txt",
+            },
+            {"name": "collect", "after": ["sim"], "run": "cat ../sim/*/out.txt | wc -l"},
+            {
+                "name": "bad",
+                "sweep": {"x": [0, 1]},
+                "pack": 1,
+                "run": f"{gate}\n[ {{{{x}}}} = 0 ] || exit 3",
+            },
+            {  # a sweep after a failed sweep: its elements record its instances skipped
+                "name": "never",
+                "after": ["bad"],
+                "sweep": {"y": [0, 1, 2]},
+                "run": "touch ../../never-ran",
+            },
+        ],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_proc.py"), name, json.dumps(wf), "--detach",
+         "--max-array=4"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    eid = proc.stdout.readline().strip()
+    assert proc.wait(timeout=120) == 0  # the submitting process is gone
+    ex = Store(store_path).get(eid)
+    assert ex.owner is None and not ex.state.final
+    assert all(s.native_id for s in ex.steps), [(s.name, s.state) for s in ex.steps]
+    arrays = (ex.step("sim").native_id or "").split(",")
+    assert len(arrays) == 2, arrays  # split by the array size limit
+    waits = _waits_for(name, ex.step("collect").native_id or "")
+    assert all(a in waits for a in arrays), waits  # the dependant waits on BOTH arrays
+    assert (ex.step("bad").native_id or "") in _waits_for(name, ex.step("never").native_id or "")
+    Path(ex.work_dir, "go").touch()
+    collect = Path(ex.step("collect").directory)
+    wait_for(lambda: (collect / "stax.exit").exists(), 180, f"{name} to run collect alone")
+    never = Path(ex.step("never").directory)
+    wait_for(
+        lambda: all((never / str(i) / "stax.exit").exists() for i in range(3)),
+        120,
+        f"{name} to end the elements of never",
+    )
+    assert not Store(store_path).get(eid).state.final  # nobody watched
+    assert (collect / "stax.out").read_text().strip() == "6"
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:  # adopts the execution, as a later status does
+            return await eng.wait(eid, timeout=120)
+
+    ex = arun(main())
+    got = {s.name: (s.state.value, s.reason) for s in ex.steps}
+    assert got == {
+        "sim": ("completed", None),
+        "collect": ("completed", None),
+        "bad": ("failed", "1 of 2 instances did not complete: 1 (exit 3)"),
+        "never": ("skipped", "not run: upstream step 'bad' failed"),
+    }, got
+    assert _summary(ex, "sim")["counts"] == {"completed": 6}  # per instance, from its records
+    assert _summary(ex, "bad")["counts"] == {"completed": 1, "failed": 1}
+    assert not Path(ex.work_dir, "never-ran").exists()
