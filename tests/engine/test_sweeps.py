@@ -28,6 +28,12 @@ from .conftest import arun
 
 HERE = Path(__file__).parent
 FAILING = (5, 17, 33)
+#: the schedulers that run a sweep as job arrays and have scheduler-native dependencies
+#: (detached mode: afterany, -hold_jid)
+DETACHED = [
+    pytest.param("slurm", marks=pytest.mark.slurm),
+    pytest.param("sge", marks=pytest.mark.sge),
+]
 
 
 def _summary(ex: Execution, step: str) -> dict[str, Any]:
@@ -103,8 +109,8 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         assert Path(sim.directory, str(i), "out.txt").read_text() == (
             f"n={v['n']} seed={v['seed']}\n"
         )
-    if cluster == "slurm":
-        assert sim.native_id and "," not in sim.native_id  # ONE array
+    if cluster != "local":
+        assert sim.native_id and "," not in sim.native_id  # ONE array (Slurm, Grid Engine)
     Path(ex.work_dir, "fixed").touch()
 
     async def again() -> Execution:
@@ -126,7 +132,7 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         rec = read_exit_record(Path(sim.directory, str(i)))
         assert rec is not None and rec.exit_code == 0
         assert rec.attempt == (2 if i in FAILING else 1)
-    if cluster == "slurm":
+    if cluster != "local":
         assert sim.native_id and "," not in sim.native_id
         assert sim.history[-1].native_id != sim.native_id  # a second, smaller array
     assert _summary(ex, "sim")["counts"] == {"completed": 50}
@@ -171,10 +177,13 @@ def _most_at_once(intervals: list[tuple[float, float, str]]) -> int:
     return most
 
 
-@pytest.mark.slurm
+@pytest.mark.parametrize("name", DETACHED)
 def test_packed_array_honours_max_parallel(
-    slurm: str, stax_env: Path, engine_factory: Callable[..., Engine]
+    name: str, request: pytest.FixtureRequest, engine_factory: Callable[..., Engine]
 ) -> None:
+    from .conftest import use_scheduler
+
+    use_scheduler(request, name)
     wf = {
         "name": "packed",
         "steps": [
@@ -190,13 +199,13 @@ def test_packed_array_honours_max_parallel(
 
     async def main() -> Execution:
         async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="slurm")
+            ex = await eng.submit(wf, cluster=name)
             return await eng.wait(ex.id, timeout=240)
 
     ex = arun(main())
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED, sim.reason
-    assert sim.native_id and "," not in sim.native_id  # one sbatch
+    assert sim.native_id and "," not in sim.native_id  # one sbatch / qsub
     got = _intervals(sim.directory, 24)
     elements = {job for _, _, job in got}
     assert len(elements) == 6, elements  # 24 instances packed 4 per array element
@@ -398,12 +407,6 @@ def test_on_failure_stop_cancels_the_rest(
     assert counts["failed"] == 1 and counts["canceled"] == 7 - counts.get("lost", 0)
     assert ex.step("after").state is StepState.SKIPPED
 
-
-#: the schedulers of detached mode (scheduler-native dependencies: afterany, -hold_jid)
-DETACHED = [
-    pytest.param("slurm", marks=pytest.mark.slurm),
-    pytest.param("sge", marks=pytest.mark.sge),
-]
 
 
 def _waits_for(name: str, native_id: str) -> str:
