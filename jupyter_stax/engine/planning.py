@@ -76,12 +76,6 @@ def prepare(
                 f"step {s.name!r} uses launcher 'srun', which needs a Slurm cluster; "
                 f"cluster {c.name!r} uses {c.scheduler!r} (use 'single' or 'mpirun')"
             )
-        if s.sweep is not None and c.remote:
-            problems.append(
-                f"step {s.name!r} is a sweep on the remote cluster {c.name!r}; sweeps run on "
-                "clusters of this machine for now (the instances' records are read here): "
-                "run it on a local cluster, or as separate steps"
-            )
         if opts.detached:
             if not schedulers.native_dependencies(c.scheduler):
                 problems.append(

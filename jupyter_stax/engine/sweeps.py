@@ -334,8 +334,9 @@ def _write_attempt(
         if isinstance(step.pack, int)
         else sw.auto_pack(len(todo), step.expected_seconds)
     )
-    if local:
-        width = step.max_parallel or max(2, os.cpu_count() or 1)
+    if local:  # on this machine its CPUs; a remote workstation's are not known here
+        here = max(2, os.cpu_count() or 1) if not cluster.remote else PACK_WIDTH
+        width = step.max_parallel or here
     elif array:
         fit = max(1, (node_cpus or 1) // (step.resources.cpus_per_task or 1))
         width = min(pack, step.max_parallel or pack, PACK_WIDTH, fit)
@@ -489,8 +490,15 @@ async def _track(engine: Engine, tr: Tracker) -> None:
     cluster = engine.clusters.get(s.cluster)
     backend = engine._backend(cluster)
     reader = engine._reader(s.cluster)
-    interval = max(0.1, min(engine.record_interval, cluster.effective_poll_interval))
-    grace = min(1.0, engine.record_grace) if cluster.scheduler == "local" else engine.record_grace
+    # a remote cluster's records: once per poll interval (each read is a round trip on a
+    # shared login node, batched with the other steps' reads of that turn)
+    interval = (
+        cluster.effective_poll_interval
+        if cluster.remote
+        else max(0.1, min(engine.record_interval, cluster.effective_poll_interval))
+    )
+    here = cluster.scheduler == "local" and not cluster.remote
+    grace = min(1.0, engine.record_grace) if here else engine.record_grace
     ended_at: float | None = None
     last_write = 0.0
     told = False  # the first reconcile pass after an adoption (see observing.answered)
@@ -718,7 +726,7 @@ async def _cancel_jobs(engine: Engine, run: Run, s: StepRun, tr: Tracker | None)
         tries = 0
         while True:
             try:
-                if cluster.scheduler == "local":
+                if cluster.scheduler == "local" and not cluster.remote:
                     await engine._blocking(_kill_tree, int(native))
                 else:
                     await engine._blocking(backend.cancel, key, native)
