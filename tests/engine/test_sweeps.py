@@ -69,6 +69,34 @@ def _jobs_named(name: str) -> set[str]:
     return {i.split("_")[0] for i in out.split()}
 
 
+def _run(
+    engine_factory: Callable[..., Engine],
+    wf: dict[str, Any] | None,
+    cluster: str | None = None,
+    timeout: float = 240,
+    *,
+    retry: str | None = None,
+    adopt: str | None = None,
+) -> Execution:
+    """Submit ``wf`` on ``cluster`` (or retry execution ``retry``, or only adopt execution
+    ``adopt``: an engine that starts takes over orphans) with a fresh engine, and wait until the
+    execution is final."""
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            if retry is not None:
+                await eng.retry(retry)
+                eid = retry
+            elif adopt is not None:
+                eid = adopt
+            else:
+                assert wf is not None and cluster is not None
+                eid = (await eng.submit(wf, cluster=cluster)).id
+            return await eng.wait(eid, timeout=timeout)
+
+    return arun(main())
+
+
 def test_grid_with_failures_then_retry_reruns_only_them(
     cluster: str, engine_factory: Callable[..., Engine]
 ) -> None:
@@ -87,12 +115,7 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         ],
     }
 
-    async def first() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster=cluster)
-            return await eng.wait(ex.id, timeout=180)
-
-    ex = arun(first())
+    ex = _run(engine_factory, wf, cluster, 180)
     sim = ex.step("sim")
     assert sim.state is StepState.FAILED, (sim.state, sim.reason)
     assert sim.reason == (
@@ -113,12 +136,7 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         assert sim.native_id and "," not in sim.native_id  # ONE array (Slurm, Grid Engine)
     Path(ex.work_dir, "fixed").touch()
 
-    async def again() -> Execution:
-        async with engine_factory() as eng:
-            await eng.retry(ex.id)
-            return await eng.wait(ex.id, timeout=180)
-
-    ex = arun(again())
+    ex = _run(engine_factory, None, timeout=180, retry=ex.id)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED and sim.attempt == 2, (sim.state, sim.reason)
     assert ex.step("collect").state is StepState.COMPLETED
@@ -146,12 +164,7 @@ def test_hostile_values_stay_data(stax_env: Path, engine_factory: Callable[..., 
         "steps": [{"name": "sim", "sweep": {"v": hostile}, "run": "printf '%s' {{v}} > v.txt"}],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="local")
-            return await eng.wait(ex.id, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "local", 120)
     assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
     for i, v in enumerate(hostile):
         assert Path(ex.step("sim").directory, str(i), "v.txt").read_text() == v
@@ -197,12 +210,7 @@ def test_packed_array_honours_max_parallel(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster=name)
-            return await eng.wait(ex.id, timeout=240)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, name, 240)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED, sim.reason
     assert sim.native_id and "," not in sim.native_id  # one sbatch / qsub
@@ -233,12 +241,7 @@ def test_array_split_by_max_array_size_runs_each_instance_once(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="slurm")
-            return await eng.wait(ex.id, timeout=240)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "slurm", 240)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED, sim.reason
     assert sim.native_id is not None and len(sim.native_id.split(",")) == 4  # 3 + 3 + 3 + 1
@@ -328,11 +331,7 @@ def test_kill9_engine_mid_sweep_then_adoption_runs_each_instance_once(
         proc.wait()
         store.close()
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:  # adopts the orphan at start
-            return await eng.wait(eid, timeout=240)
-
-    ex = arun(main())
+    ex = _run(engine_factory, None, adopt=eid)  # an engine that starts adopts the orphan
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED and sim.attempt == 1, sim.reason
     assert ex.step("after").state is StepState.COMPLETED
@@ -358,12 +357,7 @@ def test_retries_rerun_only_the_failed_instance(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="local")
-            return await eng.wait(ex.id, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "local", 120)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED and sim.attempt == 2, sim.reason
     assert [h.reason for h in sim.history] == [
@@ -391,12 +385,7 @@ def test_on_failure_stop_cancels_the_rest(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="local")
-            return await eng.wait(ex.id, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "local", 120)
     sim = ex.step("sim")
     assert sim.state is StepState.FAILED, (sim.state, sim.reason)
     assert sim.reason is not None and sim.reason.startswith("8 of 8 instances did not complete")
@@ -482,11 +471,7 @@ def test_detached_sweeps_run_with_no_engine_and_are_reconciled_per_instance(
     assert not Store(store_path).get(eid).state.final  # nobody watched
     assert (collect / "stax.out").read_text().strip() == "6"
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:  # adopts the execution, as a later status does
-            return await eng.wait(eid, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, None, timeout=120, adopt=eid)  # as a later status does
     got = {s.name: (s.state.value, s.reason) for s in ex.steps}
     assert got == {
         "sim": ("completed", None),
