@@ -107,16 +107,44 @@ class Tracker:
     stopping: bool = False
     first_start: float | None = None
     written: str = ""
+    offsets: list[int] = field(default_factory=list)
+    """per job (array): the index of its first element among all (empty: unknown)"""
+    tally: Counter[str] = field(default_factory=Counter)
+    """instances per state, kept as states change (no pass scans every instance)"""
+    running: set[int] = field(default_factory=set)
+    """the instances running now"""
+
+    def __post_init__(self) -> None:
+        self.tally = Counter(self.state)
+        self.running = {i for i, st in enumerate(self.state) if st == "running"}
+
+    def set(self, i: int, st: str) -> None:
+        """Instance ``i`` is in state ``st`` now (every change of ``state`` goes here)."""
+        old = self.state[i]
+        if old == st:
+            return
+        self.tally[old] -= 1
+        self.tally[st] += 1
+        self.state[i] = st
+        if st == "running":
+            self.running.add(i)
+        else:
+            self.running.discard(i)
 
     @property
     def total(self) -> int:
         return len(self.state)
 
+    @property
+    def unfinished(self) -> int:
+        return sum(self.tally[k] for k in STATES if k not in FINAL)
+
     def counts(self) -> dict[str, int]:
-        c = Counter(self.state)
-        return {k: c[k] for k in STATES if c[k]}
+        return {k: self.tally[k] for k in STATES if self.tally[k]}
 
     def failed(self) -> list[int]:
+        if not (self.tally["failed"] or self.tally["lost"] or self.tally["canceled"]):
+            return []
         return [i for i, st in enumerate(self.state) if st in ("failed", "lost", "canceled")]
 
     def summary(self) -> dict[str, Any]:
@@ -203,6 +231,8 @@ async def _submit_attempt(
     s.attempt, s.job_name = attempt, js.job_name(run.id, name)
     tr = _new_tracker(engine, run, name, attempt, w.todo, w.done)
     tr.pack, tr.elements, tr.groups, tr.width = w.pack, w.elements, w.groups, w.width
+    if all(size for _, size in w.runners):  # arrays: where each one's elements start
+        tr.offsets = [sum(size for _, size in w.runners[:j]) for j in range(len(w.runners))]
     if not w.todo:  # every instance completed in earlier attempts
         engine._set(run, name, StepState.COMPLETED, reason=None, exit_code=0)
         await _write_summary(engine, tr)
@@ -507,7 +537,7 @@ async def _track(engine: Engine, tr: Tracker) -> None:
             if engine._runs.get(run.id) is not run or s.attempt != tr.attempt or s.state.final:
                 return
             try:
-                await _read_records(tr, reader)
+                await _read_records(tr, reader, _waiting(tr, backend))
             except (TransportError, StaxError) as e:
                 log.warning("records of sweep %s/%s: %s", run.id, tr.name, e)
                 await asyncio.sleep(interval)
@@ -517,17 +547,18 @@ async def _track(engine: Engine, tr: Tracker) -> None:
             ]
             if s.state.final or s.attempt != tr.attempt:
                 return
-            running = any(tr.state[i] == "running" for i in tr.todo)
+            running = bool(tr.running)
             if s.state is not StepState.RUNNING and (running or "running" in jobs):
                 t = tr.first_start or time.time()
                 engine._set(run, tr.name, StepState.RUNNING, started_at=_utc(t))
             elif s.state is StepState.SUBMITTED and jobs and all(j == "queued" for j in jobs):
                 engine._set(run, tr.name, StepState.QUEUED)
-            for i in tr.todo:
-                if tr.state[i] == "pending" and jobs and all(j is not None for j in jobs):
-                    tr.state[i] = "queued"
-            pending = [i for i in tr.todo if tr.state[i] not in FINAL]
-            failed_now = any(tr.state[i] in ("failed", "lost") for i in tr.todo)
+            if tr.tally["pending"] and jobs and all(j is not None for j in jobs):
+                for i in tr.todo:
+                    if tr.state[i] == "pending":
+                        tr.set(i, "queued")
+            pending = tr.unfinished
+            failed_now = bool(tr.tally["failed"] or tr.tally["lost"])
             if (
                 failed_now and pending and not tr.stopping
                 and run.ex.workflow.on_failure == "stop"
@@ -541,8 +572,9 @@ async def _track(engine: Engine, tr: Tracker) -> None:
                 if ended_at is None:
                     ended_at = time.monotonic()
                 elif time.monotonic() - ended_at >= grace:
-                    for i in pending:  # the job ended and no exit record came
-                        tr.state[i] = "canceled" if tr.stopping else "lost"
+                    for i in tr.todo:  # the job ended and no exit record came
+                        if tr.state[i] not in FINAL:
+                            tr.set(i, "canceled" if tr.stopping else "lost")
                     await _decide(engine, tr)
                     return
             if time.monotonic() - last_write >= 1.0:
@@ -563,7 +595,21 @@ async def _track(engine: Engine, tr: Tracker) -> None:
                 await _write_summary(engine, tr)
 
 
-async def _read_records(tr: Tracker, reader: Any) -> None:
+def _waiting(tr: Tracker, backend: Any) -> set[int] | None:
+    """The elements (numbered across the sweep's arrays) that the scheduler showed still
+    waiting at its last status query; None when it does not say."""
+    if not tr.offsets or len(tr.offsets) != len(tr.natives):
+        return None
+    out: set[int] = set()
+    for offset, native in zip(tr.offsets, tr.natives, strict=True):
+        got = backend.waiting_elements(native)
+        if got is None:
+            return None
+        out.update(offset + e for e in got)
+    return out
+
+
+async def _read_records(tr: Tracker, reader: Any, waiting: set[int] | None = None) -> None:
     """Read the records that may have changed since the last pass and apply them.
 
     Each element's runner starts its instances in order, at most ``width`` at once: the
@@ -571,7 +617,8 @@ async def _read_records(tr: Tracker, reader: Any) -> None:
     instances from the first not started one (``front``) on, in a window that doubles while
     everything in it has started, are read, plus those known to run: a sweep of 100,000 does
     not cost 200,000 file reads per poll, and a backlog is caught up in a few rounds. Without
-    the elements (after a restart) every unfinished instance is read."""
+    the elements (after a restart) every unfinished instance is read. Elements the scheduler
+    still shows waiting (``waiting``: Slurm lists them) are not read at all."""
     def dirs(ids: set[int] | list[int]) -> list[str]:
         return [str(tr.step_dir / str(i)) for i in sorted(ids)]
 
@@ -583,8 +630,8 @@ async def _read_records(tr: Tracker, reader: Any) -> None:
     if len(tr.front) != len(tr.groups):
         tr.front = [0] * len(tr.groups)
     window = [2 * tr.width] * len(tr.groups)
-    active = list(range(len(tr.groups)))
-    ids = {i for i in tr.todo if tr.state[i] == "running"}
+    active = [g for g in range(len(tr.groups)) if waiting is None or g not in waiting]
+    ids = set(tr.running)
     while active:
         for g in active:
             group, f = tr.groups[g], tr.front[g]
@@ -612,11 +659,11 @@ def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None
         if rec.exit is not None and rec.exit.attempt == tr.attempt:
             code = rec.exit.exit_code
             tr.exit[i] = code
-            tr.state[i] = "completed" if code == 0 else "failed"
+            tr.set(i, "completed" if code == 0 else "failed")
             if rec.exit.skipped:
                 tr.skipped.add(i)
         elif rec.start is not None and rec.start.attempt == tr.attempt:
-            tr.state[i] = "running"
+            tr.set(i, "running")
             if tr.first_start is None or rec.start.time < tr.first_start:
                 tr.first_start = rec.start.time
 
@@ -757,7 +804,7 @@ async def cancel(engine: Engine, run: Run, s: StepRun) -> None:
             _apply_records(tr, pending, got)
         for i in tr.todo:
             if tr.state[i] not in FINAL:
-                tr.state[i] = "canceled"
+                tr.set(i, "canceled")
         await _write_summary(engine, tr)
     if not s.state.final:
         engine._set(run, s.name, StepState.CANCELED, reason="canceled by request")

@@ -289,3 +289,19 @@ def test_pbs_array_script_through_psij_pbs_executor(tmp_path: Path) -> None:
     script = out.getvalue()
     assert '#PBS -J "0-9%4"' in script.splitlines()
     assert "stax.array.1.0.sh" in script
+
+
+@pytest.mark.parametrize(
+    "out,waiting",
+    [
+        # two elements run, the rest waits behind the %2 cap (squeue's own lines)
+        ("12_[2-9%2]|PD|JobArrayTaskLimit\n12_0|R|None\n12_1|R|None\n", {"12": set(range(2, 10))}),
+        ("12_[0,3-5,7]|PD|Priority\n", {"12": {0, 3, 4, 5, 7}}),
+        ("12_[0-8:4]|PD|Priority\n", {"12": {0, 4, 8}}),
+        ("12_4|PD|Resources\n13_[1-2]|PD|Priority\n", {"12": {4}, "13": {1, 2}}),
+        ("12_0|R|None\n12_1|CD|None\n7|PD|Priority\n", {}),  # none waiting; 7 is no array
+    ],
+)
+def test_pending_elements_of_arrays(out: str, waiting: dict[str, set[int]]) -> None:
+    jobs, _ = slurm.parse_status(out)
+    assert slurm.pending_elements(jobs) == waiting
