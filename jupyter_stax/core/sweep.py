@@ -131,6 +131,15 @@ def auto_pack(
     return max(1, min(count, max(by_time, by_count)))
 
 
+def balanced(count: int, pack: int) -> int:
+    """The smallest pack that needs no more elements than ``pack`` does: ``count``
+    instances in elements of equal size (10,000 by 6,000 is 6,000 + 4,000: the sweep ends
+    with the larger one; 5,000 + 5,000 ends sooner)."""
+    if count <= 0 or pack <= 0:
+        return max(1, pack)
+    return math.ceil(count / math.ceil(count / pack))
+
+
 def plan_elements(indices: Sequence[int], pack: int) -> list[list[int]]:
     """The instances each array element runs: consecutive groups of ``pack``."""
     if pack < 1:

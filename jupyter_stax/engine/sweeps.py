@@ -362,7 +362,7 @@ def _write_attempt(
     pack = (
         step.pack
         if isinstance(step.pack, int)
-        else sw.auto_pack(len(todo), step.expected_seconds)
+        else sw.balanced(len(todo), sw.auto_pack(len(todo), step.expected_seconds))
     )
     if local:  # on this machine its CPUs; a remote workstation's are not known here
         here = max(2, os.cpu_count() or 1) if not cluster.remote else PACK_WIDTH
