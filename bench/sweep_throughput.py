@@ -434,7 +434,7 @@ def main() -> None:
         print(
             f"Scale: {sc['instances']:,} instances tracked ({sc['elements']} elements, held), "
             f"2 s poll: engine CPU {100 * sc['cpu_share']:.1f} % of a core "
-            f"[{c.verdict(sc['cpu_share'], 0.05)}], RSS {sc['rss_mb']:.0f} MB "
+            f"[{c.verdict(100 * sc['cpu_share'], 5)}], RSS {sc['rss_mb']:.0f} MB "
             f"(peak {sc['rss_peak_mb']:.0f} MB) [{c.verdict(sc['rss_mb'], 300)}]; store reads: "
             f"list {sc['list_ms_p50']:.1f} ms, execution {sc['get_ms_p50']:.1f} ms "
             f"[{c.verdict(max(sc['list_ms_p50'], sc['get_ms_p50']), 100)}]; submission of the "
