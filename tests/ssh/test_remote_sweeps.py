@@ -88,3 +88,41 @@ def test_a_sweep_runs_on_the_remote_slurm_as_one_array(
             ]
 
     asyncio.run(body())
+
+
+def test_a_detached_sweep_on_the_remote_slurm_is_reconciled_per_instance(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    """``--detach`` over SSH: the array and its dependant are queued with Slurm's dependency,
+    the engine stops, Slurm runs everything as the remote account, and an engine that adopts
+    the execution later reads every instance's records over SSH."""
+    from jupyter_stax.core.models import SubmitOptions
+
+    far = cluster(sshd, client)
+    wf = {"name": "remote-detached-sweep", "steps": WORKFLOW["steps"][:2]}  # ok -> collect
+
+    async def body() -> None:
+        async with engine(tmp_path, far, keep_jobs=True) as first:
+            ex = await first.submit(wf, "far", options=SubmitOptions(detached=True))
+            assert all(s.native_id for s in ex.steps)
+        collect = Path(ex.step("collect").directory)
+
+        def ended() -> bool:
+            return (collect / "stax.exit").exists()
+
+        deadline = time.monotonic() + 180
+        while not await asyncio.to_thread(ended):  # Slurm alone, no engine alive
+            assert time.monotonic() < deadline, "Slurm did not run collect after the array"
+            await asyncio.sleep(0.5)
+        async with engine(tmp_path, far, adopt=True) as second:
+            done = await second.wait(ex.id, 120)
+            got = {s.name: (s.state, s.reason) for s in done.steps}
+            assert got == {
+                "ok": (StepState.COMPLETED, None), "collect": (StepState.COMPLETED, None)
+            }, got
+            ok = done.step("ok")
+            assert ok.sweep is not None and ok.sweep.counts == {"completed": 4}
+            assert transport(second).read_chunk(done.step("collect").stdout, 0, 100) == b"4\n"
+            assert all(n == 1 for _, n in transport(second).record_reads)
+
+    asyncio.run(body())
