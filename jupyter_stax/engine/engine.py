@@ -464,6 +464,11 @@ class Engine:
         self._commit(run, s, previous)
         return True
 
+    def _answered(self, run: Run, name: str) -> None:
+        """Step ``name`` had its first answer since an adoption (see
+        :func:`.observing.answered`; for modules that observing itself imports)."""
+        observing.answered(self, run, name)
+
     def _watch(self, key: JobKey) -> None:
         self._keys.add(key)
 

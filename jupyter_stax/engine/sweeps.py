@@ -47,7 +47,7 @@ from ..core.dag import bound_params
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.models import Cluster, StepRun, SweepSummary
 from ..core.states import StepState
-from . import observing, planning, schedulers
+from . import planning, schedulers
 from .backend import JobGone, SubmitError, _kill_tree
 from .runstate import JobKey, Run, attempt_record, reset
 from .schedulers import run_checked, slurm
@@ -582,12 +582,12 @@ async def _track(engine: Engine, tr: Tracker) -> None:
                 await _write_summary(engine, tr)
             if not told and all(j is not None for j in jobs):
                 told = True  # every instance's records read, every array's state known
-                observing.answered(engine, run, tr.name)
+                engine._answered(run, tr.name)
             await asyncio.sleep(interval)
     except LostOwnership:
         pass
     finally:
-        observing.answered(engine, run, tr.name)
+        engine._answered(run, tr.name)
         if _trackers(engine).get((run.id, tr.name)) is tr and (
             s.state.final or engine._runs.get(run.id) is not run
         ):
@@ -881,6 +881,6 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
             tr.gone.add(j)
     if run.ex.cancel_requested:
         await cancel(engine, run, s)
-        observing.answered(engine, run, s.name)
+        engine._answered(run, s.name)
         return
     engine._spawn(_track(engine, tr), f"track sweep {run.id}/{s.name}")
