@@ -154,6 +154,13 @@ class Step(_Model):
         description="an eFlows4HPC software invocation description (binary, mpi, mpmd_mpi): "
         "a JSON file path or the description itself; it becomes the step's script",
     )
+    notebook: str | None = Field(
+        None,
+        description="a Jupyter notebook (.ipynb, notebook side) run top to bottom by papermill "
+        "on the cluster, 'params' injected after its cell tagged 'parameters'; the executed "
+        "copy comes back beside it as <name>.<execution id>.ipynb (see "
+        "jupyter_stax.core.notebooks)",
+    )
     cluster: str | None = Field(None, description="run this step on another cluster")
     launcher: Launcher | None = None
     retries: Annotated[int, Field(ge=0, le=100)] = 0
@@ -233,14 +240,31 @@ class Step(_Model):
         v = [v] if isinstance(v, str) else v
         return [check_pattern(p) if isinstance(p, str) else p for p in v]
 
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, v: str | None) -> str | None:
+        from .notebooks import check_notebook_spec
+
+        return check_notebook_spec(v)  # type: ignore[no-any-return]
+
     @model_validator(mode="after")
     def _run_or_software(self) -> Step:
         for i in self.inputs:  # an input from a step makes it a dependency
             if not isinstance(i, str) and i.step not in self.after:
                 self.after.append(i.step)
+        if self.notebook is not None:  # notebook steps: see core/notebooks.py
+            from .notebooks import notebook_step_problem
+
+            problem = notebook_step_problem(self)
+            if problem:
+                raise ValueError(problem)
+            if self.notebook not in self.inputs:  # staged in like any input
+                self.inputs.insert(0, self.notebook)
+            return self
         if self.software is None and not self.run.strip():
             raise ValueError(
-                "a step needs 'run' (a bash script) or 'software' (an eFlows4HPC description)"
+                "a step needs 'run' (a bash script), 'software' (an eFlows4HPC description) "
+                "or 'notebook' (an .ipynb file)"
             )
         if self.software is not None and self.run.strip():
             raise ValueError("give either 'run' or 'software', not both")

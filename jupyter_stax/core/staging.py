@@ -141,6 +141,11 @@ class StepFiles(BaseModel):
     warning: str | None = Field(
         None, description="why outputs are not (all) here, and the command that fetches them"
     )
+    notebook: str | None = Field(
+        None,
+        description="a notebook step: its executed copy here (outputs and errors in place), "
+        "beside the original notebook or in the outputs directory",
+    )
 
 
 class FetchedStep(BaseModel):

@@ -64,6 +64,7 @@ from .requests import refuse_outside_root, refuse_server_paths
 if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
+    from ..core.nbparams import NotebookParameters
     from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
     from ..engine.store import Store
@@ -452,6 +453,12 @@ class Operations:
         from .fetching import fetch
 
         return fetch(self._store(), self._registry(), self.get(execution_id), request)
+
+    def notebook_parameters(self, path: str | None, root: str | None) -> NotebookParameters:
+        """A notebook's parameters, its path inside ``root`` (see :mod:`.notebooks`)."""
+        from .notebooks import parameters_in_root
+
+        return parameters_in_root(path, root)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

@@ -273,6 +273,14 @@ class BuildLogHandler(StaxHandler):
         self.reply(await asyncio.to_thread(self.ops.build_jobs.log, build_id))
 
 
+class NotebookParametersHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.get_query_argument("path", None)
+        self.reply(await asyncio.to_thread(self.ops.notebook_parameters, path, self.root_dir))
+
+
 class NoEndpointHandler(StaxHandler):
     """Anything else under stax/api: a JSON 404 (after authentication, like every route)."""
 
@@ -325,6 +333,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/builds", BuildsHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)/log", BuildLogHandler),
+    (rf"{API}/notebook-parameters", NotebookParametersHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
     (rf"{API}(?P<rest>/.*)?", NoEndpointHandler),

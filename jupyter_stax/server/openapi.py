@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core import api
 from ..core.models import Execution
+from ..core.nbparams import NotebookParameters
 from ..core.staging import FetchRequest, FetchResult
 from ..core.states import RETRYABLE, ExecutionState, StepState
 from ..operations.builds import BuildLog, BuildRequest, BuildStatus
@@ -338,6 +339,29 @@ OPERATIONS: tuple[Op, ...] = (
         description="The step's row (GET executions/{id}) carries the counts (its sweep field); "
         "this lists instances from their own records: state, exit code, attempt, swept values, "
         "directory. 400 for a step that is not a sweep; 409 for a remote cluster's step.",
+    ),
+    Op(
+        "get",
+        "/notebook-parameters",
+        "getNotebookParameters",
+        "A notebook's parameters: the assignments of its cell tagged 'parameters'",
+        200,
+        NotebookParameters,
+        (400, 404),
+        (
+            Param(
+                "path",
+                "query",
+                {"type": "string"},
+                "the notebook, relative to the server's root directory (as the contents API "
+                "names it)",
+                required=True,
+            ),
+        ),
+        description="Names, defaults, types and the comment beside each assignment (papermill's "
+        "convention), for a form that runs the notebook as a step (a step's notebook field; "
+        "its params are injected after that cell). Nothing is run. 403 for a path outside the "
+        "server's root directory; 400 for a file that is not a notebook.",
     ),
     Op(
         "get",

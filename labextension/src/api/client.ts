@@ -149,6 +149,15 @@ export class StaxClient {
     };
   }
 
+  /** A notebook's `parameters` cell (path relative to the server's root). */
+  notebookParameters(path: string): Promise<Ok<'getNotebookParameters'>> {
+    return this.call(
+      'getNotebookParameters',
+      'GET',
+      `notebook-parameters${queryString({ path })}`
+    );
+  }
+
   log(
     id: string,
     step: string,

@@ -31,6 +31,8 @@ export type ImageList = Schemas['ImageList'];
 export type ServerInfo = Schemas['ServerInfo'];
 export type ErrorBody = Schemas['ErrorBody'];
 export type SubmitRequest = Schemas['SubmitRequest'];
+export type NotebookParameters = Schemas['NotebookParameters'];
+export type NotebookParameter = Schemas['NotebookParameter'];
 
 export type OperationId = keyof operations;
 

@@ -29,7 +29,7 @@ export const CommandIDs = {
   retrySelected: 'stax:retry-selected'
 } as const;
 
-function summaryText(detail: ClusterDetail | null): string {
+export function summaryText(detail: ClusterDetail | null): string {
   const s = detail?.summary;
   if (!s) {
     return detail?.note ?? '';
