@@ -94,10 +94,21 @@ class Health:
         self.since: float | None = None
         self.last_error: str | None = None
         self.blocked: dict[str, str] = {}
+        #: array id -> its elements still waiting, from the last status query (None: the
+        #: scheduler does not report elements, or it has not answered yet)
+        self.waiting: dict[str, set[int]] | None = None
 
     def set_blocked(self, blocked: dict[str, str]) -> None:
         with self._lock:
             self.blocked = blocked
+
+    def set_waiting(self, waiting: dict[str, set[int]]) -> None:
+        with self._lock:
+            self.waiting = waiting
+
+    def waiting_elements(self, native_id: str) -> set[int] | None:
+        with self._lock:
+            return None if self.waiting is None else self.waiting.get(native_id, set())
 
     def blocked_reason(self, native_id: str) -> str | None:
         with self._lock:
@@ -168,6 +179,7 @@ def _executor_classes() -> dict[str, Any]:
                     msg = psij_compat.slurm_failure_message(reason)
                 r[native_id] = JobStatus(st, message=msg)
             self.health.set_blocked(blocked)
+            self.health.set_waiting(slurm.pending_elements(jobs))
             return r
 
     from ..psij_sge.executor import SgeExecutorConfig, SgeJobExecutor
@@ -493,6 +505,12 @@ class Backend:
     def blocked(self, native_id: str) -> str | None:
         """Why the scheduler will not start this queued job as it stands, or None."""
         return self.health.blocked_reason(native_id)
+
+    def waiting_elements(self, native_id: str) -> set[int] | None:
+        """The elements of job array ``native_id`` that the last status query showed still
+        waiting (empty: none, or the array is gone); None when the scheduler does not say
+        (only Slurm's status lists elements) or has not answered yet."""
+        return self.health.waiting_elements(native_id)
 
     def close(self) -> None:
         with self._lock:

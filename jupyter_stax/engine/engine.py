@@ -464,6 +464,11 @@ class Engine:
         self._commit(run, s, previous)
         return True
 
+    def _answered(self, run: Run, name: str) -> None:
+        """Step ``name`` had its first answer since an adoption (see
+        :func:`.observing.answered`; for modules that observing itself imports)."""
+        observing.answered(self, run, name)
+
     def _watch(self, key: JobKey) -> None:
         self._keys.add(key)
 
@@ -492,16 +497,21 @@ class Engine:
         for start in moves.start:
             run.submitting.add(start.step)
             if run.defs[start.step].sweep is not None:  # its instances: see .sweeps
-                sweeps.submit_step(self, run, start.step)
+                sweeps.submit_step(self, run, start.step, start.after)
                 continue
             self._spawn(
                 self._submit_step(run, start.step, start.after), f"submit {run.id}/{start.step}"
             )
 
     async def _until_queued(self, run: Run) -> None:
-        while self._runs.get(run.id) is run and any(
-            s.state is StepState.PENDING or (s.state is StepState.SUBMITTED and not s.native_id)
-            for s in run.steps.values()
+        # a submission under way (a sweep's next array) keeps it waiting too
+        while self._runs.get(run.id) is run and (
+            run.submitting
+            or any(
+                s.state is StepState.PENDING
+                or (s.state is StepState.SUBMITTED and not s.native_id)
+                for s in run.steps.values()
+            )
         ):
             await asyncio.sleep(0.01)
 
@@ -518,7 +528,7 @@ class Engine:
         plan = planning.container_plan(
             run.ex, step, s, cluster, planning.cluster_work_dir(self.clusters, cluster, self.store)
         )
-        required = [Path(run.steps[a].directory) for a in step.after] if guarded else ()
+        required = planning.required_upstream(run.ex, step) if guarded else ()
         files = planning.attempt_files(run.ex, step, s, cluster, attempt, plan, required)
         transport = self._transport(cluster)
         transport.make_dirs([d])
@@ -598,6 +608,8 @@ class Engine:
                 self._schedule(run, [name])
         finally:
             run.submitting.discard(name)
+        if run.ex.options.detached:
+            self._schedule(run, [name])  # its submission is over: dependants can be queued
         if run.ex.state.final and self._runs.get(run.id) is run:
             self._finish(run)
 
@@ -650,7 +662,7 @@ class Engine:
             observing.apply(self, run, upd)
         if run.ex.cancel_requested:
             await observing.cancel_step(self, run, s)
-        self._schedule(run, [s.name])  # detached mode: dependants can be queued now
+        self._schedule(run, [s.name])  # (detached: dependants once its submission is over)
 
     # ------------------------------------------------------------------ observing
     def _on_update_threadsafe(self, upd: JobUpdate) -> None:

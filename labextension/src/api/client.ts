@@ -186,6 +186,23 @@ export class StaxClient {
     );
   }
 
+  /**
+   * A page of a sweep step's instances: the ones that did not complete first, then by index
+   * (`state`: only those; `cursor`: the previous page's `next_cursor`).
+   */
+  instances(
+    id: string,
+    step: string,
+    query: Query<'listStepInstances'> = {}
+  ): Promise<Ok<'listStepInstances'>> {
+    const path = `executions/${seg(id)}/steps/${seg(step)}/instances`;
+    return this.call(
+      'listStepInstances',
+      'GET',
+      `${path}${queryString({ ...query })}`
+    );
+  }
+
   private async call<Op extends OperationId>(
     _op: Op,
     method: 'GET' | 'POST' | 'DELETE',
