@@ -67,16 +67,21 @@ class Counting(SSHTransport):
         async def exec_(command: str, stdin: bytes | None = None, **kw: Any) -> Any:
             kind = "records" if stdin and b"@@tar" in stdin else command.split()[0]
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            if stdin and b"@@cmd" in stdin:  # a batch of commands: each submit command counts
+                for line in stdin.splitlines():
+                    word = line.split(b" ", 1)[0].decode(errors="replace")
+                    if word in ("sbatch", "qsub"):
+                        self.kinds[word] = self.kinds.get(word, 0) + 1
             counter = _READ.get(None)
             if counter is not None:
                 counter[0] += 1
             return await exec_inner(command, stdin, **kw)
 
-        async def read_files(paths: list[str], max_bytes: int = 65536) -> Any:
+        async def read_files(paths: list[str], max_bytes: int = 65536, **kw: Any) -> Any:
             counter = [0]
             token = _READ.set(counter)
             try:
-                return await read_inner(paths, max_bytes)
+                return await read_inner(paths, max_bytes, **kw)
             finally:
                 _READ.reset(token)
                 self.record_reads.append((len(paths) // 2, counter[0]))

@@ -68,6 +68,15 @@ def write_files_script(files: Mapping[str, tuple[bytes, int]], *, parents: bool 
     """Write each ``path: (data, mode)`` atomically (a temporary file beside it, then ``mv``);
     creates missing parent directories when ``parents``. Prints nothing but the markers."""
     lines = ["set -e", "umask 077", "printf '@@stax-start\\n'"]
+    lines += write_lines(files, parents=parents)
+    lines.append("printf '@@stax-done\\n'")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_lines(files: Mapping[str, tuple[bytes, int]], *, parents: bool = True) -> list[str]:
+    """The lines of :func:`write_files_script` that write the files (under ``set -e``; the
+    data in base64 here-documents: any byte, any name)."""
+    lines = []
     if parents:
         dirs = sorted({d for p in files for d in [_parent(p)] if d and d not in ("/", "~")})
         if dirs:
@@ -80,15 +89,60 @@ def write_files_script(files: Mapping[str, tuple[bytes, int]], *, parents: bool 
         lines.append(f"STAX_EOF_{i}")
         lines.append(f'chmod {mode & 0o7777:o} "$t"')
         lines.append(f'mv -f "$t" {q}')
+    return lines
+
+
+def remove_lines(paths: Sequence[str]) -> list[str]:
+    """Remove files that may wait (see ``Transport.remove_later``): never fails the script."""
+    if not paths:
+        return []
+    return ["rm -f -- " + " ".join(qpath(p) for p in paths) + " 2>/dev/null || true"]
+
+
+def write_steps_script(
+    dirs: Sequence[str], moves: Sequence[tuple[str, str]],
+    files: Mapping[str, tuple[bytes, int]], remove: Sequence[str] = (),
+) -> bytes:
+    """Make ``dirs``, rename ``moves`` (skipped: a missing source, an existing target), write
+    ``files`` (as :func:`write_files_script`): the files of many steps in one script. Removes
+    ``remove`` first (never failing for them)."""
+    lines = [*remove_lines(remove), "set -e", "printf '@@stax-start\\n'"]
+    if dirs:
+        lines.append("mkdir -p -- " + " ".join(qpath(d) for d in dirs))
+    for src, dst in moves:
+        qs, qd = qpath(src), qpath(dst)
+        lines.append(
+            f"if {{ [ -e {qs} ] || [ -L {qs} ]; }} && ! {{ [ -e {qd} ] || [ -L {qd} ]; }}; then "
+            f"mv -f -- {qs} {qd}; fi"
+        )
+    lines.append("umask 077")
+    lines += write_lines(files)
     lines.append("printf '@@stax-done\\n'")
     return ("\n".join(lines) + "\n").encode()
 
 
-def read_files_script(paths: Sequence[str]) -> bytes:  # paths: no duplicates
+def prelude_lines(
+    files: Mapping[str, tuple[bytes, int]], links: Sequence[tuple[str, str]],
+    remove: Sequence[str] = (),
+) -> list[str]:
+    """The lines that write ``files`` and make ``links`` before the commands of a batch
+    (``run_many``): under ``set -e`` (a failure ends the script before any command runs,
+    before the batch's start marker), then ``set +e`` and the umask back."""
+    lines = [*remove_lines(remove), "set -e", "m=$(umask)", "umask 077"]
+    lines += write_lines(files)
+    for link, target in links:
+        lines += _symlink_lines(link, target)
+    lines += ['umask "$m"', "set +e"]
+    return lines
+
+
+def read_files_script(paths: Sequence[str], remove: Sequence[str] = ()) -> bytes:
     """Print which paths are readable regular files (``@@f I``) and which are not (``@@n I``),
     then ONE tar stream of the readable ones, in order: a fixed number of processes (``tar``)
-    whatever the number of files (forking ``head`` per file costs seconds on a busy node)."""
-    lines = ["printf '@@stax-start\\n'", "set --"]
+    whatever the number of files (forking ``head`` per file costs seconds on a busy node).
+    Removes ``remove`` first (files that may wait, see ``Transport.remove_later``).
+    ``paths``: no duplicates."""
+    lines = [*remove_lines(remove), "printf '@@stax-start\\n'", "set --"]
     for i, path in enumerate(paths):
         q = qpath(path)
         lines.append(
@@ -210,8 +264,14 @@ def rename_script(moves: Sequence[tuple[str, str]]) -> bytes:
 
 def symlink_script(link: str, target: str) -> bytes:
     """Make ``link`` point to ``target`` (parents made; a link pointing elsewhere replaced)."""
+    lines = ["set -e", "printf '@@stax-start\\n'", *_symlink_lines(link, target)]
+    lines.append("printf '@@stax-done\\n'")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _symlink_lines(link: str, target: str) -> list[str]:
     ql, qt = qpath(link), qpath(target)
-    lines = ["set -e", "printf '@@stax-start\\n'"]
+    lines = []
     parent = _parent(link)
     if parent and parent not in ("/", "~"):
         lines.append(f"mkdir -p -- {qpath(parent)}")
@@ -219,8 +279,7 @@ def symlink_script(link: str, target: str) -> bytes:
         f"if [ \"$(readlink {ql} 2>/dev/null || true)\" != {qt} ]; then "
         f"rm -f -- {ql}; ln -s -- {qt} {ql}; fi"
     )
-    lines.append("printf '@@stax-done\\n'")
-    return ("\n".join(lines) + "\n").encode()
+    return lines
 
 
 def read_tail_script(path: str, limit: int) -> bytes:
