@@ -132,11 +132,15 @@ class Counter:
 
     def __init__(self, connection: Any) -> None:
         self.calls: list[tuple[float, str]] = []
+        self.sbatch = 0  # sbatch commands inside the submit batches
         inner = connection.exec
 
         async def exec_(command: str, stdin: bytes | None = None, **kw: Any) -> Any:
             if stdin and b"@@tar" in stdin:
                 kind = "records"
+            elif stdin and b"@@cmd" in stdin:  # a batch of submit scripts and sbatch calls
+                kind = "submit"
+                self.sbatch += sum(1 for ln in stdin.splitlines() if ln.startswith(b"sbatch "))
             else:
                 words = command.split()
                 kind = next((w.strip("'") for w in words if w.strip("'") in (

@@ -402,8 +402,6 @@ class Backend:
                         self._jobs.pop(items[i][0], None)
                     results[i] = SubmitError(f"{self.cluster.name}: {e}", transient=False)
                 answers = []
-            else:  # PSI/J's launcher scripts are on the cluster now
-                self._executor.deployed({d for *_, rec in recorded for d in rec.deploys})
             for (i, job, _, _), answer in zip(recorded, answers, strict=False):
                 key, req = items[i]
                 with psij_compat.replaying(answer):

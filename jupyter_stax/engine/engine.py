@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_stax.engine")
 
 SUBMIT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+#: seconds a remote cluster's records reader gathers reads before its round trip
+#: (:class:`.records.RecordReader`)
+REMOTE_READ_WINDOW = 0.05
 T = TypeVar("T")
 
 
@@ -141,6 +144,9 @@ class Engine:
         self._backends: dict[str, Backend] = {}
         self._runs: dict[str, Run] = {}
         self._keys: set[JobKey] = set()  # the jobs being watched
+        self._updates: list[JobUpdate] = []  # from the backends' threads, for the loop
+        self._updates_lock = threading.Lock()
+        self._updates_scheduled = False
         self._subscribers: list[Callable[[Event], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -366,7 +372,8 @@ class Engine:
     def _reader(self, cluster_name: str) -> RecordReader:
         r = self._readers.get(cluster_name)
         if r is None:
-            r = RecordReader(self._transport(self.clusters.get(cluster_name)), self._io)
+            c = self.clusters.get(cluster_name)
+            r = RecordReader(self._transport(c), self._io, REMOTE_READ_WINDOW if c.remote else 0.0)
             self._readers[cluster_name] = r
         return r
 
@@ -666,10 +673,31 @@ class Engine:
 
     # ------------------------------------------------------------------ observing
     def _on_update_threadsafe(self, upd: JobUpdate) -> None:
+        """A status from a backend's thread: queued, and the queue is taken on the loop in ONE
+        callback, so that the updates of one status poll are applied in one turn and the
+        records reads they start (running, ended) are one batch (see :mod:`.records`)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(observing.on_update, self, upd)
+        if loop is None or loop.is_closed():
+            return
+        with self._updates_lock:
+            self._updates.append(upd)
+            if self._updates_scheduled:
+                return
+            self._updates_scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._apply_updates)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _apply_updates(self) -> None:
+        with self._updates_lock:
+            updates, self._updates = self._updates, []
+            self._updates_scheduled = False
+        for upd in updates:
+            try:
+                observing.on_update(self, upd)
+            except Exception:  # one update's failure is not the others'
+                log.exception("applying the status update %s failed", upd)
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping(self) -> None:

@@ -96,11 +96,10 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
 
 @dataclass
 class Recording:
-    """What one job's submission needs on the cluster (see :func:`recording`)."""
+    """What one job's submission needs on the cluster (see :func:`recording`): its submit
+    script, written by the batch (PSI/J's launcher scripts are deployed at once, atomically)."""
 
     files: dict[ClusterPath, FileSpec] = field(default_factory=dict)
-    #: launcher directories (here) whose files are in ``files``: deployed once written
-    deploys: set[Path] = field(default_factory=set)
 
 
 class Recorded(Exception):
@@ -226,22 +225,15 @@ def routed_executor() -> type:
                     out.append(word)
                     continue
                 if src not in deployed and not isinstance(mode, (CommandResult, TransportError)):
-                    files: dict[ClusterPath, FileSpec] = {
+                    # once per executor, atomically (jobs of an earlier engine may be reading
+                    # them), also while recording a batch (whose files are written in place)
+                    self.transport.write_files({
                         there / src.name / f.name: FileSpec(f.read_text(), f.stat().st_mode)
                         for f in src.iterdir() if f.is_file()
-                    }
-                    if isinstance(mode, Recording):  # with the batch; deployed once written
-                        mode.files.update(files)
-                        mode.deploys.add(src)
-                    else:
-                        self.transport.write_files(files)
-                        deployed.add(src)
+                    })
+                    deployed.add(src)
                 out.append(str(there / src.name / p.name))
             return out
-
-        def deployed(self, sources: set[Path]) -> None:
-            """Launcher directories that a batch wrote to the cluster (see :func:`recording`)."""
-            self.__dict__.setdefault("_stax_deployed", set()).update(sources)
 
         def get_submit_command(self, job: Any, submit_file_path: Path) -> list[str]:
             if self._remote():

@@ -147,7 +147,10 @@ class Transport(ABC):
         """The files of many steps in ONE call: make ``dirs`` (and parents), then rename
         ``moves`` in order (a missing source is skipped, and so is a move whose target exists:
         a call tried again never moves this attempt's new files over the earlier attempt's),
-        then write ``files`` whole (as :meth:`write_files`)."""
+        then write ``files`` (parents made, an existing file replaced). Unlike
+        :meth:`write_files`, a file may be seen half-written while the call runs (a remote
+        transport writes them all with one ``tar``): for files nobody reads before the call
+        returns (the scripts of an attempt not yet submitted)."""
 
     def run_many(
         self,
@@ -157,10 +160,12 @@ class Transport(ABC):
         links: Sequence[tuple[ClusterPath, ClusterPath]] = (),
         timeout: float | None = None,
     ) -> list[CommandResult | TransportError]:
-        """Write ``files`` and make the symbolic ``links`` (``(link, target)``, as
-        :meth:`symlink`), then run each command to its end, in order and with no stdin: ONE
-        call where a call is a round trip. Each command's result, or the TransportError of one
-        whose answer did not come back (it may have run: a ``sbatch`` whose answer was lost).
+        """Write ``files`` (as :meth:`write_steps` writes them: for files nobody reads
+        meanwhile, e.g. new submit scripts) and make the symbolic ``links`` (``(link,
+        target)``, as :meth:`symlink`), then run each command to its end, in order and with no
+        stdin: ONE call where a call is a round trip. Each command's result, or the
+        TransportError of one whose answer did not come back (it may have run: a ``sbatch``
+        whose answer was lost).
         Raises TransportError when nothing came back, and a StaxError (nothing ran) when the
         files could not be written. ``timeout``: for the whole call.
 

@@ -5,7 +5,8 @@ code); a path that starts with ``~/`` is relative to the remote home (``"$HOME"/
 goes to ``/bin/sh -s`` on the channel's stdin (no argument-length limit, the same ``sh`` whatever
 the account's login shell), and its output starts with a marker line, so whatever a chatty
 ``~/.bashrc`` prints before it is skipped. Only ``sh``, ``base64``, ``head``, ``tail``, ``mkdir``,
-``chmod``, ``mv`` and ``rm`` are needed on the cluster (coreutils on any Linux login node).
+``chmod``, ``mv``, ``rm`` and ``tar`` are needed on the cluster (coreutils and tar: any Linux login
+node).
 """
 
 from __future__ import annotations
@@ -99,13 +100,38 @@ def remove_lines(paths: Sequence[str]) -> list[str]:
     return ["rm -f -- " + " ".join(qpath(p) for p in paths) + " 2>/dev/null || true"]
 
 
+def tar_lines(files: Mapping[str, tuple[bytes, int]]) -> list[str]:
+    """Lines that write every ``path: (data, mode)`` with ONE ``tar -x`` (a few processes
+    whatever the number of files: forking ``base64``, ``chmod`` and ``mv`` per file costs
+    seconds per hundred files on a busy node). Paths must be absolute (names in the tar
+    stream: data, never code); parents are made. Each file is written in place (an existing one
+    is replaced, not atomically): for files nobody reads while they are written (a new
+    attempt's scripts, a new submit script)."""
+    if not files:
+        return []
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, (data, mode) in files.items():
+            if not path.startswith("/"):
+                raise ValueError(f"not an absolute path: {path!r}")
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = mode & 0o7777
+            tar.addfile(info, io.BytesIO(data))
+    return [
+        "base64 -d <<'STAX_TAR_EOF' | tar -xPpf - --no-same-owner -m",
+        base64.encodebytes(buf.getvalue()).decode("ascii").rstrip("\n"),
+        "STAX_TAR_EOF",
+    ]
+
+
 def write_steps_script(
     dirs: Sequence[str], moves: Sequence[tuple[str, str]],
     files: Mapping[str, tuple[bytes, int]], remove: Sequence[str] = (),
 ) -> bytes:
     """Make ``dirs``, rename ``moves`` (skipped: a missing source, an existing target), write
-    ``files`` (as :func:`write_files_script`): the files of many steps in one script. Removes
-    ``remove`` first (never failing for them)."""
+    ``files`` (absolute paths, :func:`tar_lines`: the files of many steps in one script).
+    Removes ``remove`` first (never failing for them)."""
     lines = [*remove_lines(remove), "set -e", "printf '@@stax-start\\n'"]
     if dirs:
         lines.append("mkdir -p -- " + " ".join(qpath(d) for d in dirs))
@@ -116,7 +142,7 @@ def write_steps_script(
             f"mv -f -- {qs} {qd}; fi"
         )
     lines.append("umask 077")
-    lines += write_lines(files)
+    lines += tar_lines(files)
     lines.append("printf '@@stax-done\\n'")
     return ("\n".join(lines) + "\n").encode()
 
@@ -125,11 +151,12 @@ def prelude_lines(
     files: Mapping[str, tuple[bytes, int]], links: Sequence[tuple[str, str]],
     remove: Sequence[str] = (),
 ) -> list[str]:
-    """The lines that write ``files`` and make ``links`` before the commands of a batch
-    (``run_many``): under ``set -e`` (a failure ends the script before any command runs,
-    before the batch's start marker), then ``set +e`` and the umask back."""
+    """The lines that write ``files`` (absolute paths, :func:`tar_lines`) and make ``links``
+    before the commands of a batch (``run_many``): under ``set -e`` (a failure ends the
+    script before any command runs, before the batch's start marker), then ``set +e`` and
+    the umask back."""
     lines = [*remove_lines(remove), "set -e", "m=$(umask)", "umask 077"]
-    lines += write_lines(files)
+    lines += tar_lines(files)
     for link, target in links:
         lines += _symlink_lines(link, target)
     lines += ['umask "$m"', "set +e"]

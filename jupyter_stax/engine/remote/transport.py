@@ -86,7 +86,7 @@ HOME_FILE = "remote-home"
 
 #: steps whose submission work (files, submit commands) one command carries at most: one round
 #: trip for up to this many steps; a few batches go at once (the engine's submit workers)
-BATCH_LIMIT = 100
+BATCH_LIMIT = 25
 
 #: files of :meth:`SSHTransport.remove_later` one script removes at most (the rest: the next)
 REMOVE_LIMIT = 600
@@ -284,11 +284,10 @@ class SSHTransport(Transport):
         moves: Sequence[tuple[ClusterPath, ClusterPath]],
         files: Mapping[ClusterPath, FileSpec],
     ) -> None:
+        data = {self.resolve(p): (spec.text.encode(), spec.mode) for p, spec in files.items()}
         with self._leftovers_taken() as gone:
             self._call(self.connection.write_steps(
-                [str(d) for d in dirs], [(str(a), str(b)) for a, b in moves],
-                {str(p): (spec.text.encode(), spec.mode) for p, spec in files.items()},
-                remove=gone,
+                [str(d) for d in dirs], [(str(a), str(b)) for a, b in moves], data, remove=gone,
             ))
 
     def run_many(
@@ -307,7 +306,8 @@ class SSHTransport(Transport):
         with self._leftovers_taken() as gone:
             script = "\n".join([
                 *shell.prelude_lines(
-                    {str(p): (spec.text.encode(), spec.mode) for p, spec in (files or {}).items()},
+                    {self.resolve(p): (spec.text.encode(), spec.mode)
+                     for p, spec in (files or {}).items()},
                     [(str(a), str(b)) for a, b in links], gone,
                 ),
                 batch.batch_script(commands) if commands else "printf '@@stax-start\\n'",
