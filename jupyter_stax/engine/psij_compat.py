@@ -213,6 +213,7 @@ def routed_executor() -> type:
             once to the cluster's helper directory and named there."""
             wd, there = Path(self.work_directory), Path(self.transport.aux_dir)
             deployed: set[Path] = self.__dict__.setdefault("_stax_deployed", set())
+            lock: threading.Lock = self.__dict__.setdefault("_stax_deploying", threading.Lock())
             mode = _current()
             out = []
             for word in argv:
@@ -225,13 +226,17 @@ def routed_executor() -> type:
                     out.append(word)
                     continue
                 if src not in deployed and not isinstance(mode, (CommandResult, TransportError)):
-                    # once per executor, atomically (jobs of an earlier engine may be reading
-                    # them), also while recording a batch (whose files are written in place)
-                    self.transport.write_files({
-                        there / src.name / f.name: FileSpec(f.read_text(), f.stat().st_mode)
-                        for f in src.iterdir() if f.is_file()
-                    })
-                    deployed.add(src)
+                    # once per executor (batches on other threads wait for it), atomically
+                    # (jobs of an earlier engine may be reading them), also while recording a
+                    # batch (whose files are written in place)
+                    with lock:
+                        if src not in deployed:
+                            self.transport.write_files({
+                                there / src.name / f.name:
+                                    FileSpec(f.read_text(), f.stat().st_mode)
+                                for f in src.iterdir() if f.is_file()
+                            })
+                            deployed.add(src)
                 out.append(str(there / src.name / p.name))
             return out
 
