@@ -277,6 +277,9 @@ class SSHConnection(ABC):
         self, script: bytes, what: str, *, missing_ok: bool = False, tar_ok: bool = False
     ) -> RunResult:
         res = await self.exec(shell.SH, script, retry=True)
+        if res.rc == -1:  # killed by a signal: the session was cut (sshd's killed), not an answer
+            raise SSHConnectionLost(f"{self.target.destination}: {what} was cut off (the remote "
+                                    "shell was killed)", host=self.target.destination)
         if tar_ok and res.rc in (1, 2):  # GNU tar: a file changed or vanished while read
             return res
         if res.rc != 0 and not (missing_ok and res.rc == shell.MISSING):
