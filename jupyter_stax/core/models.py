@@ -461,6 +461,14 @@ class Cluster(_Model):
 
     @property
     def effective_poll_interval(self) -> float:
+        """``poll_interval``, else 0.5 s for ``local`` and 2 s for a batch scheduler, remote
+        ones included. Decided for remote clusters (issue 13): each poll costs two round trips
+        (ONE status command, ONE records read for all jobs), and the engine reads the records
+        half-way between two status answers, so a job's end is seen within half an interval
+        (median job end -> committed final state about 1 s at 100 ms RTT, see
+        bench/remote_throughput.py) without a third round trip. No adaptive faster polling: a
+        job's end cannot be foreseen, and polling faster "when jobs may end" would add round
+        trips on a shared login node exactly when many jobs run."""
         if self.poll_interval is not None:
             return self.poll_interval
         return 0.5 if self.scheduler == "local" else 2.0
