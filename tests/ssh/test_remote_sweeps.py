@@ -19,7 +19,7 @@ from jupyter_stax.core.states import ExecutionState, StepState
 from jupyter_stax.operations import Operations
 
 from .sshd import REMOTE_USER, Client, Sshd
-from .test_remote_slurm import cluster, engine, transport
+from .test_remote_slurm import cluster, engine, transport, until
 
 pytestmark = pytest.mark.ssh
 
@@ -79,6 +79,18 @@ def test_a_sweep_runs_on_the_remote_slurm_as_one_array(
             # the instances listed through the engine's transport: ONE command, failed first
             ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]),
                              transport=e.transport)
+            # the engine's last work for the ended run (leftover removals, a last records read)
+            # may still be under way: count from when its connection is quiet (no exec for
+            # 1.5 s, more than its poll), as the DAG test of test_remote_slurm.py does
+            last = [tr.connection.stats.execs, time.monotonic()]
+
+            def quiet() -> bool:
+                n = tr.connection.stats.execs
+                if n != last[0]:
+                    last[:] = [n, time.monotonic()]
+                return time.monotonic() - last[1] >= 1.5
+
+            await until(quiet, 60, "the engine's connection to be quiet")
             before = tr.connection.stats.execs
             page = await asyncio.to_thread(ops.instances, ex.id, "bad")
             assert tr.connection.stats.execs == before + 1
