@@ -13,10 +13,26 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .kernel.api import Execution, Workflow, connect
+    from .kernel.published import publish, rerun, trigger, workflow, workflows
 
-__all__ = ["Execution", "Workflow", "__version__", "connect"]
+__all__ = [
+    "Execution",
+    "Workflow",
+    "__version__",
+    "connect",
+    "publish",
+    "rerun",
+    "trigger",
+    "workflow",
+    "workflows",
+]
 
-_LAZY = {"Workflow": "kernel.api", "Execution": "kernel.api", "connect": "kernel.api"}
+_LAZY = {
+    "Workflow": "kernel.api",
+    "Execution": "kernel.api",
+    "connect": "kernel.api",
+    **dict.fromkeys(("publish", "rerun", "trigger", "workflow", "workflows"), "kernel.published"),
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,10 @@ export type ImageList = Schemas['ImageList'];
 export type ServerInfo = Schemas['ServerInfo'];
 export type ErrorBody = Schemas['ErrorBody'];
 export type SubmitRequest = Schemas['SubmitRequest'];
+export type PublishedSummary = Schemas['PublishedSummary'];
+export type PublishedWorkflow = Schemas['PublishedWorkflow'];
+export type InputDecl = Schemas['InputDecl'];
+export type TriggerRequest = Schemas['TriggerRequest'];
 
 export type OperationId = keyof operations;
 
