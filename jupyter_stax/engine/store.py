@@ -41,18 +41,13 @@ from ..core.staging import StepFiles
 from ..core.states import ExecutionState, StepState, execution_state
 from ..core.sweep import fill_summaries
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 #: what each schema version added, applied in order to an older store when it is opened
 _MIGRATIONS = {
     2: ("ALTER TABLE steps ADD COLUMN resolved_image TEXT",),  # StaX image provenance
     # when the owning engine last knew the states to be current (see Store.unverified); NULL
     # between an adoption and the adopting engine's first reconcile pass
     3: ("ALTER TABLE executions ADD COLUMN checked REAL",),
-    # the published workflow (name, version) an execution was triggered from (issue 17)
-    4: (
-        "ALTER TABLE executions ADD COLUMN published TEXT",
-        "ALTER TABLE executions ADD COLUMN published_version TEXT",
-    ),
 }
 ENV_STORE = "JUPYTER_STAX_STORE"
 
@@ -65,7 +60,7 @@ CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, cluster TEXT NOT NULL, state TEXT NOT NULL,
     created REAL NOT NULL, finished REAL, updated REAL NOT NULL, doc TEXT NOT NULL,
     owner TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, warnings TEXT NOT NULL DEFAULT '[]',
-    checked REAL, published TEXT, published_version TEXT);
+    checked REAL);
 CREATE INDEX IF NOT EXISTS executions_state ON executions (state);
 CREATE INDEX IF NOT EXISTS executions_created ON executions (created);
 CREATE TABLE IF NOT EXISTS steps (
@@ -79,6 +74,7 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, kind TEXT NOT NULL,
     created REAL NOT NULL, done REAL, result TEXT);
 CREATE INDEX IF NOT EXISTS requests_open ON requests (done, execution_id);
+-- published workflows (issue 17): a table of its own, so older stores need no migration
 CREATE TABLE IF NOT EXISTS workflows (
     name TEXT NOT NULL, version TEXT NOT NULL, created REAL NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (name, version));
@@ -307,16 +303,16 @@ class Store:
                 "options": ex.options.model_dump(mode="json"),
                 "work_dir": ex.work_dir,
                 "software": software_versions(),  # for provenance (the RO-Crate export)
+                # the published workflow / the run it came from (``list(workflow=)`` reads it)
                 "origin": ex.origin.model_dump(mode="json") if ex.origin else None,
             }
         )
-        origin = ex.origin
         t = time.time()
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO executions (id, name, cluster, state, created, finished, updated,"
-                " doc, owner, cancel_requested, warnings, checked, published, published_version)"
-                " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]', ?, ?, ?)",
+                " doc, owner, cancel_requested, warnings, checked)"
+                " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, '[]', ?)",
                 (
                     ex.id,
                     ex.workflow.name,
@@ -327,8 +323,6 @@ class Store:
                     doc,
                     ex.owner,
                     t,  # nothing has run yet: the states are current
-                    origin.workflow if origin else None,
-                    origin.version if origin else None,
                 ),
             )
             db.executemany(
@@ -522,10 +516,10 @@ class Store:
             cond.append("state=?")
             args.append(state)
         if workflow is not None:
-            cond.append("published=?")
+            cond.append("json_extract(doc, '$.origin.workflow')=?")
             args.append(workflow)
         if version is not None:
-            cond.append("published_version=?")
+            cond.append("json_extract(doc, '$.origin.version')=?")
             args.append(version)
         if before is not None:
             cond.append("created<?")
