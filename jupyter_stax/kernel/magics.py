@@ -82,8 +82,9 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
                                   run a recorded run again (images pinned; on a cluster where
                                   a variant does not fit, its family's that does, said why)
 %stax publish [FILE] [--name N] [--version V] [--cluster C] [--describe INPUT=TEXT]
-                                  publish the notebook's workflow (or FILE) for end users: its
-                                  params become typed inputs, its steps are fixed
+              [--param K=V]       publish the notebook's workflow (or FILE) for end users: its
+                                  params (--param: defaults) become typed inputs, its steps
+                                  are fixed
 %stax workflows [list | show NAME | trigger NAME [--input K=V ...] [--cluster C]]
 %stax remove STEP | reset         forget one step / every step
 %stax picker                      a form: pick cluster and image, fill resources, submit
@@ -570,10 +571,17 @@ class StaxMagics:
         p.add_argument("--version")
         p.add_argument("--cluster", "-c")
         p.add_argument("--describe", action="append", metavar="INPUT=TEXT")
+        p.add_argument("--param", action="append", metavar="K=V", help="input defaults")
         a = p.parse_args(args)
         described = text_assignments(a.describe or [])
+        source: Any = a.file
+        if source is None:
+            source = self.workflow.copy()
+            source.params.update(_params(a.param, "%stax publish"))
+        elif a.param:
+            raise UsageError("%stax publish FILE: the file's params are its defaults; drop --param")
         pw = publish(
-            a.file or self.workflow,
+            source,
             name=a.name,
             version=a.version,
             cluster=a.cluster,

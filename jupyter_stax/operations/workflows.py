@@ -177,6 +177,7 @@ def publish(
     if req.cluster is not None:
         registry.get(req.cluster)
     name = req.name or wf.name
+    wf = wf.model_copy(update={"name": name})  # its executions are listed under this name
     versions = [v for _, v, _ in store.published(name)]
     version = req.version or next_version(versions)
     p = PublishedWorkflow(
