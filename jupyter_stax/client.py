@@ -278,7 +278,7 @@ class RestService:
         params: Mapping[str, ParamValue] | None = None,
     ) -> Execution:
         """``POST reruns``; a crate is read on this side and sent as data."""
-        from .service import rerun_request
+        from .operations.workflows import rerun_request
 
         body = _body(rerun_request(source, cluster, params))
         return Execution.model_validate(

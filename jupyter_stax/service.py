@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from .core.published import PublishedSummary, PublishedWorkflow, PublishRequest
     from .engine.engine import Engine
     from .engine.store import Store
-    from .operations.workflows import Planned, RerunRequest
+    from .operations.workflows import Planned
 
 log = logging.getLogger("jupyter_stax.service")
 
@@ -458,6 +458,8 @@ class LocalService:
         cluster: str | None = None,
         params: Mapping[str, ParamValue] | None = None,
     ) -> Execution:
+        from .operations.workflows import rerun_request
+
         return self._store_plan(
             self.ops.rerun_plan(rerun_request(source, cluster, params), "local")
         )
@@ -551,26 +553,6 @@ class LocalService:
     def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
         self.reconcile(every=RECONCILE_EVERY)
         return self.ops.fetch(execution_id, _absolute(request))
-
-
-def is_crate(source: str | Path) -> bool:
-    """``source`` names a crate (a zip file, or a directory with ro-crate-metadata.json) rather
-    than an execution id."""
-    p = Path(source).expanduser()
-    return (p.is_file() and str(p).endswith(".zip")) or (p / "ro-crate-metadata.json").is_file()
-
-
-def rerun_request(
-    source: str | Path, cluster: str | None, params: Mapping[str, ParamValue] | None
-) -> RerunRequest:
-    """The re-run request for ``source`` (an execution id, or a crate read here: a crate from
-    another machine works, its files are this side's)."""
-    from .operations.workflows import RerunRequest, read_crate
-
-    if isinstance(source, Path) or is_crate(source):
-        crate = read_crate(Path(source))
-        return RerunRequest(crate=crate, cluster=cluster, params=dict(params or {}))
-    return RerunRequest(execution=str(source), cluster=cluster, params=dict(params or {}))
 
 
 def _absolute(request: FetchRequest) -> FetchRequest:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,11 +54,13 @@ __all__ = [
     "CrateRun",
     "Planned",
     "RerunRequest",
+    "is_crate",
     "publish",
     "published",
     "published_list",
     "read_crate",
     "rerun_plan",
+    "rerun_request",
     "trigger_plan",
 ]
 
@@ -371,3 +373,21 @@ def rerun_plan(
         origin=Origin(rerun_of=src.label, changes=changes),
         changes=changes,
     )
+
+
+def is_crate(source: str | Path) -> bool:
+    """``source`` names a crate (a zip file, or a directory with ro-crate-metadata.json) rather
+    than an execution id (a ``.zip`` that does not exist is a crate too: it is said so)."""
+    p = Path(source).expanduser()
+    return str(p).endswith(".zip") or (p / "ro-crate-metadata.json").is_file()
+
+
+def rerun_request(
+    source: str | Path, cluster: str | None, params: Mapping[str, ParamValue] | None
+) -> RerunRequest:
+    """The re-run request for ``source`` (an execution id, or a crate read here: a crate from
+    another machine works, its files are this side's)."""
+    if isinstance(source, Path) or is_crate(source):
+        crate = read_crate(Path(source))
+        return RerunRequest(crate=crate, cluster=cluster, params=dict(params or {}))
+    return RerunRequest(execution=str(source), cluster=cluster, params=dict(params or {}))

@@ -235,3 +235,24 @@ def test_repin_a_reference_no_catalog_lists_runs_as_it_is_where_it_fits() -> Non
 def test_repin_refuses_a_variant_whose_digest_changed() -> None:
     with pytest.raises(Conflict, match="has digest sha256:bb now; the run used sha256:99"):
         repin("md", pin(CATALOG[1], "sha256:99"), CATALOG, "c", X86_GPU, Need())
+
+
+def test_the_readme_example_publishes() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from jupyter_stax.core.dag import check
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if b.startswith("# sums.yaml")]
+    data, specs = split_document(yaml.safe_load(block))
+    wf = Workflow.model_validate(data)
+    inputs = declare_inputs(wf, {k: InputSpec.model_validate(v) for k, v in specs.items()})
+    assert [(i.name, i.type, i.required) for i in inputs] == [
+        ("n", "integer", False),
+        ("label", "string", True),
+    ]
+    check(wf, {"n": 10, "label": "x"})
