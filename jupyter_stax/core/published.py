@@ -214,7 +214,7 @@ def declare_inputs(wf: Workflow, specs: Mapping[str, InputSpec]) -> list[InputDe
     names: dict[str, None] = dict.fromkeys(wf.params)
     for s in wf.steps:
         for n in placeholders(s.run):
-            if n not in s.params:
+            if n not in s.params and n not in (s.sweep or {}):  # a step's own values: no input
                 names.setdefault(n)
     problems: list[str] = []
     for n in specs:

@@ -3,8 +3,12 @@ import { fieldType, initialValue, typedInputs } from '../src/model/workflows';
 
 const decl = (
   d: Partial<InputDecl> & Pick<InputDecl, 'name' | 'type'>
-): InputDecl =>
-  ({ required: false, default: null, description: null, ...d }) as InputDecl;
+): InputDecl => ({
+  required: false,
+  default: null,
+  description: null,
+  ...d
+});
 
 const N = decl({ name: 'n', type: 'integer', default: 10 });
 const X = decl({ name: 'x', type: 'number', required: true });

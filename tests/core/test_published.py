@@ -52,6 +52,10 @@ def test_inputs_are_declared_from_params_and_placeholders() -> None:
         "loud": ("boolean", False, False),
         "tag": ("string", True, None),  # a placeholder without a default: required
     }
+    swept = Workflow.model_validate(
+        {"name": "s", "steps": [{"name": "a", "run": "echo {{x}} {{y}}", "sweep": {"x": [1, 2]}}]}
+    )
+    assert [i.name for i in declare_inputs(swept, {})] == ["y"]  # a sweep's own values: no input
     p = published({"tag": InputSpec(type="integer", description="a tag")})
     tag = p.input("tag")
     assert tag is not None and tag.line() == "tag (integer, required): a tag"

@@ -200,15 +200,26 @@ export function WorkflowsSection(props: {
 
   useEffect(() => {
     void load();
+    // what the sidebar shows changes with every event: look again at most once a second
+    let timer: ReturnType<typeof setTimeout> | null = null;
     const again = () => {
-      void load();
-      if (chosen) {
-        void loadRuns(chosen.name);
+      if (timer !== null) {
+        return;
       }
+      timer = setTimeout(() => {
+        timer = null;
+        void load();
+        if (chosen) {
+          void loadRuns(chosen.name);
+        }
+      }, 1000);
     };
     model.changed.connect(again);
     return () => {
       model.changed.disconnect(again);
+      if (timer !== null) {
+        clearTimeout(timer);
+      }
     };
   }, [model, chosen?.name]);
 
