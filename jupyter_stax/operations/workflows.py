@@ -313,9 +313,10 @@ def rerun_plan(
     if (req.execution is None) == (req.crate is None):
         raise BadRequest("a re-run names either an execution or a crate (one of them)")
     if req.execution is not None:
-        src = from_execution(store.get(store.resolve_id(req.execution)))
-        options = store.get(store.resolve_id(req.execution)).options
-        options = SubmitOptions(base_dir=options.base_dir, outputs_dir=options.outputs_dir)
+        ex = store.get(store.resolve_id(req.execution))
+        src = from_execution(ex)
+        # where its relative inputs were read and its outputs went; not detached, no step subset
+        options = SubmitOptions(base_dir=ex.options.base_dir, outputs_dir=ex.options.outputs_dir)
     else:
         assert req.crate is not None
         c = req.crate
