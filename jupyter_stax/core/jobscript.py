@@ -122,7 +122,7 @@ def container_plan(
     binds += [parse_bind(b) for b in cluster.container_options.binds]
     env = list(STAX_ENV) + sorted({**cluster.env, **step.env})
     env += sorted(PARAM_ENV_PREFIX + k for k in params)
-    if step.language == "python":
+    if step.language == "python" or step.notebook is not None:
         env.append(PARAMS_JSON_ENV)
     gpu = image.stax_labels.gpu
     return ContainerPlan(
@@ -173,6 +173,10 @@ def render_step_script(step: Step, container: ContainerPlan | None = None) -> st
     """The step's own script: its ``run`` (bash, or Python run by python3), or what its
     software description renders to (with the description's container wrapped around each
     program)."""
+    if step.notebook is not None:  # run by papermill (see core/notebooks.py)
+        from .notebooks import render_notebook_step
+
+        return render_notebook_step(step.notebook)
     if step.language == "python":
         return render_python_step(step.run, where=f"step {step.name!r}")
     text = step.run
@@ -230,7 +234,7 @@ def render_job_script(
     exports = export_lines(params).rstrip("\n")
     if exports:
         lines.append(exports)
-    if step.language == "python":  # typed values for stax_params (see core/pystep.py)
+    if step.language == "python" or step.notebook is not None:  # typed values (core/pystep.py)
         lines.append(f"export {PARAMS_JSON_ENV}={q(json.dumps(dict(params), sort_keys=True))}")
     if require_completed:
         # Scheduler-native dependencies only order the jobs (afterany): PSI/J's Slurm script

@@ -229,6 +229,10 @@ async def finalize(
         if out.state is StepState.COMPLETED and run.defs[name].outputs:
             # outputs are here before anyone hears the step completed (see .staging)
             fields["files"] = await staging.stage_out(engine, run, name)
+        if run.defs[name].notebook is not None and out.state is not StepState.SKIPPED:
+            from . import notebooks  # the executed notebook comes back, failed ones too
+
+            fields["files"] = await notebooks.bring_back(engine, run, name, fields.get("files"))
         engine._set(run, name, out.state, reason=out.reason, **fields)
         engine._unwatch(JobKey(run.id, name, attempt), s.cluster, s.native_id)
         engine._schedule(run, [name])

@@ -47,7 +47,7 @@ from ..core.dag import bound_params
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.models import Cluster, StepRun, SweepSummary
 from ..core.states import StepState
-from . import planning
+from . import planning, staging
 from .backend import JobGone, SubmitError, _kill_tree
 from .runstate import JobKey, Run, attempt_record, reset
 from .schedulers import run_checked, slurm
@@ -332,6 +332,11 @@ def _write_attempt(
     wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
     base = bound_params(run.ex.workflow, run.ex.params, step)
     transport.make_dirs([d, *(d / str(i) for i in todo)])
+    # the step's inputs, into the step directory (its instances read them from ``..``)
+    if step.inputs:
+        staged = staging.stage_in(run.ex, step, s, cluster, attempt, engine._cluster_transport)
+        if staged is not None:
+            s.files = staged
     if attempt > 1:
         transport.rename(
             [m for i in todo for m in planning.earlier_attempt_moves(d / str(i), attempt)]

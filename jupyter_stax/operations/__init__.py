@@ -64,6 +64,7 @@ from .requests import refuse_outside_root, refuse_server_paths
 if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
+    from ..core.nbparams import NotebookParameters
     from ..core.published import (
         PublishedSummary,
         PublishedWorkflow,
@@ -236,6 +237,14 @@ class Operations:
 
         cat = Catalog.load(self._image_catalogs())
         return {x for i in cat.images for x in (i.name, i.reference, i.family)}
+
+    def catalog_files(self) -> list[str]:
+        """The catalog files among the catalog sources (a build may add variants to them)."""
+        from ..engine.catalog import default_specs
+        from ..engine.image_sources import CatalogFile
+
+        specs = self._image_catalogs()
+        return [s for s in (default_specs() if specs is None else specs) if CatalogFile.claims(s)]
 
     # ------------------------------------------------------------------ builds (issue 18)
     def build(
@@ -470,6 +479,12 @@ class Operations:
         from .fetching import fetch
 
         return fetch(self._store(), self._registry(), self.get(execution_id), request)
+
+    def notebook_parameters(self, path: str | None, root: str | None) -> NotebookParameters:
+        """A notebook's parameters, its path inside ``root`` (see :mod:`.notebooks`)."""
+        from .notebooks import parameters_in_root
+
+        return parameters_in_root(path, root)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core import api
 from ..core.models import Execution
+from ..core.nbparams import NotebookParameters
 from ..core.published import PublishedSummary, PublishedWorkflow, PublishRequest, TriggerRequest
 from ..core.staging import FetchRequest, FetchResult
 from ..core.states import RETRYABLE, ExecutionState, StepState
@@ -292,7 +293,8 @@ OPERATIONS: tuple[Op, ...] = (
         (400, 404),
         body=BuildRequest,
         description="The recipe (and a catalog file) are paths relative to the server's root "
-        "directory (403 outside it). Everything is checked before the build starts: 400 for a "
+        "directory (403 outside it); the catalog may also be one of the catalog files the server "
+        "reads (StaxApp.image_catalogs). Everything is checked before the build starts: 400 for a "
         "recipe error (unknown matrix key, missing base, no variant fits the cluster), 404 for "
         "an unknown cluster, 503 when no builder is installed.",
         headers={"Location": "the URL of the new build"},
@@ -417,6 +419,29 @@ OPERATIONS: tuple[Op, ...] = (
         "'execution': a run of this server; 'crate': a run read from a Workflow Run Crate by "
         "the client (jupyter stax rerun CRATE). 409: the pinned variant's digest changed.",
         headers={"Location": "the URL of the new execution"},
+    ),
+    Op(
+        "get",
+        "/notebook-parameters",
+        "getNotebookParameters",
+        "A notebook's parameters: the assignments of its cell tagged 'parameters'",
+        200,
+        NotebookParameters,
+        (400, 404),
+        (
+            Param(
+                "path",
+                "query",
+                {"type": "string"},
+                "the notebook, relative to the server's root directory (as the contents API "
+                "names it)",
+                required=True,
+            ),
+        ),
+        description="Names, defaults, types and the comment beside each assignment (papermill's "
+        "convention), for a form that runs the notebook as a step (a step's notebook field; "
+        "its params are injected after that cell). Nothing is run. 403 for a path outside the "
+        "server's root directory; 400 for a file that is not a notebook.",
     ),
     Op(
         "get",

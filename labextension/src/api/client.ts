@@ -9,6 +9,7 @@
  * JupyterLab it is `serverTransport()` (ServerConnection: the token, XSRF and base URL).
  */
 import type {
+  BuildRequest,
   ErrorBody,
   ExecutionState,
   OperationId,
@@ -171,6 +172,29 @@ export class StaxClient {
       blob: await response.blob(),
       filename: named ? named[1] : `${id}.crate.zip`
     };
+  }
+
+  /** A notebook's `parameters` cell (path relative to the server's root). */
+  notebookParameters(path: string): Promise<Ok<'getNotebookParameters'>> {
+    return this.call(
+      'getNotebookParameters',
+      'GET',
+      `notebook-parameters${queryString({ path })}`
+    );
+  }
+
+  /** Plan (refused here: 400/403/404/503) and start a build of a recipe's variants (201). */
+  startBuild(request: BuildRequest): Promise<Ok<'startBuild'>> {
+    return this.call('startBuild', 'POST', 'builds', request);
+  }
+
+  build(id: string): Promise<Ok<'getBuild'>> {
+    return this.call('getBuild', 'GET', `builds/${seg(id)}`);
+  }
+
+  /** The build's progress lines, then each variant's builder log so far. */
+  buildLog(id: string): Promise<Ok<'getBuildLog'>> {
+    return this.call('getBuildLog', 'GET', `builds/${seg(id)}/log`);
   }
 
   log(

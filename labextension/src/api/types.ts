@@ -32,6 +32,11 @@ export type PublishedSummary = Schemas['PublishedSummary'];
 export type PublishedWorkflow = Schemas['PublishedWorkflow'];
 export type InputDecl = Schemas['InputDecl'];
 export type TriggerRequest = Schemas['TriggerRequest'];
+export type NotebookParameters = Schemas['NotebookParameters'];
+export type NotebookParameter = Schemas['NotebookParameter'];
+export type BuildRequest = Schemas['BuildRequest'];
+export type BuildStatus = Schemas['BuildStatus'];
+export type BuildLog = Schemas['BuildLog'];
 
 export type OperationId = keyof operations;
 

@@ -27,6 +27,7 @@ import { LogTail } from '../model/logtail';
 import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
+import { ExecutedNotebookButton } from '../notebookrun/executed';
 import { ErrorLine, StateBadge, Unverified, useNow } from './common';
 
 function LogViewer(props: {
@@ -233,6 +234,7 @@ export async function exportCrate(
 function DetailView(props: {
   model: StaxModel;
   id: string;
+  openNotebook?: (local: string) => void;
 }): React.JSX.Element {
   const { model, id } = props;
   const [execution, setExecution] = useState<Execution | null>(null);
@@ -370,6 +372,10 @@ function DetailView(props: {
             />
           </div>
         </div>
+        <ExecutedNotebookButton
+          step={execution.steps.find(s => s.name === chosen)}
+          open={props.openNotebook}
+        />
         {chosen && (
           <LogViewer model={model} execution={execution} step={chosen} />
         )}
@@ -381,23 +387,31 @@ function DetailView(props: {
 export class ExecutionDetail extends ReactWidget {
   constructor(
     private readonly model: StaxModel,
-    readonly executionId: string
+    readonly executionId: string,
+    private readonly openNotebook?: (local: string) => void
   ) {
     super();
     this.addClass('jp-StaxDetail-widget');
   }
 
   render(): React.JSX.Element {
-    return <DetailView model={this.model} id={this.executionId} />;
+    return (
+      <DetailView
+        model={this.model}
+        id={this.executionId}
+        openNotebook={this.openNotebook}
+      />
+    );
   }
 }
 
 export function createDetailWidget(
   model: StaxModel,
   id: string,
-  name?: string
+  name?: string,
+  openNotebook?: (local: string) => void
 ): MainAreaWidget<ExecutionDetail> {
-  const content = new ExecutionDetail(model, id);
+  const content = new ExecutionDetail(model, id, openNotebook);
   const widget = new MainAreaWidget({ content });
   widget.id = `jupyter-stax-execution-${id}`;
   widget.title.label = `StaX ${name ?? ''} ${shortId(id)}`.replace(/\s+/g, ' ');
