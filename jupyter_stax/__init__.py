@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .core.functask import PythonMismatch, ResultRefused
     from .kernel.api import Execution, Workflow, connect
     from .kernel.notebooks import notebook_parameters, run_notebook
+    from .kernel.published import publish, rerun, trigger, workflow, workflows
     from .kernel.taskexport import export
     from .kernel.tasks import (
         TaskFailed,
@@ -42,8 +43,13 @@ __all__ = [
     "futures_execution",
     "gather",
     "notebook_parameters",
+    "publish",
+    "rerun",
     "run_notebook",
     "task",
+    "trigger",
+    "workflow",
+    "workflows",
 ]
 
 _LAZY = {
@@ -62,6 +68,7 @@ _LAZY = {
             "futures_execution", "gather",
         )
     },
+    **dict.fromkeys(("publish", "rerun", "trigger", "workflow", "workflows"), "kernel.published"),
 }
 
 

@@ -115,16 +115,106 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     return follow(svc, ex.id) if args.wait else 0
 
 
+def _started(svc: StaxService, ex: Execution, args: argparse.Namespace, what: str) -> int:
+    """What ``run`` prints for a new execution (``-q``: only its id), then ``--wait``."""
+    if args.quiet:
+        print(ex.id, flush=True)
+        return follow(svc, ex.id) if args.wait else 0
+    print(f"submitted {ex.id} ({what}, {len(ex.steps)} steps on {ex.cluster})")
+    for change in ex.origin.changes if ex.origin else []:
+        print(f"  changed: {change}")
+    if not args.wait:
+        _follow_hint(ex.id)
+    sys.stdout.flush()
+    return follow(svc, ex.id) if args.wait else 0
+
+
+def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.service()
+    ex = svc.rerun(args.source, args.cluster, dict(args.param or []))
+    origin = ex.origin.rerun_of if ex.origin else args.source
+    return _started(svc, ex, args, f"{ex.workflow.name}, a re-run of {origin}")
+
+
+def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
+    from .core.published import InputSpec
+    from .operations.workflows import load_document
+
+    req = load_document(Path(args.file))
+    for name, words in args.describe or []:
+        spec = req.inputs.get(name) or InputSpec()
+        req.inputs[name] = spec.model_copy(update={"description": words})
+    req = req.model_copy(
+        update={"name": args.name, "version": args.version, "cluster": args.cluster}
+    )
+    p = ctx.service().publish(req)
+    print(f"published {p.name} version {p.version} ({len(p.workflow.steps)} steps)")
+    print(_workflow_text(p))
+    print(f"  trigger: jupyter stax workflows trigger {p.name} --input NAME=VALUE ...")
+    return 0
+
+
+def _workflow_text(p: Any) -> str:
+    lines = [f"{p.name} version {p.version}" + (f": {p.description}" if p.description else "")]
+    lines.append(f"  versions: {', '.join(p.versions or [p.version])}")
+    lines.append(f"  default cluster: {p.default_cluster or '(the server default)'}")
+    lines.append("  inputs:" if p.inputs else "  inputs: none")
+    lines += [f"    {i.line()}" for i in p.inputs]
+    return "\n".join(lines)
+
+
+def _input(value: str) -> tuple[str, str]:
+    """``--input NAME=VALUE``: typed later, as the input is declared."""
+    try:
+        return split_assignment(value)
+    except AssignmentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_workflows(args: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.service()
+    action = args.action or "list"
+    if action == "list":
+        items = svc.workflows()
+        if args.json:
+            _print_json([i.model_dump(mode="json") for i in items])
+        elif not items:
+            print("no published workflows (jupyter stax publish FILE publishes one)")
+        else:
+            rows = [
+                [i.name, i.version, str(len(i.versions)), ", ".join(x.name for x in i.inputs)
+                 or "-", i.default_cluster or "-", i.description or ""]
+                for i in items
+            ]
+            headers = ["NAME", "VERSION", "VERSIONS", "INPUTS", "CLUSTER", "DESCRIPTION"]
+            print(text.format_table(headers, rows, width()))
+        return 0
+    if not args.name:
+        print(f"error: jupyter stax workflows {action} NAME: which workflow?", file=sys.stderr)
+        return 2
+    p = svc.workflow(args.name)
+    if action == "show":
+        print(p.model_dump_json(indent=2) if args.json else _workflow_text(p))
+        return 0
+    from .core.published import parse_input_text
+
+    inputs = {k: parse_input_text(p.input(k), v) for k, v in args.input or []}
+    ex = svc.trigger(p.name, inputs, args.cluster, p.version)
+    return _started(svc, ex, args, f"{p.name} version {p.version}")
+
+
 def cmd_wait(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
     return follow(svc, svc.get(args.id).id)
 
 
-def _listed(svc: StaxService, state: str | None, limit: int) -> list[Listed]:
+def _listed(
+    svc: StaxService, state: str | None, limit: int, workflow: str | None = None
+) -> list[Listed]:
     out: list[Listed] = []
     cursor = None
     while len(out) < limit:
-        page, cursor = svc.list(state, min(limit - len(out), PAGE), cursor)
+        page, cursor = svc.list(state, min(limit - len(out), PAGE), cursor, workflow)
         out += page
         if cursor is None or not page:
             break
@@ -137,7 +227,7 @@ def _list_rows(items: list[Listed]) -> list[list[str]]:
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.service()
-    items = _listed(svc, args.state, args.limit)
+    items = _listed(svc, args.state, args.limit, args.workflow)
     if args.json:
         full = [x if isinstance(x, Execution) else svc.get(x.id) for x in items]
         _print_json([ex.model_dump(mode="json") for ex in full])
@@ -413,11 +503,68 @@ def build_parser() -> argparse.ArgumentParser:
         "crate says that no license was given)",
     )
 
+    sp = cmd(
+        "rerun",
+        cmd_rerun,
+        "run a recorded run again (an execution, or a crate from any machine): same workflow "
+        "and parameters, images pinned by digest; on a cluster the pinned variant does not fit, "
+        "its family's fitting variant (and it says why)",
+    )
+    sp.add_argument("source", metavar="ID|CRATE", help="execution id, or a .crate.zip / crate dir")
+    sp.add_argument(
+        "--cluster", "-c", default=None, help="where to run (default: where it ran, if known here)"
+    )
+    params(sp)
+    sp.add_argument("--quiet", "-q", action="store_true", help="print only the execution id")
+    sp.add_argument("--wait", "-w", action="store_true", help="follow it until it ends")
+
+    sp = cmd(
+        "publish",
+        cmd_publish,
+        "publish a workflow file as a named, versioned workflow end users trigger with inputs",
+    )
+    sp.add_argument("file", help="workflow file (YAML or JSON; may hold an 'inputs:' block)")
+    sp.add_argument("--name", help="default: the workflow's name")
+    sp.add_argument("--version", help="default: the next integer version")
+    sp.add_argument("--cluster", "-c", default=None, help="the default cluster of its triggers")
+    sp.add_argument(
+        "--describe",
+        action="append",
+        type=_input,
+        metavar="INPUT=TEXT",
+        help="an input's description (repeatable)",
+    )
+
+    sp = cmd(
+        "workflows",
+        cmd_workflows,
+        "published workflows: list, show NAME, trigger NAME --input K=V ...",
+    )
+    sp.add_argument("action", nargs="?", choices=["list", "show", "trigger"], default="list")
+    sp.add_argument("name", nargs="?", metavar="NAME[@VERSION]")
+    sp.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        type=_input,
+        metavar="NAME=VALUE",
+        help="trigger: an input value (repeatable), typed as the input is declared",
+    )
+    sp.add_argument("--cluster", "-c", default=None, help="trigger: where to run")
+    sp.add_argument("--quiet", "-q", action="store_true", help="trigger: print only the id")
+    sp.add_argument("--wait", "-w", action="store_true", help="trigger: follow it to the end")
+    sp.add_argument("--json", action="store_true")
+
     sp = cmd("wait", cmd_wait, "follow an execution until it ends")
     sp.add_argument("id")
 
     sp = cmd("list", cmd_list, "list executions, newest first")
     sp.add_argument("--state", choices=[s.value for s in ExecutionState])
+    sp.add_argument(
+        "--workflow",
+        metavar="NAME[@VERSION]",
+        help="only executions triggered from this published workflow",
+    )
     sp.add_argument("--limit", "-n", type=int, default=20)
     sp.add_argument("--json", action="store_true")
 

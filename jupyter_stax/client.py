@@ -12,6 +12,7 @@ name, with the server's message and details; a server that does not answer is
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .core.api import (
     INSTANCE_LIMIT_DEFAULT,
@@ -41,6 +42,7 @@ from .core.api import (
 )
 from .core.errors import BadRequest, SchedulerUnavailable, StaxError, error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
+from .core.published import PublishedSummary, PublishedWorkflow, PublishRequest, TriggerRequest
 from .core.staging import FetchRequest, FetchResult, base_for
 
 log = logging.getLogger("jupyter_stax.client")
@@ -221,14 +223,67 @@ class RestService:
         return Execution.model_validate(self.request("GET", f"executions/{self._id(execution_id)}"))
 
     def list(
-        self, state: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        workflow: str | None = None,
     ) -> tuple[list[Listed], str | None]:
-        page = ExecutionPage.model_validate(
+        query = {"state": state, "limit": limit, "cursor": cursor, "workflow": workflow}
+        page = ExecutionPage.model_validate(self.request("GET", "executions", query=query))
+        return list(page.executions), page.next_cursor
+
+    # ------------------------------------------------------------------ published, re-runs
+    def publish(self, request: PublishRequest) -> PublishedWorkflow:
+        """``POST workflows``; a workflow file was read on this side (:func:`~.operations.
+        workflows.load_document`: the server never reads paths it is sent)."""
+        answer = self.request("POST", "workflows", body=_body(request))
+        return PublishedWorkflow.model_validate(answer)
+
+    def workflows(self) -> builtins.list[PublishedSummary]:
+        return TypeAdapter(list[PublishedSummary]).validate_python(
+            self.request("GET", "workflows")
+        )
+
+    def workflow(self, name: str, version: str | None = None) -> PublishedWorkflow:
+        if version is None and "@" in name:
+            name, _, version = name.partition("@")
+        return PublishedWorkflow.model_validate(
+            self.request("GET", f"workflows/{self._id(name)}", query={"version": version})
+        )
+
+    def trigger(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        cluster: str | None = None,
+        version: str | None = None,
+    ) -> Execution:
+        if version is None and "@" in name:
+            name, _, version = name.partition("@")
+        body = TriggerRequest(inputs=dict(inputs or {}), cluster=cluster, version=version)
+        return Execution.model_validate(
             self.request(
-                "GET", "executions", query={"state": state, "limit": limit, "cursor": cursor}
+                "POST",
+                f"workflows/{self._id(name)}",
+                body=_body(body),
+                timeout=max(self.timeout, SUBMIT_TIMEOUT),
             )
         )
-        return list(page.executions), page.next_cursor
+
+    def rerun(
+        self,
+        source: str | Path,
+        cluster: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+    ) -> Execution:
+        """``POST reruns``; a crate is read on this side and sent as data."""
+        from .operations.workflows import rerun_request
+
+        body = _body(rerun_request(source, cluster, params))
+        return Execution.model_validate(
+            self.request("POST", "reruns", body=body, timeout=max(self.timeout, SUBMIT_TIMEOUT))
+        )
 
     def cancel(self, execution_id: str) -> Execution:
         return Execution.model_validate(
@@ -325,6 +380,12 @@ class RestService:
                 shutil.rmtree(where, ignore_errors=True)
 
 # ---------------------------------------------------------------------- finding a server
+def _body(model: BaseModel) -> dict[str, Any]:
+    """A request body: the model's fields without the top-level ones that are None (None
+    values inside, such as a parameter's, are kept)."""
+    return {k: v for k, v in model.model_dump(mode="json").items() if v is not None}
+
+
 def _alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False

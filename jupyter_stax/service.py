@@ -23,6 +23,7 @@ the few that need the engine's coroutines run them on a private loop in a worker
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import logging
 import time
@@ -51,8 +52,10 @@ from .operations.logs import read_chunk
 
 if TYPE_CHECKING:
     from .core.clusters import ClusterRegistry
+    from .core.published import PublishedSummary, PublishedWorkflow, PublishRequest
     from .engine.engine import Engine
     from .engine.store import Store
+    from .operations.workflows import Planned
 
 log = logging.getLogger("jupyter_stax.service")
 
@@ -99,9 +102,49 @@ class StaxService(Protocol):
     def get(self, execution_id: str) -> Execution: ...
 
     def list(
-        self, state: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        workflow: str | None = None,
     ) -> tuple[list[Listed], str | None]:
-        """Newest first, at most ``limit``; the cursor of the next (older) page, or None."""
+        """Newest first, at most ``limit``; the cursor of the next (older) page, or None.
+        ``workflow`` (``NAME`` or ``NAME@VERSION``): only those triggered from it."""
+        ...
+
+    def publish(self, request: PublishRequest) -> PublishedWorkflow:
+        """Publish a new version of a workflow with declared inputs (Conflict when that
+        version exists)."""
+        ...
+
+    def workflows(self) -> builtins.list[PublishedSummary]:
+        """The latest version of every published workflow."""
+        ...
+
+    def workflow(self, name: str, version: str | None = None) -> PublishedWorkflow:
+        """A published workflow (``NAME`` or ``NAME@VERSION``; default: the latest version)."""
+        ...
+
+    def trigger(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        cluster: str | None = None,
+        version: str | None = None,
+    ) -> Execution:
+        """Run a published workflow with ``inputs`` (BadRequest listing every unknown input,
+        wrong type and missing required input); the execution remembers name and version."""
+        ...
+
+    def rerun(
+        self,
+        source: str | Path,
+        cluster: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+    ) -> Execution:
+        """Run a recorded run again: ``source`` is an execution id or a Workflow Run Crate
+        (zip or directory) written by ``export``; the images pinned to the variants it used,
+        or their family's variant that fits ``cluster`` (``origin.changes`` says which)."""
         ...
 
     def cancel(self, execution_id: str) -> Execution:
@@ -376,12 +419,68 @@ class LocalService:
         return self.ops.get(execution_id)
 
     def list(
-        self, state: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        workflow: str | None = None,
     ) -> tuple[list[Listed], str | None]:
         self.reconcile(every=RECONCILE_EVERY)
         self.wait_checked()
-        items, next_cursor = self.ops.page(state, limit, cursor)
+        items, next_cursor = self.ops.page(state, limit, cursor, workflow)
         return list(items), next_cursor
+
+    # ------------------------------------------------------------------ published, re-runs
+    def publish(self, request: PublishRequest) -> PublishedWorkflow:
+        return self.ops.publish(request)
+
+    def workflows(self) -> builtins.list[PublishedSummary]:
+        return self.ops.workflows()
+
+    def workflow(self, name: str, version: str | None = None) -> PublishedWorkflow:
+        return self.ops.workflow(name, version)
+
+    def trigger(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        cluster: str | None = None,
+        version: str | None = None,
+    ) -> Execution:
+        from .core.published import TriggerRequest
+
+        req = TriggerRequest(inputs=dict(inputs or {}), cluster=cluster, version=version)
+        return self._store_plan(self.ops.trigger_plan(name, req, "local"))
+
+    def rerun(
+        self,
+        source: str | Path,
+        cluster: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+    ) -> Execution:
+        from .operations.workflows import rerun_request
+
+        return self._store_plan(
+            self.ops.rerun_plan(rerun_request(source, cluster, params), "local")
+        )
+
+    def _store_plan(self, plan: Planned) -> Execution:
+        """Store a planned trigger or re-run for the background engine (as :meth:`submit`)."""
+        from .engine.planning import prepare, write_provenance
+
+        ex = prepare(
+            plan.workflow,
+            plan.cluster,
+            plan.params,
+            plan.options,
+            clusters=self.registry(),
+            store=self.store(),
+        )
+        ex.origin = plan.origin
+        write_provenance(ex)
+        self.store().insert_execution(ex)
+        self.ensure_daemon()
+        return ex
 
     def cancel(self, execution_id: str) -> Execution:
         """Waits up to CANCEL_TIMEOUT for the execution to be final: when nobody drives it, the

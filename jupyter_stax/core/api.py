@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field
 
 from .images import ClusterTraits, RuleResult, StaxImage
-from .models import Cluster, Execution, ParamValue, SubmitOptions, Workflow
+from .models import Cluster, Execution, Origin, ParamValue, SubmitOptions, Workflow
 from .states import ExecutionState
 
 #: bounds of ``GET executions?limit=``
@@ -230,6 +230,9 @@ class ExecutionSummary(_Wire):
         description="the states are as of the submission (or the last engine's last look) and "
         "are being checked with the scheduler: not current yet (warnings says so in words)",
     )
+    origin: Origin | None = Field(
+        None, description="the published workflow or the run this came from (None: submitted)"
+    )
 
     @classmethod
     def of(cls, ex: Execution) -> ExecutionSummary:
@@ -246,6 +249,7 @@ class ExecutionSummary(_Wire):
             counts=ex.counts(),
             warnings=ex.warnings,
             unverified=ex.unverified,
+            origin=ex.origin,
         )
 
 

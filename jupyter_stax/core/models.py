@@ -595,6 +595,22 @@ UNVERIFIED_WARNING = (
 )
 
 
+class Origin(BaseModel):
+    """Where an execution came from, beyond a plain submission: a published workflow's trigger
+    (name and version), or a re-run (of an execution or a crate) with what changed and why."""
+
+    workflow: str | None = Field(None, description="the published workflow it was triggered from")
+    version: str | None = Field(None, description="that workflow's version")
+    rerun_of: str | None = Field(
+        None, description="the execution id (or crate) this is a re-run of"
+    )
+    changes: list[str] = Field(
+        default_factory=list,
+        description="what a re-run changed and why, e.g. \"step 'md': gromacs-x86-cuda -> "
+        "gromacs-arm: cpu x86_64 != aarch64\"",
+    )
+
+
 class Execution(BaseModel):
     """A run of a workflow on a cluster with bound parameters."""
 
@@ -613,6 +629,9 @@ class Execution(BaseModel):
     cancel_requested: bool = False
     warnings: list[str] = Field(default_factory=list)
     steps: list[StepRun]
+    origin: Origin | None = Field(
+        None, description="the published workflow or the run this came from (None: submitted)"
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="the states are as of the submission (or the last engine's last look) and "

@@ -155,6 +155,12 @@ def status_header(ex: Execution, now: datetime) -> str:
         ("finished", finished),
         ("work dir", ex.work_dir),
     ]
+    o = ex.origin
+    if o is not None and o.workflow:
+        rows.append(("published", f"{o.workflow} version {o.version}"))
+    if o is not None and o.rerun_of:
+        rows.append(("re-run of", o.rerun_of))
+    rows += [("changed", c) for c in (o.changes if o else [])]
     if ex.params:
         rows.append(("params", " ".join(f"{k}={v}" for k, v in ex.params.items())))
     rows += [("warning", w) for w in ex.warnings]

@@ -44,7 +44,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..core import jobscript as js
 from ..core.clusters import ClusterRegistry
 from ..core.errors import Conflict, StaxError
-from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
+from ..core.models import (
+    Cluster,
+    Execution,
+    Origin,
+    ParamValue,
+    StepRun,
+    SubmitOptions,
+    Workflow,
+)
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
 from . import observing, planning, recovery, staging, sweeps
 from .backend import Backend, JobUpdate, SubmitError
@@ -208,10 +216,14 @@ class Engine:
         params: Mapping[str, ParamValue] | None = None,
         options: SubmitOptions | None = None,
         steps: list[str] | None = None,
+        *,
+        origin: Origin | None = None,
     ) -> Execution:
         """Validate and start a workflow; returns once it is committed (detached mode: once every
-        step is queued at the scheduler). Raises InvalidWorkflow / UnknownCluster first."""
+        step is queued at the scheduler). Raises InvalidWorkflow / UnknownCluster first.
+        ``origin``: the published workflow or the run it comes from (recorded with it)."""
         ex = self.prepare(workflow, cluster, params, options, steps, owner=self.id)
+        ex.origin = origin
         for c in sorted({s.cluster for s in ex.steps}):  # refuse a remote cluster's bad host key
             await self._io(self._transport(self.clusters.get(c)).verify)
         self.store.insert_execution(ex)

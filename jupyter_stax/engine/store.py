@@ -29,7 +29,14 @@ from typing import Any
 from ..core.errors import NotFound, StaxError
 from ..core.images import ResolvedImage
 from ..core.jobscript import STDERR, STDOUT, STEP_SCRIPT
-from ..core.models import AttemptRecord, Execution, StepRun, SubmitOptions, Workflow
+from ..core.models import (
+    AttemptRecord,
+    Execution,
+    Origin,
+    StepRun,
+    SubmitOptions,
+    Workflow,
+)
 from ..core.staging import StepFiles
 from ..core.states import ExecutionState, StepState, execution_state
 from ..core.sweep import fill_summaries
@@ -67,6 +74,10 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, kind TEXT NOT NULL,
     created REAL NOT NULL, done REAL, result TEXT);
 CREATE INDEX IF NOT EXISTS requests_open ON requests (done, execution_id);
+-- published workflows (issue 17): a table of its own, so older stores need no migration
+CREATE TABLE IF NOT EXISTS workflows (
+    name TEXT NOT NULL, version TEXT NOT NULL, created REAL NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS step_files (
     execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
     name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (execution_id, name));
@@ -292,6 +303,8 @@ class Store:
                 "options": ex.options.model_dump(mode="json"),
                 "work_dir": ex.work_dir,
                 "software": software_versions(),  # for provenance (the RO-Crate export)
+                # the published workflow / the run it came from (``list(workflow=)`` reads it)
+                "origin": ex.origin.model_dump(mode="json") if ex.origin else None,
             }
         )
         t = time.time()
@@ -486,15 +499,28 @@ class Store:
         return _execution(row, steps)
 
     def list_executions(
-        self, *, state: str | None = None, limit: int = 50, before: float | None = None
+        self,
+        *,
+        state: str | None = None,
+        limit: int = 50,
+        before: float | None = None,
+        workflow: str | None = None,
+        version: str | None = None,
     ) -> list[Execution]:
-        """Newest first. ``before`` is the ``created`` time of the last item of a previous page."""
+        """Newest first. ``before`` is the ``created`` time of the last item of a previous page;
+        ``workflow`` (and ``version``): only those triggered from that published workflow."""
         q = "SELECT * FROM executions"
         cond: list[str] = []
         args: list[object] = []
         if state:
             cond.append("state=?")
             args.append(state)
+        if workflow is not None:
+            cond.append("json_extract(doc, '$.origin.workflow')=?")
+            args.append(workflow)
+        if version is not None:
+            cond.append("json_extract(doc, '$.origin.version')=?")
+            args.append(version)
         if before is not None:
             cond.append("created<?")
             args.append(before)
@@ -509,6 +535,27 @@ class Store:
                 steps = self._db.execute(_STEPS, (r["id"],)).fetchall()
                 out.append(_execution(r, steps))
         return out
+
+    # ------------------------------------------------------------------ published workflows
+    def publish(self, name: str, version: str, doc: str, created: float) -> bool:
+        """Store version ``version`` of the published workflow ``name``; False when that
+        version exists already (it is never replaced)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO workflows (name, version, created, doc) VALUES (?, ?, ?, ?)",
+                (name, version, created, doc),
+            )
+            return cur.rowcount == 1
+
+    def published(self, name: str | None = None) -> list[tuple[str, str, str]]:
+        """``(name, version, doc)`` of every published version (of ``name``), oldest first."""
+        q = "SELECT name, version, doc FROM workflows"
+        args: tuple[str, ...] = ()
+        if name is not None:
+            q, args = q + " WHERE name=?", (name,)
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY created, rowid", args).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     # ------------------------------------------------------------------ requests
     def add_request(self, execution_id: str, kind: str) -> int:
@@ -555,6 +602,7 @@ def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
         cancel_requested=bool(row["cancel_requested"]),
         warnings=json.loads(row["warnings"]),
         steps=[_step(s) for s in steps],
+        origin=Origin.model_validate(doc["origin"]) if doc.get("origin") else None,
     )
     return fill_summaries(ex)  # a sweep step's counts, from its stax.sweep.json
 

@@ -85,6 +85,14 @@ run = %stax_submit --notebook FILE.ipynb [--param K=V ...] [--cluster C] [--imag
                                   arguments are the workflow's parameters)
 %stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
                                   a finished execution as a Workflow Run RO-Crate
+%stax rerun [ID|CRATE] [--cluster C] [--param K=V]
+                                  run a recorded run again (images pinned; on a cluster where
+                                  a variant does not fit, its family's that does, said why)
+%stax publish [FILE] [--name N] [--version V] [--cluster C] [--describe INPUT=TEXT]
+              [--param K=V]       publish the notebook's workflow (or FILE) for end users: its
+                                  params (--param: defaults) become typed inputs, its steps
+                                  are fixed
+%stax workflows [list | show NAME | trigger NAME [--input K=V ...] [--cluster C]]
 %stax remove STEP | reset         forget one step / every step
 %stax picker                      a form: pick cluster and image, fill resources, submit
 %stax help
@@ -592,6 +600,88 @@ class StaxMagics:
         a, ex = self._execution("export-crate", args, p)
         path = ex.export_crate(a.to, dir=a.dir, license=a.license)
         print(f"wrote the Workflow Run RO-Crate of {ex.id} to {path}")
+
+    def _cmd_rerun(self, args: list[str]) -> Execution:
+        from .published import rerun
+
+        p = MagicParser("%stax rerun")
+        p.add_argument("source", nargs="?", metavar="ID|CRATE")
+        p.add_argument("--cluster", "-c")
+        p.add_argument("--param", "-p", action="append", metavar="K=V")
+        a = p.parse_args(args)
+        ex = rerun(
+            a.source or self._id(None, "rerun"),
+            cluster=a.cluster,
+            params=_params(a.param, "%stax rerun"),
+            service=self.service,
+        )
+        self.last = ex
+        origin = ex.model.origin
+        print(f"submitted {ex.id}, a re-run of {origin.rerun_of if origin else a.source}")
+        for change in origin.changes if origin else []:
+            print(f"  changed: {change}")
+        return ex
+
+    def _cmd_publish(self, args: list[str]) -> None:
+        from .published import publish
+
+        p = MagicParser("%stax publish")
+        p.add_argument("file", nargs="?")
+        p.add_argument("--name")
+        p.add_argument("--version")
+        p.add_argument("--cluster", "-c")
+        p.add_argument("--describe", action="append", metavar="INPUT=TEXT")
+        p.add_argument("--param", action="append", metavar="K=V", help="input defaults")
+        a = p.parse_args(args)
+        described = text_assignments(a.describe or [])
+        source: Any = a.file
+        if source is None:
+            source = self.workflow.copy()
+            source.params.update(_params(a.param, "%stax publish"))
+        elif a.param:
+            raise UsageError("%stax publish FILE: the file's params are its defaults; drop --param")
+        pw = publish(
+            source,
+            name=a.name,
+            version=a.version,
+            cluster=a.cluster,
+            inputs=described,
+            service=self.service,
+        )
+        print(f"published {pw.name} version {pw.version} ({len(pw.workflow.steps)} steps)")
+        for i in pw.inputs:
+            print(f"  {i.line()}")
+
+    def _cmd_workflows(self, args: list[str]) -> Execution | None:
+        from ..core.published import parse_input_text
+        from .published import trigger
+
+        p = MagicParser("%stax workflows")
+        p.add_argument("action", nargs="?", choices=["list", "show", "trigger"], default="list")
+        p.add_argument("name", nargs="?")
+        p.add_argument("--input", "-i", action="append", metavar="K=V")
+        p.add_argument("--cluster", "-c")
+        a = p.parse_args(args)
+        svc = self.service
+        if a.action == "list":
+            for w in svc.workflows():
+                names = ", ".join(i.name for i in w.inputs) or "no inputs"
+                print(f"{w.name} (version {w.version}): {names}")
+            return None
+        if not a.name:
+            raise UsageError(f"%stax workflows {a.action} NAME: which workflow?")
+        pw = svc.workflow(a.name)
+        if a.action == "show":
+            print(f"{pw.name} version {pw.version}: {pw.description or ''}")
+            for i in pw.inputs:
+                print(f"  {i.line()}")
+            return None
+        given = text_assignments(a.input or [])
+        inputs = {k: parse_input_text(pw.input(k), v) for k, v in given.items()}
+        ex = trigger(pw.name, inputs, cluster=a.cluster, version=pw.version, service=svc)
+        self.last = ex
+        print(f"submitted {ex.id} ({pw.name} version {pw.version} on {ex.cluster})")
+        return ex
 
     def _cmd_remove(self, args: list[str]) -> None:
         p = MagicParser("%stax remove")

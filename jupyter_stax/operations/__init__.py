@@ -65,11 +65,19 @@ if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
     from ..core.nbparams import NotebookParameters
+    from ..core.published import (
+        PublishedSummary,
+        PublishedWorkflow,
+        PublishRequest,
+        TriggerRequest,
+    )
     from ..engine.builds.run import BuildReport, Progress
+    from ..engine.catalog import Catalog
     from ..engine.engine import Engine
     from ..engine.store import Store
     from ..engine.transport import Transport
     from .builds import BuildJobs, BuildRequest, BuildStatus
+    from .workflows import Planned, RerunRequest
 
 __all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
 
@@ -313,17 +321,28 @@ class Operations:
         return ex, step_of(ex, name)
 
     def page(
-        self, state: str | ExecutionState | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        state: str | ExecutionState | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        workflow: str | None = None,
     ) -> tuple[list[Execution], str | None]:
         """Newest first, at most ``limit``, older than ``cursor``; the cursor of the next page,
         or None on the last one. BadRequest for an unknown state, a cursor that is not one, or
         a ``limit`` below 1 (the REST API also caps it at ``PAGE_LIMIT_MAX`` per request; local
-        callers such as ``%stax list --limit 1000`` may ask for more at once)."""
+        callers such as ``%stax list --limit 1000`` may ask for more at once). ``workflow``
+        (``NAME`` or ``NAME@VERSION``): only the executions triggered from that published
+        workflow."""
         in_range("limit", limit, 1)
         st = state if isinstance(state, ExecutionState) else state_arg(state)
         before = decode_cursor(cursor) if cursor else None
+        name, _, version = (workflow or "").partition("@")
         items = self._store().list_executions(
-            state=st.value if st else None, limit=limit + 1, before=before
+            state=st.value if st else None,
+            limit=limit + 1,
+            before=before,
+            workflow=name or None,
+            version=version or None,
         )
         return page_of(marked(self._store(), items), limit)
 
@@ -471,6 +490,95 @@ class Operations:
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""
         return check_retry(self.get(execution_id))
+
+    # ------------------------------------------------------------------ published workflows
+    def publish(
+        self, request: PublishRequest, *, over_network: bool = False, root: str | None = None
+    ) -> PublishedWorkflow:
+        """Publish a new version of a workflow (:func:`.workflows.publish`). ``over_network``:
+        the workflow came in a request, so it may name no file on this machine, and the files
+        its triggers stage lie inside ``root`` (the rules of :meth:`submit`)."""
+        from .workflows import publish
+
+        def refuse(wf: Workflow) -> None:
+            refuse_server_paths(wf, self.catalog_references)
+            fetched = [s.name for s in wf.steps if s.fetch == "auto" and s.outputs]
+            request.options = refuse_outside_root(wf, request.options, root, fetched)
+
+        return publish(
+            self._store(), self._registry(), request, refuse=refuse if over_network else None
+        )
+
+    def workflows(self) -> list[PublishedSummary]:
+        """The latest version of every published workflow."""
+        from .workflows import published_list
+
+        return published_list(self._store())
+
+    def workflow(self, name: str, version: str | None = None) -> PublishedWorkflow:
+        """A published workflow (``NAME`` or ``NAME@VERSION``; default: its latest version)."""
+        from .workflows import published
+
+        return published(self._store(), name, version)
+
+    def trigger_plan(
+        self, name: str, request: TriggerRequest, default_cluster: str
+    ) -> Planned:
+        """What a trigger runs (inputs checked: BadRequest listing every problem)."""
+        from .workflows import trigger_plan
+
+        return trigger_plan(self._store(), name, request, default_cluster)
+
+    def rerun_plan(
+        self, request: RerunRequest, default_cluster: str, *, over_network: bool = False
+    ) -> Planned:
+        """What a re-run submits (images pinned, or the family's fitting variant, said)."""
+        from .workflows import rerun_plan
+
+        if over_network and request.crate is not None:
+            refuse_server_paths(request.crate.workflow, self.catalog_references)
+        return rerun_plan(
+            self._store(),
+            self._registry(),
+            self._catalog,
+            request,
+            default_cluster,
+            over_network=over_network,
+        )
+
+    def _catalog(self) -> Catalog:
+        from ..engine.catalog import Catalog
+
+        return Catalog.load(self._image_catalogs())
+
+    async def trigger(
+        self, engine: Engine, name: str, request: TriggerRequest, default_cluster: str
+    ) -> Execution:
+        """Trigger a published workflow on ``engine``; the new execution remembers it."""
+        plan = await asyncio.to_thread(self.trigger_plan, name, request, default_cluster)
+        return await self.start(engine, plan)
+
+    async def rerun(
+        self,
+        engine: Engine,
+        request: RerunRequest,
+        default_cluster: str,
+        *,
+        over_network: bool = False,
+    ) -> Execution:
+        """Re-run a recorded run on ``engine`` (see :meth:`rerun_plan`)."""
+        plan = await asyncio.to_thread(
+            self.rerun_plan, request, default_cluster, over_network=over_network
+        )
+        return await self.start(engine, plan)
+
+    @staticmethod
+    async def start(engine: Engine, plan: Planned) -> Execution:
+        """Submit a planned trigger or re-run on ``engine``."""
+        ex: Execution = await engine.submit(
+            plan.workflow, plan.cluster, plan.params, plan.options, origin=plan.origin
+        )
+        return ex
 
     # ------------------------------------------------------------------ driving (an engine)
     async def submit(

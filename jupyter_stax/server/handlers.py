@@ -24,6 +24,7 @@ from tornado import web
 from ..core.api import ClusterInfo, ExecutionPage, ExecutionSummary
 from ..core.errors import NotFound
 from ..core.models import Workflow
+from ..core.published import PublishedSummary
 from ..operations import Operations
 from . import inputs
 from .errors import error_answer, log_error
@@ -113,8 +114,9 @@ class ExecutionsHandler(StaxHandler):
     @authorized
     async def get(self) -> None:
         state, limit, cursor = inputs.page_args(self.query("state", "limit", "cursor"))
+        workflow = self.get_query_argument("workflow", None) or None
         await self.ops.checked()  # the first answer after an adoption is the true one
-        items, next_cursor = self.ops.page(state, limit, cursor)
+        items, next_cursor = self.ops.page(state, limit, cursor, workflow)
         page = ExecutionPage(
             executions=[ExecutionSummary.of(ex) for ex in items], next_cursor=next_cursor
         )
@@ -228,6 +230,60 @@ class CrateHandler(StaxHandler):
         self.finish(set_content_type="application/zip")
 
 
+class WorkflowsHandler(StaxHandler):
+    """``GET workflows``: the published workflows; ``POST workflows``: publish one."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        items = await asyncio.to_thread(self.ops.workflows)
+        self.reply(TypeAdapter(list[PublishedSummary]).dump_json(items))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = inputs.publish_request(self.request.body)
+        p = await asyncio.to_thread(
+            lambda: self.ops.publish(req, over_network=True, root=self.root_dir)
+        )
+        self.set_header("Location", url_path_join(self.base_url, API, "workflows", p.name))
+        self.reply(p, 201)
+
+
+class WorkflowHandler(StaxHandler):
+    """``GET workflows/{name}``: one published workflow; ``POST``: trigger it with inputs."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        version = self.get_query_argument("version", None) or None
+        self.reply(await asyncio.to_thread(self.ops.workflow, name, version))
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        req = inputs.trigger_request(self.request.body)
+        ex = await self.ops.trigger(
+            self.stax.require_engine(), name, req, self.stax.default_cluster
+        )
+        self.set_header("Location", url_path_join(self.base_url, API, "executions", ex.id))
+        self.reply(ex, 201)
+
+
+class RerunsHandler(StaxHandler):
+    """``POST reruns``: run a recorded run again (an execution, or a crate read by the client)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = inputs.rerun_request(self.request.body)
+        ex = await self.ops.rerun(
+            self.stax.require_engine(), req, self.stax.default_cluster, over_network=True
+        )
+        self.set_header("Location", url_path_join(self.base_url, API, "executions", ex.id))
+        self.reply(ex, 201)
+
+
 class InfoHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -336,6 +392,9 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/builds", BuildsHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)/log", BuildLogHandler),
+    (rf"{API}/workflows", WorkflowsHandler),
+    (rf"{API}/workflows/(?P<name>[^/]+)", WorkflowHandler),
+    (rf"{API}/reruns", RerunsHandler),
     (rf"{API}/notebook-parameters", NotebookParametersHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),

@@ -26,7 +26,9 @@ from ..operations.paging import state_arg
 from .errors import invalid_body
 
 if TYPE_CHECKING:
+    from ..core.published import PublishRequest, TriggerRequest
     from ..operations.builds import BuildRequest
+    from ..operations.workflows import RerunRequest
 
 
 def int_arg(
@@ -173,3 +175,54 @@ def build_request(body: bytes, root_dir: str, catalogs: Sequence[str] = ()) -> B
             raise Forbidden(f"{field} {text!r} is outside the server's root directory {root}")
         paths[field] = str(p)
     return req.model_copy(update=paths)
+
+
+def publish_request(body: bytes) -> PublishRequest:
+    """The body of ``POST workflows``: the workflow (an object, or YAML text that may hold an
+    ``inputs:`` block), name, version, default cluster, input declarations."""
+    from ..core.published import PublishRequest
+
+    data = json_body(body)
+    wf = data.get("workflow")
+    try:
+        if isinstance(wf, dict):
+            data = {
+                **data,
+                "workflow": to_model(Workflow, wf, source="workflow", error=InvalidWorkflow),
+            }
+        return PublishRequest.model_validate(data)
+    except ValidationError as e:
+        raise invalid_body(e, data) from None
+    except (TypeError, AttributeError) as e:
+        raise BadRequest(
+            "request body is not valid: a field has a value of the wrong type",
+            details=[f"{type(e).__name__}: {e}"],
+        ) from None
+
+
+def trigger_request(body: bytes) -> TriggerRequest:
+    """The body of ``POST workflows/{name}``: inputs, cluster, version (nothing else: the steps
+    are the publisher's). An empty body: no inputs."""
+    from ..core.published import TriggerRequest
+
+    data = json_body(body) if body.strip() else {}
+    try:
+        return TriggerRequest.model_validate(data)
+    except ValidationError as e:
+        raise invalid_body(e, data) from None
+
+
+def rerun_request(body: bytes) -> RerunRequest:
+    """The body of ``POST reruns``."""
+    from ..operations.workflows import RerunRequest
+
+    data = json_body(body)
+    try:
+        return RerunRequest.model_validate(data)
+    except ValidationError as e:
+        raise invalid_body(e, data) from None
+    except (TypeError, AttributeError) as e:
+        raise BadRequest(
+            "request body is not valid: a field has a value of the wrong type",
+            details=[f"{type(e).__name__}: {e}"],
+        ) from None

@@ -18,9 +18,11 @@ from pydantic.json_schema import models_json_schema
 from ..core import api
 from ..core.models import Execution
 from ..core.nbparams import NotebookParameters
+from ..core.published import PublishedSummary, PublishedWorkflow, PublishRequest, TriggerRequest
 from ..core.staging import FetchRequest, FetchResult
 from ..core.states import RETRYABLE, ExecutionState, StepState
 from ..operations.builds import BuildLog, BuildRequest, BuildStatus
+from ..operations.workflows import RerunRequest
 
 REF = "#/components/schemas/{model}"
 #: the API's version (not the package's): bumped on incompatible changes
@@ -33,7 +35,8 @@ _ERRORS = {
     403: "not authenticated (send 'Authorization: token <TOKEN>') or not authorized, or a log "
     "file that points outside its step directory",
     404: "unknown execution, step, cluster or attempt",
-    409: "the request does not fit the execution's state",
+    409: "the request does not fit the execution's state (or: that version is published "
+    "already; the pinned image changed)",
     500: "a bug in jupyter_stax (the server log has the traceback)",
     503: "jupyter_stax is starting or could not start in this server, or the scheduler did not "
     "answer",
@@ -146,6 +149,12 @@ OPERATIONS: tuple[Op, ...] = (
             ),
             Param(
                 "cursor", "query", {"type": "string"}, "next_cursor of the previous page (opaque)"
+            ),
+            Param(
+                "workflow",
+                "query",
+                {"type": "string"},
+                "only executions triggered from this published workflow (NAME or NAME@VERSION)",
             ),
         ),
     ),
@@ -340,6 +349,76 @@ OPERATIONS: tuple[Op, ...] = (
         description="The step's row (GET executions/{id}) carries the counts (its sweep field); "
         "this lists instances from their own records: state, exit code, attempt, swept values, "
         "directory. 400 for a step that is not a sweep; 409 for a remote cluster's step.",
+    ),
+    Op(
+        "get",
+        "/workflows",
+        "listWorkflows",
+        "The published workflows (the latest version of each)",
+        200,
+        ("array", PublishedSummary),
+        description="Workflows published with `jupyter stax publish`, `%stax publish` or POST "
+        "workflows: name, versions, declared inputs (type, default, description) and the "
+        "default cluster. End users trigger them with POST workflows/{name}.",
+    ),
+    Op(
+        "post",
+        "/workflows",
+        "publishWorkflow",
+        "Publish a new version of a workflow with declared inputs",
+        201,
+        PublishedWorkflow,
+        (400, 404, 409),
+        body=PublishRequest,
+        description="The inputs are the workflow's params (a default gives the type; no default: "
+        "required), refined by 'inputs' (type, description, required, default). Everything is "
+        "checked before it is stored: 400 lists every problem; 404: unknown default cluster; "
+        "409: that version is published already (a version never changes).",
+        headers={"Location": "the URL of the published workflow"},
+    ),
+    Op(
+        "get",
+        "/workflows/{name}",
+        "getWorkflow",
+        "A published workflow: its inputs, default cluster and steps",
+        200,
+        PublishedWorkflow,
+        (404,),
+        (
+            _path("name", "the published workflow's name"),
+            Param("version", "query", {"type": "string"}, "a version (default: the latest)"),
+        ),
+    ),
+    Op(
+        "post",
+        "/workflows/{name}",
+        "triggerWorkflow",
+        "Run a published workflow with inputs",
+        201,
+        Execution,
+        (400, 404),
+        (_path("name", "the published workflow's name"),),
+        body=TriggerRequest,
+        description="The steps are the publisher's; the body gives input values only. 400 "
+        "lists every unknown input, wrong type and missing required input. The execution "
+        "remembers the workflow's name and version (origin; GET executions?workflow=NAME).",
+        headers={"Location": "the URL of the new execution"},
+    ),
+    Op(
+        "post",
+        "/reruns",
+        "rerunExecution",
+        "Run a recorded run again, here or on another cluster",
+        201,
+        Execution,
+        (400, 404, 409),
+        body=RerunRequest,
+        description="The same workflow and parameters (params changes some), each step's image "
+        "pinned to the variant the run used; where that variant does not fit the cluster, its "
+        "family's fitting variant runs and origin.changes says what changed and why. "
+        "'execution': a run of this server; 'crate': a run read from a Workflow Run Crate by "
+        "the client (jupyter stax rerun CRATE). 409: the pinned variant's digest changed.",
+        headers={"Location": "the URL of the new execution"},
     ),
     Op(
         "get",

@@ -15,7 +15,8 @@ import type {
   OperationId,
   Ok,
   Query,
-  SubmitRequest
+  SubmitRequest,
+  TriggerRequest
 } from './types';
 
 /** Sends one request to a path relative to `<base_url>stax/api/`. */
@@ -99,6 +100,29 @@ export class StaxClient {
 
   submit(request: SubmitRequest): Promise<Ok<'submitExecution'>> {
     return this.call('submitExecution', 'POST', 'executions', request);
+  }
+
+  /** The published workflows (the latest version of each). */
+  workflows(): Promise<Ok<'listWorkflows'>> {
+    return this.call('listWorkflows', 'GET', 'workflows');
+  }
+
+  /** A published workflow: its declared inputs, default cluster and steps. */
+  workflow(name: string): Promise<Ok<'getWorkflow'>> {
+    return this.call('getWorkflow', 'GET', `workflows/${seg(name)}`);
+  }
+
+  /** Run a published workflow with inputs (201; 400 lists every problem of the inputs). */
+  trigger(
+    name: string,
+    request: TriggerRequest
+  ): Promise<Ok<'triggerWorkflow'>> {
+    return this.call(
+      'triggerWorkflow',
+      'POST',
+      `workflows/${seg(name)}`,
+      request
+    );
   }
 
   /** Cancel every unfinished step (202; 409 when the execution is already final). */

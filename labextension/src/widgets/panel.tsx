@@ -18,6 +18,7 @@ import { groupImages } from '../model/images';
 import type { ClusterRow, StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { ErrorLine, StateBadge, Unverified, useNow } from './common';
+import { WorkflowsSection } from './workflows';
 import { FamilyBuildView } from './builds';
 
 export const PANEL_ID = 'jupyter-stax-panel';
@@ -361,6 +362,11 @@ export class StaxPanel extends ReactWidget {
             </div>
             <ClustersSection model={this.model} />
             <ImagesSection model={this.model} />
+            <WorkflowsSection
+              model={this.model}
+              commands={this.commands}
+              openCommand={CommandIDs.openExecution}
+            />
             <ExecutionsSection model={this.model} commands={this.commands} />
           </div>
         )}
