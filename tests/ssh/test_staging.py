@@ -144,9 +144,10 @@ def test_a_dag_moves_files_across_clusters_and_back(
 def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     own_sshd: Sshd, own_client: Client, tmp_path: Path, client_kind: str
 ) -> None:
-    """The server kills the connection while a 256 MB file streams in: the call raises the
-    transient TransportError (the engine tries again), and the next try writes it whole.
-    Uses its own sshd (``own_sshd``), never the shared one."""
+    """The server kills the connection while a 256 MB file streams in, then while it streams
+    back: each call raises the transient TransportError (the engine tries again), nothing
+    half-written is left on this side, and the next try moves it whole. Uses its own sshd
+    (``own_sshd``), never the shared one."""
     import threading
 
     from jupyter_stax.engine.transport import TransportError
@@ -181,6 +182,34 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         sent = tr.put_files([(src, "big.bin")], f"~/{rel}")
         assert sent["big.bin"][0] == 256 << 20
         assert remote_file.stat().st_size == 256 << 20
+
+        # the other way: a fetch cut mid-file leaves nothing half-written here, says it is
+        # transient, and the next try lands the file whole (same size and sha256)
+        here = tmp_path / "back"
+        outcome.clear()
+
+        def fetch() -> None:
+            try:
+                tr.get_files(f"~/{rel}", ["big.bin"], here)
+                outcome.append(None)
+            except BaseException as e:
+                outcome.append(e)
+
+        def part_size() -> int:
+            return max((p.stat().st_size for p in here.glob(".big.bin.*.part")), default=0)
+
+        t = threading.Thread(target=fetch)
+        t.start()
+        wait_for(lambda: part_size() > (16 << 20) or outcome, 120,
+                 "the fetch to be half-way there")
+        assert not outcome, f"the fetch ended before it could be cut: {outcome}"
+        own_sshd.kill_connections()
+        t.join(120)
+        assert outcome and isinstance(outcome[0], TransportError), outcome
+        assert list(here.iterdir()) == []  # no partial file, no final name
+        got = tr.get_files(f"~/{rel}", ["big.bin"], here)
+        assert (got["big.bin"].size, got["big.bin"].sha256) == sent["big.bin"]
+        assert (here / "big.bin").stat().st_size == 256 << 20
     finally:
         tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
         tr.close()
