@@ -64,11 +64,13 @@ from .requests import refuse_outside_root, refuse_server_paths
 if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
+    from ..core.stepfiles import StepFileList
     from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
     from ..engine.store import Store
     from ..engine.transport import Transport
     from .builds import BuildJobs, BuildRequest, BuildStatus
+    from .stepfiles import Download
 
 __all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
 
@@ -429,6 +431,19 @@ class Operations:
         except StaxError:
             return None  # a cluster no longer configured: its steps ran where the store says
         return c if c.remote else None
+
+    def step_files(self, execution_id: str, step: str) -> StepFileList:
+        """The regular files of a step's directory with sizes (:mod:`.stepfiles`). Blocking."""
+        from .stepfiles import list_files
+
+        return list_files(self, execution_id, step)
+
+    def download(self, execution_id: str, step: str, path: str | None) -> Download:
+        """One regular file of a step's directory, open to be sent (:mod:`.stepfiles`); the
+        caller closes it. Blocking."""
+        from .stepfiles import open_download
+
+        return open_download(self, execution_id, step, path)
 
     def export_crate(
         self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None
