@@ -24,6 +24,7 @@ import {
 } from '../api/types';
 import { age, elapsed, shortId } from '../model/format';
 import { LogTail } from '../model/logtail';
+import { StepFiles } from './stepfiles';
 import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
@@ -372,6 +373,9 @@ function DetailView(props: {
         </div>
         {chosen && (
           <LogViewer model={model} execution={execution} step={chosen} />
+        )}
+        {chosen && (
+          <StepFiles model={model} execution={execution} step={chosen} />
         )}
       </div>
     </div>
