@@ -507,7 +507,8 @@ class Engine:
 
     # ------------------------------------------------------------------ submission
     def _write_attempt(
-        self, run: Run, s: StepRun, cluster: Cluster, attempt: int, guarded: bool
+        self, run: Run, s: StepRun, cluster: Cluster, attempt: int, guarded: bool,
+        progress: staging.Report | None = None,
     ) -> tuple[Path, dict[str, str], StepFiles | None]:
         """Write the step's scripts for ``attempt`` on the cluster (earlier attempts' files get
         a suffix) and stage its inputs (:func:`.staging.stage_in`); the job script's path, the
@@ -523,9 +524,26 @@ class Engine:
         transport = self._transport(cluster)
         transport.make_dirs([d])
         transport.rename(planning.earlier_attempt_moves(d, attempt))
-        staged = staging.stage_in(run.ex, step, s, cluster, attempt, self._cluster_transport)
+        staged = staging.stage_in(
+            run.ex, step, s, cluster, attempt, self._cluster_transport, progress
+        )
         transport.write_files(files)
         return d / js.JOB_SCRIPT, planning.directives(plan, step), staged
+
+    def _transfer_progress(self, run: Run, s: StepRun) -> staging.Report:
+        """A transfer's progress lines (from a worker thread) committed as the step's reason
+        on this loop while the step is not final: the sidebar and the monitor show it."""
+        loop = asyncio.get_running_loop()
+
+        def commit(line: str) -> None:
+            if not s.state.final and self._runs.get(run.id) is run:
+                s.reason = line
+                self._commit(run, s, s.state)
+
+        def report(line: str, done: int, total: int | None) -> None:
+            loop.call_soon_threadsafe(commit, line)
+
+        return report
 
     def _cluster_transport(self, name: str) -> tuple[Cluster, Transport]:
         c = self.clusters.get(name)
@@ -542,7 +560,8 @@ class Engine:
                 try:
                     async with self._slots:  # the step's files are written on a worker thread
                         job_script, directives, staged = await self._blocking(
-                            self._write_attempt, run, s, cluster, attempt, run.ex.options.detached
+                            self._write_attempt, run, s, cluster, attempt,
+                            run.ex.options.detached, self._transfer_progress(run, s),
                         )
                     break
                 except TransportError as e:  # the cluster did not answer: not the step's fault

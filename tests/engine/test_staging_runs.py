@@ -301,3 +301,29 @@ def test_each_attempt_keeps_its_inputs_and_outputs(
     finally:
         store.close()
     assert again.history[0].files == first.files and again.files == a.files
+
+
+def test_stage_in_progress_is_committed_on_the_step(
+    engine_factory: Callable[..., Engine], tmp_path: Path
+) -> None:
+    """While a step's inputs are staged its reason says how far it got (bytes of the total,
+    rate), committed like any change (the sidebar and the monitor show a step's reason); the
+    line is gone once the job is submitted."""
+    (tmp_path / "big.bin").write_bytes(os.urandom(50 << 20))
+    wf = {"name": "g", "steps": [{"name": "a", "inputs": ["big.bin"], "run": "wc -c big.bin"}]}
+    seen: list[str] = []
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            eng.subscribe(lambda e: seen.append(e.step_run.reason or "") if e.step_run else None)
+            ex = await eng.submit(
+                wf, cluster="local", options=SubmitOptions(base_dir=str(tmp_path))
+            )
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    assert ex.state.value == "completed"
+    lines = [r for r in seen if r.startswith("staging inputs: ")]
+    assert lines, seen
+    assert lines[-1].startswith("staging inputs: 50.0 MiB of 50.0 MiB (100%)"), lines
+    assert ex.step("a").reason is None

@@ -21,7 +21,7 @@ steps:
   - name: greet
     run: |
       echo "hello from $(id -un)"
-      mkdir -p res && printf 'x,y\n1,2\n' > res/out.csv
+      mkdir -p res && printf 'x,y\\n1,2\\n' > res/out.csv
       echo "the end of greet"
 """
 
