@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ..core.stepfiles import StepFileList
     from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
+    from ..engine.staging import Report
     from ..engine.store import Store
     from ..engine.transport import Transport
     from .builds import BuildJobs, BuildRequest, BuildStatus
@@ -461,11 +462,16 @@ class Operations:
         software = self._store().software(ex.id)
         return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
-    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
-        """A step's outputs, fetched on request (see :mod:`.fetching`). Blocking."""
+    def fetch(
+        self, execution_id: str, request: FetchRequest, progress: Report | None = None
+    ) -> FetchResult:
+        """A step's outputs, fetched on request (see :mod:`.fetching`); ``progress`` told how
+        the transfers go. Blocking."""
         from .fetching import fetch
 
-        return fetch(self._store(), self._registry(), self.get(execution_id), request)
+        return fetch(
+            self._store(), self._registry(), self.get(execution_id), request, progress=progress
+        )
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""
