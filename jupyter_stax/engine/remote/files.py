@@ -21,13 +21,18 @@ import shlex
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from ...core.staging import TreeEntry
 from ..landing import CHUNK
 from .shell import ProtocolError, qpath
 
 DONE = b"@@stax-done\n"
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
 _KINDS = {"f": "f", "d": "d", "l": "l"}
 
 
@@ -131,7 +136,7 @@ def member_name(name: str) -> str:
 
 
 def write_tar(
-    out: BinaryIO,
+    out: _Writable,
     files: Sequence[tuple[Path, str]],
     done: Callable[[str, int, str], None],
     progress: Callable[[int], None] | None = None,

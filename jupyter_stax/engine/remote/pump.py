@@ -1,19 +1,23 @@
 """Moving a transfer's bytes between the transport's event loop and the worker thread that
-reads or writes the local files, through an OS pipe.
+reads or writes the local files, without either thread freeing what the other allocated.
 
-Why a pipe and not the bytes themselves: each thread frees what it allocates. Handing the
-channel's buffers to the worker thread (and the worker's to the loop) made the allocator of this
-process keep the freed memory of the other thread's arena: the resident memory of a 1 GiB fetch
-grew with the file (~350 MB). Through a pipe, the loop reads the channel in pieces of
-:data:`PIECE` bytes and writes them to the pipe (non-blocking, waiting for room: the worker's
-pace holds the channel back, so the SSH window bounds what is buffered), and the worker reads
-them with plain blocking reads; each side's buffers stay on its side. Memory: the pipe (1 MiB
-where the kernel allows), the channel's window, and the worker's fixed buffers, whatever the
-size of the file.
+Fetching (:func:`pipe` + :func:`channel_to_pipe`): the loop reads the channel in pieces of
+:data:`PIECE` bytes and writes them to an OS pipe (non-blocking, waiting for room: the worker's
+pace holds the channel back, so the SSH window bounds what is buffered); the worker reads the
+pipe with plain blocking reads. Handing the channel's pieces themselves to the worker (one call
+per MiB) made the resident memory of a 1 GiB asyncssh fetch grow with the file (~350 MB; ~200
+MB when the loop copied them into the worker's buffer instead); through the pipe it measured
+77-205 MB over several runs here (not flat yet: see bench/README.md; the openssh client's stays
+at ~49 MB). Either side ending early ends the other: the worker closes its end (the loop then reads
+the rest and drops it, so the remote command ends); the loop closes its end after an error (the
+worker reads EOF) and the error is the result of the pump's future.
 
-Either side ending early ends the other: the worker closes its end (the loop's next write gets
-EPIPE); the loop closes its end after an error (the worker reads EOF, or its write gets EPIPE),
-and the error is the result of the pump's future.
+Sending (:func:`send`): the worker gathers the tar stream in ONE reused buffer and lends it for
+one call at a time (it waits for the call): the loop copies out the bytes it sends (the channel
+frees them once sent). The worker waiting also leaves the interpreter to the loop while the
+bytes move: a worker that kept running Python beside it (building tar headers for 10,000 small
+files, writing them to a pipe) starved the loop (each of its many lock hand-overs waits for the
+other thread's switch interval) and such a put took ~3.5x as long.
 
 Coroutines run on the transport's loop; :func:`pipe` is called on the worker thread.
 """
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import os
 
@@ -34,14 +37,12 @@ PIECE = 1 << 16
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
-
 def pipe() -> tuple[int, int]:
     """A pipe (read end, write end) as large as the kernel allows up to :data:`PIPE_SIZE`."""
     r, w = os.pipe()
     with contextlib.suppress(OSError):
         fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
     return r, w
-
 
 async def _ready(fd: int, writer: bool) -> None:
     loop = asyncio.get_running_loop()
@@ -56,7 +57,6 @@ async def _ready(fd: int, writer: bool) -> None:
         await fut
     finally:
         (loop.remove_writer if writer else loop.remove_reader)(fd)
-
 
 async def channel_to_pipe(stream: ByteStream, fd: int) -> int:
     """Copy the stream's stdout into the pipe's write end ``fd`` (closed at the end, always)
@@ -84,29 +84,7 @@ async def channel_to_pipe(stream: ByteStream, fd: int) -> int:
         os.close(fd)
     return total
 
+async def send(stream: ByteStream, view: memoryview, drain: bool) -> None:
+    """Send a copy of ``view`` (made here, freed here once sent) to the stream's stdin."""
+    await stream.write(bytes(view), drain=drain)
 
-async def pipe_to_channel(fd: int, stream: ByteStream) -> int:
-    """Copy what the worker writes into the pipe's read end ``fd`` to the stream's stdin until
-    EOF (then the stream's stdin is closed); ``fd`` is closed at the end, always."""
-    os.set_blocking(fd, False)
-    total = 0
-    try:
-        while True:
-            try:
-                data = os.read(fd, PIECE)
-            except BlockingIOError:
-                await _ready(fd, writer=False)
-                continue
-            except OSError as e:  # pragma: no cover (a pipe's read end does not fail)
-                if e.errno == errno.EINTR:
-                    continue
-                raise
-            if not data:
-                break
-            # wait for the channel every time: the SSH window, not this loop, holds the bytes
-            await stream.write(data, drain=True)
-            total += len(data)
-        await stream.write_eof()
-    finally:
-        os.close(fd)
-    return total

@@ -70,6 +70,9 @@ T = TypeVar("T")
 #: the connection layer's own "retrying" notes, cut from the warning that says it once
 _RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
 
+#: buffers (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
+PUT_DRAIN_EVERY = 8
+
 #: seconds the remote end of a transfer may take to finish once all was sent or read
 TRANSFER_TIMEOUT = 600.0
 
@@ -303,21 +306,16 @@ class SSHTransport(Transport):
         stream = self._call(self.connection.open_stream(
             files.unpack_command(self.resolve(dest_dir))
         ))
-        r, w = pump.pipe()
-        sent = self._submit(pump.pipe_to_channel(r, stream))  # owns r
         try:
-            try:
-                with open(w, "wb", buffering=landing.CHUNK) as out:  # owns w
-                    files.write_tar(
-                        out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
-                        progress,
-                    )
-            except BrokenPipeError:
-                pass  # the channel side ended first: its error is the one to tell
-            self._result(sent, TRANSFER_TIMEOUT)
+            out = _Push(self, stream)
+            files.write_tar(
+                out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
+                progress,
+            )
+            out.flush()
+            self._call(stream.write_eof())
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
-            sent.cancel()
             self._abort(stream)
             raise
         if rc == -1:
@@ -411,6 +409,36 @@ class SSHTransport(Transport):
     def _abort(self, stream: ByteStream) -> None:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stream.abort(), self._loop).result(10)
+
+
+class _Push:
+    """A file object a worker thread writes the tar stream to: gathered in ONE reused buffer,
+    sent a buffer at a time by one call on the transport's loop (see :mod:`.pump`)."""
+
+    def __init__(self, transport: SSHTransport, stream: ByteStream) -> None:
+        self.transport, self.stream = transport, stream
+        self.view = memoryview(bytearray(landing.CHUNK))
+        self.used = 0
+        self.sent = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        src = memoryview(data)
+        while src:
+            n = min(len(src), len(self.view) - self.used)
+            self.view[self.used : self.used + n] = src[:n]
+            self.used += n
+            src = src[n:]
+            if self.used == len(self.view):
+                self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.used:
+            # wait for the channel every few buffers only: a few MB in flight keep it busy
+            self.sent += 1
+            drain = self.sent % PUT_DRAIN_EVERY == 0
+            self.transport._call(pump.send(self.stream, self.view[: self.used], drain))
+            self.used = 0
 
 
 async def _cancel_others() -> None:
