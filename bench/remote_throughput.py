@@ -12,7 +12,9 @@ interleaved across repeats):
   (``Cluster(scheduler="slurm", queue="debug", poll_interval=P)``), timed from ``submit()`` to
   ``wait()``;
 * ``remote``: the same workflow on a remote cluster (``host: stax-remote@127.0.0.1``, the relay's
-  port, same queue and poll interval); counts the exec channels (= round trips) by kind;
+  port, same queue and poll interval); counts the exec channels (= round trips) by kind
+  (``steps``: a batch of step directories and scripts; ``submit``: a batch of submit scripts and
+  ``sbatch`` calls; ``records``; ``squeue``; ``files``: other scripts);
 * ``naive``: PSI/J's ``SlurmJobExecutor`` (the same N jobs, ``/bin/bash -c true``) whose every
   command (each ``sbatch``, each ``squeue`` poll) is its OWN ``ssh`` process through the same
   relay (``ssh -p RELAY stax-remote@127.0.0.1 CMD``, key authentication, BatchMode): what one
@@ -132,11 +134,17 @@ class Counter:
 
     def __init__(self, connection: Any) -> None:
         self.calls: list[tuple[float, str]] = []
+        self.sbatch = 0  # sbatch commands inside the submit batches
         inner = connection.exec
 
         async def exec_(command: str, stdin: bytes | None = None, **kw: Any) -> Any:
             if stdin and b"@@tar" in stdin:
                 kind = "records"
+            elif stdin and b"@@cmd" in stdin:  # a batch of submit scripts and sbatch calls
+                kind = "submit"
+                self.sbatch += sum(1 for ln in stdin.splitlines() if ln.startswith(b"sbatch "))
+            elif stdin and b"STAX_TAR_EOF" in stdin:  # a batch of steps' directories and scripts
+                kind = "steps"
             else:
                 words = command.split()
                 kind = next((w.strip("'") for w in words if w.strip("'") in (
@@ -205,6 +213,7 @@ def child_stax(d: Path, n: int, poll: float, remote: bool) -> dict[str, Any]:
                 kinds = counters[0].kinds()
                 r["round_trips"] = kinds
                 r["round_trips_per_step"] = sum(kinds.values()) / n
+                r["sbatch_in_batches"] = counters[0].sbatch
             return r
 
         return asyncio.run(main())
@@ -426,7 +435,8 @@ def main() -> None:
         per = c.summary(r["round_trips_per_step"] for r in runs["remote"])
         result["round_trips_per_step"] = per
         print(f"  round trips of the remote run per step: {c.fmt(per)}; by kind (first run): "
-              f"{rt}")
+              f"{rt}; sbatch calls inside the submit batches: "
+              f"{runs['remote'][0].get('sbatch_in_batches')}")
     if "polls" in runs:
         r = runs["polls"][0]
         result["round_trips_per_poll"] = r["round_trips_per_poll"]

@@ -17,6 +17,13 @@ Variants (each run in a fresh process, interleaved across repeats; all poll ever
   ``--peer-workers`` workers), N no-op ``python_app`` calls, then every ``result()``; timed from
   loading the config (the pilot job's queueing and start-up count, as the array's do).
 
+``--scale N`` (default 100,000; 0: skip) adds the scale check: one sweep of N instances held
+by Slurm (``--begin now+1h``: tracked, never started) on a cluster polled every 2 s, then for
+``--scale-window`` seconds the engine process's CPU (all its threads: PSI/J's polling, the
+tracker's passes, housekeeping) as a share of one core, its RSS, and the time of the reads the
+status surfaces make (the store's execution list and the execution with its sweep summary). It
+measures what tracking costs at rest; the throughput run above measures it moving.
+
 The peers run in their own virtual environment (``--peer-python``; e.g. ``python3 -m venv
 /tmp/sweeps-bench-venv && /tmp/sweeps-bench-venv/bin/pip install submitit parsl``): they are
 not dependencies of jupyter_stax. ``--peer-n`` sets their N (default: N; submitit starts one
@@ -236,7 +243,83 @@ def child_parsl(d: Path, n: int, poll: float, _pack: str, workers: int = 4) -> d
     return r
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_scale(d: Path, n: int, poll: float, _pack: str, window: float = 30.0) -> dict[str, Any]:
+    """The scale check (see the module docstring): N held instances tracked."""
+    import resource
+    import time
+
+    import psij.executors.batch.slurm  # noqa: F401
+
+    from jupyter_stax.core.clusters import ClusterRegistry
+    from jupyter_stax.core.models import Cluster, StepState
+    from jupyter_stax.engine.engine import Engine
+
+    wf = {
+        "name": "scale",
+        "steps": [
+            {"name": "sim", "sweep": {"i": {"range": [0, n]}}, "run": "true",
+             "expected_seconds": 5}
+        ],
+    }
+
+    async def main() -> dict[str, Any]:
+        cluster = Cluster(
+            name="slurm", scheduler="slurm", queue=QUEUE, walltime=WALLTIME,
+            poll_interval=2.0, work_dir=str(d / "runs"),
+            custom_attributes={"slurm.begin": "now+3600"},
+        )
+        rss0 = _rss_mb()
+        async with Engine(
+            store=d / "state" / "stax.sqlite", clusters=ClusterRegistry([cluster])
+        ) as eng:
+            t0 = time.perf_counter()
+            ex = await eng.submit(wf, cluster="slurm")
+            while eng.get(ex.id).step("sim").state is not StepState.QUEUED:
+                await asyncio.sleep(0.2)
+            submit_s = time.perf_counter() - t0
+            await asyncio.sleep(2 * 2.0)  # settle: the first polls and summary writes
+            cpu0, w0 = time.process_time(), time.perf_counter()
+            await asyncio.sleep(window)
+            cpu = time.process_time() - cpu0
+            wall = time.perf_counter() - w0
+            rss = _rss_mb()
+            reads = []
+            for _ in range(20):
+                r0 = time.perf_counter()
+                eng.store.list_executions(limit=50)
+                r1 = time.perf_counter()
+                got = eng.get(ex.id)
+                reads.append((r1 - r0, time.perf_counter() - r1))
+            sim = got.step("sim")
+            await eng.cancel(ex.id)
+            await eng.wait(ex.id, timeout=120)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {
+            "instances": n,
+            "elements": sim.sweep.elements if sim.sweep else None,
+            "submit_s": submit_s,
+            "window_s": wall,
+            "wall_s": wall,
+            "cpu_share": cpu / wall,
+            "rss_mb": rss,
+            "rss_before_mb": rss0,
+            "rss_peak_mb": peak,
+            "list_ms_p50": 1000 * sorted(a for a, _ in reads)[len(reads) // 2],
+            "get_ms_p50": 1000 * sorted(b for _, b in reads)[len(reads) // 2],
+        }
+
+    return asyncio.run(main())
+
+
 CHILDREN = {
+    "scale": child_scale,
     "stax": child_stax,
     "array": child_array,
     "submitit": child_submitit,
@@ -258,7 +341,14 @@ def main() -> None:
     p.add_argument(
         "--n-of", default="", metavar="V=N,...", help="N of single variants, e.g. submitit=500"
     )
+    p.add_argument("--scale", type=int, default=100_000,
+                   help="instances of the scale check (0: skip it; default 100,000)")
+    p.add_argument("--scale-window", type=float, default=30.0,
+                   help="seconds the scale check measures (default 30)")
     a = p.parse_args()
+    if a.child == "scale":
+        c.emit(child_scale(Path(a.dir), a.scale, a.poll, a.pack, a.scale_window))
+        return
     if a.child:
         n = a.peer_n if a.child in PEERS and a.peer_n else a.n
         n = _n_of(a.n_of).get(a.child, n)
@@ -334,6 +424,22 @@ def main() -> None:
             )
         )
     result["background_cpus"] = c.print_background(runs)
+    if a.scale:
+        sc = c.run_child(
+            __file__, "scale",
+            ["--scale", str(a.scale), "--scale-window", str(a.scale_window)],
+            timeout=a.timeout, keep=a.keep, tmpdir=a.tmpdir,
+        )
+        result["scale"] = sc
+        print(
+            f"Scale: {sc['instances']:,} instances tracked ({sc['elements']} elements, held), "
+            f"2 s poll: engine CPU {100 * sc['cpu_share']:.1f} % of a core "
+            f"[{c.verdict(100 * sc['cpu_share'], 5)}], RSS {sc['rss_mb']:.0f} MB "
+            f"(peak {sc['rss_peak_mb']:.0f} MB) [{c.verdict(sc['rss_mb'], 300)}]; store reads: "
+            f"list {sc['list_ms_p50']:.1f} ms, execution {sc['get_ms_p50']:.1f} ms "
+            f"[{c.verdict(max(sc['list_ms_p50'], sc['get_ms_p50']), 100)}]; submission of the "
+            f"{sc['instances']:,} took {sc['submit_s']:.1f} s"
+        )
     c.write_json(a.json, result)
 
 

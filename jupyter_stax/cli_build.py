@@ -75,7 +75,8 @@ def cmd_build(args: argparse.Namespace, ctx: Any) -> int:
         catalog=args.catalog,
         builder=args.builder,
     )
-    registry = ClusterRegistry.load(ctx.clusters_file)
+    # the clusters file only for --for (a cached build of every variant needs none of it)
+    registry = ClusterRegistry.load(ctx.clusters_file) if args.cluster else None
     report = build_now(registry, req, None if args.json else progress())
     if args.json:
         print(report.model_dump_json(indent=2))

@@ -28,7 +28,9 @@ LOG_LIMIT_MAX = 8 << 20
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: a model's validator is built when it is first used, not at import (a
+    # command that uses a few models, e.g. a cached `jupyter stax build`, pays for those only)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ErrorBody(_Wire):

@@ -149,6 +149,11 @@ def check(workflow: Workflow, params: Mapping[str, ParamValue] | None = None) ->
                 f"{where} uses {{{{{p}}}}} but no value is given: add '{p}' to the workflow's "
                 f"params or pass --param {p}=VALUE"
             )
+        if s.notebook is not None:  # no script: its values go in as Python literals
+            from .notebooks import notebook_problems
+
+            problems += notebook_problems(s.name, values)
+            continue
         if s.language == "python":
             try:
                 python_placeholders(s.run, where=where)

@@ -89,7 +89,9 @@ def version_tuple(v: str) -> tuple[int, ...]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built when it is first used, not at import (a
+    # command that uses a few models, e.g. a cached `jupyter stax build`, pays for those only)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class StaxLabels(_Model):
@@ -163,6 +165,11 @@ class StaxImage(_Model):
     source: str = Field("", description="the catalog source it comes from")
     kind: str | None = Field(None, description="dir, oci, sif, docker, squashfs ...")
     description: str | None = None
+    recipe: str | None = Field(
+        None,
+        description="the build recipe file of its StaX family, where its catalog names one "
+        "(written by jupyter stax build); a build for another cluster starts from it",
+    )
 
 
 class ResolvedImage(_Model):

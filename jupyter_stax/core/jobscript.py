@@ -122,7 +122,7 @@ def container_plan(
     binds += [parse_bind(b) for b in cluster.container_options.binds]
     env = list(STAX_ENV) + sorted({**cluster.env, **step.env})
     env += sorted(PARAM_ENV_PREFIX + k for k in params)
-    if step.language == "python":
+    if step.language == "python" or step.notebook is not None:
         env.append(PARAMS_JSON_ENV)
     gpu = image.stax_labels.gpu
     return ContainerPlan(
@@ -173,6 +173,10 @@ def render_step_script(step: Step, container: ContainerPlan | None = None) -> st
     """The step's own script: its ``run`` (bash, or Python run by python3), or what its
     software description renders to (with the description's container wrapped around each
     program)."""
+    if step.notebook is not None:  # run by papermill (see core/notebooks.py)
+        from .notebooks import render_notebook_step
+
+        return render_notebook_step(step.notebook)
     if step.language == "python":
         return render_python_step(step.run, where=f"step {step.name!r}")
     text = step.run
@@ -205,11 +209,13 @@ def render_job_script(
     params: Mapping[str, ParamValue],
     step_dir: Path,
     execution_dir: Path,
-    require_completed: Sequence[Path] = (),
+    require_completed: Sequence[Path | tuple[Path, int]] = (),
     container: ContainerPlan | None = None,
 ) -> str:
     """The wrapper script. ``require_completed``: step directories whose exit records must say
-    0 before this step runs (detached mode: the scheduler only orders the jobs, see below)."""
+    0 before this step runs (detached mode: the scheduler only orders the jobs, see below); a
+    ``(directory, n)`` pair is a sweep's: the records of its instances ``0 .. n-1`` (in
+    ``<directory>/<i>/``) must all say 0."""
     q = shlex.quote
     lines = [
         "#!/bin/bash",
@@ -230,23 +236,13 @@ def render_job_script(
     exports = export_lines(params).rstrip("\n")
     if exports:
         lines.append(exports)
-    if step.language == "python":  # typed values for stax_params (see core/pystep.py)
+    if step.language == "python" or step.notebook is not None:  # typed values (core/pystep.py)
         lines.append(f"export {PARAMS_JSON_ENV}={q(json.dumps(dict(params), sort_keys=True))}")
     if require_completed:
-        # Scheduler-native dependencies only order the jobs (afterany): PSI/J's Slurm script
-        # always exits 0, so afterok cannot see a failure. The step checks its upstream steps'
-        # own exit records and records itself as skipped when one did not complete.
-        dirs = " ".join(q(str(d)) for d in require_completed)
-        lines += [
-            f"for _d in {dirs}; do",
-            '  _rc=$(cut -d" " -f2 "$_d/' + EXIT_RECORD + '" 2>/dev/null) || _rc=none',
-            '  if [ "$_rc" != 0 ]; then',
-            '    echo "jupyter_stax: not run: upstream step ${_d##*/} did not complete'
-            ' (exit record: ${_rc:-none})" >&2',
-            f"    printf '%s skipped %s\\n' {attempt} \"$EPOCHREALTIME\" > {EXIT_RECORD}; exit 0",
-            "  fi",
-            "done",
-        ]
+        lines += upstream_check(
+            require_completed,
+            f"printf '%s skipped %s\\n' {attempt} \"$EPOCHREALTIME\" > {EXIT_RECORD}; exit 0",
+        )
     if cluster.setup:
         lines += ["# cluster setup", cluster.setup.rstrip("\n")]
     if container is not None:
@@ -271,6 +267,45 @@ def render_job_script(
 
 def walltime_seconds(step: Step, cluster: Cluster) -> int:
     return step.resources.time_seconds or parse_walltime(cluster.walltime)
+
+
+def upstream_check(required: Sequence[Path | tuple[Path, int]], skip: str) -> list[str]:
+    """Bash lines that run ``skip`` (which must exit) unless every upstream step completed:
+    its exit record says 0, or for a ``(directory, n)`` sweep every instance's does.
+
+    Scheduler-native dependencies only order the jobs (afterany): PSI/J's Slurm script always
+    exits 0, so afterok cannot see a failure. The step checks its upstream steps' own exit
+    records and records itself as skipped when one did not complete."""
+    q = shlex.quote
+    lines: list[str] = []
+    steps = [d for d in required if not isinstance(d, tuple)]
+    if steps:
+        lines += [
+            f"for _d in {' '.join(q(str(d)) for d in steps)}; do",
+            '  _rc=$(cut -d" " -f2 "$_d/' + EXIT_RECORD + '" 2>/dev/null) || _rc=none',
+            '  if [ "$_rc" != 0 ]; then',
+            '    echo "jupyter_stax: not run: upstream step ${_d##*/} did not complete'
+            ' (exit record: ${_rc:-none})" >&2',
+            f"    {skip}",
+            "  fi",
+            "done",
+        ]
+    for d, n in (r for r in required if isinstance(r, tuple)):
+        # a sweep: every instance's exit record, read with bash's read (no process per
+        # instance: 100,000 records in about a second)
+        lines += [
+            f"_d={q(str(d))} _i=0",
+            f"while [ $_i -lt {int(n)} ]; do",
+            '  _rc=none; { read -r _ _rc _ < "$_d/$_i/' + EXIT_RECORD + '"; } 2>/dev/null',
+            '  if [ "$_rc" != 0 ]; then',
+            '    echo "jupyter_stax: not run: instance $_i of upstream sweep ${_d##*/} did'
+            ' not complete (exit record: ${_rc:-none})" >&2',
+            f"    {skip}",
+            "  fi",
+            "  _i=$((_i + 1))",
+            "done",
+        ]
+    return lines
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,9 @@ def _check_params(params: dict[str, ParamValue]) -> dict[str, ParamValue]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built when it is first used, not at import (a
+    # command that uses a few models, e.g. a cached `jupyter stax build`, pays for those only)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Resources(_Model):
@@ -153,6 +155,13 @@ class Step(_Model):
         None,
         description="an eFlows4HPC software invocation description (binary, mpi, mpmd_mpi): "
         "a JSON file path or the description itself; it becomes the step's script",
+    )
+    notebook: str | None = Field(
+        None,
+        description="a Jupyter notebook (.ipynb, notebook side) run top to bottom by papermill "
+        "on the cluster, 'params' injected after its cell tagged 'parameters'; the executed "
+        "copy comes back beside it as <name>.<execution id>.ipynb (see "
+        "jupyter_stax.core.notebooks)",
     )
     cluster: str | None = Field(None, description="run this step on another cluster")
     launcher: Launcher | None = None
@@ -233,14 +242,31 @@ class Step(_Model):
         v = [v] if isinstance(v, str) else v
         return [check_pattern(p) if isinstance(p, str) else p for p in v]
 
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, v: str | None) -> str | None:
+        from .notebooks import check_notebook_spec
+
+        return check_notebook_spec(v)  # type: ignore[no-any-return]
+
     @model_validator(mode="after")
     def _run_or_software(self) -> Step:
         for i in self.inputs:  # an input from a step makes it a dependency
             if not isinstance(i, str) and i.step not in self.after:
                 self.after.append(i.step)
+        if self.notebook is not None:  # notebook steps: see core/notebooks.py
+            from .notebooks import notebook_step_problem
+
+            problem = notebook_step_problem(self)
+            if problem:
+                raise ValueError(problem)
+            if self.notebook not in self.inputs:  # staged in like any input
+                self.inputs.insert(0, self.notebook)
+            return self
         if self.software is None and not self.run.strip():
             raise ValueError(
-                "a step needs 'run' (a bash script) or 'software' (an eFlows4HPC description)"
+                "a step needs 'run' (a bash script), 'software' (an eFlows4HPC description) "
+                "or 'notebook' (an .ipynb file)"
             )
         if self.software is not None and self.run.strip():
             raise ValueError("give either 'run' or 'software', not both")
@@ -435,6 +461,14 @@ class Cluster(_Model):
 
     @property
     def effective_poll_interval(self) -> float:
+        """``poll_interval``, else 0.5 s for ``local`` and 2 s for a batch scheduler, remote
+        ones included. Decided for remote clusters (issue 13): each poll costs two round trips
+        (ONE status command, ONE records read for all jobs), and the engine reads the records
+        half-way between two status answers, so a job's end is seen within half an interval
+        (median job end -> committed final state about 1 s at 100 ms RTT, see
+        bench/remote_throughput.py) without a third round trip. No adaptive faster polling: a
+        job's end cannot be foreseen, and polling faster "when jobs may end" would add round
+        trips on a shared login node exactly when many jobs run."""
         if self.poll_interval is not None:
             return self.poll_interval
         return 0.5 if self.scheduler == "local" else 2.0
@@ -442,6 +476,8 @@ class Cluster(_Model):
 
 class AttemptRecord(BaseModel):
     """A finished earlier attempt of a step (kept when the step is retried)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     attempt: int
     state: StepState
@@ -459,6 +495,8 @@ class AttemptRecord(BaseModel):
 class SweepInstance(BaseModel):
     """One instance of a sweep step (see :mod:`.sweep`): its index, state and exit code."""
 
+    model_config = ConfigDict(defer_build=True)
+
     index: int
     state: str
     exit_code: int | None = None
@@ -466,6 +504,8 @@ class SweepInstance(BaseModel):
 
 class SweepSummary(BaseModel):
     """A sweep step's instances in counts (what its row shows), as its engine last wrote it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     total: int
     attempt: int = 0
@@ -499,6 +539,8 @@ class SweepSummary(BaseModel):
 
 class StepRun(BaseModel):
     """One step of one execution, as the engine last committed it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str
     state: StepState = StepState.PENDING
@@ -558,6 +600,8 @@ UNVERIFIED_WARNING = (
 
 class Execution(BaseModel):
     """A run of a workflow on a cluster with bound parameters."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     workflow: Workflow

@@ -57,7 +57,7 @@ class FromStep(BaseModel):
     """Files of an upstream step, matched in its directory (it runs first: ``from`` adds it
     to the step's ``after``)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     step: str = Field(validation_alias=AliasChoices("from", "step"), serialization_alias="from")
     path: str = Field(description="a pattern in the upstream step's directory")
@@ -121,6 +121,8 @@ def check_pattern(pattern: str, what: str = "output") -> str:
 class FileRecord(BaseModel):
     """One file moved for a step: where it is in the step directory, its size and sha256."""
 
+    model_config = ConfigDict(defer_build=True)
+
     path: str = Field(description="relative path in the step directory")
     size: int
     sha256: str | None = Field(None, description="None until the file was read (fetch: manual)")
@@ -133,6 +135,8 @@ class FileRecord(BaseModel):
 class StepFiles(BaseModel):
     """What moved in and out of a step's current attempt (provenance, and the fetch state)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     attempt: int = 0
     inputs: list[FileRecord] = Field(default_factory=list)
     outputs: list[FileRecord] = Field(default_factory=list)
@@ -141,10 +145,17 @@ class StepFiles(BaseModel):
     warning: str | None = Field(
         None, description="why outputs are not (all) here, and the command that fetches them"
     )
+    notebook: str | None = Field(
+        None,
+        description="a notebook step: its executed copy here (outputs and errors in place), "
+        "beside the original notebook or in the outputs directory",
+    )
 
 
 class FetchedStep(BaseModel):
     """What a fetch did for one step."""
+
+    model_config = ConfigDict(defer_build=True)
 
     step: str
     cluster: str
@@ -156,6 +167,8 @@ class FetchedStep(BaseModel):
 
 class FetchResult(BaseModel):
     """The answer of ``jupyter stax fetch`` / ``POST executions/{id}/fetch``."""
+
+    model_config = ConfigDict(defer_build=True)
 
     execution_id: str
     steps: list[FetchedStep] = Field(default_factory=list)
@@ -196,7 +209,7 @@ def fetch_text(result: FetchResult) -> str:
 class FetchRequest(BaseModel):
     """``POST executions/{id}/fetch``: which files of which steps, to where."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     step: str | None = Field(None, description="one step (None: every step with outputs)")
     pattern: str | None = Field(

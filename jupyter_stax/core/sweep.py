@@ -131,6 +131,15 @@ def auto_pack(
     return max(1, min(count, max(by_time, by_count)))
 
 
+def balanced(count: int, pack: int) -> int:
+    """The smallest pack that needs no more elements than ``pack`` does: ``count``
+    instances in elements of equal size (10,000 by 6,000 is 6,000 + 4,000: the sweep ends
+    with the larger one; 5,000 + 5,000 ends sooner)."""
+    if count <= 0 or pack <= 0:
+        return max(1, pack)
+    return math.ceil(count / math.ceil(count / pack))
+
+
 def plan_elements(indices: Sequence[int], pack: int) -> list[list[int]]:
     """The instances each array element runs: consecutive groups of ``pack``."""
     if pack < 1:
@@ -160,6 +169,13 @@ def elements_text(elements: Sequence[Sequence[int]]) -> str:
     return "".join(" ".join(map(str, e)) + "\n" for e in elements)
 
 
+#: the 0-based index of the running array element, per scheduler (bash)
+SLURM_INDEX = "${SLURM_ARRAY_TASK_ID:?not an array element}"
+#: Grid Engine numbers tasks from 1 (``qsub -t 1-N``)
+SGE_INDEX = "$(( ${SGE_TASK_ID:?not an array element} - 1 ))"
+PBS_INDEX = "${PBS_ARRAY_INDEX:?not an array element}"
+
+
 def render_runner(
     *,
     step_dir: str,
@@ -167,10 +183,12 @@ def render_runner(
     offset: int,
     width: int,
     cpus_per_instance: int | None,
-    array: bool,
+    array: bool | str,
+    required: Sequence[Path | tuple[Path, int]] = (),
 ) -> str:
-    """The bash script of one array element (``array``: element ``offset +
-    $SLURM_ARRAY_TASK_ID``) or of the whole sweep in one job (every element in turn).
+    """The bash script of one array element (``array``: element ``offset + index``, where
+    ``index`` is the bash expression of the element's 0-based index, :data:`SLURM_INDEX`
+    when ``array`` is True) or of the whole sweep in one job (every element in turn).
 
     It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, each in a
     subshell (a fork, no new bash) that enters ``<i>/`` and sources its ``stax.job.sh`` (which
@@ -178,17 +196,23 @@ def render_runner(
     ``<i>/stax.err``; its ``exit`` ends only that subshell), at most ``width`` at once
     and, unless ``cpus_per_instance`` is None (a local run), never more than the CPUs of
     the allocation allow (``cpus_per_instance`` each).
+    ``required``: upstream steps that must have completed (detached mode, see
+    :func:`.jobscript.upstream_check`), checked once per element; when one did not, each of
+    the element's instances gets a ``skipped`` exit record and none runs.
     The instance indices are integers written by the engine: no value of the sweep is in this
     script or in the elements file. It exits 0: the instances' exit records are the outcome."""
     import shlex
 
+    from .jobscript import EXIT_RECORD, upstream_check
+
     q = shlex.quote
     elements = f"{ELEMENTS_FILE}.{attempt}"
+    index = SLURM_INDEX if array is True else array
     pick = (
-        f'_stax_k=$(( {offset} + ${{SLURM_ARRAY_TASK_ID:?not an array element}} ))\n'
-        f'sed -n "$((_stax_k + 1))p" {elements}'
+        f'_stax_k=$(( {offset} + {index} ))\n'
+        f'_stax_pick() {{ sed -n "$((_stax_k + 1))p" {elements}; }}'
         if array
-        else f"cat {elements}"
+        else f"_stax_pick() {{ cat {elements}; }}"
     )
     parallel = f"_stax_par={width}\n"
     if cpus_per_instance is not None:
@@ -199,11 +223,21 @@ def render_runner(
             '[ "$_stax_par" -ge 1 ] || _stax_par=1\n'
             f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
         )
+    check = ""
+    if required:
+        skip = (
+            "_stax_pick | tr ' ' '\\n' | while read -r _stax_i; do "
+            "case $_stax_i in ''|*[!0-9]*) continue;; esac; "
+            f"printf '%s skipped %s\\n' {attempt} \"$EPOCHREALTIME\" > \"$_stax_i/{EXIT_RECORD}\"; "
+            "done; exit 0"
+        )
+        check = "\n".join(upstream_check(required, skip)) + "\n"
     return f"""#!/bin/bash
 # jupyter_stax sweep runner, attempt {attempt}: the instances of {'one array element' if array
     else 'every element'} (see {elements}), each in its own directory.
 cd -P -- {q(step_dir)} || {{ echo 'jupyter_stax: cannot enter step directory' >&2; exit 126; }}
-{parallel}{pick} | tr ' ' '\\n' | {{
+{pick}
+{check}{parallel}_stax_pick | tr ' ' '\\n' | {{
   _stax_n=0
   while read -r _stax_i; do
     case $_stax_i in ''|*[!0-9]*) continue;; esac

@@ -34,7 +34,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -44,9 +44,17 @@ from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.jobscript import JobRequest
 from ..core.models import Cluster
 from . import psij_compat, schedulers
+from .batch import run_batch
 from .runstate import JobKey
 from .schedulers import is_transient, sge, slurm
-from .transport import TRANSIENT_MARK, Transport, TransportError
+from .transport import (
+    TRANSIENT_MARK,
+    ClusterPath,
+    CommandResult,
+    FileSpec,
+    Transport,
+    TransportError,
+)
 
 log = logging.getLogger("jupyter_stax.backend")
 
@@ -68,6 +76,10 @@ class JobUpdate:
     exit_code: int | None
     message: str | None
     time: float
+
+
+#: seconds one submission command (a batch of submit commands) may take
+SUBMIT_TIMEOUT = 600.0
 
 
 class SubmitError(StaxError):
@@ -94,10 +106,24 @@ class Health:
         self.since: float | None = None
         self.last_error: str | None = None
         self.blocked: dict[str, str] = {}
+        #: array id -> its elements still waiting, from the last status query (None: the
+        #: scheduler does not report elements, or it has not answered yet)
+        self.waiting: dict[str, set[int]] | None = None
+        #: ``time.monotonic()`` of the last status answer (the engine reads a remote cluster's
+        #: records half-way between two, see :func:`.observing.records_due`)
+        self.answered: float | None = None
 
     def set_blocked(self, blocked: dict[str, str]) -> None:
         with self._lock:
             self.blocked = blocked
+
+    def set_waiting(self, waiting: dict[str, set[int]]) -> None:
+        with self._lock:
+            self.waiting = waiting
+
+    def waiting_elements(self, native_id: str) -> set[int] | None:
+        with self._lock:
+            return None if self.waiting is None else self.waiting.get(native_id, set())
 
     def blocked_reason(self, native_id: str) -> str | None:
         with self._lock:
@@ -106,6 +132,7 @@ class Health:
     def ok(self) -> None:
         with self._lock:
             self.failures, self.since, self.last_error = 0, None, None
+            self.answered = time.monotonic()
 
     def failed(self, message: str) -> None:
         with self._lock:
@@ -168,6 +195,7 @@ def _executor_classes() -> dict[str, Any]:
                     msg = psij_compat.slurm_failure_message(reason)
                 r[native_id] = JobStatus(st, message=msg)
             self.health.set_blocked(blocked)
+            self.health.set_waiting(slurm.pending_elements(jobs))
             return r
 
     from ..psij_sge.executor import SgeExecutorConfig, SgeJobExecutor
@@ -282,13 +310,19 @@ class Backend:
         return ex
 
     # ------------------------------------------------------------------ paths
-    def safe_dir(self, req: JobRequest) -> Path:
-        """A shell-safe path to the step directory (the directory itself, or a symlink to it)."""
+    def safe_dir(
+        self, req: JobRequest, links: list[tuple[ClusterPath, ClusterPath]] | None = None
+    ) -> Path:
+        """A shell-safe path to the step directory (the directory itself, or a symlink to it:
+        made now, or noted in ``links`` for a batch to make)."""
         d = req.step_dir
         if shell_safe(str(d)):
             return d
         link = self.links_dir / req.execution_id / req.step
-        self.transport.symlink(link, d)
+        if links is None:
+            self.transport.symlink(link, d)
+        else:
+            links.append((link, d))
         return link
 
     # ------------------------------------------------------------------ jobs
@@ -309,6 +343,13 @@ class Backend:
             self._jobs[key] = job
         return job
 
+    @property
+    def batch_limit(self) -> int:
+        """How many jobs :meth:`submit_many` submits with one transport call (1: one by one)."""
+        if self.scheduler == "local":
+            return 1
+        return max(1, self.transport.batch_limit)
+
     def submit(self, key: JobKey, req: JobRequest) -> str:
         """Submit one attempt; returns the native id. Blocking: call it on a worker thread.
 
@@ -316,13 +357,122 @@ class Backend:
         id is known. Raises :class:`SubmitError` (``transient`` when worth retrying: the
         scheduler or the cluster did not answer).
         """
-        import psij
-
         if req.job_name in self._unsure:
             found = self._lost_submission(key, req)
             if found is not None:
                 return found
-        d = self.safe_dir(req)
+        return self._run_submit(key, req, self._new_job(key, req))
+
+    def submit_many(
+        self, items: Sequence[tuple[JobKey, JobRequest]]
+    ) -> list[str | Exception]:
+        """Submit many attempts: for each, its native id or its exception (a SubmitError, as
+        :meth:`submit` raises them; one job's failure is that job's alone). Blocking.
+
+        With a transport that batches (:attr:`batch_limit` > 1): the jobs whose earlier answer
+        was lost are looked for first, in one command; then every job's submit script is
+        rendered by PSI/J (:func:`.psij_compat.recording`), the scripts are written and the
+        submit commands run in ONE :meth:`.transport.Transport.run_many`, and PSI/J takes each
+        answer (:func:`.psij_compat.replaying`). A job whose answer did not come back is
+        remembered as unsure, as :meth:`submit` does: looked for by name before it is
+        submitted again."""
+        if self.batch_limit <= 1 or not items:
+            return [_outcome(self.submit, key, req) for key, req in items]
+        results: dict[int, str | Exception] = dict(self._found_lost(items))
+        recorded: list[tuple[int, Any, list[str], psij_compat.Recording]] = []
+        links: list[tuple[ClusterPath, ClusterPath]] = []
+        for i, (key, req) in enumerate(items):
+            if i in results:
+                continue
+            try:
+                job = self._new_job(key, req, links)
+                with psij_compat.recording() as rec:
+                    self._run_submit(key, req, job)
+                results[i] = SubmitError("PSI/J ran no submit command", transient=False)
+            except psij_compat.Recorded as r:
+                job.executor = None  # a public field PSI/J's submit sets: it runs again on it
+                recorded.append((i, job, r.argv, rec))
+            except Exception as e:  # SubmitError, or a bug: this job's alone
+                with self._lock:
+                    self._jobs.pop(key, None)
+                results[i] = e
+        if recorded:
+            files: dict[ClusterPath, FileSpec] = {
+                p: f for *_, rec in recorded for p, f in rec.files.items()
+            }
+            answers: list[CommandResult | TransportError]
+            try:
+                answers = self.transport.run_many(
+                    [argv for _, _, argv, _ in recorded], files=files, links=links,
+                    timeout=SUBMIT_TIMEOUT,
+                )
+            except TransportError as e:  # nothing came back: each answer is lost
+                answers = [e] * len(recorded)
+            except StaxError as e:  # the files were not written: nothing ran
+                for i, _, _, _ in recorded:
+                    with self._lock:
+                        self._jobs.pop(items[i][0], None)
+                    results[i] = SubmitError(f"{self.cluster.name}: {e}", transient=False)
+                answers = []
+            for (i, job, _, _), answer in zip(recorded, answers, strict=False):
+                key, req = items[i]
+                with psij_compat.replaying(answer):
+                    results[i] = _outcome(self._run_submit, key, req, job)
+        return [results[i] for i in range(len(items))]
+
+    def _found_lost(
+        self, items: Sequence[tuple[JobKey, JobRequest]]
+    ) -> dict[int, str | SubmitError]:
+        """The jobs of submissions whose answer was lost (:attr:`_unsure`), looked for by name
+        in ONE command; {index: native id (watched again), or the SubmitError that says the
+        scheduler cannot tell yet}. A job not found is submitted (absent from the result)."""
+        k = self.knowledge
+        lost = [i for i, (_, req) in enumerate(items) if req.job_name in self._unsure]
+        if not lost:
+            return {}
+        if k is None or k.find_by_name_command is None or k.parse_job_ids is None:
+            for i in lost:
+                self._unsure.discard(items[i][1].job_name)
+            return {}
+        commands = [k.find_by_name_command(items[i][1].job_name) for i in lost]
+        out: dict[int, str | SubmitError] = {}
+        try:
+            answers = run_batch(self.transport, commands, SUBMIT_TIMEOUT)
+        except TransportError as e:
+            for i in lost:
+                out[i] = SubmitError(
+                    f"{self.scheduler}'s job query failed while recovering "
+                    f"{items[i][1].job_name}: {e} (before submitting it again)", transient=True,
+                )
+            return out
+        for i, res in zip(lost, answers, strict=True):
+            key, req = items[i]
+            if res.returncode != 0:
+                msg = " ".join(res.message.split()) or "no message"
+                out[i] = SubmitError(
+                    f"{self.scheduler}'s job query failed while recovering {req.job_name} "
+                    f"(exit {res.returncode}): {msg} (before submitting it again)", transient=True,
+                )
+                continue
+            self._unsure.discard(req.job_name)
+            native = k.parse_job_ids(res.stdout, req.job_name)
+            if native is not None:
+                try:
+                    self.attach(key, native)
+                except JobGone:
+                    continue  # submit it
+                out[i] = native
+        return out
+
+    def _new_job(
+        self, key: JobKey, req: JobRequest,
+        links: list[tuple[ClusterPath, ClusterPath]] | None = None,
+    ) -> Any:
+        """The PSI/J job of an attempt, watched under ``key`` (``links``: the shell-safe
+        symbolic links it needs are noted there instead of made, see :meth:`safe_dir`)."""
+        import psij
+
+        d = self.safe_dir(req, links)
         attrs: dict[str, object] = dict(self.cluster.custom_attributes)
         attrs.update(req.custom_attributes)  # the step's own (e.g. shifter's slurm.image)
         if self.knowledge is not None:
@@ -362,7 +512,12 @@ class Backend:
             ),
             launcher="single",
         )
-        job = self._job(key, spec)
+        return self._job(key, spec)
+
+    def _run_submit(self, key: JobKey, req: JobRequest, job: Any) -> str:
+        """PSI/J's submission of ``job``; its native id, or SubmitError."""
+        import psij
+
         try:
             self._executor.submit(job)
         except psij.SubmitException as e:
@@ -475,10 +630,7 @@ class Backend:
                     with contextlib.suppress(OSError):
                         f.unlink()
                 files = [aux / f.name for f in files]
-            try:
-                self.transport.remove(files)
-            except (OSError, TransportError):
-                pass
+            self.transport.remove_later(files)  # a remote cluster: with its next script
 
     def state(self, key: JobKey) -> str | None:
         """What PSI/J last said of a job submitted or attached here (queued, running, or a
@@ -494,10 +646,24 @@ class Backend:
         """Why the scheduler will not start this queued job as it stands, or None."""
         return self.health.blocked_reason(native_id)
 
+    def waiting_elements(self, native_id: str) -> set[int] | None:
+        """The elements of job array ``native_id`` that the last status query showed still
+        waiting (empty: none, or the array is gone); None when the scheduler does not say
+        (only Slurm's status lists elements) or has not answered yet."""
+        return self.health.waiting_elements(native_id)
+
     def close(self) -> None:
         with self._lock:
             self._jobs.clear()
         psij_compat.stop_polling(self._executor)
+
+
+def _outcome(fn: Callable[..., str], *args: Any) -> str | Exception:
+    """``fn(*args)``, or the exception it raised (one job's failure is that job's alone)."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        return e
 
 
 def _kill_tree(pid: int) -> None:

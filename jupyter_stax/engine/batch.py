@@ -23,7 +23,8 @@ from .transport import CommandResult, CommandTimedOut, Transport, TransportError
 
 T = TypeVar("T")
 
-_START = "@@stax-start\n"
+#: the line a batch prints before the first command
+START = "@@stax-start\n"
 
 
 def batch_script(commands: Sequence[Sequence[str]]) -> str:
@@ -45,37 +46,64 @@ def batch_script(commands: Sequence[Sequence[str]]) -> str:
 
 def parse_batch(stdout: str, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
     """The results of :func:`batch_script` (ValueError when the output is cut off)."""
-    at = stdout.find(_START)
+    out = parse_batch_prefix(stdout, commands)
+    if len(out) < len(commands):
+        argv = commands[len(out)]
+        raise ValueError(
+            _why_cut(stdout, commands, len(out)) or f"the output of `{argv[0]}` was cut off"
+        )
+    return out
+
+
+def parse_batch_prefix(stdout: str, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
+    """The results of the commands of :func:`batch_script` whose output came back whole, in
+    order: fewer than ``commands`` when the output was cut off (the connection dropped: a
+    command after those may or may not have run). ValueError when not even the start marker
+    came back."""
+    at = stdout.find(START)
     if at < 0:
         raise ValueError("no start marker")
-    lines = stdout[at + len(_START):].split("\n")
+    lines = stdout[at + len(START):].split("\n")
     out: list[CommandResult] = []
     i = 0
     for argv in commands:
         if i >= len(lines) or not lines[i].startswith("@@cmd "):
-            raise ValueError(f"the output stops before `{argv[0]}`")
-        rc = int(lines[i].split()[1])
-        i += 1
+            break
+        try:
+            rc = int(lines[i].split()[1])
+        except (IndexError, ValueError):
+            break
+        j = i + 1
         parts: list[list[str]] = [[], []]
         k = 0
-        while i < len(lines) and lines[i] != "@@end":
-            if lines[i] == "@@err":
+        while j < len(lines) and lines[j] != "@@end":
+            if lines[j] == "@@err":
                 k = 1
             else:
-                parts[k].append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise ValueError(f"the output of `{argv[0]}` was cut off")
-        i += 1
+                parts[k].append(lines[j])
+            j += 1
+        if j >= len(lines):
+            break  # cut off inside this command's output
+        i = j + 1
         try:
             o, e = (base64.b64decode("".join(p), validate=True).decode(errors="replace")
                     for p in parts)
-        except binascii.Error as err:
-            raise ValueError(f"broken base64: {err}") from None
+        except binascii.Error:
+            break
         if rc == 127:  # as LocalTransport says it, whatever the remote sh's words
             e = f"{argv[0]}: command not found"
         out.append(CommandResult(rc, o, e))
     return out
+
+
+def _why_cut(stdout: str, commands: Sequence[Sequence[str]], done: int) -> str | None:
+    """Why the output stops after ``done`` results (for :func:`parse_batch`'s message)."""
+    at = stdout.find(START)
+    rest = stdout[at + len(START):].split("\n") if at >= 0 else []
+    starts = [n for n, line in enumerate(rest) if line.startswith("@@cmd ")]
+    if len(starts) <= done:
+        return f"the output stops before `{commands[done][0]}`"
+    return None
 
 
 def run_batch(

@@ -45,14 +45,15 @@ from ..core import jobscript as js
 from ..core.clusters import ClusterRegistry
 from ..core.errors import Conflict, StaxError
 from ..core.models import Cluster, Execution, ParamValue, StepRun, SubmitOptions, Workflow
-from ..core.staging import StepFiles
 from ..core.states import RETRYABLE, ExecutionState, StepState, execution_state
 from . import observing, planning, recovery, staging, sweeps
 from .backend import Backend, JobUpdate, SubmitError
+from .coalesce import Batcher
 from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
 from .scheduling import next_moves
 from .store import LostOwnership, Store, now
+from .submitting import Attempt, Written, write_attempts
 from .transport import StepRecords, Transport, TransportError
 from .transports import transport_for
 
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_stax.engine")
 
 SUBMIT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+#: seconds a remote cluster's records reader gathers reads before its round trip
+#: (:class:`.records.RecordReader`)
+REMOTE_READ_WINDOW = 0.05
 T = TypeVar("T")
 
 
@@ -133,10 +137,16 @@ class Engine:
         self._transports: dict[str, Transport] = {}
         self._transports_lock = threading.Lock()  # the operations layer asks from its threads
         self._readers: dict[str, RecordReader] = {}
-        self._records_due: dict[str, float] = {}  # remote cluster -> next periodic records read
+        #: (cluster, "write" | "submit") -> the batcher of that half of the submissions
+        self._batchers: dict[tuple[str, str], Batcher[Any, Any]] = {}
+        #: remote cluster -> time.monotonic() of its last periodic records read
+        self._records_read: dict[str, float] = {}
         self._backends: dict[str, Backend] = {}
         self._runs: dict[str, Run] = {}
         self._keys: set[JobKey] = set()  # the jobs being watched
+        self._updates: list[JobUpdate] = []  # from the backends' threads, for the loop
+        self._updates_lock = threading.Lock()
+        self._updates_scheduled = False
         self._subscribers: list[Callable[[Event], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,6 +175,8 @@ class Engine:
         self.store.engine_stopped(self.id)
         for r in self._readers.values():
             r.close()
+        for bt in self._batchers.values():
+            bt.close()
         for b in self._backends.values():
             b.close()
         for tr in self._transports.values():
@@ -360,7 +372,8 @@ class Engine:
     def _reader(self, cluster_name: str) -> RecordReader:
         r = self._readers.get(cluster_name)
         if r is None:
-            r = RecordReader(self._transport(self.clusters.get(cluster_name)), self._io)
+            c = self.clusters.get(cluster_name)
+            r = RecordReader(self._transport(c), self._io, REMOTE_READ_WINDOW if c.remote else 0.0)
             self._readers[cluster_name] = r
         return r
 
@@ -464,6 +477,11 @@ class Engine:
         self._commit(run, s, previous)
         return True
 
+    def _answered(self, run: Run, name: str) -> None:
+        """Step ``name`` had its first answer since an adoption (see
+        :func:`.observing.answered`; for modules that observing itself imports)."""
+        observing.answered(self, run, name)
+
     def _watch(self, key: JobKey) -> None:
         self._keys.add(key)
 
@@ -492,48 +510,60 @@ class Engine:
         for start in moves.start:
             run.submitting.add(start.step)
             if run.defs[start.step].sweep is not None:  # its instances: see .sweeps
-                sweeps.submit_step(self, run, start.step)
+                sweeps.submit_step(self, run, start.step, start.after)
                 continue
             self._spawn(
                 self._submit_step(run, start.step, start.after), f"submit {run.id}/{start.step}"
             )
 
     async def _until_queued(self, run: Run) -> None:
-        while self._runs.get(run.id) is run and any(
-            s.state is StepState.PENDING or (s.state is StepState.SUBMITTED and not s.native_id)
-            for s in run.steps.values()
+        # a submission under way (a sweep's next array) keeps it waiting too
+        while self._runs.get(run.id) is run and (
+            run.submitting
+            or any(
+                s.state is StepState.PENDING
+                or (s.state is StepState.SUBMITTED and not s.native_id)
+                for s in run.steps.values()
+            )
         ):
             await asyncio.sleep(0.01)
 
     # ------------------------------------------------------------------ submission
-    def _write_attempt(
-        self, run: Run, s: StepRun, cluster: Cluster, attempt: int, guarded: bool,
-        progress: staging.Report | None = None,
-    ) -> tuple[Path, dict[str, str], StepFiles | None]:
-        """Write the step's scripts for ``attempt`` on the cluster (earlier attempts' files get
-        a suffix) and stage its inputs (:func:`.staging.stage_in`); the job script's path, the
-        container runtime's scheduler directives and the record of the inputs.
-        Blocking: runs on a worker thread."""
-        d = Path(s.directory)
-        step = run.defs[s.name]
-        plan = planning.container_plan(
-            run.ex, step, s, cluster, planning.cluster_work_dir(self.clusters, cluster, self.store)
-        )
-        required = [Path(run.steps[a].directory) for a in step.after] if guarded else ()
-        files = planning.attempt_files(run.ex, step, s, cluster, attempt, plan, required)
-        transport = self._transport(cluster)
-        transport.make_dirs([d])
-        transport.rename(planning.earlier_attempt_moves(d, attempt))
-        staged = staging.stage_in(
-            run.ex, step, s, cluster, attempt, self._cluster_transport, progress
-        )
-        transport.write_files(files)
-        return d / js.JOB_SCRIPT, planning.directives(plan, step), staged
+    def _writer(self, cluster: Cluster) -> Batcher[Attempt, Written]:
+        """The cluster's batcher of attempt files (:func:`.submitting.write_attempts`)."""
+        key = (cluster.name, "write")
+        b = self._batchers.get(key)
+        if b is None:
+            transport = self._transport(cluster)
+            b = Batcher(
+                lambda items: write_attempts(self, items),
+                lambda: transport.batch_limit,
+                self._in_slot,
+            )
+            self._batchers[key] = b
+        return b
+
+    def _submitter(self, cluster: Cluster) -> Batcher[tuple[JobKey, js.JobRequest], str]:
+        """The cluster's batcher of submissions (:meth:`.backend.Backend.submit_many`)."""
+        key = (cluster.name, "submit")
+        b = self._batchers.get(key)
+        if b is None:
+            backend = self._backend(cluster)
+            b = Batcher(backend.submit_many, lambda: backend.batch_limit, self._in_slot)
+            self._batchers[key] = b
+        return b
+
+    async def _in_slot(self, fn: Callable[[Any], T], items: Any) -> T:
+        """A blocking batch call on a submit worker, holding one of the submission slots."""
+        async with self._slots:
+            return await self._blocking(fn, items)
 
     def _transfer_progress(self, run: Run, s: StepRun) -> staging.Report:
         """A transfer's progress lines (from a worker thread) committed as the step's reason
-        on this loop while the step is not final: the sidebar and the monitor show it."""
-        loop = asyncio.get_running_loop()
+        on this loop while the step is not final: the sidebar and the monitor show it. Callable
+        from any thread (it uses the loop the engine started on)."""
+        loop = self._loop
+        assert loop is not None, "the engine is not started"
 
         def commit(line: str) -> None:
             if not s.state.final and self._runs.get(run.id) is run:
@@ -557,12 +587,10 @@ class Engine:
             attempt = s.attempt + 1
             tries = 0
             while True:
-                try:
-                    async with self._slots:  # the step's files are written on a worker thread
-                        job_script, directives, staged = await self._blocking(
-                            self._write_attempt, run, s, cluster, attempt,
-                            run.ex.options.detached, self._transfer_progress(run, s),
-                        )
+                try:  # with the other steps that became ready in this turn (one call)
+                    written = await self._writer(cluster)(
+                        Attempt(run, s, cluster, attempt, run.ex.options.detached)
+                    )
                     break
                 except TransportError as e:  # the cluster did not answer: not the step's fault
                     wait = self.submit_backoff[min(tries, len(self.submit_backoff) - 1)]
@@ -570,8 +598,8 @@ class Engine:
                     s.reason = f"not yet submitted: {e} (try {tries}; next in {wait:g} s)"
                     self._commit(run, s, s.state)
                     await asyncio.sleep(wait)
-            if staged is not None:
-                s.files = staged
+            if written.staged is not None:
+                s.files = written.staged
             r = step.resources
             req = js.JobRequest(
                 execution_id=run.id,
@@ -579,7 +607,7 @@ class Engine:
                 attempt=attempt,
                 job_name=js.job_name(run.id, name),
                 step_dir=Path(s.directory),
-                job_script=job_script,
+                job_script=written.job_script,
                 stdout=Path(s.stdout),
                 stderr=Path(s.stderr),
                 walltime_seconds=js.walltime_seconds(step, cluster),
@@ -591,7 +619,7 @@ class Engine:
                 queue=cluster.queue,
                 account=cluster.account,
                 after_native_ids=after,
-                custom_attributes=directives,
+                custom_attributes=written.directives,
             )
             s.attempt, s.job_name = attempt, req.job_name
             self._set(
@@ -617,13 +645,15 @@ class Engine:
                 self._schedule(run, [name])
         finally:
             run.submitting.discard(name)
+        if run.ex.options.detached:
+            self._schedule(run, [name])  # its submission is over: dependants can be queued
         if run.ex.state.final and self._runs.get(run.id) is run:
             self._finish(run)
 
     async def _submit_with_backoff(
         self, run: Run, s: StepRun, cluster: Cluster, req: js.JobRequest
     ) -> None:
-        backend = self._backend(cluster)
+        submitter = self._submitter(cluster)
         key = JobKey(run.id, s.name, req.attempt)
         self._watch(key)
         tries = 0
@@ -631,9 +661,8 @@ class Engine:
             if run.ex.cancel_requested:
                 self._set(run, s.name, StepState.CANCELED, reason="canceled before submission")
                 return
-            try:
-                async with self._slots:
-                    native = await self._blocking(backend.submit, key, req)
+            try:  # with the other steps that reached this point in this turn (one call)
+                native = await submitter((key, req))
                 break
             except SubmitError as e:
                 if not e.transient:
@@ -669,14 +698,35 @@ class Engine:
             observing.apply(self, run, upd)
         if run.ex.cancel_requested:
             await observing.cancel_step(self, run, s)
-        self._schedule(run, [s.name])  # detached mode: dependants can be queued now
+        self._schedule(run, [s.name])  # (detached: dependants once its submission is over)
 
     # ------------------------------------------------------------------ observing
     def _on_update_threadsafe(self, upd: JobUpdate) -> None:
+        """A status from a backend's thread: queued, and the queue is taken on the loop in ONE
+        callback, so that the updates of one status poll are applied in one turn and the
+        records reads they start (running, ended) are one batch (see :mod:`.records`)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(observing.on_update, self, upd)
+        if loop is None or loop.is_closed():
+            return
+        with self._updates_lock:
+            self._updates.append(upd)
+            if self._updates_scheduled:
+                return
+            self._updates_scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._apply_updates)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _apply_updates(self) -> None:
+        with self._updates_lock:
+            updates, self._updates = self._updates, []
+            self._updates_scheduled = False
+        for upd in updates:
+            try:
+                observing.on_update(self, upd)
+            except Exception:  # one update's failure is not the others'
+                log.exception("applying the status update %s failed", upd)
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping(self) -> None:

@@ -366,10 +366,13 @@ class CatalogFile(ImageSource):
                 image: /images/gromacs-cuda.sif
                 labels: {cpu: x86_64, gpu: cuda, mpi: mpich, kabi: "2.28"}
               - image: ch:/images/gromacs-arm   # labels read from the image itself
+            recipe: /src/gromacs/stax.yaml   # optional: the build recipe of this family
 
     Labels given here win over the image's own; an image given without labels has them read
     by the source that reads its kind (when available). Relative paths are relative to the
-    catalog file.
+    catalog file. ``recipe`` (written by ``jupyter stax build``) is the family's build recipe:
+    each variant carries it (``StaxImage.recipe``), so a client can build the family for
+    another cluster.
     """
 
     kind = "catalog"
@@ -400,14 +403,22 @@ class CatalogFile(ImageSource):
             body = body or {}
             if not isinstance(body, dict) or not isinstance(body.get("variants", []), list):
                 raise StaxError(f"{where}: StaX {family!r} must have 'variants: [...]'")
-            bad = set(body) - {"variants", "description"}
+            bad = set(body) - {"variants", "description", "recipe"}
             if bad:
                 raise StaxError(f"{where}: StaX {family!r}: unknown key(s) {', '.join(bad)}")
+            recipe = body.get("recipe")
+            if recipe is not None and not isinstance(recipe, str):
+                raise StaxError(f"{where}: StaX {family!r}: 'recipe' must be a file name")
             for i, v in enumerate(body.get("variants") or []):
                 try:
-                    out.append(self._variant(str(family), body.get("description"), i, v, f))
+                    img = self._variant(str(family), body.get("description"), i, v, f)
                 except SourceUnavailable as e:
                     self.problems.append(e.message)  # this variant only
+                    continue
+                if recipe:
+                    p = Path(recipe).expanduser()
+                    img.recipe = str(p if p.is_absolute() else f.parent / p)
+                out.append(img)
         return out
 
     @staticmethod

@@ -22,7 +22,7 @@ from . import outcome, staging
 from .backend import JobUpdate
 from .runstate import JobKey, Run, attempt_record, reset
 from .store import LostOwnership, now
-from .transport import TransportError
+from .transport import StepRecords, TransportError
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -119,11 +119,27 @@ async def check_records(engine: Engine) -> None:
     for c in list(by_cluster):  # a remote cluster: one records read per poll interval
         every = remote_poll_interval(engine, c)
         if every:
-            if t < engine._records_due.get(c, 0.0):
+            backend = engine._backends.get(c)
+            answered = backend.health.answered if backend is not None else None
+            due = records_due(engine._records_read.get(c), answered, every)
+            if t < due:
                 del by_cluster[c]
             else:
-                engine._records_due[c] = t + every
+                engine._records_read[c] = t
     await asyncio.gather(*(check_cluster(engine, c, ss) for c, ss in by_cluster.items()))
+
+
+def records_due(last_read: float | None, last_status: float | None, every: float) -> float:
+    """When a remote cluster's records are read next (``time.monotonic()``): half-way between
+    two status answers, so that the two round trips of a poll interval look at the jobs at
+    evenly spread moments (a job's end is seen by whichever comes first: within half an
+    interval, not a whole one); ``every`` after the last read while no status answers (no
+    job known to the scheduler yet, or it is down). At most one read per status answer."""
+    if last_read is None:
+        return 0.0
+    if last_status is not None and last_status > last_read:
+        return last_status + every / 2
+    return last_read + every
 
 
 def remote_poll_interval(engine: Engine, cluster: str) -> float | None:
@@ -149,8 +165,9 @@ async def check_cluster(engine: Engine, cluster: str, steps: Sequence[tuple[Run,
         if not s.state.active or not s.native_id or s.name in run.finalizing:
             continue
         if rec.exit is not None and rec.exit.attempt == s.attempt:
-            engine._spawn(
-                finalize(engine, run, s.name, "record", None, None), f"finalize {run.id}/{s.name}"
+            engine._spawn(  # from the records just read: no second read of them
+                finalize(engine, run, s.name, "record", None, None, known=rec),
+                f"finalize {run.id}/{s.name}",
             )
             continue
         if s.state is not StepState.RUNNING and rec.start and rec.start.attempt == s.attempt:
@@ -166,9 +183,11 @@ async def finalize(
     exit_code: int | None,
     message: str | None,
     gone: bool = False,
+    known: StepRecords | None = None,
 ) -> None:
     """Decide the final state of the current attempt (see :mod:`.outcome`) from the step's
-    records and the scheduler's word; then retry or move the DAG on."""
+    records (``known``: as just read, with the exit record of this attempt) and the
+    scheduler's word; then retry or move the DAG on."""
     s = run.steps[name]
     if s.state.final or name in run.finalizing:
         return
@@ -180,7 +199,8 @@ async def finalize(
                 await marking
         attempt = s.attempt
         scheduler = sched(engine, s)
-        recs = await engine._records(s)
+        fresh = known is not None and known.exit is not None and known.exit.attempt == attempt
+        recs = known if known is not None and fresh else await engine._records(s)
         if recs.exit is None and said != "canceled" and scheduler != "local" and not gone:
             # the exit record may reach a shared filesystem after the scheduler forgot the job
             deadline = time.monotonic() + engine.record_grace
@@ -229,6 +249,10 @@ async def finalize(
         if out.state is StepState.COMPLETED and run.defs[name].outputs:
             # outputs are here before anyone hears the step completed (see .staging)
             fields["files"] = await staging.stage_out(engine, run, name)
+        if run.defs[name].notebook is not None and out.state is not StepState.SKIPPED:
+            from . import notebooks  # the executed notebook comes back, failed ones too
+
+            fields["files"] = await notebooks.bring_back(engine, run, name, fields.get("files"))
         engine._set(run, name, out.state, reason=out.reason, **fields)
         engine._unwatch(JobKey(run.id, name, attempt), s.cluster, s.native_id)
         engine._schedule(run, [name])

@@ -76,18 +76,7 @@ def prepare(
                 f"step {s.name!r} uses launcher 'srun', which needs a Slurm cluster; "
                 f"cluster {c.name!r} uses {c.scheduler!r} (use 'single' or 'mpirun')"
             )
-        if s.sweep is not None and c.remote:
-            problems.append(
-                f"step {s.name!r} is a sweep on the remote cluster {c.name!r}; sweeps run on "
-                "clusters of this machine for now (the instances' records are read here): "
-                "run it on a local cluster, or as separate steps"
-            )
         if opts.detached:
-            if s.sweep is not None:
-                problems.append(
-                    f"step {s.name!r} is a sweep; sweeps run with an engine watching for now: "
-                    "submit without --detach"
-                )
             if not schedulers.native_dependencies(c.scheduler):
                 problems.append(
                     "detached mode queues steps with Slurm or Grid Engine dependencies; "
@@ -294,7 +283,7 @@ def attempt_files(
     cluster: Cluster,
     attempt: int,
     plan: js.ContainerPlan | None,
-    require_completed: Sequence[Path] = (),
+    require_completed: Sequence[Path | tuple[Path, int]] = (),
 ) -> dict[ClusterPath, FileSpec]:
     """The step script and the job script of ``attempt`` (paths in the step directory)."""
     d = Path(s.directory)
@@ -313,6 +302,20 @@ def attempt_files(
         d / js.STEP_SCRIPT: FileSpec(js.render_step_script(step, plan)),
         d / js.JOB_SCRIPT: FileSpec(job),
     }
+
+
+def required_upstream(ex: Execution, step: Step) -> list[Path | tuple[Path, int]]:
+    """What a detached step's job checks before it runs (see ``require_completed`` of
+    :func:`~..core.jobscript.render_job_script`): each upstream step's directory, or for a
+    sweep its directory and instance count."""
+    from ..core import sweep as sw
+
+    out: list[Path | tuple[Path, int]] = []
+    for a in step.after:
+        d = Path(ex.step(a).directory)
+        up = ex.workflow.step(a).sweep
+        out.append((d, len(sw.spec(up))) if up is not None else d)
+    return out
 
 
 def earlier_attempt_moves(step_dir: Path, attempt: int) -> list[tuple[ClusterPath, ClusterPath]]:

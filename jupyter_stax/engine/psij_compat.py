@@ -21,6 +21,15 @@ Where the cluster's transport (see :mod:`.transport`) hooks into PSI/J's batch e
   ``transport.aux_dir`` through the transport before the submit command names it there
   (``get_submit_command``), when the two directories differ (a remote cluster).
 
+Submission in batches (a remote cluster: one round trip for many jobs, see
+``Backend.submit_many``) runs PSI/J's own ``submit`` twice per job, on the same ``Job``, with no
+other internal: :func:`recording` (the submit script is rendered, the files it needs and the
+submit command are noted, and ``_run_command`` stops the submission there with
+:class:`Recorded`: nothing runs, the job stays NEW), then, after ONE transport call wrote every
+job's files and ran every submit command, :func:`replaying` (the same rendering; no file is
+written again, and ``_run_command`` answers with that job's result, which PSI/J parses as
+usual: native id, QUEUED, registered with the poll thread). Both are per thread.
+
 For a local cluster ``transport.aux_dir`` IS PSI/J's work directory, so PSI/J's files stay where
 PSI/J puts them. PSI/J's local executor (``scheduler: local``) starts processes here itself and
 runs no commands: a remote workstation needs an executor of its own over the transport.
@@ -28,13 +37,24 @@ runs no commands: a remote workstation needs an executor of its own over the tra
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import StaxError
-from .transport import TRANSIENT_MARK, FileSpec, Transport, TransportError
+from .transport import (
+    TRANSIENT_MARK,
+    ClusterPath,
+    CommandResult,
+    FileSpec,
+    Transport,
+    TransportError,
+)
 
 #: the directory PSI/J's ScriptBasedLauncher deploys its scripts into (a sha256)
 _DEPLOYED = re.compile(r"^[0-9a-f]{64}$")
@@ -72,6 +92,52 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
         "Slurm's messages for the reasons of failed jobs",
     ),
 )
+
+
+@dataclass
+class Recording:
+    """What one job's submission needs on the cluster (see :func:`recording`): its submit
+    script, written by the batch (PSI/J's launcher scripts are deployed at once, atomically)."""
+
+    files: dict[ClusterPath, FileSpec] = field(default_factory=dict)
+
+
+class Recorded(Exception):
+    """Raised by ``_run_command`` in :func:`recording` mode: the submit command PSI/J would run."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__(" ".join(argv))
+        self.argv = argv
+
+
+_mode = threading.local()
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[Recording]:
+    """In this thread: the routed executors note files instead of writing them, and stop a
+    submission at its submit command (:class:`Recorded`)."""
+    rec = Recording()
+    _mode.value = rec
+    try:
+        yield rec
+    finally:
+        _mode.value = None
+
+
+@contextlib.contextmanager
+def replaying(answer: CommandResult | TransportError) -> Iterator[None]:
+    """In this thread: the routed executors write no file (a batch wrote them) and answer the
+    submit command with ``answer`` (what the batch said of it)."""
+    _mode.value = answer
+    try:
+        yield
+    finally:
+        _mode.value = None
+
+
+def _current() -> Recording | CommandResult | TransportError | None:
+    return getattr(_mode, "value", None)
 
 
 def plugin_class(name: str) -> Any:
@@ -114,8 +180,13 @@ def routed_executor() -> type:
         work_directory: Path
 
         def _run_command(self, cmd: list[str]) -> str:
+            mode = _current()
+            if isinstance(mode, Recording):
+                raise Recorded(list(cmd))
             try:
-                res = self.transport.run(cmd)
+                if isinstance(mode, TransportError):
+                    raise mode
+                res = mode if isinstance(mode, CommandResult) else self.transport.run(cmd)
             except TransportError as e:
                 raise subprocess.CalledProcessError(
                     255, cmd, output=f"{TRANSIENT_MARK}: {e}"
@@ -142,6 +213,8 @@ def routed_executor() -> type:
             once to the cluster's helper directory and named there."""
             wd, there = Path(self.work_directory), Path(self.transport.aux_dir)
             deployed: set[Path] = self.__dict__.setdefault("_stax_deployed", set())
+            lock: threading.Lock = self.__dict__.setdefault("_stax_deploying", threading.Lock())
+            mode = _current()
             out = []
             for word in argv:
                 p = Path(word)
@@ -152,19 +225,30 @@ def routed_executor() -> type:
                 ):
                     out.append(word)
                     continue
-                if src not in deployed:
-                    self.transport.write_files({
-                        there / src.name / f.name: FileSpec(f.read_text(), f.stat().st_mode)
-                        for f in src.iterdir() if f.is_file()
-                    })
-                    deployed.add(src)
+                if src not in deployed and not isinstance(mode, (CommandResult, TransportError)):
+                    # once per executor (batches on other threads wait for it), atomically
+                    # (jobs of an earlier engine may be reading them), also while recording a
+                    # batch (whose files are written in place)
+                    with lock:
+                        if src not in deployed:
+                            self.transport.write_files({
+                                there / src.name / f.name:
+                                    FileSpec(f.read_text(), f.stat().st_mode)
+                                for f in src.iterdir() if f.is_file()
+                            })
+                            deployed.add(src)
                 out.append(str(there / src.name / p.name))
             return out
 
         def get_submit_command(self, job: Any, submit_file_path: Path) -> list[str]:
             if self._remote():
                 there = Path(self.transport.aux_dir) / submit_file_path.name
-                self.transport.write_files({there: FileSpec(submit_file_path.read_text())})
+                mode = _current()
+                spec = FileSpec(submit_file_path.read_text())
+                if isinstance(mode, Recording):
+                    mode.files[there] = spec
+                elif mode is None:
+                    self.transport.write_files({there: spec})
                 submit_file_path = there
             return super().get_submit_command(job, submit_file_path)  # type: ignore[misc,no-any-return]
 

@@ -3,7 +3,9 @@
 Every read the engine asks for in one turn of its event loop (the periodic check of all running
 steps, the outcomes of the jobs one status poll reported ended, ...) becomes ONE
 :meth:`~.transport.Transport.read_records` call on a worker thread: one round trip per cluster,
-whatever the number of steps.
+whatever the number of steps. A remote cluster's reader waits ``window`` seconds (a small
+fraction of a round trip) before it reads, so that the reads the updates of one status poll
+start (they reach the loop one by one, from the poll's thread) are one round trip too.
 
 Threading: :meth:`RecordReader.read_many` is called on the event-loop thread only.
 """
@@ -22,11 +24,14 @@ NONE = StepRecords(None, None)
 class RecordReader:
     """Coalesces the record reads of one cluster (see the module docstring)."""
 
-    def __init__(self, transport: Transport, io: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self, transport: Transport, io: Callable[..., Awaitable[Any]], window: float = 0.0
+    ) -> None:
         self.transport = transport
         self._io = io  # runs a blocking call on a worker thread
+        self.window = window
         self._waiting: dict[str, list[asyncio.Future[StepRecords]]] = {}
-        self._flush: asyncio.Handle | None = None
+        self._flush: asyncio.Handle | asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def read(self, step_dir: str) -> StepRecords:
@@ -42,7 +47,10 @@ class RecordReader:
             self._waiting.setdefault(d, []).append(fut)
             futures[d] = fut
         if self._flush is None and self._waiting:
-            self._flush = loop.call_soon(self._start)
+            self._flush = (
+                loop.call_later(self.window, self._start) if self.window > 0
+                else loop.call_soon(self._start)
+            )
         got = await asyncio.gather(*futures.values())
         return dict(zip(futures, got, strict=True))
 

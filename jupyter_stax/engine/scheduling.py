@@ -2,7 +2,8 @@
 the steps' states (no event loop, no scheduler), tested table-driven.
 
 A step starts when every step it comes after completed; in detached mode also when each of them
-completed or is active at the scheduler with a native id (the scheduler orders them then). A
+completed or is active at the scheduler with a native id and its submission is over (every array
+of a sweep submitted; the scheduler orders them then). A
 pending step whose upstream step ended in anything but ``completed`` is skipped, and the skip
 cascades to its dependants; with ``on_failure: stop`` every pending step is skipped once a step
 failed or was lost.
@@ -134,11 +135,17 @@ def next_moves(
         if all(state(d) is StepState.COMPLETED for d in deps):
             moves.start.append(Start(name))
         elif detached and all(
-            state(d) is StepState.COMPLETED or (state(d).active and steps[d].native_id)
+            state(d) is StepState.COMPLETED
+            or (state(d).active and steps[d].native_id and d not in submitting)
             for d in deps
         ):
+            # a sweep's native id lists its arrays (``123,124``): the step waits for each
             active = tuple(
-                nid for d in deps if state(d).active and (nid := steps[d].native_id) is not None
+                part
+                for d in deps
+                if state(d).active and (nid := steps[d].native_id) is not None
+                for part in nid.split(",")
+                if part
             )
             moves.start.append(Start(name, active))
     return moves

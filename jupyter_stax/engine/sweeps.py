@@ -47,7 +47,7 @@ from ..core.dag import bound_params
 from ..core.errors import SchedulerUnavailable, StaxError
 from ..core.models import Cluster, StepRun, SweepSummary
 from ..core.states import StepState
-from . import planning
+from . import planning, schedulers, staging
 from .backend import JobGone, SubmitError, _kill_tree
 from .runstate import JobKey, Run, attempt_record, reset
 from .schedulers import run_checked, slurm
@@ -102,19 +102,49 @@ class Tracker:
     """instances an element runs at once"""
     front: list[int] = field(default_factory=list)
     """per element: the position of its first instance not known to have started"""
+    skipped: set[int] = field(default_factory=set)
+    """instances whose element did not run them: an upstream step did not complete (detached)"""
     stopping: bool = False
     first_start: float | None = None
     written: str = ""
+    offsets: list[int] = field(default_factory=list)
+    """per job (array): the index of its first element among all (empty: unknown)"""
+    tally: Counter[str] = field(default_factory=Counter)
+    """instances per state, kept as states change (no pass scans every instance)"""
+    running: set[int] = field(default_factory=set)
+    """the instances running now"""
+
+    def __post_init__(self) -> None:
+        self.tally = Counter(self.state)
+        self.running = {i for i, st in enumerate(self.state) if st == "running"}
+
+    def set(self, i: int, st: str) -> None:
+        """Instance ``i`` is in state ``st`` now (every change of ``state`` goes here)."""
+        old = self.state[i]
+        if old == st:
+            return
+        self.tally[old] -= 1
+        self.tally[st] += 1
+        self.state[i] = st
+        if st == "running":
+            self.running.add(i)
+        else:
+            self.running.discard(i)
 
     @property
     def total(self) -> int:
         return len(self.state)
 
+    @property
+    def unfinished(self) -> int:
+        return sum(self.tally[k] for k in STATES if k not in FINAL)
+
     def counts(self) -> dict[str, int]:
-        c = Counter(self.state)
-        return {k: c[k] for k in STATES if c[k]}
+        return {k: self.tally[k] for k in STATES if self.tally[k]}
 
     def failed(self) -> list[int]:
+        if not (self.tally["failed"] or self.tally["lost"] or self.tally["canceled"]):
+            return []
         return [i for i, st in enumerate(self.state) if st in ("failed", "lost", "canceled")]
 
     def summary(self) -> dict[str, Any]:
@@ -149,15 +179,16 @@ class _Written:
     groups: list[list[int]]
 
 
-def submit_step(engine: Engine, run: Run, name: str) -> None:
-    """Start a sweep step's next attempt (called by the engine's scheduling)."""
-    engine._spawn(_submit(engine, run, name), f"submit sweep {run.id}/{name}")
+def submit_step(engine: Engine, run: Run, name: str, after: tuple[str, ...] = ()) -> None:
+    """Start a sweep step's next attempt (called by the engine's scheduling). ``after``:
+    native ids of upstream jobs its array(s) wait for at the scheduler (detached mode)."""
+    engine._spawn(_submit(engine, run, name, after), f"submit sweep {run.id}/{name}")
 
 
-async def _submit(engine: Engine, run: Run, name: str) -> None:
+async def _submit(engine: Engine, run: Run, name: str, after: tuple[str, ...] = ()) -> None:
     s = run.steps[name]
     try:
-        await _submit_attempt(engine, run, s)
+        await _submit_attempt(engine, run, s, after)
     except (LostOwnership, asyncio.CancelledError):
         raise
     except Exception as e:
@@ -167,18 +198,24 @@ async def _submit(engine: Engine, run: Run, name: str) -> None:
             engine._schedule(run, [name])
     finally:
         run.submitting.discard(name)
+    if run.ex.options.detached:
+        engine._schedule(run, [name])  # every array submitted: dependants wait on them all
     if run.ex.state.final and engine._runs.get(run.id) is run:
         engine._finish(run)
 
 
-async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
+async def _submit_attempt(
+    engine: Engine, run: Run, s: StepRun, after: tuple[str, ...] = ()
+) -> None:
     """Write the attempt's files, submit its job(s), start tracking it."""
     name = s.name
     cluster = engine.clusters.get(s.cluster)
     attempt = s.attempt + 1
     max_array = node_cpus = None
+    style = schedulers.array_style(cluster.scheduler)
+    if style is not None:
+        max_array = await _max_array_size(engine, cluster, style)
     if cluster.scheduler == slurm.NAME:
-        max_array = await _max_array_size(engine, cluster)
         node_cpus = await _node_cpus(engine, cluster)
     while True:
         try:
@@ -194,6 +231,8 @@ async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
     s.attempt, s.job_name = attempt, js.job_name(run.id, name)
     tr = _new_tracker(engine, run, name, attempt, w.todo, w.done)
     tr.pack, tr.elements, tr.groups, tr.width = w.pack, w.elements, w.groups, w.width
+    if all(size for _, size in w.runners):  # arrays: where each one's elements start
+        tr.offsets = [sum(size for _, size in w.runners[:j]) for j in range(len(w.runners))]
     if not w.todo:  # every instance completed in earlier attempts
         engine._set(run, name, StepState.COMPLETED, reason=None, exit_code=0)
         await _write_summary(engine, tr)
@@ -208,7 +247,7 @@ async def _submit_attempt(engine: Engine, run: Run, s: StepRun) -> None:
     for j, (script, size) in enumerate(w.runners):
         if run.ex.cancel_requested:
             break
-        req = _request(run, s, step, cluster, script, size, w, attempt)
+        req = _request(run, s, step, cluster, script, size, w, attempt, after)
         key = JobKey(run.id, f"{name}[{j}]", attempt)
         native = await _submit_job(engine, run, s, cluster, key, req)
         if native is None:  # refused: the arrays already submitted go too
@@ -256,6 +295,7 @@ def _request(
     size: int,
     w: _Written,
     attempt: int,
+    after: tuple[str, ...] = (),
 ) -> js.JobRequest:
     """One job (an array of ``size`` elements, or with 0 one job of every instance)."""
     r = step.resources
@@ -263,8 +303,9 @@ def _request(
     per = max(1, math.ceil((w.pack if size else len(w.todo)) / width))  # rounds of instances
     cap = sw.element_cap(step.max_parallel, width)
     attrs = {}
-    if size:
-        attrs = slurm.array_attributes(size, None if cap is None else max(1, cap // len(w.runners)))
+    style = schedulers.array_style(cluster.scheduler)
+    if size and style is not None:
+        attrs = style.attributes(size, None if cap is None else max(1, cap // len(w.runners)))
     d = Path(s.directory)
     return js.JobRequest(
         execution_id=run.id,
@@ -283,6 +324,7 @@ def _request(
         memory_bytes=r.memory_bytes * width if r.memory_bytes else None,
         queue=cluster.queue,
         account=cluster.account,
+        after_native_ids=after,
         custom_attributes=attrs,
     )
 
@@ -315,14 +357,16 @@ def _write_attempt(
     finished = set(done)
     todo = [i for i in range(n) if i not in finished]
     local = cluster.scheduler == "local"
-    array = cluster.scheduler == slurm.NAME
+    style = schedulers.array_style(cluster.scheduler)
+    array = style is not None
     pack = (
         step.pack
         if isinstance(step.pack, int)
-        else sw.auto_pack(len(todo), step.expected_seconds)
+        else sw.balanced(len(todo), sw.auto_pack(len(todo), step.expected_seconds))
     )
-    if local:
-        width = step.max_parallel or max(2, os.cpu_count() or 1)
+    if local:  # on this machine its CPUs; a remote workstation's are not known here
+        here = max(2, os.cpu_count() or 1) if not cluster.remote else PACK_WIDTH
+        width = step.max_parallel or here
     elif array:
         fit = max(1, (node_cpus or 1) // (step.resources.cpus_per_task or 1))
         width = min(pack, step.max_parallel or pack, PACK_WIDTH, fit)
@@ -331,7 +375,14 @@ def _write_attempt(
     elements = sw.plan_elements(todo, pack) if array else [todo]
     wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
     base = bound_params(run.ex.workflow, run.ex.params, step)
+    # detached: each instance checks its upstream steps' records (the scheduler only orders)
+    required = planning.required_upstream(run.ex, step) if run.ex.options.detached else ()
     transport.make_dirs([d, *(d / str(i) for i in todo)])
+    # the step's inputs, into the step directory (its instances read them from ``..``)
+    if step.inputs:
+        staged = staging.stage_in(run.ex, step, s, cluster, attempt, engine._cluster_transport)
+        if staged is not None:
+            s.files = staged
     if attempt > 1:
         transport.rename(
             [m for i in todo for m in planning.earlier_attempt_moves(d / str(i), attempt)]
@@ -376,15 +427,15 @@ def _write_attempt(
     files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
     runners: list[tuple[Path, int]] = []
     cpi = None if local else (step.resources.cpus_per_task or 1)
-    if array:
+    if style is not None:
         for j, (offset, size) in enumerate(
-            slurm.split_array(len(elements), max_array or slurm.DEFAULT_MAX_ARRAY_SIZE)
+            slurm.split_array(len(elements), max_array or style.max_size)
         ):
             path = d / f"{sw.RUNNER}.{attempt}.{j}.sh"
             files[str(path)] = FileSpec(
                 sw.render_runner(
                     step_dir=str(d), attempt=attempt, offset=offset, width=width,
-                    cpus_per_instance=cpi, array=True,
+                    cpus_per_instance=cpi, array=style.index, required=required,
                 ),
                 0o755,
             )
@@ -394,7 +445,7 @@ def _write_attempt(
         files[str(path)] = FileSpec(
             sw.render_runner(
                 step_dir=str(d), attempt=attempt, offset=0, width=width,
-                cpus_per_instance=cpi, array=False,
+                cpus_per_instance=cpi, array=False, required=required,
             ),
             0o755,
         )
@@ -418,18 +469,21 @@ def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:
             os.chmod(path, spec.mode)
 
 
-async def _max_array_size(engine: Engine, cluster: Cluster) -> int:
-    """The cluster's MaxArraySize, asked once (``scontrol show config``); Slurm's default
-    when it cannot be read."""
+async def _max_array_size(engine: Engine, cluster: Cluster, style: schedulers.ArrayStyle) -> int:
+    """The elements one array may have on the cluster, asked once (Slurm: MaxArraySize of
+    ``scontrol show config``; Grid Engine: ``max_aj_tasks``); the scheduler's default when it
+    cannot be read."""
     got = _MAX_ARRAY.get(cluster.name)
     if got is None:
+        if style.max_size_command is None or style.parse_max_size is None:
+            return style.max_size
         tr = engine._transport(cluster)
         try:
-            out = await engine._blocking(run_checked, tr, slurm.MAX_ARRAY_SIZE_COMMAND, 60.0)
-            got = slurm.parse_max_array_size(out)
+            out = await engine._blocking(run_checked, tr, style.max_size_command, 60.0)
+            got = style.parse_max_size(out)
         except SchedulerUnavailable as e:
-            log.warning("MaxArraySize of %s unknown (%s); assuming Slurm's default", cluster, e)
-            return slurm.DEFAULT_MAX_ARRAY_SIZE
+            log.warning("array size limit of %s unknown (%s); assuming the default", cluster, e)
+            return style.max_size
         _MAX_ARRAY[cluster.name] = got
     return got
 
@@ -471,16 +525,24 @@ async def _track(engine: Engine, tr: Tracker) -> None:
     cluster = engine.clusters.get(s.cluster)
     backend = engine._backend(cluster)
     reader = engine._reader(s.cluster)
-    interval = max(0.1, min(engine.record_interval, cluster.effective_poll_interval))
-    grace = min(1.0, engine.record_grace) if cluster.scheduler == "local" else engine.record_grace
+    # a remote cluster's records: once per poll interval (each read is a round trip on a
+    # shared login node, batched with the other steps' reads of that turn)
+    interval = (
+        cluster.effective_poll_interval
+        if cluster.remote
+        else max(0.1, min(engine.record_interval, cluster.effective_poll_interval))
+    )
+    here = cluster.scheduler == "local" and not cluster.remote
+    grace = min(1.0, engine.record_grace) if here else engine.record_grace
     ended_at: float | None = None
     last_write = 0.0
+    told = False  # the first reconcile pass after an adoption (see observing.answered)
     try:
         while True:
             if engine._runs.get(run.id) is not run or s.attempt != tr.attempt or s.state.final:
                 return
             try:
-                await _read_records(tr, reader)
+                await _read_records(tr, reader, _waiting(tr, backend))
             except (TransportError, StaxError) as e:
                 log.warning("records of sweep %s/%s: %s", run.id, tr.name, e)
                 await asyncio.sleep(interval)
@@ -490,17 +552,18 @@ async def _track(engine: Engine, tr: Tracker) -> None:
             ]
             if s.state.final or s.attempt != tr.attempt:
                 return
-            running = any(tr.state[i] == "running" for i in tr.todo)
+            running = bool(tr.running)
             if s.state is not StepState.RUNNING and (running or "running" in jobs):
                 t = tr.first_start or time.time()
                 engine._set(run, tr.name, StepState.RUNNING, started_at=_utc(t))
             elif s.state is StepState.SUBMITTED and jobs and all(j == "queued" for j in jobs):
                 engine._set(run, tr.name, StepState.QUEUED)
-            for i in tr.todo:
-                if tr.state[i] == "pending" and jobs and all(j is not None for j in jobs):
-                    tr.state[i] = "queued"
-            pending = [i for i in tr.todo if tr.state[i] not in FINAL]
-            failed_now = any(tr.state[i] in ("failed", "lost") for i in tr.todo)
+            if tr.tally["pending"] and jobs and all(j is not None for j in jobs):
+                for i in tr.todo:
+                    if tr.state[i] == "pending":
+                        tr.set(i, "queued")
+            pending = tr.unfinished
+            failed_now = bool(tr.tally["failed"] or tr.tally["lost"])
             if (
                 failed_now and pending and not tr.stopping
                 and run.ex.workflow.on_failure == "stop"
@@ -514,17 +577,22 @@ async def _track(engine: Engine, tr: Tracker) -> None:
                 if ended_at is None:
                     ended_at = time.monotonic()
                 elif time.monotonic() - ended_at >= grace:
-                    for i in pending:  # the job ended and no exit record came
-                        tr.state[i] = "canceled" if tr.stopping else "lost"
+                    for i in tr.todo:  # the job ended and no exit record came
+                        if tr.state[i] not in FINAL:
+                            tr.set(i, "canceled" if tr.stopping else "lost")
                     await _decide(engine, tr)
                     return
             if time.monotonic() - last_write >= 1.0:
                 last_write = time.monotonic()
                 await _write_summary(engine, tr)
+            if not told and all(j is not None for j in jobs):
+                told = True  # every instance's records read, every array's state known
+                engine._answered(run, tr.name)
             await asyncio.sleep(interval)
     except LostOwnership:
         pass
     finally:
+        engine._answered(run, tr.name)
         if _trackers(engine).get((run.id, tr.name)) is tr and (
             s.state.final or engine._runs.get(run.id) is not run
         ):
@@ -532,7 +600,21 @@ async def _track(engine: Engine, tr: Tracker) -> None:
                 await _write_summary(engine, tr)
 
 
-async def _read_records(tr: Tracker, reader: Any) -> None:
+def _waiting(tr: Tracker, backend: Any) -> set[int] | None:
+    """The elements (numbered across the sweep's arrays) that the scheduler showed still
+    waiting at its last status query; None when it does not say."""
+    if not tr.offsets or len(tr.offsets) != len(tr.natives):
+        return None
+    out: set[int] = set()
+    for offset, native in zip(tr.offsets, tr.natives, strict=True):
+        got = backend.waiting_elements(native)
+        if got is None:
+            return None
+        out.update(offset + e for e in got)
+    return out
+
+
+async def _read_records(tr: Tracker, reader: Any, waiting: set[int] | None = None) -> None:
     """Read the records that may have changed since the last pass and apply them.
 
     Each element's runner starts its instances in order, at most ``width`` at once: the
@@ -540,7 +622,8 @@ async def _read_records(tr: Tracker, reader: Any) -> None:
     instances from the first not started one (``front``) on, in a window that doubles while
     everything in it has started, are read, plus those known to run: a sweep of 100,000 does
     not cost 200,000 file reads per poll, and a backlog is caught up in a few rounds. Without
-    the elements (after a restart) every unfinished instance is read."""
+    the elements (after a restart) every unfinished instance is read. Elements the scheduler
+    still shows waiting (``waiting``: Slurm lists them) are not read at all."""
     def dirs(ids: set[int] | list[int]) -> list[str]:
         return [str(tr.step_dir / str(i)) for i in sorted(ids)]
 
@@ -552,8 +635,8 @@ async def _read_records(tr: Tracker, reader: Any) -> None:
     if len(tr.front) != len(tr.groups):
         tr.front = [0] * len(tr.groups)
     window = [2 * tr.width] * len(tr.groups)
-    active = list(range(len(tr.groups)))
-    ids = {i for i in tr.todo if tr.state[i] == "running"}
+    active = [g for g in range(len(tr.groups)) if waiting is None or g not in waiting]
+    ids = set(tr.running)
     while active:
         for g in active:
             group, f = tr.groups[g], tr.front[g]
@@ -581,9 +664,11 @@ def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None
         if rec.exit is not None and rec.exit.attempt == tr.attempt:
             code = rec.exit.exit_code
             tr.exit[i] = code
-            tr.state[i] = "completed" if code == 0 else "failed"
+            tr.set(i, "completed" if code == 0 else "failed")
+            if rec.exit.skipped:
+                tr.skipped.add(i)
         elif rec.start is not None and rec.start.attempt == tr.attempt:
-            tr.state[i] = "running"
+            tr.set(i, "running")
             if tr.first_start is None or rec.start.time < tr.first_start:
                 tr.first_start = rec.start.time
 
@@ -600,6 +685,16 @@ async def _decide(engine: Engine, tr: Tracker) -> None:
         return
     if not failed:
         engine._set(run, tr.name, StepState.COMPLETED, reason=None, exit_code=0)
+        engine._schedule(run, [tr.name])
+        return
+    if set(failed) <= tr.skipped:  # detached: an upstream step did not complete
+        bad = [
+            f"{a!r} {run.steps[a].state.value}"
+            for a in run.defs[tr.name].after
+            if run.steps[a].state.final and run.steps[a].state is not StepState.COMPLETED
+        ]
+        why = f"upstream step {bad[0]}" if bad else "an upstream step did not complete"
+        engine._set(run, tr.name, StepState.SKIPPED, reason=f"not run: {why}")
         engine._schedule(run, [tr.name])
         return
     reason = failed_reason(tr)
@@ -683,7 +778,7 @@ async def _cancel_jobs(engine: Engine, run: Run, s: StepRun, tr: Tracker | None)
         tries = 0
         while True:
             try:
-                if cluster.scheduler == "local":
+                if cluster.scheduler == "local" and not cluster.remote:
                     await engine._blocking(_kill_tree, int(native))
                 else:
                     await engine._blocking(backend.cancel, key, native)
@@ -714,7 +809,7 @@ async def cancel(engine: Engine, run: Run, s: StepRun) -> None:
             _apply_records(tr, pending, got)
         for i in tr.todo:
             if tr.state[i] not in FINAL:
-                tr.state[i] = "canceled"
+                tr.set(i, "canceled")
         await _write_summary(engine, tr)
     if not s.state.final:
         engine._set(run, s.name, StepState.CANCELED, reason="canceled by request")
@@ -758,7 +853,7 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
                 previous = s.state
                 reset(s, "resubmitting: the engine stopped during submission")
                 engine._commit(run, s, previous)
-                return
+                return  # nothing to check: resume's own answer ends the pass
             s.native_id = found
             engine._commit(run, s, s.state)
         finally:
@@ -766,6 +861,8 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
     step = run.defs[s.name]
     n = len(sw.spec(step.sweep or {}))
     d = Path(s.directory)
+    if run.unchecked is not None:  # answered once its tracker has read every instance
+        run.unchecked.add(s.name)
     recs = await engine._reader(s.cluster).read_many([str(d / str(i)) for i in range(n)])
     done = []
     for i in range(n):
@@ -789,7 +886,6 @@ async def resume(engine: Engine, run: Run, s: StepRun) -> None:
             tr.gone.add(j)
     if run.ex.cancel_requested:
         await cancel(engine, run, s)
+        engine._answered(run, s.name)
         return
     engine._spawn(_track(engine, tr), f"track sweep {run.id}/{s.name}")
-
-

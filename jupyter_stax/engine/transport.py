@@ -20,6 +20,9 @@ Contract (every implementation):
   call (a remote transport: one round trip), and so do ``write_files``/``rename``/``remove``
   for their lists. The engine reads the records of all running steps of a cluster with one call
   per poll; PSI/J's status poll is one ``squeue`` per poll, one :meth:`Transport.run` call.
+  Submission is batched as well where a call is a round trip (:attr:`Transport.batch_limit`):
+  the files of every step that became ready together in one :meth:`Transport.write_steps`, and
+  their submit scripts and submit commands in one :meth:`Transport.run_many`.
 * :class:`TransportError` is TRANSIENT: the cluster did not answer (a connection lost, a login
   node down, a command that hung past its timeout). The engine warns on the execution and tries
   again later; it never fails a step or forgets a job because of it. Anything else that a call
@@ -105,6 +108,10 @@ class Transport(ABC):
     #: a directory on the cluster for the scheduler's helper files (PSI/J's job-side ``.out``,
     #: ``.ec``, ``.nodefile`` and submit scripts)
     aux_dir: Path
+    #: how many steps' submission work (:meth:`write_steps`, :meth:`run_many`) one call should
+    #: carry: 1 where a call costs nothing (local files and subprocesses: steps are submitted
+    #: one by one, several at once), many where every call is a round trip (a remote cluster)
+    batch_limit: int = 1
 
     @abstractmethod
     def run(
@@ -131,6 +138,59 @@ class Transport(ABC):
     @abstractmethod
     def symlink(self, link: ClusterPath, target: ClusterPath) -> None:
         """Make ``link`` point to ``target`` (replacing a link that points elsewhere)."""
+
+    @abstractmethod
+    def write_steps(
+        self,
+        dirs: Sequence[ClusterPath],
+        moves: Sequence[tuple[ClusterPath, ClusterPath]],
+        files: Mapping[ClusterPath, FileSpec],
+    ) -> None:
+        """The files of many steps in ONE call: make ``dirs`` (and parents), then rename
+        ``moves`` in order (a missing source is skipped, and so is a move whose target exists:
+        a call tried again never moves this attempt's new files over the earlier attempt's),
+        then write ``files`` (parents made, an existing file replaced). Unlike
+        :meth:`write_files`, a file may be seen half-written while the call runs (a remote
+        transport writes them all with one ``tar``): for files nobody reads before the call
+        returns (the scripts of an attempt not yet submitted)."""
+
+    def run_many(
+        self,
+        commands: Sequence[Sequence[str]],
+        *,
+        files: Mapping[ClusterPath, FileSpec] | None = None,
+        links: Sequence[tuple[ClusterPath, ClusterPath]] = (),
+        timeout: float | None = None,
+    ) -> list[CommandResult | TransportError]:
+        """Write ``files`` (as :meth:`write_steps` writes them: for files nobody reads
+        meanwhile, e.g. new submit scripts) and make the symbolic ``links`` (``(link,
+        target)``, as :meth:`symlink`), then run each command to its end, in order and with no
+        stdin: ONE call where a call is a round trip. Each command's result, or the
+        TransportError of one whose answer did not come back (it may have run: a ``sbatch``
+        whose answer was lost).
+        Raises TransportError when nothing came back, and a StaxError (nothing ran) when the
+        files could not be written. ``timeout``: for the whole call.
+
+        This default writes, then runs the commands one by one (a local cluster)."""
+        if files:
+            self.write_files(files)
+        for link, target in links:
+            self.symlink(link, target)
+        out: list[CommandResult | TransportError] = []
+        for argv in commands:
+            try:
+                out.append(self.run(argv, timeout=timeout))
+            except TransportError as e:
+                out.append(e)
+        return out
+
+    def remove_later(self, paths: Sequence[ClusterPath]) -> None:
+        """Remove files that may wait (helper files of ended jobs): a remote transport removes
+        them with its next script (a records read, a submission) instead of a round trip of
+        their own, or when it closes. Never raises; missing files are fine. This default
+        removes them now."""
+        with contextlib.suppress(OSError, TransportError):
+            self.remove(paths)
 
     @abstractmethod
     def read_records(self, step_dirs: Sequence[ClusterPath]) -> dict[str, StepRecords]:
@@ -251,6 +311,16 @@ class LocalTransport(Transport):
         for p in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
+
+    def write_steps(
+        self,
+        dirs: Sequence[ClusterPath],
+        moves: Sequence[tuple[ClusterPath, ClusterPath]],
+        files: Mapping[ClusterPath, FileSpec],
+    ) -> None:
+        self.make_dirs(dirs)
+        self.rename([(a, b) for a, b in moves if not os.path.lexists(b)])
+        self.write_files(files)
 
     def symlink(self, link: ClusterPath, target: ClusterPath) -> None:
         link = Path(link)

@@ -362,6 +362,8 @@ def step_summary(step: models.Step) -> str:
     """One line: what the step asks for (``bash, 5 lines; ntasks=1, time=00:05:00``)."""
     lines = len(step.run.strip().splitlines())
     parts = [f"{step.language}, {lines} line{'s' if lines != 1 else ''}"]
+    if step.notebook is not None:
+        parts = [f"notebook {step.notebook}"]
     if step.software is not None:
         what = step.software if isinstance(step.software, str) else "inline"
         parts = [
@@ -432,6 +434,12 @@ class Execution:
     def refresh(self) -> Execution:
         self.model = self.service.get(self.model.id)
         return self
+
+    def executed_notebook(self, step: str | None = None) -> Path | None:
+        """A notebook step's executed copy here (see :mod:`.notebooks`); None until it ended."""
+        from ..core.notebooks import executed_notebook
+
+        return executed_notebook(self.model, step)
 
     def wait(
         self, timeout: float | None = None, *, check: bool = True, interval: float = 0.5
@@ -508,6 +516,18 @@ class Execution:
             self,
             details,
         )
+
+    def result(
+        self, step: str, index: int | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """The return value of the function task ``step`` (``index``: of that element of a
+        map), read from its step directory: also after a kernel restart, from an execution
+        found with :meth:`attach`. Waits until the step is final; TaskFailed (with the remote
+        traceback) when it raised, UpstreamFailed when an upstream task failed (see
+        :mod:`jupyter_stax.kernel.tasks`)."""
+        from .taskresults import load_result
+
+        return load_result(self, step, index, timeout)
 
     def logs(self, step: str, stream: str = "stdout", *, attempt: int | None = None) -> str:
         """The whole output of a step so far (``stream``: stdout or stderr)."""

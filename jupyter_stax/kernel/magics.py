@@ -4,7 +4,7 @@
   the cell body; it runs nothing and shows a one-line summary.
 * ``%stax_submit [STEP ...] [--cluster C] [--param K=V] [--detach] [--wait]`` submits the named
   steps and everything they depend on (all steps when none is named), returns the Execution
-  at once and shows a live monitor.
+  at once and shows a live monitor; ``%stax_submit --notebook FILE.ipynb`` runs a notebook.
 * ``%stax SUBCOMMAND``: clusters, images, list, status, watch, cancel, retry, logs, export,
   show, remove, reset, picker, help.
 
@@ -59,6 +59,10 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
     step did not complete. Values are text for the shell-like option line: quote spaces and
     quotes, e.g. --param msg='a b', or from Python: --param msg={shlex.quote(msg)}.
     Whatever the value, a step gets it as data (never run as code).
+run = %stax_submit --notebook FILE.ipynb [--param K=V ...] [--cluster C] [--image I]
+                   [--cpus-per-task N] [--gpus N] [--mem 4G] [--time HH:MM:SS] [--wait]
+    run a whole notebook on the cluster (papermill), --param values injected after its
+    cell tagged `parameters`; the executed copy comes back as FILE.<execution id>.ipynb
 
 %stax clusters [NAME]             the clusters you can submit to; NAME: its live numbers
                                   (and a remote cluster's SSH connection)
@@ -76,6 +80,9 @@ run = %stax_submit [STEP ...] [--cluster C] [--param K=V ...] [--name N]
                                   that shares this file system); a different local file is kept
 %stax show                        the notebook's workflow as a workflow file (YAML)
 %stax export FILE [--param K=V]   write it (jupyter stax run FILE runs it), with defaults
+%stax export FILE --task NAME [--param K=V]
+                                  the @stax.task function NAME as a workflow file (its
+                                  arguments are the workflow's parameters)
 %stax export-crate [ID] [--to FILE.zip | --dir DIR] [--license URL|SPDX]
                                   a finished execution as a Workflow Run RO-Crate
 %stax remove STEP | reset         forget one step / every step
@@ -199,7 +206,18 @@ def _submit_parser() -> MagicParser:
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, help="seconds --wait waits at most")
     p.add_argument("--no-monitor", action="store_true", help="do not show the live monitor")
+    nb = p.add_argument_group("a notebook as the step (see jupyter_stax.core.notebooks)")
+    nb.add_argument("--notebook", metavar="FILE.ipynb")
+    nb.add_argument("--image")
+    nb.add_argument("--cpus-per-task", type=int)
+    nb.add_argument("--gpus", type=int)
+    nb.add_argument("--mem", dest="memory")
+    nb.add_argument("--time")
     return p
+
+
+#: options of %stax_submit that only a --notebook submission takes
+_NOTEBOOK_ONLY = ("image", "cpus_per_task", "gpus", "memory", "time")
 
 
 def _now() -> datetime:
@@ -316,21 +334,52 @@ class StaxMagics:
 
     def _submit(self, line: str) -> Execution:
         a = _submit_parser().parse_args(_split(line, "%stax_submit"))
-        wf = self.workflow.copy(a.name) if a.name else self.workflow
-        ex = wf.submit(
-            a.cluster,
-            params=_params(a.param, "%stax_submit"),
-            steps=a.steps or None,
-            detach=a.detach,
-            on_failure=a.on_failure,
-            service=self.service,
-        )
+        if a.notebook is not None:
+            ex = self._submit_notebook(a)
+        else:
+            given = [f"--{k.replace('_', '-')}" for k in _NOTEBOOK_ONLY if getattr(a, k)]
+            if given:
+                raise UsageError(
+                    f"%stax_submit: {', '.join(given)} go with --notebook; a step of the "
+                    "notebook's workflow sets its own (%%stax_task --image ...)"
+                )
+            wf = self.workflow.copy(a.name) if a.name else self.workflow
+            ex = wf.submit(
+                a.cluster,
+                params=_params(a.param, "%stax_submit"),
+                steps=a.steps or None,
+                detach=a.detach,
+                on_failure=a.on_failure,
+                service=self.service,
+            )
         self.last = ex
         if not a.no_monitor:
             self._show_monitor(ex)
         if a.wait:
             ex.wait(a.timeout)  # ExecutionFailed -> one line
         return ex
+
+    def _submit_notebook(self, a: argparse.Namespace) -> Execution:
+        """``%stax_submit --notebook FILE.ipynb``: the notebook as a one-step workflow."""
+        from .notebooks import run_notebook
+
+        if a.steps or a.detach or a.on_failure:
+            raise UsageError(
+                "%stax_submit: --notebook runs that notebook alone: drop STEP names, --detach "
+                "and --on-failure"
+            )
+        return run_notebook(
+            a.notebook,
+            cluster=a.cluster,
+            params=_params(a.param, "%stax_submit"),
+            image=a.image,
+            name=a.name,
+            cpus_per_task=a.cpus_per_task,
+            gpus=a.gpus,
+            memory=a.memory,
+            time=a.time,
+            service=self.service,
+        )
 
     def _show_monitor(self, ex: Execution) -> None:
         if in_kernel():
@@ -510,7 +559,18 @@ class StaxMagics:
         p = MagicParser("%stax export")
         p.add_argument("file")
         p.add_argument("--param", action="append", metavar="K=V", help="default values")
+        p.add_argument("--task", metavar="NAME", help="a @stax.task function of the notebook")
         a = p.parse_args(args)
+        if a.task is not None:
+            from .taskexport import export
+            from .tasks import TaskFunction
+
+            fn = self.shell.user_ns.get(a.task)
+            if not isinstance(fn, TaskFunction):
+                raise UsageError(f"%stax export --task: {a.task!r} is not a @stax.task function")
+            path = export(fn, a.file, params=_params(a.param, "%stax export"))
+            print(f"wrote {path}; run it with: jupyter stax run {path} --param NAME=VALUE ...")
+            return
         wf = self.workflow.copy()
         wf.params.update(_params(a.param, "%stax export"))
         try:

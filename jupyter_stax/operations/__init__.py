@@ -64,6 +64,7 @@ from .requests import refuse_outside_root, refuse_server_paths
 if TYPE_CHECKING:
     from ..core.api import ImageList
     from ..core.clusters import ClusterRegistry
+    from ..core.nbparams import NotebookParameters
     from ..core.stepfiles import StepFileList
     from ..engine.builds.run import BuildReport, Progress
     from ..engine.engine import Engine
@@ -232,6 +233,14 @@ class Operations:
         cat = Catalog.load(self._image_catalogs())
         return {x for i in cat.images for x in (i.name, i.reference, i.family)}
 
+    def catalog_files(self) -> list[str]:
+        """The catalog files among the catalog sources (a build may add variants to them)."""
+        from ..engine.catalog import default_specs
+        from ..engine.image_sources import CatalogFile
+
+        specs = self._image_catalogs()
+        return [s for s in (default_specs() if specs is None else specs) if CatalogFile.claims(s)]
+
     # ------------------------------------------------------------------ builds (issue 18)
     def build(
         self, request: BuildRequest, emit: Callable[[Progress], None] | None = None
@@ -389,19 +398,20 @@ class Operations:
             offset = int(cursor) if cursor else 0
         except ValueError:
             raise BadRequest(f"cursor {cursor!r} is not one this API gave") from None
-        if self._remote_cluster(ex, s) is not None:
-            # the instances' records live on the cluster; listing them through the transport
-            # is the next slice of sweeps (issue 15): say so rather than read this machine's
-            raise Conflict(
-                f"step {s.name!r} ran on a remote cluster: its instances are not listed yet "
-                "(the step's counts are in its status)"
-            )
         spec = sw.spec(definition)
         d = Path(s.directory)
         total = len(spec)
-        records = [
-            (read_start_record(d / str(i)), read_exit_record(d / str(i))) for i in range(total)
-        ]
+        remote = self._remote_cluster(ex, s)
+        if remote is not None:
+            # the instances' records live on the cluster: ONE records read through its
+            # transport (TransportError when it does not answer)
+            got = self.transport(remote).read_records([str(d / str(i)) for i in range(total)])
+            records = [(got[k].start, got[k].exit) for k in (str(d / str(i)) for i in range(total))]
+        else:
+            records = [
+                (read_start_record(d / str(i)), read_exit_record(d / str(i)))
+                for i in range(total)
+            ]
         states = sw.instance_states(total, s.attempt, records, s.sweep)
         order = sw.page_order(states, state)
         picked = order[offset : offset + limit]
@@ -472,6 +482,12 @@ class Operations:
         return fetch(
             self._store(), self._registry(), self.get(execution_id), request, progress=progress
         )
+
+    def notebook_parameters(self, path: str | None, root: str | None) -> NotebookParameters:
+        """A notebook's parameters, its path inside ``root`` (see :mod:`.notebooks`)."""
+        from .notebooks import parameters_in_root
+
+        return parameters_in_root(path, root)
 
     def retryable(self, execution_id: str) -> Execution:
         """The execution when it can be retried (:func:`check_retry`), else Conflict."""

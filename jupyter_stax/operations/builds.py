@@ -55,6 +55,8 @@ class BuildRequest(BaseModel):
 class BuildStatus(BaseModel):
     """A background build (``GET stax/api/builds/{id}``)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     status: BuildState
     message: str = ""
@@ -68,6 +70,8 @@ class BuildStatus(BaseModel):
 
 
 class BuildLog(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     status: BuildState
     text: str = Field(description="progress lines, then each variant's builder log")
@@ -109,9 +113,13 @@ def summary_rows(report: BuildReport) -> list[list[str]]:
     ]
 
 
-def plan_request(registry: ClusterRegistry, req: BuildRequest) -> Plan:
-    """Every check before a build (unknown cluster, recipe errors, base, builder)."""
-    c = registry.get(req.cluster) if req.cluster else None
+def plan_request(registry: ClusterRegistry | None, req: BuildRequest) -> Plan:
+    """Every check before a build (unknown cluster, recipe errors, base, builder).
+    ``registry`` may be None when the request names no cluster (the CLI then reads no
+    clusters file)."""
+    if req.cluster and registry is None:
+        raise ValueError("a build for a cluster needs the cluster registry")
+    c = registry.get(req.cluster) if req.cluster and registry is not None else None
     return plan_build(
         req.recipe,
         cluster=(c.name, c.traits) if c else None,
@@ -135,7 +143,9 @@ def finish(plan: Plan, req: BuildRequest, emit: Callable[[Progress], None] | Non
 
 
 def build_now(
-    registry: ClusterRegistry, req: BuildRequest, emit: Callable[[Progress], None] | None = None
+    registry: ClusterRegistry | None,
+    req: BuildRequest,
+    emit: Callable[[Progress], None] | None = None,
 ) -> BuildReport:
     return finish(plan_request(registry, req), req, emit)
 

@@ -283,12 +283,15 @@ class OpenAPIHandler(StaxHandler):
 
 class BuildsHandler(StaxHandler):
     """``POST stax/api/builds``: plan (refused here: 400/404/503) and start a build; 201 + id.
-    The recipe (and a catalog file) are paths relative to the server's root directory."""
+    The recipe (and a catalog file) are paths relative to the server's root directory; the
+    catalog may also be one of the catalog files the server reads."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = inputs.build_request(self.request.body, self.serverapp.root_dir)
+        req = inputs.build_request(
+            self.request.body, self.serverapp.root_dir, self.ops.catalog_files()
+        )
         st = await asyncio.to_thread(self.ops.start_build, req)
         self.set_header("Location", url_path_join(self.base_url, API, "builds", st.id))
         self.reply(st, 201)
@@ -306,6 +309,14 @@ class BuildLogHandler(StaxHandler):
     @authorized
     async def get(self, build_id: str) -> None:
         self.reply(await asyncio.to_thread(self.ops.build_jobs.log, build_id))
+
+
+class NotebookParametersHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.get_query_argument("path", None)
+        self.reply(await asyncio.to_thread(self.ops.notebook_parameters, path, self.root_dir))
 
 
 class NoEndpointHandler(StaxHandler):
@@ -362,6 +373,7 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/builds", BuildsHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)/log", BuildLogHandler),
+    (rf"{API}/notebook-parameters", NotebookParametersHandler),
     (rf"{API}/info", InfoHandler),
     (rf"{API}/openapi\.json", OpenAPIHandler),
     (rf"{API}(?P<rest>/.*)?", NoEndpointHandler),

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -143,10 +144,11 @@ def fetch_request(body: bytes) -> FetchRequest:
     return to_model(FetchRequest, data, source="fetch request", error=BadRequest)
 
 
-def build_request(body: bytes, root_dir: str) -> BuildRequest:
+def build_request(body: bytes, root_dir: str, catalogs: Sequence[str] = ()) -> BuildRequest:
     """A build request (:class:`~jupyter_stax.operations.builds.BuildRequest`) whose recipe and
-    catalog paths are inside the server's root directory (what its users may name); Forbidden
-    for one outside it."""
+    catalog paths are inside the server's root directory (what its users may name), or whose
+    catalog is one of the catalog files the server reads (``catalogs``: where the sidebar's
+    "Build for cluster..." adds a family's new variant); Forbidden for one outside."""
     from pathlib import Path
 
     from ..core.errors import Forbidden
@@ -158,12 +160,15 @@ def build_request(body: bytes, root_dir: str) -> BuildRequest:
     except ValidationError as e:
         raise invalid_body(e, data) from None
     root = Path(root_dir).expanduser().resolve()
-    paths = {}
+    paths: dict[str, str] = {}
     for field in ("recipe", "catalog"):
         text = getattr(req, field)
         if text is None:
             continue
         p = (root / text).resolve()
+        if field == "catalog" and any(Path(c).expanduser().resolve() == p for c in catalogs):
+            paths[field] = str(p)
+            continue
         if not p.is_relative_to(root):
             raise Forbidden(f"{field} {text!r} is outside the server's root directory {root}")
         paths[field] = str(p)

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core import api
 from ..core.models import Execution
+from ..core.nbparams import NotebookParameters
 from ..core.staging import FetchRequest, FetchResult
 from ..core.states import RETRYABLE, ExecutionState, StepState
 from ..core.stepfiles import StepFileList
@@ -322,7 +323,8 @@ OPERATIONS: tuple[Op, ...] = (
         (400, 404),
         body=BuildRequest,
         description="The recipe (and a catalog file) are paths relative to the server's root "
-        "directory (403 outside it). Everything is checked before the build starts: 400 for a "
+        "directory (403 outside it); the catalog may also be one of the catalog files the server "
+        "reads (StaxApp.image_catalogs). Everything is checked before the build starts: 400 for a "
         "recipe error (unknown matrix key, missing base, no variant fits the cluster), 404 for "
         "an unknown cluster, 503 when no builder is installed.",
         headers={"Location": "the URL of the new build"},
@@ -377,6 +379,29 @@ OPERATIONS: tuple[Op, ...] = (
         description="The step's row (GET executions/{id}) carries the counts (its sweep field); "
         "this lists instances from their own records: state, exit code, attempt, swept values, "
         "directory. 400 for a step that is not a sweep; 409 for a remote cluster's step.",
+    ),
+    Op(
+        "get",
+        "/notebook-parameters",
+        "getNotebookParameters",
+        "A notebook's parameters: the assignments of its cell tagged 'parameters'",
+        200,
+        NotebookParameters,
+        (400, 404),
+        (
+            Param(
+                "path",
+                "query",
+                {"type": "string"},
+                "the notebook, relative to the server's root directory (as the contents API "
+                "names it)",
+                required=True,
+            ),
+        ),
+        description="Names, defaults, types and the comment beside each assignment (papermill's "
+        "convention), for a form that runs the notebook as a step (a step's notebook field; "
+        "its params are injected after that cell). Nothing is run. 403 for a path outside the "
+        "server's root directory; 400 for a file that is not a notebook.",
     ),
     Op(
         "get",

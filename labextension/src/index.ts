@@ -29,6 +29,7 @@ import {
 } from './widgets/detail';
 import { CommandIDs, PANEL_ID, StaxPanel } from './widgets/panel';
 import { StaxStatus } from './widgets/status';
+import { OPEN_EXECUTED, registerNotebookRun } from './notebookrun/plugin';
 
 const PLUGIN_ID = 'jupyter-stax:plugin';
 const CATEGORY = 'StaX';
@@ -59,7 +60,9 @@ function activate(
       return existing;
     }
     const name = model.all.items.find(x => x.id === id)?.name;
-    const widget = createDetailWidget(model, id, name);
+    const widget = createDetailWidget(model, id, name, local => {
+      void app.commands.execute(OPEN_EXECUTED, { local });
+    });
     void tracker.add(widget);
     app.shell.add(widget, 'main');
     app.shell.activateById(widget.id);
@@ -70,6 +73,8 @@ function activate(
     args: w => ({ id: w.content.executionId }),
     name: w => w.content.executionId
   });
+
+  registerNotebookRun(app, model, id => void openExecution(id)); // issue 16
 
   // ---- commands
   const selectedSummary = () =>

@@ -88,3 +88,17 @@ def test_builder_missing(stax_env: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("PATH", str(bindir))
     p = stax(recipe.parent, "build", "stax.yaml")
     assert p.returncode == 1 and "apt-get install charliecloud-builders" in p.stderr, p.stderr
+
+
+def test_sif_refused_before_any_build_naming_what_to_install(stax_env: Path) -> None:
+    """No apptainer or singularity here (Debian 12 has neither): --format sif is refused
+    before the builder is even looked for, saying what to install; nothing is built."""
+    from jupyter_stax.engine.builds.outputs import sif_tool
+
+    if sif_tool() is not None:
+        pytest.skip(f"{sif_tool()} is installed here: SIF can be made")
+    recipe = make_recipe(stax_env / "r")
+    p = stax(recipe.parent, "build", "stax.yaml", "--format", "sif")
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert "--format sif needs apptainer" in p.stderr and "install Apptainer" in p.stderr
+    assert not (recipe.parent / "images").exists()

@@ -59,17 +59,3 @@ def test_sweep_status_is_one_row_and_instances_list_failed_first(cli: Stax) -> N
     r = cli("status", eid, "--instances", "sim", "--state", "failed")
     assert [ln.split()[0] for ln in r.stdout.splitlines()[2:]] == ["4", "40"]
 
-
-def test_a_sweep_on_a_remote_cluster_is_refused_before_anything_runs(cli: Stax) -> None:
-    """The instances' records are read on this machine, so a sweep on a cluster with a
-    ``host`` is refused up front (exit 2, the step and the cluster named), never half-run."""
-    clusters = cli.cwd / "clusters.yaml"
-    clusters.write_text(
-        clusters.read_text() + "  far:\n    scheduler: slurm\n    host: nobody@far.invalid\n"
-    )
-    cli.write("sw.yaml", SWEEP)
-    r = cli("run", "sw.yaml", "--cluster", "far")
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "step 'sim' is a sweep on the remote cluster 'far'" in r.stderr
-    assert "Traceback" not in r.stderr
-    assert json.loads(cli("list", "--json").stdout) == []

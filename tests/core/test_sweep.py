@@ -232,3 +232,15 @@ def test_plan_elements_and_caps() -> None:
     assert sw.element_cap(200, 1) == 200
     assert sw.element_cap(200, 8) == 25
     assert sw.element_cap(3, 8) == 1  # at least one element runs
+
+
+@pytest.mark.parametrize(
+    "count,pack,balanced",
+    [(10_000, 6000, 5000), (10_000, 100, 100), (10, 3, 3), (10, 4, 4), (7, 5, 4), (5, 10, 5),
+     (1, 1, 1), (0, 3, 3)],
+)
+def test_balanced_pack(count: int, pack: int, balanced: int) -> None:
+    got = sw.balanced(count, pack)
+    assert got == balanced
+    if count:  # never more elements than the pack asked for
+        assert -(-count // got) == -(-count // pack)

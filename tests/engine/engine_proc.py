@@ -1,5 +1,6 @@
 """A throw-away engine process for crash tests: submits a workflow, prints its id, keeps
-watching until killed. Usage: python engine_proc.py CLUSTER WORKFLOW_JSON [--detach]"""
+watching until killed. Usage: python engine_proc.py CLUSTER WORKFLOW_JSON [--detach]
+[--max-array=N] (the cluster's array size limit as if the scheduler said N)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from jupyter_stax.engine.engine import Engine
 async def main() -> None:
     cluster, wf = sys.argv[1], json.loads(sys.argv[2])
     detached = "--detach" in sys.argv
+    for arg in sys.argv[3:]:
+        if arg.startswith("--max-array="):
+            from jupyter_stax.engine import sweeps
+
+            sweeps._MAX_ARRAY[cluster] = int(arg.split("=", 1)[1])
     eng = await Engine().start()
     ex = await eng.submit(wf, cluster=cluster, options=SubmitOptions(detached=detached))
     print(ex.id, flush=True)

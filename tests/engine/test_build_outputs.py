@@ -112,3 +112,29 @@ def test_oci_base_unpacked_with_whiteouts(tmp_path: Path) -> None:
     fp = dir_fingerprint(out)
     (out / "etc" / "a").write_text("changed!")
     assert dir_fingerprint(out) != fp
+
+
+def test_a_tarball_base_is_read_once_per_stat(tmp_path: Path) -> None:
+    """A tarball base's sha256 is kept by the file's stat: the next plan does not read it
+    again (the cache's answer is what comes back), a changed file is read again."""
+    import os
+
+    from jupyter_stax.engine.builds.files import file_digest
+
+    tar = tmp_path / "base.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(rootfs(tmp_path / "root"), arcname=".")
+    cache = tmp_path / "state" / "digests.json"
+    first = locate(str(tar), tmp_path, cache)
+    assert first.kind == "tar" and first.digest == file_digest(tar)
+    (key,) = json.loads(cache.read_text())
+    cache.write_text(json.dumps({key: "sha256:remembered"}))  # proves the file is not read
+    assert locate(str(tar), tmp_path, cache).digest == "sha256:remembered"
+    with tar.open("ab") as f:
+        f.write(b"\0" * 512)
+    st = tar.stat()
+    os.utime(tar, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    again = locate(str(tar), tmp_path, cache)
+    assert again.digest == file_digest(tar) != first.digest
+    assert list(json.loads(cache.read_text()).values()) == [again.digest]  # the old key is gone
+    assert locate(str(tar), tmp_path).digest == again.digest  # no cache: read every time

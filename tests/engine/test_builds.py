@@ -179,7 +179,7 @@ def test_errors_before_any_build(
 def test_builder_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: Path) -> None:
     recipe = make_recipe(tmp_path / "r")
     if outputs.sif_tool() is None:
-        with pytest.raises(BuilderMissing, match="needs apptainer or singularity"):
+        with pytest.raises(BuilderMissing, match=r"needs apptainer .* install Apptainer"):
             plan_build(recipe, storage=storage, fmt="sif")
     with pytest.raises(InvalidRecipe, match="unknown output format 'tar'"):
         plan_build(recipe, storage=storage, fmt="tar")
@@ -228,6 +228,7 @@ def built_catalog(
 
 def test_a_step_runs_in_the_fitting_built_variant(
     cluster: str,
+    stax_env: Path,
     built_catalog: tuple[Path, list[str]],
     engine_factory: Callable[..., Engine],
 ) -> None:
@@ -251,6 +252,8 @@ def test_a_step_runs_in_the_fitting_built_variant(
             ("solver-x86_64-mpich-none", "solver", "mpich"),
         ]
         assert all(i.digest and i.labels.os == "BusyBox 1.35" for i in cat.images)
+        # the family names the recipe it was built from ("Build for cluster..." in the sidebar)
+        assert {i.recipe for i in cat.images} == {str(stax_env / "r" / "stax.yaml")}
         listing = cat.listing(ClusterRegistry.load().get("slurm"))
         assert [i.fits for i in listing.images] == [True, True]
     ex = arun(main())

@@ -84,6 +84,16 @@ BSE = "psij.executors.batch.batch_scheduler_executor"
         ),
         ("BatchSchedulerExecutor._create_script_context", "'script_dir'", "the helper dir key"),
         ("BatchSchedulerExecutor.__init__", "self._queue_poll_thread =", "stop_polling finds it"),
+        (
+            "BatchSchedulerExecutor.submit",
+            "except subprocess.CalledProcessError",
+            "a batch's recording pass stops submit with Recorded, which must pass through",
+        ),
+        (
+            "BatchSchedulerExecutor.submit",
+            "self._check_job(job)",
+            "the replay pass runs submit again on the recorded job (executor reset first)",
+        ),
         ("_QueuePollThread.run", "while not self.done", "stop_polling ends the loop"),
     ],
 )
@@ -92,6 +102,16 @@ def test_psij_calls_the_hooks_we_override(path: str, needle: str, why: str) -> N
     assert needle in src, (
         f"PSI/J's {path} no longer has {needle!r} (psij-python {version('psij-python')}); "
         f"jupyter_stax relies on it: {why}. Update jupyter_stax/engine/psij_compat.py"
+    )
+
+
+def test_a_job_is_submitted_again_once_its_executor_is_reset() -> None:
+    """The record/replay of a batch (``Backend.submit_many``) runs PSI/J's submit twice on one
+    job: PSI/J refuses a job bound to an executor, and sets no other state before the submit
+    command."""
+    src = _source("psij.job_executor", "JobExecutor._check_job")
+    assert "job.executor is not None" in src and "job.executor = self" in src, (
+        "PSI/J's _check_job changed: update Backend.submit_many (jupyter_stax/engine/backend.py)"
     )
 
 

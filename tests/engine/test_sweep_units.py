@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_stax.core import sweep as sw
-from jupyter_stax.engine.schedulers import slurm
+from jupyter_stax.engine import schedulers
+from jupyter_stax.engine.schedulers import pbs, sge, slurm
 
 SQUEUE = """\
 12_0|R|None
@@ -163,3 +164,144 @@ def test_runner_outside_an_array_element_refuses(tmp_path: Path) -> None:
     r = _run(script, d, {})
     assert r.returncode != 0 and "not an array element" in r.stderr
     assert not (d / "ran.log").exists()
+
+
+@pytest.mark.parametrize(
+    "scheduler,env",
+    [
+        ("slurm", {"SLURM_ARRAY_TASK_ID": "1"}),
+        ("sge", {"SGE_TASK_ID": "2", "NSLOTS": "2"}),  # Grid Engine numbers tasks from 1
+        ("pbs", {"PBS_ARRAY_INDEX": "1", "PBS_NCPUS": "2"}),
+    ],
+)
+def test_runner_picks_its_element_on_each_scheduler(
+    tmp_path: Path, scheduler: str, env: dict[str, str]
+) -> None:
+    style = schedulers.array_style(scheduler)
+    assert style is not None
+    d = _fake_sweep(tmp_path, [[0, 1], [2, 3], [4]])
+    script = sw.render_runner(
+        step_dir=str(d), attempt=1, offset=0, width=2, cpus_per_instance=1, array=style.index
+    )
+    r = _run(script, d, {"SLURM_CPUS_ON_NODE": "2", **env} if scheduler == "slurm" else env)
+    assert r.returncode == 0, r.stderr
+    ran = sorted(Path(p).name for p in (d / "ran.log").read_text().split("\n") if p)
+    assert ran == ["2", "3"]  # element 1 (0-based)
+    assert schedulers.array_style("local") is None  # a sweep there is one job
+
+
+def test_runner_skips_its_instances_when_an_upstream_step_did_not_complete(
+    tmp_path: Path,
+) -> None:
+    up_ok, up_bad = tmp_path / "ok", tmp_path / "bad"
+    for i in range(3):
+        (up_ok / str(i)).mkdir(parents=True)
+        (up_ok / str(i) / "stax.exit").write_text("1 0 1.0\n")
+    up_bad.mkdir()
+    (up_bad / "stax.exit").write_text("1 2 1.0\n")
+    d = _fake_sweep(tmp_path, [[0, 1], [2]])
+
+    def run(required: list[Path | tuple[Path, int]]) -> subprocess.CompletedProcess[str]:
+        script = sw.render_runner(
+            step_dir=str(d), attempt=1, offset=0, width=2, cpus_per_instance=None,
+            array=sw.SLURM_INDEX, required=required,
+        )
+        return _run(script, d, {"SLURM_ARRAY_TASK_ID": "0"})
+
+    r = run([(up_ok, 3)])  # every upstream instance completed: element 0 runs
+    assert r.returncode == 0, r.stderr
+    assert len((d / "ran.log").read_text().splitlines()) == 2
+    (d / "ran.log").unlink()
+    (up_ok / "1" / "stax.exit").unlink()  # instance 1 of the upstream sweep never ended
+    r = run([(up_ok, 3)])
+    assert "instance 1 of upstream sweep ok did not complete (exit record: none)" in r.stderr
+    assert not (d / "ran.log").exists()
+    assert [(d / str(i) / "stax.exit").read_text().split()[:2] for i in (0, 1)] == [
+        ["1", "skipped"]
+    ] * 2
+    assert not (d / "2" / "stax.exit").exists()  # another element's instance: untouched
+    r = run([up_bad])
+    assert "upstream step bad did not complete (exit record: 2)" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "count,cap,attrs",
+    [
+        (10, None, {"sge.t": "1-10"}),
+        (10, 3, {"sge.t": "1-10", "sge.tc": "3"}),
+        (1, 5, {"sge.t": "1-1"}),
+    ],
+)
+def test_sge_array_attributes(count: int, cap: int | None, attrs: dict[str, str]) -> None:
+    assert sge.array_attributes(count, cap) == attrs
+
+
+@pytest.mark.parametrize(
+    "out,size",
+    [
+        ("max_aj_instances             2000\nmax_aj_tasks                 75000\n", 75000),
+        ("max_aj_tasks                 50\n", 50),
+        ("max_aj_tasks                 0\n", 10**9),  # 0: no limit
+        ("", sge.DEFAULT_MAX_ARRAY_SIZE),
+    ],
+)
+def test_sge_parse_max_array_size(out: str, size: int) -> None:
+    assert sge.parse_max_array_size(out) == size
+
+
+@pytest.mark.parametrize(
+    "count,cap,spec",
+    [(10, None, "0-9"), (10, 4, "0-9%4"), (1, None, "0-1"), (2, 2, "0-1")],
+)
+def test_pbs_array_attributes(count: int, cap: int | None, spec: str) -> None:
+    assert pbs.array_attributes(count, cap) == {"pbs.J": spec}
+
+
+def test_pbs_array_script_through_psij_pbs_executor(tmp_path: Path) -> None:
+    """PBS cannot run here: the submit script PSI/J's PBS executor writes for a sweep's
+    array carries ``-J`` (and the runner reads ``$PBS_ARRAY_INDEX``, tested above)."""
+    import io
+    from datetime import timedelta
+
+    import psij
+    from psij.executors.batch.pbs_base import PBSExecutorConfig
+
+    ex = psij.JobExecutor.get_instance(
+        "pbs", config=PBSExecutorConfig(work_directory=tmp_path)
+    )
+    try:
+        spec = psij.JobSpec(
+            executable="/bin/bash",
+            arguments=[str(tmp_path / "stax.array.1.0.sh")],
+            directory=tmp_path,
+            name="sim",
+            attributes=psij.JobAttributes(
+                duration=timedelta(minutes=5),
+                custom_attributes=pbs.array_attributes(10, 4),
+            ),
+            launcher="single",
+        )
+        job = psij.Job(spec)
+        out = io.StringIO()
+        ex.generate_submit_script(job, ex._create_script_context(job), out)
+    finally:
+        ex._queue_poll_thread.done = True
+    script = out.getvalue()
+    assert '#PBS -J "0-9%4"' in script.splitlines()
+    assert "stax.array.1.0.sh" in script
+
+
+@pytest.mark.parametrize(
+    "out,waiting",
+    [
+        # two elements run, the rest waits behind the %2 cap (squeue's own lines)
+        ("12_[2-9%2]|PD|JobArrayTaskLimit\n12_0|R|None\n12_1|R|None\n", {"12": set(range(2, 10))}),
+        ("12_[0,3-5,7]|PD|Priority\n", {"12": {0, 3, 4, 5, 7}}),
+        ("12_[0-8:4]|PD|Priority\n", {"12": {0, 4, 8}}),
+        ("12_4|PD|Resources\n13_[1-2]|PD|Priority\n", {"12": {4}, "13": {1, 2}}),
+        ("12_0|R|None\n12_1|CD|None\n7|PD|Priority\n", {}),  # none waiting; 7 is no array
+    ],
+)
+def test_pending_elements_of_arrays(out: str, waiting: dict[str, set[int]]) -> None:
+    jobs, _ = slurm.parse_status(out)
+    assert slurm.pending_elements(jobs) == waiting

@@ -28,6 +28,12 @@ from .conftest import arun
 
 HERE = Path(__file__).parent
 FAILING = (5, 17, 33)
+#: the schedulers that run a sweep as job arrays and have scheduler-native dependencies
+#: (detached mode: afterany, -hold_jid)
+DETACHED = [
+    pytest.param("slurm", marks=pytest.mark.slurm),
+    pytest.param("sge", marks=pytest.mark.sge),
+]
 
 
 def _summary(ex: Execution, step: str) -> dict[str, Any]:
@@ -63,6 +69,34 @@ def _jobs_named(name: str) -> set[str]:
     return {i.split("_")[0] for i in out.split()}
 
 
+def _run(
+    engine_factory: Callable[..., Engine],
+    wf: dict[str, Any] | None,
+    cluster: str | None = None,
+    timeout: float = 240,
+    *,
+    retry: str | None = None,
+    adopt: str | None = None,
+) -> Execution:
+    """Submit ``wf`` on ``cluster`` (or retry execution ``retry``, or only adopt execution
+    ``adopt``: an engine that starts takes over orphans) with a fresh engine, and wait until the
+    execution is final."""
+
+    async def main() -> Execution:
+        async with engine_factory() as eng:
+            if retry is not None:
+                await eng.retry(retry)
+                eid = retry
+            elif adopt is not None:
+                eid = adopt
+            else:
+                assert wf is not None and cluster is not None
+                eid = (await eng.submit(wf, cluster=cluster)).id
+            return await eng.wait(eid, timeout=timeout)
+
+    return arun(main())
+
+
 def test_grid_with_failures_then_retry_reruns_only_them(
     cluster: str, engine_factory: Callable[..., Engine]
 ) -> None:
@@ -81,12 +115,7 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         ],
     }
 
-    async def first() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster=cluster)
-            return await eng.wait(ex.id, timeout=180)
-
-    ex = arun(first())
+    ex = _run(engine_factory, wf, cluster, 180)
     sim = ex.step("sim")
     assert sim.state is StepState.FAILED, (sim.state, sim.reason)
     assert sim.reason == (
@@ -103,16 +132,11 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         assert Path(sim.directory, str(i), "out.txt").read_text() == (
             f"n={v['n']} seed={v['seed']}\n"
         )
-    if cluster == "slurm":
-        assert sim.native_id and "," not in sim.native_id  # ONE array
+    if cluster != "local":
+        assert sim.native_id and "," not in sim.native_id  # ONE array (Slurm, Grid Engine)
     Path(ex.work_dir, "fixed").touch()
 
-    async def again() -> Execution:
-        async with engine_factory() as eng:
-            await eng.retry(ex.id)
-            return await eng.wait(ex.id, timeout=180)
-
-    ex = arun(again())
+    ex = _run(engine_factory, None, timeout=180, retry=ex.id)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED and sim.attempt == 2, (sim.state, sim.reason)
     assert ex.step("collect").state is StepState.COMPLETED
@@ -126,7 +150,7 @@ def test_grid_with_failures_then_retry_reruns_only_them(
         rec = read_exit_record(Path(sim.directory, str(i)))
         assert rec is not None and rec.exit_code == 0
         assert rec.attempt == (2 if i in FAILING else 1)
-    if cluster == "slurm":
+    if cluster != "local":
         assert sim.native_id and "," not in sim.native_id
         assert sim.history[-1].native_id != sim.native_id  # a second, smaller array
     assert _summary(ex, "sim")["counts"] == {"completed": 50}
@@ -140,12 +164,7 @@ def test_hostile_values_stay_data(stax_env: Path, engine_factory: Callable[..., 
         "steps": [{"name": "sim", "sweep": {"v": hostile}, "run": "printf '%s' {{v}} > v.txt"}],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="local")
-            return await eng.wait(ex.id, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "local", 120)
     assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
     for i, v in enumerate(hostile):
         assert Path(ex.step("sim").directory, str(i), "v.txt").read_text() == v
@@ -171,10 +190,13 @@ def _most_at_once(intervals: list[tuple[float, float, str]]) -> int:
     return most
 
 
-@pytest.mark.slurm
+@pytest.mark.parametrize("name", DETACHED)
 def test_packed_array_honours_max_parallel(
-    slurm: str, stax_env: Path, engine_factory: Callable[..., Engine]
+    name: str, request: pytest.FixtureRequest, engine_factory: Callable[..., Engine]
 ) -> None:
+    from .conftest import use_scheduler
+
+    use_scheduler(request, name)
     wf = {
         "name": "packed",
         "steps": [
@@ -188,15 +210,10 @@ def test_packed_array_honours_max_parallel(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="slurm")
-            return await eng.wait(ex.id, timeout=240)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, name, 240)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED, sim.reason
-    assert sim.native_id and "," not in sim.native_id  # one sbatch
+    assert sim.native_id and "," not in sim.native_id  # one sbatch / qsub
     got = _intervals(sim.directory, 24)
     elements = {job for _, _, job in got}
     assert len(elements) == 6, elements  # 24 instances packed 4 per array element
@@ -224,12 +241,7 @@ def test_array_split_by_max_array_size_runs_each_instance_once(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="slurm")
-            return await eng.wait(ex.id, timeout=240)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "slurm", 240)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED, sim.reason
     assert sim.native_id is not None and len(sim.native_id.split(",")) == 4  # 3 + 3 + 3 + 1
@@ -319,11 +331,7 @@ def test_kill9_engine_mid_sweep_then_adoption_runs_each_instance_once(
         proc.wait()
         store.close()
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:  # adopts the orphan at start
-            return await eng.wait(eid, timeout=240)
-
-    ex = arun(main())
+    ex = _run(engine_factory, None, adopt=eid)  # an engine that starts adopts the orphan
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED and sim.attempt == 1, sim.reason
     assert ex.step("after").state is StepState.COMPLETED
@@ -349,12 +357,7 @@ def test_retries_rerun_only_the_failed_instance(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="local")
-            return await eng.wait(ex.id, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "local", 120)
     sim = ex.step("sim")
     assert sim.state is StepState.COMPLETED and sim.attempt == 2, sim.reason
     assert [h.reason for h in sim.history] == [
@@ -382,12 +385,7 @@ def test_on_failure_stop_cancels_the_rest(
         ],
     }
 
-    async def main() -> Execution:
-        async with engine_factory() as eng:
-            ex = await eng.submit(wf, cluster="local")
-            return await eng.wait(ex.id, timeout=120)
-
-    ex = arun(main())
+    ex = _run(engine_factory, wf, "local", 120)
     sim = ex.step("sim")
     assert sim.state is StepState.FAILED, (sim.state, sim.reason)
     assert sim.reason is not None and sim.reason.startswith("8 of 8 instances did not complete")
@@ -397,3 +395,90 @@ def test_on_failure_stop_cancels_the_rest(
     counts = _summary(ex, "sim")["counts"]
     assert counts["failed"] == 1 and counts["canceled"] == 7 - counts.get("lost", 0)
     assert ex.step("after").state is StepState.SKIPPED
+
+
+
+def _waits_for(name: str, native_id: str) -> str:
+    """What the scheduler says job ``native_id`` waits for (its dependency list)."""
+    if name == "slurm":
+        argv = ["squeue", "-h", "-j", native_id, "-o", "%E"]
+    else:
+        argv = ["qstat", "-j", native_id]
+    return subprocess.run(argv, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("name", DETACHED)
+def test_detached_sweeps_run_with_no_engine_and_are_reconciled_per_instance(
+    name: str,
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
+    store_path: Path,
+) -> None:
+    from .conftest import use_scheduler
+
+    use_scheduler(request, name)
+    gate = "until [ -e ../../go ]; do sleep 0.2; done"
+    wf = {
+        "name": "detsweep",
+        "steps": [
+            {  # 6 instances, one per element, split into two arrays (4 + 2)
+                "name": "sim",
+                "sweep": {"x": {"range": [0, 6]}},
+                "pack": 1,
+                "run": f"{gate}\necho {{{{x}}}} > out.txt",
+            },
+            {"name": "collect", "after": ["sim"], "run": "cat ../sim/*/out.txt | wc -l"},
+            {
+                "name": "bad",
+                "sweep": {"x": [0, 1]},
+                "pack": 1,
+                "run": f"{gate}\n[ {{{{x}}}} = 0 ] || exit 3",
+            },
+            {  # a sweep after a failed sweep: its elements record its instances skipped
+                "name": "never",
+                "after": ["bad"],
+                "sweep": {"y": [0, 1, 2]},
+                "run": "touch ../../never-ran",
+            },
+        ],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_proc.py"), name, json.dumps(wf), "--detach",
+         "--max-array=4"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    eid = proc.stdout.readline().strip()
+    assert proc.wait(timeout=120) == 0  # the submitting process is gone
+    ex = Store(store_path).get(eid)
+    assert ex.owner is None and not ex.state.final
+    assert all(s.native_id for s in ex.steps), [(s.name, s.state) for s in ex.steps]
+    arrays = (ex.step("sim").native_id or "").split(",")
+    assert len(arrays) == 2, arrays  # split by the array size limit
+    waits = _waits_for(name, ex.step("collect").native_id or "")
+    assert all(a in waits for a in arrays), waits  # the dependant waits on BOTH arrays
+    assert (ex.step("bad").native_id or "") in _waits_for(name, ex.step("never").native_id or "")
+    Path(ex.work_dir, "go").touch()
+    collect = Path(ex.step("collect").directory)
+    wait_for(lambda: (collect / "stax.exit").exists(), 180, f"{name} to run collect alone")
+    never = Path(ex.step("never").directory)
+    wait_for(
+        lambda: all((never / str(i) / "stax.exit").exists() for i in range(3)),
+        120,
+        f"{name} to end the elements of never",
+    )
+    assert not Store(store_path).get(eid).state.final  # nobody watched
+    assert (collect / "stax.out").read_text().strip() == "6"
+
+    ex = _run(engine_factory, None, timeout=120, adopt=eid)  # as a later status does
+    got = {s.name: (s.state.value, s.reason) for s in ex.steps}
+    assert got == {
+        "sim": ("completed", None),
+        "collect": ("completed", None),
+        "bad": ("failed", "1 of 2 instances did not complete: 1 (exit 3)"),
+        "never": ("skipped", "not run: upstream step 'bad' failed"),
+    }, got
+    assert _summary(ex, "sim")["counts"] == {"completed": 6}  # per instance, from its records
+    assert _summary(ex, "bad")["counts"] == {"completed": 1, "failed": 1}
+    assert not Path(ex.work_dir, "never-ran").exists()

@@ -118,5 +118,6 @@ def test_no_operation_answers_with_a_server_error(server: RealServer) -> None:
     took = time.monotonic() - t0
     assert not failures, "\n".join(failures[:20])
     assert calls >= len(operations) * 2, calls
-    assert took < 120, f"schemathesis took {took:.0f} s for {calls} requests"
+    # how long it took is printed, not asserted: speed lives in bench/ (bench/server_load.py)
+    print(f"schemathesis: {calls} requests over {len(operations)} operations in {took:.0f} s")
     assert "Traceback" not in server.log(), server.log()[-3000:]

@@ -14,7 +14,13 @@ from jupyter_stax.core.models import Workflow
 from jupyter_stax.operations.logs import log_file_name, read_chunk, utf8_boundary
 from jupyter_stax.operations.paging import decode_cursor
 from jupyter_stax.server.errors import error_answer
-from jupyter_stax.server.inputs import int_arg, log_args, page_args, submit_request
+from jupyter_stax.server.inputs import (
+    build_request,
+    int_arg,
+    log_args,
+    page_args,
+    submit_request,
+)
 
 
 @pytest.mark.parametrize(
@@ -152,3 +158,37 @@ def test_error_map() -> None:
     assert body.message == "bad thing"
     status, body = error_answer(KeyError("boom"), 500)
     assert status == 500 and body.error == "KeyError" and "bug" in body.message
+
+
+@pytest.mark.parametrize(
+    ("recipe", "catalog", "configured", "refused"),
+    [
+        ("r/stax.yaml", None, [], None),
+        ("r/stax.yaml", "cat.yaml", [], None),  # inside the root
+        ("{tmp}/root/r/stax.yaml", None, [], None),  # absolute, inside the root
+        ("../r/stax.yaml", None, [], "recipe"),
+        ("r/stax.yaml", "{tmp}/elsewhere/images.yaml", [], "catalog"),
+        # a catalog file the server reads may be named (the sidebar adds a variant to it) ...
+        ("r/stax.yaml", "{tmp}/elsewhere/images.yaml", ["{tmp}/elsewhere/images.yaml"], None),
+        # ... but that never lets a recipe out of the root
+        ("{tmp}/elsewhere/images.yaml", None, ["{tmp}/elsewhere/images.yaml"], "recipe"),
+    ],
+)
+def test_build_request_paths(
+    tmp_path: Path, recipe: str, catalog: str | None, configured: list[str], refused: str | None
+) -> None:
+    root = tmp_path / "root"
+    body: dict[str, str] = {"recipe": recipe.format(tmp=tmp_path)}
+    if catalog:
+        body["catalog"] = catalog.format(tmp=tmp_path)
+    specs = [c.format(tmp=tmp_path) for c in configured]
+    raw = json.dumps(body).encode()
+    if refused:
+        with pytest.raises(Forbidden, match=f"{refused} .* outside the server's root"):
+            build_request(raw, str(root), specs)
+        return
+    req = build_request(raw, str(root), specs)
+    assert Path(req.recipe).is_absolute() and Path(req.recipe).is_relative_to(root)
+    if catalog:
+        want = Path(body["catalog"]) if catalog.startswith("{") else root / catalog
+        assert req.catalog == str(want)

@@ -30,6 +30,8 @@ def data(name: str) -> str:
             "qstat-xml-deleting.xml",
             {"25": "dr", "28": "s", "20": "Eqw", "27": "Eqw", "22": "Eqw", "26": "hqw"},
         ),
+        # an array job (qsub -t 1-6 -tc 2): tasks 1 and 2 running, 3-6 pending, ONE job
+        ("qstat-xml-array.xml", {"1923": "r"}),
     ],
 )
 def test_qstat_xml(file: str, expected: dict[str, str]) -> None:

@@ -57,6 +57,13 @@ def spec(tmp_path: Path, **kw: Any) -> psij.JobSpec:
 
 CASES: dict[str, dict[str, Any]] = {
     "minimal": {"attributes": {"duration": timedelta(minutes=10)}},
+    # a sweep's array (engine.schedulers.sge.array_attributes): tasks 1-8, at most 3 running
+    "array": {
+        "attributes": {
+            "duration": timedelta(minutes=10),
+            "custom_attributes": {"sge.t": "1-8", "sge.tc": "3"},
+        }
+    },
     "full": {
         "attributes": {
             "duration": timedelta(hours=26, seconds=5),

@@ -1,6 +1,7 @@
-"""Sweeps on the project's real Grid Engine, where a sweep is one job running every instance
-(the engine's sweep tests of ``tests/engine``, taken over with ``cluster`` = the ``sge``
-cluster of ``conftest.py``)."""
+"""Sweeps on the project's real Grid Engine, where a sweep is ONE array job (``qsub -t 1-N
+-tc CAP``; the engine's sweep tests of ``tests/engine``, taken over with ``cluster`` = the
+``sge`` cluster of ``conftest.py``; the packed, ``max_parallel`` and detached tests there are
+parametrised over Slurm and Grid Engine)."""
 
 from __future__ import annotations
 

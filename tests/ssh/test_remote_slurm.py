@@ -61,22 +61,29 @@ class Counting(SSHTransport):
         super().__init__(c, state_dir, connection=open_connection(target_of(c), backoff=backoff))
         self.record_reads: list[tuple[int, int]] = []  # (directories, exec channels)
         self.kinds: dict[str, int] = {}
+        self.scripts: list[bytes] = []  # the scripts (stdin) of the exec channels, in order
         conn = self.connection
         exec_inner, read_inner = conn.exec, conn.read_files
 
         async def exec_(command: str, stdin: bytes | None = None, **kw: Any) -> Any:
             kind = "records" if stdin and b"@@tar" in stdin else command.split()[0]
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            self.scripts.append(stdin or b"")
+            if stdin and b"@@cmd" in stdin:  # a batch of commands: each submit command counts
+                for line in stdin.splitlines():
+                    word = line.split(b" ", 1)[0].decode(errors="replace")
+                    if word in ("sbatch", "qsub"):
+                        self.kinds[word] = self.kinds.get(word, 0) + 1
             counter = _READ.get(None)
             if counter is not None:
                 counter[0] += 1
             return await exec_inner(command, stdin, **kw)
 
-        async def read_files(paths: list[str], max_bytes: int = 65536) -> Any:
+        async def read_files(paths: list[str], max_bytes: int = 65536, **kw: Any) -> Any:
             counter = [0]
             token = _READ.set(counter)
             try:
-                return await read_inner(paths, max_bytes)
+                return await read_inner(paths, max_bytes, **kw)
             finally:
                 _READ.reset(token)
                 self.record_reads.append((len(paths) // 2, counter[0]))
@@ -299,6 +306,63 @@ def test_one_records_command_per_poll_for_many_running_steps(
             assert tr.connection.stats.connects == 1
 
     asyncio.run(body())
+
+
+def test_steps_ready_together_are_submitted_with_two_commands(
+    far: Cluster, tmp_path: Path
+) -> None:
+    """Seven steps become ready together: ONE command writes their directories and scripts,
+    ONE more writes their submit scripts and runs their seven ``sbatch`` (the batching cannot
+    regress unseen); each job id is its own step's (Slurm's job name, the job's output); a
+    ``sbatch`` that fails fails its step alone, with Slurm's message; PSI/J's leftovers of
+    ended jobs are removed by the engine's next scripts, never by a command of their own."""
+    from jupyter_stax.engine.remote import shell
+    from jupyter_stax.engine.remote.transport import BATCH_LIMIT
+
+    n = 6
+    assert n + 1 <= BATCH_LIMIT
+    wf = {"name": "together", "steps": [
+        *({"name": f"s{i}", "run": f"echo {i}"} for i in range(n)),
+        {"name": "huge", "run": "true", "resources": {"memory": "100T"}},  # sbatch refuses it
+    ]}
+
+    async def body() -> None:
+        async with engine(tmp_path, far) as e:
+            ex = await e.submit(wf, "far")
+            done = await e.wait(ex.id, 180)
+            tr = transport(e)
+            scripts = list(tr.scripts)
+            natives = {s.name: s.native_id for s in done.steps}
+        steps_written = [x for x in scripts if b"STAX_TAR_EOF" in x and b"@@cmd" not in x]
+        submitted = [x for x in scripts if b"@@cmd" in x]
+        assert len(steps_written) == 1, len(steps_written)
+        mkdir = next(ln for ln in steps_written[0].splitlines() if ln.startswith(b"mkdir -p"))
+        assert all(f"/{ex.id}/{s.name}".encode() in mkdir for s in done.steps)
+        assert len(submitted) == 1, len(submitted)
+        assert sum(ln.startswith(b"sbatch ") for ln in submitted[0].splitlines()) == n + 1
+        rm_only = shell.remove_script(["x"]).partition(b"rm ")[0] + b"rm "
+        assert not [x for x in scripts if x.startswith(rm_only)]
+        states = {s.name: (s.state, s.exit_code) for s in done.steps}
+        assert states == {**{f"s{i}": (StepState.COMPLETED, 0) for i in range(n)},
+                          "huge": (StepState.FAILED, None)}
+        huge = done.steps[-1]
+        assert huge.native_id is None and huge.reason and "not submitted" in huge.reason
+        assert "Requested node configuration is not available" in huge.reason, huge.reason
+        for s in done.steps[:n]:
+            assert Path(s.stdout).read_text() == f"{s.name[1:]}\n"  # the remote home is here
+            assert jobs_named(s.job_name or "?") == [natives[s.name]], s.name
+        aux = HOME / ".stax" / "psij" / "far"  # removed with later scripts, or at the close
+        assert not [x for x in natives.values() if x and (aux / f"{x}.out").exists()]
+
+    asyncio.run(body())
+
+
+def jobs_named(name: str) -> list[str]:
+    """The remote account's Slurm jobs called ``name``, ended ones included."""
+    out = subprocess.run(["squeue", "-h", "-u", REMOTE_USER, "-t", "all", "-n", name, "-o",
+                          "%i"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
 
 
 @pytest.fixture

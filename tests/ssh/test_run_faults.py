@@ -238,6 +238,16 @@ class LosesFirstSbatchAnswer(Counting):
             raise TransportError(f"{self.where}: the connection was lost (test)")
         return res
 
+    def run_many(  # the submissions of a remote cluster come in batches
+        self, commands: Sequence[Sequence[str]], **kw: Any
+    ) -> list[CommandResult | TransportError]:
+        res = super().run_many(commands, **kw)
+        sbatch = [r for c, r in zip(commands, res, strict=True) if c and c[0] == "sbatch"]
+        if sbatch and not getattr(self, "lost", None):
+            self.lost = [r.stdout for r in sbatch if isinstance(r, CommandResult)]
+            raise TransportError(f"{self.where}: the connection was lost (test)")
+        return res
+
 
 def test_a_submission_whose_answer_was_lost_is_found_not_repeated(
     sshd: Sshd, client: Client, slurm: str, tmp_path: Path

@@ -25,6 +25,20 @@ steps:
     run: seq 1 5 | awk '{s+=$1} END {print "sum", s}'
 """
 
+#: 60 instances, 2 failing (the CLI's sweep test uses the same)
+SWEEP = """\
+name: ui-sweep
+steps:
+  - name: sim
+    sweep:
+      n: [1, 2]
+      seed: {range: [0, 30]}
+    max_parallel: 4
+    run: |
+      echo {{n}} {{seed}} > out.txt
+      case $STAX_SWEEP_INDEX in 4|40) exit 9;; esac
+"""
+
 LONG = """\
 name: ui-long
 steps:
@@ -140,6 +154,36 @@ def test_slurm_execution_appears_completes_and_shows_its_log(
     # Retry is offered only when something failed; Cancel only while it runs
     assert detail.locator(".jp-StaxCancel").is_disabled()
     assert detail.locator(".jp-StaxRetry").is_disabled()
+
+    # a sweep in the same detail tab: ONE row with its counts, expandable to its instances,
+    # paged from the REST route, the failed ones first (60 instances, local: seconds)
+    sid = submit(lab, SWEEP, "local")
+    row(page, sid, "failed").wait_for(timeout=120_000)
+    detail = open_detail(page, sid)
+    sim = detail.locator('.jp-StaxSteps tr[data-step="sim"][data-state="failed"]')
+    sim.wait_for(timeout=30_000)
+    assert detail.locator('.jp-StaxSteps tr[data-step="sim"]').count() == 1  # one row
+    assert "58/60 done, 2 failed; 2 of 60 instances" in sim.inner_text()
+    sim.locator(".jp-StaxSweep-toggle").click()
+    listed = detail.locator('.jp-StaxInstances[data-step="sim"] tbody tr')
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jp-StaxInstances tbody tr').length >= n", arg=50
+    )
+    assert listed.count() == 50  # the first page
+    assert [listed.nth(i).get_attribute("data-instance") for i in range(3)] == ["4", "40", "0"]
+    assert listed.nth(0).get_attribute("data-state") == "failed"
+    assert "n=1 seed=4" in listed.nth(0).inner_text()
+    detail.locator(".jp-StaxInstances-more").click()
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jp-StaxInstances tbody tr').length >= n", arg=60
+    )
+    assert listed.count() == 60 and detail.locator(".jp-StaxInstances-more").count() == 0
+    detail.locator(".jp-StaxInstances-filter").select_option("failed")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-StaxInstances tbody tr').length === 2"
+    )
+    assert [listed.nth(i).get_attribute("data-instance") for i in range(2)] == ["4", "40"]
+    screenshot(page, "detail-sweep")
 
 
 def squeue_ids() -> set[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.recipe import InvalidRecipe
-from .files import copy_tree, file_digest
+from .files import cached_file_digest, copy_tree
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -61,9 +61,10 @@ def dir_fingerprint(root: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def locate(spec: str, folder: Path) -> Base:
+def locate(spec: str, folder: Path, digests: Path | None = None) -> Base:
     """The base ``spec`` names (relative to the recipe's ``folder``); InvalidRecipe when it
-    is missing or is no image this module reads."""
+    is missing or is no image this module reads. ``digests``: a JSON file that keeps tarballs'
+    sha256 by their stat (:func:`~.files.cached_file_digest`)."""
     if spec.startswith("oci:") or (_path(spec, folder) / "oci-layout").is_file():
         return _oci(spec, folder)
     p = _path(spec[3:] if spec.startswith("ch:") else spec, folder)
@@ -82,7 +83,7 @@ def locate(spec: str, folder: Path) -> Base:
             raise InvalidRecipe(f"base {spec!r}: {p} is no root file system (no bin/ or usr/)")
         return Base(spec, "dir", p, dir_fingerprint(p))
     if p.name.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")):
-        return Base(spec, "tar", p, file_digest(p))
+        return Base(spec, "tar", p, cached_file_digest(p, digests))
     raise InvalidRecipe(f"base {spec!r}: {p} is neither a directory, a tarball nor an OCI layout")
 
 

@@ -288,6 +288,13 @@ def builder_classes() -> dict[str, type[Builder]]:
 def get_builder(name: str | None = None, storage: Path | None = None) -> Builder:
     """The builder ``name`` (default: the first one that can run here); BuilderMissing saying
     what to install."""
+    if name is None or name in BUILTIN_BUILDERS:
+        # a built-in that runs here needs no look at the plug-ins (that reads every installed
+        # package's entry points: a cached build spends its time on such start-up costs)
+        for builtin in [BUILTIN_BUILDERS[name]] if name else BUILTIN_BUILDERS.values():
+            b = builtin(storage)
+            if b.problem() is None:
+                return b
     classes = builder_classes()
     if name is not None:
         cls = classes.get(name)

@@ -4,7 +4,9 @@
 
 Each variant becomes ``{name, image, digest}`` under its family; its labels are read from the
 image itself, where the build wrote them. A variant of the same name is replaced; the file's
-other families and variants stay as they were.
+other families and variants stay as they were. The family records the recipe file it was built
+from (``recipe:``, the last build's), which the catalog hands on with each variant
+(``StaxImage.recipe``): the sidebar's "Build for cluster..." starts from it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def add_variants(report: BuildReport, file: Path, description: str | None = None
     fam = families.get(report.stax) or {}
     if description and not fam.get("description"):
         fam["description"] = description
+    fam["recipe"] = report.recipe  # the family's build recipe: "Build for cluster..." uses it
     variants = [v for v in fam.get("variants") or [] if isinstance(v, dict)]
     names = {r.name for r in done}
     variants = [v for v in variants if v.get("name") not in names]

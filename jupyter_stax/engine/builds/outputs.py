@@ -196,9 +196,14 @@ def sif_tool() -> str | None:
 
 
 def sif_problem() -> str | None:
+    """Why no SIF can be made here (what to install), or None: a SIF is written by
+    ``apptainer build`` (or ``singularity build``) from the built root file system."""
     if sif_tool() is None:
         return (
-            "--format sif needs apptainer or singularity (neither is installed here); use "
+            "--format sif needs apptainer (or singularity), and neither is installed here: "
+            "install Apptainer (Debian 12's archive has no package for it: the .deb of "
+            "https://github.com/apptainer/apptainer/releases, or on Ubuntu ppa:apptainer/ppa; "
+            "see https://apptainer.org/docs/admin/main/installation.html), or build with "
             "--format ch or --format oci"
         )
     return None

@@ -134,10 +134,10 @@ def plan_build(
     chosen = select(r, expand(r), parse_selection(list(variants)))
     if cluster is not None:
         chosen = [for_cluster(r, chosen, cluster[0], cluster[1], cpu)]
-    base = locate(base_for(r, cpu), lr.folder)
-    b = get_builder(builder, storage)
+    base = locate(base_for(r, cpu), lr.folder, lr.output / STATE_DIR / "base-digests.json")
     if fmt == "sif" and outputs.sif_problem():
-        raise BuilderMissing(outputs.sif_problem() or "")
+        raise BuilderMissing(outputs.sif_problem() or "")  # before any build, naming the tool
+    b = get_builder(builder, storage)
     plan = Plan(lr, cpu, base, fmt, force, b)
     for values in chosen:
         name = variant_name(r.stax, cpu, values)

@@ -277,6 +277,9 @@ class SSHConnection(ABC):
         self, script: bytes, what: str, *, missing_ok: bool = False, tar_ok: bool = False
     ) -> RunResult:
         res = await self.exec(shell.SH, script, retry=True)
+        if res.rc == -1:  # killed by a signal: the session was cut (sshd's killed), not an answer
+            raise SSHConnectionLost(f"{self.target.destination}: {what} was cut off (the remote "
+                                    "shell was killed)", host=self.target.destination)
         if tar_ok and res.rc in (1, 2):  # GNU tar: a file changed or vanished while read
             return res
         if res.rc != 0 and not (missing_ok and res.rc == shell.MISSING):
@@ -299,21 +302,39 @@ class SSHConnection(ABC):
                                     host=self.target.destination)
 
     async def read_files(
-        self, paths: Sequence[str], max_bytes: int = 65536
+        self, paths: Sequence[str], max_bytes: int = 65536, *, remove: Sequence[str] = ()
     ) -> dict[str, bytes | None]:
         """The first ``max_bytes`` of each file, None for a missing or unreadable one: MANY small
         files (the records of every running step) in one command. The remote sends whole files
-        (one tar stream); ``max_bytes`` is applied here, so point it at small files only."""
+        (one tar stream); ``max_bytes`` is applied here, so point it at small files only.
+        ``remove``: files removed first, in the same command (failures ignored)."""
         paths = list(dict.fromkeys(paths))
         if not paths:
             return {}
-        res = await self._script(shell.read_files_script(paths), f"reading {len(paths)} files",
-                                 tar_ok=True)
+        res = await self._script(shell.read_files_script(paths, remove),
+                                 f"reading {len(paths)} files", tar_ok=True)
         try:
             return shell.parse_read_files(res.stdout, paths, max_bytes)
         except shell.ProtocolError as e:
             raise SSHConnectionLost(f"{self.target.destination}: reading files: {e}",
                                     host=self.target.destination) from None
+
+    async def write_steps(
+        self, dirs: Sequence[str], moves: Sequence[tuple[str, str]],
+        files: Mapping[str, tuple[bytes, int]], *, remove: Sequence[str] = (),
+    ) -> None:
+        """Make ``dirs``, rename ``moves`` (a missing source or an existing target: skipped),
+        write ``files`` (as :meth:`write_files`): the files of many steps in one command."""
+        if not (dirs or moves or files or remove):
+            return
+        what = f"writing the files of {len(dirs)} step directories" if dirs else (
+            f"writing {len(files)} files")
+        if dirs:
+            what += " (mkdir " + " ".join(dirs[:3]) + (" ..." if len(dirs) > 3 else "") + ")"
+        res = await self._script(shell.write_steps_script(dirs, moves, files, remove), what)
+        if not shell.completed(res.stdout):
+            raise SSHConnectionLost(f"{self.target.destination}: writing files was cut off",
+                                    host=self.target.destination)
 
     async def read_from(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes | None:
         """At most ``limit`` bytes of ``path`` from byte ``offset`` (a log tail); None when the

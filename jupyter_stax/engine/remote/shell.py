@@ -5,7 +5,8 @@ code); a path that starts with ``~/`` is relative to the remote home (``"$HOME"/
 goes to ``/bin/sh -s`` on the channel's stdin (no argument-length limit, the same ``sh`` whatever
 the account's login shell), and its output starts with a marker line, so whatever a chatty
 ``~/.bashrc`` prints before it is skipped. Only ``sh``, ``base64``, ``head``, ``tail``, ``mkdir``,
-``chmod``, ``mv`` and ``rm`` are needed on the cluster (coreutils on any Linux login node).
+``chmod``, ``mv``, ``rm`` and ``tar`` are needed on the cluster (coreutils and tar: any Linux login
+node).
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def write_files_script(files: Mapping[str, tuple[bytes, int]], *, parents: bool 
     """Write each ``path: (data, mode)`` atomically (a temporary file beside it, then ``mv``);
     creates missing parent directories when ``parents``. Prints nothing but the markers."""
     lines = ["set -e", "umask 077", "printf '@@stax-start\\n'"]
+    lines += write_lines(files, parents=parents)
+    lines.append("printf '@@stax-done\\n'")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_lines(files: Mapping[str, tuple[bytes, int]], *, parents: bool = True) -> list[str]:
+    """The lines of :func:`write_files_script` that write the files (under ``set -e``; the
+    data in base64 here-documents: any byte, any name)."""
+    lines = []
     if parents:
         dirs = sorted({d for p in files for d in [_parent(p)] if d and d not in ("/", "~")})
         if dirs:
@@ -80,15 +90,86 @@ def write_files_script(files: Mapping[str, tuple[bytes, int]], *, parents: bool 
         lines.append(f"STAX_EOF_{i}")
         lines.append(f'chmod {mode & 0o7777:o} "$t"')
         lines.append(f'mv -f "$t" {q}')
+    return lines
+
+
+def remove_lines(paths: Sequence[str]) -> list[str]:
+    """Remove files that may wait (see ``Transport.remove_later``): never fails the script."""
+    if not paths:
+        return []
+    return ["rm -f -- " + " ".join(qpath(p) for p in paths) + " 2>/dev/null || true"]
+
+
+def tar_lines(files: Mapping[str, tuple[bytes, int]]) -> list[str]:
+    """Lines that write every ``path: (data, mode)`` with ONE ``tar -x`` (a few processes
+    whatever the number of files: forking ``base64``, ``chmod`` and ``mv`` per file costs
+    seconds per hundred files on a busy node). Paths must be absolute (names in the tar
+    stream: data, never code); parents are made. Each file is written in place (an existing one
+    is replaced, not atomically): for files nobody reads while they are written (a new
+    attempt's scripts, a new submit script)."""
+    if not files:
+        return []
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, (data, mode) in files.items():
+            if not path.startswith("/"):
+                raise ValueError(f"not an absolute path: {path!r}")
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = mode & 0o7777
+            tar.addfile(info, io.BytesIO(data))
+    return [
+        "base64 -d <<'STAX_TAR_EOF' | tar -xPpf - --no-same-owner -m",
+        base64.encodebytes(buf.getvalue()).decode("ascii").rstrip("\n"),
+        "STAX_TAR_EOF",
+    ]
+
+
+def write_steps_script(
+    dirs: Sequence[str], moves: Sequence[tuple[str, str]],
+    files: Mapping[str, tuple[bytes, int]], remove: Sequence[str] = (),
+) -> bytes:
+    """Make ``dirs``, rename ``moves`` (skipped: a missing source, an existing target), write
+    ``files`` (absolute paths, :func:`tar_lines`: the files of many steps in one script).
+    Removes ``remove`` first (never failing for them)."""
+    lines = [*remove_lines(remove), "set -e", "printf '@@stax-start\\n'"]
+    if dirs:
+        lines.append("mkdir -p -- " + " ".join(qpath(d) for d in dirs))
+    for src, dst in moves:
+        qs, qd = qpath(src), qpath(dst)
+        lines.append(
+            f"if {{ [ -e {qs} ] || [ -L {qs} ]; }} && ! {{ [ -e {qd} ] || [ -L {qd} ]; }}; then "
+            f"mv -f -- {qs} {qd}; fi"
+        )
+    lines.append("umask 077")
+    lines += tar_lines(files)
     lines.append("printf '@@stax-done\\n'")
     return ("\n".join(lines) + "\n").encode()
 
 
-def read_files_script(paths: Sequence[str]) -> bytes:  # paths: no duplicates
+def prelude_lines(
+    files: Mapping[str, tuple[bytes, int]], links: Sequence[tuple[str, str]],
+    remove: Sequence[str] = (),
+) -> list[str]:
+    """The lines that write ``files`` (absolute paths, :func:`tar_lines`) and make ``links``
+    before the commands of a batch (``run_many``): under ``set -e`` (a failure ends the
+    script before any command runs, before the batch's start marker), then ``set +e`` and
+    the umask back."""
+    lines = [*remove_lines(remove), "set -e", "m=$(umask)", "umask 077"]
+    lines += tar_lines(files)
+    for link, target in links:
+        lines += _symlink_lines(link, target)
+    lines += ['umask "$m"', "set +e"]
+    return lines
+
+
+def read_files_script(paths: Sequence[str], remove: Sequence[str] = ()) -> bytes:
     """Print which paths are readable regular files (``@@f I``) and which are not (``@@n I``),
     then ONE tar stream of the readable ones, in order: a fixed number of processes (``tar``)
-    whatever the number of files (forking ``head`` per file costs seconds on a busy node)."""
-    lines = ["printf '@@stax-start\\n'", "set --"]
+    whatever the number of files (forking ``head`` per file costs seconds on a busy node).
+    Removes ``remove`` first (files that may wait, see ``Transport.remove_later``).
+    ``paths``: no duplicates."""
+    lines = [*remove_lines(remove), "printf '@@stax-start\\n'", "set --"]
     for i, path in enumerate(paths):
         q = qpath(path)
         lines.append(
@@ -210,8 +291,14 @@ def rename_script(moves: Sequence[tuple[str, str]]) -> bytes:
 
 def symlink_script(link: str, target: str) -> bytes:
     """Make ``link`` point to ``target`` (parents made; a link pointing elsewhere replaced)."""
+    lines = ["set -e", "printf '@@stax-start\\n'", *_symlink_lines(link, target)]
+    lines.append("printf '@@stax-done\\n'")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _symlink_lines(link: str, target: str) -> list[str]:
     ql, qt = qpath(link), qpath(target)
-    lines = ["set -e", "printf '@@stax-start\\n'"]
+    lines = []
     parent = _parent(link)
     if parent and parent not in ("/", "~"):
         lines.append(f"mkdir -p -- {qpath(parent)}")
@@ -219,8 +306,7 @@ def symlink_script(link: str, target: str) -> bytes:
         f"if [ \"$(readlink {ql} 2>/dev/null || true)\" != {qt} ]; then "
         f"rm -f -- {ql}; ln -s -- {qt} {ql}; fi"
     )
-    lines.append("printf '@@stax-done\\n'")
-    return ("\n".join(lines) + "\n").encode()
+    return lines
 
 
 def read_tail_script(path: str, limit: int) -> bytes:

@@ -6,6 +6,12 @@ primitives of :class:`.base.SSHConnection` (one exec channel, one round trip, ea
 - ``run`` -> ``SSHConnection.run`` in the account's login shell (the site's PATH, SLURM_CONF);
 - ``write_files``/``make_dirs``/``rename``/``remove``/``symlink``: one ``sh`` script each,
   whatever the number of files;
+- submission in batches (:attr:`SSHTransport.batch_limit` steps at most): ``write_steps``, the
+  directories, earlier attempts' renames and scripts of many steps in one script;
+  ``run_many``, their submit scripts and ``sbatch`` commands in one script (each command's
+  output framed, :mod:`..batch`; NOT retried: a ``sbatch`` twice is two jobs);
+- ``remove_later``: helper files of ended jobs are removed by the next records read or
+  submission script (or when the transport closes), never by a round trip of their own;
 - ``read_records``: the start and exit records of EVERY step directory asked for in ONE
   ``read_files`` (one tar stream), parsed by the same pure functions as the local transport's
   (:func:`jupyter_stax.core.jobscript.parse_start_record` / ``parse_exit_record``);
@@ -39,7 +45,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -48,7 +54,7 @@ from ...core.api import ConnectionState
 from ...core.errors import InvalidClusterConfig, StaxError
 from ...core.models import Cluster
 from ...core.staging import TreeEntry
-from .. import landing
+from .. import batch, landing
 from ..landing import Landed
 from ..transport import (
     ClusterPath,
@@ -79,6 +85,13 @@ TRANSFER_TIMEOUT = 600.0
 #: the file in the cluster's state directory (Jupyter side) that remembers the remote home
 HOME_FILE = "remote-home"
 
+#: steps whose submission work (files, submit commands) one command carries at most: one round
+#: trip for up to this many steps; a few batches go at once (the engine's submit workers)
+BATCH_LIMIT = 25
+
+#: files of :meth:`SSHTransport.remove_later` one script removes at most (the rest: the next)
+REMOVE_LIMIT = 600
+
 
 def target_of(cluster: Cluster) -> SSHTarget:
     """The SSH target of a remote cluster (:class:`.errors.SSHConfigError` when it is off)."""
@@ -90,6 +103,8 @@ def target_of(cluster: Cluster) -> SSHTarget:
 
 class SSHTransport(Transport):
     """One remote cluster over one SSH connection (see the module docstring)."""
+
+    batch_limit = BATCH_LIMIT
 
     def __init__(
         self, cluster: Cluster, state_dir: Path | None = None, *,
@@ -109,6 +124,8 @@ class SSHTransport(Transport):
         )
         self._thread.start()
         self._closed = False
+        self._leftovers: list[str] = []  # remove_later's, for the next script
+        self._leftovers_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -190,6 +207,9 @@ class SSHTransport(Transport):
     def close(self) -> None:
         if self._closed:
             return
+        if self.connection.connected:  # what remove_later kept, while the connection is up
+            with contextlib.suppress(Exception):
+                self.remove(self._take_leftovers())
         self._closed = True
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self.connection.close(), self._loop).result(10)
@@ -266,13 +286,89 @@ class SSHTransport(Transport):
     def symlink(self, link: ClusterPath, target: ClusterPath) -> None:
         self._call(self.connection.symlink(str(link), str(target)))
 
+    def write_steps(
+        self,
+        dirs: Sequence[ClusterPath],
+        moves: Sequence[tuple[ClusterPath, ClusterPath]],
+        files: Mapping[ClusterPath, FileSpec],
+    ) -> None:
+        data = {self.resolve(p): (spec.text.encode(), spec.mode) for p, spec in files.items()}
+        with self._leftovers_taken() as gone:
+            self._call(self.connection.write_steps(
+                [str(d) for d in dirs], [(str(a), str(b)) for a, b in moves], data, remove=gone,
+            ))
+
+    def run_many(
+        self,
+        commands: Sequence[Sequence[str]],
+        *,
+        files: Mapping[ClusterPath, FileSpec] | None = None,
+        links: Sequence[tuple[ClusterPath, ClusterPath]] = (),
+        timeout: float | None = None,
+    ) -> list[CommandResult | TransportError]:
+        """ONE command: the files and links, then each command (see
+        :meth:`Transport.run_many`); never tried again on its own (a ``sbatch`` whose answer
+        was lost may have queued its job: the caller looks for it before trying again)."""
+        if not commands and not files and not links:
+            return []
+        with self._leftovers_taken() as gone:
+            script = "\n".join([
+                *shell.prelude_lines(
+                    {self.resolve(p): (spec.text.encode(), spec.mode)
+                     for p, spec in (files or {}).items()},
+                    [(str(a), str(b)) for a, b in links], gone,
+                ),
+                batch.batch_script(commands) if commands else "printf '@@stax-start\\n'",
+            ]) + "\n"
+            res = self._call(
+                self.connection.exec(shell.SH, script.encode(), timeout=timeout), timeout
+            )
+        out = res.out
+        if batch.START not in out:  # the files could not be written: nothing ran
+            if res.rc in (0, -1):
+                raise TransportError(f"{self.where}: a batch of {len(commands)} commands did "
+                                     f"not start (exit {res.rc})")
+            raise StaxError(
+                f"{self.where}: writing {len(files or {})} files before {len(commands)} "
+                f"commands failed (exit {res.rc}): {res.err.strip()[-500:] or 'no message'}"
+            )
+        got: list[CommandResult | TransportError] = list(
+            batch.parse_batch_prefix(out, commands)
+        )
+        lost = TransportError(
+            f"{self.where}: the answer of a batch of {len(commands)} commands was cut off "
+            f"after {len(got)} (exit {res.rc})"
+        )
+        return got + [lost] * (len(commands) - len(got))
+
+    def remove_later(self, paths: Sequence[ClusterPath]) -> None:
+        with self._leftovers_lock:
+            self._leftovers += [str(p) for p in paths]
+
+    def _take_leftovers(self) -> list[str]:
+        with self._leftovers_lock:
+            gone = self._leftovers[:REMOVE_LIMIT]
+            del self._leftovers[:REMOVE_LIMIT]
+        return gone
+
+    @contextlib.contextmanager
+    def _leftovers_taken(self) -> Iterator[list[str]]:
+        """remove_later's files for the next script; kept for another if it fails."""
+        gone = self._take_leftovers()
+        try:
+            yield gone
+        except BaseException:
+            with self._leftovers_lock:
+                self._leftovers[:0] = gone
+            raise
+
     def read_records(self, step_dirs: Sequence[ClusterPath]) -> dict[str, StepRecords]:
         names = {str(d): (f"{d}/{js.START_RECORD}", f"{d}/{js.EXIT_RECORD}") for d in step_dirs}
         if not names:
             return {}
-        got = self._call(self.connection.read_files(
-            [p for pair in names.values() for p in pair], js.RECORD_MAX_BYTES
-        ))
+        with self._leftovers_taken() as gone:
+            paths = [p for pair in names.values() for p in pair]
+            got = self._call(self.connection.read_files(paths, js.RECORD_MAX_BYTES, remove=gone))
         return {
             d: StepRecords(js.parse_start_record(got.get(start)),
                            js.parse_exit_record(got.get(end)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ...core import sweep
 from ...core.api import SgeSummary, SlurmSummary
 from ...core.errors import SchedulerUnavailable
 from ...core.models import Cluster
@@ -20,7 +21,7 @@ from ..transport import (
     Transport,
     TransportError,
 )
-from . import sge, slurm
+from . import pbs, sge, slurm
 
 #: sbatch/qsub error texts that mean "try again later" rather than "this job is wrong"
 TRANSIENT_SUBMIT_ERRORS = (
@@ -66,6 +67,49 @@ class Scheduler:
     """cluster -> settings of the PSI/J executor's config beyond PSI/J's batch settings"""
     summary: Callable[[Cluster, Runner], SlurmSummary | SgeSummary] | None = None
     """(cluster, run a command -> stdout) -> live numbers (``core.api`` summary); blocking"""
+
+
+@dataclass(frozen=True)
+class ArrayStyle:
+    """How a scheduler runs a sweep's array (see :mod:`..sweeps`)."""
+
+    attributes: Callable[[int, int | None], dict[str, str]]
+    """(elements, at most this many running or None) -> PSI/J custom attributes"""
+    index: str
+    """bash expression: the running element's index from 0"""
+    max_size: int
+    """elements of one array when the cluster does not say"""
+    max_size_command: Sequence[str] | None = None
+    parse_max_size: Callable[[str], int] | None = None
+    """(output of max_size_command) -> elements one array may have"""
+
+
+_ARRAYS = {
+    slurm.NAME: ArrayStyle(
+        attributes=slurm.array_attributes,
+        index=sweep.SLURM_INDEX,
+        max_size=slurm.DEFAULT_MAX_ARRAY_SIZE,
+        max_size_command=slurm.MAX_ARRAY_SIZE_COMMAND,
+        parse_max_size=slurm.parse_max_array_size,
+    ),
+    sge.NAME: ArrayStyle(
+        attributes=sge.array_attributes,
+        index=sweep.SGE_INDEX,
+        max_size=sge.DEFAULT_MAX_ARRAY_SIZE,
+        max_size_command=sge.MAX_ARRAY_SIZE_COMMAND,
+        parse_max_size=sge.parse_max_array_size,
+    ),
+    pbs.NAME: ArrayStyle(
+        attributes=pbs.array_attributes,
+        index=sweep.PBS_INDEX,
+        max_size=pbs.DEFAULT_MAX_ARRAY_SIZE,
+    ),
+}
+
+
+def array_style(name: str) -> ArrayStyle | None:
+    """How scheduler ``name`` runs job arrays (None: it runs a sweep as one job)."""
+    return _ARRAYS.get(name)
 
 
 _REGISTRY = {

@@ -100,6 +100,33 @@ def submit_attributes(job_name: str, after_native_ids: Sequence[str]) -> dict[st
     return {"sge.hold_jid": ",".join(after_native_ids)}
 
 
+# ---------------------------------------------------------------------- array jobs
+#: Grid Engine's default ``max_aj_tasks`` (tasks of one array job; ``qconf -sconf``)
+DEFAULT_MAX_ARRAY_SIZE = 75000
+MAX_ARRAY_SIZE_COMMAND = ("qconf", "-sconf")
+
+
+def array_attributes(count: int, cap: int | None) -> dict[str, str]:
+    """PSI/J custom attributes of one array job of ``count`` tasks (``qsub -t 1-N``: Grid
+    Engine numbers tasks from 1), at most ``cap`` running at once (``-tc``)."""
+    if count < 1:
+        raise ValueError("an array needs at least one element")
+    attrs = {"sge.t": f"1-{count}"}
+    if cap is not None and cap < count:
+        attrs["sge.tc"] = str(max(1, cap))
+    return attrs
+
+
+def parse_max_array_size(out: str) -> int:
+    """``max_aj_tasks`` of ``qconf -sconf`` (0: unlimited; the default when absent)."""
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "max_aj_tasks" and parts[1].isdigit():
+            n = int(parts[1])
+            return n if n > 0 else 10**9
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
 def find_by_name_command(job_name: str) -> list[str]:
     """Our jobs named ``job_name`` (recovery of an interrupted submission): those in ``qstat``,
     then those that ended already (``qacct -j NAME``; it exits 1 when it knows none)."""

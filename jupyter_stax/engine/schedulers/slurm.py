@@ -166,6 +166,34 @@ def aggregate_arrays(jobs: dict[str, tuple[str, str]]) -> dict[str, tuple[str, s
     return out
 
 
+_ELEMENTS_RE = re.compile(r"^([0-9]+)_\[([0-9,:\-]+)(?:%[0-9]+)?\]$")
+_ELEMENT_RE = re.compile(r"^([0-9]+)_([0-9]+)$")
+
+
+def pending_elements(jobs: dict[str, tuple[str, str]]) -> dict[str, set[int]]:
+    """The elements of each array still waiting (``123_[5-9,12%2]`` lines of ``squeue``, and
+    single pending elements ``123_4``), by the array's id; an array that has none waiting is
+    not listed. What makes a sweep read only the records of elements that started."""
+    out: dict[str, set[int]] = {}
+    for native_id, (state, _) in jobs.items():
+        if state != "QUEUED":
+            continue
+        m = _ELEMENTS_RE.match(native_id)
+        if m:
+            got = out.setdefault(m[1], set())
+            for part in m[2].split(","):
+                first, _, rest = part.partition("-")
+                last, _, step = rest.partition(":")
+                if first.isdigit():
+                    hi = int(last) if last.isdigit() else int(first)
+                    got.update(range(int(first), hi + 1, int(step) if step.isdigit() else 1))
+            continue
+        m = _ELEMENT_RE.match(native_id)
+        if m:
+            out.setdefault(m[1], set()).add(int(m[2]))
+    return out
+
+
 def array_spec(count: int, cap: int | None) -> str:
     """``--array`` of ``count`` elements numbered from 0, at most ``cap`` running at once."""
     if count < 1:

@@ -9,6 +9,7 @@
  * JupyterLab it is `serverTransport()` (ServerConnection: the token, XSRF and base URL).
  */
 import type {
+  BuildRequest,
   ErrorBody,
   ExecutionState,
   OperationId,
@@ -193,6 +194,29 @@ export class StaxClient {
     };
   }
 
+  /** A notebook's `parameters` cell (path relative to the server's root). */
+  notebookParameters(path: string): Promise<Ok<'getNotebookParameters'>> {
+    return this.call(
+      'getNotebookParameters',
+      'GET',
+      `notebook-parameters${queryString({ path })}`
+    );
+  }
+
+  /** Plan (refused here: 400/403/404/503) and start a build of a recipe's variants (201). */
+  startBuild(request: BuildRequest): Promise<Ok<'startBuild'>> {
+    return this.call('startBuild', 'POST', 'builds', request);
+  }
+
+  build(id: string): Promise<Ok<'getBuild'>> {
+    return this.call('getBuild', 'GET', `builds/${seg(id)}`);
+  }
+
+  /** The build's progress lines, then each variant's builder log so far. */
+  buildLog(id: string): Promise<Ok<'getBuildLog'>> {
+    return this.call('getBuildLog', 'GET', `builds/${seg(id)}/log`);
+  }
+
   log(
     id: string,
     step: string,
@@ -201,6 +225,23 @@ export class StaxClient {
     const path = `executions/${seg(id)}/steps/${seg(step)}/log`;
     return this.call(
       'getStepLog',
+      'GET',
+      `${path}${queryString({ ...query })}`
+    );
+  }
+
+  /**
+   * A page of a sweep step's instances: the ones that did not complete first, then by index
+   * (`state`: only those; `cursor`: the previous page's `next_cursor`).
+   */
+  instances(
+    id: string,
+    step: string,
+    query: Query<'listStepInstances'> = {}
+  ): Promise<Ok<'listStepInstances'>> {
+    const path = `executions/${seg(id)}/steps/${seg(step)}/instances`;
+    return this.call(
+      'listStepInstances',
       'GET',
       `${path}${queryString({ ...query })}`
     );

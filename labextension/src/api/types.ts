@@ -22,6 +22,9 @@ export type ExecutionSummary = Schemas['ExecutionSummary'];
 export type ExecutionPage = Schemas['ExecutionPage'];
 export type ExecutionState = Schemas['ExecutionState'];
 export type StepRun = Schemas['StepRun'];
+export type SweepSummary = Schemas['SweepSummary'];
+export type InstancePage = Schemas['InstancePage'];
+export type InstanceInfo = Schemas['InstanceInfo'];
 export type StepState = Schemas['StepState'];
 export type LogChunk = Schemas['LogChunk'];
 export type StepFileList = Schemas['StepFileList'];
@@ -30,6 +33,11 @@ export type ImageList = Schemas['ImageList'];
 export type ServerInfo = Schemas['ServerInfo'];
 export type ErrorBody = Schemas['ErrorBody'];
 export type SubmitRequest = Schemas['SubmitRequest'];
+export type NotebookParameters = Schemas['NotebookParameters'];
+export type NotebookParameter = Schemas['NotebookParameter'];
+export type BuildRequest = Schemas['BuildRequest'];
+export type BuildStatus = Schemas['BuildStatus'];
+export type BuildLog = Schemas['BuildLog'];
 
 export type OperationId = keyof operations;
 

@@ -21,11 +21,19 @@ export interface ImageView {
   fit: Fit;
   /** Why it does not fit (the failed rules), or notes about unchecked rules. */
   reason: string | null;
+  /** The family's build recipe, where its catalog names one. */
+  recipe: string | null;
+  /** The catalog source it comes from (for a variant with a recipe: its catalog file). */
+  source: string | null;
 }
 
 export interface ImageFamily {
   family: string;
   variants: ImageView[];
+  /** The build recipe of the family (its first variant that names one), or null. */
+  recipe: string | null;
+  /** The catalog file that names that recipe (where a new variant goes), or null. */
+  catalog: string | null;
 }
 
 const LABEL_PREFIX = 'org.hpe.staxs.';
@@ -140,6 +148,8 @@ export function imageView(entry: unknown): ImageView | null {
     reference: str(image.reference),
     description: str(image.description),
     labels: labelsOf(image.labels),
+    recipe: str(image.recipe),
+    source: str(image.source),
     ...fitOf(entry)
   };
 }
@@ -158,12 +168,17 @@ export function groupImages(list: ImageList | null): ImageFamily[] {
   const rank: Record<Fit, number> = { fits: 0, unknown: 1, fails: 2 };
   return [...byFamily.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([family, variants]) => ({
-      family,
-      variants: variants.sort(
-        (a, b) =>
-          rank[a.fit] - rank[b.fit] ||
-          (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
-      )
-    }));
+    .map(([family, variants]) => {
+      const built = variants.find(v => v.recipe !== null);
+      return {
+        family,
+        variants: variants.sort(
+          (a, b) =>
+            rank[a.fit] - rank[b.fit] ||
+            (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+        ),
+        recipe: built?.recipe ?? null,
+        catalog: built?.source ?? null
+      };
+    });
 }

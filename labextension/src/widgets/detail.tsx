@@ -24,10 +24,18 @@ import {
 } from '../api/types';
 import { age, elapsed, shortId } from '../model/format';
 import { LogTail } from '../model/logtail';
+import {
+  INSTANCE_STATES,
+  InstancePager,
+  paramsText,
+  sweepLine,
+  type InstanceState
+} from '../model/sweep';
 import { StepFiles } from './stepfiles';
 import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
+import { ExecutedNotebookButton } from '../notebookrun/executed';
 import { ErrorLine, StateBadge, Unverified, useNow } from './common';
 
 function LogViewer(props: {
@@ -90,13 +98,121 @@ function LogViewer(props: {
   );
 }
 
+/** A sweep's instances, paged from the server (the ones that did not complete first). */
+function InstancesList(props: {
+  model: StaxModel;
+  execution: Execution;
+  step: StepRun;
+}): React.JSX.Element {
+  const { model, execution, step } = props;
+  const [, setVersion] = useState(0);
+  const [pager, setPager] = useState<InstancePager | null>(null);
+  const counts = JSON.stringify(step.sweep?.counts ?? {});
+
+  useEffect(() => {
+    const p = new InstancePager(model.client, execution.id, step.name, () =>
+      setVersion(v => v + 1)
+    );
+    setPager(p);
+    void p.load(null);
+  }, [model, execution.id, step.name]);
+
+  useEffect(() => {
+    // the counts changed (instances ended): read the first page again, same filter
+    if (pager && pager.view.loaded) {
+      void pager.load();
+    }
+  }, [counts, step.attempt]);
+
+  const view = pager?.view;
+  return (
+    <div className="jp-StaxInstances" data-step={step.name}>
+      <div className="jp-StaxRow">
+        <label className="jp-StaxMuted">
+          state{' '}
+          <select
+            className="jp-StaxSelect jp-StaxInstances-filter"
+            value={view?.filter ?? ''}
+            onChange={e => {
+              const v = e.currentTarget.value;
+              void pager?.load(v ? (v as InstanceState) : null);
+            }}
+          >
+            <option value="">all</option>
+            {INSTANCE_STATES.map(s => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+        <span className="jp-StaxMuted jp-StaxInstances-count">
+          {view?.loaded
+            ? `${view.items.length} of ${
+                view.filter
+                  ? (view.counts[view.filter] ?? 0)
+                  : view.total.toLocaleString('en-US')
+              } shown`
+            : 'loading…'}
+        </span>
+      </div>
+      <ErrorLine error={pager?.error ?? null} />
+      <table className="jp-StaxSteps jp-StaxInstances-table">
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>state</th>
+            <th>exit</th>
+            <th>attempt</th>
+            <th>values</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(view?.items ?? []).map(i => (
+            <tr key={i.index} data-instance={i.index} data-state={i.state}>
+              <td className="jp-StaxMono">{i.index}</td>
+              <td>{i.state}</td>
+              <td className="jp-StaxMono">{i.exit_code ?? ''}</td>
+              <td>{i.attempt}</td>
+              <td className="jp-StaxMono jp-StaxMuted">
+                {paramsText(i.params)}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {view?.nextCursor && (
+        <button
+          className="jp-StaxButton jp-StaxInstances-more"
+          disabled={pager?.loading}
+          onClick={() => void pager?.more()}
+        >
+          More instances
+        </button>
+      )}
+    </div>
+  );
+}
+
 function StepsTable(props: {
+  model: StaxModel;
   execution: Execution;
   selected: string | null;
   onSelect: (step: string) => void;
   now: number;
 }): React.JSX.Element {
-  const { execution, selected, onSelect, now } = props;
+  const { model, execution, selected, onSelect, now } = props;
+  const [open, setOpen] = useState<Set<string>>(new Set());
+  const toggle = (name: string) =>
+    setOpen(o => {
+      const next = new Set(o);
+      if (next.has(name)) {
+        next.delete(name);
+      } else {
+        next.add(name);
+      }
+      return next;
+    });
   return (
     <table className="jp-StaxSteps">
       <thead>
@@ -111,24 +227,56 @@ function StepsTable(props: {
       </thead>
       <tbody>
         {execution.steps.map((s: StepRun) => (
-          <tr
-            key={s.name}
-            data-step={s.name}
-            data-state={s.state}
-            className={selected === s.name ? 'jp-mod-selected' : ''}
-            onClick={() => onSelect(s.name)}
-          >
-            <td>{s.name}</td>
-            <td>
-              <StateBadge state={s.state ?? 'pending'} />
-            </td>
-            <td className="jp-StaxMono">{s.native_id ?? ''}</td>
-            <td>
-              {elapsed(s.started_at ?? s.submitted_at, s.finished_at, now)}
-            </td>
-            <td className="jp-StaxMono">{s.exit_code ?? ''}</td>
-            <td className="jp-StaxMuted">{s.reason ?? ''}</td>
-          </tr>
+          <React.Fragment key={s.name}>
+            <tr
+              data-step={s.name}
+              data-state={s.state}
+              data-sweep={s.sweep ? 'true' : undefined}
+              className={selected === s.name ? 'jp-mod-selected' : ''}
+              onClick={() => onSelect(s.name)}
+            >
+              <td>
+                {s.sweep && (
+                  <button
+                    className="jp-StaxButton jp-StaxSweep-toggle"
+                    aria-expanded={open.has(s.name)}
+                    title="Show or hide this sweep's instances"
+                    onClick={e => {
+                      e.stopPropagation();
+                      toggle(s.name);
+                    }}
+                  >
+                    {open.has(s.name) ? '▾' : '▸'}
+                  </button>
+                )}
+                {s.name}
+              </td>
+              <td>
+                <StateBadge state={s.state ?? 'pending'} />
+              </td>
+              <td className="jp-StaxMono">{s.native_id ?? ''}</td>
+              <td>
+                {elapsed(s.started_at ?? s.submitted_at, s.finished_at, now)}
+              </td>
+              <td className="jp-StaxMono">{s.exit_code ?? ''}</td>
+              <td className="jp-StaxMuted">
+                {s.sweep && (
+                  <span className="jp-StaxSweep-counts">
+                    {sweepLine(s.sweep)}
+                    {s.reason ? '; ' : ''}
+                  </span>
+                )}
+                {s.reason ?? ''}
+              </td>
+            </tr>
+            {s.sweep && open.has(s.name) && (
+              <tr className="jp-StaxSweep-instances" data-instances-of={s.name}>
+                <td colSpan={6}>
+                  <InstancesList model={model} execution={execution} step={s} />
+                </td>
+              </tr>
+            )}
+          </React.Fragment>
         ))}
       </tbody>
     </table>
@@ -234,6 +382,7 @@ export async function exportCrate(
 function DetailView(props: {
   model: StaxModel;
   id: string;
+  openNotebook?: (local: string) => void;
 }): React.JSX.Element {
   const { model, id } = props;
   const [execution, setExecution] = useState<Execution | null>(null);
@@ -358,6 +507,7 @@ function DetailView(props: {
       <div className="jp-StaxDetail-body">
         <div className="jp-StaxDetail-top">
           <StepsTable
+            model={model}
             execution={execution}
             selected={chosen}
             onSelect={setStep}
@@ -371,6 +521,10 @@ function DetailView(props: {
             />
           </div>
         </div>
+        <ExecutedNotebookButton
+          step={execution.steps.find(s => s.name === chosen)}
+          open={props.openNotebook}
+        />
         {chosen && (
           <LogViewer model={model} execution={execution} step={chosen} />
         )}
@@ -385,23 +539,31 @@ function DetailView(props: {
 export class ExecutionDetail extends ReactWidget {
   constructor(
     private readonly model: StaxModel,
-    readonly executionId: string
+    readonly executionId: string,
+    private readonly openNotebook?: (local: string) => void
   ) {
     super();
     this.addClass('jp-StaxDetail-widget');
   }
 
   render(): React.JSX.Element {
-    return <DetailView model={this.model} id={this.executionId} />;
+    return (
+      <DetailView
+        model={this.model}
+        id={this.executionId}
+        openNotebook={this.openNotebook}
+      />
+    );
   }
 }
 
 export function createDetailWidget(
   model: StaxModel,
   id: string,
-  name?: string
+  name?: string,
+  openNotebook?: (local: string) => void
 ): MainAreaWidget<ExecutionDetail> {
-  const content = new ExecutionDetail(model, id);
+  const content = new ExecutionDetail(model, id, openNotebook);
   const widget = new MainAreaWidget({ content });
   widget.id = `jupyter-stax-execution-${id}`;
   widget.title.label = `StaX ${name ?? ''} ${shortId(id)}`.replace(/\s+/g, ' ');

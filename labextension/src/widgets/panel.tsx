@@ -18,6 +18,7 @@ import { groupImages } from '../model/images';
 import type { ClusterRow, StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { ErrorLine, StateBadge, Unverified, useNow } from './common';
+import { FamilyBuildView } from './builds';
 
 export const PANEL_ID = 'jupyter-stax-panel';
 
@@ -29,7 +30,7 @@ export const CommandIDs = {
   retrySelected: 'stax:retry-selected'
 } as const;
 
-function summaryText(detail: ClusterDetail | null): string {
+export function summaryText(detail: ClusterDetail | null): string {
   const s = detail?.summary;
   if (!s) {
     return detail?.note ?? '';
@@ -166,6 +167,7 @@ function ImagesSection(props: { model: StaxModel }): React.JSX.Element {
       {families.map(f => (
         <div key={f.family} className="jp-StaxFamily" data-family={f.family}>
           <div className="jp-StaxFamily-name">{f.family}</div>
+          <FamilyBuildView model={m} family={f} />
           <ul className="jp-StaxList">
             {f.variants.map(v => (
               <li

@@ -1,0 +1,128 @@
+"""Sweeps on a remote Slurm over the real test sshd (``stax-remote@127.0.0.1``): the array is
+submitted through the cluster's transport, the instances' files and records live on the
+cluster (owned by the remote account), every records read is ONE exec channel, the arrays'
+state comes from the one ``squeue`` per poll (elements summed up under the array's id), and
+the instances are listed through the same transport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_stax.core.clusters import ClusterRegistry
+from jupyter_stax.core.states import ExecutionState, StepState
+from jupyter_stax.operations import Operations
+
+from .sshd import REMOTE_USER, Client, Sshd
+from .test_remote_slurm import cluster, engine, transport
+
+pytestmark = pytest.mark.ssh
+
+WORKFLOW = {
+    "name": "remote-sweep",
+    "steps": [
+        {
+            "name": "ok",
+            "sweep": {"n": [1, 2], "seed": {"range": [0, 2]}},
+            "pack": 1,
+            "max_parallel": 2,
+            "run": "echo {{n}} {{seed}} > out.txt; id -un > who",
+        },
+        {"name": "collect", "after": ["ok"], "run": "cat ../ok/*/out.txt | wc -l"},
+        {"name": "bad", "sweep": {"x": [0, 1, 2]}, "run": "[ {{x}} != 1 ] || exit 5"},
+    ],
+}
+
+
+def test_a_sweep_runs_on_the_remote_slurm_as_one_array(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    far = cluster(sshd, client)
+
+    async def body() -> None:
+        async with engine(tmp_path, far) as e:
+            t0 = time.monotonic()
+            ex = await e.submit(WORKFLOW, "far")
+            done = await e.wait(ex.id, 240)
+            elapsed = time.monotonic() - t0
+            got = {s.name: (s.state, s.reason) for s in done.steps}
+            assert got == {
+                "ok": (StepState.COMPLETED, None),
+                "collect": (StepState.COMPLETED, None),
+                "bad": (StepState.FAILED, "1 of 3 instances did not complete: 1 (exit 5)"),
+            }, got
+            assert done.state is ExecutionState.FAILED
+            ok = done.step("ok")
+            assert ok.native_id and "," not in ok.native_id  # ONE array, over SSH
+            assert ok.sweep is not None and ok.sweep.counts == {"completed": 4}
+            tr = transport(e)
+            assert tr.read_chunk(done.step("collect").stdout, 0, 100) == b"4\n"
+            uid = pwd.getpwnam(REMOTE_USER).pw_uid
+            for i in range(4):  # each instance's files on the cluster, the remote account's
+                d = Path(ok.directory, str(i))
+                assert (d / "who").read_text() == f"{REMOTE_USER}\n"
+                for f in ("stax.job.sh", "stax.start", "stax.exit", "out.txt"):
+                    assert os.stat(d / f).st_uid == uid, f
+            # every records read (the sweeps' and the plain step's): ONE exec channel
+            assert tr.record_reads and all(n == 1 for _, n in tr.record_reads), tr.record_reads
+            # the arrays' states: ONE squeue per poll (poll_interval 1 s), never one per
+            # element or per array
+            assert tr.kinds.get("squeue", 0) <= elapsed / far.effective_poll_interval + 2, (
+                tr.kinds, elapsed
+            )
+            assert tr.connection.stats.connects == 1
+            # the instances listed through the engine's transport: ONE command, failed first
+            ops = Operations(store=lambda: e.store, registry=lambda: ClusterRegistry([far]),
+                             transport=e.transport)
+            before = tr.connection.stats.execs
+            page = await asyncio.to_thread(ops.instances, ex.id, "bad")
+            assert tr.connection.stats.execs == before + 1
+            assert page.counts == {"completed": 2, "failed": 1}
+            assert [(i.index, i.state, i.exit_code) for i in page.items] == [
+                (1, "failed", 5), (0, "completed", 0), (2, "completed", 0)
+            ]
+
+    asyncio.run(body())
+
+
+def test_a_detached_sweep_on_the_remote_slurm_is_reconciled_per_instance(
+    sshd: Sshd, client: Client, slurm: str, tmp_path: Path
+) -> None:
+    """``--detach`` over SSH: the array and its dependant are queued with Slurm's dependency,
+    the engine stops, Slurm runs everything as the remote account, and an engine that adopts
+    the execution later reads every instance's records over SSH."""
+    from jupyter_stax.core.models import SubmitOptions
+
+    far = cluster(sshd, client)
+    wf = {"name": "remote-detached-sweep", "steps": WORKFLOW["steps"][:2]}  # ok -> collect
+
+    async def body() -> None:
+        async with engine(tmp_path, far, keep_jobs=True) as first:
+            ex = await first.submit(wf, "far", options=SubmitOptions(detached=True))
+            assert all(s.native_id for s in ex.steps)
+        collect = Path(ex.step("collect").directory)
+
+        def ended() -> bool:
+            return (collect / "stax.exit").exists()
+
+        deadline = time.monotonic() + 180
+        while not await asyncio.to_thread(ended):  # Slurm alone, no engine alive
+            assert time.monotonic() < deadline, "Slurm did not run collect after the array"
+            await asyncio.sleep(0.5)
+        async with engine(tmp_path, far, adopt=True) as second:
+            done = await second.wait(ex.id, 120)
+            got = {s.name: (s.state, s.reason) for s in done.steps}
+            assert got == {
+                "ok": (StepState.COMPLETED, None), "collect": (StepState.COMPLETED, None)
+            }, got
+            ok = done.step("ok")
+            assert ok.sweep is not None and ok.sweep.counts == {"completed": 4}
+            assert transport(second).read_chunk(done.step("collect").stdout, 0, 100) == b"4\n"
+            assert all(n == 1 for _, n in transport(second).record_reads)
+
+    asyncio.run(body())
