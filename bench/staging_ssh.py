@@ -9,7 +9,10 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 * ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
   vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here);
 * memory: the peak RSS of the process that runs each jupyter_stax transfer (a fresh child per
-  run), to show it stays flat whatever the file size.
+  run), per direction, to show it stays flat whatever the file size.
+
+``STAX_SSHD_BASE`` names another sshd of start-sshd.sh than the shared /tmp/stax-sshd (with
+root's client key made by client-key.sh), e.g. a private one while others use the shared one.
 
 Throughput ratio = time of the reference / time of jupyter_stax (>= 0.8 is the issue's target).
 The connection is opened before the timed part for jupyter_stax (the engine keeps one per
@@ -138,19 +141,19 @@ def main() -> None:
     rdir = f"stax-bench-{os.getpid()}"
     runs: dict[str, list[float]] = {k: [] for k in (
         "put_stax", "put_scp", "get_stax", "get_scp", "small_stax", "small_tar")}
-    rss: list[float] = []
+    rss: dict[str, list[float]] = {"put": [], "get": [], "small": []}
     try:
         for r in range(args.repeat):
             remote(f"rm -rf {rdir} && mkdir -p {rdir}/a {rdir}/b")
             res = run_child("put", args, src=str(big), dest=f"~/{rdir}/a")
             runs["put_stax"].append(res["seconds"])
-            rss.append(res["rss_mb"])
+            rss["put"].append(res["rss_mb"])
             runs["put_scp"].append(timed(
                 ["scp", "-q", "-P", str(sshd.port), *opts, str(big), f"{dest_host}:{rdir}/b/"]))
             loc = work / f"get-{r}"
             res = run_child("get", args, dest=f"~/{rdir}/a", local=str(loc / "stax"))
             runs["get_stax"].append(res["seconds"])
-            rss.append(res["rss_mb"])
+            rss["get"].append(res["rss_mb"])
             (loc / "scp").mkdir(parents=True)
             runs["get_scp"].append(timed(
                 ["scp", "-q", "-P", str(sshd.port), *opts, f"{dest_host}:{rdir}/b/big.bin",
@@ -159,6 +162,7 @@ def main() -> None:
             remote(f"rm -rf {rdir} && mkdir -p {rdir}/c {rdir}/d")
             res = run_child("small", args, src=str(small), dest=f"~/{rdir}/c")
             runs["small_stax"].append(res["seconds"])
+            rss["small"].append(res["rss_mb"])
             pipe = (f"tar -C {shlex.quote(str(small))} -cf - . | "
                     + shlex.join([*ssh, f"tar -C {rdir}/d -xf -"]))
             runs["small_tar"].append(timed(["bash", "-c", pipe]))
@@ -184,8 +188,9 @@ def main() -> None:
     for what, size, a, b, ref, ratio in rows:
         unit = "MiB/s" if "MiB" in size else "files/s"
         print(f"{what:16} {size:18} {a:8.1f} {unit:<5}{b:8.1f} {unit:<5} {ref:8} {ratio:6.2f}")
-    print(f"peak RSS of the jupyter_stax transfer processes: {max(rss):.0f} MB "
-          f"(for a {mb} MiB file; the target ratio is >= 0.8)")
+    print("peak RSS of the jupyter_stax transfer processes (a fresh one per run): "
+          + ", ".join(f"{k} {max(v):.0f} MB" for k, v in rss.items() if v)
+          + f" (for a {mb} MiB file; the target ratio is >= 0.8)")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "rss_mb": rss, "args": vars(args)},
                                               indent=2))

@@ -349,11 +349,18 @@ def cmd_logs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, ctx: Context) -> int:
+    from .cli_progress import TerminalBar
     from .core.staging import fetch_request, fetch_text
 
     req = fetch_request(step=args.step, pattern=args.pattern, to=args.to, overwrite=args.overwrite)
     svc = ctx.service()
-    result = svc.fetch(svc.get(args.id).id, req)
+    shown = args.progress if args.progress is not None else sys.stderr.isatty()
+    meter = TerminalBar() if shown else None
+    try:
+        result = svc.fetch(svc.get(args.id).id, req, progress=meter)
+    finally:
+        if meter is not None:
+            meter.close()
     if args.json:
         _print_json(result.model_dump(mode="json"))
     else:
@@ -609,6 +616,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--overwrite", action="store_true", help="replace local files that differ")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a progress bar on stderr (bytes, rate) while files move (default: on a terminal; "
+        "this machine's engine only: through a server, the server moves them)",
+    )
 
     sp = cmd("clusters", cmd_clusters, "list the clusters you can run on; with NAME, one "
              "cluster's live numbers (and a remote one's connection)")

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +320,11 @@ class RestService:
         query = {"state": state, "cursor": cursor, "limit": limit}
         return InstancePage.model_validate(self.request("GET", path, query=query))
 
-    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+    def fetch(
+        self, execution_id: str, request: FetchRequest,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> FetchResult:
+        # ``progress`` is not told: the server moves the files (its steps show how it goes)
         if request.to is not None:  # the caller's directory, not the server's
             request = request.model_copy(
                 update={"to": str(Path(request.to).expanduser().absolute())}

@@ -181,8 +181,12 @@ class StaxService(Protocol):
         """A page of a sweep step's instances, the ones that did not complete first."""
         ...
 
-    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
-        """Steps' outputs to this side (see :mod:`jupyter_stax.operations.fetching`)."""
+    def fetch(
+        self, execution_id: str, request: FetchRequest,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> FetchResult:
+        """Steps' outputs to this side (see :mod:`jupyter_stax.operations.fetching`);
+        ``progress(line, done, total)`` while files move here (this machine's engine only)."""
         ...
 
     def export_crate(
@@ -550,9 +554,12 @@ class LocalService:
     ) -> Path:
         return self.ops.export_crate(execution_id, Path(dest), as_dir=as_dir, license=license)
 
-    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
+    def fetch(
+        self, execution_id: str, request: FetchRequest,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> FetchResult:
         self.reconcile(every=RECONCILE_EVERY)
-        return self.ops.fetch(execution_id, _absolute(request))
+        return self.ops.fetch(execution_id, _absolute(request), progress)
 
 
 def _absolute(request: FetchRequest) -> FetchRequest:

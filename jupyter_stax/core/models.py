@@ -487,6 +487,9 @@ class AttemptRecord(BaseModel):
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    files: StepFiles | None = Field(
+        None, description="what that attempt staged in (source, size, sha256) and kept"
+    )
 
 
 class SweepInstance(BaseModel):

@@ -570,6 +570,23 @@ class Engine:
         async with self._slots:
             return await self._blocking(fn, items)
 
+    def _transfer_progress(self, run: Run, s: StepRun) -> staging.Report:
+        """A transfer's progress lines (from a worker thread) committed as the step's reason
+        on this loop while the step is not final: the sidebar and the monitor show it. Callable
+        from any thread (it uses the loop the engine started on)."""
+        loop = self._loop
+        assert loop is not None, "the engine is not started"
+
+        def commit(line: str) -> None:
+            if not s.state.final and self._runs.get(run.id) is run:
+                s.reason = line
+                self._commit(run, s, s.state)
+
+        def report(line: str, done: int, total: int | None) -> None:
+            loop.call_soon_threadsafe(commit, line)
+
+        return report
+
     def _cluster_transport(self, name: str) -> tuple[Cluster, Transport]:
         c = self.clusters.get(name)
         return c, self._transport(c)

@@ -22,7 +22,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -135,8 +135,11 @@ def land(
         raise
 
 
-def read_chunks(f: BinaryIO, size: int | None = None) -> Iterable[bytes]:
-    """The content of ``f`` in :data:`CHUNK` pieces (at most ``size`` bytes when given)."""
+def read_chunks(
+    f: BinaryIO, size: int | None = None, *, progress: Callable[[int], None] | None = None
+) -> Iterable[bytes]:
+    """The content of ``f`` in :data:`CHUNK` pieces (at most ``size`` bytes when given);
+    ``progress(n)`` after each piece of ``n`` bytes."""
     left = size
     while left is None or left > 0:
         chunk = f.read(CHUNK if left is None else min(CHUNK, left))
@@ -144,4 +147,6 @@ def read_chunks(f: BinaryIO, size: int | None = None) -> Iterable[bytes]:
             return
         if left is not None:
             left -= len(chunk)
+        if progress is not None:
+            progress(len(chunk))
         yield chunk

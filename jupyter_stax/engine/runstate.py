@@ -109,6 +109,8 @@ def attempt_record(s: StepRun, reason: str | None) -> AttemptRecord:
         submitted_at=s.submitted_at,
         started_at=s.started_at,
         finished_at=s.finished_at,
+        # provenance of that attempt: the next one's stage-in replaces ``s.files``
+        files=s.files if s.files is not None and s.files.attempt == s.attempt else None,
     )
 
 

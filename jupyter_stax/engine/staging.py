@@ -32,6 +32,8 @@ Threading: :func:`stage_in`, :func:`collect` and :func:`fetch` block (worker thr
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import jobscript as js
 from ..core.errors import StaxError
 from ..core.models import Cluster, Execution, Step, StepRun, SubmitOptions, Workflow
+from ..core.progress import Meter
 from ..core.staging import (
     OUTPUTS_DIR,
     FileRecord,
@@ -68,6 +71,12 @@ log = logging.getLogger("jupyter_stax.engine")
 
 #: tries of a fetch whose connection drops, and the waits between them (seconds)
 FETCH_BACKOFF = (1.0, 3.0, 9.0)
+
+#: seconds between two progress lines of a transfer (each is committed on the step)
+PROGRESS_EVERY = 1.0
+
+#: told ``(line, bytes done, total bytes or None)`` while a transfer goes
+Report = Callable[[str, int, "int | None"], None]
 
 
 class StageInFailed(StaxError):
@@ -129,19 +138,26 @@ def stage_in(
     cluster: Cluster,
     attempt: int,
     transport_of: Callable[[str], tuple[Cluster, Transport]],
+    progress: Report | None = None,
 ) -> StepFiles | None:
     """Copy the step's inputs into its directory on ``cluster`` (made already); the record of
     what was copied (None: the step has no inputs and no outputs). Blocking. StageInFailed
-    when an input names nothing; TransportError when a cluster does not answer."""
+    when an input names nothing; TransportError when a cluster does not answer.
+    ``progress(line, bytes done, total)``: told how it goes (see :class:`.progress.Meter`)."""
     if not step.inputs and not step.outputs:
         return None
     record = StepFiles(attempt=attempt, fetch="manual" if step.fetch == "manual" else None)
     _, transport = transport_of(cluster.name)
     base = Path(ex.options.base_dir or ".")
+    meter = None if progress is None or not step.inputs else Meter(
+        "staging inputs", _local_total(step, base), progress, every=PROGRESS_EVERY
+    )
     for spec in step.inputs:
         if isinstance(spec, FromStep):
             try:
-                record.inputs += _from_step(ex, spec, s, cluster, transport, transport_of)
+                record.inputs += _from_step(
+                    ex, spec, s, cluster, transport, transport_of, meter
+                )
             except (TransportError, StageInFailed):
                 raise
             except (OSError, StaxError, landing.UnsafePath) as e:
@@ -154,7 +170,9 @@ def stage_in(
         except (InputError, OSError) as e:
             raise StageInFailed(f"stage-in failed: {e}") from None
         try:
-            sent = transport.put_files([(f.source, f.dest) for f in files], s.directory)
+            sent = transport.put_files(
+                [(f.source, f.dest) for f in files], s.directory, progress=meter
+            )
         except TransportError:
             raise  # the cluster did not answer: tried again
         except (OSError, StaxError, landing.UnsafePath) as e:
@@ -165,7 +183,21 @@ def stage_in(
             )
             for f in files
         ]
+    if meter is not None:
+        meter.finish()
     return record
+
+
+def _local_total(step: Step, base: Path) -> int | None:
+    """The bytes of the step's notebook-side inputs (None when it takes an upstream step's
+    files too: their size is known only once listed)."""
+    if any(isinstance(i, FromStep) for i in step.inputs):
+        return None
+    total = 0
+    for spec in step.inputs:
+        with contextlib.suppress(InputError, OSError):
+            total += sum(f.source.stat().st_size for f in local_inputs(str(spec), base))
+    return total
 
 
 def _from_step(
@@ -175,6 +207,7 @@ def _from_step(
     cluster: Cluster,
     transport: Transport,
     transport_of: Callable[[str], tuple[Cluster, Transport]],
+    meter: Meter | None = None,
 ) -> list[FileRecord]:
     up = ex.step(spec.step)
     src_cluster, src = transport_of(up.cluster)
@@ -188,14 +221,20 @@ def _from_step(
     if src_cluster.name == cluster.name or not (src_cluster.remote or cluster.remote):
         got = transport.copy_files(up.directory, names, s.directory)
     elif not cluster.remote:  # from a remote cluster into a directory of this machine
-        landed = src.get_files(up.directory, names, Path(s.directory), overwrite=True)
+        landed = src.get_files(
+            up.directory, names, Path(s.directory), overwrite=True, progress=meter
+        )
         got = {n: (x.size, x.sha256) for n, x in landed.items()}
     elif not src_cluster.remote:  # from this machine onto a remote cluster
-        got = transport.put_files([(Path(up.directory) / n, n) for n in names], s.directory)
+        got = transport.put_files(
+            [(Path(up.directory) / n, n) for n in names], s.directory, progress=meter
+        )
     else:  # two remote clusters: through this machine
         with tempfile.TemporaryDirectory(prefix="stax-relay-") as tmp:
             landed = src.get_files(up.directory, names, Path(tmp), overwrite=True)
-            got = transport.put_files([(x.path, n) for n, x in landed.items()], s.directory)
+            got = transport.put_files(
+                [(x.path, n) for n, x in landed.items()], s.directory, progress=meter
+            )
     return [
         FileRecord(path=n, size=size, sha256=digest, source=f"{spec.step}:{n}")
         for n, (size, digest) in sorted(got.items())
@@ -226,6 +265,7 @@ def collect(
     copy: bool | None = None,
     on_request: bool = False,
     backoff: Sequence[float] = FETCH_BACKOFF,
+    progress: Report | None = None,
 ) -> StepFiles:
     """The step's outputs (``patterns``: its ``outputs``), recorded and, on a remote cluster
     (or with ``copy``), fetched to ``dest`` (default ``<outputs root>/<step>``). Blocking.
@@ -260,9 +300,16 @@ def collect(
                 record.fetch = "manual"
             else:
                 target = dest or outputs_root(ex) / s.name
-                landed = transport.get_files(
-                    s.directory, [e.path for e in found], target, overwrite=overwrite
+                meter = None if progress is None else Meter(
+                    f"fetching outputs of {s.name}", sum(e.size for e in found), progress,
+                    every=PROGRESS_EVERY,
                 )
+                landed = transport.get_files(
+                    s.directory, [e.path for e in found], target, overwrite=overwrite,
+                    progress=meter,
+                )
+                if meter is not None:
+                    meter.finish()
                 record.outputs = _merge(record.outputs, landed, target)
                 kept = [n for n, x in landed.items() if x.status == "kept"]
                 if kept:
@@ -325,7 +372,12 @@ async def stage_out(engine: Engine, run: Run, name: str) -> StepFiles | None:
         if cluster.remote and step.fetch == "auto":  # said while it lasts (status, monitor)
             s.reason = f"fetching outputs from {cluster.name}"
             engine._commit(run, s, s.state)
-        return await engine._blocking(collect, run.ex, step, s, cluster, transport)
+        return await engine._blocking(
+            functools.partial(
+                collect, run.ex, step, s, cluster, transport,
+                progress=engine._transfer_progress(run, s) if cluster.remote else None,
+            )
+        )
     except Exception as e:  # a bug must not turn a completed step into a hang
         log.exception("outputs of %s/%s", run.id, name)
         base = s.files or StepFiles(attempt=s.attempt)

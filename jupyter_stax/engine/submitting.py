@@ -100,7 +100,8 @@ def write_attempts(engine: Engine, items: list[Attempt]) -> list[Written | Excep
         a = items[i]
         try:
             record = staging.stage_in(a.run.ex, a.run.defs[a.s.name], a.s, a.cluster, a.attempt,
-                                      engine._cluster_transport)
+                                      engine._cluster_transport,
+                                      engine._transfer_progress(a.run, a.s))
         except Exception as e:
             out[i] = e
             continue

@@ -39,7 +39,7 @@ import os
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -51,6 +51,8 @@ from .landing import Landed
 
 #: a path on the cluster (a remote transport treats it as a POSIX path there)
 ClusterPath = str | PurePath
+#: told the bytes of each piece a transfer moved (a progress bar adds them up)
+Progress = Callable[[int], None]
 
 
 #: in the message of every command failure that a transport error caused (see
@@ -212,21 +214,23 @@ class Transport(ABC):
 
     @abstractmethod
     def put_files(
-        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath, *,
+        progress: Progress | None = None,
     ) -> dict[str, tuple[int, str]]:
         """Copy files of THIS machine (``(path here, relative name)``) into ``dest_dir`` on the
         cluster (parents made, a file there replaced), streamed; each name's size and sha256
-        (of the bytes sent). TransportError when the connection drops (then try again)."""
+        (of the bytes sent). TransportError when the connection drops (then try again).
+        ``progress(n)``: called (on the caller's thread) after each piece of ``n`` bytes."""
 
     @abstractmethod
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
-        overwrite: bool = False,
+        overwrite: bool = False, progress: Progress | None = None,
     ) -> dict[str, Landed]:
         """Copy regular files ``src_dir/name`` of the cluster into ``dest_dir`` on THIS machine
         (by :func:`.landing.land`: never outside ``dest_dir``, an existing different file kept
         unless ``overwrite``), streamed. A name that is not a regular file there is skipped
-        (absent from the result)."""
+        (absent from the result). ``progress``: as for :meth:`put_files`."""
 
     @abstractmethod
     def copy_files(
@@ -355,18 +359,22 @@ class LocalTransport(Transport):
         return list_local_tree(Path(root))
 
     def put_files(
-        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+        self, files: Sequence[tuple[Path, str]], dest_dir: ClusterPath, *,
+        progress: Progress | None = None,
     ) -> dict[str, tuple[int, str]]:
         out = {}
         for src, name in files:
             with open(src, "rb") as f:  # the user's own file: a link to it is followed
-                got = landing.land(Path(dest_dir), name, landing.read_chunks(f), overwrite=True)
+                got = landing.land(
+                    Path(dest_dir), name, landing.read_chunks(f, progress=progress),
+                    overwrite=True,
+                )
             out[name] = (got.size, got.sha256)
         return out
 
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
-        overwrite: bool = False,
+        overwrite: bool = False, progress: Progress | None = None,
     ) -> dict[str, Landed]:
         out = {}
         for name in names:
@@ -376,7 +384,8 @@ class LocalTransport(Transport):
                 continue  # gone, or not a regular file (links are never followed)
             with f:
                 out[name] = landing.land(
-                    dest_dir, name, landing.read_chunks(f), overwrite=overwrite
+                    dest_dir, name, landing.read_chunks(f, progress=progress),
+                    overwrite=overwrite,
                 )
         return out
 

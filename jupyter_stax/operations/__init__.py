@@ -71,12 +71,15 @@ if TYPE_CHECKING:
         PublishRequest,
         TriggerRequest,
     )
+    from ..core.stepfiles import StepFileList
     from ..engine.builds.run import BuildReport, Progress
     from ..engine.catalog import Catalog
     from ..engine.engine import Engine
+    from ..engine.staging import Report
     from ..engine.store import Store
     from ..engine.transport import Transport
     from .builds import BuildJobs, BuildRequest, BuildStatus
+    from .stepfiles import Download
     from .workflows import Planned, RerunRequest
 
 __all__ = ["COMMAND_TIMEOUT", "Operations", "check_retry", "step_of"]
@@ -459,6 +462,19 @@ class Operations:
             return None  # a cluster no longer configured: its steps ran where the store says
         return c if c.remote else None
 
+    def step_files(self, execution_id: str, step: str) -> StepFileList:
+        """The regular files of a step's directory with sizes (:mod:`.stepfiles`). Blocking."""
+        from .stepfiles import list_files
+
+        return list_files(self, execution_id, step)
+
+    def download(self, execution_id: str, step: str, path: str | None) -> Download:
+        """One regular file of a step's directory, open to be sent (:mod:`.stepfiles`); the
+        caller closes it. Blocking."""
+        from .stepfiles import open_download
+
+        return open_download(self, execution_id, step, path)
+
     def export_crate(
         self, execution_id: str, dest: Path, *, as_dir: bool = False, license: str | None = None
     ) -> Path:
@@ -475,11 +491,16 @@ class Operations:
         software = self._store().software(ex.id)
         return build(ex, software, registry, dest, as_dir=as_dir, license=license)
 
-    def fetch(self, execution_id: str, request: FetchRequest) -> FetchResult:
-        """A step's outputs, fetched on request (see :mod:`.fetching`). Blocking."""
+    def fetch(
+        self, execution_id: str, request: FetchRequest, progress: Report | None = None
+    ) -> FetchResult:
+        """A step's outputs, fetched on request (see :mod:`.fetching`); ``progress`` told how
+        the transfers go. Blocking."""
         from .fetching import fetch
 
-        return fetch(self._store(), self._registry(), self.get(execution_id), request)
+        return fetch(
+            self._store(), self._registry(), self.get(execution_id), request, progress=progress
+        )
 
     def notebook_parameters(self, path: str | None, root: str | None) -> NotebookParameters:
         """A notebook's parameters, its path inside ``root`` (see :mod:`.notebooks`)."""

@@ -26,6 +26,7 @@ from ..core.staging import FetchedStep, FetchRequest, FetchResult
 
 if TYPE_CHECKING:
     from ..core.clusters import ClusterRegistry
+    from ..engine.staging import Report
     from ..engine.store import Store
     from ..engine.transport import Transport
 
@@ -36,6 +37,7 @@ def fetch(
     ex: Execution,
     request: FetchRequest,
     transport_for: Callable[[Cluster, Path], Transport] | None = None,
+    progress: Report | None = None,
 ) -> FetchResult:
     """Fetch (see the module docstring); BadRequest when nothing can be named."""
     from ..engine import staging
@@ -88,6 +90,7 @@ def fetch(
                 overwrite=request.overwrite,
                 copy=True if dest is not None else None,
                 on_request=True,
+                progress=progress,
             )
             s.files = files
             store.set_step_files(ex.id, s)

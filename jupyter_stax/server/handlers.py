@@ -186,6 +186,41 @@ class InstancesHandler(StaxHandler):
         self.reply(page)
 
 
+class StepFilesHandler(StaxHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str, step: str) -> None:
+        self.reply(await asyncio.to_thread(self.ops.step_files, execution_id, step))
+
+
+class StepFileDownloadHandler(StaxHandler):
+    """One regular file of a step directory as an attachment, streamed (see
+    :mod:`jupyter_stax.operations.stepfiles` for what is refused)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str, step: str) -> None:
+        from urllib.parse import quote
+
+        path = self.get_query_argument("path", None)
+        d = await asyncio.to_thread(self.ops.download, execution_id, step, path)
+        try:
+            ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in d.name)
+            self.set_header("Content-Type", "application/octet-stream")
+            self.set_header(
+                "Content-Disposition",
+                f"attachment; filename=\"{ascii_name or 'file'}\"; "
+                f"filename*=UTF-8''{quote(d.name, safe='')}",
+            )
+            self.set_header("Content-Length", str(d.size))
+            while chunk := await asyncio.to_thread(d.file.read, 1 << 20):
+                self.write(chunk)
+                await self.flush()
+        finally:
+            await asyncio.to_thread(d.close)
+        self.finish()
+
+
 class FetchHandler(StaxHandler):
     @web.authenticated
     @authorized
@@ -388,6 +423,8 @@ HANDLERS: list[tuple[str, type[StaxHandler]]] = [
     (rf"{API}/executions/{_ID}/fetch", FetchHandler),
     (rf"{API}/executions/{_ID}/crate", CrateHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/log", LogHandler),
+    (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/files", StepFilesHandler),
+    (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/download", StepFileDownloadHandler),
     (rf"{API}/executions/{_ID}/steps/(?P<step>[^/]+)/instances", InstancesHandler),
     (rf"{API}/builds", BuildsHandler),
     (rf"{API}/builds/(?P<build_id>[^/]+)", BuildHandler),

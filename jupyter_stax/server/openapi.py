@@ -21,6 +21,7 @@ from ..core.nbparams import NotebookParameters
 from ..core.published import PublishedSummary, PublishedWorkflow, PublishRequest, TriggerRequest
 from ..core.staging import FetchRequest, FetchResult
 from ..core.states import RETRYABLE, ExecutionState, StepState
+from ..core.stepfiles import StepFileList
 from ..operations.builds import BuildLog, BuildRequest, BuildStatus
 from ..operations.workflows import RerunRequest
 
@@ -282,6 +283,44 @@ OPERATIONS: tuple[Op, ...] = (
         ),
         description="A missing file is an empty chunk at offset 0. Follow a log by asking "
         "again from next_offset until eof. 403 when the file links outside the step directory.",
+    ),
+    Op(
+        "get",
+        "/executions/{execution_id}/steps/{step}/files",
+        "listStepFiles",
+        "The regular files of a step's directory, with their sizes",
+        200,
+        StepFileList,
+        (404,),
+        (_EXEC, _path("step", "step name")),
+        description="Listed through the step's cluster (its SSH transport for a remote one); "
+        "symbolic links are left out (counted in 'links') and never followed. An empty list "
+        "before the directory exists.",
+    ),
+    Op(
+        "get",
+        "/executions/{execution_id}/steps/{step}/download",
+        "downloadStepFile",
+        "One file of a step's directory (an attachment)",
+        200,
+        None,
+        (400, 404),
+        (
+            _EXEC,
+            _path("step", "step name"),
+            Param(
+                "path",
+                "query",
+                {"type": "string"},
+                "the file's path relative to the step directory",
+                required=True,
+            ),
+        ),
+        description="Streamed through the step's cluster (never whole in memory). Only a "
+        "regular file inside the step directory: 400 for an absolute path or one with '..', "
+        "403 for a symbolic link (or a path through one) or anything but a regular file, 404 "
+        "when there is no such file.",
+        content_type="application/octet-stream",
     ),
     Op(
         "post",

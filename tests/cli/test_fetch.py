@@ -53,6 +53,11 @@ def test_fetch_in_place_to_a_directory_and_the_overwrite_policy(cli: Stax) -> No
     (step,) = res["steps"]
     assert step["fetch"] == "fetched" and step["directory"] == str(cli.cwd / "here")
     assert (cli.cwd / "here" / "results" / "x y.csv").read_text() == "x,y\n"
+    # --progress: the bar's lines on stderr (a file here; on a terminal one line redrawn)
+    r = cli("fetch", eid, "sim", "--to", "there", "--progress", "--no-server")
+    assert r.returncode == 0, r.stderr
+    assert "fetching outputs of sim: 8 B of 8 B (100%)" in r.stderr
+    assert "fetching" not in r.stdout
     # a local change is never overwritten silently
     (cli.cwd / "here" / "results" / "a.csv").write_text("mine\n")
     out = cli.ok("fetch", eid, "sim", "--to", "here", "--no-server")
@@ -108,3 +113,24 @@ def test_detached_run_stages_in_before_queueing_and_records_outputs_later(
     assert [f["path"] for f in a["files"]["inputs"]] == ["in.txt"]
     assert [f["path"] for f in a["files"]["outputs"]] == ["out.txt"]
     assert [f["path"] for f in b["files"]["outputs"]] == ["b.txt"]
+
+
+def test_the_terminal_bar_redraws_one_line_and_ends_it() -> None:
+    import io
+
+    from jupyter_stax.cli_progress import TerminalBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    b = TerminalBar(out)
+    b("fetching outputs of a: 4 B of 8 B (50%)", 4, 8)
+    b("fetching outputs of a: 8 B of 8 B (100%)", 8, 8)
+    b.close()
+    b.close()  # once
+    assert out.getvalue() == (
+        "\r\x1b[K[############............] fetching outputs of a: 4 B of 8 B (50%)"
+        "\r\x1b[K[########################] fetching outputs of a: 8 B of 8 B (100%)\n"
+    )

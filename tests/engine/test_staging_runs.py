@@ -252,3 +252,78 @@ def test_stage_in_never_writes_through_a_link_in_the_step_directory(
     assert a.reason is not None and a.reason.startswith("stage-in failed: input 'data/x.txt'")
     assert "a link is never followed" in a.reason
     assert list(outside.iterdir()) == []
+
+
+def test_each_attempt_keeps_its_inputs_and_outputs(
+    engine_factory: Callable[..., Engine], stax_env: Path, tmp_path: Path
+) -> None:
+    """Provenance per attempt: a step that fails once and is retried keeps, in its history, what
+    its first attempt staged (source, size, sha256) and kept; the current attempt has its own
+    record (the input changed in between: the two sha256 differ)."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text("one\n")
+    flag = tmp_path / "failed-once"
+    wf = {
+        "name": "p",
+        "steps": [{
+            "name": "a", "retries": 1, "inputs": ["config.json"], "outputs": ["out.txt"],
+            # the first attempt changes the input (before the retry stages it again) and fails
+            "run": f"cp config.json out.txt; if [ ! -e '{flag}' ]; then touch '{flag}'; "
+            f"echo two > '{cfg}'; exit 3; fi",
+        }],
+    }
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            ex = await eng.submit(
+                wf, cluster="local", options=SubmitOptions(base_dir=str(tmp_path))
+            )
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    a = ex.step("a")
+    assert a.state is StepState.COMPLETED and a.attempt == 2, (a.state, a.reason)
+    [first] = a.history
+    assert first.attempt == 1 and first.exit_code == 3
+    assert first.files is not None and first.files.attempt == 1
+    [i1] = first.files.inputs
+    assert (i1.path, i1.source, i1.size) == ("config.json", str(cfg), 4)
+    assert i1.sha256 == hashlib.sha256(b"one\n").hexdigest()
+    assert a.files is not None and a.files.attempt == 2
+    [i2] = a.files.inputs
+    assert i2.sha256 == hashlib.sha256(b"two\n").hexdigest() and i2.size == 4
+    [o2] = a.files.outputs
+    assert (o2.path, o2.sha256) == ("out.txt", hashlib.sha256(b"two\n").hexdigest())
+    # and the store gives the same back (what status --json and the REST API show)
+    store = Store(stax_env / "state" / "stax.sqlite")
+    try:
+        again = store.get(ex.id).step("a")
+    finally:
+        store.close()
+    assert again.history[0].files == first.files and again.files == a.files
+
+
+def test_stage_in_progress_is_committed_on_the_step(
+    engine_factory: Callable[..., Engine], tmp_path: Path
+) -> None:
+    """While a step's inputs are staged its reason says how far it got (bytes of the total,
+    rate), committed like any change (the sidebar and the monitor show a step's reason); the
+    line is gone once the job is submitted."""
+    (tmp_path / "big.bin").write_bytes(os.urandom(50 << 20))
+    wf = {"name": "g", "steps": [{"name": "a", "inputs": ["big.bin"], "run": "wc -c big.bin"}]}
+    seen: list[str] = []
+
+    async def main() -> object:
+        async with engine_factory() as eng:
+            eng.subscribe(lambda e: seen.append(e.step_run.reason or "") if e.step_run else None)
+            ex = await eng.submit(
+                wf, cluster="local", options=SubmitOptions(base_dir=str(tmp_path))
+            )
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    assert ex.state.value == "completed"
+    lines = [r for r in seen if r.startswith("staging inputs: ")]
+    assert lines, seen
+    assert lines[-1].startswith("staging inputs: 50.0 MiB of 50.0 MiB (100%)"), lines
+    assert ex.step("a").reason is None

@@ -4,9 +4,11 @@ moves files notebook -> remote Slurm -> local cluster -> remote Slurm -> noteboo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,9 +146,10 @@ def test_a_dag_moves_files_across_clusters_and_back(
 def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     own_sshd: Sshd, own_client: Client, tmp_path: Path, client_kind: str
 ) -> None:
-    """The server kills the connection while a 256 MB file streams in: the call raises the
-    transient TransportError (the engine tries again), and the next try writes it whole.
-    Uses its own sshd (``own_sshd``), never the shared one."""
+    """The server kills the connection while a 256 MB file streams in, then while it streams
+    back: each call raises the transient TransportError (the engine tries again), nothing
+    half-written is left on this side, and the next try moves it whole. Uses its own sshd
+    (``own_sshd``), never the shared one."""
     import threading
 
     from jupyter_stax.engine.transport import TransportError
@@ -181,6 +184,34 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         sent = tr.put_files([(src, "big.bin")], f"~/{rel}")
         assert sent["big.bin"][0] == 256 << 20
         assert remote_file.stat().st_size == 256 << 20
+
+        # the other way: a fetch cut mid-file leaves nothing half-written here, says it is
+        # transient, and the next try lands the file whole (same size and sha256)
+        here = tmp_path / "back"
+        outcome.clear()
+
+        def fetch() -> None:
+            try:
+                tr.get_files(f"~/{rel}", ["big.bin"], here)
+                outcome.append(None)
+            except BaseException as e:
+                outcome.append(e)
+
+        def part_size() -> int:
+            return max((p.stat().st_size for p in here.glob(".big.bin.*.part")), default=0)
+
+        t = threading.Thread(target=fetch)
+        t.start()
+        wait_for(lambda: part_size() > (16 << 20) or outcome, 120,
+                 "the fetch to be half-way there")
+        assert not outcome, f"the fetch ended before it could be cut: {outcome}"
+        own_sshd.kill_connections()
+        t.join(120)
+        assert outcome and isinstance(outcome[0], TransportError), outcome
+        assert list(here.iterdir()) == []  # no partial file, no final name
+        got = tr.get_files(f"~/{rel}", ["big.bin"], here)
+        assert (got["big.bin"].size, got["big.bin"].sha256) == sent["big.bin"]
+        assert (here / "big.bin").stat().st_size == 256 << 20
     finally:
         tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
         tr.close()
@@ -261,3 +292,55 @@ def test_a_failed_fetch_keeps_the_step_completed_with_the_command_that_fetches_a
     assert [x.fetch for x in got.steps] == ["fetched"]
     assert (blocker / ex.id / "s" / "r.txt").read_text() == "result\n"
     assert store.get(ex.id).step("s").files.fetch == "fetched"  # type: ignore[union-attr]
+
+
+def test_a_stage_in_cut_by_stopping_the_server_says_so_and_completes_once_it_is_back(
+    own_sshd: Sshd, own_client: Client, tmp_path: Path
+) -> None:
+    """The login node's sshd is STOPPED while a 256 MB input streams to a remote workstation:
+    the step says why it is not submitted yet (its reason, from the dropped transfer and then
+    the refused connection), nothing is submitted for it while the server is down, and once the
+    server is back the stage-in is tried again and the step completes with the whole file,
+    its provenance recorded. Uses its own sshd (``own_sshd``), never the shared one."""
+    import asyncio
+
+    from .test_remote_slurm import until
+    from .test_workstation import box, engine
+
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    with open(nb / "big.bin", "wb") as f:  # sparse: costs nothing here
+        f.truncate(256 << 20)
+    wf = {"name": "cut", "steps": [{
+        "name": "a", "inputs": ["big.bin"], "run": "wc -c < big.bin > n.txt",
+        "outputs": ["n.txt"],
+    }]}
+
+    async def body() -> None:
+        async with engine(tmp_path, box(own_sshd, own_client)) as e:
+            ex = await e.submit(wf, "box", options=SubmitOptions(base_dir=str(nb)))
+
+            def step() -> Any:
+                return e.get(ex.id).steps[0]
+
+            def partial() -> int:
+                with contextlib.suppress(OSError):
+                    return (Path(step().directory) / "big.bin").stat().st_size
+                return 0
+
+            await until(lambda: partial() > (16 << 20), 120, "the input to be half-way there")
+            own_sshd.stop()
+            try:
+                await until(lambda: (step().reason or "").startswith("not yet submitted: "),
+                            60, "the step to say why it waits")
+                assert step().native_id is None and step().state is StepState.PENDING
+            finally:
+                own_sshd.start()
+            done = await e.wait(ex.id, 240)
+            a = done.steps[0]
+            assert a.state is StepState.COMPLETED, (a.state, a.reason)
+            assert a.files is not None and a.files.inputs[0].size == 256 << 20
+            assert a.files.outputs[0].path == "n.txt"
+            assert Path(a.files.outputs[0].local or "").read_text().strip() == str(256 << 20)
+
+    asyncio.run(body())

@@ -53,7 +53,7 @@ def test_inputs_outputs_and_fetch_over_rest(server: RealServer, tmp_path: Path) 
         "steps": [
             {"name": "far", "cluster": "far", "inputs": ["in.bin"],
              "run": "mkdir -p res && sha256sum in.bin | cut -c1-64 > res/sum.txt && "
-                    "cp in.bin res/copy.bin",
+                    "cp in.bin res/copy.bin && ln -s /etc/passwd evil",
              "outputs": ["res/*"]},
             {"name": "here", "inputs": [{"from": "far", "path": "res/sum.txt"}],
              "run": "cp res/sum.txt mine.txt", "outputs": ["mine.txt"]},
@@ -70,6 +70,15 @@ def test_inputs_outputs_and_fetch_over_rest(server: RealServer, tmp_path: Path) 
     recs = {r.path: r for r in far.files.outputs}
     assert recs["res/copy.bin"].sha256 == hashlib.sha256(data).hexdigest()
     assert here.files and here.files.fetch == "in place"
+
+    # the sidebar's file list and Download, through the transport (the step ran over SSH)
+    listing = svc.request("GET", f"executions/{ex.id}/steps/far/files")
+    sizes = {f["path"]: f["size"] for f in listing["files"]}
+    assert sizes["res/copy.bin"] == len(data) and "evil" not in sizes and listing["links"] == 1
+    assert _download(server, ex.id, "far", "res/copy.bin") == (200, data)
+    code, body = _download(server, ex.id, "far", "evil")
+    assert code == 403 and b"root:" not in body
+    assert _download(server, ex.id, "far", "../../x")[0] == 400
 
     # on demand, into the root: a named step's file to a directory of the caller's choosing
     got = svc.fetch(ex.id, FetchRequest(step="far", pattern="res/sum.txt", to=str(nb / "x")))
@@ -88,3 +97,17 @@ def test_inputs_outputs_and_fetch_over_rest(server: RealServer, tmp_path: Path) 
                                               "run": "cat secret.txt"}]},
                    "local", options=SubmitOptions(base_dir=str(tmp_path)))
     assert any("input 'secret.txt'" in d for d in e.value.details)
+
+
+def _download(server: RealServer, eid: str, step: str, path: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    url = f"{server.url}stax/api/executions/{eid}/steps/{step}/download?path={quote(path)}"
+    req = urllib.request.Request(url, headers={"Authorization": f"token {server.token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()

@@ -21,6 +21,7 @@ steps:
   - name: greet
     run: |
       echo "hello from $(id -un)"
+      mkdir -p res && printf 'x,y\\n1,2\\n' > res/out.csv
       echo "the end of greet"
 """
 
@@ -35,10 +36,11 @@ def remote_clusters(stax_env: Path, sshd: Sshd, slurm: str) -> None:
 
 
 def test_a_remote_cluster_its_connection_and_a_remote_step_log(
-    remote_clusters: None, page: Any, lab: Any, sshd: Sshd
+    remote_clusters: None, page: Any, lab: Any, sshd: Sshd, tmp_path: Path
 ) -> None:
-    """One Lab for both (a Lab start is the cost): the sidebar entries, then a step that ran on
-    the remote Slurm, its log read on the cluster over SSH, in the execution's detail view."""
+    """One Lab for all (a Lab start is the cost): the sidebar entries, then a step that ran on
+    the remote Slurm, its log read on the cluster over SSH, in the execution's detail view, and
+    one of its files listed with its size and downloaded through the transport."""
     from .test_lab import open_detail, row
 
     panel = page.locator("#jupyter-stax-panel")
@@ -68,4 +70,15 @@ def test_a_remote_cluster_its_connection_and_a_remote_step_log(
     assert f"hello from {REMOTE_USER}" in log.inner_text()
     screenshot(page, "detail-remote-log")
 
-
+    files = detail.locator('.jp-StaxStepFiles[data-step="greet"]')
+    item = files.locator('tr[data-path="res/out.csv"]')
+    item.wait_for(timeout=60_000)
+    assert "8 B" in item.inner_text()
+    screenshot(detail, "detail-step-files")
+    with page.expect_download(timeout=60_000) as info:
+        item.locator(".jp-StaxStepFiles-download").click()
+    download = info.value
+    assert download.suggested_filename == "out.csv"
+    saved = tmp_path / "out.csv"
+    download.save_as(saved)
+    assert saved.read_text() == "x,y\n1,2\n"

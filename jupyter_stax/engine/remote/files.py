@@ -3,10 +3,10 @@ channel (no SFTP needed, one round trip per batch whatever the number of files).
 
 * :func:`list_tree_script` / :func:`parse_list_tree`: ``find -P`` (links never followed) prints
   kind, size and path of every entry, NUL-separated: any name is data;
-* :func:`tar_chunks`: the tar stream of files of this machine, built here in pieces of
-  :data:`~jupyter_stax.engine.landing.CHUNK` (a 1 GB file is never in memory), hashing each
-  file as it is sent; PAX headers carry any name (quotes, newlines, ``$(...)``, a leading
-  ``-``); the remote ``tar -x`` writes them under the destination;
+* :func:`write_tar`: the tar stream of files of this machine, written through one reused
+  buffer of :data:`~jupyter_stax.engine.landing.CHUNK` bytes (a 1 GB file is never in
+  memory), hashing each file as it is sent; PAX headers carry any name (quotes, newlines,
+  ``$(...)``, a leading ``-``); the remote ``tar -x`` writes them under the destination;
 * :func:`pack_command` / :func:`unpack_command`: the remote ends. Names sent to the remote
   ``tar -T`` are ``./``-prefixed and NUL-separated, so none is read as an option.
 
@@ -19,14 +19,20 @@ import hashlib
 import os
 import shlex
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from ...core.staging import TreeEntry
 from ..landing import CHUNK
 from .shell import ProtocolError, qpath
 
 DONE = b"@@stax-done\n"
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
 _KINDS = {"f": "f", "d": "d", "l": "l"}
 
 
@@ -129,36 +135,36 @@ def member_name(name: str) -> str:
     return name
 
 
-def tar_chunks(
-    files: Sequence[tuple[Path, str]], done: Callable[[str, int, str], None]
-) -> Iterator[bytes]:
-    """The tar stream of ``(path here, name)`` in pieces of about :data:`CHUNK` bytes (small
-    files are batched together); ``done(name, size, sha256)`` after each file. A file whose
-    size changes while it is sent is an OSError (the stream would be corrupt)."""
-    buf = bytearray()
+def write_tar(
+    out: _Writable,
+    files: Sequence[tuple[Path, str]],
+    done: Callable[[str, int, str], None],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write the tar stream of ``(path here, name)`` to ``out``, each file read into ONE
+    reused buffer of :data:`CHUNK` bytes (a 1 GB file is never in memory) and hashed as it
+    goes; ``done(name, size, sha256)`` after each file, ``progress(bytes)`` after each piece.
+    A file whose size changes while it is sent is an OSError (the stream would be corrupt)."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
     for src, name in files:
-        with open(src, "rb") as f:
+        with open(src, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             info = tarfile.TarInfo(name)
             info.size = st.st_size
             info.mode = 0o755 if st.st_mode & 0o100 else 0o644
             info.mtime = int(st.st_mtime)
-            buf += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
             h, left = hashlib.sha256(), st.st_size
             while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
+                n = f.readinto(view[: min(CHUNK, left)])
+                if not n:
                     raise OSError(f"{src} shrank while it was sent")
-                h.update(chunk)
-                left -= len(chunk)
-                buf += chunk
-                if len(buf) >= CHUNK:
-                    yield bytes(buf)
-                    buf.clear()
-            buf += b"\0" * ((-st.st_size) % tarfile.BLOCKSIZE)
+                h.update(view[:n])
+                out.write(view[:n])
+                left -= n
+                if progress is not None:
+                    progress(n)
+            out.write(b"\0" * ((-st.st_size) % tarfile.BLOCKSIZE))
         done(name, st.st_size, h.hexdigest())
-        if len(buf) >= CHUNK:
-            yield bytes(buf)
-            buf.clear()
-    buf += b"\0" * (2 * tarfile.BLOCKSIZE)
-    yield bytes(buf)
+    out.write(b"\0" * (2 * tarfile.BLOCKSIZE))

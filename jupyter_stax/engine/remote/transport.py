@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from ...core import jobscript as js
 from ...core.api import ConnectionState
@@ -61,11 +61,12 @@ from ..transport import (
     CommandResult,
     CommandTimedOut,
     FileSpec,
+    Progress,
     StepRecords,
     Transport,
     TransportError,
 )
-from . import files, open_connection, shell
+from . import files, open_connection, pump, shell
 from .base import ByteStream, SSHConnection
 from .errors import SSHError, SSHRemoteError, SSHTimeout
 from .target import SSHTarget
@@ -75,7 +76,7 @@ T = TypeVar("T")
 #: the connection layer's own "retrying" notes, cut from the warning that says it once
 _RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
 
-#: pieces (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
+#: buffers (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
 PUT_DRAIN_EVERY = 8
 
 #: seconds the remote end of a transfer may take to finish once all was sent or read
@@ -128,10 +129,17 @@ class SSHTransport(Transport):
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self._result(self._submit(coro), timeout)
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the transport's loop (see :meth:`_result`)."""
         if self._closed:
             coro.close()
             raise TransportError(f"{self.where}: the SSH transport is closed")
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _result(self, fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+        """What the coroutine of ``fut`` returned, its SSH errors mapped onto the transport's."""
         try:
             result = fut.result(None if timeout is None else timeout + 30)
         except SSHTimeout as e:
@@ -385,7 +393,8 @@ class SSHTransport(Transport):
             raise TransportError(f"{self.where}: listing {root}: {e}") from None
 
     def put_files(
-        self, items: Sequence[tuple[Path, str]], dest_dir: ClusterPath
+        self, items: Sequence[tuple[Path, str]], dest_dir: ClusterPath, *,
+        progress: Progress | None = None,
     ) -> dict[str, tuple[int, str]]:
         if not items:
             return {}
@@ -394,11 +403,12 @@ class SSHTransport(Transport):
             files.unpack_command(self.resolve(dest_dir))
         ))
         try:
-            for i, chunk in enumerate(files.tar_chunks(
-                items, lambda n, size, digest: sums.__setitem__(n, (size, digest))
-            )):
-                # wait for the channel every few pieces only: a few MB in flight keep it busy
-                self._call(stream.write(chunk, drain=i % PUT_DRAIN_EVERY == PUT_DRAIN_EVERY - 1))
+            out = _Push(self, stream)
+            files.write_tar(
+                out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
+                progress,
+            )
+            out.flush()
             self._call(stream.write_eof())
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
@@ -415,7 +425,7 @@ class SSHTransport(Transport):
 
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
-        overwrite: bool = False,
+        overwrite: bool = False, progress: Progress | None = None,
     ) -> dict[str, Landed]:
         if not names:
             return {}
@@ -425,28 +435,25 @@ class SSHTransport(Transport):
         try:
             self._call(stream.write(files.names_input(names), drain=False))
             self._call(stream.write_eof())
-            reader = _Pull(self, stream)
+        except BaseException:
+            self._abort(stream)
+            raise
+        r, w = pump.pipe()
+        got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
+        try:
             try:
-                with tarfile.open(
-                    fileobj=reader, mode="r|", bufsize=landing.CHUNK  # type: ignore[call-overload]
-                ) as tar:
-                    for m in tar:
-                        name = files.member_name(m.name)
-                        if name not in wanted or not m.isreg() or name in out:
-                            continue  # not asked for, or not a regular file: never written
-                        f = tar.extractfile(m)
-                        if f is None:
-                            continue
-                        out[name] = landing.land(
-                            dest_dir, name, landing.read_chunks(f), overwrite=overwrite
-                        )
+                with open(r, "rb", buffering=0) as reader:  # owns r
+                    self._untar(reader, wanted, dest_dir, overwrite, out, progress)
             except (tarfile.TarError, EOFError) as e:
+                self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
                 rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
                 raise TransportError(
                     f"{self.where}: reading files from {src_dir} was cut off ({e}; exit {rc})"
                 ) from None
+            self._result(got, TRANSFER_TIMEOUT)
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
+            got.cancel()
             self._abort(stream)
             raise
         if rc == -1:
@@ -457,6 +464,26 @@ class SSHTransport(Transport):
                 f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
             )
         return out
+
+    @staticmethod
+    def _untar(
+        reader: BinaryIO, wanted: set[str], dest_dir: Path, overwrite: bool,
+        out: dict[str, Landed], progress: Progress | None,
+    ) -> None:
+        with tarfile.open(
+            fileobj=reader, mode="r|", bufsize=landing.CHUNK
+        ) as tar:
+            for m in tar:
+                name = files.member_name(m.name)
+                if name not in wanted or not m.isreg() or name in out:
+                    continue  # not asked for, or not a regular file: never written
+                f = cast(BinaryIO | None, tar.extractfile(m))
+                if f is None:
+                    continue
+                out[name] = landing.land(
+                    dest_dir, name, landing.read_chunks(f, progress=progress),
+                    overwrite=overwrite,
+                )
 
     def copy_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
@@ -480,16 +507,34 @@ class SSHTransport(Transport):
             asyncio.run_coroutine_threadsafe(stream.abort(), self._loop).result(10)
 
 
-class _Pull:
-    """The stdout of a stream as a file object a thread reads (``tarfile``'s stream mode):
-    each ``read`` is one call on the transport's loop, for up to ``n`` bytes."""
+class _Push:
+    """A file object a worker thread writes the tar stream to: gathered in ONE reused buffer,
+    sent a buffer at a time by one call on the transport's loop (see :mod:`.pump`)."""
 
     def __init__(self, transport: SSHTransport, stream: ByteStream) -> None:
         self.transport, self.stream = transport, stream
+        self.view = memoryview(bytearray(landing.CHUNK))
+        self.used = 0
+        self.sent = 0
 
-    def read(self, n: int = landing.CHUNK) -> bytes:
-        pieces = self.transport._call(self.stream.read_pieces(max(1, min(n, landing.CHUNK))))
-        return b"".join(pieces)
+    def write(self, data: bytes | memoryview) -> int:
+        src = memoryview(data)
+        while src:
+            n = min(len(src), len(self.view) - self.used)
+            self.view[self.used : self.used + n] = src[:n]
+            self.used += n
+            src = src[n:]
+            if self.used == len(self.view):
+                self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.used:
+            # wait for the channel every few buffers only: a few MB in flight keep it busy
+            self.sent += 1
+            drain = self.sent % PUT_DRAIN_EVERY == 0
+            self.transport._call(pump.send(self.stream, self.view[: self.used], drain))
+            self.used = 0
 
 
 async def _cancel_others() -> None:

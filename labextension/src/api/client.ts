@@ -63,6 +63,23 @@ function queryString(q: Readonly<Record<string, QueryValue>>): string {
 
 const seg = encodeURIComponent;
 
+/**
+ * The file name of a Content-Disposition header: the UTF-8 `filename*` when there is one (any
+ * name, quotes and all), else the plain `filename`, else `fallback`.
+ */
+export function attachmentName(disposition: string, fallback: string): string {
+  const star = /filename\*=UTF-8''([^;\s]+)/i.exec(disposition);
+  if (star) {
+    try {
+      return decodeURIComponent(star[1]);
+    } catch {
+      // a malformed escape: the plain name below
+    }
+  }
+  const plain = /filename="([^"]+)"/.exec(disposition);
+  return plain ? plain[1] : fallback;
+}
+
 export type LogQuery = Query<'getStepLog'>;
 
 export class StaxClient {
@@ -140,7 +157,33 @@ export class StaxClient {
    * server suggests (`WORKFLOW-ID.crate.zip`). 409 while it runs.
    */
   async crate(id: string): Promise<{ blob: Blob; filename: string }> {
-    const path = `executions/${seg(id)}/crate`;
+    return this.binary(`executions/${seg(id)}/crate`, `${id}.crate.zip`);
+  }
+
+  /** The regular files of a step's directory, with their sizes (links left out). */
+  stepFiles(id: string, step: string): Promise<Ok<'listStepFiles'>> {
+    const path = `executions/${seg(id)}/steps/${seg(step)}/files`;
+    return this.call('listStepFiles', 'GET', path);
+  }
+
+  /**
+   * One file of a step's directory (streamed by the server through the step's cluster): its
+   * bytes and its base name. 403 for a link out of the step directory, 404 when missing.
+   */
+  downloadStepFile(
+    id: string,
+    step: string,
+    file: string
+  ): Promise<{ blob: Blob; filename: string }> {
+    const path = `executions/${seg(id)}/steps/${seg(step)}/download${queryString({ path: file })}`;
+    return this.binary(path, file.split('/').pop() || 'file');
+  }
+
+  /** A binary answer (an attachment): its bytes and the file name the server suggests. */
+  private async binary(
+    path: string,
+    fallback: string
+  ): Promise<{ blob: Blob; filename: string }> {
     let response: Response;
     try {
       response = await this.transport(path, { method: 'GET' });
@@ -166,11 +209,12 @@ export class StaxClient {
         response.status
       );
     }
-    const disposition = response.headers.get('Content-Disposition') ?? '';
-    const named = /filename="([^"]+)"/.exec(disposition);
     return {
       blob: await response.blob(),
-      filename: named ? named[1] : `${id}.crate.zip`
+      filename: attachmentName(
+        response.headers.get('Content-Disposition') ?? '',
+        fallback
+      )
     };
   }
 

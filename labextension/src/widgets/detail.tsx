@@ -31,6 +31,7 @@ import {
   sweepLine,
   type InstanceState
 } from '../model/sweep';
+import { StepFiles } from './stepfiles';
 import type { StaxModel } from '../model/model';
 import { staxIcon } from '../icons';
 import { DagView } from './dagview';
@@ -526,6 +527,9 @@ function DetailView(props: {
         />
         {chosen && (
           <LogViewer model={model} execution={execution} step={chosen} />
+        )}
+        {chosen && (
+          <StepFiles model={model} execution={execution} step={chosen} />
         )}
       </div>
     </div>
