@@ -35,6 +35,7 @@ from .errors import Conflict
 from .images import ResolvedImage
 from .jobscript import STDERR, STDOUT, STEP_SCRIPT
 from .models import Execution, ParamValue, StepRun
+from .staging import StepFiles
 from .states import ExecutionState, StepState
 
 PROFILES = {
@@ -95,6 +96,8 @@ class Attempt:
     started_at: datetime | None
     finished_at: datetime | None
     current: bool
+    #: what the attempt staged in and kept (the data-staging records; None: none recorded)
+    files: StepFiles | None = None
 
 
 @dataclass
@@ -137,12 +140,18 @@ def require_final(ex: Execution) -> Execution:
     return ex
 
 
+def is_staged_file(entity_id: str) -> bool:
+    """A staged input or kept output: a data entity that stays in the step directory (an
+    absolute ``file:`` URI), not a file of the crate."""
+    return entity_id.startswith("file://")
+
+
 def attempts(s: StepRun) -> list[Attempt]:
     """The step's attempts, oldest first (none before its first submission)."""
     out = [
         Attempt(
             h.attempt, h.state, h.native_id, h.exit_code, h.reason, h.submitted_at,
-            h.started_at, h.finished_at, current=False,
+            h.started_at, h.finished_at, current=False, files=h.files,
         )
         for h in s.history
         if h.attempt >= 1
@@ -151,7 +160,7 @@ def attempts(s: StepRun) -> list[Attempt]:
         out.append(
             Attempt(
                 s.attempt, s.state, s.native_id, s.exit_code, s.reason, s.submitted_at,
-                s.started_at, s.finished_at, current=True,
+                s.started_at, s.finished_at, current=True, files=s.files,
             )
         )
     return sorted(out, key=lambda a: a.number)

@@ -76,6 +76,7 @@ class _Graph:
         self.mentioned: list[Ref] = []
         self.run_results: list[Ref] = []
         self.not_run: list[str] = []
+        self.staged_files: dict[str, dict[str, Any]] = {}
 
     def add(self, entity: dict[str, Any]) -> None:
         self.entities.append(entity)
@@ -242,6 +243,9 @@ class _Graph:
             pv_id = f"{act_id}-param-{urllib.parse.quote(name, safe='')}"
             objs.append(ref(pv_id))
             self.add(property_value(pv_id, name, v, tool_id + frag("param", name)))
+        staged = self.staged(s, a)
+        objs.extend(staged["inputs"])
+        result.extend(staged["outputs"])
         job = f"job {a.native_id}" if a.native_id else "no job id (never reached the scheduler)"
         desc = f"attempt {a.number} of step {s.name!r}: {job} on cluster {s.cluster}, "
         desc += a.state.value
@@ -296,6 +300,46 @@ class _Graph:
             control["error"] = action["error"]
         self.controls.append(ref(control["@id"]))
         self.add(control)
+
+    def staged(self, s: StepRun, a: Attempt) -> dict[str, list[Ref]]:
+        """The files the attempt staged in and kept, as the staging records have them (size,
+        sha256, where an input came from). They stay where they are (a 1 GB input is not copied
+        into the crate): each is a File with an absolute ``file:`` URI of its path in the step
+        directory, located at the cluster (``contentLocation``: on a remote cluster the path is
+        on that machine). The same path with other bytes in another attempt gets the attempt as
+        its URI's fragment."""
+        out: dict[str, list[Ref]] = {"inputs": [], "outputs": []}
+        if a.files is None or a.files.attempt not in (0, a.number):
+            return out
+        for kind in ("inputs", "outputs"):
+            for rec in getattr(a.files, kind):
+                path = f"{s.directory.rstrip('/')}/{rec.path}"
+                fid = "file://" + urllib.parse.quote(path)
+                known = self.staged_files.get(fid)
+                if known is not None and known.get("sha256") != rec.sha256:
+                    fid += f"#attempt-{a.number}"
+                    known = self.staged_files.get(fid)
+                if known is None:
+                    props: dict[str, Any] = {
+                        "@id": fid,
+                        "@type": "File",
+                        "name": rec.path,
+                        "contentSize": str(rec.size),
+                        "contentLocation": self.cluster(s.cluster),
+                        "description": (
+                            f"{'an input staged into' if kind == 'inputs' else 'an output kept by'}"
+                            f" step {s.name!r} (attempt {a.number}) on cluster {s.cluster}; "
+                            "not in the crate: it stays in the step directory"
+                        ),
+                    }
+                    if rec.sha256:
+                        props["sha256"] = rec.sha256
+                    if rec.source:
+                        props["description"] += f"; staged from {rec.source}"
+                    self.staged_files[fid] = props
+                    self.add(props)
+                out[kind].append(ref(fid))
+        return out
 
     # ------------------------------------------------------------------ run and engine
     def run(self, effective: dict[str, ParamValue]) -> dict[str, Any]:

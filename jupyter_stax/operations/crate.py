@@ -119,12 +119,15 @@ def _write(plan: mapping.CratePlan, staging: Path, workflow_file: Path) -> Any:
     crate = ROCrate(version="1.1")
     crate.metadata.extra_contexts.append(mapping.WFRUN_CONTEXT)
     lang = None
+    staged: list[Any] = []
     for e in plan.entities:
         e = dict(e)
         eid = e.pop("@id")
         cls = ComputerLanguage if eid == mapping.LANGUAGE_ID else ContextEntity
         added = crate.add(cls(crate, eid, properties=e))
         lang = added if eid == mapping.LANGUAGE_ID else lang
+        if mapping.is_staged_file(eid):  # a data entity outside the crate: still a part of it
+            staged.append(added)
     wf = crate.add_workflow(
         source=workflow_file,
         dest_path=mapping.WORKFLOW_FILE,
@@ -138,6 +141,8 @@ def _write(plan: mapping.CratePlan, staging: Path, workflow_file: Path) -> Any:
         crate.add_file(source=staging / PurePosixPath(path), dest_path=path, properties=props)
     for k, v in plan.root.items():
         crate.root_dataset[k] = v
+    for e in staged:
+        crate.root_dataset.append_to("hasPart", e)
     return crate
 
 

@@ -189,3 +189,58 @@ def test_stax_image_and_software_steps_in_the_crate(
     assert out == "steps/sw/attempt-1/stax.out"
     script = g["steps/sw/stax.step.sh"]
     assert "SoftwareSourceCode" in types(script)
+
+
+def test_staged_inputs_and_kept_outputs_are_described_with_their_checksums(
+    engine_factory: Callable[..., Engine], stax_env: Path
+) -> None:
+    """What a step staged in and kept (the data-staging records) is in the crate as data
+    entities that stay in the step directory: an absolute ``file:`` URI, the size and sha256 the
+    records have (the bytes' own), located at the cluster; inputs are the attempt's objects,
+    outputs its results. A retried attempt whose input changed gets its own entity."""
+    import hashlib
+
+    from jupyter_stax.core.models import SubmitOptions
+
+    base = stax_env / "inputs"
+    base.mkdir()
+    (base / "in put.json").write_text('{"v": 1}\n')
+    wf = {
+        "name": "staged",
+        "steps": [
+            {
+                "name": "a",
+                "inputs": ["in put.json"],
+                "outputs": ["res/*.txt"],
+                "fetch": "manual",
+                "run": "mkdir res; cat 'in put.json' > res/copy.txt; echo more > res/b.txt",
+            }
+        ],
+    }
+
+    async def main() -> Any:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local", options=SubmitOptions(base_dir=str(base)))
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
+    g = check_crate(_ops(stax_env).export_crate(ex.id, stax_env / "out" / "s.crate.zip"))
+    a = _action(g, ex.id, "a", 1)
+    d = ex.step("a").directory
+
+    def staged(refs: Any) -> dict[str, dict[str, Any]]:
+        return {g[i]["name"]: g[i] for i in ids(refs) if i.startswith("file://")}
+
+    ins, outs = staged(a["object"]), staged(a["result"])
+    assert sorted(ins) == ["in put.json"] and sorted(outs) == ["res/b.txt", "res/copy.txt"]
+    for name, e in {**ins, **outs}.items():
+        data = Path(d, name).read_bytes()
+        assert e["@id"] == "file://" + Path(d, name).as_posix().replace(" ", "%20")
+        assert (e["contentSize"], e["sha256"]) == (
+            str(len(data)), hashlib.sha256(data).hexdigest()
+        )
+        assert g[e["contentLocation"]["@id"]]["name"] == "local"
+        assert e["@id"] in ids(g["./"]["hasPart"])
+    assert "staged from" in ins["in put.json"]["description"]
+    assert outs["res/copy.txt"]["sha256"] == ins["in put.json"]["sha256"]
