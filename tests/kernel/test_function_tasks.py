@@ -30,6 +30,20 @@ from .test_notebooks import execute, outputs
 pytestmark = pytest.mark.timeout(600)
 
 
+@pytest.fixture(autouse=True)
+def outside_ipython(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process tests here call tasks as a script does: outside IPython, where each call
+    is its own batch. An IPython shell that an earlier test of the same pytest process made
+    (the magics' tests) would otherwise make the calls wait for the end of a cell that never
+    comes (seen in the fast suite: two calls joined one execution). The kernels that nbclient
+    starts are other processes and keep their shell."""
+    from jupyter_stax.kernel import ipython, tasks
+
+    monkeypatch.setattr(ipython, "shell", lambda: None)
+    monkeypatch.setattr(tasks, "_hooked", False)
+    monkeypatch.setattr(tasks, "_current", None)
+
+
 @pytest.mark.parametrize("cluster", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
 def test_function_tasks_notebook(
     store: Path, kernelspec: str, tmp_path: Path, cluster: str, request: pytest.FixtureRequest
