@@ -17,6 +17,7 @@ import pytest
 from jupyter_stax.core.models import Cluster
 from jupyter_stax.core.states import ExecutionState, StepState
 
+from ..waiting import wait_for
 from .sshd import REMOTE_USER, Client, Sshd
 from .test_remote_slurm import (
     HOME,
@@ -49,10 +50,16 @@ def remote_jobs() -> dict[str, str]:
 
 
 def job_owner(native_id: str) -> str:
-    """The owner of an ended job, from Grid Engine's accounting (``qacct -j``)."""
-    out = subprocess.run(["qacct", "-j", native_id], capture_output=True, text=True, timeout=30)
-    owners = [ln.split()[1] for ln in out.stdout.splitlines() if ln.startswith("owner ")]
-    return owners[0] if owners else ""
+    """The owner of an ended job, from Grid Engine's accounting (``qacct -j``). The engine can
+    know the job ended (its exit record) before the execd's report reaches the accounting file
+    (seen once with a CPU hog beside the run): wait for the job's record there."""
+
+    def owners() -> list[str]:
+        out = subprocess.run(["qacct", "-j", native_id], capture_output=True, text=True,
+                             timeout=30)
+        return [ln.split()[1] for ln in out.stdout.splitlines() if ln.startswith("owner ")]
+
+    return str(wait_for(owners, 60, f"job {native_id} in Grid Engine's accounting", 0.5)[0])
 
 
 @pytest.mark.parametrize("client_kind", ["asyncssh", "openssh"])
