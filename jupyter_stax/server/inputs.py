@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..core.api import (
     LOG_LIMIT_DEFAULT,
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from ..core.published import PublishRequest, TriggerRequest
     from ..operations.builds import BuildRequest
     from ..operations.workflows import RerunRequest
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def int_arg(
@@ -88,22 +91,41 @@ def submit_request(body: bytes) -> SubmitRequest:
         wf = parse_yaml(wf, source="workflow")
         if not isinstance(wf, dict):
             raise InvalidWorkflow("the workflow YAML must be a mapping with 'name' and 'steps'")
+        data = {**data, "workflow": wf}
+    return _validate(SubmitRequest, _with_workflow(data))
+
+
+def _with_workflow(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its ``workflow`` object (when it is one) read as a :class:`Workflow`."""
+    wf = data.get("workflow")
+    if not isinstance(wf, dict):
+        return data
     try:
-        if isinstance(wf, dict):
-            data = {
-                **data,
-                "workflow": to_model(Workflow, wf, source="workflow", error=InvalidWorkflow),
-            }
-        return SubmitRequest.model_validate(data)
+        model = to_model(Workflow, wf, source="workflow", error=InvalidWorkflow)
     except ValidationError as e:
         raise invalid_body(e, data) from None
     except (TypeError, AttributeError) as e:
-        # a field validator met a JSON type it does not expect (e.g. an object as a memory
-        # size): bad input, not a bug of the server
-        raise BadRequest(
-            "request body is not valid: a field has a value of the wrong type",
-            details=[f"{type(e).__name__}: {e}"],
-        ) from None
+        raise _wrong_type(e) from None
+    return {**data, "workflow": model}
+
+
+def _validate(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` as a ``model`` request body; every way it can be wrong is a 400."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise invalid_body(e, data) from None
+    except (TypeError, AttributeError) as e:
+        raise _wrong_type(e) from None
+
+
+def _wrong_type(e: Exception) -> BadRequest:
+    """A field validator met a JSON type it does not expect (e.g. an object as a memory size):
+    bad input, not a bug of the server."""
+    return BadRequest(
+        "request body is not valid: a field has a value of the wrong type",
+        details=[f"{type(e).__name__}: {e}"],
+    )
 
 
 def log_args(args: dict[str, str | None]) -> tuple[str, int, int, int | None]:
@@ -182,22 +204,7 @@ def publish_request(body: bytes) -> PublishRequest:
     ``inputs:`` block), name, version, default cluster, input declarations."""
     from ..core.published import PublishRequest
 
-    data = json_body(body)
-    wf = data.get("workflow")
-    try:
-        if isinstance(wf, dict):
-            data = {
-                **data,
-                "workflow": to_model(Workflow, wf, source="workflow", error=InvalidWorkflow),
-            }
-        return PublishRequest.model_validate(data)
-    except ValidationError as e:
-        raise invalid_body(e, data) from None
-    except (TypeError, AttributeError) as e:
-        raise BadRequest(
-            "request body is not valid: a field has a value of the wrong type",
-            details=[f"{type(e).__name__}: {e}"],
-        ) from None
+    return _validate(PublishRequest, _with_workflow(json_body(body)))
 
 
 def trigger_request(body: bytes) -> TriggerRequest:
@@ -216,13 +223,4 @@ def rerun_request(body: bytes) -> RerunRequest:
     """The body of ``POST reruns``."""
     from ..operations.workflows import RerunRequest
 
-    data = json_body(body)
-    try:
-        return RerunRequest.model_validate(data)
-    except ValidationError as e:
-        raise invalid_body(e, data) from None
-    except (TypeError, AttributeError) as e:
-        raise BadRequest(
-            "request body is not valid: a field has a value of the wrong type",
-            details=[f"{type(e).__name__}: {e}"],
-        ) from None
+    return _validate(RerunRequest, json_body(body))
