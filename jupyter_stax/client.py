@@ -42,7 +42,13 @@ from .core.api import (
 )
 from .core.errors import BadRequest, SchedulerUnavailable, StaxError, error_class
 from .core.models import Execution, ParamValue, SubmitOptions, Workflow
-from .core.published import PublishedSummary, PublishedWorkflow, PublishRequest, TriggerRequest
+from .core.published import (
+    PublishedSummary,
+    PublishedWorkflow,
+    PublishRequest,
+    TriggerRequest,
+    split_ref,
+)
 from .core.staging import FetchRequest, FetchResult, base_for
 
 log = logging.getLogger("jupyter_stax.client")
@@ -246,8 +252,7 @@ class RestService:
         )
 
     def workflow(self, name: str, version: str | None = None) -> PublishedWorkflow:
-        if version is None and "@" in name:
-            name, _, version = name.partition("@")
+        name, version = split_ref(name, version)
         return PublishedWorkflow.model_validate(
             self.request("GET", f"workflows/{self._id(name)}", query={"version": version})
         )
@@ -259,8 +264,7 @@ class RestService:
         cluster: str | None = None,
         version: str | None = None,
     ) -> Execution:
-        if version is None and "@" in name:
-            name, _, version = name.partition("@")
+        name, version = split_ref(name, version)
         body = TriggerRequest(inputs=dict(inputs or {}), cluster=cluster, version=version)
         return Execution.model_validate(
             self.request(

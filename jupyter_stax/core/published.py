@@ -334,3 +334,10 @@ def parse_input_text(decl: InputDecl | None, text: str) -> Any:
     if decl.type == "number" and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
     return v
+
+
+def split_ref(name: str, version: str | None) -> tuple[str, str | None]:
+    """``NAME@VERSION`` is NAME at VERSION (unless ``version`` is given)."""
+    if version is None and "@" in name:
+        name, _, version = name.partition("@")
+    return name, version or None

@@ -42,6 +42,7 @@ from ..core.published import (
     declare_inputs,
     next_version,
     split_document,
+    split_ref,
 )
 from ..core.rerun import RerunSource, from_crate, from_execution, repin
 
@@ -202,17 +203,10 @@ def publish(
     return p
 
 
-def _split_ref(name: str, version: str | None) -> tuple[str, str | None]:
-    """``NAME@VERSION`` is NAME at VERSION."""
-    if version is None and "@" in name:
-        name, _, version = name.partition("@")
-    return name, version or None
-
-
 def published(store: Store, name: str, version: str | None = None) -> PublishedWorkflow:
     """A published workflow (``NAME`` or ``NAME@VERSION``; default: the latest version);
     NotFound naming what there is."""
-    name, version = _split_ref(name, version)
+    name, version = split_ref(name, version)
     rows = store.published(name)
     if not rows:
         names = sorted({n for n, _, _ in store.published()})
