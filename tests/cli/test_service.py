@@ -17,13 +17,20 @@ from ..proc import kill
 from ..waiting import NotYet, wait_for
 from .test_cli import Stax
 
-FLAKY = {
-    "name": "flaky",
-    "steps": [
-        {"name": "a", "run": "printf 'h\\303\\251llo\\n'; exit 1"},
-        {"name": "b", "after": ["a"], "run": "echo b"},
-    ],
-}
+def flaky(release: Path) -> dict[str, object]:
+    """Step a fails at once on its first attempt; its second attempt fails only once the test
+    has created `release`, so the test sees the retried execution still running (no race)."""
+    gate = f"while [ ! -e '{release}' ]; do sleep 0.05; done"
+    return {
+        "name": "flaky",
+        "steps": [
+            {
+                "name": "a",
+                "run": f"printf 'h\\303\\251llo\\n'; [ \"$STAX_ATTEMPT\" = 1 ] || {gate}; exit 1",
+            },
+            {"name": "b", "after": ["a"], "run": "echo b"},
+        ],
+    }
 
 
 @pytest.fixture
@@ -45,9 +52,11 @@ def wait(svc: StaxService, eid: str, timeout: float = 60) -> Execution:
     )
 
 
-def test_the_operations_from_inside_a_running_event_loop(svc: LocalService) -> None:
+def test_the_operations_from_inside_a_running_event_loop(svc: LocalService, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+
     async def main() -> None:  # everything synchronous, as a notebook cell would call it
-        ex = svc.submit(FLAKY)
+        ex = svc.submit(flaky(release))
         assert ex.owner is None and svc.describe().startswith("store ")
         ex = wait(svc, ex.id)
         assert [s.state.value for s in ex.steps] == ["failed", "skipped"]
@@ -56,7 +65,8 @@ def test_the_operations_from_inside_a_running_event_loop(svc: LocalService) -> N
         ex = svc.retry(ex.id)
         assert [s.state.value for s in ex.steps] == ["pending", "pending"]
         with pytest.raises(Conflict):
-            svc.retry(ex.id)
+            svc.retry(ex.id)  # still running: attempt 2 waits for the release file
+        release.touch()
         ex = wait(svc, ex.id)
         assert ex.steps[0].attempt == 2
         assert svc.read_log(ex.id, "a", attempt=1).data == "héllo\n"
