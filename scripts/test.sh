@@ -180,7 +180,7 @@ done
 log "pytest"
 # shellcheck disable=SC2086
 set +e
-$PY -m pytest -q -p no:cacheprovider --durations=30 ${PYTEST_ARGS:-} 2>&1 | tee /tmp/stax-pytest.log
+$PY -m pytest -q -p no:cacheprovider --durations=30 --junitxml=/tmp/stax-pytest.xml ${PYTEST_ARGS:-} 2>&1 | tee /tmp/stax-pytest.log
 main_rc=${PIPESTATUS[0]}
 set -e
 summary=$(tail -n 1 /tmp/stax-pytest.log)
