@@ -667,18 +667,39 @@ def _outcome(fn: Callable[..., str], *args: Any) -> str | Exception:
 
 
 def _kill_tree(pid: int) -> None:
+    """Kill a local job's process tree with no survivor.
+
+    Killing the children first and their parent last let the parent (a sweep's runner with a
+    free slot, a step's loop) start a new child between the two; that child, orphaned, kept
+    running after the cancel (seen in CI). So the tree is frozen first: SIGSTOP from the root
+    down, again until a pass finds no process it has not stopped (one that was forking when
+    stopped shows its new child in the next pass), then SIGKILL to all of them. A process that
+    left the tree before it was seen (reparented to init) is out of reach without cgroups."""
+    import signal
+
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
     except psutil.NoSuchProcess:
         return
-    for p in procs:
+    seen: dict[int, psutil.Process] = {}
+    for _ in range(1000):  # a fork bomb must not hold the engine forever
         try:
-            p.kill()
+            procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            pass
+            procs = list(seen.values())
+            break
+        new = [p for p in procs if p.pid not in seen]
+        if not new:
+            break
+        for p in new:
+            seen[p.pid] = p
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGSTOP)  # psutil checks the pid was not reused
+    for p in seen.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
 
 
 def _config_class(cls: Any) -> Any:
