@@ -24,12 +24,124 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _cpu_seconds(markers: tuple[str, ...]) -> float:
+    """CPU seconds (user + system, the reaped children's included) of this process and of
+    every process whose command line contains one of ``markers`` (the engine daemon of this
+    store, the warm task workers): what a run costs, whatever else loads the machine."""
+    import resource
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if not any(m in cmd for m in markers):
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def _ms(xs: list[float]) -> str:
+    return f"median {statistics.median(xs) * 1000:6.1f} ms, min {min(xs) * 1000:6.1f} ms"
+
+
+def parts(reps: int) -> None:
+    """Where a trivial task's time goes on this machine, outside the engine: processes started
+    one after the other, the cases interleaved, ``reps`` rounds (wall time of each)."""
+    import subprocess
+    import sysconfig
+
+    import cloudpickle
+
+    from jupyter_stax.core.functask import call_header, render_task_step, task_source
+    from jupyter_stax.core.pystep import render_python_step
+
+    py = sys.executable
+    d = Path(tempfile.mkdtemp(prefix="stax-bench-ftparts-"))
+
+    def inc(x: int) -> int:
+        return x + 1
+
+    src = task_source(call_header("inc", None) + cloudpickle.dumps((inc, [((1,), {})])))
+    (d / "plain.sh").write_text(render_python_step(src))  # before: python3 with site
+    (d / "fast.sh").write_text(render_task_step(src))
+    env = {**os.environ, "STAX_STEP_DIR": str(d), "STAX_STEP": "inc", "STAX_PYTHON": py}
+    warm = {**env, "STAX_TASK_WORKER": "1"}
+    sp = sysconfig.get_paths()["purelib"]
+    cases: dict[str, tuple[list[str], dict[str, str]]] = {
+        "bash -c true": (["bash", "-c", "true"], env),
+        "python3 -c pass (site)": ([py, "-c", "pass"], env),
+        "python3 -S -c pass": ([py, "-S", "-c", "pass"], env),
+        "python3 -c 'import cloudpickle'": ([py, "-c", "import cloudpickle"], env),
+        "python3 -S, import cloudpickle": (
+            [py, "-S", "-c", f"import sys; sys.path.append({sp!r}); import cloudpickle"], env),
+        "task step before (site, runner)": (["bash", "-c", ". ./plain.sh"], env),
+        "task step -S, no worker": (["bash", "-c", ". ./fast.sh"], env),
+        "task step -S, warm worker": (["bash", "-c", ". ./fast.sh"], warm),
+    }
+    subprocess.run(cases["task step -S, warm worker"][0], env=warm, cwd=d, check=True)
+    import socket
+
+    from jupyter_stax.core.functask import _worker_source
+    from jupyter_stax.core.taskworker import worker_dir, worker_key
+
+    sock = Path(worker_dir() or "/nonexistent") / (worker_key(_worker_source()[1], warm) + ".sock")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the first task started the worker: wait for it
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(sock))
+                break
+            except OSError:
+                time.sleep(0.05)
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(reps):
+        for k, (cmd, e) in cases.items():
+            t = time.perf_counter()
+            subprocess.run(cmd, env=e, cwd=d, check=True)
+            times[k].append(time.perf_counter() - t)
+    # the runner's own work in this process: unpickle the call, call, pickle and write
+    import base64
+
+    ns: dict[str, object] = {}
+    exec(src.rpartition("_stax_task_main(")[0], ns)
+    call = src.rpartition('_stax_task_main("""\n')[2].rpartition('\n"""')[0]
+    os.environ.update(STAX_STEP_DIR=str(d), STAX_STEP="inc")
+    inner = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        ns["_stax_task_main"](call)  # type: ignore[operator]
+        inner.append(time.perf_counter() - t)
+    print(f"parts of a trivial task ({reps} rounds, interleaved; load {os.getloadavg()[0]:.1f})")
+    for k, v in times.items():
+        print(f"  {k:34s} {_ms(v)}")
+    print(f"  {'runner in-process (unpickle+write)':34s} {_ms(inner)}")
+    print(f"  (call size {len(base64.b64decode(call))} bytes)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--cluster", default="local")
     ap.add_argument("--clusters-file", help="a clusters file (default: none, only local)")
+    ap.add_argument("--rounds", type=int, default=3, help="tasks and bash steps, interleaved")
+    ap.add_argument("--no-worker", action="store_true",
+                    help="tasks without the warm task worker (STAX_TASK_WORKER=0)")
+    ap.add_argument("--parts", type=int, metavar="ROUNDS",
+                    help="only time the parts of one task's process (python start, imports, "
+                    "the runner, the warm worker), ROUNDS rounds")
     a = ap.parse_args()
+    if a.parts:
+        parts(a.parts)
+        return
     d = Path(tempfile.mkdtemp(prefix="stax-bench-ftasks-"))
     os.environ.update(
         JUPYTER_STAX_STORE=str(d / "state" / "stax.sqlite"),
@@ -45,7 +157,9 @@ def main() -> None:
     import jupyter_stax as stax
     from jupyter_stax.kernel.probe import ensure_python
 
-    @stax.task(cluster=a.cluster, time="00:05:00")
+    env = {"STAX_TASK_WORKER": "0"} if a.no_worker else {}
+
+    @stax.task(cluster=a.cluster, time="00:05:00", env=env)
     def inc(x: int) -> int:
         return x + 1
 
@@ -54,37 +168,60 @@ def main() -> None:
     ensure_python(svc, a.cluster, None)
     probe_s = time.perf_counter() - t
 
-    # call latency (IPython imported once before: the first call of a kernel pays that)
     calls: list[float] = []
-    t0 = time.perf_counter()
-    with stax.batch():
-        futs = []
-        for i in range(a.n):
-            c = time.perf_counter()
-            futs.append(inc(i))
-            calls.append(time.perf_counter() - c)
-        t_sub = time.perf_counter()
-    submit_s = time.perf_counter() - t_sub
-    values = stax.gather(futs, timeout=900)
-    tasks_s = time.perf_counter() - t0
-    assert values == [i + 1 for i in range(a.n)], values[:5]
+    submits: list[float] = []
+    tasks: list[float] = []
+    bash: list[float] = []
+    cpu: dict[str, list[float]] = {"tasks": [], "bash": []}
+    markers = (str(d / "state"), "stax-taskworker-")
 
-    wf = stax.Workflow("bash-steps")
-    for i in range(a.n):
-        wf.step(f"s{i}", "true", time="00:05:00")
-    t0 = time.perf_counter()
-    run = wf.submit(cluster=a.cluster)
-    run.wait(timeout=900)
-    bash_s = time.perf_counter() - t0
+    def run_tasks() -> None:
+        t0 = time.perf_counter()
+        with stax.batch():
+            futs = []
+            for i in range(a.n):
+                c = time.perf_counter()
+                futs.append(inc(i))
+                calls.append(time.perf_counter() - c)
+            t_sub = time.perf_counter()
+        submits.append(time.perf_counter() - t_sub)
+        values = stax.gather(futs, timeout=900)
+        tasks.append(time.perf_counter() - t0)
+        assert values == [i + 1 for i in range(a.n)], values[:5]
+
+    def run_bash() -> None:
+        wf = stax.Workflow("bash-steps")
+        for i in range(a.n):
+            wf.step(f"s{i}", "true", time="00:05:00")
+        t0 = time.perf_counter()
+        run = wf.submit(cluster=a.cluster)
+        run.wait(timeout=900)
+        bash.append(time.perf_counter() - t0)
+        assert run.state == "completed", run.state
+
+    for r in range(a.rounds):  # interleaved, the order alternating
+        for f in (run_tasks, run_bash) if r % 2 == 0 else (run_bash, run_tasks):
+            c0 = _cpu_seconds(markers)
+            f()
+            cpu["tasks" if f is run_tasks else "bash"].append(_cpu_seconds(markers) - c0)
 
     med = statistics.median(calls) * 1000
-    print(f"cluster {a.cluster}, {a.n} tasks")
+    tm, bm = statistics.median(tasks), statistics.median(bash)
+    print(f"cluster {a.cluster}, {a.n} tasks, {a.rounds} rounds interleaved"
+          f"{' (warm worker off)' if a.no_worker else ''}; load {os.getloadavg()[0]:.1f}")
     print(f"  call: median {med:.3f} ms, max {max(calls) * 1000:.3f} ms "
           f"(target < 5 ms median: {'met' if med < 5 else 'NOT met'})")
-    print(f"  batch submission (end of the block): {submit_s:.2f} s; probe (once): {probe_s:.2f} s")
-    print(f"  {a.n} tasks, submit to all results: {tasks_s:.2f} s")
-    print(f"  {a.n} bash steps, submit to completed: {bash_s:.2f} s")
-    print(f"  ratio tasks / bash steps: {tasks_s / bash_s:.2f} (target <= 1.3 on local)")
+    print(f"  batch submission (end of the block): median {statistics.median(submits):.2f} s; "
+          f"probe (once): {probe_s:.2f} s")
+    print(f"  {a.n} tasks, submit to all results: median {tm:.2f} s "
+          f"[{', '.join(f'{x:.2f}' for x in tasks)}]")
+    print(f"  {a.n} bash steps, submit to completed: median {bm:.2f} s "
+          f"[{', '.join(f'{x:.2f}' for x in bash)}]")
+    print(f"  ratio of medians tasks / bash steps: {tm / bm:.2f} (target <= 1.3 on local)")
+    ct, cb = statistics.median(cpu["tasks"]), statistics.median(cpu["bash"])
+    print(f"  CPU (this process, the engine, its jobs, the task workers): tasks median "
+          f"{ct:.2f} s, bash steps {cb:.2f} s; {ct / a.n * 1000:.1f} vs {cb / a.n * 1000:.1f} ms "
+          f"a step, ratio {ct / cb:.2f}")
 
 
 if __name__ == "__main__":
