@@ -25,16 +25,21 @@ sys.path.insert(0, str(ROOT))
 
 
 def _cpu_seconds(markers: tuple[str, ...]) -> float:
+    return sum(_cpu_parts(markers).values())
+
+
+def _cpu_parts(markers: tuple[str, ...]) -> dict[str, float]:
     """CPU seconds (user + system, the reaped children's included) of this process and of
     every process whose command line contains one of ``markers`` (the engine daemon of this
     store, the warm task workers): what a run costs, whatever else loads the machine."""
     import resource
 
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        r = resource.getrusage(who)
-        total += r.ru_utime + r.ru_stime
+    parts: dict[str, float] = {}
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    parts["kernel (this process)"] = r.ru_utime + r.ru_stime
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parts["its children"] = r.ru_utime + r.ru_stime
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -45,8 +50,12 @@ def _cpu_seconds(markers: tuple[str, ...]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
-    return total
+        what = "task workers" if markers[-1] in cmd else "engine"
+        own = sum(int(x) for x in fields[11:13]) / tick  # utime stime
+        kids = sum(int(x) for x in fields[13:15]) / tick  # cutime cstime: reaped children
+        parts[f"{what} itself"] = parts.get(f"{what} itself", 0.0) + own
+        parts[f"{what}'s jobs"] = parts.get(f"{what}'s jobs", 0.0) + kids
+    return parts
 
 
 def _ms(xs: list[float]) -> str:
@@ -174,6 +183,7 @@ def main() -> None:
     bash: list[float] = []
     cpu: dict[str, list[float]] = {"tasks": [], "bash": []}
     markers = (str(d / "state"), "stax-taskworker-")
+    split: dict[str, list[dict[str, float]]] = {"tasks": [], "bash": []}
 
     def run_tasks() -> None:
         t0 = time.perf_counter()
@@ -201,9 +211,12 @@ def main() -> None:
 
     for r in range(a.rounds):  # interleaved, the order alternating
         for f in (run_tasks, run_bash) if r % 2 == 0 else (run_bash, run_tasks):
-            c0 = _cpu_seconds(markers)
+            c0 = _cpu_parts(markers)
             f()
-            cpu["tasks" if f is run_tasks else "bash"].append(_cpu_seconds(markers) - c0)
+            c1 = _cpu_parts(markers)
+            which = "tasks" if f is run_tasks else "bash"
+            cpu[which].append(sum(c1.values()) - sum(c0.values()))
+            split[which].append({k: v - c0.get(k, 0.0) for k, v in c1.items()})
 
     med = statistics.median(calls) * 1000
     tm, bm = statistics.median(tasks), statistics.median(bash)
@@ -222,6 +235,10 @@ def main() -> None:
     print(f"  CPU (this process, the engine, its jobs, the task workers): tasks median "
           f"{ct:.2f} s, bash steps {cb:.2f} s; {ct / a.n * 1000:.1f} vs {cb / a.n * 1000:.1f} ms "
           f"a step, ratio {ct / cb:.2f}")
+    for which, runs in split.items():
+        keys = sorted({k for r in runs for k in r})
+        print(f"    {which}: " + ", ".join(
+            f"{k} {statistics.median(r.get(k, 0.0) for r in runs):.2f} s" for k in keys))
 
 
 if __name__ == "__main__":

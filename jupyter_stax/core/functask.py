@@ -430,10 +430,11 @@ def render_task_step(source: str, *, where: str = "function task") -> str:
     if python_placeholders(source, where=where) or "'''" in source or source.endswith("\\"):
         return render_python_step(source, where=where)
     text, digest = _worker_source()
-    body = (
+    body = (  # the entry compiles only the part it runs (the worker's is for the worker)
         f"_stax_tw_src = r'''{text}'''\n"
         "_stax_tw = {'__name__': 'stax_taskworker'}\n"
-        "exec(compile(_stax_tw_src, '<stax-taskworker>', 'exec'), _stax_tw)\n"
+        "exec(compile(_stax_tw_src[:_stax_tw_src.index('# ' + '-' * 70 + ' the worker\\n')], "
+        "'<stax-taskworker>', 'exec'), _stax_tw)\n"
         f"_stax_tw['task_entry'](_stax_tw_src, r'''{source}''', {digest!r})\n"
     )
     return (

@@ -42,6 +42,9 @@ IDLE_ENV = "STAX_TASK_WORKER_IDLE"
 IDLE_SECONDS = 120.0
 #: the request's first field (the protocol's version)
 MAGIC = b"STAX-TASK 1"
+#: the line from which on this file is the worker's alone (a task's entry compiles the part
+#: before it only)
+WORKER_PART = "# " + "-" * 70 + " the worker\n"
 #: signals the entry forwards to the task
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGXCPU")
 
@@ -77,33 +80,6 @@ def worker_key(digest: str, env: dict[str, str] | None = None) -> str:
 
 def netstrings(fields: list[bytes]) -> bytes:
     return b"".join(b"%d:" % len(f) + f for f in fields)
-
-
-def parse_netstrings(data: bytes) -> list[bytes]:
-    """The fields of :func:`netstrings` (ValueError when garbled)."""
-    out = []
-    i = 0
-    while i < len(data):
-        colon = data.index(b":", i)
-        n = int(data[i:colon])
-        out.append(data[colon + 1 : colon + 1 + n])
-        i = colon + 1 + n
-        if i > len(data):
-            raise ValueError("truncated request")
-    return out
-
-
-def exit_code(code: object) -> int:
-    """A process's exit status for ``SystemExit(code)``, as the interpreter makes it."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        sys.stderr.write(str(code) + "\n")
-    except Exception:
-        pass
-    return 1
 
 
 # ---------------------------------------------------------------------- the task's entry
@@ -238,6 +214,33 @@ def start_worker(src: str, d: str, key: str) -> None:
 
 
 # ---------------------------------------------------------------------- the worker
+def parse_netstrings(data: bytes) -> list[bytes]:
+    """The fields of :func:`netstrings` (ValueError when garbled)."""
+    out = []
+    i = 0
+    while i < len(data):
+        colon = data.index(b":", i)
+        n = int(data[i:colon])
+        out.append(data[colon + 1 : colon + 1 + n])
+        i = colon + 1 + n
+        if i > len(data):
+            raise ValueError("truncated request")
+    return out
+
+
+def exit_code(code: object) -> int:
+    """A process's exit status for ``SystemExit(code)``, as the interpreter makes it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
 class _Conn:
     def __init__(self, sock: object) -> None:
         self.sock = sock
@@ -394,10 +397,11 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                     c.sock.send(b"P%d\n" % pid)  # type: ignore[attr-defined]
                 except OSError:
                     pass
-    try:  # the address is still this worker's (it holds the lock): no one else's is removed
-        os.unlink(path)
-    except OSError:
-        pass
+    for own in (path, os.path.join(d, key + ".py")):  # still this worker's: it holds the lock
+        try:
+            os.unlink(own)
+        except OSError:
+            pass
     lst.close()
     print(f"jupyter_stax task worker {os.getpid()}: idle for {idle:g} s, exiting", flush=True)
 
