@@ -136,6 +136,80 @@ def parts(reps: int) -> None:
     print(f"  (call size {len(base64.b64decode(call))} bytes)")
 
 
+def vs_submitit(a: argparse.Namespace, d: Path) -> None:
+    """N trivial tasks on Slurm, submit to all results, against submitit on the same Slurm
+    (imported from ``--submitit DIR``, a ``pip install --target DIR submitit``: never a
+    dependency of the project): jupyter_stax's calls (one job each) vs submitit's per-call
+    ``executor.submit``, and ``.map`` (``pack=1``: one array element per task) vs submitit's
+    ``map_array``; the four interleaved, their order rotating, ``--rounds`` rounds."""
+    import jupyter_stax as stax
+    from jupyter_stax.kernel.probe import ensure_python
+
+    sys.path.insert(0, a.submitit)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [a.submitit, *filter(None, [os.environ.get("PYTHONPATH")])]
+    )  # the jobs import submitit from there (Slurm passes the environment on)
+    import logging
+
+    import submitit  # type: ignore[import-not-found]
+
+    # without Slurm accounting (the test Slurm) it warns on each sacct; it reads its files then
+    logging.getLogger("submitit").setLevel(logging.ERROR)
+
+    @stax.task(cluster=a.cluster, time="00:05:00")
+    def inc(x: int) -> int:
+        return x + 1
+
+    @stax.task(cluster=a.cluster, time="00:05:00", pack=1, name="inc_map")
+    def inc_map(x: int) -> int:
+        return x + 1
+
+    def plain_inc(x: int) -> int:
+        return x + 1
+
+    svc = stax.connect()
+    ensure_python(svc, a.cluster, None)
+    executor = submitit.AutoExecutor(folder=str(d / "submitit" / "%j"), cluster="slurm")
+    executor.update_parameters(timeout_min=5, slurm_partition=a.partition)
+    want = [i + 1 for i in range(a.n)]
+
+    def stax_calls() -> None:
+        with stax.batch():
+            futs = [inc(i) for i in range(a.n)]
+        assert stax.gather(futs, timeout=1800) == want
+
+    def stax_map() -> None:
+        with stax.batch():
+            futs = inc_map.map(range(a.n))
+        assert stax.gather(futs, timeout=1800) == want
+
+    def submitit_calls() -> None:
+        jobs = [executor.submit(plain_inc, i) for i in range(a.n)]
+        assert [j.result() for j in jobs] == want
+
+    def submitit_map_array() -> None:
+        jobs = executor.map_array(plain_inc, range(a.n))
+        assert [j.result() for j in jobs] == want
+
+    variants = [stax_calls, submitit_calls, stax_map, submitit_map_array]
+    times: dict[str, list[float]] = {f.__name__: [] for f in variants}
+    for r in range(a.rounds):
+        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        for f in order:
+            t = time.perf_counter()
+            f()
+            times[f.__name__].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"cluster {a.cluster} (Slurm), {a.n} trivial tasks, submit to all results, "
+          f"{a.rounds} rounds interleaved; submitit {submitit.__version__}")
+    for k, v in times.items():
+        print(f"  {k:20s} median {med[k]:6.2f} s  [{', '.join(f'{x:.2f}' for x in v)}]")
+    print(f"  ratio calls: stax / submitit submit: {med['stax_calls'] / med['submitit_calls']:.2f}"
+          " (target <= 1.1)")
+    print(f"  ratio map: stax .map / submitit map_array: "
+          f"{med['stax_map'] / med['submitit_map_array']:.2f} (target <= 1.1)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100)
@@ -144,6 +218,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="tasks and bash steps, interleaved")
     ap.add_argument("--no-worker", action="store_true",
                     help="tasks without the warm task worker (STAX_TASK_WORKER=0)")
+    ap.add_argument("--submitit", metavar="DIR",
+                    help="compare with submitit on Slurm (DIR: pip install --target DIR submitit)")
+    ap.add_argument("--partition", default="debug", help="the Slurm partition (submitit)")
     ap.add_argument("--parts", type=int, metavar="ROUNDS",
                     help="only time the parts of one task's process (python start, imports, "
                     "the runner, the warm worker), ROUNDS rounds")
@@ -159,9 +236,15 @@ def main() -> None:
     )
     if a.clusters_file:
         os.environ["JUPYTER_STAX_CLUSTERS"] = a.clusters_file
-    else:
-        (d / "clusters.yaml").write_text("clusters: {}\n")
+    else:  # only local, and the test Slurm's partition as the tests have it
+        (d / "clusters.yaml").write_text(
+            "clusters:\n  slurm:\n    scheduler: slurm\n"
+            f"    queue: {a.partition}\n    walltime: '00:10:00'\n    poll_interval: 1\n"
+        )
         os.environ["JUPYTER_STAX_CLUSTERS"] = str(d / "clusters.yaml")
+    if a.submitit:
+        vs_submitit(a, d)
+        return
 
     import jupyter_stax as stax
     from jupyter_stax.kernel.probe import ensure_python
