@@ -1,13 +1,22 @@
 """Function tasks (``@stax.task``): how long a call keeps the notebook (target: < 5 ms median
 over 100 calls of one batch), and N trivial tasks submit-to-all-results against the same number
-of bash steps (``true``) in one workflow, on the same cluster, in one run (target on local:
-<= 1.3x).
+of bash steps (``true``) in one workflow, on the same cluster (target on local: <= 1.3x), the
+two interleaved over ``--rounds`` rounds (medians), with the CPU seconds each side cost (this
+process, the engine daemon and its jobs, the warm task workers).
 
 Both sides run in this process on an isolated store with its background engine (as a kernel
-without a Jupyter server does). The tasks' side includes its one Python probe (the first batch
-on a cluster pays it; it is reported apart too) and reading every result back.
+without a Jupyter server does). The tasks' side includes reading every result back; the one
+Python probe of the cluster is paid before and reported apart.
 
-    python bench/function_tasks.py --n 100 --cluster local
+``--parts ROUNDS``: where one trivial task's time goes outside the engine (python start with
+and without site, importing cloudpickle, the task's step script before and now, with and without
+the warm worker, the runner's own work). ``--submitit DIR``: 50 tasks on Slurm against
+submitit (``pip install --target DIR submitit``, never a dependency of the project): calls vs
+its per-call ``submit``, ``.map`` vs its ``map_array`` (target <= 1.1x).
+
+    python bench/function_tasks.py --n 100 --rounds 3 --cluster local
+    python bench/function_tasks.py --parts 30
+    python bench/function_tasks.py --cluster slurm --n 50 --submitit /tmp/submitit
 """
 
 from __future__ import annotations
@@ -111,12 +120,23 @@ def parts(reps: int) -> None:
                 break
             except OSError:
                 time.sleep(0.05)
+    import resource
+
+    def children_cpu() -> float:  # the cases' process trees, and the warm workers' CPU
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        workers = _cpu_parts(("stax-taskworker-",))
+        return r.ru_utime + r.ru_stime + sum(
+            v for k, v in workers.items() if k.startswith("task workers"))
+
     times: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(reps):
         for k, (cmd, e) in cases.items():
+            c = children_cpu()
             t = time.perf_counter()
             subprocess.run(cmd, env=e, cwd=d, check=True)
             times[k].append(time.perf_counter() - t)
+            cpu[k].append(children_cpu() - c)
     # the runner's own work in this process: unpickle the call, call, pickle and write
     import base64
 
@@ -129,9 +149,10 @@ def parts(reps: int) -> None:
         t = time.perf_counter()
         ns["_stax_task_main"](call)  # type: ignore[operator]
         inner.append(time.perf_counter() - t)
-    print(f"parts of a trivial task ({reps} rounds, interleaved; load {os.getloadavg()[0]:.1f})")
+    print(f"parts of a trivial task ({reps} rounds, interleaved; load {os.getloadavg()[0]:.1f});"
+          " wall, then CPU (the process tree and the warm worker; 10 ms clock ticks)")
     for k, v in times.items():
-        print(f"  {k:34s} {_ms(v)}")
+        print(f"  {k:34s} {_ms(v)};  CPU median {statistics.median(cpu[k]) * 1000:5.1f} ms")
     print(f"  {'runner in-process (unpickle+write)':34s} {_ms(inner)}")
     print(f"  (call size {len(base64.b64decode(call))} bytes)")
 
@@ -282,6 +303,15 @@ def main() -> None:
         tasks.append(time.perf_counter() - t0)
         assert values == [i + 1 for i in range(a.n)], values[:5]
 
+    maps: list[float] = []
+
+    def run_map() -> None:
+        t0 = time.perf_counter()
+        with stax.batch():
+            futs = inc.map(range(a.n))
+        assert stax.gather(futs, timeout=900) == [i + 1 for i in range(a.n)]
+        maps.append(time.perf_counter() - t0)
+
     def run_bash() -> None:
         wf = stax.Workflow("bash-steps")
         for i in range(a.n):
@@ -293,10 +323,12 @@ def main() -> None:
         assert run.state == "completed", run.state
 
     for r in range(a.rounds):  # interleaved, the order alternating
-        for f in (run_tasks, run_bash) if r % 2 == 0 else (run_bash, run_tasks):
+        for f in (run_tasks, run_bash, run_map) if r % 2 == 0 else (run_bash, run_tasks, run_map):
             c0 = _cpu_parts(markers)
             f()
             c1 = _cpu_parts(markers)
+            if f is run_map:
+                continue
             which = "tasks" if f is run_tasks else "bash"
             cpu[which].append(sum(c1.values()) - sum(c0.values()))
             split[which].append({k: v - c0.get(k, 0.0) for k, v in c1.items()})
@@ -314,6 +346,8 @@ def main() -> None:
     print(f"  {a.n} bash steps, submit to completed: median {bm:.2f} s "
           f"[{', '.join(f'{x:.2f}' for x in bash)}]")
     print(f"  ratio of medians tasks / bash steps: {tm / bm:.2f} (target <= 1.3 on local)")
+    print(f"  (not the target's measure) {a.n} elements of one .map (pack: auto): median "
+          f"{statistics.median(maps):.2f} s, {statistics.median(maps) / bm:.2f}x the bash steps")
     ct, cb = statistics.median(cpu["tasks"]), statistics.median(cpu["bash"])
     print(f"  CPU (this process, the engine, its jobs, the task workers): tasks median "
           f"{ct:.2f} s, bash steps {cb:.2f} s; {ct / a.n * 1000:.1f} vs {cb / a.n * 1000:.1f} ms "
