@@ -204,6 +204,9 @@ def start_worker(src: str, d: str, key: str) -> None:
             os.dup2(null, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
+            # nothing else of the job's (a pipe its launcher waits on) stays open in the worker
+            os.closerange(3, lock)
+            os.closerange(lock + 1, 65536)
             os.set_inheritable(lock, True)
             boot = "import sys; exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'))"
             os.execv(sys.executable, [sys.executable, "-c", boot, code])
