@@ -539,7 +539,10 @@ def _warm_worker(
 
     if not any(im is None for _, im in where):
         return set()
-    local = {c.name for c in svc.clusters() if c.scheduler == "local" and not c.remote}
+    try:
+        local = {c.name for c in svc.clusters() if c.scheduler == "local" and not c.remote}
+    except StaxError:  # the tasks run as well without it
+        return set()
     return {(cl, im) for cl, im in where if im is None and probed_cluster(svc, cl, im) in local}
 
 

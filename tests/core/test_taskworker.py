@@ -105,6 +105,7 @@ def test_a_real_warm_worker(tmp_path: Path) -> None:
     assert oct(wdir.stat().st_mode & 0o777) == "0o700"
     second = run(CODE="5", STAX_STEP="s2")
     assert (second.returncode, second.stdout) == (5, "out s2 1\n")  # forked by the worker
+    assert run(STAX_TASK_WORKER="0").stdout == "out s1 0\n"  # opted out: its own Python
     failed = run(FAIL="1")
     assert failed.returncode == 1 and "KeyError: 'boom'" in failed.stderr
     assert "Traceback (most recent call last)" in failed.stderr
