@@ -100,7 +100,10 @@ def notebook_venv(base: Path) -> str | None:
             shutil.copy2(src, dst)
             dst.chmod(dst.stat().st_mode | 0o444)
     (tmp / "stax-stamp").write_text(stamp)
-    tmp.rename(venv)
+    try:
+        tmp.rename(venv)
+    except OSError:  # another test process made it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(python)
 
 
