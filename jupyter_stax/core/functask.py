@@ -51,6 +51,7 @@ __all__ = [
     "parse_probe",
     "probe_problem",
     "read_result_file",
+    "render_task_step",
     "result_file",
     "task_source",
 ]
@@ -258,9 +259,11 @@ def probe_problem(
 
 
 # ---------------------------------------------------------------------- the runner
+#: the first line of every function task's source: how the job script renderer knows one
+TASK_MARK = "# jupyter_stax function task: calls the function pickled below\n"
 #: the body of a function task's Python step (see the module docstring); needs only Python
 #: and cloudpickle on the cluster
-RUNNER_SOURCE = r'''# jupyter_stax function task: calls the function pickled below
+RUNNER_SOURCE = TASK_MARK + r'''
 import base64 as _b64, io as _io, json as _json, os as _os, pickle as _pickle, sys as _sys
 import traceback as _tb
 
@@ -361,7 +364,7 @@ def _stax_task_main(call, kwargs=None):
     write(result, data)
 
 
-'''
+'''[1:]
 
 
 def task_source(call: bytes, params: list[str] | None = None) -> str:
@@ -387,3 +390,57 @@ def task_source(call: bytes, params: list[str] | None = None) -> str:
                 raise ValueError(f"parameter {p!r} is not an identifier")
         kw = ", dict(" + ", ".join(f"{p}={{{{{p}}}}}" for p in params) + ")"
     return f'{RUNNER_SOURCE}_stax_task_main("""\n{lines}\n"""{kw})\n'
+
+
+# ---------------------------------------------------------------------- the step script
+def _worker_source() -> tuple[str, str]:
+    """The text of :mod:`.taskworker` (embedded in each task's step script) and its digest."""
+    global _WORKER
+    if _WORKER is None:
+        import hashlib
+
+        text = Path(__file__).with_name("taskworker.py").read_text(encoding="utf-8")
+        if "'''" in text or text.endswith("\\"):
+            raise AssertionError("taskworker.py must not contain triple single quotes")
+        _WORKER = (text, hashlib.sha256(text.encode()).hexdigest()[:16])
+    return _WORKER
+
+
+_WORKER: tuple[str, str] | None = None
+#: the line after which a task's step script is Python (the shell never reads past ``exec``)
+_PY_MARK = "# ---- Python, read by the line above (the shell never gets here) ----"
+#: the ``-c`` program of a task's Python: its step script read in one go, the Python part run
+#: (``python3 - <<EOF`` would make bash parse the heredoc and Python read it one byte per
+#: system call: ~25,000 of them for a task's script, costly on a loaded machine)
+_BOOT = (
+    "import sys; p = sys.argv.pop(1); s = open(p, \"rb\").read(); "
+    f"exec(compile(s[s.index(b\"\\n{_PY_MARK}\"):], \"<stdin>\", \"exec\"))"
+)
+
+
+def render_task_step(source: str, *, where: str = "function task") -> str:
+    """The ``stax.step.sh`` of a function task (``source`` begins with :data:`TASK_MARK`):
+    its Python starts without ``site`` and runs :mod:`.taskworker`'s entry, which hands the
+    task to the warm worker where the job allows it (``STAX_TASK_WORKER=1``) and else runs it
+    in this Python after a normal ``site`` start. A source the entry cannot carry (an
+    exported task's parameter placeholders, which are code; quotes it cannot hold) is a plain
+    Python step."""
+    from .pystep import python_placeholders, render_python_step
+
+    if python_placeholders(source, where=where) or "'''" in source or source.endswith("\\"):
+        return render_python_step(source, where=where)
+    text, digest = _worker_source()
+    body = (  # the entry compiles only the part it runs (the worker's is for the worker)
+        f"_stax_tw_src = r'''{text}'''\n"
+        "_stax_tw = {'__name__': 'stax_taskworker'}\n"
+        "exec(compile(_stax_tw_src[:_stax_tw_src.index('# ' + '-' * 70 + ' the worker\\n')], "
+        "'<stax-taskworker>', 'exec'), _stax_tw)\n"
+        f"_stax_tw['task_entry'](_stax_tw_src, r'''{source}''', {digest!r})\n"
+    )
+    return (
+        "# jupyter_stax: a function task, run by $STAX_PYTHON (default: python3) started "
+        "without site;\n# on local it goes to the warm task worker (see "
+        "jupyter_stax/core/taskworker.py)\n"
+        f'exec "${{STAX_PYTHON:-python3}}" -S -c \'{_BOOT}\' "${{BASH_SOURCE[0]}}" "$@"\n'
+        f"{_PY_MARK}\n{body}"
+    )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .containers import ContainerRun, ContainerRuntime, step_command
+from .functask import TASK_MARK, render_task_step
 from .images import Bind, ResolvedImage, parse_bind
 from .models import Cluster, ParamValue, Step
 from .params import PARAM_ENV_PREFIX, export_lines, render_script
@@ -178,6 +179,8 @@ def render_step_script(step: Step, container: ContainerPlan | None = None) -> st
 
         return render_notebook_step(step.notebook)
     if step.language == "python":
+        if step.run.startswith(TASK_MARK):  # a function task: its own fast start
+            return render_task_step(step.run, where=f"step {step.name!r}")
         return render_python_step(step.run, where=f"step {step.name!r}")
     text = step.run
     if step.software is not None:

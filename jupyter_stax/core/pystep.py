@@ -83,6 +83,8 @@ def _string_spans(source: str) -> list[tuple[int, int]]:
 def python_placeholders(source: str, *, where: str = "python step") -> list[str]:
     """Names of the placeholders of a Python body, in first-use order. ParamError when one
     sits inside a string literal."""
+    if PLACEHOLDER_RE.search(source) is None:  # nothing to place: no need to tokenize
+        return []
     spans = _string_spans(source)
     names: list[str] = []
     for m in PLACEHOLDER_RE.finditer(source):

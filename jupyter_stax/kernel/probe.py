@@ -17,7 +17,7 @@ from ..core.functask import PROBE_SOURCE, Probe, PythonMismatch, parse_probe, pr
 from ..follow import Poll, read_all, wait_final
 from ..service import StaxService
 
-__all__ = ["PROBE_WORKFLOW", "ensure_python"]
+__all__ = ["PROBE_WORKFLOW", "ensure_python", "probed_cluster"]
 
 #: the workflow name of probe executions (``%stax list`` shows them)
 PROBE_WORKFLOW = "stax-python-probe"
@@ -25,6 +25,8 @@ PROBE_WORKFLOW = "stax-python-probe"
 PROBE_TIMEOUT = 600.0
 
 _passed: dict[tuple[str, str | None, str | None], Probe] = {}
+#: the cluster each passed probe ran on (a None cluster: the service's default)
+_where: dict[tuple[str, str | None, str | None], str] = {}
 _lock = threading.Lock()
 
 
@@ -70,11 +72,20 @@ def ensure_python(
         raise PythonMismatch(problem)
     with _lock:
         _passed[key] = probe
+        _where[key] = ex.cluster
     return probe
+
+
+def probed_cluster(service: StaxService, cluster: str | None, image: str | None) -> str | None:
+    """The name of the cluster a passed probe ran on (``cluster`` None: the service's default
+    resolved); None when none passed."""
+    with _lock:
+        return _where.get((service.describe(), cluster, image))
 
 
 def forget() -> None:
     """Probe again next time (tests; after changing a cluster's Python)."""
     with _lock:
         _passed.clear()
+        _where.clear()
 

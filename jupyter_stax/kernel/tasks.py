@@ -50,6 +50,7 @@ from ..core.errors import InvalidWorkflow, StaxError
 from ..core.functask import RUNNER_SOURCE, call_header, result_file, task_source
 from ..core.models import SubmitOptions
 from ..core.states import StepState
+from ..core.taskworker import WORKER_ENV
 from .taskresults import TaskFailed, UpstreamFailed, load_result, wait_step, wait_steps
 
 if TYPE_CHECKING:
@@ -186,11 +187,15 @@ class TaskFunction(Generic[P, R]):
     def step_model(
         self, name: str, inputs: list[Any], count: int | None, after: Iterable[str] = (),
         cluster: str | None = None, source: str = RUNNER_SOURCE, python: str | None = None,
+        warm: bool = False,
     ) -> models.Step:
         """The step of a call (``source``: the runner with the call, :func:`task_source`);
         ``count``: a map's elements; ``python``: the interpreter the probe found (the task's
-        own ``env`` may still name another in ``STAX_PYTHON``)."""
+        own ``env`` may still name another in ``STAX_PYTHON``); ``warm``: its job may hand it
+        to the warm task worker (:mod:`jupyter_stax.core.taskworker`; the task's own ``env``
+        may say ``STAX_TASK_WORKER=0``)."""
         o = self.options
+        env = {**({"STAX_PYTHON": python} if python else {}), **({WORKER_ENV: "1"} if warm else {})}
         data: dict[str, Any] = {
             "name": name,
             "run": source,
@@ -199,7 +204,7 @@ class TaskFunction(Generic[P, R]):
             "cluster": cluster,
             "retries": o.retries,
             "resources": dict(o.resources),
-            "env": {**({"STAX_PYTHON": python} if python else {}), **o.env},
+            "env": {**env, **o.env},
             "inputs": inputs,
             "after": list(after),
         }
@@ -421,10 +426,9 @@ class _Batch:
         from .api import Execution
         from .probe import ensure_python
 
-        pythons = {
-            (cl, im): ensure_python(svc, cl, im).executable
-            for cl, im in {(c.fn.options.cluster, c.fn.options.image) for c in self.calls}
-        }
+        where = {(c.fn.options.cluster, c.fn.options.image) for c in self.calls}
+        pythons = {(cl, im): ensure_python(svc, cl, im).executable for cl, im in where}
+        warm = _warm_worker(svc, where)
         main = self.calls[0].fn.options.cluster
         steps = []
         for c in self.calls:
@@ -447,6 +451,7 @@ class _Batch:
                     c.step, inputs, len(c.calls) if c.mapped else None, after=sorted(after),
                     cluster=mine if mine != main else None, source=source,
                     python=pythons[(mine, c.fn.options.image)],
+                    warm=(mine, c.fn.options.image) in warm,
                 )
             )
         try:
@@ -523,6 +528,22 @@ class _Batch:
         if sr.cluster not in remote and not (mine & remote) and None not in mine:
             return ("path", str(Path(sr.directory) / result_file(f.step, f.index)))
         return ("value", f.result())
+
+
+def _warm_worker(
+    svc: StaxService, where: set[tuple[str | None, str | None]]
+) -> set[tuple[str | None, str | None]]:
+    """The (cluster, image) pairs whose tasks may use the warm task worker: no image, and a
+    cluster of this machine whose scheduler is ``local`` (the worker is a process here)."""
+    from .probe import probed_cluster
+
+    if not any(im is None for _, im in where):
+        return set()
+    try:
+        local = {c.name for c in svc.clusters() if c.scheduler == "local" and not c.remote}
+    except StaxError:  # the tasks run as well without it
+        return set()
+    return {(cl, im) for cl, im in where if im is None and probed_cluster(svc, cl, im) in local}
 
 
 # the open batch of this kernel (None: none)

@@ -1,7 +1,7 @@
 """Function tasks' pure rules (core/functask.py): which result files are unpickled, the probe's
-answer and verdict, error records; and the runner itself, run by real interpreters: this one
-(a call, an exception, an upstream result) and another Python version (refused before any
-unpickling, with the fix)."""
+answer and verdict, error records; and the runner itself, run by real interpreters from the
+task's step script (and the plain Python step's): this one (a call, an exception, an upstream
+result) and another Python version (refused before any unpickling, with the fix)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from jupyter_stax.core.functask import (
     parse_probe,
     probe_problem,
     read_result_file,
+    render_task_step,
     result_file,
     result_problem,
     task_source,
@@ -191,24 +192,32 @@ def _call_file(d: Path, func: Any, calls: list[Any], ids: dict[int, Any] | None 
     (d / "stax.body.py").write_text(task_source(call_header(d.name, count) + buf.getvalue()))
 
 
-def _run(python: str, step_dir: Path, index: int | None = None) -> subprocess.CompletedProcess[str]:
+def _run(python: str, step_dir: Path, index: int | None = None, plain: bool = False
+         ) -> subprocess.CompletedProcess[str]:
+    """The step script as a job runs it (sourced from its file, in the instance's directory):
+    the task's own (:func:`render_task_step`, ``-S``, no worker here) or, ``plain``, the plain
+    Python step's (what an exported task with parameters gets)."""
     here = step_dir / str(index) if index is not None else step_dir
     here.mkdir(exist_ok=True)
     env = {**os.environ, "STAX_STEP_DIR": str(here), "STAX_STEP": step_dir.name}
+    env.pop("STAX_TASK_WORKER", None)
     if index is not None:
         env["STAX_SWEEP_INDEX"] = str(index)
-    script = render_python_step((step_dir / "stax.body.py").read_text())
+    body = (step_dir / "stax.body.py").read_text()
+    script = step_dir / "stax.step.sh"
+    script.write_text(render_python_step(body) if plain else render_task_step(body))
     return subprocess.run(
-        ["bash", "-c", script], env={**env, "STAX_PYTHON": python}, cwd=here,
+        ["bash", "-c", f". {script}"], env={**env, "STAX_PYTHON": python}, cwd=here,
         capture_output=True, text=True, timeout=60,
     )
 
 
-def test_runner_calls_and_reads_upstream_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["task-step", "plain-python-step"])
+def test_runner_calls_and_reads_upstream_results(tmp_path: Path, plain: bool) -> None:
     up = tmp_path / "up"
     up.mkdir()
     _call_file(up, lambda a, b=1: [a * b, {"k": a}], [((3,), {"b": 2})])
-    r = _run(sys.executable, up)
+    r = _run(sys.executable, up, plain=plain)
     assert r.returncode == 0, r.stderr
     res = up / result_file("up")
     assert pickle.loads(res.read_bytes()) == [6, {"k": 3}]
@@ -222,13 +231,13 @@ def test_runner_calls_and_reads_upstream_results(tmp_path: Path) -> None:
         down, lambda xs, n: xs[0] + n, [((marker, 1), {}), ((marker, 10), {})],
         ids={id(marker): ("step", "up", None)}, count=2,
     )
-    r = _run(sys.executable, down, index=1)
+    r = _run(sys.executable, down, index=1, plain=plain)
     assert r.returncode == 0, r.stderr
     assert pickle.loads((down / result_file("down", 1)).read_bytes()) == 16
 
     # an upstream result others may write is not loaded
     res.chmod(0o620)
-    r = _run(sys.executable, down, index=0)
+    r = _run(sys.executable, down, index=0, plain=plain)
     assert r.returncode == 3
     err = TaskError.parse((down / error_file("down", 0)).read_bytes())
     assert err.kind == "upstream" and "that only you can write: not loaded" in err.message

@@ -24,6 +24,7 @@ from jupyter_stax.service import LocalService
 
 from ..pythons import other_minor, same_minor_without_cloudpickle
 from ..server.real_server import RealServer, child_env
+from ..waiting import wait_for
 from .test_kernel_restart import Kernel
 from .test_notebooks import execute, outputs
 
@@ -420,4 +421,68 @@ def test_futures_of_earlier_batches(store: Path, stax_env: Path) -> None:
     assert f"their upstream task 'boom' (execution {b.execution.id}) failed" in str(e.value)
     names = [ex.workflow.name for ex in svc.list(limit=10)[0]]
     assert names.count("tasks") == 3  # numbers, total, boom: the last batch never went
+    svc.close()
+
+
+def test_map_over_50_elements_and_the_warm_task_worker(store: Path, stax_env: Path) -> None:
+    """``map`` over 50 elements on local: packed into a few scheduler jobs, every value back in
+    order. Function tasks on local go to the warm task worker (core/taskworker.py) once it
+    runs, and stay real steps: the task's stdout is its step's log, and a cancel ends the task
+    (the job is killed; the worker then kills the task it forked)."""
+    import jupyter_stax as stax
+
+    svc = LocalService()
+    set_service(svc)
+    try:
+
+        @stax.task(cluster="local")
+        def square(x: int) -> int:
+            return x * x
+
+        @stax.task(cluster="local")
+        def parent() -> str:
+            import os
+
+            print("task output", flush=True)
+            with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+                return f.read().replace(b"\0", b" ").decode()
+
+        @stax.task(cluster="local")
+        def hang(path: str) -> None:
+            import os
+            import time
+
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(path + ".tmp", path)
+            time.sleep(300)  # ended by the cancel
+
+        squares = square.map(range(50))
+        assert stax.gather(squares, timeout=300) == [x * x for x in range(50)]
+        mapped = stax.futures_execution(squares[0])
+        sweep = mapped.refresh().step("square").sweep
+        assert sweep is not None and (sweep.total, sweep.pack) == (50, 10)  # pack: auto
+        assert sweep.counts == {"completed": 50} and len(sweep.jobs) == sweep.elements < 50
+
+        p = parent()
+        assert "stax-taskworker-" in p.result(120)  # forked by the worker the map started
+        assert stax.futures_execution(p).logs("parent") == "task output\n"
+
+        pid_file = stax_env / "hang.pid"
+        h = hang(str(pid_file))
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 120, "the task"))
+        run = stax.futures_execution(h)
+        run.cancel()
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+        wait_for(gone, 60, f"the canceled task's process {pid} to end")
+        assert run.refresh().step("hang").state.value == "canceled"
+    finally:
+        set_service(None)
     svc.close()
