@@ -169,7 +169,9 @@ export CI=${CI:-}
 # minutes of pip, npm and webpack that share nothing with the other tests (their own users, venvs,
 # user Slurm and Lab servers; no scheduler of this run is stopped or counted). They run in the
 # background chain below, not in the main pytest, unless PYTEST_ARGS narrows the main run.
-INSTALL_TESTS=(tests/ui/test_wheel_install.py tests/binder tests/newcomer)
+# (in this order: the newcomer test starts its own Playwright, which cannot run while the
+# session browser of tests/ui is open in the same process)
+INSTALL_TESTS=(tests/binder tests/newcomer tests/ui/test_wheel_install.py)
 install_tests() {
   # their own screenshots directory and basetemp: the main pytest clears /tmp/stax-screenshots
   # at its start, and two pytest processes must not share a numbered basetemp
