@@ -241,7 +241,7 @@ def trigger_plan(
     store: Store, name: str, req: TriggerRequest, default_cluster: str
 ) -> Planned:
     """What a trigger of the published workflow ``name`` runs: its steps as published, its
-    inputs checked (:func:`~..core.published.check_inputs`: BadRequest listing every problem)
+    inputs checked (:func:`~..core.published.check_inputs`: InvalidInputs listing every problem)
     and bound as parameters."""
     p = published(store, name, req.version)
     params = check_inputs(p, req.inputs)
