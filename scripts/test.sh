@@ -7,8 +7,9 @@
 #     of Grid Engine (scripts/sge/start-sge.sh) and a test login node (OpenSSH on 127.0.0.1 with a
 #     separate remote account, scripts/ssh/start-sshd.sh),
 #   * runs ruff, mypy, lint-imports (the layering), the labextension's lint and unit tests
-#     (jlpm lint:check, jlpm test), the fast local suite on Python 3.10 and 3.13, and last pytest
-#     on everything, browser tests included (Slurm, SGE and SSH tests are required when CI is set).
+#     (jlpm lint:check, jlpm test), and last pytest on everything, browser tests included (Slurm,
+#     SGE and SSH tests are required when CI is set); beside it, in the background, the fast local
+#     suite on Python 3.10 and 3.13, then the install tests (wheel, Binder, newcomer).
 # Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns), STAX_KEEP_SGE=1 SGE,
 #        STAX_KEEP_SSHD=1 the test login node; STAX_OTHER_PYTHONS="3.10 3.13" (empty: none);
 #        PYTEST_ARGS="-k foo" narrows the last pytest run.
@@ -155,47 +156,86 @@ fast_suite_on() {  # fast_suite_on 3.10
   log "python $v: the fast suite (${FAST_SUITE[*]}; $FAST_SUITE_MARKS; without ${FAST_SUITE_IGNORE[*]})"
   (
     export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHONPATH="$PWD"
-    python -m pytest -q -p no:cacheprovider -m "$FAST_SUITE_MARKS" \
+    python -m pytest -q -p no:cacheprovider -m "$FAST_SUITE_MARKS" --basetemp="/tmp/stax-pytest-py$v" \
       "${FAST_SUITE_IGNORE[@]/#/--ignore=}" "${FAST_SUITE[@]}"
   )
   log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s)"
 }
 [ -n "${STAX_OTHER_PYTHONS-x}" ] || log "STAX_OTHER_PYTHONS is empty: no fast suite on other Pythons"
 export CI=${CI:-}
-# The other Pythons' suites run in the background, side by side and beside the main pytest below,
-# at a lower CPU priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd,
-# servers, the browser), and these soak up that idle CPU. Each writes its own log, printed whole
-# after the main pytest; either failing fails the run. Measured on the 2-core CI machine: one after
-# the other before the main pytest they took 248 s + 237 s of a 36-minute run.
-other_pids=() other_logs=() other_versions=()
-for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do
-  other_versions+=("$v")
-  other_logs+=("$(mktemp "/tmp/stax-fast-suite-py$v.XXXXXX.log")")
-  # shellcheck disable=SC2094
-  (renice -n 10 -p $BASHPID >/dev/null; fast_suite_on "$v") >"${other_logs[-1]}" 2>&1 &
-  other_pids+=($!)
-done
-[ ${#other_pids[@]} = 0 ] || log "the fast suite on Python ${other_versions[*]}: started in the background (logs follow the main pytest)"
+
+# --- the install tests (a wheel into a fresh venv, Binder's postBuild, a newcomer's demo.sh) --
+# They install jupyter-stax into fresh venvs as other users and build the JupyterLab extension:
+# minutes of pip, npm and webpack that share nothing with the other tests (their own users, venvs,
+# user Slurm and Lab servers; no scheduler of this run is stopped or counted). They run in the
+# background chain below, not in the main pytest, unless PYTEST_ARGS narrows the main run.
+INSTALL_TESTS=(tests/ui/test_wheel_install.py tests/binder tests/newcomer)
+install_tests() {
+  # their own screenshots directory and basetemp: the main pytest clears /tmp/stax-screenshots
+  # at its start, and two pytest processes must not share a numbered basetemp
+  STAX_SCREENSHOTS=/tmp/stax-screenshots/install-tests \
+    $PY -m pytest -q -p no:cacheprovider --durations=10 --basetemp=/tmp/stax-pytest-install \
+    --junitxml=/tmp/stax-pytest-install.xml "${INSTALL_TESTS[@]}"
+}
+
+# The background chain runs beside the main pytest, one job after the other at a lower CPU
+# priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd, servers, the
+# browser), and the chain soaks up that idle CPU. Its jobs: the fast suite on each other Python,
+# then the install tests. Each job writes its own log, printed whole after the main pytest; any
+# failing fails the run. Measured on the 2-core CI machine: the two fast suites, one after the
+# other before the main pytest, took 248 s + 237 s of a 36-minute run; the install tests took
+# 117 + 85 + 68 + 38 s inside the main pytest.
+bg_names=() bg_logs=()
+for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do bg_names+=("the fast suite on Python $v"); done
+[ -n "${PYTEST_ARGS:-}" ] || bg_names+=("the install tests")
+bg_dir=$(mktemp -d /tmp/stax-background.XXXXXX)
+for i in "${!bg_names[@]}"; do bg_logs+=("$bg_dir/$i.log"); done
+background_chain() {
+  local i rc versions
+  read -r -a versions <<<"${STAX_OTHER_PYTHONS-3.10 3.13}"
+  renice -n 10 -p $BASHPID >/dev/null
+  for i in "${!bg_names[@]}"; do
+    rc=0
+    if [ "$i" -lt ${#versions[@]} ]; then
+      (fast_suite_on "${versions[i]}") >"${bg_logs[i]}" 2>&1 || rc=$?
+    else
+      (install_tests) >"${bg_logs[i]}" 2>&1 || rc=$?
+    fi
+    echo "$rc" >"$bg_dir/$i.rc"
+  done
+}
+main_ignore=()
+if [ ${#bg_names[@]} -gt 0 ]; then
+  background_chain &
+  bg_pid=$!
+  log "in the background, one after the other: $(IFS=,; echo "${bg_names[*]}" | sed 's/,/, /g') (logs follow the main pytest)"
+  [ -n "${PYTEST_ARGS:-}" ] || main_ignore=("${INSTALL_TESTS[@]/#/--ignore=}")
+fi
 
 log "pytest"
-# shellcheck disable=SC2086
 set +e
-$PY -m pytest -q -p no:cacheprovider --durations=30 --junitxml=/tmp/stax-pytest.xml ${PYTEST_ARGS:-} 2>&1 | tee /tmp/stax-pytest.log
+# shellcheck disable=SC2086
+$PY -m pytest -q -p no:cacheprovider --durations=30 --junitxml=/tmp/stax-pytest.xml \
+  "${main_ignore[@]}" ${PYTEST_ARGS:-} 2>&1 | tee /tmp/stax-pytest.log
 main_rc=${PIPESTATUS[0]}
 set -e
 summary=$(tail -n 1 /tmp/stax-pytest.log)
 
-other_failed=()
-for i in "${!other_pids[@]}"; do
-  if ! wait "${other_pids[i]}"; then other_failed+=("${other_versions[i]}"); fi
-  echo; cat "${other_logs[i]}"; rm -f "${other_logs[i]}"
+bg_failed=0
+if [ ${#bg_names[@]} -gt 0 ]; then
+  log "waiting for the background chain"
+  wait "$bg_pid" || true
+  for i in "${!bg_names[@]}"; do echo; echo "=== ${bg_names[i]} ==="; cat "${bg_logs[i]}" 2>/dev/null; done
+fi
+# the run's closing lines: every background job's outcome, the main suite's count last
+for i in "${!bg_names[@]}"; do
+  rc=$(cat "$bg_dir/$i.rc" 2>/dev/null || echo "no exit status")
+  if [ "$rc" = 0 ]; then
+    log "${bg_names[i]}: passed ($(grep -E '[0-9]+ passed' "${bg_logs[i]}" | tail -n 1))"
+  else
+    bg_failed=1; log "FAIL: ${bg_names[i]} (exit $rc; its log above)"
+  fi
 done
-# the run's closing lines: every suite's outcome, the main suite's count last
-for v in "${other_versions[@]}"; do
-  case " ${other_failed[*]} " in
-    *" $v "*) log "FAIL: the fast suite on Python $v (its log above)" ;;
-    *) log "the fast suite on Python $v passed" ;;
-  esac
-done
+rm -rf "$bg_dir"
 log "main pytest (Python $($PY -c 'import platform; print(platform.python_version())')): $summary"
-[ "$main_rc" = 0 ] && [ ${#other_failed[@]} = 0 ]
+[ "$main_rc" = 0 ] && [ "$bg_failed" = 0 ]

@@ -17,6 +17,7 @@ from ..proc import kill
 from ..waiting import NotYet, wait_for
 from .test_cli import Stax
 
+
 def flaky(release: Path) -> dict[str, object]:
     """Step a fails at once on its first attempt; its second attempt fails only once the test
     has created `release`, so the test sees the retried execution still running (no race)."""
