@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from jupyter_stax.cli import main
+
 from ..images import LABELS, busybox_available, charliecloud_image
 from .test_cli import Stax
 from .test_cli import cli as cli  # the store-direct `jupyter stax` fixture
@@ -70,23 +72,38 @@ def workflow(x86: Path) -> str:
     )
 
 
-def final(cli: Stax, out: str) -> dict[str, Any]:
-    """The execution a ``--wait``ed run or re-run printed, ended."""
-    ex = cli.status(out.split()[1])
-    assert ex["state"] == "completed", ex
-    return ex
+class InProcess:
+    """``jupyter stax`` commands that only read, run in this process (the runs and re-runs are
+    real commands): each saves a CLI start."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> str:
+        self.capsys.readouterr()
+        code = main(list(args))
+        out, err = self.capsys.readouterr()
+        assert code == 0, (args, err)
+        return out
+
+    def final(self, printed: str) -> dict[str, Any]:
+        """The execution a ``--wait``ed run or re-run printed, ended."""
+        ex: dict[str, Any] = json.loads(self("status", printed.split()[1], "--json"))
+        assert ex["state"] == "completed", ex
+        return ex
 
 
 def test_rerun_pins_registry_digests_and_eflows_containers(
-    cli: Stax, images: tuple[Path, Path]
+    cli: Stax, images: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     x86, arm = images
+    here = InProcess(capsys)
     cli.write("pinning.json", workflow(x86))
-    first = final(cli, cli.ok("run", "pinning.json", "--cluster", "here", "--wait"))
+    first = here.final(cli.ok("run", "pinning.json", "--cluster", "here", "--wait"))
     reg = first["steps"][0]["resolved_image"]
     assert (reg["name"], reg["reference"], reg["digest"]) == ("reg-1", f"{REG}:1.0", DIGEST)
     assert first["steps"][1]["resolved_image"]["name"] == "busy-x86"
-    assert cli.ok("logs", first["id"], "sw") == "marker-x86\n"
+    assert here("logs", first["id"], "sw") == "marker-x86\n"
     pin_line = (
         f"step 'reg': reg-1 pinned to the digest the run recorded: {REG}:1.0 -> {REG}@{DIGEST}"
     )
@@ -95,7 +112,7 @@ def test_rerun_pins_registry_digests_and_eflows_containers(
     # by id, where the eFlows4HPC container's variant does not fit
     out = cli.ok("rerun", first["id"], "--cluster", "here-arm", "--wait")
     assert f"changed: {pin_line}" in out and f"changed: {arm_line}" in out, out
-    again = final(cli, out)
+    again = here.final(out)
     assert again["origin"]["changes"] == [pin_line, arm_line]
     steps = again["workflow"]["steps"]
     assert steps[0]["image"] == f"{REG}@{DIGEST}"
@@ -106,14 +123,14 @@ def test_rerun_pins_registry_digests_and_eflows_containers(
     )
     assert reg["labels"]["org.example.from"] == "registry"
     assert again["steps"][1]["resolved_image"]["name"] == "busy-arm"
-    assert cli.ok("logs", again["id"], "sw") == "marker-arm\n"
+    assert here("logs", again["id"], "sw") == "marker-arm\n"
 
     # from the crate, where it ran: the digest pin only; the container stays
-    crate = cli.ok("export", first["id"]).strip()
+    crate = here("export", first["id"], "--to", str(cli.cwd / "pinning.crate.zip")).strip()
     out = cli.ok("rerun", crate, "--wait")
-    from_crate = final(cli, out)
+    from_crate = here.final(out)
     assert from_crate["origin"]["changes"] == [pin_line]
     steps = from_crate["workflow"]["steps"]
     assert steps[0]["image"] == f"{REG}@{DIGEST}"
     assert steps[1]["software"]["container"]["image"] == str(x86)
-    assert cli.ok("logs", from_crate["id"], "sw") == "marker-x86\n"
+    assert here("logs", from_crate["id"], "sw") == "marker-x86\n"
