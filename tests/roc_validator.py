@@ -115,6 +115,11 @@ class RocValidator:
         assert r["passed"], f"roc-validator: {crate} does not conform:\n{issues}"
         return r
 
+    def refutes(self, crate: Path, check_id: str) -> None:
+        """``crate`` fails the validation, and check ``check_id`` is among its issues."""
+        r = self.validate(crate)
+        assert not r["passed"] and check_id in [i[1] for i in r["issues"]], r
+
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -134,6 +139,9 @@ class Unavailable:
         self.reason = reason
 
     def check(self, crate: Path) -> dict[str, Any]:
+        pytest.skip(f"roc-validator is not available: {self.reason}")
+
+    def refutes(self, crate: Path, check_id: str) -> None:
         pytest.skip(f"roc-validator is not available: {self.reason}")
 
 

@@ -5,6 +5,7 @@ retried step, hostile parameter values kept as data, and the refusal of a runnin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from importlib import metadata
@@ -63,7 +64,16 @@ def test_a_real_run_exports_as_a_workflow_run_crate(
     roc_validator: RocValidator | Unavailable,
 ) -> None:
     """... and roc-validator passes it (a failed step, a retried one, hostile values)."""
-    roc_validator.check(_export_and_check(cluster, engine_factory, stax_env))
+    zipped, unpacked = _export_and_check(cluster, engine_factory, stax_env)
+    roc_validator.check(zipped)
+    if cluster == "local":  # once: the same validator refuses a crate that breaks a MUST
+        meta = unpacked / "ro-crate-metadata.json"
+        doc = json.loads(meta.read_text())
+        for e in doc["@graph"]:
+            if e["@id"] == "workflow.yaml":
+                e["@type"] = ["File", "SoftwareSourceCode", "HowTo"]  # not a workflow
+        meta.write_text(json.dumps(doc))
+        roc_validator.refutes(unpacked, "workflow-ro-crate-1.0_2.1")  # Main Workflow type
 
 
 @pytest.mark.sge
@@ -75,7 +85,7 @@ def test_a_grid_engine_run_exports_as_a_workflow_run_crate(
 
 def _export_and_check(
     cluster: str, engine_factory: Callable[..., Engine], stax_env: Path
-) -> Path:
+) -> tuple[Path, Path]:
     async def main() -> Any:
         async with engine_factory() as eng:
             ex = await eng.submit(WORKFLOW, cluster=cluster, params={"msg": HOSTILE})
@@ -133,7 +143,7 @@ def _export_and_check(
     assert (root / "steps/d/stax.step.sh").read_text().startswith("echo never")
     assert "{{msg}}" in (root / "workflow.yaml").read_text()
     assert not list(Path(ex.work_dir).rglob("PWNED*"))
-    return Path(zipped)
+    return Path(zipped), Path(unpacked)
 
 
 def test_a_running_execution_is_not_exported(
