@@ -36,11 +36,12 @@ from .core.errors import (
     UnknownCluster,
 )
 from .core.models import Execution, ParamValue, SubmitOptions
+from .core.published import InvalidInputs
 from .core.states import RETRYABLE, ExecutionState
 from .service import CANCEL_TIMEOUT, Listed, LocalService, StaxService, step_of
 
-#: errors in what the user gave us: exit status 2, like usage errors
-INVALID_INPUT = (InvalidWorkflow, InvalidClusterConfig, UnknownCluster)
+#: errors in what the user gave us: exit status 2, like usage errors (a trigger's inputs too)
+INVALID_INPUT = (InvalidWorkflow, InvalidClusterConfig, UnknownCluster, InvalidInputs)
 #: the most executions one ``GET executions`` returns (PAGE_LIMIT_MAX of the API)
 PAGE = 500
 

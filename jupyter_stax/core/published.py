@@ -6,7 +6,8 @@ Pure: the models (what the store keeps, what ``GET workflows`` answers, the bodi
 ``POST workflows`` and ``POST workflows/{name}``), the declaration of inputs from a workflow's
 ``params`` (and an optional ``inputs:`` block of the published document), and the ONE check of
 a trigger's inputs (:func:`check_inputs`): every unknown input, wrong type and missing required
-input is listed in one :class:`~.errors.BadRequest`. Input values become the execution's
+input is listed in one :class:`InvalidInputs` (a 400, and exit status 2 in the CLI like every
+other input error). Input values become the execution's
 parameters, so they stay data exactly as parameters do (:mod:`.params`: exported as
 ``STAX_PARAM_<name>``, never pasted into a script).
 """
@@ -27,6 +28,7 @@ from .models import NAME_RE, PARAM_NAME_RE, ParamValue, SubmitOptions, Workflow
 __all__ = [
     "INPUT_TYPES",
     "InputDecl",
+    "InvalidInputs",
     "PublishRequest",
     "PublishedSummary",
     "PublishedWorkflow",
@@ -44,6 +46,12 @@ INPUT_TYPES: tuple[str, ...] = ("string", "integer", "number", "boolean")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}$")
 #: the longest text a string input may carry (a value travels in the environment of a job)
 MAX_TEXT = 64 * 1024
+
+
+class InvalidInputs(BadRequest):
+    """The inputs of a trigger do not fit the published workflow (unknown, wrong type, missing
+    required); nothing was submitted. A 400 like every BadRequest; the CLI exits 2, as for an
+    invalid workflow or parameter."""
 
 
 class _Wire(BaseModel):
@@ -287,8 +295,8 @@ def _short(v: Any) -> str:
 
 
 def check_inputs(p: PublishedWorkflow, given: Mapping[str, Any]) -> dict[str, ParamValue]:
-    """The parameters of a trigger of ``p`` with the inputs ``given``; BadRequest listing every
-    unknown input, wrong type and missing required input."""
+    """The parameters of a trigger of ``p`` with the inputs ``given``; InvalidInputs listing
+    every unknown input, wrong type and missing required input."""
     problems: list[str] = []
     known = ", ".join(i.name for i in p.inputs) or "none"
     for n in given:
@@ -311,7 +319,7 @@ def check_inputs(p: PublishedWorkflow, given: Mapping[str, Any]) -> dict[str, Pa
         else:
             params[decl.name] = v
     if problems:
-        raise BadRequest(
+        raise InvalidInputs(
             f"cannot trigger {p.name} (version {p.version}): "
             f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with its inputs",
             details=problems,

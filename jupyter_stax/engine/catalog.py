@@ -102,6 +102,9 @@ class Catalog:
         in the catalog (a path to a Charliecloud directory, an OCI layout, a SIF file ...)."""
         if any(name in (i.name, i.reference, i.family) for i in self.images):
             return self.images
+        pinned = self._pinned(name)
+        if pinned is not None:
+            return [*self.images, pinned]
         if not looks_like_reference(name):
             return self.images
         src_cls = source_for(name)
@@ -115,6 +118,21 @@ class Catalog:
             img = StaxImage(name=name, family=name, reference=name, source="(step)")
         img = img.model_copy(update={"name": name}) if img.reference != name else img
         return [*self.images, img]
+
+    def _pinned(self, name: str) -> StaxImage | None:
+        """The catalog's variant a registry reference pinned by digest names (what a re-run
+        writes, ``REPO@sha256:..``: :func:`~..core.rerun.pinned_reference`), with that
+        reference: the re-run keeps the variant's name, family and labels."""
+        from ..core.rerun import registry_reference
+
+        ref = registry_reference(name)
+        if ref is None or ref.digest is None:
+            return None
+        for img in self.images:
+            mine = registry_reference(img.reference)
+            if img.digest == ref.digest and mine is not None and mine.repository == ref.repository:
+                return img.model_copy(update={"reference": name})
+        return None
 
     def resolve(
         self, name: str, cluster: Cluster, need: Need, runtime: str

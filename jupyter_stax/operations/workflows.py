@@ -31,7 +31,7 @@ from ..core.documents import load_workflow, parse_yaml, to_model
 from ..core.errors import BadRequest, Conflict, InvalidWorkflow, NotFound, StaxError
 from ..core.images import ResolvedImage, step_need
 from ..core.jobscript import effective_launcher
-from ..core.models import Origin, ParamValue, SubmitOptions, Workflow
+from ..core.models import Origin, ParamValue, Step, SubmitOptions, Workflow
 from ..core.published import (
     InputSpec,
     PublishedSummary,
@@ -241,7 +241,7 @@ def trigger_plan(
     store: Store, name: str, req: TriggerRequest, default_cluster: str
 ) -> Planned:
     """What a trigger of the published workflow ``name`` runs: its steps as published, its
-    inputs checked (:func:`~..core.published.check_inputs`: BadRequest listing every problem)
+    inputs checked (:func:`~..core.published.check_inputs`: InvalidInputs listing every problem)
     and bound as parameters."""
     p = published(store, name, req.version)
     params = check_inputs(p, req.inputs)
@@ -327,12 +327,16 @@ def rerun_plan(
     cat: Catalog | None = None
     for s in src.workflow.steps:
         pin = src.images.get(s.name)
-        if pin is None or s.image is None:
+        container = _container(s)
+        if pin is None or (s.image is None and container is None):
             steps.append(s)
             continue
         cl = registry.get(s.cluster) if s.cluster else main
         cat = cat or catalog()
-        need = step_need(effective_launcher(s, cl), s.resources.ntasks, s.resources.gpus)
+        if container is not None:  # as planning resolves an eFlows4HPC container
+            need = step_need("single", None, s.resources.gpus)
+        else:
+            need = step_need(effective_launcher(s, cl), s.resources.ntasks, s.resources.gpus)
         usable = not over_network and "://" not in pin.reference and Path(pin.reference).exists()
         try:
             r = repin(
@@ -351,7 +355,15 @@ def rerun_plan(
             continue
         if r.change:
             changes.append(r.change)
-        steps.append(s.model_copy(update={"image": r.image}))
+        if container is None:
+            steps.append(s.model_copy(update={"image": r.image}))
+        elif r.reference != container.get("image"):
+            # the runtime runs the description's image as it is written: the reference
+            assert isinstance(s.software, dict)  # _container said so
+            software = {**s.software, "container": {**container, "image": r.reference}}
+            steps.append(s.model_copy(update={"software": software}))
+        else:
+            steps.append(s)
     if problems:
         if len(problems) == 1:
             raise problems[0]
@@ -368,6 +380,14 @@ def rerun_plan(
         origin=Origin(rerun_of=src.label, changes=changes),
         changes=changes,
     )
+
+
+def _container(step: Step) -> dict[str, Any] | None:
+    """The container of an eFlows4HPC step's description (inlined), or None."""
+    if not isinstance(step.software, dict):
+        return None
+    c = step.software.get("container")
+    return c if isinstance(c, dict) and isinstance(c.get("image"), str) else None
 
 
 def is_crate(source: str | Path) -> bool:

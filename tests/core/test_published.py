@@ -22,7 +22,7 @@ from jupyter_stax.core.published import (
     parse_input_text,
     split_document,
 )
-from jupyter_stax.core.rerun import repin
+from jupyter_stax.core.rerun import RegistryRef, pinned_reference, registry_reference, repin
 
 WF = Workflow.model_validate(
     {
@@ -239,6 +239,125 @@ def test_repin_a_reference_no_catalog_lists_runs_as_it_is_where_it_fits() -> Non
 def test_repin_refuses_a_variant_whose_digest_changed() -> None:
     with pytest.raises(Conflict, match="has digest sha256:bb now; the run used sha256:99"):
         repin("md", pin(CATALOG[1], "sha256:99"), CATALOG, "c", X86_GPU, Need())
+
+
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+@pytest.mark.parametrize(
+    ("reference", "split"),
+    [
+        ("docker://ghcr.io/o/gmx:2024", RegistryRef("docker://", "ghcr.io/o/gmx", "2024", None)),
+        ("docker://busybox:1.36", RegistryRef("docker://", "busybox", "1.36", None)),  # Docker Hub
+        ("docker://library/busybox", RegistryRef("docker://", "library/busybox", None, None)),
+        (f"docker://ghcr.io/o/x@{D1}", RegistryRef("docker://", "ghcr.io/o/x", None, D1)),
+        ("ghcr.io/org/gmx:2024", RegistryRef("", "ghcr.io/org/gmx", "2024", None)),
+        ("localhost:5000/stax/x", RegistryRef("", "localhost:5000/stax/x", None, None)),
+        ("reg.example.org:5000/a/b:1.0", RegistryRef("", "reg.example.org:5000/a/b", "1.0", None)),
+        # not registry references: paths, other transports, a name without its registry host
+        ("/images/gmx", None),
+        ("./images/gmx", None),
+        ("~/images/gmx.sif", None),
+        ("org/gmx:1", None),  # a relative path for the runtimes that take names as they are
+        ("oci:/images/layout:tag", None),
+        ("library://org/x:1", None),
+        ("docker://x@sha256:12", None),  # not a digest
+        ("ghcr.io/Org/x:1", None),  # repositories are lower case
+        ("docker://", None),
+    ],
+)
+def test_registry_reference(reference: str, split: RegistryRef | None) -> None:
+    assert registry_reference(reference) == split
+
+
+@pytest.mark.parametrize(
+    ("reference", "digest", "pinned"),
+    [
+        ("docker://ghcr.io/org/gmx:2024", D1, f"docker://ghcr.io/org/gmx@{D1}"),  # tag dropped
+        ("ghcr.io/org/gmx:2024", D1, f"ghcr.io/org/gmx@{D1}"),
+        ("docker://busybox", D1, f"docker://busybox@{D1}"),
+        (f"docker://ghcr.io/o/x@{D1}", D1, f"docker://ghcr.io/o/x@{D1}"),  # pinned already
+        ("docker://ghcr.io/org/gmx:2024", None, None),  # no digest recorded
+        ("docker://ghcr.io/org/gmx:2024", "sha256:aa", None),  # not a digest
+        ("/images/gmx", D1, None),  # a path: run as it is
+    ],
+)
+def test_pinned_reference(reference: str, digest: str | None, pinned: str | None) -> None:
+    assert pinned_reference(reference, digest) == pinned
+
+
+def registry_image(name: str, cpu: str, tag: str = "2024", digest: str | None = D1) -> StaxImage:
+    return image(name, cpu, digest=digest).model_copy(
+        update={"reference": f"docker://ghcr.io/org/{name}:{tag}"}
+    )
+
+
+REG = [registry_image("gmx-x86", "x86_64"), registry_image("gmx-arm", "aarch64", digest=D2)]
+
+
+@pytest.mark.parametrize(
+    ("pinned", "traits", "catalog", "want", "change"),
+    [
+        # a catalog variant from a registry: the same image, by the digest the run recorded
+        (
+            pin(REG[0]),
+            X86_GPU,
+            REG,
+            (f"docker://ghcr.io/org/gmx-x86@{D1}",) * 2,
+            "step 'md': gmx-x86 pinned to the digest the run recorded: "
+            f"docker://ghcr.io/org/gmx-x86:2024 -> docker://ghcr.io/org/gmx-x86@{D1}",
+        ),
+        # a registry reference in no catalog (a crate from elsewhere, an image: reference)
+        (
+            pin(registry_image("elsewhere", "x86_64")),
+            X86_GPU,
+            [],
+            (f"docker://ghcr.io/org/elsewhere@{D1}",) * 2,
+            "step 'md': docker://ghcr.io/org/elsewhere:2024 pinned to the digest the run "
+            f"recorded: docker://ghcr.io/org/elsewhere:2024 -> docker://ghcr.io/org/elsewhere@{D1}",
+        ),
+        # no digest recorded: by its tag, and said
+        (
+            pin(registry_image("gmx-x86", "x86_64", digest=None)),
+            X86_GPU,
+            [registry_image("gmx-x86", "x86_64", digest=None)],
+            ("gmx-x86", "docker://ghcr.io/org/gmx-x86:2024"),
+            "step 'md': gmx-x86 runs by its tag (docker://ghcr.io/org/gmx-x86:2024): the run "
+            "recorded no digest, so the image may differ from the one it ran",
+        ),
+        # pinned by digest already: nothing to say
+        (
+            pin(
+                registry_image("gmx-x86", "x86_64").model_copy(
+                    update={"reference": f"docker://ghcr.io/org/gmx-x86@{D1}"}
+                )
+            ),
+            X86_GPU,
+            [],
+            (f"docker://ghcr.io/org/gmx-x86@{D1}",) * 2,
+            None,
+        ),
+        # does not fit: the family's variant that does (its reference for a container)
+        (
+            pin(REG[0]),
+            ARM,
+            REG,
+            ("gmx-arm", "docker://ghcr.io/org/gmx-arm:2024"),
+            "step 'md': gmx-x86 -> gmx-arm: cpu x86_64 != aarch64",
+        ),
+        # a path variant: its name, its path
+        (pin(CATALOG[2]), ARM, CATALOG, ("gromacs-arm", "/images/gromacs-arm"), None),
+    ],
+)
+def test_repin_registry_images(
+    pinned: ResolvedImage,
+    traits: ClusterTraits,
+    catalog: list[StaxImage],
+    want: tuple[str, str],
+    change: str | None,
+) -> None:
+    got = repin("md", pinned, catalog, "c", traits, Need())
+    assert (got.image, got.reference, got.change) == (*want, change)
 
 
 def test_the_readme_example_publishes() -> None:

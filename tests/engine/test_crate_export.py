@@ -5,6 +5,7 @@ retried step, hostile parameter values kept as data, and the refusal of a runnin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from importlib import metadata
@@ -23,6 +24,8 @@ from jupyter_stax.operations import Operations
 
 from ..crates import check_crate, ids, types
 from ..images import LABELS, busybox_available
+from ..roc_validator import RocValidator, Unavailable
+from ..roc_validator import roc_validator as roc_validator  # the session's worker
 from .conftest import arun, use_scheduler
 from .test_stax_live import stax as stax  # the StaX catalog with a busybox image
 
@@ -55,9 +58,22 @@ def _action(g: dict[str, dict[str, Any]], eid: str, step: str, n: int) -> dict[s
 
 
 def test_a_real_run_exports_as_a_workflow_run_crate(
-    cluster: str, engine_factory: Callable[..., Engine], stax_env: Path
+    cluster: str,
+    engine_factory: Callable[..., Engine],
+    stax_env: Path,
+    roc_validator: RocValidator | Unavailable,
 ) -> None:
-    _export_and_check(cluster, engine_factory, stax_env)
+    """... and roc-validator passes it (a failed step, a retried one, hostile values)."""
+    zipped, unpacked = _export_and_check(cluster, engine_factory, stax_env)
+    roc_validator.check(zipped)
+    if cluster == "local":  # once: the same validator refuses a crate that breaks a MUST
+        meta = unpacked / "ro-crate-metadata.json"
+        doc = json.loads(meta.read_text())
+        for e in doc["@graph"]:
+            if e["@id"] == "workflow.yaml":
+                e["@type"] = ["File", "SoftwareSourceCode", "HowTo"]  # not a workflow
+        meta.write_text(json.dumps(doc))
+        roc_validator.refutes(unpacked, "workflow-ro-crate-1.0_2.1")  # Main Workflow type
 
 
 @pytest.mark.sge
@@ -69,7 +85,7 @@ def test_a_grid_engine_run_exports_as_a_workflow_run_crate(
 
 def _export_and_check(
     cluster: str, engine_factory: Callable[..., Engine], stax_env: Path
-) -> None:
+) -> tuple[Path, Path]:
     async def main() -> Any:
         async with engine_factory() as eng:
             ex = await eng.submit(WORKFLOW, cluster=cluster, params={"msg": HOSTILE})
@@ -127,6 +143,7 @@ def _export_and_check(
     assert (root / "steps/d/stax.step.sh").read_text().startswith("echo never")
     assert "{{msg}}" in (root / "workflow.yaml").read_text()
     assert not list(Path(ex.work_dir).rglob("PWNED*"))
+    return Path(zipped), Path(unpacked)
 
 
 def test_a_running_execution_is_not_exported(
@@ -153,7 +170,11 @@ def test_a_running_execution_is_not_exported(
     reason="needs ch-run and busybox-static (apt-get install charliecloud-runtime busybox-static)",
 )
 def test_stax_image_and_software_steps_in_the_crate(
-    cluster: str, stax: Path, engine_factory: Callable[..., Engine], stax_env: Path
+    cluster: str,
+    stax: Path,
+    engine_factory: Callable[..., Engine],
+    stax_env: Path,
+    roc_validator: RocValidator | Unavailable,
 ) -> None:
     software = {
         "execution": {"type": "binary", "binary": "sh", "args": "-c 'echo sw \"$1\"' sh {{who}}"},
@@ -174,7 +195,8 @@ def test_stax_image_and_software_steps_in_the_crate(
 
     ex = arun(main())
     assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
-    g = check_crate(_ops(stax_env).export_crate(ex.id, stax_env / "stax.crate.zip"))
+    crate = _ops(stax_env).export_crate(ex.id, stax_env / "stax.crate.zip")
+    g = check_crate(crate)
     action = g[f"#{ex.id}-probe-1"]
     image = g[action["containerImage"]["@id"]]
     props = {g[p["@id"]]["name"]: g[p["@id"]]["value"] for p in image["additionalProperty"]}
@@ -189,10 +211,13 @@ def test_stax_image_and_software_steps_in_the_crate(
     assert out == "steps/sw/attempt-1/stax.out"
     script = g["steps/sw/stax.step.sh"]
     assert "SoftwareSourceCode" in types(script)
+    roc_validator.check(Path(crate))  # a StaX image and an eFlows4HPC step
 
 
 def test_staged_inputs_and_kept_outputs_are_described_with_their_checksums(
-    engine_factory: Callable[..., Engine], stax_env: Path
+    engine_factory: Callable[..., Engine],
+    stax_env: Path,
+    roc_validator: RocValidator | Unavailable,
 ) -> None:
     """What a step staged in and kept (the data-staging records) is in the crate as data
     entities that stay in the step directory: an absolute ``file:`` URI, the size and sha256 the
@@ -225,7 +250,8 @@ def test_staged_inputs_and_kept_outputs_are_described_with_their_checksums(
 
     ex = arun(main())
     assert ex.state.value == "completed", [(s.name, s.reason) for s in ex.steps]
-    g = check_crate(_ops(stax_env).export_crate(ex.id, stax_env / "out" / "s.crate.zip"))
+    crate = _ops(stax_env).export_crate(ex.id, stax_env / "out" / "s.crate.zip")
+    g = check_crate(crate)
     a = _action(g, ex.id, "a", 1)
     d = ex.step("a").directory
 
@@ -244,3 +270,4 @@ def test_staged_inputs_and_kept_outputs_are_described_with_their_checksums(
         assert e["@id"] in ids(g["./"]["hasPart"])
     assert "staged from" in ins["in put.json"]["description"]
     assert outs["res/copy.txt"]["sha256"] == ins["in put.json"]["sha256"]
+    roc_validator.check(Path(crate))  # data entities outside the crate (file: URIs)
