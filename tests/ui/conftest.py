@@ -82,6 +82,16 @@ def lab(stax_env: Path) -> Iterator[LabServer]:
             print(server.log())
 
 
+def show_panel(pg: Any) -> None:
+    """Show the StaX sidebar. Its tab toggles the panel, and a page that JupyterLab restores
+    from the saved workspace may have it open already (whether the layout was saved before a
+    navigation depends on timing: seen in CI), so the tab is clicked only while it is hidden."""
+    panel = pg.locator("#jupyter-stax-panel")
+    if not panel.is_visible():
+        pg.locator('.jp-SideBar [data-id="jupyter-stax-panel"]').click()
+    panel.wait_for(state="visible", timeout=30_000)
+
+
 @pytest.fixture
 def page(browser: Any, lab: LabServer) -> Iterator[Any]:
     """JupyterLab open in a fresh tab, the StaX sidebar shown."""
@@ -90,7 +100,7 @@ def page(browser: Any, lab: LabServer) -> Iterator[Any]:
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.goto(f"{lab.url}lab?token={lab.token}", wait_until="domcontentloaded")
     pg.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
-    pg.locator('.jp-SideBar [data-id="jupyter-stax-panel"]').click()
+    show_panel(pg)
     pg.wait_for_selector("#jupyter-stax-panel .jp-StaxCluster", timeout=30_000)
     try:
         yield pg

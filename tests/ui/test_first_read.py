@@ -13,7 +13,7 @@ import pytest
 from jupyter_stax.core.models import UNVERIFIED_WARNING
 
 from ..detached import canceled_before_start, failing_chain_ended, unreachable_conf
-from .conftest import screenshot
+from .conftest import screenshot, show_panel
 from .lab import LabServer
 from .test_lab import row
 
@@ -37,7 +37,7 @@ def test_sidebar_marks_states_being_checked_and_shows_settled_ones_as_final(
     try:
         pg.goto(f"{lab.url}lab?token={lab.token}", wait_until="domcontentloaded")
         pg.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
-        pg.locator('.jp-SideBar [data-id="jupyter-stax-panel"]').click()
+        show_panel(pg)
         checking = row(pg, held, "running")
         checking.wait_for(timeout=60_000)
         assert checking.get_attribute("data-unverified") == "true"

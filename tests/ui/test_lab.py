@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ..waiting import wait_for
-from .conftest import screenshot
+from .conftest import screenshot, show_panel
 from .lab import LabServer
 
 pytestmark = pytest.mark.slow
@@ -293,7 +293,7 @@ def test_a_notebook_cell_submits_with_the_magic_and_the_panel_follows(
         arg=eid,
         timeout=30_000,
     )
-    page.locator('.jp-SideBar [data-id="jupyter-stax-panel"]').click()
+    show_panel(page)
     row(page, eid, "completed").wait_for(timeout=120_000)
     assert "ui-magic" in row(page, eid).inner_text()
     # the kernel's live monitor widget in the page catches up by itself (no cell runs now):
