@@ -390,7 +390,7 @@ def _write_attempt(
     files: dict[ClusterPath, FileSpec] = {}
     # one step script for every instance (values reach it as STAX_PARAM_* variables) in the
     # step directory, sourced by each instance's job script; per instance in a container
-    shared = js.run_line(step, cluster) if s.resolved_image is None else None
+    shared = js.run_line(step, cluster, own=True) if s.resolved_image is None else None
     if shared is not None and f"./{js.STEP_SCRIPT}" in shared:
         files[str(d / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(step, None))
     else:
@@ -418,9 +418,11 @@ def _write_attempt(
             params={**base, **values},
             step_dir=sd,
             execution_dir=Path(run.ex.work_dir),
+            exit_record=False,
         )
-        if shared is not None:
-            job = job.replace(shared, shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}"))
+        if shared is not None:  # the run line is the script's last (a value may hold its text)
+            head, _, tail = job.rpartition(shared)
+            job = head + shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}") + tail
         else:
             files[str(sd / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(inst, plan))
         files[str(sd / js.JOB_SCRIPT)] = FileSpec(job)
@@ -823,7 +825,7 @@ async def _read_groups(engine: Engine, cluster: Cluster, d: Path, attempt: int) 
     path = d / f"{sw.ELEMENTS_FILE}.{attempt}"
     try:
         data = await engine._io(transport.read_chunk, path, 0, 1 << 26)
-        return [[int(x) for x in line.split()] for line in data.decode().splitlines()]
+        return sw.parse_elements(data.decode())
     except (TransportError, OSError, ValueError) as e:
         log.warning("elements of %s not read (%s); reading every instance's records", d, e)
         return []
