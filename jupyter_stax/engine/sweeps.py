@@ -377,7 +377,8 @@ def _write_attempt(
     base = bound_params(run.ex.workflow, run.ex.params, step)
     # detached: each instance checks its upstream steps' records (the scheduler only orders)
     required = planning.required_upstream(run.ex, step) if run.ex.options.detached else ()
-    transport.make_dirs([d, *(d / str(i) for i in todo)])
+    ds = str(d)  # paths below as text: thousands of instances, no Path per file
+    transport.make_dirs([ds, *(f"{ds}/{i}" for i in todo)])
     # the step's inputs, into the step directory (its instances read them from ``..``)
     if step.inputs:
         staged = staging.stage_in(run.ex, step, s, cluster, attempt, engine._cluster_transport)
@@ -395,6 +396,7 @@ def _write_attempt(
         files[str(d / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(step, None))
     else:
         shared = None
+    exec_dir = Path(run.ex.work_dir)
     for i in todo:
         values = sw.instance(spec, i)
         inst = step.model_copy(
@@ -403,11 +405,11 @@ def _write_attempt(
                 "env": {**step.env, "STAX_SWEEP_INDEX": str(i)},
             }
         )
-        sd = d / str(i)
+        sd = f"{ds}/{i}"
         plan = None
         if s.resolved_image is not None:
             plan = planning.container_plan(
-                run.ex, inst, s.model_copy(update={"directory": str(sd)}), cluster, wd
+                run.ex, inst, s.model_copy(update={"directory": sd}), cluster, wd
             )
         job = js.render_job_script(
             container=plan,
@@ -417,15 +419,15 @@ def _write_attempt(
             cluster=cluster,
             params={**base, **values},
             step_dir=sd,
-            execution_dir=Path(run.ex.work_dir),
+            execution_dir=exec_dir,
             exit_record=False,
         )
         if shared is not None:  # the run line is the script's last (a value may hold its text)
             head, _, tail = job.rpartition(shared)
             job = head + shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}") + tail
         else:
-            files[str(sd / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(inst, plan))
-        files[str(sd / js.JOB_SCRIPT)] = FileSpec(job)
+            files[f"{sd}/{js.STEP_SCRIPT}"] = FileSpec(js.render_step_script(inst, plan))
+        files[f"{sd}/{js.JOB_SCRIPT}"] = FileSpec(job)
     files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
     runners: list[tuple[Path, int]] = []
     cpi = None if local else (step.resources.cpus_per_task or 1)
@@ -626,8 +628,10 @@ async def _read_records(tr: Tracker, reader: Any, waiting: set[int] | None = Non
     not cost 200,000 file reads per poll, and a backlog is caught up in a few rounds. Without
     the elements (after a restart) every unfinished instance is read. Elements the scheduler
     still shows waiting (``waiting``: Slurm lists them) are not read at all."""
+    base = str(tr.step_dir)
+
     def dirs(ids: set[int] | list[int]) -> list[str]:
-        return [str(tr.step_dir / str(i)) for i in sorted(ids)]
+        return [f"{base}/{i}" for i in sorted(ids)]
 
     if not tr.groups:
         pending = [i for i in tr.todo if tr.state[i] not in FINAL]
@@ -661,8 +665,9 @@ async def _read_records(tr: Tracker, reader: Any, waiting: set[int] | None = Non
 
 
 def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None:
+    base = str(tr.step_dir)  # the keys: f"{base}/{i}" is str(step_dir / str(i))
     for i in pending:
-        rec = got[str(tr.step_dir / str(i))]
+        rec = got[f"{base}/{i}"]
         if rec.exit is not None and rec.exit.attempt == tr.attempt:
             code = rec.exit.exit_code
             tr.exit[i] = code
