@@ -215,6 +215,7 @@ def render_runner(
     cpus_per_instance: int | None,
     array: bool | str,
     required: Sequence[Path | tuple[Path, int]] = (),
+    claims_in_step_dir: bool = False,
 ) -> str:
     """The bash script of one array element (``array``: element ``offset + index``, where
     ``index`` is the bash expression of the element's 0-based index, :data:`SLURM_INDEX`
@@ -229,7 +230,10 @@ def render_runner(
     subshell, no new bash) that sources ``<i>/stax.job.sh`` (which enters ``<i>/``, writes
     the start record and sources the step's script; output to ``<i>/stax.out``,
     ``<i>/stax.err``; ``exit`` and ``exec`` end only that process), then writes the
-    instance's exit record with the process's exit status. So an instance costs one fork
+    instance's exit record with the process's exit status (``claims_in_step_dir``: the
+    claims' directory is made in the step directory, for a run on a workstation, whose
+    cancel may be a kill -9; else in /dev/shm or the node's temporary directory; removed
+    on exit and on SIGTERM). So an instance costs one fork
     and no program start: no ``sed``, ``cat`` or ``wait -n`` per instance.
     ``required``: upstream steps that must have completed (detached mode, see
     :func:`.jobscript.upstream_check`), checked once per element; when one did not, each of
@@ -261,11 +265,11 @@ def render_runner(
             '[ "$_stax_par" -ge 1 ] || _stax_par=1\n'
             f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
         )
-    # claims: a local run's next to its step directory (a kill -9 of the run leaves them
+    # claims: a workstation run's in its step directory (a kill -9 of the run leaves them
     # there, not in /dev/shm); an array element's in the node's memory (/dev/shm) when it can
     place = (
         f"mktemp -d {q(step_dir + '/stax.claims.XXXXXX')}"
-        if cpus_per_instance is None
+        if claims_in_step_dir
         else "mktemp -d /dev/shm/stax.claims.XXXXXX 2>/dev/null || mktemp -d"
     )
     claims = (

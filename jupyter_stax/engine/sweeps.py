@@ -61,6 +61,9 @@ log = logging.getLogger("jupyter_stax.engine")
 
 #: instances an element runs at once at most (its CPUs are this many times an instance's)
 PACK_WIDTH = 8
+#: instances a remote workstation's runner runs at once at most without ``max_parallel`` (it
+#: runs as many as the machine has CPUs, up to this)
+REMOTE_WIDTH = 64
 #: instance states (the summary's keys); the last four are final
 STATES = ("pending", "queued", "running", "completed", "failed", "lost", "canceled")
 FINAL = frozenset({"completed", "failed", "lost", "canceled"})
@@ -364,14 +367,11 @@ def _write_attempt(
         if isinstance(step.pack, int)
         else sw.balanced(len(todo), sw.auto_pack(len(todo), step.expected_seconds))
     )
-    if local:  # on this machine its CPUs; a remote workstation's are not known here
-        here = max(2, os.cpu_count() or 1) if not cluster.remote else PACK_WIDTH
-        width = step.max_parallel or here
-    elif array:
-        fit = max(1, (node_cpus or 1) // (step.resources.cpus_per_task or 1))
-        width = min(pack, step.max_parallel or pack, PACK_WIDTH, fit)
-    else:  # one job: the CPUs of max_parallel instances (at most PACK_WIDTH), else one
-        width = min(len(todo) or 1, step.max_parallel or 1, PACK_WIDTH)
+    width, cpi = lanes(
+        local=local, remote=cluster.remote, array=array, pack=pack, count=len(todo),
+        max_parallel=step.max_parallel, node_cpus=node_cpus,
+        cpus_per_task=step.resources.cpus_per_task, here_cpus=os.cpu_count() or 1,
+    )
     elements = sw.plan_elements(todo, pack) if array else [todo]
     wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
     base = bound_params(run.ex.workflow, run.ex.params, step)
@@ -430,7 +430,6 @@ def _write_attempt(
         files[f"{sd}/{js.JOB_SCRIPT}"] = FileSpec(job)
     files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
     runners: list[tuple[Path, int]] = []
-    cpi = None if local else (step.resources.cpus_per_task or 1)
     if style is not None:
         for j, (offset, size) in enumerate(
             slurm.split_array(len(elements), max_array or style.max_size)
@@ -440,6 +439,7 @@ def _write_attempt(
                 sw.render_runner(
                     step_dir=str(d), attempt=attempt, offset=offset, width=width,
                     cpus_per_instance=cpi, array=style.index, required=required,
+                    claims_in_step_dir=local,
                 ),
                 0o755,
             )
@@ -450,6 +450,7 @@ def _write_attempt(
             sw.render_runner(
                 step_dir=str(d), attempt=attempt, offset=0, width=width,
                 cpus_per_instance=cpi, array=False, required=required,
+                claims_in_step_dir=local,
             ),
             0o755,
         )
@@ -459,6 +460,40 @@ def _write_attempt(
     else:
         transport.write_files(files)
     return _Written(todo, done, runners, pack, len(elements) if todo else 0, width, elements)
+
+
+def lanes(
+    *,
+    local: bool,
+    remote: bool,
+    array: bool,
+    pack: int,
+    count: int,
+    max_parallel: int | None,
+    node_cpus: int | None,
+    cpus_per_task: int | None,
+    here_cpus: int,
+) -> tuple[int, int | None]:
+    """How many instances a runner runs at once: ``(width, cpus per instance)``; with a
+    number of CPUs per instance the runner runs at most as many as the CPUs it finds when it
+    starts allow (its allocation's, or the machine's), never more than ``width``; without,
+    exactly ``width``.
+
+    * local (this machine): ``max_parallel``, else its CPUs (at least 2);
+    * a remote workstation: ``max_parallel``, else ITS CPUs, counted by the runner there;
+    * an array element: at most its pack, ``max_parallel``, :data:`PACK_WIDTH` and what the
+      smallest node's CPUs fit;
+    * one job of another scheduler: the CPUs of ``max_parallel`` instances (at most
+      :data:`PACK_WIDTH`), else one at a time."""
+    cpi = cpus_per_task or 1
+    if local and not remote:
+        return max_parallel or max(2, here_cpus), None
+    if local:
+        return (max_parallel, None) if max_parallel else (REMOTE_WIDTH, cpi)
+    if array:
+        fit = max(1, (node_cpus or 1) // cpi)
+        return min(pack, max_parallel or pack, PACK_WIDTH, fit), cpi
+    return min(count or 1, max_parallel or 1, PACK_WIDTH), cpi
 
 
 def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jupyter_stax.core import sweep as sw
-from jupyter_stax.engine import schedulers
+from jupyter_stax.engine import schedulers, sweeps
 from jupyter_stax.engine.schedulers import pbs, sge, slurm
 
 SQUEUE = """\
@@ -177,7 +178,7 @@ def test_runner_lanes_run_each_instance_once_with_its_own_exit_status(
     assert (d / "stax.elements.1").read_text() == "0-39 45 50-68\n"
     script = sw.render_runner(
         step_dir=str(d), attempt=1, offset=0, width=4,
-        cpus_per_instance=1 if array else None, array=array,
+        cpus_per_instance=1 if array else None, array=array, claims_in_step_dir=not array,
     )
     env = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_ON_NODE": "4"} if array else {}
     r = _run(script, d, env)
@@ -188,6 +189,37 @@ def test_runner_lanes_run_each_instance_once_with_its_own_exit_status(
         code = {0: 3, 1: 4, 2: 1}.get(i % 4, 0)
         assert (d / str(i) / "stax.exit").read_text().split()[:2] == ["1", str(code)], i
     assert not list(d.glob("stax.claims.*"))
+
+
+@pytest.mark.parametrize(
+    "kw,got",
+    [
+        # local: max_parallel, else this machine's CPUs (at least 2); no CPU count at run time
+        ({"local": True, "max_parallel": 3}, (3, None)),
+        ({"local": True}, (2, None)),
+        ({"local": True, "here_cpus": 16}, (16, None)),
+        # a remote workstation: max_parallel, else its own CPUs, counted by the runner there
+        ({"local": True, "remote": True, "max_parallel": 5}, (5, None)),
+        ({"local": True, "remote": True}, (sweeps.REMOTE_WIDTH, 1)),
+        ({"local": True, "remote": True, "cpus_per_task": 4}, (sweeps.REMOTE_WIDTH, 4)),
+        # an array element: pack, max_parallel, PACK_WIDTH and the smallest node's CPUs
+        ({"array": True, "pack": 5000, "node_cpus": 2}, (2, 1)),
+        ({"array": True, "pack": 5000, "node_cpus": 16}, (sweeps.PACK_WIDTH, 1)),
+        ({"array": True, "pack": 3, "node_cpus": 16}, (3, 1)),
+        ({"array": True, "pack": 100, "node_cpus": 16, "cpus_per_task": 4}, (4, 4)),
+        ({"array": True, "pack": 100, "node_cpus": None, "max_parallel": 6}, (1, 1)),
+        # one job of another scheduler: max_parallel instances' CPUs (at most PACK_WIDTH)
+        ({"count": 50}, (1, 1)),
+        ({"count": 50, "max_parallel": 20}, (sweeps.PACK_WIDTH, 1)),
+        ({"count": 3, "max_parallel": 20}, (3, 1)),
+    ],
+)
+def test_lanes(kw: dict[str, Any], got: tuple[int, int | None]) -> None:
+    args: dict[str, Any] = {
+        "local": False, "remote": False, "array": False, "pack": 1, "count": 10,
+        "max_parallel": None, "node_cpus": 2, "cpus_per_task": None, "here_cpus": 2, **kw,
+    }
+    assert sweeps.lanes(**args) == got
 
 
 def test_runner_outside_an_array_element_refuses(tmp_path: Path) -> None:
