@@ -232,8 +232,9 @@ def render_runner(
     ``<i>/stax.err``; ``exit`` and ``exec`` end only that process), then writes the
     instance's exit record with the process's exit status (``claims_in_step_dir``: the
     claims' directory is made in the step directory, for a run on a workstation, whose
-    cancel may be a kill -9; else in /dev/shm or the node's temporary directory; removed
-    on exit and on SIGTERM). So an instance costs one fork
+    cancel may be a kill -9; else in the job's own temporary directory under Grid Engine and
+    PBS, /dev/shm or the node's temporary directory otherwise; removed on exit and on
+    SIGTERM). So an instance costs one fork
     and no program start: no ``sed``, ``cat`` or ``wait -n`` per instance.
     ``required``: upstream steps that must have completed (detached mode, see
     :func:`.jobscript.upstream_check`), checked once per element; when one did not, each of
@@ -266,11 +267,17 @@ def render_runner(
             f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
         )
     # claims: a workstation run's in its step directory (a kill -9 of the run leaves them
-    # there, not in /dev/shm); an array element's in the node's memory (/dev/shm) when it can
+    # there, not in /dev/shm); an array element's in the job's own temporary directory where
+    # the scheduler makes one and removes it after the job, even a killed one (Grid Engine,
+    # PBS: qdel kills), else in the node's memory (/dev/shm; Slurm's scancel sends SIGTERM
+    # first, on which the runner removes them)
     place = (
         f"mktemp -d {q(step_dir + '/stax.claims.XXXXXX')}"
         if claims_in_step_dir
-        else "mktemp -d /dev/shm/stax.claims.XXXXXX 2>/dev/null || mktemp -d"
+        else '_stax_t=${TMPDIR:-${TMP:-}}; '  # Grid Engine sets TMP (some builds TMPDIR too)
+        'if [ -n "${SGE_TASK_ID:-}${PBS_ARRAY_INDEX:-}" ] && [ -d "$_stax_t" ]; '
+        'then mktemp -d "$_stax_t/stax.claims.XXXXXX"; '
+        "else mktemp -d /dev/shm/stax.claims.XXXXXX 2>/dev/null || mktemp -d; fi"
     )
     claims = (
         '[ "$_stax_par" -le "$_stax_n" ] || _stax_par=$_stax_n\n'
