@@ -266,13 +266,14 @@ def render_runner(
             '[ "$_stax_par" -ge 1 ] || _stax_par=1\n'
             f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
         )
-    # claims: a workstation run's in its step directory (a kill -9 of the run leaves them
-    # there, not in /dev/shm); an array element's in the job's own temporary directory where
-    # the scheduler makes one and removes it after the job, even a killed one (Grid Engine,
-    # PBS: qdel kills), else in the node's memory (/dev/shm; Slurm's scancel sends SIGTERM
-    # first, on which the runner removes them)
+    # claims: a workstation run's in its step directory, hidden (``*`` in a dependant's
+    # script does not match it; a kill -9 of the run leaves it there, not in /dev/shm); an
+    # array element's in the job's own temporary directory where the scheduler makes one and
+    # removes it after the job, even a killed one (Grid Engine, PBS: qdel kills), else in the
+    # node's memory (/dev/shm; Slurm's scancel sends SIGTERM first, on which the runner
+    # removes them)
     place = (
-        f"mktemp -d {q(step_dir + '/stax.claims.XXXXXX')}"
+        f"mktemp -d {q(step_dir + '/.stax.claims.XXXXXX')}"
         if claims_in_step_dir
         else '_stax_t=${TMPDIR:-${TMP:-}}; '  # Grid Engine sets TMP (some builds TMPDIR too)
         'if [ -n "${SGE_TASK_ID:-}${PBS_ARRAY_INDEX:-}" ] && [ -d "$_stax_t" ]; '

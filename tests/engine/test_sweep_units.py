@@ -188,7 +188,7 @@ def test_runner_lanes_run_each_instance_once_with_its_own_exit_status(
     for i in ids:
         code = {0: 3, 1: 4, 2: 1}.get(i % 4, 0)
         assert (d / str(i) / "stax.exit").read_text().split()[:2] == ["1", str(code)], i
-    assert not list(d.glob("stax.claims.*"))
+    assert not list(d.glob(".stax.claims.*"))
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,7 @@ def test_a_sweep_on_a_remote_workstation(sshd: Sshd, client: Client, tmp_path: P
             assert out.decode().splitlines() == sorted(
                 f"{i // 2} {['a b', canary][i % 2]}" for i in range(8)
             )
-            await until(lambda: not list(d.glob("stax.claims.*")), 30, "the claims removed")
+            await until(lambda: not list(d.glob(".stax.claims.*")), 30, "the claims removed")
 
             # no max_parallel: as many at once as the workstation has CPUs (counted there;
             # the test's workstation is this machine)
