@@ -24,6 +24,13 @@ tracker's passes, housekeeping) as a share of one core, its RSS, and the time of
 status surfaces make (the store's execution list and the execution with its sweep summary). It
 measures what tracking costs at rest; the throughput run above measures it moving.
 
+``--own-slurm CPUS`` runs everything on a PRIVATE Slurm of 2 nodes advertising CPUS CPUs each
+(``scripts/slurm/start-slurm.sh`` with its own state directory, ``--own-slurm-base``, and ports
+6917/6918, its own munged), started for the invocation and stopped after it: the issue's "Slurm
+advertising 2 x 16 CPUs" without restarting the shared test Slurm (others use it). The CPUs are
+advertised, not real: on a 2-core machine 16 CPUs only let more instances, elements and workers
+share the same 2 cores.
+
 The peers run in their own virtual environment (``--peer-python``; e.g. ``python3 -m venv
 /tmp/sweeps-bench-venv && /tmp/sweeps-bench-venv/bin/pip install submitit parsl``): they are
 not dependencies of jupyter_stax. ``--peer-n`` sets their N (default: N; submitit starts one
@@ -327,6 +334,32 @@ CHILDREN = {
 }
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_own_slurm(cpus: int, base: str) -> dict[str, str]:
+    """A private 2-node Slurm (see the module docstring); returns the environment of its
+    clients (SLURM_CONF)."""
+    env = {
+        **os.environ, "SLURM_BASE": base, "SLURMCTLD_PORT": "6917", "SLURMD_PORT": "6918",
+        "SLURM_NODES": "2", "SLURM_CPUS": str(cpus),
+    }
+    p = subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm" / "start-slurm.sh")], env=env,
+        capture_output=True, text=True, timeout=300,
+    )
+    if p.returncode != 0:
+        raise SystemExit(f"the private Slurm did not start:\n{p.stderr[-2000:]}")
+    return {"SLURM_CONF": f"{base}/etc/slurm.conf"}
+
+
+def stop_own_slurm(base: str) -> None:
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm" / "stop-slurm.sh")],
+        env={**os.environ, "SLURM_BASE": base}, capture_output=True, timeout=300,
+    )
+
+
 def _n_of(text: str) -> dict[str, int]:
     return {k: int(v) for k, _, v in (x.partition("=") for x in text.split(",") if x)}
 
@@ -345,6 +378,10 @@ def main() -> None:
                    help="instances of the scale check (0: skip it; default 100,000)")
     p.add_argument("--scale-window", type=float, default=30.0,
                    help="seconds the scale check measures (default 30)")
+    p.add_argument("--own-slurm", type=int, default=0, metavar="CPUS",
+                   help="run on a private 2-node Slurm advertising CPUS CPUs per node")
+    p.add_argument("--own-slurm-base", default="/tmp/stax-bench-slurm",
+                   help="state directory of the private Slurm (default /tmp/stax-bench-slurm)")
     a = p.parse_args()
     if a.child == "scale":
         c.emit(child_scale(Path(a.dir), a.scale, a.poll, a.pack, a.scale_window))
@@ -357,12 +394,24 @@ def main() -> None:
         c.emit(CHILDREN[a.child](Path(a.dir), n, a.poll, a.pack))
         return
 
+    if a.own_slurm:
+        os.environ.update(start_own_slurm(a.own_slurm, a.own_slurm_base))
+        try:
+            _main(a)
+        finally:
+            stop_own_slurm(a.own_slurm_base)
+        return
+    _main(a)
+
+
+def _main(a: Any) -> None:
     c.need_slurm()
     variants = [v for v in a.variants.split(",") if v]
     for v in variants:
         if v in ("submitit", "parsl") and not a.peer_python:
             raise SystemExit(f"{v} needs --peer-python (a venv with submitit and parsl)")
     cluster = c.slurm_cluster_info()
+    print(f"Machine load average at start: {os.getloadavg()[0]:.2f} (1 min)")
     print(
         f"Sweep throughput: {a.n} trivial instances (peers: {a.peer_n or a.n}; "
         f"{a.n_of or 'no other N'}), poll every "
@@ -377,6 +426,7 @@ def main() -> None:
         args += ["--peer-n", str(a.peer_n)]
     if a.n_of:
         args += ["--n-of", a.n_of]
+    start_load = os.getloadavg()
     runs = c.interleaved(
         __file__, variants, a.repeat, args, timeout=a.timeout, keep=a.keep, tmpdir=a.tmpdir
     )
@@ -391,6 +441,8 @@ def main() -> None:
         "pack": a.pack,
         "tmpdir": c.filesystem(a.tmpdir),
         "poll_interval": a.poll,
+        "own_slurm_cpus": a.own_slurm or None,
+        "loadavg_start": start_load,
         "runs": runs,
     }
     for v in variants:
@@ -440,6 +492,8 @@ def main() -> None:
             f"[{c.verdict(max(sc['list_ms_p50'], sc['get_ms_p50']), 100)}]; submission of the "
             f"{sc['instances']:,} took {sc['submit_s']:.1f} s"
         )
+    result["loadavg_end"] = os.getloadavg()
+    print(f"Machine load average at the end: {result['loadavg_end'][0]:.2f} (1 min)")
     c.write_json(a.json, result)
 
 

@@ -147,9 +147,14 @@ def effective_launcher(step: Step, cluster: Cluster) -> str:
     return step.launcher or cluster.launcher
 
 
-def run_line(step: Step, cluster: Cluster, container: ContainerPlan | None = None) -> str:
+def run_line(
+    step: Step, cluster: Cluster, container: ContainerPlan | None = None, *, own: bool = False
+) -> str:
     """The line of the job script that runs the step's script. In a container with a
-    multi-task launcher, the launcher stays on the host and starts one container per rank."""
+    multi-task launcher, the launcher stays on the host and starts one container per rank.
+    ``own``: the job script runs in a process of its own that ends with the step (a sweep
+    instance's, see :func:`render_job_script`): a single-task step's script is sourced in
+    it, without a subshell."""
     launcher = effective_launcher(step, cluster)
     r = step.resources
     if container is not None and step.software is None:
@@ -166,6 +171,8 @@ def run_line(step: Step, cluster: Cluster, container: ContainerPlan | None = Non
     if launcher == "mpirun":
         n = r.ntasks or 1
         return f"mpirun -n {n} bash ./{STEP_SCRIPT}"
+    if own:
+        return f". ./{STEP_SCRIPT}"
     # single: sourced in a subshell: no new bash process, `exit N` ends only the step
     return f"( . ./{STEP_SCRIPT} )"
 
@@ -210,22 +217,27 @@ def render_job_script(
     attempt: int,
     cluster: Cluster,
     params: Mapping[str, ParamValue],
-    step_dir: Path,
-    execution_dir: Path,
+    step_dir: Path | str,
+    execution_dir: Path | str,
     require_completed: Sequence[Path | tuple[Path, int]] = (),
     container: ContainerPlan | None = None,
+    exit_record: bool = True,
 ) -> str:
     """The wrapper script. ``require_completed``: step directories whose exit records must say
     0 before this step runs (detached mode: the scheduler only orders the jobs, see below); a
     ``(directory, n)`` pair is a sweep's: the records of its instances ``0 .. n-1`` (in
-    ``<directory>/<i>/``) must all say 0."""
+    ``<directory>/<i>/``) must all say 0. ``exit_record=False``: a sweep instance's, sourced
+    by the sweep's runner in a process of the instance's own, which writes the exit record
+    from that process's exit status (see :func:`.sweep.render_runner`); the step's script is
+    sourced in that process (``exit`` or ``exec`` in it end the instance, as they would end
+    a step's subshell)."""
     q = shlex.quote
     lines = [
         "#!/bin/bash",
         f"# jupyter_stax: execution {execution_id}, step {step.name}, attempt {attempt}, "
         f"cluster {cluster.name}.",
         f"# Generated; the step's own script is {STEP_SCRIPT}. Records: {START_RECORD}, "
-        f"{EXIT_RECORD}.",
+        + (f"{EXIT_RECORD}." if exit_record else f"{EXIT_RECORD} (by the sweep's runner)."),
         f"cd -P -- {q(str(step_dir))} || {{ echo 'jupyter_stax: cannot enter step directory' "
         f"{q(str(step_dir))} >&2; exit 126; }}",
         f"printf '%s %s %s %s\\n' {attempt} \"${{SLURM_JOB_ID:-${{PBS_JOBID:-"
@@ -258,6 +270,9 @@ def render_job_script(
         lines.append("# " + " ".join(about.split()))
         if step.software is None:
             lines += container.runtime.preamble(container.run([], hybrid=False))
+    if not exit_record:
+        lines += [run_line(step, cluster, container, own=True), ""]
+        return "\n".join(lines)
     lines += [
         run_line(step, cluster, container),
         "rc=$?",

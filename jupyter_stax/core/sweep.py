@@ -165,8 +165,38 @@ SUMMARY_FILE = "stax.sweep.json"
 
 
 def elements_text(elements: Sequence[Sequence[int]]) -> str:
-    """The elements file: line ``k`` lists the instance indices of element ``k``."""
-    return "".join(" ".join(map(str, e)) + "\n" for e in elements)
+    """The elements file: line ``k`` lists the instance indices of element ``k``, a run of
+    consecutive ones as ``FIRST-LAST`` (a first attempt's element is one such range: its
+    runner loops over a counter, not over thousands of words)."""
+    return "".join(" ".join(_runs(e)) + "\n" for e in elements)
+
+
+def _runs(indices: Sequence[int]) -> list[str]:
+    out: list[str] = []
+    k = 0
+    while k < len(indices):
+        j = k
+        while j + 1 < len(indices) and indices[j + 1] == indices[j] + 1:
+            j += 1
+        out.append(str(indices[k]) if j == k else f"{indices[k]}-{indices[j]}")
+        k = j + 1
+    return out
+
+
+def parse_elements(text: str) -> list[list[int]]:
+    """The elements of :func:`elements_text` (ValueError when a word is not an index or a
+    range of them)."""
+    out: list[list[int]] = []
+    for line in text.splitlines():
+        element: list[int] = []
+        for word in line.split():
+            first, dash, last = word.partition("-")
+            if dash:
+                element.extend(range(int(first), int(last) + 1))
+            else:
+                element.append(int(word))
+        out.append(element)
+    return out
 
 
 #: the 0-based index of the running array element, per scheduler (bash)
@@ -185,17 +215,27 @@ def render_runner(
     cpus_per_instance: int | None,
     array: bool | str,
     required: Sequence[Path | tuple[Path, int]] = (),
+    claims_in_step_dir: bool = False,
 ) -> str:
     """The bash script of one array element (``array``: element ``offset + index``, where
     ``index`` is the bash expression of the element's 0-based index, :data:`SLURM_INDEX`
     when ``array`` is True) or of the whole sweep in one job (every element in turn).
 
-    It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, each in a
-    subshell (a fork, no new bash) that enters ``<i>/`` and sources its ``stax.job.sh`` (which
-    writes the instance's own start and exit records; its output goes to ``<i>/stax.out``,
-    ``<i>/stax.err``; its ``exit`` ends only that subshell), at most ``width`` at once
-    and, unless ``cpus_per_instance`` is None (a local run), never more than the CPUs of
-    the allocation allow (``cpus_per_instance`` each).
+    It runs the instances listed for its element(s) in ``stax.elements.<attempt>``, at most
+    ``width`` at once and, unless ``cpus_per_instance`` is None (a local run), never more
+    than the CPUs of the allocation allow (``cpus_per_instance`` each). It starts that many
+    *lanes* (subshells, once per element); each lane takes the next instance nobody took
+    (a claim: a file created with noclobber in a private directory, removed at the end;
+    instances start in list order, give or take the width), runs it as ONE process (a
+    subshell, no new bash) that sources ``<i>/stax.job.sh`` (which enters ``<i>/``, writes
+    the start record and sources the step's script; output to ``<i>/stax.out``,
+    ``<i>/stax.err``; ``exit`` and ``exec`` end only that process), then writes the
+    instance's exit record with the process's exit status (``claims_in_step_dir``: the
+    claims' directory is made in the step directory, for a run on a workstation, whose
+    cancel may be a kill -9; else in the job's own temporary directory under Grid Engine and
+    PBS, /dev/shm or the node's temporary directory otherwise; removed on exit and on
+    SIGTERM). So an instance costs one fork
+    and no program start: no ``sed``, ``cat`` or ``wait -n`` per instance.
     ``required``: upstream steps that must have completed (detached mode, see
     :func:`.jobscript.upstream_check`), checked once per element; when one did not, each of
     the element's instances gets a ``skipped`` exit record and none runs.
@@ -203,16 +243,19 @@ def render_runner(
     script or in the elements file. It exits 0: the instances' exit records are the outcome."""
     import shlex
 
-    from .jobscript import EXIT_RECORD, upstream_check
+    from .jobscript import EXIT_RECORD, JOB_SCRIPT, STDERR, STDOUT, upstream_check
 
     q = shlex.quote
     elements = f"{ELEMENTS_FILE}.{attempt}"
     index = SLURM_INDEX if array is True else array
+    # the element's words (indices and FIRST-LAST ranges) into _stax_ids, with builtins only
     pick = (
-        f'_stax_k=$(( {offset} + {index} ))\n'
-        f'_stax_pick() {{ sed -n "$((_stax_k + 1))p" {elements}; }}'
+        f"_stax_k=$(( {offset} + {index} ))\n"
+        f'mapfile -t -s "$_stax_k" -n 1 _stax_l < {elements}\n'
+        'read -r -a _stax_ids <<< "${_stax_l[0]-}"'
         if array
-        else f"_stax_pick() {{ cat {elements}; }}"
+        else "_stax_ids=()\n"
+        f'while read -r -a _stax_l; do _stax_ids+=("${{_stax_l[@]}}"); done < {elements}'
     )
     parallel = f"_stax_par={width}\n"
     if cpus_per_instance is not None:
@@ -223,32 +266,87 @@ def render_runner(
             '[ "$_stax_par" -ge 1 ] || _stax_par=1\n'
             f'[ "$_stax_par" -le {width} ] || _stax_par={width}\n'
         )
+    # claims: a workstation run's in its step directory, hidden (``*`` in a dependant's
+    # script does not match it; a kill -9 of the run leaves it there, not in /dev/shm); an
+    # array element's in the job's own temporary directory where the scheduler makes one and
+    # removes it after the job, even a killed one (Grid Engine, PBS: qdel kills), else in the
+    # node's memory (/dev/shm; Slurm's scancel sends SIGTERM first, on which the runner
+    # removes them)
+    place = (
+        f"mktemp -d {q(step_dir + '/.stax.claims.XXXXXX')}"
+        if claims_in_step_dir
+        else '_stax_t=${TMPDIR:-${TMP:-}}; '  # Grid Engine sets TMP (some builds TMPDIR too)
+        'if [ -n "${SGE_TASK_ID:-}${PBS_ARRAY_INDEX:-}" ] && [ -d "$_stax_t" ]; '
+        'then mktemp -d "$_stax_t/stax.claims.XXXXXX"; '
+        "else mktemp -d /dev/shm/stax.claims.XXXXXX 2>/dev/null || mktemp -d; fi"
+    )
+    claims = (
+        '[ "$_stax_par" -le "$_stax_n" ] || _stax_par=$_stax_n\n'
+        '_stax_c=\n[ "$_stax_par" -le 1 ] || {\n'
+        f"  _stax_c=$({place}) || "
+        "{ echo 'jupyter_stax: cannot make a directory for the claims' >&2; exit 1; }\n"
+        "  trap 'rm -rf -- \"$_stax_c\"' EXIT\n"
+        "  trap 'exit 143' TERM HUP INT\n"
+        "}\n"
+    )
+    count = (  # instances, to start no more lanes than there are
+        "_stax_n=0\n"
+        'for _stax_w in "${_stax_ids[@]}"; do case $_stax_w in\n'
+        "  *[!0-9-]*|-*|*-|*-*-*|'') ;;\n"
+        "  *-*) _stax_n=$(( _stax_n + 10#${_stax_w#*-} - 10#${_stax_w%-*} + 1 ));;\n"
+        "  *) _stax_n=$(( _stax_n + 1 ));;\n"
+        "esac; done\n"
+    )
     check = ""
     if required:
-        skip = (
-            "_stax_pick | tr ' ' '\\n' | while read -r _stax_i; do "
-            "case $_stax_i in ''|*[!0-9]*) continue;; esac; "
-            f"printf '%s skipped %s\\n' {attempt} \"$EPOCHREALTIME\" > \"$_stax_i/{EXIT_RECORD}\"; "
-            "done; exit 0"
-        )
+        skip = _each_instance(
+            f"printf '%s skipped %s\\n' {attempt} \"$EPOCHREALTIME\" > "
+            f'"$_stax_i/{EXIT_RECORD}"',
+            "    ",
+        ).lstrip() + "\n    exit 0"
         check = "\n".join(upstream_check(required, skip)) + "\n"
+    lane = _each_instance(
+        'if [ -n "$_stax_c" ]; then\n'
+        '  set -C; { : > "$_stax_c/$_stax_i"; } 2>/dev/null; _stax_r=$?; set +C\n'
+        '  [ "$_stax_r" = 0 ] || continue\n'
+        "fi\n"
+        f'( . "$_stax_i/{JOB_SCRIPT}" ) >"$_stax_i/{STDOUT}" 2>"$_stax_i/{STDERR}" </dev/null\n'
+        f"printf '%s %s %s\\n' {attempt} \"$?\" \"$EPOCHREALTIME\" > \"$_stax_i/{EXIT_RECORD}\"",
+        "    ",
+    )
     return f"""#!/bin/bash
 # jupyter_stax sweep runner, attempt {attempt}: the instances of {'one array element' if array
     else 'every element'} (see {elements}), each in its own directory.
 cd -P -- {q(step_dir)} || {{ echo 'jupyter_stax: cannot enter step directory' >&2; exit 126; }}
 {pick}
-{check}{parallel}_stax_pick | tr ' ' '\\n' | {{
-  _stax_n=0
-  while read -r _stax_i; do
-    case $_stax_i in ''|*[!0-9]*) continue;; esac
-    if [ "$_stax_n" -ge "$_stax_par" ]; then wait -n; _stax_n=$((_stax_n - 1)); fi
-    ( cd -P -- "$_stax_i" && . ./stax.job.sh >stax.out 2>stax.err ) </dev/null &
-    _stax_n=$((_stax_n + 1))
-  done
-  wait
-}}
+{check}{count}{parallel}{claims}_stax_j=0
+while [ "$_stax_j" -lt "$_stax_par" ]; do
+  _stax_j=$((_stax_j + 1))
+  {{
+{lane}
+  }} &
+done
+wait
 exit 0
 """
+
+
+def _each_instance(body: str, indent: str) -> str:
+    """Bash: ``body`` (lines) for each instance ``$_stax_i`` of the words in ``_stax_ids``
+    (an index, or a ``FIRST-LAST`` range; anything else is skipped)."""
+    inner = "".join(f"{indent}    {line}\n" for line in body.splitlines())
+    return (
+        f'{indent}for _stax_w in "${{_stax_ids[@]}}"; do\n'
+        f"{indent}  case $_stax_w in\n"
+        f"{indent}    *[!0-9-]*|-*|*-|*-*-*|'') continue;;\n"
+        f"{indent}    *-*) _stax_a=$((10#${{_stax_w%-*}})) _stax_b=$((10#${{_stax_w#*-}}));;\n"
+        f"{indent}    *) _stax_a=$((10#$_stax_w)) _stax_b=$_stax_a;;\n"
+        f"{indent}  esac\n"
+        f"{indent}  for ((_stax_i = _stax_a; _stax_i <= _stax_b; _stax_i++)); do\n"
+        f"{inner}"
+        f"{indent}  done\n"
+        f"{indent}done"
+    )
 
 
 def read_summary(step_dir: str | Path) -> SweepSummary | None:

@@ -30,7 +30,9 @@ class RecordReader:
         self.transport = transport
         self._io = io  # runs a blocking call on a worker thread
         self.window = window
-        self._waiting: dict[str, list[asyncio.Future[StepRecords]]] = {}
+        # one entry per read_many call (a sweep asks for thousands of directories at once:
+        # one future per call, not per directory)
+        self._waiting: list[tuple[Sequence[str], asyncio.Future[dict[str, StepRecords]]]] = []
         self._flush: asyncio.Handle | asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -40,42 +42,44 @@ class RecordReader:
     async def read_many(self, step_dirs: Sequence[str]) -> dict[str, StepRecords]:
         """The records of ``step_dirs``. Raises TransportError when the cluster did not
         answer (every caller of that batch gets it)."""
+        if not step_dirs:
+            return {}
         loop = asyncio.get_running_loop()
-        futures: dict[str, asyncio.Future[StepRecords]] = {}
-        for d in step_dirs:
-            fut: asyncio.Future[StepRecords] = loop.create_future()
-            self._waiting.setdefault(d, []).append(fut)
-            futures[d] = fut
-        if self._flush is None and self._waiting:
+        fut: asyncio.Future[dict[str, StepRecords]] = loop.create_future()
+        self._waiting.append((step_dirs, fut))
+        if self._flush is None:
             self._flush = (
                 loop.call_later(self.window, self._start) if self.window > 0
                 else loop.call_soon(self._start)
             )
-        got = await asyncio.gather(*futures.values())
-        return dict(zip(futures, got, strict=True))
+        return await fut
 
     def _start(self) -> None:
         self._flush = None
-        waiting, self._waiting = self._waiting, {}
+        waiting, self._waiting = self._waiting, []
         t = asyncio.get_running_loop().create_task(self._read(waiting), name="stax-records")
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _read(self, waiting: dict[str, list[asyncio.Future[StepRecords]]]) -> None:
+    async def _read(
+        self, waiting: list[tuple[Sequence[str], asyncio.Future[dict[str, StepRecords]]]]
+    ) -> None:
+        dirs = (
+            list(waiting[0][0]) if len(waiting) == 1
+            else list(dict.fromkeys(d for ds, _ in waiting for d in ds))
+        )
         try:
-            got: dict[str, StepRecords] = await self._io(self.transport.read_records, list(waiting))
+            got: dict[str, StepRecords] = await self._io(self.transport.read_records, dirs)
         except BaseException as e:
-            for futures in waiting.values():
-                for f in futures:
-                    if not f.done():
-                        f.set_exception(e if isinstance(e, Exception) else RuntimeError(e))
+            for _, f in waiting:
+                if not f.done():
+                    f.set_exception(e if isinstance(e, Exception) else RuntimeError(e))
             if not isinstance(e, Exception):
                 raise
             return
-        for d, futures in waiting.items():
-            for f in futures:
-                if not f.done():
-                    f.set_result(got.get(d, NONE))
+        for ds, f in waiting:
+            if not f.done():
+                f.set_result({d: got.get(d, NONE) for d in ds})
 
     def close(self) -> None:
         if self._flush is not None:

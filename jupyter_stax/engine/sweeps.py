@@ -61,6 +61,9 @@ log = logging.getLogger("jupyter_stax.engine")
 
 #: instances an element runs at once at most (its CPUs are this many times an instance's)
 PACK_WIDTH = 8
+#: instances a remote workstation's runner runs at once at most without ``max_parallel`` (it
+#: runs as many as the machine has CPUs, up to this)
+REMOTE_WIDTH = 64
 #: instance states (the summary's keys); the last four are final
 STATES = ("pending", "queued", "running", "completed", "failed", "lost", "canceled")
 FINAL = frozenset({"completed", "failed", "lost", "canceled"})
@@ -364,20 +367,18 @@ def _write_attempt(
         if isinstance(step.pack, int)
         else sw.balanced(len(todo), sw.auto_pack(len(todo), step.expected_seconds))
     )
-    if local:  # on this machine its CPUs; a remote workstation's are not known here
-        here = max(2, os.cpu_count() or 1) if not cluster.remote else PACK_WIDTH
-        width = step.max_parallel or here
-    elif array:
-        fit = max(1, (node_cpus or 1) // (step.resources.cpus_per_task or 1))
-        width = min(pack, step.max_parallel or pack, PACK_WIDTH, fit)
-    else:  # one job: the CPUs of max_parallel instances (at most PACK_WIDTH), else one
-        width = min(len(todo) or 1, step.max_parallel or 1, PACK_WIDTH)
+    width, cpi = lanes(
+        local=local, remote=cluster.remote, array=array, pack=pack, count=len(todo),
+        max_parallel=step.max_parallel, node_cpus=node_cpus,
+        cpus_per_task=step.resources.cpus_per_task, here_cpus=os.cpu_count() or 1,
+    )
     elements = sw.plan_elements(todo, pack) if array else [todo]
     wd = planning.cluster_work_dir(engine.clusters, cluster, engine.store)
     base = bound_params(run.ex.workflow, run.ex.params, step)
     # detached: each instance checks its upstream steps' records (the scheduler only orders)
     required = planning.required_upstream(run.ex, step) if run.ex.options.detached else ()
-    transport.make_dirs([d, *(d / str(i) for i in todo)])
+    ds = str(d)  # paths below as text: thousands of instances, no Path per file
+    transport.make_dirs([ds, *(f"{ds}/{i}" for i in todo)])
     # the step's inputs, into the step directory (its instances read them from ``..``)
     if step.inputs:
         staged = staging.stage_in(run.ex, step, s, cluster, attempt, engine._cluster_transport)
@@ -390,11 +391,12 @@ def _write_attempt(
     files: dict[ClusterPath, FileSpec] = {}
     # one step script for every instance (values reach it as STAX_PARAM_* variables) in the
     # step directory, sourced by each instance's job script; per instance in a container
-    shared = js.run_line(step, cluster) if s.resolved_image is None else None
+    shared = js.run_line(step, cluster, own=True) if s.resolved_image is None else None
     if shared is not None and f"./{js.STEP_SCRIPT}" in shared:
         files[str(d / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(step, None))
     else:
         shared = None
+    exec_dir = Path(run.ex.work_dir)
     for i in todo:
         values = sw.instance(spec, i)
         inst = step.model_copy(
@@ -403,11 +405,11 @@ def _write_attempt(
                 "env": {**step.env, "STAX_SWEEP_INDEX": str(i)},
             }
         )
-        sd = d / str(i)
+        sd = f"{ds}/{i}"
         plan = None
         if s.resolved_image is not None:
             plan = planning.container_plan(
-                run.ex, inst, s.model_copy(update={"directory": str(sd)}), cluster, wd
+                run.ex, inst, s.model_copy(update={"directory": sd}), cluster, wd
             )
         job = js.render_job_script(
             container=plan,
@@ -417,16 +419,17 @@ def _write_attempt(
             cluster=cluster,
             params={**base, **values},
             step_dir=sd,
-            execution_dir=Path(run.ex.work_dir),
+            execution_dir=exec_dir,
+            exit_record=False,
         )
-        if shared is not None:
-            job = job.replace(shared, shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}"))
+        if shared is not None:  # the run line is the script's last (a value may hold its text)
+            head, _, tail = job.rpartition(shared)
+            job = head + shared.replace(f"./{js.STEP_SCRIPT}", f"../{js.STEP_SCRIPT}") + tail
         else:
-            files[str(sd / js.STEP_SCRIPT)] = FileSpec(js.render_step_script(inst, plan))
-        files[str(sd / js.JOB_SCRIPT)] = FileSpec(job)
+            files[f"{sd}/{js.STEP_SCRIPT}"] = FileSpec(js.render_step_script(inst, plan))
+        files[f"{sd}/{js.JOB_SCRIPT}"] = FileSpec(job)
     files[str(d / f"{sw.ELEMENTS_FILE}.{attempt}")] = FileSpec(sw.elements_text(elements))
     runners: list[tuple[Path, int]] = []
-    cpi = None if local else (step.resources.cpus_per_task or 1)
     if style is not None:
         for j, (offset, size) in enumerate(
             slurm.split_array(len(elements), max_array or style.max_size)
@@ -436,6 +439,7 @@ def _write_attempt(
                 sw.render_runner(
                     step_dir=str(d), attempt=attempt, offset=offset, width=width,
                     cpus_per_instance=cpi, array=style.index, required=required,
+                    claims_in_step_dir=local,
                 ),
                 0o755,
             )
@@ -446,6 +450,7 @@ def _write_attempt(
             sw.render_runner(
                 step_dir=str(d), attempt=attempt, offset=0, width=width,
                 cpus_per_instance=cpi, array=False, required=required,
+                claims_in_step_dir=local,
             ),
             0o755,
         )
@@ -455,6 +460,40 @@ def _write_attempt(
     else:
         transport.write_files(files)
     return _Written(todo, done, runners, pack, len(elements) if todo else 0, width, elements)
+
+
+def lanes(
+    *,
+    local: bool,
+    remote: bool,
+    array: bool,
+    pack: int,
+    count: int,
+    max_parallel: int | None,
+    node_cpus: int | None,
+    cpus_per_task: int | None,
+    here_cpus: int,
+) -> tuple[int, int | None]:
+    """How many instances a runner runs at once: ``(width, cpus per instance)``; with a
+    number of CPUs per instance the runner runs at most as many as the CPUs it finds when it
+    starts allow (its allocation's, or the machine's), never more than ``width``; without,
+    exactly ``width``.
+
+    * local (this machine): ``max_parallel``, else its CPUs (at least 2);
+    * a remote workstation: ``max_parallel``, else ITS CPUs, counted by the runner there;
+    * an array element: at most its pack, ``max_parallel``, :data:`PACK_WIDTH` and what the
+      smallest node's CPUs fit;
+    * one job of another scheduler: the CPUs of ``max_parallel`` instances (at most
+      :data:`PACK_WIDTH`), else one at a time."""
+    cpi = cpus_per_task or 1
+    if local and not remote:
+        return max_parallel or max(2, here_cpus), None
+    if local:
+        return (max_parallel, None) if max_parallel else (REMOTE_WIDTH, cpi)
+    if array:
+        fit = max(1, (node_cpus or 1) // cpi)
+        return min(pack, max_parallel or pack, PACK_WIDTH, fit), cpi
+    return min(count or 1, max_parallel or 1, PACK_WIDTH), cpi
 
 
 def _write_new_files(files: dict[ClusterPath, FileSpec]) -> None:
@@ -624,8 +663,10 @@ async def _read_records(tr: Tracker, reader: Any, waiting: set[int] | None = Non
     not cost 200,000 file reads per poll, and a backlog is caught up in a few rounds. Without
     the elements (after a restart) every unfinished instance is read. Elements the scheduler
     still shows waiting (``waiting``: Slurm lists them) are not read at all."""
+    base = str(tr.step_dir)
+
     def dirs(ids: set[int] | list[int]) -> list[str]:
-        return [str(tr.step_dir / str(i)) for i in sorted(ids)]
+        return [f"{base}/{i}" for i in sorted(ids)]
 
     if not tr.groups:
         pending = [i for i in tr.todo if tr.state[i] not in FINAL]
@@ -659,8 +700,9 @@ async def _read_records(tr: Tracker, reader: Any, waiting: set[int] | None = Non
 
 
 def _apply_records(tr: Tracker, pending: list[int], got: dict[str, Any]) -> None:
+    base = str(tr.step_dir)  # the keys: f"{base}/{i}" is str(step_dir / str(i))
     for i in pending:
-        rec = got[str(tr.step_dir / str(i))]
+        rec = got[f"{base}/{i}"]
         if rec.exit is not None and rec.exit.attempt == tr.attempt:
             code = rec.exit.exit_code
             tr.exit[i] = code
@@ -823,7 +865,7 @@ async def _read_groups(engine: Engine, cluster: Cluster, d: Path, attempt: int) 
     path = d / f"{sw.ELEMENTS_FILE}.{attempt}"
     try:
         data = await engine._io(transport.read_chunk, path, 0, 1 << 26)
-        return [[int(x) for x in line.split()] for line in data.decode().splitlines()]
+        return sw.parse_elements(data.decode())
     except (TransportError, OSError, ValueError) as e:
         log.warning("elements of %s not read (%s); reading every instance's records", d, e)
         return []

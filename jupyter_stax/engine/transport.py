@@ -252,6 +252,21 @@ class Transport(ABC):
         """Release connections; the transport is not used afterwards."""
 
 
+def _read_record_file(path: str) -> bytes | None:
+    """A record file's bytes (None: absent or unreadable); raw descriptors: a sweep's poll
+    reads thousands of them."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, js.RECORD_MAX_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class LocalTransport(Transport):
     """The cluster's files are this machine's files; its commands are subprocesses here."""
 
@@ -285,7 +300,7 @@ class LocalTransport(Transport):
 
     def make_dirs(self, paths: Sequence[ClusterPath]) -> None:
         for p in paths:
-            Path(p).mkdir(parents=True, exist_ok=True)
+            os.makedirs(p, exist_ok=True)
 
     def write_files(self, files: Mapping[ClusterPath, FileSpec]) -> None:
         for p, spec in files.items():
@@ -333,9 +348,13 @@ class LocalTransport(Transport):
 
     def read_records(self, step_dirs: Sequence[ClusterPath]) -> dict[str, StepRecords]:
         out = {}
+        read = _read_record_file
         for d in step_dirs:
-            p = Path(d)
-            out[str(d)] = StepRecords(js.read_start_record(p), js.read_exit_record(p))
+            s = str(d)
+            out[s] = StepRecords(
+                js.parse_start_record(read(f"{s}/{js.START_RECORD}")),
+                js.parse_exit_record(read(f"{s}/{js.EXIT_RECORD}")),
+            )
         return out
 
     def read_chunk(self, path: ClusterPath, offset: int, limit: int) -> bytes:

@@ -235,6 +235,27 @@ def test_plan_elements_and_caps() -> None:
 
 
 @pytest.mark.parametrize(
+    "elements,text",
+    [
+        ([[0, 1, 2, 3, 4]], "0-4\n"),
+        ([[0, 1], [2, 3], [4]], "0-1\n2-3\n4\n"),
+        ([[5, 17, 33]], "5 17 33\n"),
+        ([[1, 2, 3, 7, 9, 10], []], "1-3 7 9-10\n\n"),
+        ([[10_000, 10_001, 99_999]], "10000-10001 99999\n"),
+    ],
+)
+def test_elements_file_round_trip(elements: list[list[int]], text: str) -> None:
+    assert sw.elements_text(elements) == text
+    assert sw.parse_elements(text) == elements
+
+
+@pytest.mark.parametrize("text", ["1 x\n", "1-\n", "a-3\n", "1.5\n"])
+def test_elements_file_refuses_what_is_not_an_index(text: str) -> None:
+    with pytest.raises(ValueError):
+        sw.parse_elements(text)
+
+
+@pytest.mark.parametrize(
     "count,pack,balanced",
     [(10_000, 6000, 5000), (10_000, 100, 100), (10, 3, 3), (10, 4, 4), (7, 5, 4), (5, 10, 5),
      (1, 1, 1), (0, 3, 3)],

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jupyter_stax.core import sweep as sw
-from jupyter_stax.engine import schedulers
+from jupyter_stax.engine import schedulers, sweeps
 from jupyter_stax.engine.schedulers import pbs, sge, slurm
 
 SQUEUE = """\
@@ -115,7 +116,8 @@ def _fake_sweep(tmp_path: Path, elements: list[list[int]], attempt: int = 1) -> 
     for e in elements:
         for i in e:
             (d / str(i)).mkdir(parents=True)
-            (d / str(i) / "stax.job.sh").write_text(
+            (d / str(i) / "stax.job.sh").write_text(  # it enters its directory, as the real one
+                f'cd -P -- "{d / str(i)}" || exit 126\n'
                 'echo "$PWD" >> ../ran.log; echo out-$STAX_X; echo err >&2\n'
             )
     (d / f"stax.elements.{attempt}").write_text(sw.elements_text(elements))
@@ -154,6 +156,70 @@ def test_runner_of_one_job_runs_every_element(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     ran = sorted(Path(p).name for p in (d / "ran.log").read_text().split("\n") if p)
     assert ran == ["0", "1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("array", [True, False])
+def test_runner_lanes_run_each_instance_once_with_its_own_exit_status(
+    tmp_path: Path, array: bool
+) -> None:
+    """Four lanes over 60 instances (ranges and single indices): each instance runs once, in
+    its directory, and its exit record holds its own process's status, whether its script
+    returned, called ``exit`` or ``exec``-ed a program; the claims are gone afterwards."""
+    ids = [*range(0, 40), 45, *range(50, 69)]
+    d = tmp_path / "step dir"
+    for i in ids:
+        (d / str(i)).mkdir(parents=True)
+        tail = {0: "exit 3", 1: "exec sh -c 'exit 4'", 2: "false"}.get(i % 4, "true")
+        (d / str(i) / "stax.job.sh").write_text(
+            f'cd -P -- "{d / str(i)}" || exit 126\n'
+            f"echo {i} >> ../ran.log\n{tail}\n"
+        )
+    (d / "stax.elements.1").write_text(sw.elements_text([ids]))
+    assert (d / "stax.elements.1").read_text() == "0-39 45 50-68\n"
+    script = sw.render_runner(
+        step_dir=str(d), attempt=1, offset=0, width=4,
+        cpus_per_instance=1 if array else None, array=array, claims_in_step_dir=not array,
+    )
+    env = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_ON_NODE": "4"} if array else {}
+    r = _run(script, d, env)
+    assert r.returncode == 0, r.stderr
+    ran = [x for x in (d / "ran.log").read_text().split("\n") if x]
+    assert sorted(map(int, ran)) == ids  # each once, and nothing else written
+    for i in ids:
+        code = {0: 3, 1: 4, 2: 1}.get(i % 4, 0)
+        assert (d / str(i) / "stax.exit").read_text().split()[:2] == ["1", str(code)], i
+    assert not list(d.glob(".stax.claims.*"))
+
+
+@pytest.mark.parametrize(
+    "kw,got",
+    [
+        # local: max_parallel, else this machine's CPUs (at least 2); no CPU count at run time
+        ({"local": True, "max_parallel": 3}, (3, None)),
+        ({"local": True}, (2, None)),
+        ({"local": True, "here_cpus": 16}, (16, None)),
+        # a remote workstation: max_parallel, else its own CPUs, counted by the runner there
+        ({"local": True, "remote": True, "max_parallel": 5}, (5, None)),
+        ({"local": True, "remote": True}, (sweeps.REMOTE_WIDTH, 1)),
+        ({"local": True, "remote": True, "cpus_per_task": 4}, (sweeps.REMOTE_WIDTH, 4)),
+        # an array element: pack, max_parallel, PACK_WIDTH and the smallest node's CPUs
+        ({"array": True, "pack": 5000, "node_cpus": 2}, (2, 1)),
+        ({"array": True, "pack": 5000, "node_cpus": 16}, (sweeps.PACK_WIDTH, 1)),
+        ({"array": True, "pack": 3, "node_cpus": 16}, (3, 1)),
+        ({"array": True, "pack": 100, "node_cpus": 16, "cpus_per_task": 4}, (4, 4)),
+        ({"array": True, "pack": 100, "node_cpus": None, "max_parallel": 6}, (1, 1)),
+        # one job of another scheduler: max_parallel instances' CPUs (at most PACK_WIDTH)
+        ({"count": 50}, (1, 1)),
+        ({"count": 50, "max_parallel": 20}, (sweeps.PACK_WIDTH, 1)),
+        ({"count": 3, "max_parallel": 20}, (3, 1)),
+    ],
+)
+def test_lanes(kw: dict[str, Any], got: tuple[int, int | None]) -> None:
+    args: dict[str, Any] = {
+        "local": False, "remote": False, "array": False, "pack": 1, "count": 10,
+        "max_parallel": None, "node_cpus": 2, "cpus_per_task": None, "here_cpus": 2, **kw,
+    }
+    assert sweeps.lanes(**args) == got
 
 
 def test_runner_outside_an_array_element_refuses(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import pwd
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,5 +137,93 @@ def test_a_detached_sweep_on_the_remote_slurm_is_reconciled_per_instance(
             assert ok.sweep is not None and ok.sweep.counts == {"completed": 4}
             assert transport(second).read_chunk(done.step("collect").stdout, 0, 100) == b"4\n"
             assert all(n == 1 for _, n in transport(second).record_reads)
+
+    asyncio.run(body())
+
+
+def test_a_sweep_on_a_remote_workstation(sshd: Sshd, client: Client, tmp_path: Path) -> None:
+    """A sweep on a remote WORKSTATION (``scheduler: local`` with a ``host``: no scheduler):
+    ONE detached process over SSH runs every instance, as the remote account, each in its own
+    directory with its own records; ``max_parallel`` holds (from the instances' own start and
+    exit records); hostile values stay data; an automatic retry reruns only the failed
+    instance; the dependant sees every instance's output; the runner leaves no claims;
+    without ``max_parallel`` as many run at once as the workstation has CPUs; a running
+    sweep's cancel ends the runner's process group."""
+    from .test_workstation import box, engine, session
+
+    wsbox = box(sshd, client)
+    canary = "$(touch ../../pwned)"
+    wf = {
+        "name": "desk-sweep",
+        "steps": [
+            {
+                "name": "sim",
+                "sweep": {"x": [0, 1, 2, 3], "v": ["a b", canary]},
+                "max_parallel": 2,
+                "retries": 1,
+                "run": "echo $STAX_SWEEP_INDEX >> ../runs.log\n"
+                "printf '%s %s\\n' {{x}} {{v}} > out.txt; id -un > who\n"
+                "[ {{x}} != 3 ] || [ {{v}} != 'a b' ] || [ -e ../retried ] || "
+                "{ touch ../retried; exit 5; }",
+            },
+            {"name": "collect", "after": ["sim"], "run": "cat ../sim/*/out.txt | sort"},
+        ],
+    }
+    long: dict[str, Any] = {"name": "desk-cancel", "steps": [{"name": "slow", "run": "sleep 600"}]}
+
+    async def body() -> None:
+        async with engine(tmp_path, wsbox) as e:
+            ex = await e.submit(wf, "box")
+            done = await e.wait(ex.id, 120)
+            got = {s.name: (s.state, s.reason) for s in done.steps}
+            assert got == {
+                "sim": (StepState.COMPLETED, None), "collect": (StepState.COMPLETED, None)
+            }, got
+            sim = done.step("sim")
+            assert sim.attempt == 2 and sim.history[-1].reason == (
+                "1 of 8 instances did not complete: 6 (exit 5)"
+            ), (sim.attempt, [h.reason for h in sim.history])
+            assert sim.sweep is not None and sim.sweep.counts == {"completed": 8}
+            d = Path(sim.directory)
+            runs = sorted(map(int, (d / "runs.log").read_text().split()))
+            assert runs == [0, 1, 2, 3, 4, 5, 6, 6, 7]  # only the failed one, again
+            uid = pwd.getpwnam(REMOTE_USER).pw_uid
+            spans = []
+            for i in range(8):
+                x, v = i // 2, ["a b", canary][i % 2]
+                one = d / str(i)
+                assert (one / "out.txt").read_text() == f"{x} {v}\n"
+                assert (one / "who").read_text() == f"{REMOTE_USER}\n"
+                for f in ("stax.job.sh", "stax.start", "stax.exit", "stax.out"):
+                    assert os.stat(one / f).st_uid == uid, (i, f)
+                start = (one / "stax.start").read_text().split()
+                end = (one / "stax.exit").read_text().split()
+                assert start[0] == end[0] == ("2" if i == 6 else "1") and end[1] == "0"
+                spans.append((float(start[3].replace(",", ".")), float(end[2].replace(",", "."))))
+            assert not (tmp_path / "pwned").exists() and not Path(d.parent, "pwned").exists()
+            for t, _ in spans:  # never more than max_parallel instances at once
+                assert sum(1 for a, b in spans if a <= t <= b) <= 2, spans
+            out = e._transports["box"].read_chunk(done.step("collect").stdout, 0, 4096)
+            assert out.decode().splitlines() == sorted(
+                f"{i // 2} {['a b', canary][i % 2]}" for i in range(8)
+            )
+            await until(lambda: not list(d.glob(".stax.claims.*")), 30, "the claims removed")
+
+            # no max_parallel: as many at once as the workstation has CPUs (counted there;
+            # the test's workstation is this machine)
+            cpus = len(os.sched_getaffinity(0))  # what `nproc` says there
+            long["steps"][0]["sweep"] = {"i": {"range": [0, cpus + 1]}}
+            ex = await e.submit(long, "box")
+            slow = Path(e.get(ex.id).step("slow").directory)
+            await until(lambda: len(list(slow.glob("*/stax.start"))) >= cpus, 60, "running")
+            pid = int(e.get(ex.id).step("slow").native_id or 0)
+            assert pid and len(session(pid)) >= 1 + 2 * cpus  # the runner, lanes, instances
+            assert len(list(slow.glob("*/stax.start"))) == cpus  # the lanes are busy
+            await e.cancel(ex.id)
+            done = await e.wait(ex.id, 60)
+            assert done.step("slow").state is StepState.CANCELED, done.step("slow").reason
+            assert done.step("slow").sweep is not None
+            assert done.step("slow").sweep.counts == {"canceled": cpus + 1}
+            await until(lambda: not session(pid), 30, "every process of the sweep to end")
 
     asyncio.run(body())
