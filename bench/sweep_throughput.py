@@ -26,7 +26,7 @@ measures what tracking costs at rest; the throughput run above measures it movin
 
 ``--own-slurm CPUS`` runs everything on a PRIVATE Slurm of 2 nodes advertising CPUS CPUs each
 (``scripts/slurm/start-slurm.sh`` with its own state directory, ``--own-slurm-base``, and ports
-6917/6918, its own munged), started for the invocation and stopped after it: the issue's "Slurm
+7817/7818, its own munged; 6917/6918 are the user Slurm's of binder/start and demo.sh), started for the invocation and stopped after it: the issue's "Slurm
 advertising 2 x 16 CPUs" without restarting the shared test Slurm (others use it). The CPUs are
 advertised, not real: on a 2-core machine 16 CPUs only let more instances, elements and workers
 share the same 2 cores.
@@ -341,7 +341,7 @@ def start_own_slurm(cpus: int, base: str) -> dict[str, str]:
     """A private 2-node Slurm (see the module docstring); returns the environment of its
     clients (SLURM_CONF)."""
     env = {
-        **os.environ, "SLURM_BASE": base, "SLURMCTLD_PORT": "6917", "SLURMD_PORT": "6918",
+        **os.environ, "SLURM_BASE": base, "SLURMCTLD_PORT": "7817", "SLURMD_PORT": "7818",
         "SLURM_NODES": "2", "SLURM_CPUS": str(cpus),
     }
     p = subprocess.run(
