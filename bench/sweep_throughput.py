@@ -25,8 +25,9 @@ status surfaces make (the store's execution list and the execution with its swee
 measures what tracking costs at rest; the throughput run above measures it moving.
 
 ``--own-slurm CPUS`` runs everything on a PRIVATE Slurm of 2 nodes advertising CPUS CPUs each
-(``scripts/slurm/start-slurm.sh`` with its own state directory, ``--own-slurm-base``, and ports
-7817/7818, its own munged; 6917/6918 are the user Slurm's of binder/start and demo.sh), started for the invocation and stopped after it: the issue's "Slurm
+(``scripts/slurm/start-slurm.sh`` with its own state directory, ``--own-slurm-base``, ports
+7817/7818 and its own munged; 6917/6918 are the user Slurm's of binder/start and demo.sh),
+started for the invocation and stopped after it: the issue's "Slurm
 advertising 2 x 16 CPUs" without restarting the shared test Slurm (others use it). The CPUs are
 advertised, not real: on a 2-core machine 16 CPUs only let more instances, elements and workers
 share the same 2 cores.
