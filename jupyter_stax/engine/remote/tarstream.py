@@ -103,6 +103,8 @@ class TarReader:
         self._start = self._end = 0
         self._left = 0  # content of the current member not read yet
         self._pad = 0
+        #: bytes read from ``fd`` so far
+        self.received = 0
 
     def _fill(self) -> None:
         """Read more (at least one byte) after what is buffered; EOFError at the end."""
@@ -116,6 +118,7 @@ class TarReader:
         if n == 0:
             raise EOFError("the tar stream ended early")
         self._end += n
+        self.received += n
 
     def _exact(self, n: int) -> bytes:
         if n > len(self._buf):

@@ -418,7 +418,7 @@ class SSHTransport(Transport):
                     progress,
                 )
                 out.flush()
-            except BrokenPipeError:  # the remote end is gone: its exit status says why
+            except (BrokenPipeError, _Cut):  # the remote end is gone: its exit status says why
                 cut = True
             finally:
                 if fd is not None:
@@ -462,9 +462,9 @@ class SSHTransport(Transport):
             if r is None:
                 r, w = pump.pipe()
                 got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
+            reader = TarReader(r)
             try:
                 try:
-                    reader = TarReader(r)
                     self._untar(reader, wanted, dest_dir, overwrite, out, progress)
                     reader.drain()
                 finally:
@@ -472,7 +472,12 @@ class SSHTransport(Transport):
             except (tarfile.TarError, EOFError) as e:
                 if got is not None:
                     self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
-                rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
+                rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
+                if not reader.received and rc not in (-1, 0, 255):  # it never started
+                    raise StaxError(
+                        f"{self.where}: reading files from {src_dir} failed (exit {rc}): "
+                        f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
+                    ) from None
                 raise TransportError(
                     f"{self.where}: reading files from {src_dir} was cut off ({e}; exit {rc})"
                 ) from None
@@ -567,7 +572,14 @@ class _Push:
         # wait for the channel every few buffers only: a few MB in flight keep it busy
         self.sent += 1
         drain = self.sent % PUT_DRAIN_EVERY == 0
-        self.transport._call(pump.send(self.stream, view, drain))
+        try:
+            self.transport._call(pump.send(self.stream, view, drain))
+        except TransportError as e:  # the channel closed: its exit status may say why
+            raise _Cut(str(e)) from None
+
+
+class _Cut(Exception):
+    """The stream of a put closed before it was all sent (see ``put_files``)."""
 
 
 async def _cancel_others() -> None:
