@@ -191,3 +191,31 @@ def test_a_cut_or_corrupt_stream_is_an_error(tmp_path: Path) -> None:
     corrupt[150] ^= 0xFF                # the header's checksum no longer matches
     with pytest.raises(tarfile.ReadError):
         _read_all(bytes(corrupt))
+
+
+@pytest.mark.parametrize(("fmt", "quick_ones"), [("gnu", 3), ("ustar", 5), ("v7", 0)])
+def test_the_quick_header_reading_agrees_with_tarfile(
+    tmp_path: Path, fmt: str, quick_ones: int
+) -> None:
+    from jupyter_stax.engine.remote.tarstream import _plain_file
+
+    names = ["a.txt", "x" * 100, "sub/" * 30 + "leaf", "it's \"q\" $(x)", "ünï"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_bytes(b"z" * len(n))
+    stream = subprocess.run(
+        ["tar", "--null", "--no-recursion", f"--format={fmt}", "-T", "-", "-cf", "-"],
+        input=files.names_input(names), cwd=tmp_path, capture_output=True, check=False,
+    ).stdout
+    seen = 0
+    with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tf:
+        for m in tf:
+            block = stream[m.offset : m.offset + tarfile.BLOCKSIZE]
+            quick = _plain_file(block)
+            if quick is not None:  # when it answers, it answers what tarfile reads
+                seen += 1
+                assert quick == (m.name, m.size) and m.isreg()
+    assert seen == quick_ones  # gnu: names of 100+ bytes have their own member; v7: no magic
+    bad = bytearray(stream[:tarfile.BLOCKSIZE])
+    bad[0] ^= 1  # the checksum no longer matches: left to tarfile (which refuses it)
+    assert _plain_file(bytes(bad)) is None

@@ -90,6 +90,34 @@ def parse_pax(data: bytes) -> dict[str, str]:
     return out
 
 
+_POSIX_MAGIC = b"ustar\x0000"
+_GNU_MAGIC = b"ustar  \x00"
+
+
+def _plain_file(block: bytes) -> tuple[str, int] | None:
+    """Name and size of a regular file's header in the common case (ustar or GNU magic, octal
+    numbers, the checksum right), without :mod:`tarfile`'s full parse; None otherwise (then
+    :meth:`tarfile.TarInfo.frombuf` reads it, or says what is wrong)."""
+    if block[156:157] not in (b"0", b"\0"):
+        return None
+    magic = block[257:265]
+    if magic != _POSIX_MAGIC and magic != _GNU_MAGIC:
+        return None
+    try:
+        size = int(block[124:136].rstrip(b" \0") or b"0", 8)
+        chksum = int(block[148:156].rstrip(b" \0"), 8)
+    except ValueError:
+        return None
+    if chksum != sum(block) - sum(block[148:156]) + 256:
+        return None
+    name = block[:100].split(b"\0", 1)[0]
+    if magic == _POSIX_MAGIC and block[345] != 0:
+        name = block[345:500].split(b"\0", 1)[0] + b"/" + name
+    if not name or name.endswith(b"/"):
+        return None  # an old-style directory entry: tarfile's reading
+    return name.decode("utf-8", "surrogateescape"), size
+
+
 class TarReader:
     """The members of the tar stream on ``fd`` (blocking reads; the caller owns ``fd``).
 
@@ -164,6 +192,15 @@ class TarReader:
             block = self._exact(BLOCK)
             if block == _ZERO:
                 return  # the end blocks (what follows is padding: the caller drains it)
+            plain = _plain_file(block) if not pax else None
+            if plain is not None:
+                name, size = plain
+                self._left, self._pad = size, (-size) % BLOCK
+                yield Entry(long_name or name, True, size)
+                long_name = None
+                self._skip(self._left + self._pad)
+                self._left = self._pad = 0
+                continue
             try:
                 info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
             except tarfile.HeaderError as e:
