@@ -7,14 +7,17 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 * ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.land``: a
   temporary name, hashed, renamed) vs ``scp`` from the cluster;
 * ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
-  vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here);
+  vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here); ``smallget``: the
+  same files back, ``get_files`` vs ``ssh HOST 'tar -cf - .' | tar -xf -``;
 * memory: the peak RSS of the process that runs each jupyter_stax transfer (a fresh child per
   run), per direction, to show it stays flat whatever the file size.
 
 ``STAX_SSHD_BASE`` names another sshd of start-sshd.sh than the shared /tmp/stax-sshd (with
 root's client key made by client-key.sh), e.g. a private one while others use the shared one.
 
-Throughput ratio = time of the reference / time of jupyter_stax (>= 0.8 is the issue's target).
+Throughput ratio = time of the reference / time of jupyter_stax, per repeat (the two ran one
+after the other, the order alternating), summarized as median [min..max] (>= 0.8 is the
+issue's target). The load average is printed: this machine is shared.
 The connection is opened before the timed part for jupyter_stax (the engine keeps one per
 cluster); ``scp`` and ``ssh`` open theirs inside it (as a user would run them).
 
@@ -79,6 +82,8 @@ def child(args: argparse.Namespace) -> None:
         elif args.what == "small":
             src = Path(args.src)
             tr.put_files([(src / n, n) for n in sorted(os.listdir(src))], args.dest)
+        elif args.what == "smallget":
+            tr.get_files(args.dest, sorted(os.listdir(args.src)), Path(args.local))
         else:
             tr.get_files(args.dest, ["big.bin"], Path(args.local))
         dt = time.perf_counter() - t
@@ -140,32 +145,57 @@ def main() -> None:
         (small / f"f{i:05d}.dat").write_bytes(os.urandom(1024))
     rdir = f"stax-bench-{os.getpid()}"
     runs: dict[str, list[float]] = {k: [] for k in (
-        "put_stax", "put_scp", "get_stax", "get_scp", "small_stax", "small_tar")}
-    rss: dict[str, list[float]] = {"put": [], "get": [], "small": []}
+        "put_stax", "put_scp", "get_stax", "get_scp", "small_stax", "small_tar",
+        "smallget_stax", "smallget_tar")}
+    rss: dict[str, list[float]] = {"put": [], "get": [], "small": [], "smallget": []}
+    rss0: list[float] = []
+    loads = [os.getloadavg()[0]]
+
+    def stax(what: str, **kw: str) -> None:
+        res = run_child(what, args, **kw)
+        runs[f"{what}_stax"].append(res["seconds"])
+        rss[what].append(res["rss_mb"])
+        rss0.append(res["rss_before_mb"])
+
     try:
         for r in range(args.repeat):
+            first = r % 2 == 0  # which of the pair goes first alternates per repeat
             remote(f"rm -rf {rdir} && mkdir -p {rdir}/a {rdir}/b")
-            res = run_child("put", args, src=str(big), dest=f"~/{rdir}/a")
-            runs["put_stax"].append(res["seconds"])
-            rss["put"].append(res["rss_mb"])
-            runs["put_scp"].append(timed(
-                ["scp", "-q", "-P", str(sshd.port), *opts, str(big), f"{dest_host}:{rdir}/b/"]))
+            scp_put = ["scp", "-q", "-P", str(sshd.port), *opts, str(big), f"{dest_host}:{rdir}/b/"]
+            for mine in (first, not first):
+                if mine:
+                    stax("put", src=str(big), dest=f"~/{rdir}/a")
+                else:
+                    runs["put_scp"].append(timed(scp_put))
             loc = work / f"get-{r}"
-            res = run_child("get", args, dest=f"~/{rdir}/a", local=str(loc / "stax"))
-            runs["get_stax"].append(res["seconds"])
-            rss["get"].append(res["rss_mb"])
             (loc / "scp").mkdir(parents=True)
-            runs["get_scp"].append(timed(
-                ["scp", "-q", "-P", str(sshd.port), *opts, f"{dest_host}:{rdir}/b/big.bin",
-                 str(loc / "scp")]))
+            for mine in (first, not first):
+                if mine:
+                    stax("get", dest=f"~/{rdir}/a", local=str(loc / "stax"))
+                else:
+                    runs["get_scp"].append(timed(
+                        ["scp", "-q", "-P", str(sshd.port), *opts,
+                         f"{dest_host}:{rdir}/b/big.bin", str(loc / "scp")]))
             subprocess.run(["rm", "-rf", str(loc)], check=True)
             remote(f"rm -rf {rdir} && mkdir -p {rdir}/c {rdir}/d")
-            res = run_child("small", args, src=str(small), dest=f"~/{rdir}/c")
-            runs["small_stax"].append(res["seconds"])
-            rss["small"].append(res["rss_mb"])
             pipe = (f"tar -C {shlex.quote(str(small))} -cf - . | "
                     + shlex.join([*ssh, f"tar -C {rdir}/d -xf -"]))
-            runs["small_tar"].append(timed(["bash", "-c", pipe]))
+            for mine in (first, not first):
+                if mine:
+                    stax("small", src=str(small), dest=f"~/{rdir}/c")
+                else:
+                    runs["small_tar"].append(timed(["bash", "-c", pipe]))
+            (loc / "tar").mkdir(parents=True)
+            back = (shlex.join([*ssh, f"tar -C {rdir}/d -cf - ."]) + " | tar -C "
+                    + shlex.quote(str(loc / "tar")) + " -xf -")
+            for mine in (first, not first):
+                if mine:
+                    stax("smallget", src=str(small), dest=f"~/{rdir}/c",
+                         local=str(loc / "stax"))
+                else:
+                    runs["smallget_tar"].append(timed(["bash", "-c", back]))
+            subprocess.run(["rm", "-rf", str(loc)], check=True)
+            loads.append(os.getloadavg()[0])
     finally:
         remote(f"rm -rf {rdir}")
         subprocess.run(["rm", "-rf", str(work)], check=False)
@@ -173,27 +203,39 @@ def main() -> None:
     def med(k: str) -> float:
         return statistics.median(runs[k])
 
-    mb = args.size_mb
+    def ratios(what: str, ref: str) -> list[float]:
+        """reference / jupyter_stax per repeat (the two ran next to each other)."""
+        return [b / a for a, b in zip(runs[f"{what}_stax"], runs[f"{what}_{ref}"], strict=True)]
+
+    mb, nf = args.size_mb, args.files
     rows = [
-        ("put 1 file", f"{mb} MiB", mb / med("put_stax"), mb / med("put_scp"), "scp",
-         med("put_scp") / med("put_stax")),
-        ("get 1 file", f"{mb} MiB", mb / med("get_stax"), mb / med("get_scp"), "scp",
-         med("get_scp") / med("get_stax")),
-        ("put small files", f"{args.files} x 1 KiB", args.files / med("small_stax"),
-         args.files / med("small_tar"), "tar|ssh", med("small_tar") / med("small_stax")),
+        ("put 1 file", f"{mb} MiB", "put", "scp", mb),
+        ("get 1 file", f"{mb} MiB", "get", "scp", mb),
+        ("put small files", f"{nf} x 1 KiB", "small", "tar", nf),
+        ("get small files", f"{nf} x 1 KiB", "smallget", "tar", nf),
     ]
     print(f"jupyter_stax SSH transport ({args.client}) vs OpenSSH tools, {args.repeat} runs each, "
-          "interleaved; medians")
-    print(f"{'what':16} {'size':18} {'stax':>12} {'reference':>12} {'ref':8} {'ratio':>6}")
-    for what, size, a, b, ref, ratio in rows:
+          "interleaved (order alternating); medians; ratio = reference time / jupyter_stax time "
+          "per run, median [min..max]")
+    print(f"{'what':16} {'size':16} {'stax':>14} {'reference':>14} {'ref':8} ratio")
+    summary = {}
+    for what, size, key, ref, amount in rows:
         unit = "MiB/s" if "MiB" in size else "files/s"
-        print(f"{what:16} {size:18} {a:8.1f} {unit:<5}{b:8.1f} {unit:<5} {ref:8} {ratio:6.2f}")
-    print("peak RSS of the jupyter_stax transfer processes (a fresh one per run): "
+        rs = ratios(key, ref)
+        summary[key] = statistics.median(rs)
+        refname = "scp" if ref == "scp" else "tar|ssh"
+        print(f"{what:16} {size:16} {amount / med(key + '_stax'):8.1f} {unit:<6}"
+              f"{amount / med(key + '_' + ref):8.1f} {unit:<8}{refname:8} "
+              f"{statistics.median(rs):.2f} [{min(rs):.2f}..{max(rs):.2f}]")
+    print("peak RSS of the jupyter_stax transfer processes (a fresh one per run; max over runs): "
           + ", ".join(f"{k} {max(v):.0f} MB" for k, v in rss.items() if v)
-          + f" (for a {mb} MiB file; the target ratio is >= 0.8)")
+          + f"; before the transfer {min(rss0):.0f}-{max(rss0):.0f} MB (for a {mb} MiB file)")
+    print("load average (1 min) at the start and after each repeat: "
+          + " ".join(f"{x:.1f}" for x in loads))
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "rss_mb": rss, "args": vars(args)},
-                                              indent=2))
+        Path(args.json).write_text(json.dumps(
+            {"runs": runs, "rss_mb": rss, "rss_before_mb": rss0, "ratios": summary,
+             "load": loads, "args": vars(args)}, indent=2))
 
 
 if __name__ == "__main__":

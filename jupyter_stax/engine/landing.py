@@ -103,7 +103,8 @@ def open_regular(path: Path) -> BinaryIO:
 
 
 def land(
-    root: Path, rel: str, chunks: Iterable[bytes], *, overwrite: bool = False, mode: int = 0o644
+    root: Path, rel: str, chunks: Iterable[bytes | memoryview], *, overwrite: bool = False,
+    mode: int = 0o644,
 ) -> Landed:
     """Write ``chunks`` as ``root/rel`` (see the module docstring for the rules)."""
     root.mkdir(parents=True, exist_ok=True)

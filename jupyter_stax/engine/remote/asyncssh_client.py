@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncssh
 
-from .base import ByteStream, ChannelRefused, RunResult, SSHConnection
+from .base import ByteStream, ChannelRefused, Raw, RunResult, SSHConnection
 from .errors import (
     AUTH_FIX,
     SSHAuthRefused,
@@ -244,7 +244,8 @@ class AsyncSSHConnection(SSHConnection):
         out, err = res.stdout or b"", res.stderr or b""
         return RunResult(rc, bytes(out), bytes(err))  # type: ignore[arg-type]
 
-    async def _open_stream(self, command: str) -> ByteStream:
+    async def _open_stream(self, command: str, raw: Raw = None) -> ByteStream:
+        # ``raw`` is not possible here: the bytes are the loop's (see :mod:`.pump`)
         conn = self._conn
         if conn is None or not self._is_open():
             raise SSHConnectionLost(f"the connection to {self.target.destination} was lost",

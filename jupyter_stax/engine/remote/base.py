@@ -17,10 +17,13 @@ twice is two jobs): it raises :class:`SSHConnectionLost` and the caller decides.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from . import shell
 from .errors import SSHConnectionLost, SSHError, SSHRemoteError
@@ -63,12 +66,33 @@ class Stats:
     down_since: float | None = field(default=None)
 
 
+#: what of a stream's command a worker thread may reach through a plain pipe (see ByteStream)
+Raw = Literal["stdin", "stdout"] | None
+
+
 class ByteStream(ABC):
     """One exec channel kept open to stream data both ways (big files: never whole in memory).
-    Holds one session slot until :meth:`finish` or :meth:`abort` (call one of them)."""
+    Holds one session slot until :meth:`finish` or :meth:`abort` (call one of them).
+
+    ``stdin_fd`` / ``stdout_fd``: when the client can (the openssh one, asked with ``raw``), the
+    command's stdin or stdout is a plain pipe whose other end a worker thread writes or reads
+    with blocking calls, the bytes never passing through the event loop (the ``ssh`` process
+    moves them itself). The worker owns that fd and closes it (closing stdin's is the EOF);
+    :meth:`finish` and :meth:`abort` close what is left."""
 
     def __init__(self) -> None:
         self._release: Callable[[], None] | None = None
+        self.stdin_fd: int | None = None
+        self.stdout_fd: int | None = None
+
+    def close_raw(self) -> None:
+        """Close the raw fds not closed yet (idempotent)."""
+        for attr in ("stdin_fd", "stdout_fd"):
+            fd = getattr(self, attr)
+            setattr(self, attr, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     @abstractmethod
     async def read(self, n: int) -> bytes:
@@ -106,9 +130,11 @@ class ByteStream(ABC):
         try:
             return await self._finish(timeout)
         finally:
+            self.close_raw()
             self._released()
 
     async def abort(self) -> None:
+        self.close_raw()
         try:
             await self._abort()
         finally:
@@ -157,8 +183,9 @@ class SSHConnection(ABC):
         """Run ``command`` on one channel; raise :class:`SSHConnectionLost` when the connection
         is gone (then ``_is_open`` is False), :class:`SSHTimeout` after ``timeout``."""
 
-    async def _open_stream(self, command: str) -> ByteStream:
-        """Start ``command`` on one channel and return its stream (raise an :class:`SSHError`)."""
+    async def _open_stream(self, command: str, raw: Raw = None) -> ByteStream:
+        """Start ``command`` on one channel and return its stream (raise an :class:`SSHError`);
+        ``raw``: that end as a plain pipe when the client can (see :class:`ByteStream`)."""
         raise SSHError(f"{self.target.destination}: this client cannot stream files",
                        host=self.target.destination)
 
@@ -238,16 +265,18 @@ class SSHConnection(ABC):
                     raise
                 reconnected = True
 
-    async def open_stream(self, command: str) -> ByteStream:
+    async def open_stream(self, command: str, raw: Raw = None) -> ByteStream:
         """``command`` on a channel of its own, kept open for streaming (one round trip). The
-        caller must ``finish`` or ``abort`` it (that gives its session slot back)."""
+        caller must ``finish`` or ``abort`` it (that gives its session slot back). ``raw``: the
+        command's stdin or stdout as a plain pipe when the client can (``stream.stdin_fd`` /
+        ``stdout_fd`` then set; see :class:`ByteStream`)."""
         refused = 0
         while True:
             await self.connect()
             await self._sessions.acquire()
             try:
                 self.stats.execs += 1
-                stream = await self._open_stream(command)
+                stream = await self._open_stream(command, raw)
             except ChannelRefused:
                 self._sessions.release()
                 refused += 1

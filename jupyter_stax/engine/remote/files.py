@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import tarfile
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +26,11 @@ from typing import Protocol
 from ...core.staging import TreeEntry
 from ..landing import CHUNK
 from .shell import ProtocolError, qpath
+from .tarstream import BLOCK as BLOCKSIZE
+from .tarstream import file_header
 
 DONE = b"@@stax-done\n"
+_PAD = bytes(BLOCKSIZE)
 
 
 class _Writable(Protocol):
@@ -144,20 +147,23 @@ def write_tar(
     """Write the tar stream of ``(path here, name)`` to ``out``, each file read into ONE
     reused buffer of :data:`CHUNK` bytes (a 1 GB file is never in memory) and hashed as it
     goes; ``done(name, size, sha256)`` after each file, ``progress(bytes)`` after each piece.
-    A file whose size changes while it is sent is an OSError (the stream would be corrupt)."""
+    A file whose size changes while it is sent is an OSError (the stream would be corrupt).
+    Headers: :func:`.tarstream.file_header` (PAX headers for names that need them)."""
     buf = bytearray(CHUNK)
     view = memoryview(buf)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     for src, name in files:
-        with open(src, "rb", buffering=0) as f:
-            st = os.fstat(f.fileno())
-            info = tarfile.TarInfo(name)
-            info.size = st.st_size
-            info.mode = 0o755 if st.st_mode & 0o100 else 0o644
-            info.mtime = int(st.st_mtime)
-            out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-            h, left = hashlib.sha256(), st.st_size
+        fd = os.open(src, flags)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(f"{src} is not a regular file")
+            size = st.st_size
+            out.write(file_header(name, size, 0o755 if st.st_mode & 0o100 else 0o644,
+                                  int(st.st_mtime)))
+            h, left = hashlib.sha256(), size
             while left > 0:
-                n = f.readinto(view[: min(CHUNK, left)])
+                n = os.readv(fd, [view[: min(CHUNK, left)]])
                 if not n:
                     raise OSError(f"{src} shrank while it was sent")
                 h.update(view[:n])
@@ -165,6 +171,9 @@ def write_tar(
                 left -= n
                 if progress is not None:
                     progress(n)
-            out.write(b"\0" * ((-st.st_size) % tarfile.BLOCKSIZE))
-        done(name, st.st_size, h.hexdigest())
-    out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+            if size % BLOCKSIZE:
+                out.write(_PAD[: BLOCKSIZE - size % BLOCKSIZE])
+        finally:
+            os.close(fd)
+        done(name, size, h.hexdigest())
+    out.write(b"\0" * (2 * BLOCKSIZE))

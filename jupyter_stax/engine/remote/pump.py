@@ -85,6 +85,12 @@ async def channel_to_pipe(stream: ByteStream, fd: int) -> int:
     return total
 
 async def send(stream: ByteStream, view: memoryview, drain: bool) -> None:
-    """Send a copy of ``view`` (made here, freed here once sent) to the stream's stdin."""
-    await stream.write(bytes(view), drain=drain)
+    """Send a copy of ``view`` (made here, freed here once sent) to the stream's stdin, in
+    pieces of :data:`PIECE` bytes: below the C heap's mmap threshold, so the pieces freed once
+    sent are reused by the next ones (whole-MiB copies moved that threshold up and the heap
+    kept what they left)."""
+    for at in range(0, len(view), PIECE):
+        await stream.write(bytes(view[at : at + PIECE]), drain=False)
+    if drain:
+        await stream.write(b"", drain=True)
 

@@ -41,13 +41,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import re
 import tarfile
 import threading
 import time
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, TypeVar
 
 from ...core import jobscript as js
 from ...core.api import ConnectionState
@@ -70,6 +71,7 @@ from . import files, open_connection, pump, shell
 from .base import ByteStream, SSHConnection
 from .errors import SSHError, SSHRemoteError, SSHTimeout
 from .target import SSHTarget
+from .tarstream import TarReader
 
 T = TypeVar("T")
 
@@ -396,64 +398,95 @@ class SSHTransport(Transport):
         self, items: Sequence[tuple[Path, str]], dest_dir: ClusterPath, *,
         progress: Progress | None = None,
     ) -> dict[str, tuple[int, str]]:
+        """ONE tar stream into ``dest_dir`` whatever the number of files (see
+        :func:`.files.write_tar`). With the openssh client the stream goes to the ``ssh``
+        process's stdin pipe straight from this thread (blocking writes); with asyncssh it goes
+        through the transport's loop a buffer at a time (:class:`_Push`)."""
         if not items:
             return {}
         sums: dict[str, tuple[int, str]] = {}
         stream = self._call(self.connection.open_stream(
-            files.unpack_command(self.resolve(dest_dir))
+            files.unpack_command(self.resolve(dest_dir)), raw="stdin",
         ))
+        cut = False
         try:
-            out = _Push(self, stream)
-            files.write_tar(
-                out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
-                progress,
-            )
-            out.flush()
-            self._call(stream.write_eof())
+            fd, stream.stdin_fd = stream.stdin_fd, None  # ours now (closed: the EOF)
+            out = _Push(self, stream, fd)
+            try:
+                files.write_tar(
+                    out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
+                    progress,
+                )
+                out.flush()
+            except (BrokenPipeError, _Cut):  # the remote end is gone: its exit status says why
+                cut = True
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if fd is None:
+                self._call(stream.write_eof())
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
             self._abort(stream)
             raise
-        if rc == -1:
+        if rc == -1 or (cut and rc in (0, 255)):
             raise TransportError(f"{self.where}: the connection dropped while writing files")
         if rc != 0:
             raise StaxError(
                 f"{self.where}: writing files into {dest_dir} failed (exit {rc}): "
                 f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
             )
+        if cut:
+            raise TransportError(f"{self.where}: writing files into {dest_dir} was cut off")
         return sums
 
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
         overwrite: bool = False, progress: Progress | None = None,
     ) -> dict[str, Landed]:
+        """ONE tar stream out of ``src_dir``, read on this thread by :class:`.TarReader` from a
+        pipe: the ``ssh`` process's stdout (openssh client) or one the loop fills from the
+        channel (asyncssh, :func:`.pump.channel_to_pipe`)."""
         if not names:
             return {}
         wanted = set(names)
         out: dict[str, Landed] = {}
-        stream = self._call(self.connection.open_stream(files.pack_command(self.resolve(src_dir))))
+        stream = self._call(self.connection.open_stream(
+            files.pack_command(self.resolve(src_dir)), raw="stdout",
+        ))
+        got: concurrent.futures.Future[int] | None = None
         try:
             self._call(stream.write(files.names_input(names), drain=False))
             self._call(stream.write_eof())
-        except BaseException:
-            self._abort(stream)
-            raise
-        r, w = pump.pipe()
-        got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
-        try:
+            r, stream.stdout_fd = stream.stdout_fd, None
+            if r is None:
+                r, w = pump.pipe()
+                got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
+            reader = TarReader(r)
             try:
-                with open(r, "rb", buffering=0) as reader:  # owns r
+                try:
                     self._untar(reader, wanted, dest_dir, overwrite, out, progress)
+                    reader.drain()
+                finally:
+                    os.close(r)
             except (tarfile.TarError, EOFError) as e:
-                self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
-                rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
+                if got is not None:
+                    self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
+                rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
+                if not reader.received and rc not in (-1, 0, 255):  # it never started
+                    raise StaxError(
+                        f"{self.where}: reading files from {src_dir} failed (exit {rc}): "
+                        f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
+                    ) from None
                 raise TransportError(
                     f"{self.where}: reading files from {src_dir} was cut off ({e}; exit {rc})"
                 ) from None
-            self._result(got, TRANSFER_TIMEOUT)
+            if got is not None:
+                self._result(got, TRANSFER_TIMEOUT)
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
-            got.cancel()
+            if got is not None:
+                got.cancel()
             self._abort(stream)
             raise
         if rc == -1:
@@ -467,23 +500,16 @@ class SSHTransport(Transport):
 
     @staticmethod
     def _untar(
-        reader: BinaryIO, wanted: set[str], dest_dir: Path, overwrite: bool,
+        reader: TarReader, wanted: set[str], dest_dir: Path, overwrite: bool,
         out: dict[str, Landed], progress: Progress | None,
     ) -> None:
-        with tarfile.open(
-            fileobj=reader, mode="r|", bufsize=landing.CHUNK
-        ) as tar:
-            for m in tar:
-                name = files.member_name(m.name)
-                if name not in wanted or not m.isreg() or name in out:
-                    continue  # not asked for, or not a regular file: never written
-                f = cast(BinaryIO | None, tar.extractfile(m))
-                if f is None:
-                    continue
-                out[name] = landing.land(
-                    dest_dir, name, landing.read_chunks(f, progress=progress),
-                    overwrite=overwrite,
-                )
+        for m in reader:
+            name = files.member_name(m.name)
+            if name not in wanted or not m.regular or name in out:
+                continue  # not asked for, or not a regular file: never written
+            out[name] = landing.land(
+                dest_dir, name, reader.pieces(progress), overwrite=overwrite,
+            )
 
     def copy_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
@@ -508,17 +534,22 @@ class SSHTransport(Transport):
 
 
 class _Push:
-    """A file object a worker thread writes the tar stream to: gathered in ONE reused buffer,
-    sent a buffer at a time by one call on the transport's loop (see :mod:`.pump`)."""
+    """A file object a worker thread writes the tar stream to, gathered in ONE reused buffer.
+    A full buffer goes either straight to ``fd`` (the ``ssh`` process's stdin pipe: blocking
+    writes on this thread) or, without one, by one call on the transport's loop (see
+    :mod:`.pump`)."""
 
-    def __init__(self, transport: SSHTransport, stream: ByteStream) -> None:
-        self.transport, self.stream = transport, stream
+    def __init__(self, transport: SSHTransport, stream: ByteStream, fd: int | None) -> None:
+        self.transport, self.stream, self.fd = transport, stream, fd
         self.view = memoryview(bytearray(landing.CHUNK))
         self.used = 0
         self.sent = 0
 
     def write(self, data: bytes | memoryview) -> int:
         src = memoryview(data)
+        if not self.used and len(src) >= len(self.view):  # a whole buffer: no copy here
+            self._send(src)
+            return len(src)
         while src:
             n = min(len(src), len(self.view) - self.used)
             self.view[self.used : self.used + n] = src[:n]
@@ -530,11 +561,25 @@ class _Push:
 
     def flush(self) -> None:
         if self.used:
-            # wait for the channel every few buffers only: a few MB in flight keep it busy
-            self.sent += 1
-            drain = self.sent % PUT_DRAIN_EVERY == 0
-            self.transport._call(pump.send(self.stream, self.view[: self.used], drain))
+            self._send(self.view[: self.used])
             self.used = 0
+
+    def _send(self, view: memoryview) -> None:
+        if self.fd is not None:
+            while view:
+                view = view[os.write(self.fd, view):]
+            return
+        # wait for the channel every few buffers only: a few MB in flight keep it busy
+        self.sent += 1
+        drain = self.sent % PUT_DRAIN_EVERY == 0
+        try:
+            self.transport._call(pump.send(self.stream, view, drain))
+        except TransportError as e:  # the channel closed: its exit status may say why
+            raise _Cut(str(e)) from None
+
+
+class _Cut(Exception):
+    """The stream of a put closed before it was all sent (see ``put_files``)."""
 
 
 async def _cancel_others() -> None:
