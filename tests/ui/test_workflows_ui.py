@@ -111,7 +111,7 @@ def test_publish_from_a_notebook_trigger_from_cli_rest_and_the_sidebar(
     code, err, _ = post(
         lab, "workflows/greet", {"inputs": {"n": "3", "who": 5, "what": 1}}, lab.token
     )
-    assert code == 400 and err["error"] == "BadRequest", err
+    assert code == 400 and err["error"] == "InvalidInputs", err
     assert err["details"] == [
         "unknown input 'what'; the inputs of greet: n, who",
         "input 'n' must be an integer, not string '3'",
