@@ -35,8 +35,10 @@ steps:
 """
 
 
-@pytest.fixture
-def stax_images(stax_env: Path, slurm: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def busy_variants(stax_env: Path) -> tuple[Path, Path]:
+    """Two real Charliecloud images of the `busy` family under ``stax_env/images``: busy-x86
+    (the fitting one here) and busy-arm (labelled aarch64); skips (fails in CI) without
+    ch-run and busybox-static."""
     if not busybox_available():
         if os.environ.get("CI"):
             pytest.fail("CI needs ch-run and busybox-static")
@@ -44,6 +46,12 @@ def stax_images(stax_env: Path, slurm: str, monkeypatch: pytest.MonkeyPatch) -> 
     x86 = charliecloud_image(stax_env / "images" / "busy-x86", marker="marker-x86")
     arm_labels = {**LABELS, "org.hpe.staxs.cpu": "aarch64"}
     arm = charliecloud_image(stax_env / "images" / "busy-arm", arm_labels, marker="marker-arm")
+    return x86, arm
+
+
+@pytest.fixture
+def stax_images(stax_env: Path, slurm: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    x86, arm = busy_variants(stax_env)
     (stax_env / "images.yaml").write_text(
         "stax:\n"
         "  busy:\n"

@@ -11,7 +11,6 @@ image (ch-run)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import pytest
 
 from jupyter_stax.cli import main
 
-from ..images import LABELS, busybox_available, charliecloud_image
 from .test_cli import Stax
 from .test_cli import cli as cli  # the store-direct `jupyter stax` fixture
+from .test_rerun_cli import busy_variants
 
 REG = "docker://registry.example.org/stax/reg"
 DIGEST = "sha256:" + "3" * 64
@@ -29,13 +28,7 @@ DIGEST = "sha256:" + "3" * 64
 
 @pytest.fixture
 def images(stax_env: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    if not busybox_available():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs ch-run and busybox-static")
-        pytest.skip("needs ch-run and busybox-static")
-    x86 = charliecloud_image(stax_env / "images" / "busy-x86", marker="marker-x86")
-    arm_labels = {**LABELS, "org.hpe.staxs.cpu": "aarch64"}
-    arm = charliecloud_image(stax_env / "images" / "busy-arm", arm_labels, marker="marker-arm")
+    x86, arm = busy_variants(stax_env)
     (stax_env / "images.yaml").write_text(
         "stax:\n"
         "  busy:\n"
