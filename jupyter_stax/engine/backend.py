@@ -283,6 +283,7 @@ class Backend:
         import psij
         from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
 
+        psij_compat.install_atomic_launcher_deploy()
         name = self.scheduler
         if name == "local":
             return psij.JobExecutor.get_instance(

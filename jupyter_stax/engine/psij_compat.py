@@ -30,6 +30,15 @@ job's files and ran every submit command, :func:`replaying` (the same rendering;
 written again, and ``_run_command`` answers with that job's result, which PSI/J parses as
 usual: native id, QUEUED, registered with the poll thread). Both are per thread.
 
+PSI/J deploys its launcher scripts (``single_launch.sh`` and ``launcher_lib.sh``) into
+``<work dir>/<sha256>/`` by making the directory first and moving the files in one by one, and
+takes an existing directory as complete: a server killed (``kill -9``) between the two, or a
+second process racing the first, leaves or sees a directory without ``single_launch.sh``, and
+every job then fails at once with ``No such file or directory`` (seen in CI).
+:func:`install_atomic_launcher_deploy` replaces that method with one that builds the directory
+aside and renames it into place, and repairs (file by file, atomically) a directory an older
+process left incomplete.
+
 For a local cluster ``transport.aux_dir`` IS PSI/J's work directory, so PSI/J's files stay where
 PSI/J puts them. PSI/J's local executor (``scheduler: local``) starts processes here itself and
 runs no commands: a remote workstation needs an executor of its own over the transport.
@@ -38,7 +47,11 @@ runs no commands: a remote workstation needs an executor of its own over the tra
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import re
+import secrets
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -85,6 +98,11 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
         "psij.executors.batch.batch_scheduler_executor",
         "_QueuePollThread.done",
         "stop an executor's polling thread (BatchSchedulerExecutor._queue_poll_thread)",
+    ),
+    (
+        "psij.launchers.script_based_launcher",
+        "ScriptBasedLauncher._deploy_files",
+        "deploy PSI/J's launcher scripts atomically (install_atomic_launcher_deploy)",
     ),
     (
         "psij.executors.batch.slurm",
@@ -253,3 +271,72 @@ def routed_executor() -> type:
             return super().get_submit_command(job, submit_file_path)  # type: ignore[misc,no-any-return]
 
     return Routed
+
+
+def _deploy_atomically(work_dir: Path, paths: list[Path]) -> Path:
+    """PSI/J's launcher files ``paths`` in ``work_dir/<sha256 of their contents>/``, complete:
+    built in a hidden directory and renamed into place (a directory that exists is complete,
+    whoever made it, and is never rewritten while jobs read it); a directory an interrupted
+    older deploy left incomplete is repaired file by file, each written aside and renamed."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    files = [(p.name, p.read_bytes(), p.stat().st_mode & 0o7777) for p in paths]
+    h = hashlib.sha256()
+    for _, data, _ in files:
+        h.update(data)
+    dst = work_dir / h.hexdigest()
+
+    def missing() -> list[tuple[str, bytes, int]]:
+        out = []
+        for name, data, mode in files:
+            try:
+                ok = (dst / name).read_bytes() == data
+            except OSError:
+                ok = False
+            if not ok:
+                out.append((name, data, mode))
+        return out
+
+    def write(path: Path, data: bytes, mode: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(path, mode)
+
+    if dst.is_dir() and not missing():
+        return dst
+    tmp = work_dir / f".{dst.name}.{secrets.token_hex(8)}.tmp"
+    tmp.mkdir()
+    try:
+        for name, data, mode in files:
+            write(tmp / name, data, mode)
+        os.rename(tmp, dst)  # replaces nothing but an empty directory
+        return dst
+    except OSError:
+        pass  # dst exists with something in it: complete (a race) or left incomplete
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for name, data, mode in missing():
+        aside = dst / f".{name}.{secrets.token_hex(8)}.tmp"
+        write(aside, data, mode)
+        os.replace(aside, dst / name)
+    return dst
+
+
+_atomic_installed = False
+_atomic_lock = threading.Lock()
+
+
+def install_atomic_launcher_deploy() -> None:
+    """Make PSI/J's script-based launchers deploy their scripts with
+    :func:`_deploy_atomically` (see the module docstring); idempotent, process-wide."""
+    global _atomic_installed
+    with _atomic_lock:
+        if _atomic_installed:
+            return
+        from psij.launchers.script_based_launcher import ScriptBasedLauncher
+
+        def _deploy_files(self: Any, paths: list[Path]) -> Path:
+            return _deploy_atomically(Path(self.config.work_directory), list(paths))
+
+        ScriptBasedLauncher._deploy_files = _deploy_files  # type: ignore[method-assign]
+        _atomic_installed = True

@@ -142,3 +142,36 @@ def test_installed_and_tested_psij_are_within_the_pinned_range() -> None:
     installed = tuple(int(x) for x in version("psij-python").split(".")[:3])
     assert low <= installed < high
     assert low <= tuple(int(x) for x in psij_compat.TESTED_VERSION.split(".")) < high
+
+
+def test_psij_deploys_its_launcher_scripts_through_the_method_we_replace() -> None:
+    src = _source(
+        "psij.launchers.script_based_launcher", "ScriptBasedLauncher._ensure_launcher_deployed"
+    )
+    assert "self._deploy_files(" in src, (
+        "PSI/J's launchers no longer deploy their scripts through _deploy_files; "
+        "install_atomic_launcher_deploy in jupyter_stax/engine/psij_compat.py replaces nothing"
+    )
+
+
+def test_the_engine_deploys_launcher_scripts_atomically(tmp_path: Path) -> None:
+    """After the engine made an executor, PSI/J's launchers use the atomic deploy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pathlib\n"
+        "from jupyter_stax.engine import psij_compat\n"
+        "from jupyter_stax.engine.backend import Backend\n"
+        "from jupyter_stax.engine.transport import LocalTransport\n"
+        "from jupyter_stax.core.models import Cluster\n"
+        "from psij.launchers.script_based_launcher import ScriptBasedLauncher as L\n"
+        "assert L._deploy_files.__module__ != psij_compat.__name__\n"
+        f"d = pathlib.Path({str(tmp_path)!r})\n"
+        "c = Cluster.model_validate({'name': 'here', 'scheduler': 'local'})\n"
+        "Backend(c, d, lambda u: None, LocalTransport(d))\n"
+        "print(L._deploy_files.__module__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == psij_compat.__name__
