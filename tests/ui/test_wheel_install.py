@@ -23,7 +23,10 @@ from .conftest import screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+# builds the wheel (the labextension too), makes a venv, installs it and starts a Lab: 1-2 min on a
+# quiet machine, 5 min at a load average of 25 (stop 26's CI, killed by the 300 s default while
+# the Lab shut down after every check had passed), so its own limit, as the other install tests
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def run(cmd: list[str], **kw: Any) -> str:
