@@ -147,11 +147,13 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     own_sshd: Sshd, own_client: Client, tmp_path: Path, client_kind: str
 ) -> None:
     """The server kills the connection while a 256 MB file streams in, then while it streams
-    back: each call raises the transient TransportError (the engine tries again), nothing
-    half-written is left on this side, and the next try moves it whole. Uses its own sshd
-    (``own_sshd``), never the shared one."""
+    back: each call raises the transient TransportError (the engine tries again). The put's
+    next try moves it whole; the fetch leaves no final name here, only its hidden partial
+    file, and its next try sends only the rest (counted) once the kept bytes' sha256 matched
+    the cluster's. Uses its own sshd (``own_sshd``), never the shared one."""
     import threading
 
+    from jupyter_stax.engine import landing
     from jupyter_stax.engine.transport import TransportError
 
     from ..waiting import wait_for
@@ -208,10 +210,18 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         own_sshd.kill_connections()
         t.join(120)
         assert outcome and isinstance(outcome[0], TransportError), outcome
-        assert list(here.iterdir()) == []  # no partial file, no final name
+        # no final name: only the hidden partial file, kept for the next try
+        assert [p.name for p in here.iterdir()] == [landing.partial_name("big.bin")]
+        kept = part_size()
+        assert kept > (16 << 20)
+        before = tr.received
         got = tr.get_files(f"~/{rel}", ["big.bin"], here)
         assert (got["big.bin"].size, got["big.bin"].sha256) == sent["big.bin"]
         assert (here / "big.bin").stat().st_size == 256 << 20
+        # the next try continued from the kept bytes (checked against the cluster's): only
+        # the rest crossed the wire
+        assert tr.received - before == (256 << 20) - kept
+        assert [p.name for p in here.iterdir()] == ["big.bin"]
     finally:
         tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
         tr.close()
