@@ -37,6 +37,7 @@ import hashlib
 import os
 import secrets
 import stat
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +84,12 @@ def check_relative(rel: str) -> list[str]:
 
 def partial_name(name: str) -> str:
     """The hidden name a file ``name`` is written under until it is whole (the same for the
-    same name, so a later fetch finds what a cut one left; at most ~200 bytes whatever the
-    name's length)."""
-    tag = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return f".{name[:40]}.{tag}.part"
+    same name, so a later fetch finds what a cut one left; at most ~180 bytes whatever the
+    name's length). Two names may share one (a CRC of the name): the second is then written
+    under a random name (:meth:`Lander.land`), and kept bytes are always checked before they
+    are continued, so a shared name costs a resume, never a wrong file."""
+    tag = zlib.crc32(name.encode("utf-8", "surrogateescape"))
+    return f".{name[:40]}.{tag:08x}.part"
 
 
 def target(root: Path, rel: str, *, make_parents: bool = True) -> Path:
@@ -222,6 +225,7 @@ class Lander:
         self.root = root
         self._root_fd = -1  # opened (and the root made) when first needed
         self._dirs: dict[tuple[str, ...], int] = {}
+        self._paths: dict[tuple[str, ...], Path] = {}  # the directories' paths (for Landed)
 
     def __enter__(self) -> Lander:
         return self
@@ -333,7 +337,11 @@ class Lander:
         overwrite: bool,
     ) -> Landed:
         name = parts[-1]
-        dest = self.root.joinpath(*parts)
+        key = tuple(parts[:-1])
+        parent = self._paths.get(key)
+        if parent is None:
+            parent = self._paths[key] = self.root.joinpath(*key)
+        dest = parent / name
         try:
             rename_noreplace(tmp, name, d)
             return Landed(dest, n, digest, "new")
