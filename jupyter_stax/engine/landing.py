@@ -115,7 +115,7 @@ def target(root: Path, rel: str, *, make_parents: bool = True) -> Path:
     return out
 
 
-def _hash_fd(fd: int, limit: int | None = None) -> tuple[int, Any]:
+def hash_fd(fd: int, limit: int | None = None) -> tuple[int, Any]:
     """Bytes read and the sha256 object of ``fd``'s content (its first ``limit`` bytes)."""
     h, n = hashlib.sha256(), 0
     buf = memoryview(bytearray(CHUNK))
@@ -134,7 +134,7 @@ def sha256_of(path: Path, *, dir_fd: int | None = None) -> tuple[int, str]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafePath(f"{path} is not a regular file")
-        n, h = _hash_fd(fd)
+        n, h = hash_fd(fd)
     finally:
         os.close(fd)
     return n, h.hexdigest()
@@ -407,7 +407,7 @@ class Lander:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            n, h = _hash_fd(fd, size)
+            n, h = hash_fd(fd, size)
         finally:
             os.close(fd)
         return h if n == size else None

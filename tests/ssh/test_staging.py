@@ -148,7 +148,7 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
 ) -> None:
     """The server kills the connection while a 256 MB file streams in, then while it streams
     back: each call raises the transient TransportError (the engine tries again). The put's
-    next try moves it whole; the fetch leaves no final name here, only its hidden partial
+    next try sends only what the cluster did not keep (counted); the fetch leaves no final name here, only its hidden partial
     file, and its next try sends only the rest (counted) once the kept bytes' sha256 matched
     the cluster's. Uses its own sshd (``own_sshd``), never the shared one."""
     import threading
@@ -183,9 +183,18 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         own_sshd.kill_connections()
         t.join(120)
         assert outcome and isinstance(outcome[0], TransportError), outcome
+        before = tr.sent
         sent = tr.put_files([(src, "big.bin")], f"~/{rel}")
         assert sent["big.bin"][0] == 256 << 20
         assert remote_file.stat().st_size == 256 << 20
+        # the next try continued after the bytes the cluster kept (their sha256 checked): at
+        # least the 16 MB seen there were not sent again; the file there is the file here
+        assert 0 < tr.sent - before <= (256 - 16) << 20, tr.sent - before
+        with open(src, "rb") as f:
+            want = hashlib.file_digest(f, "sha256").hexdigest()
+        assert sent["big.bin"][1] == want
+        there = tr.run(["sha256sum", "--", tr.resolve(f"~/{rel}/big.bin")])
+        assert there.stdout.split()[0] == want
 
         # the other way: a fetch cut mid-file leaves nothing half-written here, says it is
         # transient, and the next try lands the file whole (same size and sha256)

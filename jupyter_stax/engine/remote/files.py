@@ -92,8 +92,8 @@ def unpack_command(dest_dir: str) -> str:
 def prefix_sums_script(src_dir: str, items: Sequence[tuple[str, int]]) -> bytes:
     """Remote (a ``sh`` script): for each ``(name, n)`` in ``src_dir``, one line ``SIZE SHA``:
     the file's size and the sha256 of its first ``n`` bytes (``- -`` when it is not a regular
-    file: a link is never read). Checks the bytes a cut fetch kept before it is continued."""
-    lines = ["printf '@@stax-start\\n'", f"cd {qpath(src_dir)} || exit 2"]
+    file: a link is never read; for every file when ``src_dir`` is not there). Checks the bytes a cut fetch kept before it is continued."""
+    lines = ["printf '@@stax-start\\n'", f"if cd {qpath(src_dir)} 2>/dev/null; then"]
     for name, n in items:
         q = shlex.quote("./" + name)
         lines.append(
@@ -101,7 +101,8 @@ def prefix_sums_script(src_dir: str, items: Sequence[tuple[str, int]]) -> bytes:
             f"printf '%s ' \"$(stat -c %s -- {q})\" && head -c {int(n)} -- {q} | sha256sum"
             " | cut -c1-64; else printf -- '- -\\n'; fi"
         )
-    lines.append("printf '@@stax-done\\n'")
+    lines += ["else", f"for _ in {' '.join(['x'] * len(items))}; do printf -- '- -\\n'; done",
+              "fi", "printf '@@stax-done\\n'"]
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
@@ -134,6 +135,14 @@ def tail_command(src_dir: str, offset: int) -> str:
         + shlex.quote(f'[ -f "$1" ] && [ ! -L "$1" ] && exec tail -c +{int(offset) + 1} -- "$1"')
         + " sh"
     )
+
+
+def append_command(dest_dir: str, name: str, offset: int) -> str:
+    """Remote: ``dest_dir/name`` cut to its first ``offset`` bytes, then what comes on stdin
+    appended (a file a cut put left: its first bytes checked already)."""
+    q = shlex.quote("./" + name)
+    return sh_c(f"cd {qpath(dest_dir)} && [ -f {q} ] && [ ! -L {q} ] && "
+                f"truncate -s {int(offset)} -- {q} && exec cat >> {q}")
 
 
 def copy_script(src_dir: str, dest_dir: str) -> str:

@@ -81,6 +81,11 @@ _RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
 #: buffers (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
 PUT_DRAIN_EVERY = 8
 
+#: files at least this large are checked on the cluster before a put: one a cut put left part
+#: of is continued from there (after its first bytes' sha256 matched), one already whole is not
+#: sent again
+PUT_RESUME_MIN = 8 << 20
+
 #: seconds the remote end of a transfer may take to finish once all was sent or read
 TRANSFER_TIMEOUT = 600.0
 
@@ -131,6 +136,8 @@ class SSHTransport(Transport):
         #: bytes of file content streams read from the cluster by ``get_files`` so far (tar
         #: streams and the rests of resumed files): what a transfer cost on the wire
         self.received = 0
+        #: bytes of file content streams written to the cluster by ``put_files`` so far
+        self.sent = 0
         self._received_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -409,6 +416,13 @@ class SSHTransport(Transport):
         if not items:
             return {}
         sums: dict[str, tuple[int, str]] = {}
+        big = [(p, n, size) for p, n in items
+               if (size := _size(p)) >= PUT_RESUME_MIN and _encodable(n)]
+        if big:
+            sums.update(self._put_resume(big, dest_dir, progress))
+            items = [(p, n) for p, n in items if n not in sums]
+            if not items:
+                return sums
         stream = self._call(self.connection.open_stream(
             files.unpack_command(self.resolve(dest_dir)), raw="stdin",
         ))
@@ -444,6 +458,94 @@ class SSHTransport(Transport):
             raise TransportError(f"{self.where}: writing files into {dest_dir} was cut off")
         return sums
 
+    def _put_resume(
+        self, big: Sequence[tuple[Path, str, int]], dest_dir: ClusterPath,
+        progress: Progress | None,
+    ) -> dict[str, tuple[int, str]]:
+        """Big files a cut put left partly on the cluster: ONE command gives each target's size
+        and the sha256 of its first bytes (up to the local size); where those bytes are this
+        file's first bytes (hashed here), only the rest is sent (appended by one stream each),
+        and a target already whole is not sent at all. The rest: whole, in the tar stream."""
+        dest = self.resolve(dest_dir)
+        res = self._call(self.connection.exec(
+            shell.SH, files.prefix_sums_script(dest, [(n, size) for _, n, size in big]),
+            retry=True,
+        ))
+        try:
+            there = files.parse_prefix_sums(res.stdout, len(big))
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking files in {dest_dir}: {e}") from None
+        done: dict[str, tuple[int, str]] = {}
+        for (path, name, size), got in zip(big, there, strict=True):
+            if got is None or not 0 < got[0] <= size:
+                continue
+            kept = got[0]
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    n, prefix = landing.hash_fd(f.fileno(), kept)
+            except OSError:
+                continue  # the tar stream says what is wrong with it
+            if n != kept or prefix.hexdigest() != got[1]:
+                continue
+            if progress is not None:
+                progress(kept)
+            if kept == size:
+                done[name] = (size, got[1])
+                continue
+            done[name] = self._append(path, name, dest, kept, size, prefix, progress)
+        return done
+
+    def _append(
+        self, path: Path, name: str, dest: str, offset: int, size: int, prefix: Any,
+        progress: Progress | None,
+    ) -> tuple[int, str]:
+        """The bytes of ``path`` after ``offset`` appended to ``dest/name`` (its first
+        ``offset`` bytes checked already: ``prefix`` is their sha256 object)."""
+        stream = self._call(self.connection.open_stream(
+            files.append_command(dest, name, offset), raw="stdin",
+        ))
+        cut = False
+        h = prefix
+        try:
+            fd, stream.stdin_fd = stream.stdin_fd, None  # ours now (closed: the EOF)
+            out = _Push(self, stream, fd)
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    f.seek(offset)
+                    buf = memoryview(bytearray(landing.CHUNK))
+                    left = size - offset
+                    while left > 0:
+                        k = os.readv(f.fileno(), [buf[: min(len(buf), left)]])
+                        if not k:
+                            raise OSError(f"{path} shrank while it was sent")
+                        h.update(buf[:k])
+                        out.write(buf[:k])
+                        left -= k
+                        if progress is not None:
+                            progress(k)
+                out.flush()
+            except (BrokenPipeError, _Cut):
+                cut = True
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if fd is None:
+                self._call(stream.write_eof())
+            rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
+        except BaseException:
+            self._abort(stream)
+            raise
+        if rc == -1 or (cut and rc in (0, 255)):
+            raise TransportError(f"{self.where}: the connection dropped while writing files")
+        if rc != 0:
+            raise StaxError(
+                f"{self.where}: writing {name!r} into {dest} failed (exit {rc}): "
+                f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
+            )
+        if cut:
+            raise TransportError(f"{self.where}: writing {name!r} into {dest} was cut off")
+        return size, h.hexdigest()
+
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
         overwrite: bool = False, progress: Progress | None = None,
@@ -469,6 +571,10 @@ class SSHTransport(Transport):
     def _count(self, n: int) -> None:
         with self._received_lock:
             self.received += n
+
+    def _count_sent(self, n: int) -> None:
+        with self._received_lock:
+            self.sent += n
 
     def _get_tar(
         self, src_dir: ClusterPath, names: Sequence[str], lander: landing.Lander,
@@ -686,6 +792,7 @@ class _Push:
             self.used = 0
 
     def _send(self, view: memoryview) -> None:
+        self.transport._count_sent(len(view))
         if self.fd is not None:
             while view:
                 view = view[os.write(self.fd, view):]
@@ -701,6 +808,22 @@ class _Push:
 
 class _Cut(Exception):
     """The stream of a put closed before it was all sent (see ``put_files``)."""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _encodable(name: str) -> bool:
+    """Whether ``name`` can be written in a command line (UTF-8 without lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _drain(fd: int) -> None:
