@@ -92,7 +92,8 @@ def unpack_command(dest_dir: str) -> str:
 def prefix_sums_script(src_dir: str, items: Sequence[tuple[str, int]]) -> bytes:
     """Remote (a ``sh`` script): for each ``(name, n)`` in ``src_dir``, one line ``SIZE SHA``:
     the file's size and the sha256 of its first ``n`` bytes (``- -`` when it is not a regular
-    file: a link is never read; for every file when ``src_dir`` is not there). Checks the bytes a cut fetch kept before it is continued."""
+    file: a link is never read; for every file when ``src_dir`` is not there). Checks the
+    bytes a cut transfer left before it is continued (either way)."""
     lines = ["printf '@@stax-start\\n'", f"if cd {qpath(src_dir)} 2>/dev/null; then"]
     for name, n in items:
         q = shlex.quote("./" + name)
