@@ -150,7 +150,8 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     back: each call raises the transient TransportError (the engine tries again). The put's
     next try sends only what the cluster did not keep (counted); the fetch leaves no final
     name here, only its hidden partial file, and its next try gets only the rest (counted).
-    Either way the kept bytes' sha256 is checked first. Uses its own sshd (``own_sshd``), never the shared one."""
+    Either way the kept bytes' sha256 is checked first. Uses its own sshd (``own_sshd``),
+    never the shared one."""
     import threading
 
     from jupyter_stax.engine import landing
