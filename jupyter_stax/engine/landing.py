@@ -221,8 +221,11 @@ class Lander:
     module docstring. Not thread-safe (one per fetch); close it (``with``) to give its
     directory descriptors back."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, keep_partials: bool = True) -> None:
         self.root = root
+        #: whether a file cut after :data:`RESUME_MIN` bytes keeps its partial copy (only
+        #: where something continues it: the SSH transport's ``get_files``)
+        self.keep_partials = keep_partials
         self._root_fd = -1  # opened (and the root made) when first needed
         self._dirs: dict[tuple[str, ...], int] = {}
         self._paths: dict[tuple[str, ...], Path] = {}  # the directories' paths (for Landed)
@@ -316,7 +319,7 @@ class Lander:
                     except StopIteration:
                         break
                     except BaseException:
-                        keep = keepable and n >= RESUME_MIN
+                        keep = keepable and self.keep_partials and n >= RESUME_MIN
                         raise
                     h.update(chunk)
                     n += len(chunk)
@@ -445,9 +448,9 @@ def land(
     root: Path, rel: str, chunks: Iterable[bytes | memoryview], *, overwrite: bool = False,
     mode: int = 0o644,
 ) -> Landed:
-    """Write ``chunks`` as ``root/rel`` (see the module docstring for the rules); many files
-    under one root: :class:`Lander`."""
-    with Lander(root) as lander:
+    """Write ``chunks`` as ``root/rel`` (see the module docstring for the rules; nothing is
+    kept when ``chunks`` fails); many files under one root: :class:`Lander`."""
+    with Lander(root, keep_partials=False) as lander:
         return lander.land(rel, chunks, overwrite=overwrite, mode=mode)
 
 

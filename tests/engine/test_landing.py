@@ -121,6 +121,12 @@ def test_a_cut_file_keeps_its_partial_copy_when_worth_it(
     lander.close()
 
 
+def test_the_one_file_land_keeps_nothing_of_a_cut_file(tmp_path: Path) -> None:
+    with pytest.raises(EOFError):
+        landing.land(tmp_path, "big.bin", _cut(bytes(landing.RESUME_MIN * 2)))
+    assert os.listdir(tmp_path) == []
+
+
 def test_partials_ignore_links_and_a_taken_partial_name_is_not_reused(tmp_path: Path) -> None:
     (tmp_path / "outside").write_bytes(b"theirs")
     (tmp_path / landing.partial_name("a")).symlink_to(tmp_path / "outside")
