@@ -4,13 +4,18 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 
 * ``put``: one big file (default 1 GiB) into a remote directory: ``SSHTransport.put_files``
   (a tar stream on one exec channel of an open connection, hashed as it goes) vs ``scp``;
-* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.land``: a
-  temporary name, hashed, renamed) vs ``scp`` from the cluster;
+* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.Lander``:
+  a hidden partial name relative to a directory opened once, hashed, renamed) vs ``scp`` from
+  the cluster;
 * ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
   vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here); ``smallget``: the
   same files back, ``get_files`` vs ``ssh HOST 'tar -cf - .' | tar -xf -``;
 * memory: the peak RSS of the process that runs each jupyter_stax transfer (a fresh child per
   run), per direction, to show it stays flat whatever the file size.
+
+``--land-dir DIR``: where both sides of the gets write (default: beside the sources, on
+/var/tmp); ``/dev/shm`` takes the disk out of the comparison (file creation on a busy disk
+dominates a small-file get, for ``tar -x`` as much as for jupyter_stax).
 
 ``STAX_SSHD_BASE`` names another sshd of start-sshd.sh than the shared /tmp/stax-sshd (with
 root's client key made by client-key.sh), e.g. a private one while others use the shared one.
@@ -22,6 +27,7 @@ The connection is opened before the timed part for jupyter_stax (the engine keep
 cluster); ``scp`` and ``ssh`` open theirs inside it (as a user would run them).
 
     python bench/staging_ssh.py [--size-mb 1024] [--files 10000] [--repeat 3] [--client asyncssh]
+                                [--land-dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--client", choices=["asyncssh", "openssh"], default="asyncssh")
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--land-dir", metavar="DIR", help="where the gets write (default: /var/tmp)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--src", help=argparse.SUPPRESS)
     p.add_argument("--dest", help=argparse.SUPPRESS)
@@ -167,7 +174,7 @@ def main() -> None:
                     stax("put", src=str(big), dest=f"~/{rdir}/a")
                 else:
                     runs["put_scp"].append(timed(scp_put))
-            loc = work / f"get-{r}"
+            loc = Path(args.land_dir or work) / f"stax-bench-get-{os.getpid()}-{r}"
             (loc / "scp").mkdir(parents=True)
             for mine in (first, not first):
                 if mine:

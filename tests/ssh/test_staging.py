@@ -147,11 +147,14 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     own_sshd: Sshd, own_client: Client, tmp_path: Path, client_kind: str
 ) -> None:
     """The server kills the connection while a 256 MB file streams in, then while it streams
-    back: each call raises the transient TransportError (the engine tries again), nothing
-    half-written is left on this side, and the next try moves it whole. Uses its own sshd
-    (``own_sshd``), never the shared one."""
+    back: each call raises the transient TransportError (the engine tries again). The put's
+    next try sends only what the cluster did not keep (counted); the fetch leaves no final
+    name here, only its hidden partial file, and its next try gets only the rest (counted).
+    Either way the kept bytes' sha256 is checked first. Uses its own sshd (``own_sshd``),
+    never the shared one."""
     import threading
 
+    from jupyter_stax.engine import landing
     from jupyter_stax.engine.transport import TransportError
 
     from ..waiting import wait_for
@@ -181,9 +184,18 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         own_sshd.kill_connections()
         t.join(120)
         assert outcome and isinstance(outcome[0], TransportError), outcome
+        before = tr.sent
         sent = tr.put_files([(src, "big.bin")], f"~/{rel}")
         assert sent["big.bin"][0] == 256 << 20
         assert remote_file.stat().st_size == 256 << 20
+        # the next try continued after the bytes the cluster kept (their sha256 checked): at
+        # least the 16 MB seen there were not sent again; the file there is the file here
+        assert 0 < tr.sent - before <= (256 - 16) << 20, tr.sent - before
+        with open(src, "rb") as f:
+            want = hashlib.file_digest(f, "sha256").hexdigest()
+        assert sent["big.bin"][1] == want
+        there = tr.run(["sha256sum", "--", tr.resolve(f"~/{rel}/big.bin")])
+        assert there.stdout.split()[0] == want
 
         # the other way: a fetch cut mid-file leaves nothing half-written here, says it is
         # transient, and the next try lands the file whole (same size and sha256)
@@ -208,10 +220,18 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         own_sshd.kill_connections()
         t.join(120)
         assert outcome and isinstance(outcome[0], TransportError), outcome
-        assert list(here.iterdir()) == []  # no partial file, no final name
+        # no final name: only the hidden partial file, kept for the next try
+        assert [p.name for p in here.iterdir()] == [landing.partial_name("big.bin")]
+        kept = part_size()
+        assert kept > (16 << 20)
+        before = tr.received
         got = tr.get_files(f"~/{rel}", ["big.bin"], here)
         assert (got["big.bin"].size, got["big.bin"].sha256) == sent["big.bin"]
         assert (here / "big.bin").stat().st_size == 256 << 20
+        # the next try continued from the kept bytes (checked against the cluster's): only
+        # the rest crossed the wire
+        assert tr.received - before == (256 << 20) - kept
+        assert [p.name for p in here.iterdir()] == ["big.bin"]
     finally:
         tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
         tr.close()

@@ -79,3 +79,58 @@ def test_a_remote_end_that_fails_says_why(
     finally:
         tr.close()
 
+
+
+@pytest.mark.parametrize("client_kind", ["asyncssh", "openssh"])
+def test_a_fetch_continues_what_a_cut_one_kept_once_its_bytes_are_checked(
+    sshd: Sshd, client: Client, tmp_path: Path, client_kind: str
+) -> None:
+    """A partial file left here (what a cut fetch keeps, under its hidden partial name) is
+    continued: only the rest crosses the wire (counted: ``SSHTransport.received``). Kept bytes
+    that differ from the cluster's (one byte changed), a partial longer than the file, or a
+    link in its place are never trusted: the file comes whole. The cut itself: test_staging.py."""
+    from jupyter_stax.engine import landing
+
+    tr = SSHTransport(cluster(sshd, client, ssh=client_kind), tmp_path / "state")
+    here = tmp_path / "here"
+    here.mkdir()
+    name = "it's $(x)\n-big.bin"
+    data = os.urandom(12 << 20)
+    (here / name).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    remote = f"~/stax-test-resume-{os.getpid()}-{client_kind}"
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not yours")
+    cases = [  # what is left under the partial name; bytes that must cross the wire
+        ("right prefix", data[: 5 << 20], (12 << 20) - (5 << 20)),
+        ("all of it", data, 0),
+        ("one byte changed", data[:1 << 20] + b"\0" + data[(1 << 20) + 1 : 3 << 20], 12 << 20),
+        ("longer than the file", data + data[: 1 << 20], 12 << 20),
+        ("a link", None, 12 << 20),
+    ]
+    try:
+        tr.put_files([(here / name, name)], f"{remote}/step")
+        for what, kept, wire in cases:
+            back = tmp_path / f"back-{what}"
+            back.mkdir()
+            partial = back / landing.partial_name(name)
+            if kept is None:
+                partial.symlink_to(outside)
+            else:
+                partial.write_bytes(kept)
+            before = tr.received
+            got = tr.get_files(f"{remote}/step", [name], back)
+            sent = tr.received - before
+            assert (got[name].size, got[name].sha256, got[name].status) == (
+                12 << 20, digest, "new"), what
+            assert hashlib.sha256((back / name).read_bytes()).hexdigest() == digest, what
+            if wire < 12 << 20:  # only the rest came (a tail stream, no tar framing)
+                assert sent == wire, (what, sent)
+                assert not partial.exists(), what
+            else:  # whole, in the tar stream (headers and padding on top)
+                assert 12 << 20 <= sent <= (12 << 20) + (64 << 10), (what, sent)
+            assert outside.read_bytes() == b"not yours"
+            assert sorted(p.name for p in back.iterdir() if not p.is_symlink()) == [name], what
+    finally:
+        tr.run(["rm", "-rf", "--", tr.resolve(remote)])
+        tr.close()

@@ -89,6 +89,63 @@ def unpack_command(dest_dir: str) -> str:
     return sh_c(f"mkdir -p -- {q} && cd {q} && exec tar -xf - --no-same-owner -m")
 
 
+def prefix_sums_script(src_dir: str, items: Sequence[tuple[str, int]]) -> bytes:
+    """Remote (a ``sh`` script): for each ``(name, n)`` in ``src_dir``, one line ``SIZE SHA``:
+    the file's size and the sha256 of its first ``n`` bytes (``- -`` when it is not a regular
+    file: a link is never read; for every file when ``src_dir`` is not there). Checks the
+    bytes a cut transfer left before it is continued (either way)."""
+    lines = ["printf '@@stax-start\\n'", f"if cd {qpath(src_dir)} 2>/dev/null; then"]
+    for name, n in items:
+        q = shlex.quote("./" + name)
+        lines.append(
+            f"if [ -f {q} ] && [ ! -L {q} ]; then "
+            f"printf '%s ' \"$(stat -c %s -- {q})\" && head -c {int(n)} -- {q} | sha256sum"
+            " | cut -c1-64; else printf -- '- -\\n'; fi"
+        )
+    lines += ["else", f"for _ in {' '.join(['x'] * len(items))}; do printf -- '- -\\n'; done",
+              "fi", "printf '@@stax-done\\n'"]
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def parse_prefix_sums(out: bytes, count: int) -> list[tuple[int, str] | None]:
+    """The ``count`` answers of :func:`prefix_sums_script`: ``(size, sha256 of the prefix)``
+    per file, None for one that is not there (or not a regular file)."""
+    at = out.find(b"@@stax-start\n")
+    if at < 0 or not out.endswith(DONE):
+        raise ProtocolError("the check of kept bytes was cut off")
+    lines = out[at + len(b"@@stax-start\n") : -len(DONE)].decode("ascii", "replace").splitlines()
+    if len(lines) != count:
+        raise ProtocolError(f"the check of kept bytes answered {len(lines)} of {count} files")
+    got: list[tuple[int, str] | None] = []
+    for line in lines:
+        size, _, digest = line.partition(" ")
+        if size.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            got.append((int(size), digest))
+        elif line == "- -":
+            got.append(None)
+        else:
+            raise ProtocolError(f"the check of kept bytes answered {line!r}")
+    return got
+
+
+def tail_command(src_dir: str, offset: int) -> str:
+    """Remote: the bytes after the first ``offset`` of the ONE file named on stdin
+    (:func:`names_input`) in ``src_dir``; nothing (exit 1) when it is not a regular file."""
+    return sh_c(
+        f"cd {qpath(src_dir)} && exec xargs -0 sh -c "
+        + shlex.quote(f'[ -f "$1" ] && [ ! -L "$1" ] && exec tail -c +{int(offset) + 1} -- "$1"')
+        + " sh"
+    )
+
+
+def append_command(dest_dir: str, name: str, offset: int) -> str:
+    """Remote: ``dest_dir/name`` cut to its first ``offset`` bytes, then what comes on stdin
+    appended (a file a cut put left: its first bytes checked already)."""
+    q = shlex.quote("./" + name)
+    return sh_c(f"cd {qpath(dest_dir)} && [ -f {q} ] && [ ! -L {q} ] && "
+                f"truncate -s {int(offset)} -- {q} && exec cat >> {q}")
+
+
 def copy_script(src_dir: str, dest_dir: str) -> str:
     """Remote: copy the files named on stdin (NUL-separated, ``./``-prefixed) from ``src_dir``
     to ``dest_dir`` on the cluster, then print ``size name`` and ``sha256  name`` of each."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..landing import CHUNK
 
@@ -58,8 +58,7 @@ def file_header(name: str, size: int, mode: int, mtime: int) -> bytes:
     return bytes(h)
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One member: its name as written, whether it is a regular file, its content's size."""
 
     name: str

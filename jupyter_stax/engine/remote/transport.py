@@ -81,6 +81,11 @@ _RETRYING = re.compile(r"(;? retrying)?( \(next attempt in \d+ s\))?$")
 #: buffers (of :data:`~jupyter_stax.engine.landing.CHUNK`) sent between two waits for the channel
 PUT_DRAIN_EVERY = 8
 
+#: files at least this large are checked on the cluster before a put: one a cut put left part
+#: of is continued from there (after its first bytes' sha256 matched), one already whole is not
+#: sent again
+PUT_RESUME_MIN = 8 << 20
+
 #: seconds the remote end of a transfer may take to finish once all was sent or read
 TRANSFER_TIMEOUT = 600.0
 
@@ -128,6 +133,12 @@ class SSHTransport(Transport):
         self._closed = False
         self._leftovers: list[str] = []  # remove_later's, for the next script
         self._leftovers_lock = threading.Lock()
+        #: bytes of file content streams read from the cluster by ``get_files`` so far (tar
+        #: streams and the rests of resumed files): what a transfer cost on the wire
+        self.received = 0
+        #: bytes of file content streams written to the cluster by ``put_files`` so far
+        self.sent = 0
+        self._received_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -405,6 +416,13 @@ class SSHTransport(Transport):
         if not items:
             return {}
         sums: dict[str, tuple[int, str]] = {}
+        big = [(p, n, size) for p, n in items
+               if (size := _size(p)) >= PUT_RESUME_MIN and _encodable(n)]
+        if big:
+            sums.update(self._put_resume(big, dest_dir, progress))
+            items = [(p, n) for p, n in items if n not in sums]
+            if not items:
+                return sums
         stream = self._call(self.connection.open_stream(
             files.unpack_command(self.resolve(dest_dir)), raw="stdin",
         ))
@@ -440,21 +458,135 @@ class SSHTransport(Transport):
             raise TransportError(f"{self.where}: writing files into {dest_dir} was cut off")
         return sums
 
+    def _put_resume(
+        self, big: Sequence[tuple[Path, str, int]], dest_dir: ClusterPath,
+        progress: Progress | None,
+    ) -> dict[str, tuple[int, str]]:
+        """Big files a cut put left partly on the cluster: ONE command gives each target's size
+        and the sha256 of its first bytes (up to the local size); where those bytes are this
+        file's first bytes (hashed here), only the rest is sent (appended by one stream each),
+        and a target already whole is not sent at all. The rest: whole, in the tar stream."""
+        dest = self.resolve(dest_dir)
+        res = self._call(self.connection.exec(
+            shell.SH, files.prefix_sums_script(dest, [(n, size) for _, n, size in big]),
+            retry=True,
+        ))
+        try:
+            there = files.parse_prefix_sums(res.stdout, len(big))
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking files in {dest_dir}: {e}") from None
+        done: dict[str, tuple[int, str]] = {}
+        for (path, name, size), got in zip(big, there, strict=True):
+            if got is None or not 0 < got[0] <= size:
+                continue
+            kept = got[0]
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    n, prefix = landing.hash_fd(f.fileno(), kept)
+            except OSError:
+                continue  # the tar stream says what is wrong with it
+            if n != kept or prefix.hexdigest() != got[1]:
+                continue
+            if progress is not None:
+                progress(kept)
+            if kept == size:
+                done[name] = (size, got[1])
+                continue
+            done[name] = self._append(path, name, dest, kept, size, prefix, progress)
+        return done
+
+    def _append(
+        self, path: Path, name: str, dest: str, offset: int, size: int, prefix: Any,
+        progress: Progress | None,
+    ) -> tuple[int, str]:
+        """The bytes of ``path`` after ``offset`` appended to ``dest/name`` (its first
+        ``offset`` bytes checked already: ``prefix`` is their sha256 object)."""
+        stream = self._call(self.connection.open_stream(
+            files.append_command(dest, name, offset), raw="stdin",
+        ))
+        cut = False
+        h = prefix
+        try:
+            fd, stream.stdin_fd = stream.stdin_fd, None  # ours now (closed: the EOF)
+            out = _Push(self, stream, fd)
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    f.seek(offset)
+                    buf = memoryview(bytearray(landing.CHUNK))
+                    left = size - offset
+                    while left > 0:
+                        k = os.readv(f.fileno(), [buf[: min(len(buf), left)]])
+                        if not k:
+                            raise OSError(f"{path} shrank while it was sent")
+                        h.update(buf[:k])
+                        out.write(buf[:k])
+                        left -= k
+                        if progress is not None:
+                            progress(k)
+                out.flush()
+            except (BrokenPipeError, _Cut):
+                cut = True
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if fd is None:
+                self._call(stream.write_eof())
+            rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
+        except BaseException:
+            self._abort(stream)
+            raise
+        if rc == -1 or (cut and rc in (0, 255)):
+            raise TransportError(f"{self.where}: the connection dropped while writing files")
+        if rc != 0:
+            raise StaxError(
+                f"{self.where}: writing {name!r} into {dest} failed (exit {rc}): "
+                f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
+            )
+        if cut:
+            raise TransportError(f"{self.where}: writing {name!r} into {dest} was cut off")
+        return size, h.hexdigest()
+
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
         overwrite: bool = False, progress: Progress | None = None,
     ) -> dict[str, Landed]:
         """ONE tar stream out of ``src_dir``, read on this thread by :class:`.TarReader` from a
         pipe: the ``ssh`` process's stdout (openssh client) or one the loop fills from the
-        channel (asyncssh, :func:`.pump.channel_to_pipe`)."""
+        channel (asyncssh, :func:`.pump.channel_to_pipe`); written by ONE
+        :class:`~jupyter_stax.engine.landing.Lander`. A file whose fetch was cut earlier
+        continues from the bytes kept here once their sha256 matches the cluster's first bytes
+        of the file (:meth:`_resume`); the others come whole."""
         if not names:
             return {}
+        out: dict[str, Landed] = {}
+        with landing.Lander(dest_dir) as lander:
+            kept = lander.partials(names)
+            if kept:
+                self._resume(src_dir, kept, lander, overwrite, out, progress)
+            rest = [n for n in names if n not in out]
+            if rest:
+                out.update(self._get_tar(src_dir, rest, lander, overwrite, progress))
+        return out
+
+    def _count(self, n: int) -> None:
+        with self._received_lock:
+            self.received += n
+
+    def _count_sent(self, n: int) -> None:
+        with self._received_lock:
+            self.sent += n
+
+    def _get_tar(
+        self, src_dir: ClusterPath, names: Sequence[str], lander: landing.Lander,
+        overwrite: bool, progress: Progress | None,
+    ) -> dict[str, Landed]:
         wanted = set(names)
         out: dict[str, Landed] = {}
         stream = self._call(self.connection.open_stream(
             files.pack_command(self.resolve(src_dir)), raw="stdout",
         ))
         got: concurrent.futures.Future[int] | None = None
+        reader: TarReader | None = None
         try:
             self._call(stream.write(files.names_input(names), drain=False))
             self._call(stream.write_eof())
@@ -465,7 +597,7 @@ class SSHTransport(Transport):
             reader = TarReader(r)
             try:
                 try:
-                    self._untar(reader, wanted, dest_dir, overwrite, out, progress)
+                    self._untar(reader, wanted, lander, overwrite, out, progress)
                     reader.drain()
                 finally:
                     os.close(r)
@@ -489,6 +621,9 @@ class SSHTransport(Transport):
                 got.cancel()
             self._abort(stream)
             raise
+        finally:
+            if reader is not None:
+                self._count(reader.received)
         if rc == -1:
             raise TransportError(f"{self.where}: the connection dropped while reading files")
         if rc not in (0, 1, 2) or (rc and not out and names):
@@ -500,16 +635,108 @@ class SSHTransport(Transport):
 
     @staticmethod
     def _untar(
-        reader: TarReader, wanted: set[str], dest_dir: Path, overwrite: bool,
+        reader: TarReader, wanted: set[str], lander: landing.Lander, overwrite: bool,
         out: dict[str, Landed], progress: Progress | None,
     ) -> None:
         for m in reader:
             name = files.member_name(m.name)
             if name not in wanted or not m.regular or name in out:
                 continue  # not asked for, or not a regular file: never written
-            out[name] = landing.land(
-                dest_dir, name, reader.pieces(progress), overwrite=overwrite,
-            )
+            out[name] = lander.land(name, reader.pieces(progress), overwrite=overwrite)
+
+    def _resume(
+        self, src_dir: ClusterPath, kept: Mapping[str, int], lander: landing.Lander,
+        overwrite: bool, out: dict[str, Landed], progress: Progress | None,
+    ) -> None:
+        """Continue the files a cut fetch left partial here (``kept``: name -> bytes kept):
+        ONE command gives each file's size and the sha256 of its first bytes on the cluster;
+        where that matches the kept bytes' sha256 (hashed here), only the rest is sent (one
+        ``tail`` stream each); a partial that does not match is dropped (the file then comes
+        whole, in the tar stream)."""
+        src = self.resolve(src_dir)
+        items = sorted(kept.items())
+        res = self._call(self.connection.exec(
+            shell.SH, files.prefix_sums_script(src, items), retry=True
+        ))
+        try:
+            sums = files.parse_prefix_sums(res.stdout, len(items))
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking kept bytes in {src_dir}: {e}") from None
+        for (name, n), there in zip(items, sums, strict=True):
+            prefix = lander.prefix_hash(name, n) if there is not None and there[0] >= n else None
+            if prefix is None or there is None or prefix.hexdigest() != there[1]:
+                lander.drop_partial(name)  # never trusted blindly: fetched whole
+                continue
+            if progress is not None:
+                progress(n)
+            out[name] = self._tail(src, name, n, there[0] - n, prefix, lander, overwrite,
+                                   progress)
+
+    def _tail(
+        self, src: str, name: str, offset: int, want: int, prefix: Any, lander: landing.Lander,
+        overwrite: bool, progress: Progress | None,
+    ) -> Landed:
+        """``name``'s last ``want`` bytes (after ``offset``) appended to its partial file."""
+        if want <= 0:
+            return lander.land_rest(name, prefix, offset, (), overwrite=overwrite)
+        stream = self._call(self.connection.open_stream(
+            files.tail_command(src, offset), raw="stdout",
+        ))
+        got: concurrent.futures.Future[int] | None = None
+        try:
+            self._call(stream.write(files.names_input([name]), drain=False))
+            self._call(stream.write_eof())
+            r, stream.stdout_fd = stream.stdout_fd, None
+            if r is None:
+                r, w = pump.pipe()
+                got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
+            try:
+                try:
+                    landed = lander.land_rest(
+                        name, prefix, offset, self._pieces(r, want, progress),
+                        overwrite=overwrite,
+                    )
+                    _drain(r)
+                finally:
+                    os.close(r)
+            except EOFError:
+                if got is not None:
+                    self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
+                rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
+                raise TransportError(
+                    f"{self.where}: reading {name!r} from {src} was cut off again (exit {rc}); "
+                    "the bytes received are kept for the next try"
+                ) from None
+            if got is not None:
+                self._result(got, TRANSFER_TIMEOUT)
+            rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
+        except BaseException:
+            if got is not None:
+                got.cancel()
+            self._abort(stream)
+            raise
+        if rc == -1:
+            raise TransportError(f"{self.where}: the connection dropped while reading files")
+        return landed
+
+    def _pieces(
+        self, fd: int, want: int, progress: Progress | None
+    ) -> Iterator[memoryview]:
+        """``want`` bytes read from ``fd`` into one reused buffer (EOFError when it ends
+        first); counted in :attr:`received`."""
+        buf = memoryview(bytearray(landing.CHUNK))
+        left = want
+        try:
+            while left > 0:
+                k = os.readv(fd, [buf[: min(len(buf), left)]])
+                if not k:
+                    raise EOFError(f"the stream ended {left} bytes early")
+                left -= k
+                if progress is not None:
+                    progress(k)
+                yield buf[:k]
+        finally:
+            self._count(want - left)
 
     def copy_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: ClusterPath
@@ -565,6 +792,7 @@ class _Push:
             self.used = 0
 
     def _send(self, view: memoryview) -> None:
+        self.transport._count_sent(len(view))
         if self.fd is not None:
             while view:
                 view = view[os.write(self.fd, view):]
@@ -580,6 +808,29 @@ class _Push:
 
 class _Cut(Exception):
     """The stream of a put closed before it was all sent (see ``put_files``)."""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _encodable(name: str) -> bool:
+    """Whether ``name`` can be written in a command line (UTF-8 without lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _drain(fd: int) -> None:
+    """Read ``fd`` to its end (what a growing file sent beyond the size asked for)."""
+    buf = bytearray(1 << 16)
+    while os.readv(fd, [buf]):
+        pass
 
 
 async def _cancel_others() -> None:
