@@ -362,6 +362,12 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                 # written meanwhile are still read from the FIFO (its path is gone, so no
                 # job opens it any more) and served before the worker ends
                 files = [fifo, pid_file, base + ".py", base + ".log", base + ".lock"]
+                for name in os.listdir(d):  # requests of jobs killed before they sent them
+                    job = name[len(key) + 1 : -4]
+                    if name.startswith(key + ".") and name.endswith(".req") and (
+                        job.isdigit() and not os.path.exists(f"/proc/{job}")
+                    ):
+                        files.insert(0, os.path.join(d, name))
                 for own in files:
                     try:
                         os.unlink(own)
