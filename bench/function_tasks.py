@@ -107,9 +107,10 @@ def parts(reps: int) -> None:
     }
     subprocess.run(cases["task step, warm worker (bash)"][0], env=warm, cwd=d, check=True)
     from jupyter_stax.core.functask import _worker_source
-    from jupyter_stax.core.taskworker import worker_dir
+    from jupyter_stax.core.taskworker import identity, worker_dir, worker_name
 
-    pid_file = Path(worker_dir() or "/nonexistent") / (_worker_source()[1] + ".pid")
+    name = worker_name(_worker_source()[1], identity(warm))
+    pid_file = Path(worker_dir() or "/nonexistent") / (name + ".pid")
     deadline = time.monotonic() + 30
     while not pid_file.exists() and time.monotonic() < deadline:  # the first task started it
         time.sleep(0.05)

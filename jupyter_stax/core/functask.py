@@ -478,13 +478,22 @@ _stax_tw_handover() {
   fi
 }
 if [ "${STAX_TASK_WORKER:-}" = 1 ] && [ "${BASH_VERSINFO[0]:-0}" -ge 5 ]; then
-  _stax_tw_d=${TMPDIR:-/tmp}/stax-taskworker-$UID
-  _stax_tw_b=$_stax_tw_d/DIGEST
-  if [ -O "$_stax_tw_d" ] && [ -O "$_stax_tw_b.fifo" ] && [ -p "$_stax_tw_b.fifo" ] &&
-     { read -r _stax_tw_w < "$_stax_tw_b.pid" && kill -0 "$_stax_tw_w"; } 2>/dev/null &&
-     _stax_tw_handover; then
-    exit "$_stax_tw_rc"
-  fi
+  # the worker of this source whose .id file is this job's interpreter identity
+  _stax_tw_d=${TMPDIR:-/tmp}/stax-taskworker-$UID _stax_tw_i=
+  for _stax_tw_n in ${!LD_@} ${!PYTHON@}; do
+    [[ ${!_stax_tw_n@a} != *x* ]] || _stax_tw_i+="$_stax_tw_n=${!_stax_tw_n}"$'\n'
+  done
+  _stax_tw_i+="STAX_PYTHON=${STAX_PYTHON:-python3}"$'\n'
+  [[ ${STAX_PYTHON:-python3} == /* ]] || _stax_tw_i+="PATH=$PATH"$'\n'
+  for _stax_tw_f in "$_stax_tw_d"/DIGEST-*.id; do
+    _stax_tw_b=${_stax_tw_f%.id}
+    if [ -O "$_stax_tw_d" ] && [ -O "$_stax_tw_f" ] && [ -p "$_stax_tw_b.fifo" ] &&
+       { IFS= read -r -d '' _stax_tw_c < "$_stax_tw_f"; [ "$_stax_tw_c" = "$_stax_tw_i" ] &&
+         read -r _stax_tw_w < "$_stax_tw_b.pid" && kill -0 "$_stax_tw_w"; } 2>/dev/null &&
+       _stax_tw_handover; then
+      exit "$_stax_tw_rc"
+    fi
+  done
 fi
 """.replace("ALL_NAMES", _ALL_NAMES)
 

@@ -83,11 +83,20 @@ def identity(env: dict[str, str]) -> list[str]:
     (``STAX_PYTHON``; with ``PATH`` when that is not an absolute path) and the environment
     that shapes an interpreter's start (``PYTHON*``, ``LD_*``)."""
     python = env.get("STAX_PYTHON") or "python3"
-    out = sorted(k + "=" + v for k, v in env.items() if k.startswith(("PYTHON", "LD_")))
+    out = [k + "=" + env[k] for k in sorted(env) if k.startswith(("LD_", "PYTHON"))]
     out.append("STAX_PYTHON=" + python)
     if not python.startswith("/"):
         out.append("PATH=" + env.get("PATH", ""))
     return out
+
+
+def worker_name(digest: str, ident: list[str]) -> str:
+    """The worker of this source (``digest``) and :func:`identity`: its files' names (the job
+    finds it by the identity in its ``.id`` file, FNV-1a of it makes the name)."""
+    h = 0xCBF29CE484222325
+    for b in "".join(x + "\n" for x in ident).encode("utf-8", "surrogateescape"):
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{digest}-{h:016x}"
 
 
 def split_body(body: str) -> tuple[str, str]:
@@ -109,7 +118,7 @@ def task_entry(src: str, body: str, digest: str) -> None:
         d = worker_dir()
         if d is not None:
             try:
-                start_worker(src, d, digest)
+                start_worker(src, d, worker_name(digest, identity(dict(os.environ))))
             except OSError:
                 pass
     if sys.flags.no_site:  # what a normal start does, now
@@ -271,6 +280,9 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             pass
     os.mkfifo(fifo, 0o600)
     ff = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # never at end of file: we write it too
+    fd = os.open(base + ".id", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, "".join(x + "\n" for x in me).encode("utf-8", "surrogateescape"))
+    os.close(fd)
     with open(os.open(pid_file + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
               "w") as f:
         f.write(f"{os.getpid()}\n")
@@ -361,7 +373,8 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                 # (so none of them is another worker's yet), the lock file last; requests
                 # written meanwhile are still read from the FIFO (its path is gone, so no
                 # job opens it any more) and served before the worker ends
-                files = [fifo, pid_file, base + ".py", base + ".log", base + ".lock"]
+                files = [fifo, pid_file, base + ".id", base + ".py", base + ".log",
+                         base + ".lock"]
                 for name in os.listdir(d):  # requests of jobs killed before they sent them
                     job = name[len(key) + 1 : -4]
                     if name.startswith(key + ".") and name.endswith(".req") and (

@@ -27,6 +27,7 @@ from jupyter_stax.core.taskworker import (
     exit_code,
     identity,
     split_body,
+    worker_name,
 )
 
 from ..waiting import wait_for
@@ -99,6 +100,10 @@ def test_worker_identity(change: dict[str, str], same: bool) -> None:
     rel = {**BASE, "STAX_PYTHON": "python3"}
     assert identity(rel) != identity({**rel, "PATH": "/usr/bin"})
     assert identity({"PATH": "/bin"}) == identity({"PATH": "/bin", "STAX_PYTHON": ""})
+    assert identity({"PYTHON_A": "1", "PYTHON3": "2", "PYTHON": "3", "LD_X": "4"})[:4] == [
+        "LD_X=4", "PYTHON=3", "PYTHON3=2", "PYTHON_A=1"]  # by name, as bash's ${!PYTHON@}
+    names = {worker_name("d", identity(e)) for e in (BASE, {**BASE, "PYTHONPATH": "/b"})}
+    assert len(names) == 2 and all(n.startswith("d-") for n in names)
 
 
 @pytest.mark.parametrize(
@@ -169,8 +174,13 @@ def test_a_real_warm_worker(tmp_path: Path) -> None:
     second = run(CODE="5", STAX_STEP="s2")
     assert (second.returncode, second.stdout) == (5, "out s2 1\n")  # forked by the worker
     assert run(STAX_TASK_WORKER="0").stdout == "out s1 0\n"  # opted out: its own Python
-    # another interpreter environment: declined, run in its own Python
-    assert run(PYTHONPATH=os.pathsep.join(sys.path)).stdout == "out s1 0\n"
+    # another interpreter environment: a worker of its own (its first task runs in its own
+    # Python and starts it), the first worker serves on
+    other = os.pathsep.join(sys.path)
+    assert run(PYTHONPATH=other).stdout == "out s1 0\n"
+    wait_for(lambda: len(list(wdir.glob("*.pid"))) == 2, 30, "the second worker")
+    assert run(PYTHONPATH=other).stdout == "out s1 1\n"
+    assert run().stdout == "out s1 1\n"
     failed = run(FAIL="1")
     assert failed.returncode == 1 and "KeyError: 'boom'" in failed.stderr
     assert "Traceback (most recent call last)" in failed.stderr
@@ -197,8 +207,8 @@ def test_a_real_warm_worker(tmp_path: Path) -> None:
     job.wait(30)
     wait_for(lambda: gone(task), 30, "the task of the killed job to end")
 
-    worker = int(pid_file.read_text())
+    workers = [int(p.read_text()) for p in wdir.glob("*.pid")]
     # the request of a job killed before it sent it: removed with the worker's own files
     (wdir / (pid_file.stem + ".4194305.req")).write_bytes(b"")  # above any pid_max
-    wait_for(lambda: gone(worker), 30, "the idle worker to exit (3 s idle)")
+    wait_for(lambda: all(gone(w) for w in workers), 30, "the idle workers to exit (3 s idle)")
     assert sorted(p.name for p in wdir.iterdir()) == []  # nothing left behind
