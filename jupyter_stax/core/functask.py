@@ -400,7 +400,9 @@ def _worker_source() -> tuple[str, str]:
         import hashlib
 
         text = Path(__file__).with_name("taskworker.py").read_text(encoding="utf-8")
-        _WORKER = (text, hashlib.sha256(text.encode()).hexdigest()[:16])
+        # the worker's name covers the hand-over's bash too (the request's writer)
+        both = text + _HANDOVER + _BOOT
+        _WORKER = (text, hashlib.sha256(both.encode()).hexdigest()[:16])
     return _WORKER
 
 

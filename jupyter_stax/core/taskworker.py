@@ -201,15 +201,17 @@ class Request:
             "utf-8", "surrogateescape") for k, v in self.env.items()})
 
 
-def read_own(path: str | bytes, limit: int = 1 << 26) -> bytes:
-    """A regular file of this user that only they can write (OSError otherwise)."""
+def read_file(path: str | bytes, limit: int = 1 << 26, *, owned: bool = False) -> bytes:
+    """A regular file, not through a link (``owned``: of this user; OSError otherwise). Its
+    mode is not checked: a request lies in the private directory, and a step script is what
+    the job would run itself (with umask 002 both are group-writable)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
-        if st.st_mode & 0o170000 != 0o100000 or st.st_uid != os.getuid() or (
-            st.st_mode & 0o022
-        ) or st.st_size > limit:
-            raise PermissionError(f"{path!r} is not a file of yours that only you can write")
+        if st.st_mode & 0o170000 != 0o100000 or (owned and st.st_uid != os.getuid()) or (
+            st.st_size > limit
+        ):
+            raise PermissionError(f"{path!r} is not a regular file of yours")
         chunks: list[bytes] = []
         while True:
             b = os.read(fd, 1 << 20)
@@ -309,25 +311,26 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
         it), then declined (``R``) or run (``P``)."""
         req = f"{base}.{pid}.req"
         try:
-            data = read_own(req, 1 << 24)
+            data = read_file(req, 1 << 24, owned=True)
             os.unlink(req)  # taken (the job withdraws a request by unlinking it)
         except OSError:
             return  # withdrawn (the job runs the task itself) or not ours
-        try:
-            r = Request(data)
-            reply = os.open(f"/proc/{pid}/fd/{r.pipe_fd}", os.O_WRONLY | os.O_NONBLOCK)
-        except (OSError, ValueError):
+        fields = data.split(b"\0")
+        try:  # the job's pipe (fourth field), to answer even a request not understood
+            reply = os.open(f"/proc/{pid}/fd/{int(fields[3])}", os.O_WRONLY | os.O_NONBLOCK)
+        except (OSError, ValueError, IndexError):
             return  # the job is gone: nobody to answer
         t = _Task(reply, -1)
         fds: list[int] = []
         try:
+            r = Request(data)
             if r.identity() != me:
                 raise ValueError("another Python or interpreter environment")
             t.job = os.pidfd_open(pid)
             for n in (r.out_fd, r.err_fd):
                 fds.append(os.open(f"/proc/{pid}/fd/{n}",
                                    os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
-            body = script_body(read_own(r.script))
+            body = script_body(read_file(r.script))
             head, call = split_body(body)
             code = compiled.get(head) if head else None
             if head and code is None:

@@ -174,6 +174,12 @@ def test_a_real_warm_worker(tmp_path: Path) -> None:
     second = run(CODE="5", STAX_STEP="s2")
     assert (second.returncode, second.stdout) == (5, "out s2 1\n")  # forked by the worker
     assert run(STAX_TASK_WORKER="0").stdout == "out s1 0\n"  # opted out: its own Python
+    # umask 002 (user-private groups): the request and the script group-writable, still served
+    (step / "stax.step.sh").chmod(0o664)
+    umask = subprocess.run(["bash", "-c", "umask 002; . ./stax.step.sh"], cwd=step,
+                           env={**env, "STAX_STEP": "s3"}, capture_output=True, text=True,
+                           timeout=60)
+    assert (umask.returncode, umask.stdout) == (0, "out s3 1\n")
     # another interpreter environment: a worker of its own (its first task runs in its own
     # Python and starts it), the first worker serves on
     other = os.pathsep.join(sys.path)
