@@ -102,24 +102,18 @@ def parts(reps: int) -> None:
         "python3 -S, import cloudpickle": (
             [py, "-S", "-c", f"import sys; sys.path.append({sp!r}); import cloudpickle"], env),
         "task step before (site, runner)": (["bash", "-c", ". ./plain.sh"], env),
-        "task step -S, no worker": (["bash", "-c", ". ./fast.sh"], env),
-        "task step -S, warm worker": (["bash", "-c", ". ./fast.sh"], warm),
+        "task step, no worker (python3 -S)": (["bash", "-c", ". ./fast.sh"], env),
+        "task step, warm worker (bash)": (["bash", "-c", ". ./fast.sh"], warm),
     }
-    subprocess.run(cases["task step -S, warm worker"][0], env=warm, cwd=d, check=True)
-    import socket
-
+    subprocess.run(cases["task step, warm worker (bash)"][0], env=warm, cwd=d, check=True)
     from jupyter_stax.core.functask import _worker_source
-    from jupyter_stax.core.taskworker import worker_dir, worker_key
+    from jupyter_stax.core.taskworker import identity, worker_dir, worker_name
 
-    sock = Path(worker_dir() or "/nonexistent") / (worker_key(_worker_source()[1], warm) + ".sock")
+    name = worker_name(_worker_source()[1], identity(warm))
+    pid_file = Path(worker_dir() or "/nonexistent") / (name + ".pid")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the first task started the worker: wait for it
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(str(sock))
-                break
-            except OSError:
-                time.sleep(0.05)
+    while not pid_file.exists() and time.monotonic() < deadline:  # the first task started it
+        time.sleep(0.05)
     import resource
 
     def children_cpu() -> float:  # the cases' process trees, and the warm workers' CPU

@@ -394,53 +394,138 @@ def task_source(call: bytes, params: list[str] | None = None) -> str:
 
 # ---------------------------------------------------------------------- the step script
 def _worker_source() -> tuple[str, str]:
-    """The text of :mod:`.taskworker` (embedded in each task's step script) and its digest."""
+    """The text of :mod:`.taskworker` (carried by each task's step script) and its digest."""
     global _WORKER
     if _WORKER is None:
         import hashlib
 
         text = Path(__file__).with_name("taskworker.py").read_text(encoding="utf-8")
-        if "'''" in text or text.endswith("\\"):
-            raise AssertionError("taskworker.py must not contain triple single quotes")
-        _WORKER = (text, hashlib.sha256(text.encode()).hexdigest()[:16])
+        # the worker's name covers the hand-over's bash too (the request's writer)
+        both = text + _HANDOVER + _BOOT
+        _WORKER = (text, hashlib.sha256(both.encode()).hexdigest()[:16])
     return _WORKER
 
 
 _WORKER: tuple[str, str] | None = None
 #: the line after which a task's step script is Python (the shell never reads past ``exec``)
 _PY_MARK = "# ---- Python, read by the line above (the shell never gets here) ----"
-#: the ``-c`` program of a task's Python: its step script read in one go, the Python part run
-#: (``python3 - <<EOF`` would make bash parse the heredoc and Python read it one byte per
-#: system call: ~25,000 of them for a task's script, costly on a loaded machine)
+#: the line after which a task's step script carries :mod:`.taskworker` (the Python above
+#: starts the warm worker from it)
+_TW_MARK = "# ---- the task worker (jupyter_stax/core/taskworker.py) ----"
+#: the ``-c`` program of a task's Python: its step script read in one go, the task worker's
+#: entry compiled from the end of it, the Python part run by it (``python3 - <<EOF`` would make
+#: bash parse the heredoc and Python read it one byte per system call)
 _BOOT = (
-    "import sys; p = sys.argv.pop(1); s = open(p, \"rb\").read(); "
-    f"exec(compile(s[s.index(b\"\\n{_PY_MARK}\"):], \"<stdin>\", \"exec\"))"
+    "import sys; p = sys.argv.pop(1); s = open(p, \"rb\").read().decode(); "
+    f"i = s.index(\"\\n{_PY_MARK}\"); j = s.index(\"\\n{_TW_MARK}\", i); "
+    "w = s[s.index(\"\\n\", j + 1) + 1:]; g = {\"__name__\": \"stax_taskworker\"}; "
+    "exec(compile(w[:w.index(\"# \" + \"-\" * 70 + \" the worker\\n\")], "
+    "\"<stax-taskworker>\", \"exec\"), g); g[\"task_entry\"](w, s[i:j + 1], \"DIGEST\")"
 )
+#: every exported variable's name, without a process (bash >= 4.4: ``${!A@}`` names the
+#: variables beginning with A, ``${n@a}`` has an x for an exported one)
+_ALL_NAMES = " ".join(
+    "${!" + c + "@}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+)
+#: the hand-over in bash (see :mod:`.taskworker`): a pipe of this job's (one fork of bash, no
+#: program started), the request file, this job's pid into the worker's FIFO, then the
+#: worker's answers on the pipe. Succeeds (``_stax_tw_rc``: the task's status) or returns 1:
+#: run the task here
+_HANDOVER = r"""_stax_tw_close() {
+  exec {_stax_tw_r}<&- {_stax_tw_x}>&- {_stax_tw_1}>&- {_stax_tw_2}>&-
+}
+_stax_tw_handover() {
+  _stax_tw_rc= _stax_tw_pid= _stax_tw_q=$_stax_tw_b.$BASHPID.req _stax_tw_s=${BASH_SOURCE[0]}
+  # stdout and stderr as descriptors of their own: the worker opens them (a redirection of a
+  # builtin below moves 1 and 2 for a moment)
+  exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}< <(:) || return 1
+  exec {_stax_tw_x}>"/proc/$BASHPID/fd/$_stax_tw_r" || { _stax_tw_close; return 1; }
+  if ! { { printf '%s\0' 'STAX-TASK 2' "$PWD" "$_stax_tw_s" "$_stax_tw_r" "$_stax_tw_1" \
+             "$_stax_tw_2" && umask && printf '\0' && for _stax_tw_n in ALL_NAMES; do
+             [[ ${!_stax_tw_n@a} != *x* ]] || printf '%s=%s\0' "$_stax_tw_n" "${!_stax_tw_n}"
+           done; } > "$_stax_tw_q" &&
+         printf '%s\n' "$BASHPID" 1<>"$_stax_tw_b.fifo"; } 2>/dev/null; then
+    rm -f -- "$_stax_tw_q"; _stax_tw_close; return 1
+  fi
+  while :; do
+    if IFS= read -r -t 1 -u "$_stax_tw_r" _stax_tw_l; then
+      case $_stax_tw_l in
+        P*) _stax_tw_pid=${_stax_tw_l#P}  # it runs: its process group gets our signals
+            exec {_stax_tw_y}<"/proc/$BASHPID/fd/$_stax_tw_r" {_stax_tw_x}>&-
+            exec {_stax_tw_r}<&- {_stax_tw_1}>&- {_stax_tw_2}>&-; _stax_tw_r=$_stax_tw_y
+            for _stax_tw_g in FORWARDED; do
+              trap "kill -s $_stax_tw_g -- -$_stax_tw_pid 2>/dev/null" "$_stax_tw_g"
+            done ;;
+        X*) _stax_tw_rc=${_stax_tw_l#X}; break ;;
+        *) _stax_tw_close; return 1 ;;  # declined: run it here
+      esac
+    elif [ $? -le 128 ]; then  # end of the pipe: the worker died
+      echo "jupyter_stax: the task worker ended before the task (pid $_stax_tw_pid) did;" \
+        "its exit status is unknown" >> /dev/stderr
+      _stax_tw_rc=1; break
+    elif [ -z "$_stax_tw_pid" ] && ! { kill -0 "$_stax_tw_w" && [ -p "$_stax_tw_b.fifo" ]; } \
+        2>/dev/null; then  # not answered and the worker is gone: withdraw the request
+      if rm -- "$_stax_tw_q" 2>/dev/null; then
+        _stax_tw_close; return 1
+      elif ! kill -0 "$_stax_tw_w" 2>/dev/null; then  # taken, and no answer will come
+        echo "jupyter_stax: the task worker ended while taking the task" >> /dev/stderr
+        _stax_tw_rc=1; break
+      fi
+    fi
+  done
+  exec {_stax_tw_r}<&-
+  if [ "$_stax_tw_rc" -lt 0 ]; then  # killed by a signal: end the same way
+    trap - "$((-_stax_tw_rc))"; kill "-$((-_stax_tw_rc))" "$BASHPID"
+    _stax_tw_rc=$((128 - _stax_tw_rc))
+  fi
+}
+if [ "${STAX_TASK_WORKER:-}" = 1 ] && [ "${BASH_VERSINFO[0]:-0}" -ge 5 ]; then
+  # the worker of this source whose .id file is this job's interpreter identity
+  _stax_tw_d=${TMPDIR:-/tmp}/stax-taskworker-$UID _stax_tw_i=
+  for _stax_tw_n in ${!LD_@} ${!PYTHON@}; do
+    [[ ${!_stax_tw_n@a} != *x* ]] || _stax_tw_i+="$_stax_tw_n=${!_stax_tw_n}"$'\n'
+  done
+  _stax_tw_i+="STAX_PYTHON=${STAX_PYTHON:-python3}"$'\n'
+  [[ ${STAX_PYTHON:-python3} == /* ]] || _stax_tw_i+="PATH=$PATH"$'\n'
+  for _stax_tw_f in "$_stax_tw_d"/DIGEST-*.id; do
+    _stax_tw_b=${_stax_tw_f%.id}
+    if [ -O "$_stax_tw_d" ] && [ -O "$_stax_tw_f" ] && [ -p "$_stax_tw_b.fifo" ] &&
+       { IFS= read -r -d '' _stax_tw_c < "$_stax_tw_f"; [ "$_stax_tw_c" = "$_stax_tw_i" ] &&
+         read -r _stax_tw_w < "$_stax_tw_b.pid" && kill -0 "$_stax_tw_w"; } 2>/dev/null &&
+       _stax_tw_handover; then
+      exit "$_stax_tw_rc"
+    fi
+  done
+fi
+""".replace("ALL_NAMES", _ALL_NAMES)
 
 
 def render_task_step(source: str, *, where: str = "function task") -> str:
-    """The ``stax.step.sh`` of a function task (``source`` begins with :data:`TASK_MARK`):
-    its Python starts without ``site`` and runs :mod:`.taskworker`'s entry, which hands the
-    task to the warm worker where the job allows it (``STAX_TASK_WORKER=1``) and else runs it
-    in this Python after a normal ``site`` start. A source the entry cannot carry (an
-    exported task's parameter placeholders, which are code; quotes it cannot hold) is a plain
-    Python step."""
+    """The ``stax.step.sh`` of a function task (``source`` begins with :data:`TASK_MARK`).
+    Where the job allows the warm task worker (``STAX_TASK_WORKER=1``) and it runs, bash
+    hands the task to it (no Python started for the job); else its Python starts without
+    ``site``, runs :mod:`.taskworker`'s entry (which starts the worker for the next tasks
+    where allowed) and the task after a normal ``site`` start. A source the script cannot
+    carry (an exported task's parameter placeholders, which are code; the script's own marks)
+    is a plain Python step."""
     from .pystep import python_placeholders, render_python_step
+    from .taskworker import CALL_MARK, FORWARDED
 
-    if python_placeholders(source, where=where) or "'''" in source or source.endswith("\\"):
+    if python_placeholders(source, where=where) or any(
+        m in source for m in ("\n" + _TW_MARK, "\n" + _PY_MARK, CALL_MARK)
+    ):
         return render_python_step(source, where=where)
     text, digest = _worker_source()
-    body = (  # the entry compiles only the part it runs (the worker's is for the worker)
-        f"_stax_tw_src = r'''{text}'''\n"
-        "_stax_tw = {'__name__': 'stax_taskworker'}\n"
-        "exec(compile(_stax_tw_src[:_stax_tw_src.index('# ' + '-' * 70 + ' the worker\\n')], "
-        "'<stax-taskworker>', 'exec'), _stax_tw)\n"
-        f"_stax_tw['task_entry'](_stax_tw_src, r'''{source}''', {digest!r})\n"
-    )
+    if source.startswith(RUNNER_SOURCE):  # the worker compiles the runner once
+        source = RUNNER_SOURCE + CALL_MARK + source[len(RUNNER_SOURCE) :]
+    if not source.endswith("\n"):
+        source += "\n"
+    boot = _BOOT.replace("DIGEST", digest)
     return (
         "# jupyter_stax: a function task, run by $STAX_PYTHON (default: python3) started "
-        "without site;\n# on local it goes to the warm task worker (see "
+        "without site;\n# on local bash hands it to the warm task worker (see "
         "jupyter_stax/core/taskworker.py)\n"
-        f'exec "${{STAX_PYTHON:-python3}}" -S -c \'{_BOOT}\' "${{BASH_SOURCE[0]}}" "$@"\n'
-        f"{_PY_MARK}\n{body}"
+        + _HANDOVER.replace("DIGEST", digest).replace("FORWARDED", " ".join(FORWARDED))
+        + f'exec "${{STAX_PYTHON:-python3}}" -S -c \'{boot}\' "${{BASH_SOURCE[0]}}" "$@"\n'
+        f"{_PY_MARK}\n{source}{_TW_MARK}\n{text}"
     )

@@ -103,7 +103,10 @@ def python_placeholders(source: str, *, where: str = "python step") -> list[str]
 def render_python_step(source: str, *, where: str = "python step") -> str:
     """The bash ``stax.step.sh`` of a Python step: ``exec python3 -`` fed the body through a
     quoted heredoc (no shell expansion inside), placeholders turned into ``stax_param()``
-    calls."""
+    calls. Run from its file (as a job runs it), the line before starts Python on the body
+    read from the file in one go instead (:data:`_BOOT`): Python reads a heredoc one byte
+    per system call and bash parses it first, costly for a long body on a loaded machine;
+    ``sys.argv``, line numbers and the ``<stdin>`` of tracebacks are the heredoc's."""
     python_placeholders(source, where=where)  # refuse placeholders inside strings
     body = PLACEHOLDER_RE.sub(lambda m: f"stax_param({m['name']!r})", source)
     if not body.endswith("\n"):
@@ -113,6 +116,19 @@ def render_python_step(source: str, *, where: str = "python step") -> str:
         delimiter = f"STAX_PYTHON_EOF_{secrets.token_hex(4)}"
     return (
         "# jupyter_stax: a Python step, run by $STAX_PYTHON (default: python3)\n"
+        f'[ -f "${{BASH_SOURCE[0]:-}}" ] && exec "${{STAX_PYTHON:-python3}}" -c \'{_BOOT}\' '
+        f'"${{BASH_SOURCE[0]}}" {delimiter} "$@"\n'
         f'exec "${{STAX_PYTHON:-python3}}" - "$@" <<\'{delimiter}\'\n'
         f"{_PREAMBLE}{body}{delimiter}\n"
     )
+
+
+#: the ``-c`` program of a Python step run from its file: the body between the heredoc's
+#: line and its delimiter, compiled as ``python3 -`` would (``sys.argv[0]`` is ``-``)
+_BOOT = (
+    "import sys; p = sys.argv.pop(1); e = sys.argv.pop(1); sys.argv[0] = \"-\"; "
+    "s = open(p, \"rb\").read(); i = s.index(b\"<<\\x27\" + e.encode() + b\"\\x27\\n\"); "
+    "i = s.index(b\"\\n\", i) + 1; "
+    "exec(compile(s[i:s.index(b\"\\n\" + e.encode() + b\"\\n\", i - 1) + 1], "
+    "\"<stdin>\", \"exec\"))"
+)

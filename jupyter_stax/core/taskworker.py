@@ -1,39 +1,48 @@
-"""The fast start of function tasks: the step's Python starts without ``site`` (``-S``), and on
-``local`` it hands the task to a warm per-user worker that has cloudpickle loaded already.
+"""The fast start of function tasks: on ``local`` the task's job script (bash, no Python)
+hands the task to a warm per-user worker that has cloudpickle loaded already; elsewhere, and
+when there is no worker, the step's Python starts without ``site`` (``-S``) and runs it.
 
 Starting Python with ``site`` and importing cloudpickle costs tens of milliseconds of CPU per
-task, most of a trivial task's cost. This file runs in three roles, always from its own source
-text (it is embedded in each task's step script, see
-:func:`jupyter_stax.core.functask.render_task_step`, so it needs nothing of jupyter_stax where
-the task runs: the standard library only, and no triple single quotes in this file):
+task, most of a trivial task's cost; even a bare ``python3 -S`` start costs ~14 ms, ten times a
+bash step. This file runs in three roles, always from its own source text (it travels in each
+task's step script, see :func:`jupyter_stax.core.functask.render_task_step`, so it needs
+nothing of jupyter_stax where the task runs: the standard library only):
 
-* the task's entry (:func:`task_entry`), in the job's Python started with ``-S``. When the job
-  allows it (``STAX_TASK_WORKER=1``: function tasks on a cluster whose scheduler is ``local``,
-  without an image), it connects to the worker of this Python and environment, sends it the
-  task (the runner's source, the job's environment, working directory and umask) and its
-  stdout and stderr descriptors, forwards termination signals to the task and exits with the
-  task's status. When there is no worker, it starts one for the next tasks (one per key: a
-  lock) and runs the task itself: ``site`` first (as a normal start would), then the runner.
+* the hand-over, in the step script's bash part (rendered by ``render_task_step``, no
+  process started but one ``fork`` of bash for a pipe): when the job allows it
+  (``STAX_TASK_WORKER=1``: function tasks on a cluster whose scheduler is ``local``, without
+  an image) and this user's worker of this source runs, the job writes a request file into
+  the worker's private directory (the job's directory, umask, script and exported
+  environment, NUL-separated), writes its pid to the worker's FIFO, and waits on a pipe of its
+  own that the worker opens through ``/proc``: ``P<pid>`` once the task runs (the job then
+  forwards termination signals to the task's process group), ``X<code>`` when it ended,
+  ``R`` when the worker declines (the job then runs the task itself). The job exits with the
+  task's status.
+* the task's entry (:func:`task_entry`), in the job's Python started with ``-S`` when bash
+  did not hand the task over. When the job allows the worker and none runs, it starts one for
+  the next tasks (one per source: a lock), then runs the task itself: ``site`` first (as a
+  normal start would), then the runner.
 * the worker (:func:`serve`), a detached process (its own session) that forks one child per
-  task. The child takes the job's environment, directory, umask and descriptors, and runs the
-  runner as ``__main__`` would. When the job's end of the connection closes (the job was
-  killed), the child's process group is killed. It exits after ``STAX_TASK_WORKER_IDLE``
-  seconds (default 120) without tasks.
-* imported by jupyter_stax for the constants.
+  task. The child takes the job's environment, directory and umask, writes to the job's
+  stdout and stderr (opened through ``/proc/<job>/fd``, appending), and runs the task's body
+  as ``__main__`` would. When the job ends first (killed: a cancel, a time limit), the worker
+  kills the child's process group (it watches the job's pidfd). It exits after
+  ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, removing every file it made.
 
-The task stays a real step: its job runs (the entry is the job's process), writes its records
-and exits with the task's status; stdout and stderr are the job's; a cancel or a time limit
-that ends the job ends the task (a signal is forwarded; a job killed outright closes the
-connection and the worker kills the task). A worker serves only its own user (a private
-directory, and the peer's uid checked) and only jobs whose Python, ``PYTHON*`` and ``LD_*``
-environment (what shapes an interpreter's start) are the ones it started with: the key of its
-socket. Anything unexpected falls back to running the task in the job's own Python.
+The task stays a real step: its job runs (the job's bash waits for it), writes its records and
+exits with the task's status. A worker serves only its own user (a private directory, owner and
+mode of each file checked) and only jobs whose Python (``STAX_PYTHON``), ``PYTHON*`` and
+``LD_*`` environment (what shapes an interpreter's start) are the ones it started with; another
+is declined and runs in its own Python. A request is taken by the worker, or withdrawn by the
+job, by unlinking its file (one of the two wins), so a task never runs twice. Anything
+unexpected falls back to running the task in the job's own Python.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from types import CodeType
 
 #: the job's environment variable that allows the worker ("1")
 WORKER_ENV = "STAX_TASK_WORKER"
@@ -41,12 +50,15 @@ WORKER_ENV = "STAX_TASK_WORKER"
 IDLE_ENV = "STAX_TASK_WORKER_IDLE"
 IDLE_SECONDS = 120.0
 #: the request's first field (the protocol's version)
-MAGIC = b"STAX-TASK 1"
+MAGIC = b"STAX-TASK 2"
 #: the line from which on this file is the worker's alone (a task's entry compiles the part
 #: before it only)
 WORKER_PART = "# " + "-" * 70 + " the worker\n"
-#: signals the entry forwards to the task
-FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGXCPU")
+#: the line of a task's body between the runner (the same in every task: the worker compiles
+#: it once) and the call
+CALL_MARK = "# ---- jupyter_stax: the call ----\n"
+#: signals the job forwards to the task
+FORWARDED = ("TERM", "INT", "HUP", "USR1", "USR2", "XCPU")
 
 
 # ---------------------------------------------------------------------- shared
@@ -66,38 +78,49 @@ def worker_dir() -> str | None:
     return d
 
 
-def worker_key(digest: str, env: dict[str, str] | None = None) -> str:
-    """What a worker must share with a job to run its task: this source (``digest``), the
-    Python, and the environment that shapes an interpreter's start (FNV-1a, 64 bits)."""
-    env = dict(os.environ) if env is None else env
-    parts = [digest, sys.executable, sys.version]
-    parts += sorted(k + "=" + v for k, v in env.items() if k.startswith(("PYTHON", "LD_")))
+def identity(env: dict[str, str]) -> list[str]:
+    """What a worker must share with a job to run its task: the Python it names
+    (``STAX_PYTHON``; with ``PATH`` when that is not an absolute path) and the environment
+    that shapes an interpreter's start (``PYTHON*``, ``LD_*``)."""
+    python = env.get("STAX_PYTHON") or "python3"
+    out = [k + "=" + env[k] for k in sorted(env) if k.startswith(("LD_", "PYTHON"))]
+    out.append("STAX_PYTHON=" + python)
+    if not python.startswith("/"):
+        out.append("PATH=" + env.get("PATH", ""))
+    return out
+
+
+def worker_name(digest: str, ident: list[str]) -> str:
+    """The worker of this source (``digest``) and :func:`identity`: its files' names (the job
+    finds it by the identity in its ``.id`` file, FNV-1a of it makes the name)."""
     h = 0xCBF29CE484222325
-    for b in "\0".join(parts).encode("utf-8", "surrogateescape"):
+    for b in "".join(x + "\n" for x in ident).encode("utf-8", "surrogateescape"):
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return f"{h:016x}"
+    return f"{digest}-{h:016x}"
 
 
-def netstrings(fields: list[bytes]) -> bytes:
-    return b"".join(b"%d:" % len(f) + f for f in fields)
+def split_body(body: str) -> tuple[str, str]:
+    """The part of a task's body every task shares (the runner, before :data:`CALL_MARK`) and
+    the call, padded with newlines so its line numbers stay the body's ("" and the body when
+    there is no mark)."""
+    i = body.find("\n" + CALL_MARK)
+    if i < 0:
+        return "", body
+    head = body[: i + 1]
+    return head, "\n" * head.count("\n") + body[i + 1 :]
 
 
 # ---------------------------------------------------------------------- the task's entry
 def task_entry(src: str, body: str, digest: str) -> None:
-    """Run the task ``body`` (the runner and its call): in the warm worker when allowed and
-    there, else here."""
+    """Run the task ``body`` (the runner and its call) in this Python; when the job allows the
+    warm worker and none runs, start one for the next tasks first."""
     if os.environ.get(WORKER_ENV) == "1":
-        try:
-            rc = handoff(src, body, digest)
-        except OSError:
-            rc = None
-        if rc is not None:
-            if rc < 0:  # killed by a signal: end the same way
-                _signal = __import__("_signal")  # not `signal`: that imports enum, slowly
-                _signal.signal(-rc, _signal.SIG_DFL)
-                os.kill(os.getpid(), -rc)
-                rc = 128 - rc
-            os._exit(rc)
+        d = worker_dir()
+        if d is not None:
+            try:
+                start_worker(src, d, worker_name(digest, identity(dict(os.environ))))
+            except OSError:
+                pass
     if sys.flags.no_site:  # what a normal start does, now
         import site
 
@@ -106,86 +129,18 @@ def task_entry(src: str, body: str, digest: str) -> None:
     exec(compile(body, "<stdin>", "exec"), main.__dict__)
 
 
-def handoff(src: str, body: str, digest: str) -> int | None:
-    """The task's exit code from the worker (negative: killed by that signal); None when no
-    worker took it (one is started for the next tasks)."""
-    import _socket
-
-    d = worker_dir()
-    if d is None:
-        return None
-    key = worker_key(digest)
-    path = os.path.join(d, key + ".sock")
-    if len(path.encode()) > 100:  # longer than a socket address may be
-        return None
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        try:
-            s.connect(path)
-        except OSError:
-            start_worker(src, d, key)
-            return None
-        um = os.umask(0)
-        os.umask(um)
-        env = b"\0".join(k + b"=" + v for k, v in os.environb.items())
-        payload = netstrings([MAGIC, os.getcwdb(), b"%d" % um, env, body.encode()])
-        payload = b"%d\n" % len(payload) + payload
-        fds = (1).to_bytes(4, sys.byteorder) + (2).to_bytes(4, sys.byteorder)
-        sent = s.sendmsg([payload[:65536]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        s.sendall(payload[sent:])
-        return await_status(s)
-    finally:
-        s.close()
-
-
-def await_status(s: object) -> int | None:
-    """Read the worker's answers: ``P<pid>`` once the task runs, ``X<code>`` when it ended."""
-    buf = b""
-    pid = None
-    while True:
-        chunk = s.recv(4096)  # type: ignore[attr-defined]
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, _, buf = buf.partition(b"\n")
-            if line[:1] == b"P":
-                pid = int(line[1:])
-                forward_signals(pid)
-            elif line[:1] == b"X":
-                return int(line[1:])
-    if pid is None:
-        return None  # the worker did not start it (it was ending): run it here
-    sys.stderr.write(
-        f"jupyter_stax: the task worker ended before the task (pid {pid}) did; its exit "
-        "status is unknown\n"
-    )
-    return 1
-
-
-def forward_signals(pid: int) -> None:
-    """Signals that would end the job's own Python end the task (its process group)."""
-    _signal = __import__("_signal")  # not `signal`: that imports enum, slowly
-
-    def forward(sig: int, frame: object) -> None:
-        try:
-            os.killpg(pid, sig)
-        except OSError:
-            pass
-
-    for name in FORWARDED:
-        sig = getattr(_signal, name, None)
-        if sig is not None:
-            _signal.signal(sig, forward)
-
-
 def start_worker(src: str, d: str, key: str) -> None:
     """Start the worker of ``key`` detached, unless one is starting or serving (its lock)."""
     import fcntl
 
-    lock = os.open(os.path.join(d, key + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    lock_path = os.path.join(d, key + ".lock")
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # an ending worker removes its lock file while it holds the lock: a lock taken on a
+        # removed file is no lock (another job may have made a new one)
+        if os.fstat(lock).st_ino != os.stat(lock_path).st_ino:
+            raise OSError("stale lock")
     except OSError:
         os.close(lock)
         return
@@ -217,18 +172,61 @@ def start_worker(src: str, d: str, key: str) -> None:
 
 
 # ---------------------------------------------------------------------- the worker
-def parse_netstrings(data: bytes) -> list[bytes]:
-    """The fields of :func:`netstrings` (ValueError when garbled)."""
-    out = []
-    i = 0
-    while i < len(data):
-        colon = data.index(b":", i)
-        n = int(data[i:colon])
-        out.append(data[colon + 1 : colon + 1 + n])
-        i = colon + 1 + n
-        if i > len(data):
-            raise ValueError("truncated request")
-    return out
+class Request:
+    """A job's request file, parsed: NUL-terminated fields ``MAGIC``, the job's directory,
+    its step script, the numbers of its pipe's descriptor and of its copies of stdout and
+    stderr, its umask (as ``umask`` prints it), then its exported environment as
+    ``NAME=VALUE``."""
+
+    def __init__(self, data: bytes) -> None:
+        fields = data.split(b"\0")
+        if len(fields) < 8 or fields[0] != MAGIC or fields[-1] != b"":
+            raise ValueError("not a task request")
+        self.cwd = fields[1]
+        self.script = fields[2] if fields[2].startswith(b"/") else os.path.join(
+            fields[1], fields[2])
+        self.pipe_fd, self.out_fd, self.err_fd = (int(f) for f in fields[3:6])
+        self.umask = int(fields[6].strip(), 8)
+        if not self.cwd.startswith(b"/") or min(self.pipe_fd, self.out_fd, self.err_fd) < 0 \
+                or not 0 <= self.umask <= 0o777:
+            raise ValueError("not a task request")
+        self.env: dict[bytes, bytes] = {}
+        for item in fields[7:-1]:
+            k, sep, v = item.partition(b"=")
+            if sep and k:
+                self.env[k] = v
+
+    def identity(self) -> list[str]:
+        return identity({k.decode("utf-8", "surrogateescape"): v.decode(
+            "utf-8", "surrogateescape") for k, v in self.env.items()})
+
+
+def read_file(path: str | bytes, limit: int = 1 << 26, *, owned: bool = False) -> bytes:
+    """A regular file, not through a link (``owned``: of this user; OSError otherwise). Its
+    mode is not checked: a request lies in the private directory, and a step script is what
+    the job would run itself (with umask 002 both are group-writable)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000 or (owned and st.st_uid != os.getuid()) or (
+            st.st_size > limit
+        ):
+            raise PermissionError(f"{path!r} is not a regular file of yours")
+        chunks: list[bytes] = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        os.close(fd)
+
+
+def script_body(script: bytes) -> str:
+    """The Python of a task's step script: between its Python mark and its worker part."""
+    text = script.decode("utf-8")
+    start = text.index("\n# ---- Python")
+    return text[start : text.index("\n# ---- the task worker", start) + 1]
 
 
 def exit_code(code: object) -> int:
@@ -244,21 +242,18 @@ def exit_code(code: object) -> int:
     return 1
 
 
-class _Conn:
-    def __init__(self, sock: object) -> None:
-        self.sock = sock
-        self.buf = b""
-        self.fds: list[int] = []
-        self.want: int | None = None
-        self.pid: int | None = None
-        self.pidfd: int | None = None
+class _Task:
+    def __init__(self, reply: int, job: int) -> None:
+        self.reply = reply  # the job's pipe
+        self.job = job  # the job's pidfd
+        self.pid = 0
+        self.pidfd = -1
 
 
 def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate process
     """The worker's loop (it holds ``lock`` while it lives)."""
+    import gc
     import select
-    import socket
-    import struct
     import time
 
     os.chdir("/")
@@ -277,141 +272,166 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
         print("jupyter_stax task worker: no pidfd_open here; not serving", flush=True)
         return
     idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
-    path = os.path.join(d, key + ".sock")
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lst.bind(path)
-    os.chmod(path, 0o600)
-    lst.listen(128)
-    lst.setblocking(False)
-    poll = select.poll()
-    poll.register(lst, select.POLLIN)
-    conns: dict[int, _Conn] = {}  # socket fd -> connection
-    children: dict[int, _Conn] = {}  # pidfd -> connection
-    last = time.monotonic()
-    print(f"jupyter_stax task worker {os.getpid()} serving {path}", flush=True)
-
-    def drop(c: _Conn) -> None:
-        fd = c.sock.fileno()  # type: ignore[attr-defined]
-        if fd in conns:
-            del conns[fd]
-            try:
-                poll.unregister(fd)
-            except KeyError:
-                pass
-        for f in c.fds:
-            os.close(f)
-        c.fds = []
-        c.sock.close()  # type: ignore[attr-defined]
-
-    while True:
-        busy = bool(conns or children)
-        if not busy and time.monotonic() - last > idle:
-            break
-        for fd, _ev in poll.poll(None if busy else max(0.0, idle - (time.monotonic() - last))
-                                 * 1000 + 10):
-            last = time.monotonic()
-            if fd == lst.fileno():
-                try:
-                    sock, _ = lst.accept()
-                except OSError:
-                    continue
-                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                        struct.calcsize("3i"))
-                if struct.unpack("3i", creds)[1] != os.getuid():
-                    sock.close()
-                    continue
-                sock.setblocking(False)
-                conns[sock.fileno()] = _Conn(sock)
-                poll.register(sock, select.POLLIN)
-            elif fd in children:
-                c = children.pop(fd)
-                poll.unregister(fd)
-                os.close(fd)
-                assert c.pid is not None
-                _, status = os.waitpid(c.pid, 0)
-                try:
-                    c.sock.send(b"X%d\n" % os.waitstatus_to_exitcode(status))  # type: ignore[attr-defined]
-                except OSError:
-                    pass
-                drop(c)
-            elif fd in conns:
-                c = conns[fd]
-                try:
-                    data, anc, _flags, _addr = c.sock.recvmsg(  # type: ignore[attr-defined]
-                        1 << 20, socket.CMSG_SPACE(16)
-                    )
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data, anc = b"", []
-                for level, kind, raw in anc:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        n = len(raw) - len(raw) % 4
-                        c.fds += [int.from_bytes(raw[i : i + 4], sys.byteorder)
-                                  for i in range(0, n, 4)]
-                if c.pid is not None:  # running: the job's end closed (it was killed)
-                    if not data:
-                        try:
-                            os.killpg(c.pid, 9)
-                        except OSError:
-                            pass
-                        del conns[fd]
-                        poll.unregister(fd)
-                    continue
-                if not data:
-                    drop(c)
-                    continue
-                c.buf += data
-                if c.want is None and b"\n" in c.buf:
-                    head, _, c.buf = c.buf.partition(b"\n")
-                    c.want = int(head)
-                if c.want is None or len(c.buf) < c.want:
-                    continue
-                try:
-                    fields = parse_netstrings(c.buf[: c.want])
-                    if len(fields) != 5 or fields[0] != MAGIC or len(c.fds) != 2:
-                        raise ValueError("not a task request")
-                except ValueError:
-                    drop(c)
-                    continue
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
-                if pid == 0:
-                    lst.close()
-                    for other in list(conns.values()):
-                        if other is not c:
-                            other.sock.close()  # type: ignore[attr-defined]
-                    for pfd in children:
-                        os.close(pfd)
-                    run_child(fields, c.fds)
-                c.pid = pid
-                c.pidfd = os.pidfd_open(pid)
-                children[c.pidfd] = c
-                poll.register(c.pidfd, select.POLLIN)
-                for f in c.fds:
-                    os.close(f)
-                c.fds = []
-                try:
-                    c.sock.send(b"P%d\n" % pid)  # type: ignore[attr-defined]
-                except OSError:
-                    pass
-    for own in (path, os.path.join(d, key + ".py")):  # still this worker's: it holds the lock
+    me = identity(dict(os.environ))
+    base = os.path.join(d, key)
+    fifo, pid_file = base + ".fifo", base + ".pid"
+    for stale in (fifo, pid_file):
         try:
-            os.unlink(own)
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
+    os.mkfifo(fifo, 0o600)
+    ff = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # never at end of file: we write it too
+    fd = os.open(base + ".id", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, "".join(x + "\n" for x in me).encode("utf-8", "surrogateescape"))
+    os.close(fd)
+    with open(os.open(pid_file + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+              "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(pid_file + ".tmp", pid_file)  # a job reads it once the FIFO is there
+    poll = select.poll()
+    poll.register(ff, select.POLLIN)
+    children: dict[int, _Task] = {}  # the child's pidfd -> its task
+    jobs: dict[int, _Task] = {}  # the job's pidfd -> its task
+    compiled: dict[str, CodeType] = {}  # the runner's code, compiled once
+    pending = b""
+    last = time.monotonic()
+    closing = False
+    gc.freeze()  # what is loaded now stays shared with the children (fewer pages copied)
+    print(f"jupyter_stax task worker {os.getpid()} serving {fifo}", flush=True)
+
+    def send(t: _Task, line: bytes) -> None:
+        try:
+            os.write(t.reply, line)
         except OSError:
             pass
-    lst.close()
+
+    def take(pid: int) -> None:
+        """Take the request of job ``pid``: its file unlinked (the job can no longer withdraw
+        it), then declined (``R``) or run (``P``)."""
+        req = f"{base}.{pid}.req"
+        try:
+            data = read_file(req, 1 << 24, owned=True)
+            os.unlink(req)  # taken (the job withdraws a request by unlinking it)
+        except OSError:
+            return  # withdrawn (the job runs the task itself) or not ours
+        fields = data.split(b"\0")
+        try:  # the job's pipe (fourth field), to answer even a request not understood
+            reply = os.open(f"/proc/{pid}/fd/{int(fields[3])}", os.O_WRONLY | os.O_NONBLOCK)
+        except (OSError, ValueError, IndexError):
+            return  # the job is gone: nobody to answer
+        t = _Task(reply, -1)
+        fds: list[int] = []
+        try:
+            r = Request(data)
+            if r.identity() != me:
+                raise ValueError("another Python or interpreter environment")
+            t.job = os.pidfd_open(pid)
+            for n in (r.out_fd, r.err_fd):
+                fds.append(os.open(f"/proc/{pid}/fd/{n}",
+                                   os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
+            body = script_body(read_file(r.script))
+            head, call = split_body(body)
+            code = compiled.get(head) if head else None
+            if head and code is None:
+                code = compile(head, "<stdin>", "exec")
+                if len(compiled) > 16:
+                    compiled.clear()
+                compiled[head] = code
+        except (OSError, ValueError, SyntaxError) as e:
+            send(t, b"R %s\n" % str(e).encode(errors="replace")[:200])
+            for f in fds:
+                os.close(f)
+            if t.job >= 0:
+                os.close(t.job)
+            os.close(reply)
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            run_child(r, fds, code, call)
+        for f in fds:
+            os.close(f)
+        t.pid = child
+        t.pidfd = os.pidfd_open(child)
+        children[t.pidfd] = t
+        jobs[t.job] = t
+        poll.register(t.pidfd, select.POLLIN)
+        poll.register(t.job, select.POLLIN)
+        send(t, b"P%d\n" % child)
+
+    while True:
+        if not children:
+            if closing:
+                try:
+                    more = os.read(ff, 65536)
+                except BlockingIOError:
+                    more = b""
+                if not more:
+                    break
+                pending += more
+            elif time.monotonic() - last > idle:
+                # leave nothing behind: the files go while this worker still holds the lock
+                # (so none of them is another worker's yet), the lock file last; requests
+                # written meanwhile are still read from the FIFO (its path is gone, so no
+                # job opens it any more) and served before the worker ends
+                files = [fifo, pid_file, base + ".id", base + ".py", base + ".log",
+                         base + ".lock"]
+                for name in os.listdir(d):  # requests of jobs killed before they sent them
+                    job = name[len(key) + 1 : -4]
+                    if name.startswith(key + ".") and name.endswith(".req") and (
+                        job.isdigit() and not os.path.exists(f"/proc/{job}")
+                    ):
+                        files.insert(0, os.path.join(d, name))
+                for own in files:
+                    try:
+                        os.unlink(own)
+                    except OSError:
+                        pass
+                closing = True
+                continue
+        timeout = None if children else max(0.0, idle - (time.monotonic() - last)) * 1000 + 10
+        events = [] if b"\n" in pending else poll.poll(timeout)
+        for fd, _ev in events:
+            last = time.monotonic()
+            if fd == ff:
+                try:
+                    pending += os.read(ff, 65536)
+                except BlockingIOError:
+                    pass
+            elif fd in children:
+                t = children.pop(fd)
+                poll.unregister(fd)
+                os.close(fd)
+                _, status = os.waitpid(t.pid, 0)
+                send(t, b"X%d\n" % os.waitstatus_to_exitcode(status))
+                os.close(t.reply)
+                if t.job in jobs:
+                    del jobs[t.job]
+                    poll.unregister(t.job)
+                    os.close(t.job)
+            elif fd in jobs:  # the job ended before its task: kill the task
+                t = jobs.pop(fd)
+                poll.unregister(fd)
+                os.close(fd)
+                try:
+                    os.killpg(t.pid, 9)
+                except OSError:
+                    pass
+        while b"\n" in pending:
+            line, _, pending = pending.partition(b"\n")
+            if line.isdigit():
+                take(int(line))
+    os.close(ff)
     print(f"jupyter_stax task worker {os.getpid()}: idle for {idle:g} s, exiting", flush=True)
 
 
-def run_child(fields: list[bytes], fds: list[int]) -> None:  # pragma: no cover - forked
+def run_child(  # pragma: no cover - forked
+    r: Request, fds: list[int], code: CodeType | None, call: str
+) -> None:
     """In the forked child: become the job's task (its environment, directory, umask, output),
-    run the runner as ``__main__``, exit with its status as the interpreter would."""
+    run the body as ``__main__``, exit with its status as the interpreter would."""
     import atexit
     import builtins
     import importlib
@@ -421,14 +441,10 @@ def run_child(fields: list[bytes], fds: list[int]) -> None:  # pragma: no cover 
     rc = 1
     try:
         os.setsid()
-        _, cwd, um, env, body = fields
         os.environb.clear()
-        for item in env.split(b"\0"):
-            k, sep, v = item.partition(b"=")
-            if sep and k:
-                os.environb[k] = v
-        os.umask(int(um))
-        os.chdir(cwd)
+        os.environb.update(r.env)
+        os.umask(r.umask)
+        os.chdir(r.cwd)
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         for fd in fds:
@@ -443,7 +459,9 @@ def run_child(fields: list[bytes], fds: list[int]) -> None:  # pragma: no cover 
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
         try:
-            exec(compile(body.decode(), "<stdin>", "exec"), main.__dict__)
+            if code is not None:
+                exec(code, main.__dict__)
+            exec(compile(call, "<stdin>", "exec"), main.__dict__)
             rc = 0
         except SystemExit as e:
             rc = exit_code(e.code)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_placeholders_inside_strings_are_refused(source: str) -> None:
 def python_body(script: str) -> str:
     """The Python source that a rendered step feeds ``python3`` (between the heredoc lines)."""
     lines = script.splitlines(keepends=True)
-    return "".join(lines[2:-1])
+    return "".join(lines[3:-1])
 
 
 #: f-strings on every Python: a placeholder anywhere between an f-string's quotes (its
@@ -138,3 +139,30 @@ def test_workflow_check_reports_python_problems() -> None:
     with pytest.raises(InvalidWorkflow, match="no value is given"):
         check(ok, {})
     check(ok, {"m": 2})
+
+
+def test_run_from_its_file_the_body_is_read_in_one_go(tmp_path: Path) -> None:
+    """A job runs the step from its file: Python then reads the body from the file in one
+    read (``-c``), not the heredoc a byte at a time; what the body sees (``sys.argv``, typed
+    parameters, the line numbers of a traceback) is what the heredoc gives."""
+    source = (
+        "import sys\nprint(sys.argv, {{n}}, sys.orig_argv[1])\n"
+        "x = '''\nSTAX_PYTHON_EOF\n'''\n"  # the delimiter in the body: another delimiter
+        "raise KeyError(len(x))\n"
+    )
+    script = render_python_step(source)
+    (tmp_path / "stax.step.sh").write_text(script)
+    env = {"PATH": "/usr/bin:/bin", PARAMS_JSON_ENV: json.dumps({"n": 7}),
+           "STAX_PYTHON": sys.executable}
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env,
+                              timeout=30)
+
+    from_file = run(["bash", "-c", '. ./stax.step.sh a "b c"'])
+    heredoc = run(["bash", "-c", script, "x", "a", "b c"])
+    assert from_file.stdout == "['-', 'a', 'b c'] 7 -c\n"  # started with -c: read in one go
+    assert heredoc.stdout == "['-', 'a', 'b c'] 7 -\n"
+    assert from_file.returncode == heredoc.returncode == 1
+    where = 'File "<stdin>", line 11, in <module>\nKeyError: 17\n'
+    assert from_file.stderr.endswith(where) and heredoc.stderr.endswith(where)
