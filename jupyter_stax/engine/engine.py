@@ -78,6 +78,11 @@ SUBMIT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 #: seconds a remote cluster's records reader gathers reads before its round trip
 #: (:class:`.records.RecordReader`)
 REMOTE_READ_WINDOW = 0.05
+#: the attempts of a cluster on this machine written, and those of the ``local`` scheduler
+#: submitted, by one worker call (one after the other): the steps that become ready together
+#: cost a few thread hand-offs and loop turns, not several each (a remote cluster's batches
+#: are its transport's ``batch_limit``)
+LOCAL_BATCH = 16
 T = TypeVar("T")
 
 
@@ -643,7 +648,7 @@ class Engine:
             transport = self._transport(cluster)
             b = Batcher(
                 lambda items: write_attempts(self, items),
-                lambda: transport.batch_limit,
+                lambda: transport.batch_limit if cluster.remote else LOCAL_BATCH,
                 self._in_slot,
             )
             self._batchers[key] = b
@@ -655,7 +660,14 @@ class Engine:
         b = self._batchers.get(key)
         if b is None:
             backend = self._backend(cluster)
-            b = Batcher(backend.submit_many, lambda: backend.batch_limit, self._in_slot)
+            # PSI/J's local executor submits in a fork: a chunk of them is one worker call; a
+            # scheduler command (sbatch) is slow enough to run several at once, one per slot
+            local = cluster.scheduler == "local" and not cluster.remote
+            b = Batcher(
+                backend.submit_many,
+                lambda: LOCAL_BATCH if local else backend.batch_limit,
+                self._in_slot,
+            )
             self._batchers[key] = b
         return b
 
