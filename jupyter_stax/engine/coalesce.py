@@ -6,7 +6,8 @@ its cancel are its own), yet on a remote cluster each call to the cluster is a r
 one ``_schedule`` call reaches its first ``await`` in the same turn) go to ONE blocking call, in
 chunks of at most ``limit()`` items, each chunk on a worker thread; each asker gets its own
 item's result or exception. ``limit() == 1`` is one call per item (several at once: the
-caller's worker slots), as a local cluster wants it.
+caller's worker slots). A local cluster's chunks are small (``engine.LOCAL_BATCH``): a call
+costs no round trip there, but each one is a thread hand-off and a few loop turns.
 
 Threading: :meth:`Batcher.__call__` and :meth:`Batcher.close` run on the event-loop thread;
 ``run`` runs on a worker thread (through ``call``).

@@ -2,7 +2,11 @@
 
 Lifecycle of a step attempt (each arrow is committed to the store before anyone hears of it):
 ``pending -> submitted`` (intent, no native id yet) ``-> submitted + native id -> queued ->
-running -> completed | failed | canceled | lost``. Observations come from two sources:
+running -> completed | failed | canceled | lost``. The changes of one turn of the event loop
+(the status updates of one poll, the submissions of a ready set) are committed together, in ONE
+transaction at the end of the turn (:meth:`Engine._flush`); their events are published after it,
+and a step's submission intent is committed before its scheduler is called
+(:meth:`Engine._durable`). Observations come from two sources:
 
 * the scheduler, through PSI/J's status callbacks (one executor, hence one ``squeue`` per poll,
   per cluster), moved onto the event loop with ``call_soon_threadsafe``;
@@ -60,7 +64,7 @@ from .coalesce import Batcher
 from .records import RecordReader
 from .runstate import JobKey, Run, attempt_record, reset
 from .scheduling import next_moves
-from .store import LostOwnership, Store, now
+from .store import Changes, LostOwnership, Store, now
 from .submitting import Attempt, Written, write_attempts
 from .transport import StepRecords, Transport, TransportError
 from .transports import transport_for
@@ -74,6 +78,11 @@ SUBMIT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 #: seconds a remote cluster's records reader gathers reads before its round trip
 #: (:class:`.records.RecordReader`)
 REMOTE_READ_WINDOW = 0.05
+#: the attempts of a cluster on this machine written, and those of the ``local`` scheduler
+#: submitted, by one worker call (one after the other): the steps that become ready together
+#: cost a few thread hand-offs and loop turns, not several each (a remote cluster's batches
+#: are its transport's ``batch_limit``)
+LOCAL_BATCH = 16
 T = TypeVar("T")
 
 
@@ -156,6 +165,12 @@ class Engine:
         self._updates_lock = threading.Lock()
         self._updates_scheduled = False
         self._subscribers: list[Callable[[Event], None]] = []
+        # the changes of this loop turn, committed together by _flush: execution id -> its
+        # changes; the events to publish once they are committed; the tasks waiting for it
+        self._changes: dict[str, Changes] = {}
+        self._events: list[Event] = []
+        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
@@ -180,6 +195,10 @@ class Engine:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._flush()  # before letting go: an engine that adopts them reads them
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self.store.engine_stopped(self.id)
         for r in self._readers.values():
             r.close()
@@ -267,9 +286,11 @@ class Engine:
         planning.write_provenance(ex)
 
     def get(self, execution_id: str) -> Execution:
+        self._flush()  # this turn's changes too (committed now rather than at its end)
         return self.store.get(self.store.resolve_id(execution_id))
 
     def list(self, state: str | None = None, limit: int = 50) -> list[Execution]:
+        self._flush()
         return self.store.list_executions(state=state, limit=limit)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
@@ -285,7 +306,7 @@ class Engine:
                 except asyncio.TimeoutError:
                     raise TimeoutError(f"execution {eid} not finished after {timeout} s") from None
                 return self.get(eid)
-            ex = self.store.get(eid)
+            ex = self.get(eid)
             if ex.state.final:
                 return ex
             if deadline is not None and time.monotonic() > deadline:
@@ -424,8 +445,9 @@ class Engine:
             else:
                 log.error("engine task %s failed", t.get_name(), exc_info=exc)
 
-    def _publish(self, run: Run, step: str | None, state: str, previous: str | None) -> None:
-        ev = Event(
+    def _event(self, run: Run, step: str | None, state: str, previous: str | None) -> Event:
+        """The event of a change, as things are now (published once it is committed)."""
+        return Event(
             run.id,
             step,
             state,
@@ -437,6 +459,13 @@ class Engine:
             len(run.steps),
             tuple(run.ex.warnings),
         )
+
+    def _publish(self, run: Run, step: str | None, state: str, previous: str | None) -> None:
+        """Tell subscribers of a change committed already (this turn's other changes first)."""
+        self._flush()
+        self._tell(self._event(run, step, state, previous))
+
+    def _tell(self, ev: Event) -> None:
         for cb in list(self._subscribers):
             try:
                 cb(ev)
@@ -444,28 +473,98 @@ class Engine:
                 log.exception("event subscriber failed")
 
     def _commit(self, run: Run, s: StepRun, previous: StepState | None) -> None:
-        """Commit a step (fenced), then tell subscribers. Drops the run if ownership was lost."""
+        """Note a step's change for this turn's transaction (:meth:`_flush`: fenced, committed
+        at the end of the turn, then told to subscribers). The step's row is taken as it is
+        now; a later change of it in the same turn replaces it."""
         if previous is not None and previous is not s.state:
             run.counts[previous] -= 1
             run.counts[s.state] += 1
-        derived = execution_state(run.counts, cancel_requested=run.ex.cancel_requested)
-        try:
-            st = self.store.save_step(run.id, s, self.id, derived)
-        except LostOwnership:
-            log.warning("execution %s was adopted by another engine; letting go", run.id)
-            self._runs.pop(run.id, None)
-            run.done.set()
-            raise
+        st = execution_state(run.counts, cancel_requested=run.ex.cancel_requested)
+        ch = self._changes.get(run.id)
+        if ch is None:
+            ch = self._changes[run.id] = Changes(st)
+        ch.add(run.id, s, st)
         old = run.ex.state
         run.ex.state = st
         self.last_activity = time.monotonic()
-        self._publish(run, s.name, s.state.value, previous.value if previous else None)
+        self._events.append(
+            self._event(run, s.name, s.state.value, previous.value if previous else None)
+        )
         if st != old:
-            self._publish(run, None, st.value, old.value)
+            self._events.append(self._event(run, None, st.value, old.value))
+        if self._loop is None:  # not started (no loop turn to wait for): now
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
         if st.final and not any(n in run.submitting for n in run.steps):
             self._finish(run)
 
+    def _flush(self) -> None:
+        """Commit the changes noted since the last flush in ONE transaction (called at the end
+        of the loop turn that made them, and by whatever must see them committed first), then
+        publish their events and wake the tasks waiting for it (:meth:`_durable`). An
+        execution another engine adopted meanwhile is let go: its changes are not written, its
+        events not told, and its tasks get LostOwnership (:meth:`_durable`, :meth:`_owns`).
+        A failed commit (the store unwritable) is kept for the next flush, a second later."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        changes, self._changes = self._changes, {}
+        events, self._events = self._events, []
+        waiters, self._flush_waiters = self._flush_waiters, []
+        try:
+            lost = self.store.save_steps(self.id, changes)
+        except Exception as e:
+            log.exception("committing the engine's changes failed; trying again in 1 s")
+            for eid, ch in changes.items():  # the later changes of a step win
+                later = self._changes.get(eid)
+                if later is not None:
+                    ch.steps.update(later.steps)
+                    ch.files.update(later.files)
+                    ch.state = later.state
+            self._changes = changes
+            self._events = events + self._events
+            if self._loop is not None and not self._loop.is_closed():
+                self._flush_handle = self._loop.call_later(1.0, self._flush)
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(e)
+            return
+        for eid in lost:
+            run = self._runs.pop(eid, None)
+            if run is not None:  # (said once: its tasks' later changes are dropped too)
+                log.warning("execution %s was adopted by another engine; letting go", eid)
+                run.done.set()
+        for ev in events:
+            if ev.execution_id not in lost:
+                self._tell(ev)
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _durable(self, run: Run) -> None:
+        """Return once every change noted so far is committed: the flush at the end of this
+        turn, so the changes of all the tasks that wait here in one turn (the submission
+        intents of a ready set) are one transaction. LostOwnership when the execution is no
+        longer ours: a caller about to submit a job must not."""
+        if self._changes:
+            assert self._loop is not None
+            w: asyncio.Future[None] = self._loop.create_future()
+            self._flush_waiters.append(w)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+            await w
+        self._owns(run)
+
+    def _owns(self, run: Run) -> None:
+        """LostOwnership when ``run`` is no longer driven here (another engine adopted it)."""
+        if self._runs.get(run.id) is not run:
+            raise LostOwnership(f"execution {run.id} is no longer driven by engine {self.id}")
+
     def _finish(self, run: Run) -> None:
+        self._flush()  # its last changes are committed before anyone hears it is over
+        if run.done.is_set() and self._runs.get(run.id) is not run:
+            return  # let go by that flush (adopted by another engine)
         # about jobs and schedulers of this run: stale once it is final; files' notes stay
         if run.ex.warnings or staging.warnings(list(run.steps.values())):
             try:
@@ -549,7 +648,7 @@ class Engine:
             transport = self._transport(cluster)
             b = Batcher(
                 lambda items: write_attempts(self, items),
-                lambda: transport.batch_limit,
+                lambda: transport.batch_limit if cluster.remote else LOCAL_BATCH,
                 self._in_slot,
             )
             self._batchers[key] = b
@@ -561,7 +660,14 @@ class Engine:
         b = self._batchers.get(key)
         if b is None:
             backend = self._backend(cluster)
-            b = Batcher(backend.submit_many, lambda: backend.batch_limit, self._in_slot)
+            # PSI/J's local executor submits in a fork: a chunk of them is one worker call; a
+            # scheduler command (sbatch) is slow enough to run several at once, one per slot
+            local = cluster.scheduler == "local" and not cluster.remote
+            b = Batcher(
+                backend.submit_many,
+                lambda: LOCAL_BATCH if local else backend.batch_limit,
+                self._in_slot,
+            )
             self._batchers[key] = b
         return b
 
@@ -594,6 +700,7 @@ class Engine:
     async def _submit_step(self, run: Run, name: str, after: tuple[str, ...]) -> None:
         s = run.steps[name]
         try:
+            self._owns(run)  # the turn that scheduled it may have found the execution adopted
             cluster = self.clusters.get(s.cluster)
             step = run.defs[name]
             attempt = s.attempt + 1
@@ -670,6 +777,9 @@ class Engine:
         self._watch(key)
         tries = 0
         while True:
+            # the intent (state submitted, no native id) is committed before the scheduler is
+            # called: with the other intents of this turn, in one transaction
+            await self._durable(run)
             if run.ex.cancel_requested:
                 self._set(run, s.name, StepState.CANCELED, reason="canceled before submission")
                 return
@@ -791,6 +901,7 @@ class Engine:
                     )
         warnings += staging.warnings(list(run.steps.values()))
         if warnings != run.ex.warnings:
+            self._flush()  # this turn's changes are told first
             run.ex.warnings = warnings
             self.store.set_warnings(run.id, warnings, self.id)
             self._publish(run, None, "warning", None)

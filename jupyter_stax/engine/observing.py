@@ -83,6 +83,7 @@ def answered(engine: Engine, run: Run, name: str) -> None:
         return
     run.unchecked = None
     try:
+        engine._flush()  # the answers are committed before the states are said current
         engine.store.mark_checked(run.id, engine.id)
     except LostOwnership:
         pass
@@ -297,6 +298,7 @@ def auto_retry(
 
 # ---------------------------------------------------------------------- cancel
 async def cancel_run(engine: Engine, run: Run) -> None:
+    engine._flush()  # the state it derives from the stored steps includes this turn's
     engine.store.set_cancel_requested(run.id, engine.id)
     run.ex.cancel_requested = True
     for name in run.graph.order:

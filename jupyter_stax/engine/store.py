@@ -8,7 +8,10 @@ One file (WAL mode) shared by every engine and client on a machine. Rules it enf
 * a step's submission intent (state ``submitted`` without native id) is committed BEFORE the
   scheduler is called and the native id right after, so a crash in between is detected on
   recovery and never leads to a second submission of the same attempt;
-* the execution state column is derived from the steps in the same transaction.
+* the execution state column is derived from the steps in the same transaction;
+* the owning engine commits the changes of one event-loop turn together
+  (:meth:`Store.save_steps`: one transaction for every step that changed, fenced once per
+  execution), so a reader sees all of a turn's changes or none of them.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -361,39 +365,60 @@ class Store:
         """Commit one step (fenced) and the execution state: ``state`` when the caller derived
         it already (the owning engine keeps counts), else derived here from every step."""
         with self.transaction() as db:
-            self._owned(db, execution_id, owner)
-            db.execute(
-                "UPDATE steps SET state=?, attempt=?, native_id=?, job_name=?, exit_code=?,"
-                " reason=?, submitted=?, started=?, finished=?, image=?, history=?,"
-                " resolved_image=? WHERE execution_id=? AND name=?",
-                (
-                    step.state.value,
-                    step.attempt,
-                    step.native_id,
-                    step.job_name,
-                    step.exit_code,
-                    step.reason,
-                    _ts(step.submitted_at),
-                    _ts(step.started_at),
-                    _ts(step.finished_at),
-                    step.image,
-                    json.dumps([h.model_dump(mode="json") for h in step.history]),
-                    _resolved_json(step),
-                    execution_id,
-                    step.name,
-                ),
-            )
+            if state is not None:
+                self._set_state(db, execution_id, owner, state)
+            else:
+                self._owned(db, execution_id, owner)
+            db.execute(_UPDATE_STEP, step_row(execution_id, step))
             if step.files is not None:
                 _save_files(db, execution_id, step)
             if state is None:
                 return self._derive(db, execution_id)
+            return state
+
+    def save_steps(self, owner: str, changes: Mapping[str, Changes]) -> set[str]:
+        """Commit the changes of several executions (execution id -> its :class:`Changes`) in
+        ONE transaction: the owning engine's changes of one event-loop turn. Each execution is
+        fenced by ownership; the changes of one that ``owner`` no longer owns (or that is gone)
+        are not written, and its id is returned. Four statements however many steps changed
+        (BEGIN, the fence, the steps' rows, COMMIT; their files and the execution's row
+        when they changed)."""
+        lost: set[str] = set()
+        if not changes:
+            return lost
+        with self.transaction() as db:
+            for eid, ch in changes.items():
+                if not self._set_state(db, eid, owner, ch.state, check=False):
+                    lost.add(eid)
+                    continue
+                db.executemany(_UPDATE_STEP, ch.steps.values())
+                if ch.files:
+                    db.executemany(_UPSERT_FILES, ch.files.values())
+        return lost
+
+    def _set_state(
+        self, db: sqlite3.Connection, execution_id: str, owner: str, state: ExecutionState,
+        *, check: bool = True,
+    ) -> bool:
+        """The fence and the execution's state: True if ``owner`` owns the execution, whose
+        state is then written if it changed (only then: the row holds the workflow document,
+        hundreds of KB for a workflow of a thousand steps, which every update of the row
+        rewrites). Not owned: LostOwnership / NotFound (``check``), or False."""
+        row = db.execute(
+            "SELECT owner, state FROM executions WHERE id=?", (execution_id,)
+        ).fetchone()
+        if row is None or row["owner"] != owner:
+            if check:
+                self._owned(db, execution_id, owner)  # raises: say why
+            return False
+        if row["state"] != state.value:
             t = time.time()
             db.execute(
                 "UPDATE executions SET state=?, updated=?, finished=CASE WHEN ? THEN"
                 " COALESCE(finished, ?) ELSE NULL END WHERE id=?",
                 (state.value, t, state.final, t, execution_id),
             )
-            return state
+        return True
 
     def _derive(self, db: sqlite3.Connection, execution_id: str) -> ExecutionState:
         row = db.execute(
@@ -607,13 +632,64 @@ def _execution(row: sqlite3.Row, steps: Sequence[sqlite3.Row]) -> Execution:
     return fill_summaries(ex)  # a sweep step's counts, from its stax.sweep.json
 
 
-def _save_files(db: sqlite3.Connection, execution_id: str, step: StepRun) -> None:
-    assert step.files is not None
-    db.execute(
-        "INSERT INTO step_files (execution_id, name, doc) VALUES (?, ?, ?) ON CONFLICT"
-        " (execution_id, name) DO UPDATE SET doc=excluded.doc",
-        (execution_id, step.name, step.files.model_dump_json()),
+_UPDATE_STEP = (
+    "UPDATE steps SET state=?, attempt=?, native_id=?, job_name=?, exit_code=?, reason=?,"
+    " submitted=?, started=?, finished=?, image=?, history=?, resolved_image=?"
+    " WHERE execution_id=? AND name=?"
+)
+_UPSERT_FILES = (
+    "INSERT INTO step_files (execution_id, name, doc) VALUES (?, ?, ?) ON CONFLICT"
+    " (execution_id, name) DO UPDATE SET doc=excluded.doc"
+)
+
+
+def step_row(execution_id: str, step: StepRun) -> tuple[Any, ...]:
+    """The parameters of a step's row update (a snapshot of the step as it is now)."""
+    return (
+        step.state.value,
+        step.attempt,
+        step.native_id,
+        step.job_name,
+        step.exit_code,
+        step.reason,
+        _ts(step.submitted_at),
+        _ts(step.started_at),
+        _ts(step.finished_at),
+        step.image,
+        json.dumps([h.model_dump(mode="json") for h in step.history]) if step.history else "[]",
+        _resolved_json(step),
+        execution_id,
+        step.name,
     )
+
+
+def files_row(execution_id: str, step: StepRun) -> tuple[str, str, str]:
+    """The parameters of a step's files record upsert."""
+    assert step.files is not None
+    return (execution_id, step.name, step.files.model_dump_json())
+
+
+@dataclass
+class Changes:
+    """An execution's changes not yet committed (see :meth:`Store.save_steps`): its state, and
+    each changed step's row (and files record) as it was last changed."""
+
+    state: ExecutionState
+    steps: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """step name -> its :func:`step_row`"""
+    files: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    """step name -> its :func:`files_row`"""
+
+    def add(self, execution_id: str, step: StepRun, state: ExecutionState) -> None:
+        """Note the step as it is now (replacing an earlier note of it) and the state."""
+        self.state = state
+        self.steps[step.name] = step_row(execution_id, step)
+        if step.files is not None:
+            self.files[step.name] = files_row(execution_id, step)
+
+
+def _save_files(db: sqlite3.Connection, execution_id: str, step: StepRun) -> None:
+    db.execute(_UPSERT_FILES, files_row(execution_id, step))
 
 
 def _resolved_json(s: StepRun) -> str | None:

@@ -274,6 +274,7 @@ async def _submit_job(
     backend = engine._backend(cluster)
     tries = 0
     while True:
+        await engine._durable(run)  # the intent is committed before the scheduler is called
         try:
             async with engine._slots:
                 return await engine._blocking(backend.submit, key, req)

@@ -109,8 +109,8 @@ class Transport(ABC):
     #: ``.ec``, ``.nodefile`` and submit scripts)
     aux_dir: Path
     #: how many steps' submission work (:meth:`write_steps`, :meth:`run_many`) one call should
-    #: carry: 1 where a call costs nothing (local files and subprocesses: steps are submitted
-    #: one by one, several at once), many where every call is a round trip (a remote cluster)
+    #: carry on a remote cluster, where every call is a round trip (the engine gives a local
+    #: cluster's calls small batches of its own, ``engine.LOCAL_BATCH``)
     batch_limit: int = 1
 
     @abstractmethod
