@@ -195,6 +195,24 @@ def member_name(name: str) -> str:
     return name
 
 
+def send_fd(
+    fd: int, left: int, out: _Writable, h: hashlib._Hash, view: memoryview, src: object,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """The next ``left`` bytes of ``fd`` written to ``out`` through ``view`` (a reused buffer)
+    and added to the sha256 object ``h``; ``progress(bytes)`` after each piece. A file that
+    ends early (``src`` names it) is an OSError: the stream would be corrupt."""
+    while left > 0:
+        n = os.readv(fd, [view[: min(len(view), left)]])
+        if not n:
+            raise OSError(f"{src} shrank while it was sent")
+        h.update(view[:n])
+        out.write(view[:n])
+        left -= n
+        if progress is not None:
+            progress(n)
+
+
 def write_tar(
     out: _Writable,
     files: Sequence[tuple[Path, str]],
@@ -218,16 +236,8 @@ def write_tar(
             size = st.st_size
             out.write(file_header(name, size, 0o755 if st.st_mode & 0o100 else 0o644,
                                   int(st.st_mtime)))
-            h, left = hashlib.sha256(), size
-            while left > 0:
-                n = os.readv(fd, [view[: min(CHUNK, left)]])
-                if not n:
-                    raise OSError(f"{src} shrank while it was sent")
-                h.update(view[:n])
-                out.write(view[:n])
-                left -= n
-                if progress is not None:
-                    progress(n)
+            h = hashlib.sha256()
+            send_fd(fd, size, out, h, view, src, progress)
             if size % BLOCKSIZE:
                 out.write(_PAD[: BLOCKSIZE - size % BLOCKSIZE])
         finally:

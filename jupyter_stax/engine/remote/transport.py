@@ -46,7 +46,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -423,18 +423,28 @@ class SSHTransport(Transport):
             items = [(p, n) for p, n in items if n not in sums]
             if not items:
                 return sums
-        stream = self._call(self.connection.open_stream(
-            files.unpack_command(self.resolve(dest_dir)), raw="stdin",
-        ))
+        self._push(
+            files.unpack_command(self.resolve(dest_dir)),
+            lambda out: files.write_tar(
+                out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
+                progress,
+            ),
+            f"writing files into {dest_dir}",
+        )
+        return sums
+
+    def _push(self, command: str, body: Callable[[_Push], None], what: str) -> None:
+        """Run ``command`` on the cluster with ``body`` writing its stdin (:class:`_Push`);
+        the remote end's exit status says how it went: a dropped connection or a cut stream is
+        a TransportError (the engine tries again), a failure of the command a StaxError with
+        the cluster's message (``what`` says what was being done)."""
+        stream = self._call(self.connection.open_stream(command, raw="stdin"))
         cut = False
         try:
             fd, stream.stdin_fd = stream.stdin_fd, None  # ours now (closed: the EOF)
             out = _Push(self, stream, fd)
             try:
-                files.write_tar(
-                    out, items, lambda n, size, digest: sums.__setitem__(n, (size, digest)),
-                    progress,
-                )
+                body(out)
                 out.flush()
             except (BrokenPipeError, _Cut):  # the remote end is gone: its exit status says why
                 cut = True
@@ -451,12 +461,11 @@ class SSHTransport(Transport):
             raise TransportError(f"{self.where}: the connection dropped while writing files")
         if rc != 0:
             raise StaxError(
-                f"{self.where}: writing files into {dest_dir} failed (exit {rc}): "
+                f"{self.where}: {what} failed (exit {rc}): "
                 f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
             )
         if cut:
-            raise TransportError(f"{self.where}: writing files into {dest_dir} was cut off")
-        return sums
+            raise TransportError(f"{self.where}: {what} was cut off")
 
     def _put_resume(
         self, big: Sequence[tuple[Path, str, int]], dest_dir: ClusterPath,
@@ -500,51 +509,19 @@ class SSHTransport(Transport):
         progress: Progress | None,
     ) -> tuple[int, str]:
         """The bytes of ``path`` after ``offset`` appended to ``dest/name`` (its first
-        ``offset`` bytes checked already: ``prefix`` is their sha256 object)."""
-        stream = self._call(self.connection.open_stream(
-            files.append_command(dest, name, offset), raw="stdin",
-        ))
-        cut = False
-        h = prefix
-        try:
-            fd, stream.stdin_fd = stream.stdin_fd, None  # ours now (closed: the EOF)
-            out = _Push(self, stream, fd)
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    f.seek(offset)
-                    buf = memoryview(bytearray(landing.CHUNK))
-                    left = size - offset
-                    while left > 0:
-                        k = os.readv(f.fileno(), [buf[: min(len(buf), left)]])
-                        if not k:
-                            raise OSError(f"{path} shrank while it was sent")
-                        h.update(buf[:k])
-                        out.write(buf[:k])
-                        left -= k
-                        if progress is not None:
-                            progress(k)
-                out.flush()
-            except (BrokenPipeError, _Cut):
-                cut = True
-            finally:
-                if fd is not None:
-                    os.close(fd)
-            if fd is None:
-                self._call(stream.write_eof())
-            rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
-        except BaseException:
-            self._abort(stream)
-            raise
-        if rc == -1 or (cut and rc in (0, 255)):
-            raise TransportError(f"{self.where}: the connection dropped while writing files")
-        if rc != 0:
-            raise StaxError(
-                f"{self.where}: writing {name!r} into {dest} failed (exit {rc}): "
-                f"{err.decode(errors='replace').strip()[-500:] or 'no message'}"
-            )
-        if cut:
-            raise TransportError(f"{self.where}: writing {name!r} into {dest} was cut off")
-        return size, h.hexdigest()
+        ``offset`` bytes checked already: ``prefix`` is their sha256 object, which goes on
+        over the rest)."""
+
+        def body(out: _Push) -> None:
+            with open(path, "rb", buffering=0) as f:
+                f.seek(offset)
+                files.send_fd(f.fileno(), size - offset, out, prefix,
+                              memoryview(bytearray(landing.CHUNK)), path, progress)
+
+        self._push(
+            files.append_command(dest, name, offset), body, f"writing {name!r} into {dest}"
+        )
+        return size, prefix.hexdigest()
 
     def get_files(
         self, src_dir: ClusterPath, names: Sequence[str], dest_dir: Path, *,
