@@ -97,22 +97,17 @@ lint-imports  # the layering contracts of pyproject.toml ([tool.importlinter])
 log "labextension: prettier, eslint, tsc, jest"
 (cd labextension && jlpm lint:check && jlpm test --ci)
 
-# --- the fast local suite on the oldest and the newest supported Python (3.10, 3.13) ----------
-# The other stages run on $PY (3.11). FAST SUITE (the rule): every test under tests/core,
+# --- the fast part of the suite on the oldest, this and the newest Python (3.10, 3.11, 3.13) ------
+# FAST PART (the rule lives in tests/conftest.py, `--stax-part=fast`): every test under tests/core,
 # tests/engine, tests/cli and tests/kernel that is not marked slurm, sge, ssh or slow, less the files
-# that start a Jupyter server (FAST_SUITE_IGNORE). A new test in those folders is in by itself; one
-# that needs a scheduler or sshd carries its marker anyway; a new file there that starts a server
-# (uses real_server/RealServer) goes in the list.
-# Each Python gets a venv under $STAX_PYVENVS, named by its version and a hash of pyproject.toml:
+# that start a Jupyter server. It needs no scheduler, sshd or server and stops nothing shared, so it
+# runs in the background beside the main pytest, which runs the rest (`--stax-part=rest`) on $PY.
+# Each other Python gets a venv under $STAX_PYVENVS, named by its version and a hash of pyproject.toml:
 # made once (pip install -e '.[test]', which also proves the test extra installs there), re-used
 # until pyproject.toml changes. The JupyterLab extension is not built for it (SKIP_JUPYTER_BUILDER=1,
 # hatch-jupyter-builder's switch; these tests need no frontend) and PYTHONPATH is this checkout.
 # Knobs: STAX_OTHER_PYTHONS="3.10 3.13" (minor versions; empty skips the stage),
 #        STAX_PYVENVS (default ~/.cache/jupyter-stax/pyvenvs).
-FAST_SUITE=(tests/core tests/engine tests/cli tests/kernel)
-FAST_SUITE_IGNORE=(tests/cli/test_cli_server.py tests/cli/test_param_surfaces.py
-                   tests/cli/test_parity.py tests/kernel/test_monitor_server.py)
-FAST_SUITE_MARKS="not slurm and not sge and not ssh and not slow"
 PYVENVS=${STAX_PYVENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/jupyter-stax/pyvenvs}
 find_python() {  # find_python 3.10 -> a CPython 3.10 (pyenv's newest 3.10.x, else python3.10)
   local c
@@ -153,13 +148,19 @@ fast_suite_on() {  # fast_suite_on 3.10
       --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
   fi
   t1=$SECONDS
-  log "python $v: the fast suite (${FAST_SUITE[*]}; $FAST_SUITE_MARKS; without ${FAST_SUITE_IGNORE[*]})"
+  log "python $v: the fast part of the suite (--stax-part=fast, see tests/conftest.py)"
   (
     export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHONPATH="$PWD"
-    python -m pytest -q -p no:cacheprovider -m "$FAST_SUITE_MARKS" --basetemp="/tmp/stax-pytest-py$v" \
-      "${FAST_SUITE_IGNORE[@]/#/--ignore=}" "${FAST_SUITE[@]}"
+    python -m pytest -q -p no:cacheprovider --stax-part=fast --basetemp="/tmp/stax-pytest-py$v"
   )
   log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s)"
+}
+fast_suite_here() {  # the fast part on $PY (the main pytest runs the rest)
+  local t0=$SECONDS
+  log "python $($PY -c 'import platform; print(platform.python_version())') ($PY): the fast part of the suite"
+  $PY -m pytest -q -p no:cacheprovider --stax-part=fast --durations=10 \
+    --basetemp=/tmp/stax-pytest-fast --junitxml=/tmp/stax-pytest-fast.xml
+  log "python $PY: fast part done in $((SECONDS - t0)) s"
 }
 [ -n "${STAX_OTHER_PYTHONS-x}" ] || log "STAX_OTHER_PYTHONS is empty: no fast suite on other Pythons"
 export CI=${CI:-}
@@ -180,53 +181,65 @@ install_tests() {
     --junitxml=/tmp/stax-pytest-install.xml "${INSTALL_TESTS[@]}"
 }
 
-# The background chain runs beside the main pytest, one job after the other at a lower CPU
-# priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd, servers, the
-# browser), and the chain soaks up that idle CPU. Its jobs: the fast suite on each other Python,
-# then the install tests. Each job writes its own log, printed whole after the main pytest; any
-# failing fails the run. Measured on the 2-core CI machine: the two fast suites, one after the
-# other before the main pytest, took 248 s + 237 s of a 36-minute run; the install tests took
-# 117 + 85 + 68 + 38 s inside the main pytest.
-bg_names=() bg_logs=()
-for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do bg_names+=("the fast suite on Python $v"); done
-[ -n "${PYTEST_ARGS:-}" ] || bg_names+=("the install tests")
+# The background runs beside the main pytest in two lanes, each one job after the other, at a lower
+# CPU priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd, servers, the
+# browser), and the lanes soak up that idle CPU. Lane 1: the fast part on $PY, then the install
+# tests; lane 2: the fast part on each other Python. (With PYTEST_ARGS the main pytest runs
+# everything it selects and the background only the other Pythons.) Each job writes its own log,
+# printed whole after the main pytest; any failing fails the run. Measured on the 2-core CI machine:
+# one lane (3.10, 3.13, install tests) beside a main pytest of everything: 364 + 356 + 392 s of a
+# 29.4-minute run, the main pytest 27:08; the fast part on 3.11 took ~6 minutes of that main pytest.
+bg_names=() bg_jobs=() bg_lanes=()
+if [ -z "${PYTEST_ARGS:-}" ]; then
+  bg_names+=("the fast part on Python $($PY -c 'import platform; print(platform.python_version())')")
+  bg_jobs+=(here) bg_lanes+=(1)
+  bg_names+=("the install tests") bg_jobs+=(install) bg_lanes+=(1)
+fi
+for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do
+  bg_names+=("the fast part on Python $v") bg_jobs+=("$v") bg_lanes+=(2)
+done
 bg_dir=$(mktemp -d /tmp/stax-background.XXXXXX)
+bg_logs=()
 for i in "${!bg_names[@]}"; do bg_logs+=("$bg_dir/$i.log"); done
-background_chain() {
-  local i rc versions
-  read -r -a versions <<<"${STAX_OTHER_PYTHONS-3.10 3.13}"
+background_lane() {  # background_lane N: the lane's jobs, one after the other
+  local i rc
   renice -n 10 -p $BASHPID >/dev/null
   for i in "${!bg_names[@]}"; do
+    [ "${bg_lanes[i]}" = "$1" ] || continue
     rc=0
-    if [ "$i" -lt ${#versions[@]} ]; then
-      (fast_suite_on "${versions[i]}") >"${bg_logs[i]}" 2>&1 || rc=$?
-    else
-      (install_tests) >"${bg_logs[i]}" 2>&1 || rc=$?
-    fi
+    case ${bg_jobs[i]} in
+      here) (fast_suite_here) >"${bg_logs[i]}" 2>&1 || rc=$? ;;
+      install) (install_tests) >"${bg_logs[i]}" 2>&1 || rc=$? ;;
+      *) (fast_suite_on "${bg_jobs[i]}") >"${bg_logs[i]}" 2>&1 || rc=$? ;;
+    esac
     echo "$rc" >"$bg_dir/$i.rc"
   done
 }
-main_ignore=()
+main_args=()
+bg_pids=()
 if [ ${#bg_names[@]} -gt 0 ]; then
-  background_chain &
-  bg_pid=$!
-  log "in the background, one after the other: $(IFS=,; echo "${bg_names[*]}" | sed 's/,/, /g') (logs follow the main pytest)"
-  [ -n "${PYTEST_ARGS:-}" ] || main_ignore=("${INSTALL_TESTS[@]/#/--ignore=}")
+  for lane in 1 2; do
+    if printf '%s\n' "${bg_lanes[@]}" | grep -qx "$lane"; then background_lane "$lane" & bg_pids+=($!); fi
+  done
+  log "in the background, in two lanes: $(IFS=,; echo "${bg_names[*]}" | sed 's/,/, /g') (logs follow the main pytest)"
+fi
+if [ -z "${PYTEST_ARGS:-}" ]; then
+  main_args=("${INSTALL_TESTS[@]/#/--ignore=}" --stax-part=rest)
 fi
 
 log "pytest"
 set +e
 # shellcheck disable=SC2086
 $PY -m pytest -q -p no:cacheprovider --durations=30 --junitxml=/tmp/stax-pytest.xml \
-  "${main_ignore[@]}" ${PYTEST_ARGS:-} 2>&1 | tee /tmp/stax-pytest.log
+  "${main_args[@]}" ${PYTEST_ARGS:-} 2>&1 | tee /tmp/stax-pytest.log
 main_rc=${PIPESTATUS[0]}
 set -e
 summary=$(tail -n 1 /tmp/stax-pytest.log)
 
 bg_failed=0
 if [ ${#bg_names[@]} -gt 0 ]; then
-  log "waiting for the background chain"
-  wait "$bg_pid" || true
+  log "waiting for the background lanes"
+  for p in "${bg_pids[@]}"; do wait "$p" || true; done
   for i in "${!bg_names[@]}"; do echo; echo "=== ${bg_names[i]} ==="; cat "${bg_logs[i]}" 2>/dev/null; done
 fi
 # the run's closing lines: every background job's outcome, the main suite's count last

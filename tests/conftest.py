@@ -33,6 +33,73 @@ SGE_CLUSTER = (
 )
 
 
+# --- the two parts of the suite CI runs side by side (scripts/test.sh) ---------------------------
+# FAST PART (the rule): every test under FAST_SUITE not marked with one of FAST_EXCLUDED_MARKS,
+# less the files that start a Jupyter server (FAST_SUITE_IGNORE). It needs no scheduler, no sshd and
+# no server, and stops nothing shared, so it can run beside the rest in another process: CI runs it
+# on Python 3.10, 3.11 and 3.13 beside `--stax-part=rest` (everything else) on 3.11. A new test in
+# those folders is in by itself; one that needs a scheduler or sshd carries its marker anyway; a new
+# file there that starts a server (uses real_server/RealServer) goes in FAST_SUITE_IGNORE.
+FAST_SUITE = ("tests/core", "tests/engine", "tests/cli", "tests/kernel")
+FAST_SUITE_IGNORE = (
+    "tests/cli/test_cli_server.py",
+    "tests/cli/test_param_surfaces.py",
+    "tests/cli/test_parity.py",
+    "tests/kernel/test_monitor_server.py",
+)
+FAST_EXCLUDED_MARKS = ("slurm", "sge", "ssh", "slow")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stax-part",
+        choices=("all", "fast", "rest"),
+        default="all",
+        help="run only the fast part of the suite (see tests/conftest.py), only the rest, or all",
+    )
+
+
+def _rel(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _in_fast_files(rel: str) -> bool:
+    return any(rel == d or rel.startswith(d + "/") for d in FAST_SUITE) and not any(
+        rel == f for f in FAST_SUITE_IGNORE
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``--stax-part=fast`` does not even collect (import) the files outside the fast part."""
+    if config.getoption("--stax-part") != "fast":
+        return None
+    rel = _rel(collection_path)
+    if rel in ("tests", "tests/conftest.py") or any(d.startswith(rel + "/") for d in FAST_SUITE):
+        return None  # a folder on the way to a fast folder
+    return not _in_fast_files(rel) or None
+
+
+def in_fast_part(item: pytest.Item) -> bool:
+    return _in_fast_files(_rel(item.path)) and not any(
+        item.get_closest_marker(m) for m in FAST_EXCLUDED_MARKS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    part = config.getoption("--stax-part")
+    if part == "all":
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if in_fast_part(item) == (part == "fast") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def slurm_problem() -> str | None:
     conf = os.environ.get("SLURM_CONF")
     if not conf or not Path(conf).exists():
