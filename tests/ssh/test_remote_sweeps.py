@@ -215,7 +215,12 @@ def test_a_sweep_on_a_remote_workstation(sshd: Sshd, client: Client, tmp_path: P
             long["steps"][0]["sweep"] = {"i": {"range": [0, cpus + 1]}}
             ex = await e.submit(long, "box")
             slow = Path(e.get(ex.id).step("slow").directory)
+            # the instances can start before the engine has the runner's pid back from the
+            # workstation (seen at load 59): wait for both
             await until(lambda: len(list(slow.glob("*/stax.start"))) >= cpus, 60, "running")
+            deadline = time.monotonic() + 60
+            while not e.get(ex.id).step("slow").native_id and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # the engine's loop runs meanwhile
             pid = int(e.get(ex.id).step("slow").native_id or 0)
             assert pid and len(session(pid)) >= 1 + 2 * cpus  # the runner, lanes, instances
             assert len(list(slow.glob("*/stax.start"))) == cpus  # the lanes are busy

@@ -103,6 +103,10 @@ def test_sidebar_shows_clusters_and_status(page: Any, lab: LabServer) -> None:
         except Exception:  # playwright's TimeoutError: not open yet
             continue
     search.fill("StaX")
+    # the palette renders its filtered items after the input event: wait for them (on a loaded
+    # machine they were read before the first one was drawn, and the list was empty)
+    item = palette.locator(".lm-CommandPalette-itemLabel", has_text="Open the StaX Sidebar")
+    item.first.wait_for()
     labels = palette.locator(".lm-CommandPalette-itemLabel").all_inner_texts()
     for label in (
         "Open the StaX Sidebar",
