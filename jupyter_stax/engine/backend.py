@@ -247,6 +247,9 @@ def _executor_classes() -> dict[str, Any]:
 class Backend:
     """One cluster's PSI/J executor, with the guards described in the module docstring."""
 
+    #: the PSI/J launcher of every job (``local``: :mod:`.local_launch`'s)
+    _launcher = "single"
+
     def __init__(
         self,
         cluster: Cluster,
@@ -283,12 +286,16 @@ class Backend:
         import psij
         from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
 
-        psij_compat.install_atomic_launcher_deploy()
         name = self.scheduler
-        if name == "local":
+        if name == "local":  # PSI/J's executor, with our one-process launcher
+            from . import local_launch  # imports PSI/J
+
+            local_launch.register()
+            self._launcher = local_launch.NAME
             return psij.JobExecutor.get_instance(
                 "local", config=psij.JobExecutorConfig(work_directory=self.state_dir)
             )
+        psij_compat.install_atomic_launcher_deploy()
         classes = _executor_classes()
         cls = classes.get(name)
         if cls is None:
@@ -511,7 +518,7 @@ class Backend:
                 account=req.account,
                 custom_attributes=attrs or None,
             ),
-            launcher="single",
+            launcher=self._launcher,
         )
         return self._job(key, spec)
 
