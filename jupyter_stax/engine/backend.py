@@ -286,6 +286,7 @@ class Backend:
         import psij
         from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
 
+        psij_compat.install_atomic_launcher_deploy()
         name = self.scheduler
         if name == "local":  # PSI/J's executor, with our one-process launcher
             from . import local_launch  # imports PSI/J
@@ -295,7 +296,6 @@ class Backend:
             return psij.JobExecutor.get_instance(
                 "local", config=psij.JobExecutorConfig(work_directory=self.state_dir)
             )
-        psij_compat.install_atomic_launcher_deploy()
         classes = _executor_classes()
         cls = classes.get(name)
         if cls is None:
