@@ -45,7 +45,7 @@ def workflow(n: int, run: str = "true") -> dict[str, Any]:
     return {"name": "bench", "steps": [{"name": f"s{i:05d}", "run": run} for i in range(n)]}
 
 
-def child_stax(d: Path, n: int) -> dict[str, Any]:
+def child_stax(d: Path, n: int, workers: int | None = None) -> dict[str, Any]:
     # one-time import costs stay outside the timed section, as in child_psij (PSI/J's import
     # alone is ~0.15 s of CPU, which the engine would otherwise pay inside it)
     import psij.executors.local  # noqa: F401
@@ -59,7 +59,8 @@ def child_stax(d: Path, n: int) -> dict[str, Any]:
             [Cluster(name="local", scheduler="local", work_dir=str(d / "runs"))]
         )
         wf = workflow(n)
-        async with Engine(store=d / "state" / "stax.sqlite", clusters=clusters) as eng:
+        kw: dict[str, Any] = {} if workers is None else {"submit_workers": workers}
+        async with Engine(store=d / "state" / "stax.sqlite", clusters=clusters, **kw) as eng:
             with c.Meter() as m:
                 ex = await eng.submit(wf, cluster="local")
                 ex = await eng.wait(ex.id)
@@ -110,11 +111,19 @@ def main() -> None:
         help="also run the jupyter_stax variant from this checkout (variant 'base'), "
         "interleaved, and print the ratios against it",
     )
+    p.add_argument(
+        "--submit-workers",
+        type=int,
+        metavar="K",
+        help="the engine's submit_workers in the jupyter_stax runs (default: the engine's)",
+    )
     a = p.parse_args()
     if a.child:
         d = Path(a.dir)
-        run = {"stax": child_stax, "base": child_stax, "psij": child_psij}[a.child]
-        c.emit(run(d, a.n))
+        if a.child == "psij":
+            c.emit(child_psij(d, a.n))
+        else:
+            c.emit(child_stax(d, a.n, a.submit_workers))
         return
 
     fs = c.filesystem(a.tmpdir)
@@ -138,7 +147,8 @@ def main() -> None:
         __file__,
         variants,
         a.repeat,
-        ["--n", str(a.n)],
+        ["--n", str(a.n)]
+        + ([] if a.submit_workers is None else ["--submit-workers", str(a.submit_workers)]),
         timeout=a.timeout,
         keep=a.keep,
         tmpdir=a.tmpdir,

@@ -1,4 +1,5 @@
-"""Scheduler backends: the only module that imports PSI/J.
+"""Scheduler backends: the only module that imports PSI/J (besides its helpers
+:mod:`.psij_compat` and :mod:`.local_launch`, the ``local`` cluster's launcher).
 
 ONE PSI/J executor per cluster (PSI/J builds a new executor, with its own polling thread, on every
 ``get_instance``). Blocking calls (``submit``, ``cancel``, ``attach``) are made by the engine on a
