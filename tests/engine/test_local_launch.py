@@ -9,17 +9,23 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psij
 import psutil
 import pytest
 
+from jupyter_stax.core.jobscript import read_exit_record, read_start_record
+from jupyter_stax.core.models import StepState
 from jupyter_stax.engine import local_launch
+from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.local_launch import EXEC, SOURCE, failure_message, launch_command
 
 from ..waiting import wait_for
+from .conftest import arun
 
 S = "/w/stax.job.sh"
 
@@ -158,3 +164,49 @@ def test_cancel_kills_the_job_and_its_children(executor: psij.JobExecutor, tmp_p
     st = j.wait(timedelta(seconds=30))
     assert st is not None and st.state == psij.JobState.CANCELED
     wait_for(lambda: not sleepers(), 30, "the job's processes to be gone")
+
+
+# ---------------------------------------------------------------------- through the engine
+def test_steps_on_local_keep_their_records_exit_codes_and_streams(
+    engine_factory: Callable[..., Engine], stax_env: Path
+) -> None:
+    """The wrapper sourced by the launcher's one bash: the exit record is written after
+    ``exit`` and ``exec`` in the step's script (its subshell), a persistent ``exec``
+    redirection stays the step's, the start record's ``$$`` is the native id."""
+    wf = {
+        "name": "launch",
+        "steps": [
+            {"name": "ok", "run": 'echo "out $PWD"; echo err >&2'},
+            {"name": "exit3", "run": "echo bad >&2; exit 3"},
+            {"name": "exec5", "run": "exec bash -c 'echo from-exec; exit 5'"},
+            {"name": "redir", "run": "exec > mine.txt; echo moved; true"},
+        ],
+    }
+
+    async def main() -> Any:
+        async with engine_factory() as eng:
+            ex = await eng.submit(wf, cluster="local")
+            return await eng.wait(ex.id, timeout=120)
+
+    ex = arun(main())
+    got = {s.name: (s.state, s.exit_code) for s in ex.steps}
+    assert got == {
+        "ok": (StepState.COMPLETED, 0),
+        "exit3": (StepState.FAILED, 3),
+        "exec5": (StepState.FAILED, 5),
+        "redir": (StepState.COMPLETED, 0),
+    }
+    assert ex.step("exit3").reason == "exit code 3: bad"
+    for s in ex.steps:
+        d = Path(s.directory)
+        rec = read_exit_record(d)
+        assert rec is not None and rec.exit_code == s.exit_code, s.name
+        start = read_start_record(d)
+        assert start is not None and start.job_id == s.native_id, s.name
+    ok = Path(ex.step("ok").directory)
+    assert (ok / "stax.out").read_text() == f"out {ok}\n"
+    assert (ok / "stax.err").read_text() == "err\n"
+    assert (Path(ex.step("exec5").directory) / "stax.out").read_text() == "from-exec\n"
+    redir = Path(ex.step("redir").directory)
+    assert (redir / "mine.txt").read_text() == "moved\n"
+    assert (redir / "stax.out").read_text() == ""
