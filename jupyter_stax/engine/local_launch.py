@@ -30,14 +30,13 @@ The script is sourced by the shell ``bash -c`` started, with ``$0`` set to its p
 
 PSI/J finds launchers by name in its plug-in registry: :func:`register` adds this one under
 :data:`NAME` through the public ``Launcher.register_launcher`` (PSI/J loads the class from this
-file itself). Imports nothing of jupyter_stax: PSI/J executes this file as a module of its own.
+file itself, as a module of its own: at module level this file imports nothing of jupyter_stax).
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from psij import InvalidJobException, Job, Launcher
 
@@ -124,11 +123,19 @@ def register() -> None:
         from packaging.version import Version
         from psij.descriptor import Descriptor
 
+        from ..core.errors import StaxError
+
         desc = Descriptor(name=NAME, version=Version(VERSION), cls=f"{__name__}.{_CLASS}")
         root = Path(__file__).parents[len(__name__.split(".")) - 1]
-        Launcher.register_launcher(desc, str(root))
-        probe: Any = Launcher.get_instance(NAME)  # raises, with the cause, if it did not load
-        assert probe.is_launcher_failure("x")
+        try:
+            Launcher.register_launcher(desc, str(root))
+            Launcher.get_instance(NAME)  # PSI/J keeps a load error until asked
+        except ValueError as e:
+            cause = f" ({e.__cause__})" if e.__cause__ else ""
+            raise StaxError(
+                f"PSI/J cannot load jupyter_stax's local launcher from {root}: {e}{cause}; "
+                "reinstall jupyter-stax"
+            ) from None
         _registered = True
 
 
