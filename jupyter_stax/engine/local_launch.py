@@ -48,8 +48,13 @@ VERSION = "1.0"
 #: bash: the job's files, then the rest; a file that cannot be opened: bash says which on the
 #: launcher's pipe (PSI/J's failure message), exit 126 (the job did not run)
 _REDIRECT = 'exec <"$1" >"$2" 2>"$3" || exit 126; shift 3; '
-#: ``$0`` is a bash script: sourced in this shell (no second bash)
-SOURCE = _REDIRECT + '. "$0" "$@"'
+#: ``$0`` is a bash script: sourced in this shell (no second bash); a missing one exits 127 with
+#: bash's own message, as ``bash SCRIPT`` does
+SOURCE = (
+    _REDIRECT
+    + '[ -f "$0" ] || { echo "/bin/bash: $0: No such file or directory" >&2; exit 127; }; '
+    + '. "$0" "$@"'
+)
 #: ``$0`` is any other executable: exec'd
 EXEC = _REDIRECT + 'exec "$0" "$@"'
 

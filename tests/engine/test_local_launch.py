@@ -108,10 +108,12 @@ def test_jobs_end_as_with_psij_single_launcher(executor: psij.JobExecutor, tmp_p
     killed = _job(tmp_path / "killed", "kill -KILL $$\n")
     # a background process of the job does not hold the job open (nothing holds PSI/J's pipe)
     bg = _job(tmp_path / "bg", "sleep 60 & echo $! > bgpid\nexit 0\n")
-    jobs = [ok, fail, execd, killed, bg]
+    gone = _job(tmp_path / "gone", "")
+    (tmp_path / "gone" / "job.sh").unlink()  # as `bash SCRIPT` of a missing script: 127
+    jobs = [ok, fail, execd, killed, bg, gone]
     for j in jobs:
         executor.submit(j)
-    names = ["ok", "fail", "exec", "killed", "bg"]
+    names = ["ok", "fail", "exec", "killed", "bg", "gone"]
     st = {n: j.wait(timedelta(seconds=60)) for n, j in zip(names, jobs, strict=True)}
     try:
         assert (st["ok"].state, st["ok"].exit_code) == (psij.JobState.COMPLETED, 0)
@@ -125,6 +127,11 @@ def test_jobs_end_as_with_psij_single_launcher(executor: psij.JobExecutor, tmp_p
         assert (st["exec"].state, st["exec"].exit_code) == (psij.JobState.FAILED, 5)
         assert (st["killed"].state, st["killed"].exit_code) == (psij.JobState.FAILED, -9)
         assert (st["bg"].state, st["bg"].exit_code) == (psij.JobState.COMPLETED, 0)
+        assert (st["gone"].state, st["gone"].exit_code) == (psij.JobState.FAILED, 127)
+        assert st["gone"].message is None
+        assert (tmp_path / "gone" / "err").read_text() == (
+            f"/bin/bash: {tmp_path / 'gone' / 'job.sh'}: No such file or directory\n"
+        )
     finally:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int((tmp_path / "bg" / "bgpid").read_text()), 9)
