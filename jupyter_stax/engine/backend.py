@@ -1,4 +1,5 @@
-"""Scheduler backends: the only module that imports PSI/J.
+"""Scheduler backends: the only module that imports PSI/J (besides its helpers
+:mod:`.psij_compat` and :mod:`.local_launch`, the ``local`` cluster's launcher).
 
 ONE PSI/J executor per cluster (PSI/J builds a new executor, with its own polling thread, on every
 ``get_instance``). Blocking calls (``submit``, ``cancel``, ``attach``) are made by the engine on a
@@ -247,6 +248,9 @@ def _executor_classes() -> dict[str, Any]:
 class Backend:
     """One cluster's PSI/J executor, with the guards described in the module docstring."""
 
+    #: the PSI/J launcher of every job (``local``: :mod:`.local_launch`'s)
+    _launcher = "single"
+
     def __init__(
         self,
         cluster: Cluster,
@@ -285,7 +289,11 @@ class Backend:
 
         psij_compat.install_atomic_launcher_deploy()
         name = self.scheduler
-        if name == "local":
+        if name == "local":  # PSI/J's executor, with our one-process launcher
+            from . import local_launch  # imports PSI/J
+
+            local_launch.register()
+            self._launcher = local_launch.NAME
             return psij.JobExecutor.get_instance(
                 "local", config=psij.JobExecutorConfig(work_directory=self.state_dir)
             )
@@ -511,7 +519,7 @@ class Backend:
                 account=req.account,
                 custom_attributes=attrs or None,
             ),
-            launcher="single",
+            launcher=self._launcher,
         )
         return self._job(key, spec)
 
