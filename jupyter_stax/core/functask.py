@@ -440,10 +440,20 @@ _stax_tw_handover() {
   # builtin below moves 1 and 2 for a moment)
   exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}< <(:) || return 1
   exec {_stax_tw_x}>"/proc/$BASHPID/fd/$_stax_tw_r" || { _stax_tw_close; return 1; }
+  # the exported variables: their names by compgen -e (into the request file, read back: no
+  # process), else every variable's name by its first character; NAME=VALUE written at once
+  if ! { compgen -e > "$_stax_tw_q" && mapfile -t _stax_tw_ns < "$_stax_tw_q"; } 2>/dev/null
+  then
+    _stax_tw_ns=()
+    for _stax_tw_n in ALL_NAMES; do
+      [[ ${!_stax_tw_n@a} != *x* ]] || _stax_tw_ns+=("$_stax_tw_n")
+    done
+  fi
+  _stax_tw_e=()
+  for _stax_tw_n in "${_stax_tw_ns[@]}"; do _stax_tw_e+=("$_stax_tw_n=${!_stax_tw_n}"); done
   if ! { { printf '%s\0' 'STAX-TASK 2' "$PWD" "$_stax_tw_s" "$_stax_tw_r" "$_stax_tw_1" \
-             "$_stax_tw_2" && umask && printf '\0' && for _stax_tw_n in ALL_NAMES; do
-             [[ ${!_stax_tw_n@a} != *x* ]] || printf '%s=%s\0' "$_stax_tw_n" "${!_stax_tw_n}"
-           done; } > "$_stax_tw_q" &&
+             "$_stax_tw_2" && umask && printf '\0' && printf '%s\0' "${_stax_tw_e[@]}"; } \
+           > "$_stax_tw_q" &&
          printf '%s\n' "$BASHPID" 1<>"$_stax_tw_b.fifo"; } 2>/dev/null; then
     rm -f -- "$_stax_tw_q"; _stax_tw_close; return 1
   fi
