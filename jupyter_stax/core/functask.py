@@ -382,9 +382,20 @@ RUNNER_DIGEST = hashlib.sha256(RUNNER_SOURCE.encode()).hexdigest()
 _REF_PREFIX = "# the runner: jupyter_stax/core/functask.py RUNNER_SOURCE, sha256 "
 
 
+#: the line after the reference: where an engine older than the reference (it runs the body
+#: without putting the runner in) would run it, a sentence instead of a NameError
+_REF_GUARD = (
+    "if '_stax_task_main' not in globals(): raise SystemExit('jupyter_stax: this function "
+    "task names its runner by digest, and the engine that wrote its job script is an older "
+    "jupyter_stax that does not put the runner in: restart the Jupyter server or the "
+    "engine so that it runs the same jupyter_stax as the kernel, and call the function "
+    "again')\n"
+)
+
+
 def runner_ref(digest: str = RUNNER_DIGEST) -> str:
     """The first lines of a task's source that names the runner instead of carrying it."""
-    return f"{TASK_MARK}{_REF_PREFIX}{digest}\n"
+    return f"{TASK_MARK}{_REF_PREFIX}{digest}\n{_REF_GUARD}"
 
 
 def expand_runner(source: str, *, where: str = "function task") -> str:
@@ -404,7 +415,8 @@ def expand_runner(source: str, *, where: str = "function task") -> str:
             "the task was made by another version of jupyter_stax, or its step was edited. "
             "Call the function again from the notebook to submit it anew"
         )
-    return RUNNER_SOURCE + (source[end + 1 :] if end >= 0 else "")
+    rest = source[end + 1 :] if end >= 0 else ""
+    return RUNNER_SOURCE + (rest[len(_REF_GUARD) :] if rest.startswith(_REF_GUARD) else rest)
 
 
 def task_source(call: bytes, params: list[str] | None = None, *, ref: bool = False) -> str:

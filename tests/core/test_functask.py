@@ -285,7 +285,8 @@ def test_runner_refuses_another_python_before_unpickling(tmp_path: Path) -> None
     ("source", "expanded"),
     [
         (runner_ref() + "f()\n", RUNNER_SOURCE + "f()\n"),
-        (runner_ref().rstrip("\n"), RUNNER_SOURCE),
+        (runner_ref().partition("\nif ")[0], RUNNER_SOURCE),  # the digest line only
+        (runner_ref().partition("if ")[0] + "f()\n", RUNNER_SOURCE + "f()\n"),  # no guard
         (RUNNER_SOURCE + "f()\n", RUNNER_SOURCE + "f()\n"),  # stored before: carries it
         (TASK_MARK + "print(1)\n", TASK_MARK + "print(1)\n"),
         ("print(1)\n", "print(1)\n"),
@@ -312,3 +313,8 @@ def test_task_source_names_the_runner() -> None:
     assert expand_runner(ref) == full
     # an exported task (parameters) is a standalone unit: it carries the runner
     assert task_source(call, ["n"], ref=True).startswith(RUNNER_SOURCE)
+    # run as it is (an older engine that does not put the runner in): a sentence, not a
+    # NameError
+    p = subprocess.run([sys.executable, "-c", ref], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "NameError" not in p.stderr
+    assert "the engine that wrote its job script is an older jupyter_stax" in p.stderr
