@@ -584,7 +584,7 @@ def render_task_step(source: str, *, where: str = "function task") -> str:
     ):
         return render_python_step(source, where=where)
     text, digest = _worker_source()
-    if source.startswith(RUNNER_SOURCE):  # the worker compiles the runner once
+    if source.startswith(RUNNER_SOURCE):  # the worker runs the runner once (taskworker.prepare)
         source = RUNNER_SOURCE + CALL_MARK + source[len(RUNNER_SOURCE) :]
     if not source.endswith("\n"):
         source += "\n"

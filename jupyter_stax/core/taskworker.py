@@ -25,7 +25,9 @@ nothing of jupyter_stax where the task runs: the standard library only):
 * the worker (:func:`serve`), a detached process (its own session) that forks one child per
   task. The child takes the job's environment, directory and umask, writes to the job's
   stdout and stderr (opened through ``/proc/<job>/fd``, appending), and runs the task's body
-  as ``__main__`` would. When the job ends first (killed: a cancel, a time limit), the worker
+  as ``__main__`` would (the runner's part of it, the same in every task, the worker ran once
+  into a module the child takes as its ``__main__``; the call's text goes straight to the
+  runner's entry). When the job ends first (killed: a cancel, a time limit), the worker
   kills the child's process group (it watches the job's pidfd). It exits after
   ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, removing every file it made.
 
