@@ -10,12 +10,14 @@ Python probe of the cluster is paid before and reported apart.
 
 ``--parts ROUNDS``: where one trivial task's time goes outside the engine (python start with
 and without site, importing cloudpickle, the task's step script before and now, with and without
-the warm worker, the runner's own work). ``--submitit DIR``: 50 tasks on Slurm against
-submitit (``pip install --target DIR submitit``, never a dependency of the project): calls vs
-its per-call ``submit``, ``.map`` vs its ``map_array`` (target <= 1.1x).
+the warm worker, the runner's own work); ``--handover N``: the CPU of the job's bash, the
+worker and its forked child per task (N hand-overs one after the other). ``--submitit DIR``: 50
+tasks on Slurm against submitit (``pip install --target DIR submitit``, never a dependency of
+the project): calls vs its per-call ``submit``, ``.map`` vs its ``map_array`` (target <= 1.1x).
 
     python bench/function_tasks.py --n 100 --rounds 3 --cluster local
     python bench/function_tasks.py --parts 30
+    python bench/function_tasks.py --handover 300
     python bench/function_tasks.py --cluster slurm --n 50 --submitit /tmp/submitit
 """
 
@@ -151,6 +153,67 @@ def parts(reps: int) -> None:
     print(f"  (call size {len(base64.b64decode(call))} bytes)")
 
 
+def handover(n: int) -> None:
+    """``n`` trivial tasks handed to the warm worker one after the other (the step script as
+    the engine renders it, run by ``bash -c '. ./stax.step.sh'``): CPU per task of the job's
+    bash (with its fork for the pipe), of the worker itself and of its forked children, with
+    the minor page faults (copy-on-write) of each; against ``bash -c true``."""
+    import resource
+    import subprocess
+
+    import cloudpickle
+
+    from jupyter_stax.core.functask import (
+        _worker_source,
+        call_header,
+        render_task_step,
+        task_source,
+    )
+    from jupyter_stax.core.taskworker import identity, worker_dir, worker_name
+
+    d = Path(tempfile.mkdtemp(prefix="stax-bench-handover-"))
+
+    def inc(x: int) -> int:
+        return x + 1
+
+    src = task_source(call_header("inc", None) + cloudpickle.dumps((inc, [((1,), {})])))
+    (d / "stax.step.sh").write_text(render_task_step(src))
+    env = {**os.environ, "STAX_STEP_DIR": str(d), "STAX_STEP": "inc",
+           "STAX_PYTHON": sys.executable, "STAX_TASK_WORKER": "1"}
+    job = ["bash", "-c", ". ./stax.step.sh"]
+    subprocess.run(job, env=env, cwd=d, check=True)  # starts the worker
+    name = worker_name(_worker_source()[1], identity(env))
+    pid_file = Path(worker_dir() or "/nonexistent") / (name + ".pid")
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def worker_stat() -> tuple[float, float, int]:  # own CPU, children's CPU, children's faults
+        f = Path(f"/proc/{worker}/stat").read_text().rpartition(")")[2].split()
+        return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick, int(f[8])
+
+    def kids() -> tuple[float, int]:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime, r.ru_minflt
+
+    for _ in range(5):
+        subprocess.run(job, env=env, cwd=d, check=True)
+    (k0, f0), w0 = kids(), worker_stat()
+    for _ in range(n):
+        subprocess.run(job, env=env, cwd=d, check=True)
+    (k1, f1), w1 = kids(), worker_stat()
+    for _ in range(n):
+        subprocess.run(["bash", "-c", "true"], env=env, cwd=d, check=True)
+    k2, _ = kids()
+    print(f"{n} hand-overs one after the other (load {os.getloadavg()[0]:.1f}), CPU a task:")
+    print(f"  the job's bash {(k1 - k0) / n * 1000:.2f} ms ({(f1 - f0) / n:.0f} faults); "
+          f"bash -c true {(k2 - k1) / n * 1000:.2f} ms")
+    print(f"  the worker {(w1[0] - w0[0]) / n * 1000:.2f} ms, its forked child "
+          f"{(w1[1] - w0[1]) / n * 1000:.2f} ms ({(w1[2] - w0[2]) / n:.0f} faults)")
+
+
 def vs_submitit(a: argparse.Namespace, d: Path) -> None:
     """N trivial tasks on Slurm, submit to all results, against submitit on the same Slurm
     (imported from ``--submitit DIR``, a ``pip install --target DIR submitit``: never a
@@ -239,9 +302,15 @@ def main() -> None:
     ap.add_argument("--parts", type=int, metavar="ROUNDS",
                     help="only time the parts of one task's process (python start, imports, "
                     "the runner, the warm worker), ROUNDS rounds")
+    ap.add_argument("--handover", type=int, metavar="N",
+                    help="only N tasks handed to the warm worker one after the other: CPU of "
+                    "the job's bash, the worker and its forked child per task")
     a = ap.parse_args()
     if a.parts:
         parts(a.parts)
+        return
+    if a.handover:
+        handover(a.handover)
         return
     d = Path(tempfile.mkdtemp(prefix="stax-bench-ftasks-"))
     os.environ.update(

@@ -5,6 +5,10 @@ A function task is an ordinary Python step (``language: python``) whose body is
 :data:`RUNNER_SOURCE` followed by the call (:func:`task_source`). What it reads and writes
 (files in the step directory; a ``.map`` instance: in its ``<i>/``):
 
+* the runner, named by its digest in the stored step (:func:`runner_ref`) and put into the
+  step's script when the engine renders it (:func:`expand_runner`): a digest that is not this
+  version's runner is refused with the reason, never run with another runner. Steps stored
+  before, and exported tasks, carry the runner itself.
 * the call, in the step's script itself (base64, see :func:`task_source`: no file to stage,
   so it goes wherever a script goes: a Jupyter server's REST API, a remote cluster, a
   workflow file). One JSON header line (the Python and cloudpickle versions of the kernel
@@ -29,6 +33,7 @@ scratch file system lets others write into directories one can read, and unpickl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -36,23 +41,26 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StaxError
+from .errors import InvalidWorkflow, StaxError
 
 __all__ = [
     "FORMAT",
     "MAX_CALL_BYTES",
     "PROBE_SOURCE",
+    "RUNNER_DIGEST",
     "RUNNER_SOURCE",
     "PythonMismatch",
     "ResultRefused",
     "TaskError",
     "call_header",
     "error_file",
+    "expand_runner",
     "parse_probe",
     "probe_problem",
     "read_result_file",
     "render_task_step",
     "result_file",
+    "runner_ref",
     "task_source",
 ]
 
@@ -367,12 +375,60 @@ def _stax_task_main(call, kwargs=None):
 '''[1:]
 
 
-def task_source(call: bytes, params: list[str] | None = None) -> str:
+#: the runner's digest (sha256 of :data:`RUNNER_SOURCE`): what a task's step names instead of
+#: carrying the runner (see :func:`task_source`)
+RUNNER_DIGEST = hashlib.sha256(RUNNER_SOURCE.encode()).hexdigest()
+#: the line after :data:`TASK_MARK` of a step that names its runner by digest
+_REF_PREFIX = "# the runner: jupyter_stax/core/functask.py RUNNER_SOURCE, sha256 "
+
+
+#: the line after the reference: where an engine older than the reference (it runs the body
+#: without putting the runner in) would run it, a sentence instead of a NameError
+_REF_GUARD = (
+    "if '_stax_task_main' not in globals(): raise SystemExit('jupyter_stax: this function "
+    "task names its runner by digest, and the engine that wrote its job script is an older "
+    "jupyter_stax that does not put the runner in: restart the Jupyter server or the "
+    "engine so that it runs the same jupyter_stax as the kernel, and call the function "
+    "again')\n"
+)
+
+
+def runner_ref(digest: str = RUNNER_DIGEST) -> str:
+    """The first lines of a task's source that names the runner instead of carrying it."""
+    return f"{TASK_MARK}{_REF_PREFIX}{digest}\n{_REF_GUARD}"
+
+
+def expand_runner(source: str, *, where: str = "function task") -> str:
+    """``source`` with its runner reference (:func:`runner_ref`) replaced by the runner it
+    names; a source that carries its runner (a step stored before, an exported task) is
+    returned as it is. :class:`InvalidWorkflow` when the digest is not this version's runner
+    (a task made by another jupyter_stax, or an edited step): never run with another runner."""
+    head = TASK_MARK + _REF_PREFIX
+    if not source.startswith(head):
+        return source
+    end = source.find("\n", len(head))
+    digest = source[len(head) : end if end >= 0 else len(source)].strip()
+    if digest != RUNNER_DIGEST:
+        raise InvalidWorkflow(
+            f"{where} names the function-task runner sha256 {digest[:16] or '(none)'}..., "
+            f"which this jupyter_stax does not have (its runner is {RUNNER_DIGEST[:16]}...): "
+            "the task was made by another version of jupyter_stax, or its step was edited. "
+            "Call the function again from the notebook to submit it anew"
+        )
+    rest = source[end + 1 :] if end >= 0 else ""
+    return RUNNER_SOURCE + (rest[len(_REF_GUARD) :] if rest.startswith(_REF_GUARD) else rest)
+
+
+def task_source(call: bytes, params: list[str] | None = None, *, ref: bool = False) -> str:
     """The body of a task's Python step: the runner, then the call (header and pickle) in
     base64 lines. ValueError above :data:`MAX_CALL_BYTES`. ``params``: an exported task,
     called with these keyword arguments, each the workflow parameter of that name (a
     ``{{name}}`` placeholder in code position: its typed value, and a missing one is refused
-    before anything is submitted, as for any step)."""
+    before anything is submitted, as for any step). ``ref``: the runner named by its digest
+    (:func:`runner_ref`) instead of carried: the step's script gets it when the engine renders
+    it (:func:`render_task_step`), so the ~4 KB of every task's step are not built, sent,
+    validated, stored and read back by the notebook and the engine; not with ``params`` (an
+    exported task is a standalone unit)."""
     import base64
 
     if len(call) > MAX_CALL_BYTES:
@@ -389,7 +445,8 @@ def task_source(call: bytes, params: list[str] | None = None) -> str:
             if not p.isidentifier():
                 raise ValueError(f"parameter {p!r} is not an identifier")
         kw = ", dict(" + ", ".join(f"{p}={{{{{p}}}}}" for p in params) + ")"
-    return f'{RUNNER_SOURCE}_stax_task_main("""\n{lines}\n"""{kw})\n'
+    runner = runner_ref() if ref and params is None else RUNNER_SOURCE
+    return f'{runner}_stax_task_main("""\n{lines}\n"""{kw})\n'
 
 
 # ---------------------------------------------------------------------- the step script
@@ -440,10 +497,20 @@ _stax_tw_handover() {
   # builtin below moves 1 and 2 for a moment)
   exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}< <(:) || return 1
   exec {_stax_tw_x}>"/proc/$BASHPID/fd/$_stax_tw_r" || { _stax_tw_close; return 1; }
+  # the exported variables: their names by compgen -e (into the request file, read back: no
+  # process), else every variable's name by its first character; NAME=VALUE written at once
+  if ! { compgen -e > "$_stax_tw_q" && mapfile -t _stax_tw_ns < "$_stax_tw_q"; } 2>/dev/null
+  then
+    _stax_tw_ns=()
+    for _stax_tw_n in ALL_NAMES; do
+      [[ ${!_stax_tw_n@a} != *x* ]] || _stax_tw_ns+=("$_stax_tw_n")
+    done
+  fi
+  _stax_tw_e=()
+  for _stax_tw_n in "${_stax_tw_ns[@]}"; do _stax_tw_e+=("$_stax_tw_n=${!_stax_tw_n}"); done
   if ! { { printf '%s\0' 'STAX-TASK 2' "$PWD" "$_stax_tw_s" "$_stax_tw_r" "$_stax_tw_1" \
-             "$_stax_tw_2" && umask && printf '\0' && for _stax_tw_n in ALL_NAMES; do
-             [[ ${!_stax_tw_n@a} != *x* ]] || printf '%s=%s\0' "$_stax_tw_n" "${!_stax_tw_n}"
-           done; } > "$_stax_tw_q" &&
+             "$_stax_tw_2" && umask && printf '\0' && printf '%s\0' "${_stax_tw_e[@]}"; } \
+           > "$_stax_tw_q" &&
          printf '%s\n' "$BASHPID" 1<>"$_stax_tw_b.fifo"; } 2>/dev/null; then
     rm -f -- "$_stax_tw_q"; _stax_tw_close; return 1
   fi
@@ -511,12 +578,13 @@ def render_task_step(source: str, *, where: str = "function task") -> str:
     from .pystep import python_placeholders, render_python_step
     from .taskworker import CALL_MARK, FORWARDED
 
+    source = expand_runner(source, where=where)
     if python_placeholders(source, where=where) or any(
         m in source for m in ("\n" + _TW_MARK, "\n" + _PY_MARK, CALL_MARK)
     ):
         return render_python_step(source, where=where)
     text, digest = _worker_source()
-    if source.startswith(RUNNER_SOURCE):  # the worker compiles the runner once
+    if source.startswith(RUNNER_SOURCE):  # the worker runs the runner once (taskworker.prepare)
         source = RUNNER_SOURCE + CALL_MARK + source[len(RUNNER_SOURCE) :]
     if not source.endswith("\n"):
         source += "\n"

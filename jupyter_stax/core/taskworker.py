@@ -25,7 +25,9 @@ nothing of jupyter_stax where the task runs: the standard library only):
 * the worker (:func:`serve`), a detached process (its own session) that forks one child per
   task. The child takes the job's environment, directory and umask, writes to the job's
   stdout and stderr (opened through ``/proc/<job>/fd``, appending), and runs the task's body
-  as ``__main__`` would. When the job ends first (killed: a cancel, a time limit), the worker
+  as ``__main__`` would (the runner's part of it, the same in every task, the worker ran once
+  into a module the child takes as its ``__main__``; the call's text goes straight to the
+  runner's entry). When the job ends first (killed: a cancel, a time limit), the worker
   kills the child's process group (it watches the job's pidfd). It exits after
   ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, removing every file it made.
 
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import os
 import sys
-from types import CodeType
+from types import ModuleType
 
 #: the job's environment variable that allows the worker ("1")
 WORKER_ENV = "STAX_TASK_WORKER"
@@ -242,6 +244,38 @@ def exit_code(code: object) -> int:
     return 1
 
 
+def set_environ(environ: os._Environ[bytes], env: dict[bytes, bytes]) -> None:
+    """Make ``environ`` equal to ``env`` by its difference only (``clear()`` then ``update()``
+    costs a forked child ~0.7 ms: each pop re-lists the keys, and every key is set again)."""
+    for k in [k for k in environ if k not in env]:
+        del environ[k]
+    for k, v in env.items():
+        if environ.get(k) != v:
+            environ[k] = v
+
+
+#: the call of a task's body as :func:`jupyter_stax.core.functask.task_source` writes it (after
+#: :func:`split_body`'s padding): the worker's child calls the runner's entry with the text
+#: instead of compiling the call
+_CALL_HEAD = '_stax_task_main("""\n'
+_CALL_TAIL = '\n""")\n'
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n"
+
+
+def plain_call(call: str) -> str | None:
+    """The base64 text of a call that is exactly ``_stax_task_main(\"\"\"<base64>\"\"\")`` (the
+    padding newlines before it aside); None for anything else (it is compiled then)."""
+    text = call.lstrip("\n")
+    if not (text.startswith(_CALL_HEAD) and text.endswith(_CALL_TAIL)):
+        return None
+    inner = text[len(_CALL_HEAD) : len(text) - len(_CALL_TAIL)]
+    try:
+        raw = inner.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    return inner if raw and not raw.translate(None, _B64) else None
+
+
 class _Task:
     def __init__(self, reply: int, job: int) -> None:
         self.reply = reply  # the job's pipe
@@ -253,8 +287,10 @@ class _Task:
 def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate process
     """The worker's loop (it holds ``lock`` while it lives)."""
     import gc
+    import importlib
     import select
     import time
+    import types
 
     os.chdir("/")
     try:
@@ -293,10 +329,19 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     poll.register(ff, select.POLLIN)
     children: dict[int, _Task] = {}  # the child's pidfd -> its task
     jobs: dict[int, _Task] = {}  # the job's pidfd -> its task
-    compiled: dict[str, CodeType] = {}  # the runner's code, compiled once
+    # the runner (the part of a body every task shares), compiled and run once into a
+    # ``__main__`` of its own: a child takes that module as its ``__main__`` (its own copy,
+    # being a fork) instead of defining the runner's functions again
+    prepared: dict[str, types.ModuleType] = {}
     pending = b""
     last = time.monotonic()
     closing = False
+    # the caches of the import system, invalidated here once and never filled again in this
+    # process (it imports nothing more; checked before each fork): each child starts with
+    # them invalidated, as if it had called importlib.invalidate_caches() itself (its ''
+    # on sys.path is the job's directory)
+    importlib.invalidate_caches()
+    modules = len(sys.modules)
     gc.freeze()  # what is loaded now stays shared with the children (fewer pages copied)
     print(f"jupyter_stax task worker {os.getpid()} serving {fifo}", flush=True)
 
@@ -332,12 +377,12 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                                    os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
             body = script_body(read_file(r.script))
             head, call = split_body(body)
-            code = compiled.get(head) if head else None
-            if head and code is None:
-                code = compile(head, "<stdin>", "exec")
-                if len(compiled) > 16:
-                    compiled.clear()
-                compiled[head] = code
+            main = prepared.get(head) if head else None
+            if head and main is None:
+                main = prepare(head)
+                if len(prepared) > 16:
+                    prepared.clear()
+                prepared[head] = main
         except (OSError, ValueError, SyntaxError) as e:
             send(t, b"R %s\n" % str(e).encode(errors="replace")[:200])
             for f in fds:
@@ -348,9 +393,11 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        if len(sys.modules) != modules:  # something was imported here after all
+            importlib.invalidate_caches()
         child = os.fork()
         if child == 0:
-            run_child(r, fds, code, call)
+            run_child(r, fds, main, call)
         for f in fds:
             os.close(f)
         t.pid = child
@@ -427,22 +474,32 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     print(f"jupyter_stax task worker {os.getpid()}: idle for {idle:g} s, exiting", flush=True)
 
 
+def prepare(head: str) -> ModuleType:
+    """A ``__main__`` module with the runner ``head`` run in it (in the worker, once)."""
+    import builtins
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    exec(compile(head, "<stdin>", "exec"), main.__dict__)
+    return main
+
+
 def run_child(  # pragma: no cover - forked
-    r: Request, fds: list[int], code: CodeType | None, call: str
+    r: Request, fds: list[int], prepared: ModuleType | None, call: str
 ) -> None:
     """In the forked child: become the job's task (its environment, directory, umask, output),
-    run the body as ``__main__``, exit with its status as the interpreter would."""
+    run the body as ``__main__`` (``prepared``: the runner's part of it, run already), exit
+    with its status as the interpreter would."""
     import atexit
     import builtins
-    import importlib
     import traceback
     import types
 
     rc = 1
     try:
         os.setsid()
-        os.environb.clear()
-        os.environb.update(r.env)
+        set_environ(os.environb, r.env)
         os.umask(r.umask)
         os.chdir(r.cwd)
         os.dup2(fds[0], 1)
@@ -454,14 +511,19 @@ def run_child(  # pragma: no cover - forked
         os.dup2(null, 0)
         os.close(null)
         sys.argv[:] = ["-c"]  # as in the job's own Python
-        importlib.invalidate_caches()  # '' on sys.path is now the job's directory
-        main = types.ModuleType("__main__")
-        main.__dict__["__builtins__"] = builtins
+        # (the import system's caches: invalidated by the worker, see serve)
+        if prepared is None:
+            main = types.ModuleType("__main__")
+            main.__dict__["__builtins__"] = builtins
+        else:
+            main = prepared
         sys.modules["__main__"] = main
         try:
-            if code is not None:
-                exec(code, main.__dict__)
-            exec(compile(call, "<stdin>", "exec"), main.__dict__)
+            text = plain_call(call) if prepared is not None else None
+            if text is not None:
+                main.__dict__["_stax_task_main"](text)
+            else:
+                exec(compile(call, "<stdin>", "exec"), main.__dict__)
             rc = 0
         except SystemExit as e:
             rc = exit_code(e.code)

@@ -435,7 +435,7 @@ class _Batch:
             blob, after = blobs[c.step]
             try:
                 source = task_source(
-                    call_header(c.step, len(c.calls) if c.mapped else None) + blob
+                    call_header(c.step, len(c.calls) if c.mapped else None) + blob, ref=True
                 )
             except ValueError as e:
                 raise InvalidWorkflow(f"task {c.step!r}: {e}") from None

@@ -18,18 +18,24 @@ from typing import Any
 import cloudpickle
 import pytest
 
+from jupyter_stax.core.errors import InvalidWorkflow
 from jupyter_stax.core.functask import (
+    RUNNER_DIGEST,
+    RUNNER_SOURCE,
+    TASK_MARK,
     Probe,
     ResultRefused,
     TaskError,
     call_header,
     error_file,
+    expand_runner,
     parse_probe,
     probe_problem,
     read_result_file,
     render_task_step,
     result_file,
     result_problem,
+    runner_ref,
     task_source,
 )
 from jupyter_stax.core.pystep import render_python_step
@@ -273,3 +279,42 @@ def test_runner_refuses_another_python_before_unpickling(tmp_path: Path) -> None
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert err.kind == "python" and f"the kernel that made the task runs {here}" in err.message
     assert "STAX_PYTHON" in err.message and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "expanded"),
+    [
+        (runner_ref() + "f()\n", RUNNER_SOURCE + "f()\n"),
+        (runner_ref().partition("\nif ")[0], RUNNER_SOURCE),  # the digest line only
+        (runner_ref().partition("if ")[0] + "f()\n", RUNNER_SOURCE + "f()\n"),  # no guard
+        (RUNNER_SOURCE + "f()\n", RUNNER_SOURCE + "f()\n"),  # stored before: carries it
+        (TASK_MARK + "print(1)\n", TASK_MARK + "print(1)\n"),
+        ("print(1)\n", "print(1)\n"),
+        (runner_ref("0" * 64) + "f()\n", None),  # another runner
+        (runner_ref(RUNNER_DIGEST[:-1] + "x") + "f()\n", None),
+        (runner_ref("") + "f()\n", None),
+    ],
+)
+def test_expand_runner(source: str, expanded: str | None) -> None:
+    if expanded is None:
+        with pytest.raises(InvalidWorkflow) as e:
+            expand_runner(source, where="step 'a'")
+        assert "step 'a' names the function-task runner" in e.value.message
+        assert "Call the function again" in e.value.message
+    else:
+        assert expand_runner(source) == expanded
+
+
+def test_task_source_names_the_runner() -> None:
+    call = call_header("a", None) + b"x"
+    ref = task_source(call, ref=True)
+    full = task_source(call)
+    assert ref.startswith(runner_ref()) and full.startswith(RUNNER_SOURCE)
+    assert expand_runner(ref) == full
+    # an exported task (parameters) is a standalone unit: it carries the runner
+    assert task_source(call, ["n"], ref=True).startswith(RUNNER_SOURCE)
+    # run as it is (an older engine that does not put the runner in): a sentence, not a
+    # NameError
+    p = subprocess.run([sys.executable, "-c", ref], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "NameError" not in p.stderr
+    assert "the engine that wrote its job script is an older jupyter_stax" in p.stderr

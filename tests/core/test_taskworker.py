@@ -26,6 +26,8 @@ from jupyter_stax.core.taskworker import (
     Request,
     exit_code,
     identity,
+    plain_call,
+    set_environ,
     split_body,
     worker_name,
 )
@@ -118,6 +120,39 @@ def test_split_body_keeps_line_numbers(body: str, head: str, call: str) -> None:
     assert split_body(body) == (head, call)
     assert call.splitlines()[-1] == body.splitlines()[-1]
     assert len(call.splitlines()) == len(body.splitlines())  # the same line numbers
+
+
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        ('\n\n_stax_task_main("""\nQUJD\nRA==\n""")\n', "QUJD\nRA=="),
+        ('_stax_task_main("""\nQUJD\n""")\n', "QUJD"),
+        ('_stax_task_main("""\n\n""")\n', None),  # nothing to call with
+        ('_stax_task_main("""\nQUJD\n""", dict(n=1))\n', None),  # an exported task's
+        ('_stax_task_main("""\nQU"JD\n""")\n', None),  # not base64: compiled
+        ('_stax_task_main("""\nQUJD\n""")\nprint(1)\n', None),  # more than the call
+        ('x = 1\n_stax_task_main("""\nQUJD\n""")\n', None),
+        ('_stax_task_main("""\nQUJ\u00e9\n""")\n', None),
+        ("", None),
+    ],
+)
+def test_plain_call(call: str, text: str | None) -> None:
+    assert plain_call(call) == text
+
+
+@pytest.mark.parametrize(
+    ("before", "job"),
+    [
+        ({b"A": b"1", b"B": b"2"}, {b"A": b"1", b"B": b"2"}),
+        ({b"A": b"1", b"GONE": b"x"}, {b"A": b"2", b"NEW": b""}),
+        ({b"A": b"1"}, {}),
+        ({}, {b"A": b"x=y\nz"}),
+    ],
+)
+def test_set_environ_by_difference(before: dict[bytes, bytes], job: dict[bytes, bytes]) -> None:
+    env = dict(before)
+    set_environ(env, job)  # type: ignore[arg-type]
+    assert env == job
 
 
 def test_step_script_and_its_fallbacks() -> None:
@@ -218,3 +253,66 @@ def test_a_real_warm_worker(tmp_path: Path) -> None:
     (wdir / (pid_file.stem + ".4194305.req")).write_bytes(b"")  # above any pid_max
     wait_for(lambda: all(gone(w) for w in workers), 30, "the idle workers to exit (3 s idle)")
     assert sorted(p.name for p in wdir.iterdir()) == []  # nothing left behind
+
+
+def test_runner_named_by_digest_through_the_warm_worker(tmp_path: Path) -> None:
+    """A task's stored step names the runner by digest (small); its script carries the runner
+    (rendered as the engine does), and the warm worker runs it from its prepared runner and
+    the call's text: the result file, the job's own environment (a variable the worker's
+    environment has and the job's has not stays unset), a wrong digest refused."""
+    import cloudpickle
+
+    from jupyter_stax.core.errors import InvalidWorkflow
+    from jupyter_stax.core.functask import (
+        RUNNER_SOURCE,
+        call_header,
+        read_result_file,
+        result_file,
+        runner_ref,
+        task_source,
+    )
+
+    def probe(x: int) -> tuple[int, str | None, str | None, bool]:
+        import os as _o
+
+        with open(f"/proc/{_o.getppid()}/cmdline", "rb") as f:
+            parent = f.read()
+        return (x + 1, _o.environ.get("STAX_T_GONE"), _o.environ.get("STAX_T_NEW"),
+                b"stax-taskworker-" in parent)
+
+    tmp = tmp_path / "t"
+    tmp.mkdir()
+    step = tmp_path / "step"
+    step.mkdir()
+    source = task_source(call_header("step", None) + cloudpickle.dumps((probe, [((1,), {})])),
+                         ref=True)
+    assert source.startswith(runner_ref()) and RUNNER_SOURCE not in source
+    assert len(source) < len(RUNNER_SOURCE)  # the call only
+    script = render_task_step(source)
+    assert RUNNER_SOURCE + CALL_MARK in script  # the script carries it
+    (step / "stax.step.sh").write_text(script)
+    env = {
+        **os.environ, "TMPDIR": str(tmp), "STAX_TASK_WORKER": "1", "STAX_TASK_WORKER_IDLE": "3",
+        "STAX_PYTHON": sys.executable, "STAX_STEP": "step", "STAX_STEP_DIR": str(step),
+    }
+
+    def run(env: dict[str, str]) -> tuple[object, ...]:
+        p = subprocess.run(["bash", "-c", ". ./stax.step.sh"], cwd=step, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        data = read_result_file(step / result_file("step"), tmp_path)
+        return tuple(cloudpickle.loads(data))
+
+    assert run({**env, "STAX_T_GONE": "1"}) == (2, "1", None, False)  # starts the worker
+    wdir = tmp / f"stax-taskworker-{os.getuid()}"
+    pid_file = wait_for(lambda: next(iter(wdir.glob("*.pid")), None), 30, "the worker's pid")
+    assert run({**env, "STAX_T_NEW": "n"}) == (2, None, "n", True)  # forked by the worker
+    assert run(env) == (2, None, None, True)
+    # a digest that is not this runner's: refused with the reason, nothing rendered
+    for bad in (runner_ref("0" * 64), runner_ref("")):
+        with pytest.raises(InvalidWorkflow, match="another version of jupyter_stax"):
+            render_task_step(bad + source[len(runner_ref()):], where="step 'x'")
+    worker = int(pid_file.read_text())
+    wait_for(lambda: not Path(f"/proc/{worker}").exists()
+             or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z", 30,
+             "the idle worker to exit")
