@@ -4,9 +4,9 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 
 * ``put``: one big file (default 1 GiB) into a remote directory: ``SSHTransport.put_files``
   (a tar stream on one exec channel of an open connection, hashed as it goes) vs ``scp``;
-* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.Lander``:
-  a hidden partial name relative to a directory opened once, hashed, renamed) vs ``scp`` from
-  the cluster;
+* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.Lander``
+  into a new directory: a hidden sibling directory renamed into place once, each file hashed
+  as it is written) vs ``scp`` from the cluster;
 * ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
   vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here); ``smallget``: the
   same files back, ``get_files`` vs ``ssh HOST 'tar -cf - .' | tar -xf -``;
