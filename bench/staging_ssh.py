@@ -17,9 +17,10 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 /var/tmp); ``/dev/shm`` takes the disk out of the comparison (file creation on a busy disk
 dominates a small-file get, for ``tar -x`` as much as for jupyter_stax).
 
-Each timed part starts after a ``sync``: the first of a pair no longer pays for the writes the
-step before it left in the page cache (without it, whichever side ran first in a pair of
-small-file gets was the slow one, 2-10x, so an odd ``--repeat`` favoured one side).
+Each timed part starts after a ``sync`` (the writes the step before left are not charged to
+it). Even so, whichever side ran first in a pair of small-file gets was the slow one here
+(2-10x; why was not found), so an odd ``--repeat`` favours the side that runs second in most
+pairs (the reference): prefer an even ``--repeat``.
 ``STAX_BENCH_CODE=DIR`` runs the transfers of another checkout (a before/after pair measured
 by the same script).
 
