@@ -4,9 +4,9 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 
 * ``put``: one big file (default 1 GiB) into a remote directory: ``SSHTransport.put_files``
   (a tar stream on one exec channel of an open connection, hashed as it goes) vs ``scp``;
-* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.Lander``:
-  a hidden partial name relative to a directory opened once, hashed, renamed) vs ``scp`` from
-  the cluster;
+* ``get``: the same file back: ``SSHTransport.get_files`` (written by ``landing.Lander``
+  into a new directory: a hidden sibling directory renamed into place once, each file hashed
+  as it is written) vs ``scp`` from the cluster;
 * ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
   vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here); ``smallget``: the
   same files back, ``get_files`` vs ``ssh HOST 'tar -cf - .' | tar -xf -``;
@@ -16,6 +16,13 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
 ``--land-dir DIR``: where both sides of the gets write (default: beside the sources, on
 /var/tmp); ``/dev/shm`` takes the disk out of the comparison (file creation on a busy disk
 dominates a small-file get, for ``tar -x`` as much as for jupyter_stax).
+
+Each timed part starts after a ``sync`` (the writes the step before left are not charged to
+it). Even so, whichever side ran first in a pair of small-file gets was the slow one here
+(2-10x; why was not found), so an odd ``--repeat`` favours the side that runs second in most
+pairs (the reference): prefer an even ``--repeat``.
+``STAX_BENCH_CODE=DIR`` runs the transfers of another checkout (a before/after pair measured
+by the same script).
 
 ``STAX_SSHD_BASE`` names another sshd of start-sshd.sh than the shared /tmp/stax-sshd (with
 root's client key made by client-key.sh), e.g. a private one while others use the shared one.
@@ -46,7 +53,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: the jupyter_stax checkout the transfers run (default this one): another one's code is then
+#: measured with this script, e.g. a before/after pair with the same bench
+CODE = Path(os.environ.get("STAX_BENCH_CODE") or ROOT)
+sys.path.insert(0, str(CODE))
 
 
 def sshd_setup() -> tuple[Any, Any]:
@@ -103,7 +113,7 @@ def run_child(what: str, args: argparse.Namespace, **kw: str) -> dict[str, float
     argv = [sys.executable, __file__, "--child", what, "--client", args.client]
     for k, v in kw.items():
         argv += [f"--{k}", v]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(CODE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT "))
     result: dict[str, float] = json.loads(line[len("BENCH_RESULT "):])
@@ -111,6 +121,7 @@ def run_child(what: str, args: argparse.Namespace, **kw: str) -> dict[str, float
 
 
 def timed(argv: list[str], **kw: Any) -> float:
+    os.sync()
     t = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True, **kw)
     return time.perf_counter() - t
@@ -159,6 +170,7 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
 
     def stax(what: str, **kw: str) -> None:
+        os.sync()
         res = run_child(what, args, **kw)
         runs[f"{what}_stax"].append(res["seconds"])
         rss[what].append(res["rss_mb"])
@@ -221,6 +233,7 @@ def main() -> None:
         ("put small files", f"{nf} x 1 KiB", "small", "tar", nf),
         ("get small files", f"{nf} x 1 KiB", "smallget", "tar", nf),
     ]
+    print(f"code: {CODE}")
     print(f"jupyter_stax SSH transport ({args.client}) vs OpenSSH tools, {args.repeat} runs each, "
           "interleaved (order alternating); medians; ratio = reference time / jupyter_stax time "
           "per run, median [min..max]")

@@ -20,6 +20,21 @@ is never replaced by it: only then is the target looked at). ``tar -x`` makes ~4
 file; the path-based way (a temporary name, ``lstat`` of each component, ``chmod``, ``stat``,
 ``rename``) took ~9.
 
+With ``stage=True`` (the SSH transport's fetches), a destination that does not exist yet is
+landed as ONE tree: the files go into a hidden sibling directory
+(:func:`.landing_tree.staging_name`, locked with ``flock`` while a fetch uses it) under their
+final names, made ``O_CREAT|O_EXCL|O_NOFOLLOW`` with no rename per file, and
+:meth:`Lander.commit` renames that directory onto the destination once
+(``RENAME_NOREPLACE``): a reader never sees half a tree, and nothing is replaced. When the
+destination appeared meanwhile, the files are moved into it one by one under the rules above.
+A destination that exists already is landed file by file, as before. A fetch cut while landing
+into the hidden directory leaves it (the files landed whole, and the cut file's partial copy)
+for the next try, which reuses it: :meth:`Lander.landed_before` gives the files landed whole,
+which the caller checks against the source (sizes and sums) and does not fetch again. An
+abandoned hidden directory is reused by the next fetch into the same destination, removed when
+that destination exists by then, removed at once when nothing was landed in it, and removed
+when older than :data:`.landing_tree.ABANDONED_AFTER` by the next fetch beside it.
+
 A stream cut in the middle of a file of at least :data:`RESUME_MIN` bytes leaves its partial
 file (hidden name, never the target's): the next fetch may continue it after checking the kept
 bytes against the source (:meth:`Lander.partials`, :meth:`Lander.prefix_hash`,
@@ -38,11 +53,13 @@ import os
 import secrets
 import stat
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Literal
+
+from . import landing_tree
 
 CHUNK = 1 << 20
 #: a file cut after at least this many bytes keeps its partial copy for the next try
@@ -54,6 +71,7 @@ Status = Literal["new", "unchanged", "kept", "replaced"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_ONLY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
 
@@ -186,13 +204,15 @@ def _needs_chmod(mode: int) -> bool:
     return _umask is None or bool(mode & _umask)
 
 
-def rename_noreplace(src: str, dest: str, dir_fd: int) -> None:
-    """Rename ``src`` to ``dest`` in the directory ``dir_fd``; FileExistsError when ``dest``
-    exists (whatever it is: a link too), nothing replaced. ``renameat2(RENAME_NOREPLACE)``
-    where the kernel and file system have it, else a check (``lstat``) then a rename."""
+def rename_noreplace(src: str, dest: str, dir_fd: int, src_dir_fd: int | None = None) -> None:
+    """Rename ``src`` (in ``src_dir_fd``, default ``dir_fd``) to ``dest`` in the directory
+    ``dir_fd``; FileExistsError when ``dest`` exists (whatever it is: a link too), nothing
+    replaced. ``renameat2(RENAME_NOREPLACE)`` where the kernel and file system have it, else a
+    check (``lstat``) then a rename."""
     global _RENAMEAT2
+    sfd = dir_fd if src_dir_fd is None else src_dir_fd
     if _RENAMEAT2 is not None:
-        if _RENAMEAT2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dest),
+        if _RENAMEAT2(sfd, os.fsencode(src), dir_fd, os.fsencode(dest),
                       _RENAME_NOREPLACE) == 0:
             return
         e = ctypes.get_errno()
@@ -205,9 +225,33 @@ def rename_noreplace(src: str, dest: str, dir_fd: int) -> None:
     try:
         os.stat(dest, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        os.rename(src, dest, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.rename(src, dest, src_dir_fd=sfd, dst_dir_fd=dir_fd)
         return
     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dest)
+
+
+def _open_below(fd: int, parts: Sequence[str]) -> int:
+    """The directory ``parts`` below the directory ``fd``, opened (``fd`` itself when
+    ``parts`` is empty); no link followed."""
+    here = fd
+    for p in parts:
+        nxt = os.open(p, _DIR_FLAGS, dir_fd=here)
+        if here != fd:
+            os.close(here)
+        here = nxt
+    return here
+
+
+def _by_dir(names: Iterable[str]) -> dict[tuple[str, ...], list[tuple[str, str]]]:
+    """``names`` (those that are safe) by their directory: ``(name, last component)``."""
+    by_dir: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for rel in names:
+        try:
+            parts = check_relative(rel)
+        except UnsafePath:
+            continue
+        by_dir.setdefault(tuple(parts[:-1]), []).append((rel, parts[-1]))
+    return by_dir
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -219,16 +263,28 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 class Lander:
     """The files of one fetch written under ``root`` (made with the first file): see the
     module docstring. Not thread-safe (one per fetch); close it (``with``) to give its
-    directory descriptors back."""
+    directory descriptors back. With ``stage``, a ``root`` that does not exist yet is landed in
+    a hidden sibling directory: call :meth:`commit` once every file is there (closing without
+    it leaves that directory for the next try)."""
 
-    def __init__(self, root: Path, *, keep_partials: bool = True) -> None:
+    def __init__(self, root: Path, *, keep_partials: bool = True, stage: bool = False) -> None:
         self.root = root
         #: whether a file cut after :data:`RESUME_MIN` bytes keeps its partial copy (only
         #: where something continues it: the SSH transport's ``get_files``)
         self.keep_partials = keep_partials
+        self.stage = stage
         self._root_fd = -1  # opened (and the root made) when first needed
         self._dirs: dict[tuple[str, ...], int] = {}
         self._paths: dict[tuple[str, ...], Path] = {}  # the directories' paths (for Landed)
+        #: while landing into the hidden directory: its name, and its parent's descriptor
+        self._hidden: str | None = None
+        self._parent_fd = -1
+        self._reused = False  # the hidden directory was left by an earlier, cut fetch
+
+    @property
+    def staged(self) -> bool:
+        """Whether the files land in the hidden directory (decided with the first file)."""
+        return self._hidden is not None
 
     def __enter__(self) -> Lander:
         return self
@@ -238,15 +294,66 @@ class Lander:
         self.close()
 
     def close(self) -> None:
+        """Give the descriptors back. A hidden directory not committed stays for the next try
+        (unless nothing was landed in it) and is unlocked."""
         self._close_dirs()
+        if self._hidden is not None and self._root_fd >= 0:
+            with contextlib.suppress(OSError):
+                landing_tree.prune(self._parent_fd, self._hidden, self._root_fd)
+        self._hidden = None
         if self._root_fd >= 0:
             os.close(self._root_fd)
             self._root_fd = -1
+        if self._parent_fd >= 0:
+            os.close(self._parent_fd)
+            self._parent_fd = -1
 
     def _close_dirs(self) -> None:
         for fd in self._dirs.values():
             os.close(fd)
         self._dirs.clear()
+
+    def _open_root(self, make: bool) -> None:
+        """Decide where the files go (the first time a directory is needed): with ``stage``
+        and no ``root`` yet, its hidden sibling directory; else ``root`` (made when ``make``)."""
+        name = self.root.name
+        if self.stage and name not in ("", ".", ".."):
+            if make:
+                self.root.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                parent = os.open(self.root.parent, _DIR_ONLY)
+            except FileNotFoundError:
+                if make:
+                    raise
+                parent = -1
+            if parent >= 0:
+                try:
+                    self._choose(parent, name, make)
+                finally:
+                    if self._hidden is None:
+                        os.close(parent)
+                if self._hidden is not None:
+                    return
+        if make:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._root_fd = os.open(self.root, _DIR_ONLY)
+
+    def _choose(self, parent: int, name: str, make: bool) -> None:
+        hidden = landing_tree.staging_name(name)
+        try:
+            os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:  # there already: file by file; a hidden directory left beside it is stale
+            landing_tree.remove(parent, hidden)
+            return
+        got = landing_tree.take(parent, hidden, make)
+        if got is None:
+            return  # another fetch's, or not ours to use: file by file
+        self._root_fd, self._reused = got
+        self._hidden, self._parent_fd = hidden, parent
+        with contextlib.suppress(OSError):
+            landing_tree.sweep(parent, hidden)
 
     def _dir(self, rel: str, parts: list[str], make: bool) -> int:
         """The descriptor of the directory ``parts`` below the root (made when ``make``);
@@ -254,9 +361,7 @@ class Lander:
         missing and not ``make``."""
         if not parts:
             if self._root_fd < 0:
-                if make:
-                    self.root.mkdir(parents=True, exist_ok=True)
-                self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._open_root(make)
             return self._root_fd
         key = tuple(parts)
         fd = self._dirs.get(key)
@@ -285,6 +390,10 @@ class Lander:
         self._dirs[key] = fd
         return fd
 
+    def path_of(self, rel: str) -> Path:
+        """Where ``rel`` is (or will be, once committed) here."""
+        return self.root.joinpath(*check_relative(rel))
+
     def land(
         self, rel: str, chunks: Iterable[bytes | memoryview], *, overwrite: bool = False,
         mode: int = 0o644,
@@ -295,6 +404,14 @@ class Lander:
         parts = check_relative(rel)
         d = self._dir(rel, parts[:-1], True)
         name = parts[-1]
+        if self._hidden is not None:  # a directory of our own: the final name at once
+            try:
+                fd = os.open(name, _NEW_FLAGS, mode, dir_fd=d)
+            except FileExistsError:
+                pass  # left there (not asked for, or planted): written aside, then replaced
+            else:
+                return self._write(d, rel, parts, name, fd, hashlib.sha256(), 0, chunks,
+                                   overwrite, mode, True, final=True)
         tmp = partial_name(name)
         keepable = True
         try:
@@ -308,7 +425,10 @@ class Lander:
     def _write(
         self, d: int, rel: str, parts: list[str], tmp: str, fd: int, h: Any, n: int,
         chunks: Iterable[bytes | memoryview], overwrite: bool, mode: int, keepable: bool,
+        *, final: bool = False,
     ) -> Landed:
+        """``chunks`` written to ``fd`` (``tmp`` in ``d``; ``final``: the file's own name in
+        the hidden directory), then landed."""
         keep = False
         try:
             try:
@@ -328,56 +448,140 @@ class Lander:
                     os.fchmod(fd, mode)
             finally:
                 os.close(fd)
+            if final:  # written under its own name in the hidden directory: nothing to rename
+                return Landed(self._dest(parts), n, h.hexdigest(), "new")
             return self._finish(d, rel, parts, tmp, n, h.hexdigest(), overwrite)
         except BaseException:
-            if not keep:
-                with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):
+                if keep and final:  # under its partial name: found by the next try
+                    os.rename(tmp, partial_name(tmp), src_dir_fd=d, dst_dir_fd=d)
+                elif not keep:
                     os.unlink(tmp, dir_fd=d)
             raise
 
-    def _finish(
-        self, d: int, rel: str, parts: list[str], tmp: str, n: int, digest: str,
-        overwrite: bool,
-    ) -> Landed:
-        name = parts[-1]
+    def _dest(self, parts: list[str]) -> Path:
         key = tuple(parts[:-1])
         parent = self._paths.get(key)
         if parent is None:
             parent = self._paths[key] = self.root.joinpath(*key)
-        dest = parent / name
+        return parent / parts[-1]
+
+    def _finish(
+        self, d: int, rel: str, parts: list[str], tmp: str, n: int, digest: str,
+        overwrite: bool, src: int | None = None,
+    ) -> Landed:
+        """``tmp`` (in ``src``, default ``d``) renamed to its final name in ``d`` unless that
+        exists; then the rules: unchanged, kept or replaced."""
+        s = d if src is None else src
+        name = parts[-1]
+        dest = self._dest(parts)
+        if self._hidden is not None and d == s:  # in our own directory: it is ours to replace
+            os.rename(tmp, name, src_dir_fd=s, dst_dir_fd=d)
+            return Landed(dest, n, digest, "new")
         try:
-            rename_noreplace(tmp, name, d)
+            rename_noreplace(tmp, name, d, s)
             return Landed(dest, n, digest, "new")
         except FileExistsError:
             pass
         st = os.stat(name, dir_fd=d, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
-            os.unlink(tmp, dir_fd=d)
+            os.unlink(tmp, dir_fd=s)
             raise UnsafePath(f"{rel!r}: {dest} is a symbolic link (never followed)")
         regular = stat.S_ISREG(st.st_mode)
         if regular and st.st_size == n and sha256_of(Path(name), dir_fd=d) == (n, digest):
-            os.unlink(tmp, dir_fd=d)
+            os.unlink(tmp, dir_fd=s)
             return Landed(dest, n, digest, "unchanged")
         if not overwrite or not regular:
-            os.unlink(tmp, dir_fd=d)
+            os.unlink(tmp, dir_fd=s)
             return Landed(dest, n, digest, "kept")
-        os.rename(tmp, name, src_dir_fd=d, dst_dir_fd=d)
+        os.rename(tmp, name, src_dir_fd=s, dst_dir_fd=d)
         return Landed(dest, n, digest, "replaced")
+
+    # ------------------------------------------------------------------ the hidden directory
+    def commit(
+        self, landed: Mapping[str, Landed], *, overwrite: bool = False
+    ) -> dict[str, Landed]:
+        """Put what landed in the hidden directory in place (nothing to do when the files
+        landed in ``root`` itself): what an earlier cut fetch left there and this one did not
+        land (``landed``) is removed, then ONE ``renameat2(RENAME_NOREPLACE)`` of the directory
+        onto ``root``. When ``root`` appeared meanwhile, each file is moved into it under the
+        rules (an existing different file kept unless ``overwrite``): the statuses returned
+        say so."""
+        out = dict(landed)
+        if self._hidden is None:
+            return out
+        hidden, sfd, parent = self._hidden, self._root_fd, self._parent_fd
+        if self._reused:
+            landing_tree.remove_but(sfd, {"/".join(check_relative(r)) for r in landed})
+        self._close_dirs()
+        try:
+            rename_noreplace(hidden, self.root.name, parent)
+        except FileExistsError:
+            pass
+        else:
+            self._hidden = None  # the root now (the descriptor follows the directory)
+            return out
+        # the root appeared meanwhile: file by file into it, then the hidden directory goes
+        self._hidden, self._root_fd = None, -1
+        self.stage = False
+        try:
+            moved: dict[str, Landed] = {}
+            for rel, x in sorted(landed.items()):
+                parts = check_relative(rel)
+                src = _open_below(sfd, parts[:-1])
+                try:
+                    d = self._dir(rel, parts[:-1], True)
+                    moved[rel] = self._finish(d, rel, parts, parts[-1], x.size, x.sha256,
+                                              overwrite, src)
+                finally:
+                    if src != sfd:
+                        os.close(src)
+            out.update(moved)
+        finally:
+            os.close(sfd)
+            with contextlib.suppress(OSError):
+                landing_tree.rmtree(parent, hidden)
+        return out
+
+    def landed_before(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Of ``names``, those an earlier cut fetch landed whole in the hidden directory this
+        one reuses: size and sha256 (hashed now). They are not trusted blindly: the caller
+        compares them with the source's, keeps those (``landed`` of :meth:`commit`) and
+        :meth:`drop` s the others. Empty unless landing in a reused hidden directory."""
+        if self._root_fd < 0:
+            with contextlib.suppress(OSError):
+                self._dir("", [], False)
+        if self._hidden is None or not self._reused:
+            return {}
+        out: dict[str, tuple[int, str]] = {}
+        for key, items in _by_dir(names).items():
+            try:
+                d = self._dir("/".join(key), list(key), False)
+            except (OSError, UnsafePath):
+                continue
+            with os.scandir(d) as entries:
+                there = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+            for rel, name in items:
+                if name in there:
+                    with contextlib.suppress(OSError, UnsafePath):
+                        out[rel] = sha256_of(Path(name), dir_fd=d)
+        return out
+
+    def drop(self, rel: str) -> None:
+        """Remove ``rel`` from the hidden directory (it differs from the source now)."""
+        if self._hidden is None:
+            return
+        parts = check_relative(rel)
+        with contextlib.suppress(OSError, UnsafePath):
+            os.unlink(parts[-1], dir_fd=self._dir(rel, parts[:-1], False))
 
     # ------------------------------------------------------------------ resuming
     def partials(self, names: Iterable[str]) -> dict[str, int]:
         """Of ``names``, those whose partial file an earlier cut fetch left (at least
         :data:`RESUME_MIN` bytes): its size. One directory listing per directory that has
         such names and exists (nothing is made); names that are not safe are left out."""
-        by_dir: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-        for rel in names:
-            try:
-                parts = check_relative(rel)
-            except UnsafePath:
-                continue
-            by_dir.setdefault(tuple(parts[:-1]), []).append((rel, parts[-1]))
         out: dict[str, int] = {}
-        for key, items in by_dir.items():
+        for key, items in _by_dir(names).items():
             try:
                 d = self._dir("/".join(key), list(key), False)
             except (OSError, UnsafePath):

@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jupyter_stax.engine import landing
+from jupyter_stax.engine import landing, landing_tree
 from jupyter_stax.engine.remote import files
 from jupyter_stax.engine.remote.shell import ProtocolError
 
@@ -202,3 +203,176 @@ def test_the_remote_ends_of_a_resume_take_any_name_as_data(tmp_path: Path, name:
     res = _sh(files.append_command(str(d), name, 1000), data[1000:2000])
     assert res.returncode == 0 and (d / name).read_bytes() == data[:2000]
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+# ---------------------------------------------------------------- a fresh tree, landed at once
+def _hidden(root: Path) -> Path:
+    return root.parent / landing_tree.staging_name(root.name)
+
+
+NESTED = ["top.csv", *(f"d/{n}" for n in HOSTILE if "\udcff" not in n), "d/e/f/deep.bin"]
+
+
+def _body(rel: str) -> bytes:
+    return rel.encode("utf-8", "surrogateescape") * 3
+
+
+def test_a_fresh_tree_lands_in_one_hidden_directory_renamed_into_place_once(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "outs" / "run" / "step"  # its parents are made too
+    with landing.Lander(root, stage=True) as lander:
+        got = {rel: lander.land(rel, [_body(rel)]) for rel in NESTED}
+        assert lander.staged and not root.exists()  # a reader sees nothing yet...
+        hidden = _hidden(root)
+        assert (hidden / "d" / "e" / "f" / "deep.bin").read_bytes() == _body("d/e/f/deep.bin")
+        assert not [p for p in hidden.rglob("*.part")]  # written under their own names
+        out = lander.commit(got)
+    assert not hidden.exists() and os.listdir(root.parent) == ["step"]  # ...then all of it
+    for rel in NESTED:
+        x = out[rel]
+        assert (x.path, x.size, x.sha256, x.status) == (
+            root / rel, len(_body(rel)), _sha(_body(rel)), "new")
+        assert x.path.read_bytes() == _body(rel)
+        assert x.path.stat().st_mode & 0o777 == 0o644
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_existing_destination_is_landed_file_by_file_under_the_rules(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    root = tmp_path / "step"
+    root.mkdir()
+    (root / "same").write_bytes(b"same")
+    (root / "mine").write_bytes(b"mine")
+    with landing.Lander(root, stage=True) as lander:
+        got = {n: lander.land(n, [b"same" if n == "same" else b"theirs"], overwrite=overwrite)
+               for n in ("same", "mine", "new")}
+        assert not lander.staged
+        got = lander.commit(got, overwrite=overwrite)
+    assert {n: x.status for n, x in got.items()} == {
+        "same": "unchanged", "mine": "replaced" if overwrite else "kept", "new": "new"}
+    assert (root / "mine").read_bytes() == (b"theirs" if overwrite else b"mine")
+    assert sorted(os.listdir(tmp_path)) == ["step"]  # no hidden directory made
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_destination_that_appears_meanwhile_gets_the_files_one_by_one(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    root = tmp_path / "step"
+    with landing.Lander(root, stage=True) as lander:
+        got = {n: lander.land(n, [b"same" if n == "d/same" else b"theirs"])
+               for n in ("d/same", "d/mine", "new")}
+        (root / "d").mkdir(parents=True)  # someone made it (another fetch, by hand)
+        (root / "d" / "same").write_bytes(b"same")
+        (root / "d" / "mine").write_bytes(b"mine")
+        got = lander.commit(got, overwrite=overwrite)
+    assert {n: x.status for n, x in got.items()} == {
+        "d/same": "unchanged", "d/mine": "replaced" if overwrite else "kept", "new": "new"}
+    assert (root / "d" / "mine").read_bytes() == (b"theirs" if overwrite else b"mine")
+    assert (root / "new").read_bytes() == b"theirs" and got["new"].path == root / "new"
+    assert sorted(os.listdir(tmp_path)) == ["step"]  # the hidden directory is gone
+    assert sorted(os.listdir(root / "d")) == ["mine", "same"]
+
+
+def test_a_cut_fetch_leaves_its_hidden_directory_and_the_next_try_reuses_it(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "step"
+    big = os.urandom(landing.RESUME_MIN + 5000)
+    lander = landing.Lander(root, stage=True)
+    for n in ("a", "d/b", "stale"):
+        lander.land(n, [n.encode()])
+    with pytest.raises(EOFError):
+        lander.land("d/big", _cut(big[: landing.RESUME_MIN]))
+    lander.close()  # no commit: the hidden directory stays, unlocked
+    hidden = _hidden(root)
+    assert not root.exists()
+    assert sorted(str(p.relative_to(hidden)) for p in hidden.rglob("*") if p.is_file()) == [
+        "a", f"d/{landing.partial_name('big')}", "d/b", "stale"]
+    with landing.Lander(root, stage=True) as lander:
+        whole = lander.landed_before(["a", "d/b", "d/big", "missing"])
+        assert whole == {"a": (1, _sha(b"a")), "d/b": (3, _sha(b"d/b"))}
+        assert lander.staged
+        lander.drop("d/b")  # say its source changed: fetched again
+        got = {"a": landing.Landed(lander.path_of("a"), *whole["a"], "new"),
+               "d/b": lander.land("d/b", [b"changed"])}
+        assert lander.partials(["d/big"]) == {"d/big": landing.RESUME_MIN}
+        prefix = lander.prefix_hash("d/big", landing.RESUME_MIN)
+        assert prefix is not None
+        got["d/big"] = lander.land_rest("d/big", prefix, landing.RESUME_MIN,
+                                        [big[landing.RESUME_MIN:]])
+        got = lander.commit(got)
+    assert (got["d/big"].size, got["d/big"].sha256) == (len(big), _sha(big))
+    assert (root / "d" / "big").read_bytes() == big and (root / "d" / "b").read_bytes() == (
+        b"changed")
+    # what the cut try left and this one did not land ("stale") is not put in place
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == [
+        "a", "d", "d/b", "d/big"]
+    assert sorted(os.listdir(tmp_path)) == ["step"]
+
+
+def test_links_planted_around_a_hidden_directory_are_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # the hidden directory's name is a link: not used, the files land file by file
+    root = tmp_path / "one"
+    _hidden(root).symlink_to(outside)
+    with landing.Lander(root, stage=True) as lander:
+        lander.commit({"f": lander.land("f", [b"x"])})
+        assert not lander.staged
+    assert (root / "f").read_bytes() == b"x" and os.listdir(outside) == []
+    # a link left at a file's name in a reused hidden directory is replaced, not written through
+    root = tmp_path / "two"
+    _hidden(root).mkdir()
+    (_hidden(root) / "f").symlink_to(outside / "f")
+    (_hidden(root) / "d").symlink_to(outside)
+    with landing.Lander(root, stage=True) as lander:
+        assert lander.landed_before(["f", "d/g"]) == {}  # a link is no landed file
+        got = {"f": lander.land("f", [b"x"])}
+        with pytest.raises(landing.UnsafePath, match="a link is never followed"):
+            lander.land("d/g", [b"y"])
+        got = lander.commit(got)
+    assert got["f"].status == "new" and (root / "f").read_bytes() == b"x"
+    assert not (root / "f").is_symlink() and sorted(os.listdir(root)) == ["f"]
+    assert os.listdir(outside) == []
+
+
+def test_hidden_directories_nobody_continues_are_removed(tmp_path: Path) -> None:
+    # cut before anything landed: nothing is left behind
+    root = tmp_path / "step"
+    with pytest.raises(EOFError), landing.Lander(root, stage=True) as lander:
+        lander.land("d/small", _cut(b"x" * 100))
+    assert os.listdir(tmp_path) == []
+    # left by a cut fetch, and the destination exists by now: removed
+    with landing.Lander(root, stage=True) as lander:
+        lander.land("a", [b"a"])
+    assert _hidden(root).exists()
+    root.mkdir()
+    with landing.Lander(root, stage=True) as lander:
+        lander.commit({"a": lander.land("a", [b"a"])})
+    assert sorted(os.listdir(tmp_path)) == ["step"]
+    # beside another fetch: removed when untouched for ABANDONED_AFTER, kept when recent
+    # or in use by a fetch (locked)
+    old, recent, busy = tmp_path / "old", tmp_path / "recent", tmp_path / "busy"
+    for r in (old, recent):
+        with landing.Lander(r, stage=True) as lander:
+            lander.land("a/b", [b"a"])
+    long_ago = time.time() - landing_tree.ABANDONED_AFTER - 60
+    os.utime(_hidden(old), (long_ago, long_ago))
+    holder = landing.Lander(busy, stage=True)
+    holder.land("a", [b"a"])
+    os.utime(_hidden(busy), (long_ago, long_ago))
+    with landing.Lander(tmp_path / "other", stage=True) as lander:
+        lander.commit({"a": lander.land("a", [b"a"])})
+        # another fetch into a destination whose hidden directory is in use: file by file
+        with landing.Lander(busy, stage=True) as second:
+            second.commit({"a": second.land("a", [b"a"]), "b": second.land("b", [b"b"])})
+            assert not second.staged
+    assert not _hidden(old).exists() and _hidden(recent).exists() and _hidden(busy).exists()
+    got = holder.commit({"a": landing.Landed(holder.path_of("a"), 1, _sha(b"a"), "new")})
+    holder.close()
+    assert got["a"].status == "unchanged"  # the other fetch had put it there first
+    assert sorted(os.listdir(busy)) == ["a", "b"] and not _hidden(busy).exists()

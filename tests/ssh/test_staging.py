@@ -198,8 +198,10 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         assert there.stdout.split()[0] == want
 
         # the other way: a fetch cut mid-file leaves nothing half-written here, says it is
-        # transient, and the next try lands the file whole (same size and sha256)
+        # transient, and the next try lands the file whole (same size and sha256). ``here``
+        # exists: landed file by file (a fresh tree: the test below)
         here = tmp_path / "back"
+        here.mkdir()
         outcome.clear()
 
         def fetch() -> None:
@@ -232,6 +234,96 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         # the rest crossed the wire
         assert tr.received - before == (256 << 20) - kept
         assert [p.name for p in here.iterdir()] == ["big.bin"]
+    finally:
+        tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
+        tr.close()
+
+
+@pytest.mark.parametrize("client_kind", ["asyncssh", "openssh"])
+def test_a_cut_fetch_of_a_fresh_tree_keeps_what_landed_and_the_next_try_gets_only_the_rest(
+    own_sshd: Sshd, own_client: Client, tmp_path: Path, client_kind: str
+) -> None:
+    """A fetch into a destination that does not exist yet lands in ONE hidden sibling
+    directory. Cut while its last file (256 MB) streams: the destination still does not exist;
+    the hidden directory keeps the small files landed whole and the big file's partial copy.
+    The next try asks the cluster for the small files' sizes and sums (one of them changed
+    there meanwhile: only that one comes again), continues the big file from the kept bytes
+    (counted: ``SSHTransport.received``), and renames the directory into place. Uses its own
+    sshd (``own_sshd``), never the shared one."""
+    import threading
+
+    from jupyter_stax.engine import landing, landing_tree
+    from jupyter_stax.engine.transport import TransportError
+
+    from ..waiting import wait_for
+
+    tr = SSHTransport(cluster(own_sshd, own_client, ssh=client_kind), tmp_path / "state")
+    src = tmp_path / "src"
+    small = [f"d/{n}" for n in HOSTILE] + [f"many/f{i:02d}.dat" for i in range(20)]
+    data = {n: os.urandom(8 << 10) for n in small}
+    for n, d in data.items():
+        (src / n).parent.mkdir(parents=True, exist_ok=True)
+        (src / n).write_bytes(d)
+    rel = f"stax-cut-tree-{os.getpid()}-{client_kind}"
+    names = [*small, "zz/big.bin"]  # in this order in the tar stream: the big one last
+    here = tmp_path / "back"
+    hidden = tmp_path / landing_tree.staging_name("back")
+    outcome: list[BaseException | None] = []
+
+    def fetch() -> None:
+        try:
+            tr.get_files(f"~/{rel}", names, here)
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    def big_size() -> int:
+        with contextlib.suppress(OSError):
+            return (hidden / "zz" / "big.bin").stat().st_size
+        return 0
+
+    try:
+        tr.put_files([(src / n, n) for n in small], f"~/{rel}")
+        big = tr.resolve(f"~/{rel}/zz/big.bin")
+        tr.run(["sh", "-c", 'mkdir -p -- "${1%/*}" && head -c 268435456 /dev/urandom > "$1"',
+                "sh", big])
+        want_big = tr.run(["sha256sum", "--", big]).stdout.split()[0]
+        t = threading.Thread(target=fetch)
+        t.start()
+        wait_for(lambda: big_size() > (16 << 20) or outcome, 120,
+                 "the fetch to be half-way through its last file")
+        assert not outcome, f"the fetch ended before it could be cut: {outcome}"
+        own_sshd.kill_connections()
+        t.join(120)
+        assert outcome and isinstance(outcome[0], TransportError), outcome
+        assert not here.exists()  # a reader sees nothing of a half-fetched tree
+        left = sorted(str(p.relative_to(hidden)) for p in hidden.rglob("*") if p.is_file())
+        assert left == sorted([*small, f"zz/{landing.partial_name('big.bin')}"])
+        for n in small:
+            assert (hidden / n).read_bytes() == data[n]
+        kept = (hidden / "zz" / landing.partial_name("big.bin")).stat().st_size
+        assert kept > (16 << 20)
+        changed = "many/f07.dat"  # changed on the cluster meanwhile (same size)
+        data[changed] = os.urandom(8 << 10)
+        (src / changed).write_bytes(data[changed])
+        tr.put_files([(src / changed, changed)], f"~/{rel}")
+
+        before = tr.received
+        got = tr.get_files(f"~/{rel}", names, here)
+        wire = tr.received - before
+        # the rest of the big file, plus the changed small file in a tar stream (header,
+        # padding, end blocks); the 26 others (208 KiB) did not come again
+        rest = (256 << 20) - kept
+        assert rest + (8 << 10) <= wire <= rest + (24 << 10), (wire, rest)
+        assert (got["zz/big.bin"].size, got["zz/big.bin"].sha256) == (256 << 20, want_big)
+        for n in small:
+            assert (got[n].size, got[n].sha256, got[n].status) == (
+                8 << 10, _sha(data[n]), "new"), n
+            assert got[n].path == here / n and (here / n).read_bytes() == data[n]
+        assert sorted(os.listdir(tmp_path)) == ["back", "src", "state"]  # hidden one gone
+        assert sorted(os.listdir(here)) == ["d", "many", "zz"]
+        assert os.listdir(here / "zz") == ["big.bin"]
+        assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     finally:
         tr.run(["rm", "-rf", "--", tr.resolve(f"~/{rel}")])
         tr.close()

@@ -160,6 +160,22 @@ def copy_script(src_dir: str, dest_dir: str) -> str:
     )
 
 
+def sums_command(src_dir: str) -> str:
+    """Remote: size and sha256 of each file named on stdin (:func:`names_input`) in
+    ``src_dir`` that is a regular file (``find -P -type f``: a link is never read), in the
+    report :func:`parse_copy` reads (an empty one when ``src_dir`` is not there). Checks the
+    files a cut fetch landed whole before they are kept instead of fetched again."""
+    return sh_c(
+        "t=$(mktemp) && u=$(mktemp) || exit 1; trap 'rm -f \"$t\" \"$u\"' EXIT; cat > \"$t\"; "
+        "printf '@@stax-start\\n'; "
+        f"if cd {qpath(src_dir)} 2>/dev/null; then "
+        "xargs -0 -r sh -c 'exec find -P \"$@\" -maxdepth 0 -type f -printf \"%s %p\\0\"' sh "
+        "< \"$t\" > \"$u\" 2>/dev/null; cat \"$u\"; fi; printf '@@stax-sums\\0'; "
+        "if [ -s \"$u\" ]; then sed -z 's/^[0-9]* //' \"$u\" | xargs -0 -r sha256sum -z -- "
+        "2>/dev/null; fi; printf '@@stax-done\\n'"
+    )
+
+
 def parse_copy(out: bytes) -> dict[str, tuple[int, str]]:
     at = out.find(b"@@stax-start\n")
     if at < 0 or not out.endswith(DONE):

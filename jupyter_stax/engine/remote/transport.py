@@ -530,20 +530,49 @@ class SSHTransport(Transport):
         """ONE tar stream out of ``src_dir``, read on this thread by :class:`.TarReader` from a
         pipe: the ``ssh`` process's stdout (openssh client) or one the loop fills from the
         channel (asyncssh, :func:`.pump.channel_to_pipe`); written by ONE
-        :class:`~jupyter_stax.engine.landing.Lander`. A file whose fetch was cut earlier
-        continues from the bytes kept here once their sha256 matches the cluster's first bytes
-        of the file (:meth:`_resume`); the others come whole."""
+        :class:`~jupyter_stax.engine.landing.Lander`: a ``dest_dir`` that does not exist yet
+        is landed in a hidden sibling directory renamed into place once at the end. The files a
+        cut fetch landed whole there are not fetched again once their sizes and sums match the
+        cluster's (:meth:`_check_landed`); a file whose fetch was cut continues from the bytes
+        kept here once their sha256 matches the cluster's first bytes of the file
+        (:meth:`_resume`); the others come whole."""
         if not names:
             return {}
         out: dict[str, Landed] = {}
-        with landing.Lander(dest_dir) as lander:
-            kept = lander.partials(names)
+        with landing.Lander(dest_dir, stage=True) as lander:
+            whole = lander.landed_before(names)
+            if whole:
+                self._check_landed(src_dir, whole, lander, out, progress)
+            kept = lander.partials([n for n in names if n not in out])
             if kept:
                 self._resume(src_dir, kept, lander, overwrite, out, progress)
             rest = [n for n in names if n not in out]
             if rest:
                 out.update(self._get_tar(src_dir, rest, lander, overwrite, progress))
-        return out
+            return lander.commit(out, overwrite=overwrite)
+
+    def _check_landed(
+        self, src_dir: ClusterPath, whole: Mapping[str, tuple[int, str]],
+        lander: landing.Lander, out: dict[str, Landed], progress: Progress | None,
+    ) -> None:
+        """The files a cut fetch landed whole (``whole``: name -> size and sha256 here): ONE
+        command gives the size and sha256 of each on the cluster; those that match are kept
+        (not fetched again), the others are dropped (fetched whole)."""
+        src = self.resolve(src_dir)
+        res = self._call(self.connection.exec(
+            files.sums_command(src), files.names_input(list(whole)), retry=True,
+        ))
+        try:
+            there = files.parse_copy(res.stdout)
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking files in {src_dir}: {e}") from None
+        for name, got in whole.items():
+            if there.get(name) != got:
+                lander.drop(name)
+                continue
+            out[name] = Landed(lander.path_of(name), got[0], got[1], "new")
+            if progress is not None:
+                progress(got[0])
 
     def _count(self, n: int) -> None:
         with self._received_lock:
