@@ -8,8 +8,9 @@ in ONE invocation, interleaved, and printed as ratios (nothing is asserted).
   into a new directory: a hidden sibling directory renamed into place once, each file hashed
   as it is written) vs ``scp`` from the cluster;
 * ``small``: many small files (default 10,000 of 1 KiB) into a remote directory: ``put_files``
-  vs ``tar -cf - . | ssh HOST 'tar -xf -'`` (rsync is not installed here); ``smallget``: the
-  same files back, ``get_files`` vs ``ssh HOST 'tar -cf - .' | tar -xf -``;
+  vs ``tar -cf - . | ssh HOST 'tar -xf -'`` and, when ``rsync`` is installed (here and on the
+  cluster), ``rsync -a -e ssh`` (the issue's first-named peer); ``smallget``: the same files
+  back, ``get_files`` vs ``ssh HOST 'tar -cf - .' | tar -xf -`` and ``rsync -a`` from the cluster;
 * memory: the peak RSS of the process that runs each jupyter_stax transfer (a fresh child per
   run), per direction, to show it stays flat whatever the file size.
 
@@ -20,7 +21,8 @@ dominates a small-file get, for ``tar -x`` as much as for jupyter_stax).
 Each timed part starts after a ``sync`` (the writes the step before left are not charged to
 it). Even so, whichever side ran first in a pair of small-file gets was the slow one here
 (2-10x; why was not found), so an odd ``--repeat`` favours the side that runs second in most
-pairs (the reference): prefer an even ``--repeat``.
+pairs (the reference): prefer an even ``--repeat``. With rsync the small-file parts rotate
+three variants (each goes first, second and third in turn): prefer a ``--repeat`` of 3 or 6.
 ``STAX_BENCH_CODE=DIR`` runs the transfers of another checkout (a before/after pair measured
 by the same script).
 
@@ -44,6 +46,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -164,7 +167,10 @@ def main() -> None:
     rdir = f"stax-bench-{os.getpid()}"
     runs: dict[str, list[float]] = {k: [] for k in (
         "put_stax", "put_scp", "get_stax", "get_scp", "small_stax", "small_tar",
-        "smallget_stax", "smallget_tar")}
+        "smallget_stax", "smallget_tar", "small_rsync", "smallget_rsync")}
+    with_rsync = shutil.which("rsync") is not None and subprocess.run(
+        [*ssh, "command -v rsync"], capture_output=True).returncode == 0
+    rsh = shlex.join(ssh[:-1])  # rsync's -e: the same ssh command, without the host
     rss: dict[str, list[float]] = {"put": [], "get": [], "small": [], "smallget": []}
     rss0: list[float] = []
     loads = [os.getloadavg()[0]]
@@ -196,23 +202,32 @@ def main() -> None:
                         ["scp", "-q", "-P", str(sshd.port), *opts,
                          f"{dest_host}:{rdir}/b/big.bin", str(loc / "scp")]))
             subprocess.run(["rm", "-rf", str(loc)], check=True)
-            remote(f"rm -rf {rdir} && mkdir -p {rdir}/c {rdir}/d")
+            remote(f"rm -rf {rdir} && mkdir -p {rdir}/c {rdir}/d {rdir}/e")
+            small_order = ["stax", "tar"] if first else ["tar", "stax"]
+            if with_rsync:  # three variants: each is first, second and third in turn
+                small_order = ["stax", "tar", "rsync"][r % 3:] + ["stax", "tar", "rsync"][:r % 3]
             pipe = (f"tar -C {shlex.quote(str(small))} -cf - . | "
                     + shlex.join([*ssh, f"tar -C {rdir}/d -xf -"]))
-            for mine in (first, not first):
-                if mine:
+            for v in small_order:
+                if v == "stax":
                     stax("small", src=str(small), dest=f"~/{rdir}/c")
-                else:
+                elif v == "tar":
                     runs["small_tar"].append(timed(["bash", "-c", pipe]))
+                else:
+                    runs["small_rsync"].append(timed(
+                        ["rsync", "-a", "-e", rsh, f"{small}/", f"{dest_host}:{rdir}/e/"]))
             (loc / "tar").mkdir(parents=True)
             back = (shlex.join([*ssh, f"tar -C {rdir}/d -cf - ."]) + " | tar -C "
                     + shlex.quote(str(loc / "tar")) + " -xf -")
-            for mine in (first, not first):
-                if mine:
+            for v in small_order:
+                if v == "stax":
                     stax("smallget", src=str(small), dest=f"~/{rdir}/c",
                          local=str(loc / "stax"))
-                else:
+                elif v == "tar":
                     runs["smallget_tar"].append(timed(["bash", "-c", back]))
+                else:
+                    runs["smallget_rsync"].append(timed(
+                        ["rsync", "-a", "-e", rsh, f"{dest_host}:{rdir}/e/", f"{loc / 'rsync'}/"]))
             subprocess.run(["rm", "-rf", str(loc)], check=True)
             loads.append(os.getloadavg()[0])
     finally:
@@ -233,6 +248,13 @@ def main() -> None:
         ("put small files", f"{nf} x 1 KiB", "small", "tar", nf),
         ("get small files", f"{nf} x 1 KiB", "smallget", "tar", nf),
     ]
+    if with_rsync:
+        rows += [
+            ("put small files", f"{nf} x 1 KiB", "small", "rsync", nf),
+            ("get small files", f"{nf} x 1 KiB", "smallget", "rsync", nf),
+        ]
+    else:
+        print("rsync is not installed here or on the cluster: no rsync reference")
     print(f"code: {CODE}")
     print(f"jupyter_stax SSH transport ({args.client}) vs OpenSSH tools, {args.repeat} runs each, "
           "interleaved (order alternating); medians; ratio = reference time / jupyter_stax time "
@@ -242,8 +264,8 @@ def main() -> None:
     for what, size, key, ref, amount in rows:
         unit = "MiB/s" if "MiB" in size else "files/s"
         rs = ratios(key, ref)
-        summary[key] = statistics.median(rs)
-        refname = "scp" if ref == "scp" else "tar|ssh"
+        summary[key if ref != "rsync" else f"{key}_rsync"] = statistics.median(rs)
+        refname = {"scp": "scp", "tar": "tar|ssh"}.get(ref, "rsync -a")
         print(f"{what:16} {size:16} {amount / med(key + '_stax'):8.1f} {unit:<6}"
               f"{amount / med(key + '_' + ref):8.1f} {unit:<8}{refname:8} "
               f"{statistics.median(rs):.2f} [{min(rs):.2f}..{max(rs):.2f}]")
