@@ -371,7 +371,8 @@ class LocalService:
     ) -> Execution:
         import json
         import subprocess
-        import sys
+
+        from .engine.daemon import module_argv
 
         request = {
             "store": str(self.store_path),
@@ -383,7 +384,7 @@ class LocalService:
             "steps": steps,
         }
         done = subprocess.run(
-            [sys.executable, "-m", "jupyter_stax.engine.detach"],
+            module_argv("jupyter_stax.engine.detach"),
             input=json.dumps(request),
             capture_output=True,
             text=True,

@@ -61,6 +61,16 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+def module_argv(module: str) -> list[str]:
+    """``python -m MODULE`` for a background process of ours, without the caller's working
+    directory on its import path where this Python allows (``-P``, 3.11+): a notebook folder
+    holding a ``queue.py``, ``yaml.py`` or a checkout of jupyter_stax must not replace what the
+    engine imports (a plain ``-m`` puts the working directory before everything else). On 3.10
+    the working directory stays first (no such switch)."""
+    safe = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe, "-m", module]
+
+
 def ensure_daemon(store_path: Path, clusters_file: Path | None) -> int | None:
     """Start a daemon for ``store_path`` unless one holds the lock; returns the new pid or None.
 
@@ -75,7 +85,7 @@ def ensure_daemon(store_path: Path, clusters_file: Path | None) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-    cmd = [sys.executable, "-m", "jupyter_stax.engine.daemon", "--store", str(store_path)]
+    cmd = [*module_argv("jupyter_stax.engine.daemon"), "--store", str(store_path)]
     if clusters_file is not None:
         cmd += ["--clusters", str(Path(clusters_file).expanduser().absolute())]
     with open(log_path(store_path), "ab") as out:
