@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,35 @@ HOSTILE = ["a b.csv", "it's.csv", 'say "hi".csv', "line\nbreak.csv", "$(touch pw
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _cut(
+    transfer: Callable[[], object], halfway: Callable[[], bool], sshd: Any, what: str
+) -> None:
+    """Run ``transfer`` in a thread, cut it (``sshd.kill_connections()``) once ``halfway()``
+    holds, and check that it ended with the transient TransportError."""
+    import threading
+
+    from jupyter_stax.engine.transport import TransportError
+
+    from ..waiting import wait_for
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            transfer()
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    wait_for(lambda: halfway() or outcome, 120, f"the {what} to be half-way there")
+    assert not outcome, f"the {what} ended before it could be cut: {outcome}"
+    sshd.kill_connections()
+    t.join(120)
+    assert outcome and isinstance(outcome[0], TransportError), outcome
 
 
 @pytest.mark.parametrize("client_kind", ["asyncssh", "openssh"])
@@ -152,12 +182,9 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
     name here, only its hidden partial file, and its next try gets only the rest (counted).
     Either way the kept bytes' sha256 is checked first. Uses its own sshd (``own_sshd``),
     never the shared one."""
-    import threading
 
     from jupyter_stax.engine import landing
-    from jupyter_stax.engine.transport import TransportError
 
-    from ..waiting import wait_for
     from .test_remote_slurm import HOME
 
     tr = SSHTransport(cluster(own_sshd, own_client, ssh=client_kind), tmp_path / "state")
@@ -166,24 +193,10 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         f.truncate(256 << 20)
     rel = f"stax-cut-{os.getpid()}-{client_kind}"
     remote_file = HOME / rel / "big.bin"
-    outcome: list[BaseException | None] = []
-
-    def send() -> None:
-        try:
-            tr.put_files([(src, "big.bin")], f"~/{rel}")
-            outcome.append(None)
-        except BaseException as e:
-            outcome.append(e)
-
     try:
-        t = threading.Thread(target=send)
-        t.start()
-        wait_for(lambda: (remote_file.exists() and remote_file.stat().st_size > (16 << 20))
-                 or outcome, 120, "the file to be half-way there")
-        assert not outcome, f"the transfer ended before it could be cut: {outcome}"
-        own_sshd.kill_connections()
-        t.join(120)
-        assert outcome and isinstance(outcome[0], TransportError), outcome
+        _cut(lambda: tr.put_files([(src, "big.bin")], f"~/{rel}"),
+             lambda: remote_file.exists() and remote_file.stat().st_size > (16 << 20),
+             own_sshd, "transfer")
         before = tr.sent
         sent = tr.put_files([(src, "big.bin")], f"~/{rel}")
         assert sent["big.bin"][0] == 256 << 20
@@ -202,26 +215,12 @@ def test_a_transfer_cut_mid_file_is_transient_and_the_next_try_completes(
         # exists: landed file by file (a fresh tree: the test below)
         here = tmp_path / "back"
         here.mkdir()
-        outcome.clear()
-
-        def fetch() -> None:
-            try:
-                tr.get_files(f"~/{rel}", ["big.bin"], here)
-                outcome.append(None)
-            except BaseException as e:
-                outcome.append(e)
 
         def part_size() -> int:
             return max((p.stat().st_size for p in here.glob(".big.bin.*.part")), default=0)
 
-        t = threading.Thread(target=fetch)
-        t.start()
-        wait_for(lambda: part_size() > (16 << 20) or outcome, 120,
-                 "the fetch to be half-way there")
-        assert not outcome, f"the fetch ended before it could be cut: {outcome}"
-        own_sshd.kill_connections()
-        t.join(120)
-        assert outcome and isinstance(outcome[0], TransportError), outcome
+        _cut(lambda: tr.get_files(f"~/{rel}", ["big.bin"], here),
+             lambda: part_size() > (16 << 20), own_sshd, "fetch")
         # no final name: only the hidden partial file, kept for the next try
         assert [p.name for p in here.iterdir()] == [landing.partial_name("big.bin")]
         kept = part_size()
@@ -250,12 +249,9 @@ def test_a_cut_fetch_of_a_fresh_tree_keeps_what_landed_and_the_next_try_gets_onl
     there meanwhile: only that one comes again), continues the big file from the kept bytes
     (counted: ``SSHTransport.received``), and renames the directory into place. Uses its own
     sshd (``own_sshd``), never the shared one."""
-    import threading
 
     from jupyter_stax.engine import landing, landing_tree
-    from jupyter_stax.engine.transport import TransportError
 
-    from ..waiting import wait_for
 
     tr = SSHTransport(cluster(own_sshd, own_client, ssh=client_kind), tmp_path / "state")
     src = tmp_path / "src"
@@ -268,15 +264,6 @@ def test_a_cut_fetch_of_a_fresh_tree_keeps_what_landed_and_the_next_try_gets_onl
     names = [*small, "zz/big.bin"]  # in this order in the tar stream: the big one last
     here = tmp_path / "back"
     hidden = tmp_path / landing_tree.staging_name("back")
-    outcome: list[BaseException | None] = []
-
-    def fetch() -> None:
-        try:
-            tr.get_files(f"~/{rel}", names, here)
-            outcome.append(None)
-        except BaseException as e:
-            outcome.append(e)
-
     def big_size() -> int:
         with contextlib.suppress(OSError):
             return (hidden / "zz" / "big.bin").stat().st_size
@@ -288,14 +275,8 @@ def test_a_cut_fetch_of_a_fresh_tree_keeps_what_landed_and_the_next_try_gets_onl
         tr.run(["sh", "-c", 'mkdir -p -- "${1%/*}" && head -c 268435456 /dev/urandom > "$1"',
                 "sh", big])
         want_big = tr.run(["sha256sum", "--", big]).stdout.split()[0]
-        t = threading.Thread(target=fetch)
-        t.start()
-        wait_for(lambda: big_size() > (16 << 20) or outcome, 120,
-                 "the fetch to be half-way through its last file")
-        assert not outcome, f"the fetch ended before it could be cut: {outcome}"
-        own_sshd.kill_connections()
-        t.join(120)
-        assert outcome and isinstance(outcome[0], TransportError), outcome
+        _cut(lambda: tr.get_files(f"~/{rel}", names, here),
+             lambda: big_size() > (16 << 20), own_sshd, "fetch of the last file")
         assert not here.exists()  # a reader sees nothing of a half-fetched tree
         left = sorted(str(p.relative_to(hidden)) for p in hidden.rglob("*") if p.is_file())
         assert left == sorted([*small, f"zz/{landing.partial_name('big.bin')}"])
