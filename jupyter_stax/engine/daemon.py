@@ -63,12 +63,21 @@ def _try_lock(fd: int) -> bool:
 
 def module_argv(module: str) -> list[str]:
     """``python -m MODULE`` for a background process of ours, without the caller's working
-    directory on its import path where this Python allows (``-P``, 3.11+): a notebook folder
-    holding a ``queue.py``, ``yaml.py`` or a checkout of jupyter_stax must not replace what the
-    engine imports (a plain ``-m`` puts the working directory before everything else). On 3.10
-    the working directory stays first (no such switch)."""
-    safe = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, *safe, "-m", module]
+    directory on its import path: a notebook folder holding a ``queue.py``, ``yaml.py`` or a
+    checkout of jupyter_stax must not replace what the engine imports (a plain ``-m`` puts the
+    working directory before everything else). 3.11+ has the switch (``-P``); on 3.10 the
+    module runs through ``runpy`` from a ``-c`` that first drops the working directory (the
+    ``''`` that ``-c`` puts first on ``sys.path``)."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", module]
+    return [sys.executable, "-c", _RUN_MODULE_310, module]
+
+
+#: 3.10's stand-in for ``-P -m MODULE ARGS``: ``sys.argv`` is then ``['-c', MODULE, ARGS...]``
+_RUN_MODULE_310 = (
+    "import sys, runpy; del sys.path[0]; m = sys.argv.pop(1); "
+    "runpy.run_module(m, run_name='__main__', alter_sys=True)"
+)
 
 
 def ensure_daemon(store_path: Path, clusters_file: Path | None) -> int | None:

@@ -612,12 +612,11 @@ def test_slurm_status_without_scheduler_says_unverified(
     assert UNVERIFIED_WARNING not in st["warnings"]
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P (no working directory on the "
-                    "import path) exists from 3.11; on 3.10 the daemon's imports can be shadowed")
 def test_the_daemon_does_not_import_the_working_directorys_modules(cli: Stax) -> None:
     """A notebook folder holding a module with a standard name (here ``queue.py``, which asyncio
     imports) is where users run ``jupyter stax``: the engine daemon started from it must import
-    the real one (``python -P -m``), not the folder's."""
+    the real one (``python -P -m``; on 3.10 ``runpy`` from a ``-c`` that drops the
+    working directory), not the folder's."""
     cli.write("queue.py", "raise SystemExit('the working directory\\'s queue.py was imported')\n")
     cli.write("demo.yaml", DEMO)
     r = cli("run", "demo.yaml", "--cluster", "local", "--wait", timeout=120)
