@@ -491,6 +491,11 @@ _ALL_NAMES = " ".join(
 _HANDOVER = r"""_stax_tw_close() {
   exec {_stax_tw_r}<&- {_stax_tw_x}>&- {_stax_tw_1}>&- {_stax_tw_2}>&-
 }
+# a signal of this job's goes to its task through the worker, which alone knows whether the
+# task still runs (the child that ran it may run a later task by now)
+_stax_tw_sig() {
+  [ -p "$_stax_tw_b.fifo" ] && printf 'S%s %s\n' "$BASHPID" "$1" 1<>"$_stax_tw_b.fifo"
+} 2>/dev/null
 _stax_tw_handover() {
   _stax_tw_rc= _stax_tw_pid= _stax_tw_q=$_stax_tw_b.$BASHPID.req _stax_tw_s=${BASH_SOURCE[0]}
   # stdout and stderr as descriptors of their own: the worker opens them (a redirection of a
@@ -517,12 +522,11 @@ _stax_tw_handover() {
   while :; do
     if IFS= read -r -t 1 -u "$_stax_tw_r" _stax_tw_l; then
       case $_stax_tw_l in
-        P*) _stax_tw_pid=${_stax_tw_l#P}  # it runs: its process group gets our signals
+        P*) _stax_tw_pid=${_stax_tw_l#P}  # it runs: the worker forwards our signals to it
             exec {_stax_tw_y}<"/proc/$BASHPID/fd/$_stax_tw_r" {_stax_tw_x}>&-
             exec {_stax_tw_r}<&- {_stax_tw_1}>&- {_stax_tw_2}>&-; _stax_tw_r=$_stax_tw_y
-            for _stax_tw_g in FORWARDED; do
-              trap "kill -s $_stax_tw_g -- -$_stax_tw_pid 2>/dev/null" "$_stax_tw_g"
-            done ;;
+            for _stax_tw_g in FORWARDED; do trap "_stax_tw_sig $_stax_tw_g" "$_stax_tw_g"; done
+            ;;
         X*) _stax_tw_rc=${_stax_tw_l#X}; break ;;
         *) _stax_tw_close; return 1 ;;  # declined: run it here
       esac
@@ -548,7 +552,10 @@ _stax_tw_handover() {
 }
 if [ "${STAX_TASK_WORKER:-}" = 1 ] && [ "${BASH_VERSINFO[0]:-0}" -ge 5 ]; then
   # the worker of this source whose .id file is this job's interpreter identity
-  _stax_tw_d=${TMPDIR:-/tmp}/stax-taskworker-$UID _stax_tw_i=
+  _stax_tw_d=${TMPDIR:-/tmp} _stax_tw_i=  # as taskworker.worker_dir chooses
+  [ -n "${TMPDIR:-}" ] || ! [ -d /dev/shm ] || ! [ -w /dev/shm ] || ! [ -x /dev/shm ] ||
+    _stax_tw_d=/dev/shm
+  _stax_tw_d+=/stax-taskworker-$UID
   for _stax_tw_n in ${!LD_@} ${!PYTHON@}; do
     [[ ${!_stax_tw_n@a} != *x* ]] || _stax_tw_i+="$_stax_tw_n=${!_stax_tw_n}"$'\n'
   done
