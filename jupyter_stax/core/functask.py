@@ -519,8 +519,10 @@ _stax_tw_handover() {
          printf '%s\n' "$BASHPID" 1<>"$_stax_tw_b.fifo"; } 2>/dev/null; then
     rm -f -- "$_stax_tw_q"; _stax_tw_close; return 1
   fi
+  _stax_tw_p=
   while :; do
     if IFS= read -r -t 1 -u "$_stax_tw_r" _stax_tw_l; then
+      _stax_tw_l=$_stax_tw_p$_stax_tw_l _stax_tw_p=
       case $_stax_tw_l in
         P*) _stax_tw_pid=${_stax_tw_l#P}  # it runs: the worker forwards our signals to it
             exec {_stax_tw_y}<"/proc/$BASHPID/fd/$_stax_tw_r" {_stax_tw_x}>&-
@@ -534,13 +536,18 @@ _stax_tw_handover() {
       echo "jupyter_stax: the task worker ended before the task (pid $_stax_tw_pid) did;" \
         "its exit status is unknown" >> /dev/stderr
       _stax_tw_rc=1; break
-    elif [ -z "$_stax_tw_pid" ] && ! { kill -0 "$_stax_tw_w" && [ -p "$_stax_tw_b.fifo" ]; } \
-        2>/dev/null; then  # not answered and the worker is gone: withdraw the request
-      if rm -- "$_stax_tw_q" 2>/dev/null; then
-        _stax_tw_close; return 1
-      elif ! kill -0 "$_stax_tw_w" 2>/dev/null; then  # taken, and no answer will come
-        echo "jupyter_stax: the task worker ended while taking the task" >> /dev/stderr
-        _stax_tw_rc=1; break
+    else
+      # timed out: what it read of a line is kept (bash reads a pipe byte by byte, and an
+      # answer cut by the timeout, "X" now and "0" next, must not read as a decline)
+      _stax_tw_p+=$_stax_tw_l
+      if [ -z "$_stax_tw_pid" ] && ! { kill -0 "$_stax_tw_w" && [ -p "$_stax_tw_b.fifo" ]; } \
+          2>/dev/null; then  # not answered and the worker is gone: withdraw the request
+        if rm -- "$_stax_tw_q" 2>/dev/null; then
+          _stax_tw_close; return 1
+        elif ! kill -0 "$_stax_tw_w" 2>/dev/null; then  # taken, and no answer will come
+          echo "jupyter_stax: the task worker ended while taking the task" >> /dev/stderr
+          _stax_tw_rc=1; break
+        fi
       fi
     fi
   done

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from jupyter_stax.core.functask import TASK_MARK, render_task_step
@@ -231,3 +232,44 @@ def test_cancel_and_a_late_signal_never_reach_a_later_task(tmp_path: Path) -> No
     pids.update({int(str(first["pid"])), int(str(after["pid"]))})
     jobs.end(worker, pids)
 
+
+
+def test_an_answer_cut_by_the_jobs_read_timeout(tmp_path: Path) -> None:
+    """The job's bash reads the worker's answers byte by byte with a 1 s timeout: an answer
+    the timeout cuts ("X" before it, "7" after) is the task's status, never a decline (which
+    would run the task a second time, here). A stand-in worker (this test) answers."""
+    from jupyter_stax.core.functask import _worker_source
+    from jupyter_stax.core.taskworker import Request, identity, worker_name
+
+    tmp = tmp_path / "t"
+    wdir = tmp / f"stax-taskworker-{os.getuid()}"
+    wdir.mkdir(parents=True, mode=0o700)
+    step = tmp_path / "step"
+    step.mkdir()
+    (step / "stax.step.sh").write_text(render_task_step(
+        TASK_MARK + "print('ran in the job', flush=True)\nraise SystemExit(3)\n"))
+    env = {**os.environ, "TMPDIR": str(tmp), "STAX_TASK_WORKER": "1",
+           "STAX_PYTHON": sys.executable}
+    base = wdir / worker_name(_worker_source()[1], identity(env))
+    os.mkfifo(f"{base}.fifo", 0o600)
+    base.with_suffix(".id").write_text("".join(x + "\n" for x in identity(env)))
+    Path(f"{base}.pid").write_text(f"{os.getpid()}\n")
+    fifo = os.open(f"{base}.fifo", os.O_RDWR)
+    job = subprocess.Popen(["bash", "-c", ". ./stax.step.sh"], cwd=step, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert int(os.read(fifo, 100).decode()) == job.pid
+        req = Path(f"{base}.{job.pid}.req")
+        r = Request(req.read_bytes())
+        req.unlink()  # taken
+        reply = os.open(f"/proc/{job.pid}/fd/{r.pipe_fd}", os.O_WRONLY)
+        os.write(reply, b"P%d\n" % os.getpid())
+        os.write(reply, b"X")
+        time.sleep(1.3)  # the job's read times out after the "X"
+        os.write(reply, b"7\n")
+        os.close(reply)
+        out, err = job.communicate(timeout=30)
+    finally:
+        job.kill()
+        os.close(fifo)
+    assert (job.returncode, out, err) == (7, "", "")
