@@ -75,8 +75,9 @@ class Jobs:
         self.step = tmp_path / "step"
         self.step.mkdir()
         (self.step / "stax.step.sh").write_text(render_task_step(BODY))
-        self.env = {
-            **os.environ, "TMPDIR": str(self.tmp), "STAX_TASK_WORKER": "1",
+        self.env = {  # stdout buffered: a task's tail not flushed stays in its buffer
+            **{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+            "TMPDIR": str(self.tmp), "STAX_TASK_WORKER": "1",
             "STAX_TASK_WORKER_IDLE": "3", "STAX_PYTHON": sys.executable,
         }
         self.argv = ["bash", "-c", ". ./stax.step.sh"]
