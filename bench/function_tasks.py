@@ -11,7 +11,8 @@ Python probe of the cluster is paid before and reported apart.
 ``--parts ROUNDS``: where one trivial task's time goes outside the engine (python start with
 and without site, importing cloudpickle, the task's step script before and now, with and without
 the warm worker, the runner's own work); ``--handover N``: the CPU of the job's bash, the
-worker and its forked child per task (N hand-overs one after the other). ``--submitit DIR``: 50
+worker and its children per task (N hand-overs one after the other; the children that run on
+counted too). ``--submitit DIR``: 50
 tasks on Slurm against submitit (``pip install --target DIR submitit``, never a dependency of
 the project): calls vs its per-call ``submit``, ``.map`` vs its ``map_array`` (target <= 1.1x).
 

@@ -14,22 +14,51 @@ nothing of jupyter_stax where the task runs: the standard library only):
   an image) and this user's worker of this source runs, the job writes a request file into
   the worker's private directory (the job's directory, umask, script and exported
   environment, NUL-separated), writes its pid to the worker's FIFO, and waits on a pipe of its
-  own that the worker opens through ``/proc``: ``P<pid>`` once the task runs (the job then
-  forwards termination signals to the task's process group), ``X<code>`` when it ended,
-  ``R`` when the worker declines (the job then runs the task itself). The job exits with the
-  task's status.
+  own that the worker opens through ``/proc``: ``P<pid>`` once the task runs (the job's
+  termination signals then go to the worker, see below), ``X<code>`` when it ended, ``R``
+  when the worker declines (the job then runs the task itself). The job exits with the
+  task's status. (Its reads time out each second to check the worker is alive; what a timed
+  out read got of an answer is kept: a cut ``X``/``0`` read as a decline ran a task twice.)
 * the task's entry (:func:`task_entry`), in the job's Python started with ``-S`` when bash
   did not hand the task over. When the job allows the worker and none runs, it starts one for
   the next tasks (one per source: a lock), then runs the task itself: ``site`` first (as a
   normal start would), then the runner.
-* the worker (:func:`serve`), a detached process (its own session) that forks one child per
-  task. The child takes the job's environment, directory and umask, writes to the job's
-  stdout and stderr (opened through ``/proc/<job>/fd``, appending), and runs the task's body
-  as ``__main__`` would (the runner's part of it, the same in every task, the worker ran once
-  into a module the child takes as its ``__main__``; the call's text goes straight to the
-  runner's entry). When the job ends first (killed: a cancel, a time limit), the worker
-  kills the child's process group (it watches the job's pidfd). It exits after
-  ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, removing every file it made.
+* the worker (:func:`serve`), a detached process (its own session) whose children run the
+  tasks, many one after the other (:func:`child_loop`): an idle child is reused, a new one is
+  forked when all are busy (so tasks run as concurrently as with a fork per task), and up to
+  max(2, CPUs) idle ones are kept. For each task the child takes the job's environment (by
+  difference), directory and umask, writes to the job's stdout and stderr (opened by the
+  worker through ``/proc/<job>/fd`` and passed over the child's socket), and runs the task's
+  body in a fresh ``__main__`` (holding the names of a module in which the runner, the same
+  in every task, ran once; the call's text goes straight to the runner's entry). Afterwards
+  (:func:`run_task`, :class:`_Clean`) it flushes the output, lets go of the job's files,
+  restores what can be restored (``sys.stdout``/``stderr``/``stdin``, ``sys.path``,
+  ``sys.argv``, hooks, recursion limit, ``warnings`` filters), and ends instead of taking
+  another task when the task left what a later task would see: a thread, a changed signal
+  handler, mask or timer, a process (the child is a subreaper: orphans count), a file
+  descriptor, an exit function (run then, as at an exit), a trace function, a changed
+  priority or affinity, 256 MB of growth, an error while restoring, 500 tasks served, or a
+  job asking for a process of its own (``STAX_TASK_FRESH=1``). Imported modules and their
+  state persist between the tasks of one child (of one user and interpreter identity), as in
+  Parsl's workers. A signal the job gets is written by its trap to the worker's FIFO
+  (``S<job pid> <name>``) and the worker sends it to the task's process group only while that
+  child still runs that job's task: the worker alone knows, so a dying job's signal never
+  reaches a later task of the same child. When the job ends first (killed outright), the
+  worker kills the child's process group (it watches the job's pidfd). It exits after
+  ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, its children with it,
+  removing every file it made.
+
+Why children that are reused (measured, bench/README.md "function_tasks"): a fork per task
+cost the worker ~2 ms (the page tables of a 17 MB interpreter) and the child ~4 ms (~600
+copy-on-write faults; the task's own Python was 21% of it); a reused child costs ~1 ms and
+no faults, the worker ~0.5 ms. The price is the isolation above (module state persists;
+anything else a task leaves ends its child), with ``STAX_TASK_FRESH=1`` for the old one. The
+bash hand-over's pipe (one fork of bash) stays: it costs +0.4-0.66 ms CPU a job, a
+``/dev/tcp`` connection to the worker +0.2-0.4 ms, so that hand-over (a listening socket, a
+token) would save ~0.2-0.4 ms of the job's ~3 ms over a ``true`` step, which is spread over
+bash's parsing, allocations and page faults. The worker's directory is in ``/dev/shm`` when
+``TMPDIR`` is unset: the request and ``compgen``'s list written to ``/tmp`` on a disk cost
+the job's bash ~0.3-0.5 ms more.
 
 The task stays a real step: its job runs (the job's bash waits for it), writes its records and
 exits with the task's status. A worker serves only its own user (a private directory, owner and
