@@ -314,6 +314,8 @@ def plain_call(call: str) -> str | None:
 FRESH_ENV = "STAX_TASK_FRESH"
 #: tasks a child runs before it is replaced
 CHILD_TASKS = 500
+#: what a child says after the task of a job that asked for a process of its own
+FRESH_WHY = b"a process of its own asked for"
 #: how much a child may grow (resident memory over what it had when forked) and stay
 CHILD_GROWTH = 256 << 20
 
@@ -483,7 +485,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                     continue
                 finish(t, int(code))
                 if why != b"-" or closing or len(idlers) >= spare:
-                    if why != b"-":
+                    if why not in (b"-", FRESH_WHY):
                         print(f"child {c.pid} not reused: {why.decode(errors='replace')}",
                               flush=True)
                     retire(c)  # it ends by itself (why) or on its socket's end
@@ -705,10 +707,12 @@ def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma
                 raise EOFError("the task's output descriptors did not come")
             main = prepared.get(head_src) if head_src else None
             if head_src and main is None:
+                if len(prepared) > 16:
+                    prepared.clear()
                 main = prepared[head_src] = prepare(head_src)
             served += 1
             code, why = run_task(Request(data), fds, main, call, clean,
-                                 "fresh process asked for" if fresh else (
+                                 FRESH_WHY.decode() if fresh else (
                                      f"served {served} tasks" if served >= CHILD_TASKS
                                      else ""))
             sock.sendall(b"X%d %s\n" % (code, why.encode() if why else b"-"))  # type: ignore
@@ -735,6 +739,7 @@ def run_task(  # pragma: no cover - forked
     import types
 
     rc = 1
+    me = os.getpid()
     try:
         set_environ(os.environb, r.env)
         os.umask(r.umask)
@@ -763,6 +768,13 @@ def run_task(  # pragma: no cover - forked
         except BaseException:
             traceback.print_exc()
             rc = 1
+        if os.getpid() != me:  # a process the task forked came back here: it ends as it
+            for stream in (sys.stdout, sys.stderr):  # would have at the end of a fork
+                try:
+                    stream.flush()
+                except BaseException:
+                    pass
+            os._exit(rc)
         del main
         threading = sys.modules.get("threading")
         if threading is not None:  # as at an exit: the task's threads that are no daemons

@@ -47,6 +47,12 @@ elif act == "process":
     open(os.environ["MARK"], "w").write(str(p.pid))
 elif act == "fd":
     string.stax_fd = open(os.devnull)
+elif act == "fork":  # the forked process goes on to the task's end, silently
+    if os.fork() == 0:
+        sys.stdout = open(os.devnull, "w")
+    else:
+        time.sleep(0.5)
+        open(os.environ["MARK"], "w").write("done")
 elif act == "stdout":
     sys.stdout = open(os.devnull, "w")
 elif act == "sleep":
@@ -161,6 +167,19 @@ def test_children_reused_and_what_a_task_leaves(tmp_path: Path) -> None:
         left = int(str(before["pid"]))
         wait_for(lambda: gone(left), 30, f"the child left dirty ({act})")  # noqa: B023
     os.kill(int(mark.read_text()), signal.SIGKILL)  # the task's orphan ("process")
+    # a process the task forked that returns from it ends there (it never reports to the
+    # worker nor waits for tasks), whichever child the next task then runs in
+    forked = tmp_path / "forked"
+    for i in range(3):
+        with open(tmp_path / "fork.out", "w") as out:  # not a pipe: its end is not awaited
+            job = subprocess.run(jobs.argv, cwd=jobs.step, stdout=out, timeout=60,
+                                 env={**jobs.env, "JOB": f"f{i}", "ACT": "fork",
+                                      "MARK": str(forked)})
+        assert (job.returncode, forked.exists()) == (0, True)  # it ended with its task
+        forked.unlink()
+        after, _ = jobs.run()
+        assert after["ppid"] == worker
+        pids.add(int(str(after["pid"])))
     jobs.end(worker, pids)
 
 
