@@ -484,10 +484,10 @@ _BOOT = (
 _ALL_NAMES = " ".join(
     "${!" + c + "@}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 )
-#: the hand-over in bash (see :mod:`.taskworker`): a pipe of this job's (one fork of bash, no
-#: program started), the request file, this job's pid into the worker's FIFO, then the
-#: worker's answers on the pipe. Succeeds (``_stax_tw_rc``: the task's status) or returns 1:
-#: run the task here
+#: the hand-over in bash (see :mod:`.taskworker`): a pipe of this job's (a here-string's: no
+#: process started, no fork in bash >= 5.1), the request file, this job's pid into the
+#: worker's FIFO, then the worker's answers on the pipe. Succeeds (``_stax_tw_rc``: the
+#: task's status) or returns 1: run the task here
 _HANDOVER = r"""_stax_tw_close() {
   exec {_stax_tw_r}<&- {_stax_tw_x}>&- {_stax_tw_1}>&- {_stax_tw_2}>&-
 }
@@ -500,7 +500,14 @@ _stax_tw_handover() {
   _stax_tw_rc= _stax_tw_pid= _stax_tw_q=$_stax_tw_b.$BASHPID.req _stax_tw_s=${BASH_SOURCE[0]}
   # stdout and stderr as descriptors of their own: the worker opens them (a redirection of a
   # builtin below moves 1 and 2 for a moment)
-  exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}< <(:) || return 1
+  exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}<<<'' || return 1
+  # a pipe of this job's: a here-string is one in bash >= 5.1 (no fork; its newline read
+  # here), in 5.0 a temporary file, then a process substitution's (one fork)
+  if [ -p "/proc/$BASHPID/fd/$_stax_tw_r" ]; then
+    IFS= read -r -u "$_stax_tw_r" _stax_tw_l
+  else
+    exec {_stax_tw_r}<&- && exec {_stax_tw_r}< <(:) || { _stax_tw_close; return 1; }
+  fi
   exec {_stax_tw_x}>"/proc/$BASHPID/fd/$_stax_tw_r" || { _stax_tw_close; return 1; }
   # the exported variables: their names by compgen -e (into the request file, read back: no
   # process), else every variable's name by its first character; NAME=VALUE written at once

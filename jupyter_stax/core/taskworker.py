@@ -9,7 +9,8 @@ task's step script, see :func:`jupyter_stax.core.functask.render_task_step`, so 
 nothing of jupyter_stax where the task runs: the standard library only):
 
 * the hand-over, in the step script's bash part (rendered by ``render_task_step``, no
-  process started but one ``fork`` of bash for a pipe): when the job allows it
+  process started, no ``fork``: its pipe is a here-string's, a pipe in bash >= 5.1; in 5.0 a
+  process substitution's, one fork): when the job allows it
   (``STAX_TASK_WORKER=1``: function tasks on a cluster whose scheduler is ``local``, without
   an image) and this user's worker of this source runs, the job writes a request file into
   the worker's private directory (the job's directory, umask, script and exported
@@ -53,12 +54,12 @@ cost the worker ~2 ms (the page tables of a 17 MB interpreter) and the child ~4 
 copy-on-write faults; the task's own Python was 21% of it); a reused child costs ~1 ms and
 no faults, the worker ~0.5 ms. The price is the isolation above (module state persists;
 anything else a task leaves ends its child), with ``STAX_TASK_FRESH=1`` for the old one. The
-bash hand-over's pipe (one fork of bash) stays: it costs +0.4-0.66 ms CPU a job, a
-``/dev/tcp`` connection to the worker +0.2-0.4 ms, so that hand-over (a listening socket, a
-token) would save ~0.2-0.4 ms of the job's ~3 ms over a ``true`` step, which is spread over
-bash's parsing, allocations and page faults. The worker's directory is in ``/dev/shm`` when
-``TMPDIR`` is unset: the request and ``compgen``'s list written to ``/tmp`` on a disk cost
-the job's bash ~0.3-0.5 ms more.
+bash hand-over's pipe came from a process substitution (``<(:)``, a fork: +0.46-0.76 ms CPU
+and ~85 page faults a job over ``bash -c true``); a here-string's pipe costs +0.0-0.1 ms and
+1 fault. A hand-over over ``/dev/tcp`` (a listening socket, a token) was measured too
+(+0.2-0.4 ms) and not built: it would not save more than the here-string does. The
+worker's directory is in ``/dev/shm`` when ``TMPDIR`` is unset: the request and
+``compgen``'s list written to ``/tmp`` on a disk cost the job's bash ~0.3-0.5 ms more.
 
 The task stays a real step: its job runs (the job's bash waits for it), writes its records and
 exits with the task's status. A worker serves only its own user (a private directory, owner and

@@ -293,3 +293,18 @@ def test_an_answer_cut_by_the_jobs_read_timeout(tmp_path: Path) -> None:
         job.kill()
         os.close(fifo)
     assert (job.returncode, out, err) == (7, "", "")
+
+
+def test_the_pipe_where_a_here_string_is_a_file(tmp_path: Path) -> None:
+    """Bash 5.0 makes a here-string a temporary file, not a pipe: the job then takes a
+    process substitution's pipe (the script's own test for it made false here)."""
+    jobs = Jobs(tmp_path)
+    script = jobs.step / "stax.step.sh"
+    text = script.read_text()
+    test = '[ -p "/proc/$BASHPID/fd/$_stax_tw_r" ]'
+    assert text.count(test) == 1
+    script.write_text(text.replace(test, "false"))
+    worker = jobs.start()
+    seen, _ = jobs.run()
+    assert seen["ppid"] == worker
+    jobs.end(worker, {int(str(seen["pid"]))})
