@@ -11,7 +11,8 @@ Python probe of the cluster is paid before and reported apart.
 ``--parts ROUNDS``: where one trivial task's time goes outside the engine (python start with
 and without site, importing cloudpickle, the task's step script before and now, with and without
 the warm worker, the runner's own work); ``--handover N``: the CPU of the job's bash, the
-worker and its forked child per task (N hand-overs one after the other). ``--submitit DIR``: 50
+worker and its children per task (N hand-overs one after the other; the children that run on
+counted too). ``--submitit DIR``: 50
 tasks on Slurm against submitit (``pip install --target DIR submitit``, never a dependency of
 the project): calls vs its per-call ``submit``, ``.map`` vs its ``map_array`` (target <= 1.1x).
 
@@ -153,6 +154,14 @@ def parts(reps: int) -> None:
     print(f"  (call size {len(base64.b64decode(call))} bytes)")
 
 
+def live_children(pid: int) -> str:
+    """The worker's children (pids), from /proc."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().strip() or "none"
+    except OSError:
+        return "?"
+
+
 def handover(n: int) -> None:
     """``n`` trivial tasks handed to the warm worker one after the other (the step script as
     the engine renders it, run by ``bash -c '. ./stax.step.sh'``): CPU per task of the job's
@@ -190,9 +199,21 @@ def handover(n: int) -> None:
     worker = int(pid_file.read_text())
     tick = os.sysconf("SC_CLK_TCK")
 
+    def stat(pid: int | str) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
     def worker_stat() -> tuple[float, float, int]:  # own CPU, children's CPU, children's faults
-        f = Path(f"/proc/{worker}/stat").read_text().rpartition(")")[2].split()
-        return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick, int(f[8])
+        f = stat(worker)
+        cpu, faults = int(f[13]) + int(f[14]), int(f[8])  # of the children that ended
+        live = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+        for c in live:  # the children that run on (reused, since this tree's warm worker)
+            try:
+                g = stat(c)
+            except FileNotFoundError:
+                continue
+            cpu += int(g[11]) + int(g[12])
+            faults += int(g[7])
+        return (int(f[11]) + int(f[12])) / tick, cpu / tick, faults
 
     def kids() -> tuple[float, int]:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -212,6 +233,7 @@ def handover(n: int) -> None:
           f"bash -c true {(k2 - k1) / n * 1000:.2f} ms")
     print(f"  the worker {(w1[0] - w0[0]) / n * 1000:.2f} ms, its forked child "
           f"{(w1[1] - w0[1]) / n * 1000:.2f} ms ({(w1[2] - w0[2]) / n:.0f} faults)")
+    print(f"  children of the worker now: {live_children(worker)}")
 
 
 def vs_submitit(a: argparse.Namespace, d: Path) -> None:

@@ -484,18 +484,30 @@ _BOOT = (
 _ALL_NAMES = " ".join(
     "${!" + c + "@}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 )
-#: the hand-over in bash (see :mod:`.taskworker`): a pipe of this job's (one fork of bash, no
-#: program started), the request file, this job's pid into the worker's FIFO, then the
-#: worker's answers on the pipe. Succeeds (``_stax_tw_rc``: the task's status) or returns 1:
-#: run the task here
+#: the hand-over in bash (see :mod:`.taskworker`): a pipe of this job's (a here-string's: no
+#: process started, no fork in bash >= 5.1), the request file, this job's pid into the
+#: worker's FIFO, then the worker's answers on the pipe. Succeeds (``_stax_tw_rc``: the
+#: task's status) or returns 1: run the task here
 _HANDOVER = r"""_stax_tw_close() {
   exec {_stax_tw_r}<&- {_stax_tw_x}>&- {_stax_tw_1}>&- {_stax_tw_2}>&-
 }
+# a signal of this job's goes to its task through the worker, which alone knows whether the
+# task still runs (the child that ran it may run a later task by now)
+_stax_tw_sig() {
+  [ -p "$_stax_tw_b.fifo" ] && printf 'S%s %s\n' "$BASHPID" "$1" 1<>"$_stax_tw_b.fifo"
+} 2>/dev/null
 _stax_tw_handover() {
   _stax_tw_rc= _stax_tw_pid= _stax_tw_q=$_stax_tw_b.$BASHPID.req _stax_tw_s=${BASH_SOURCE[0]}
   # stdout and stderr as descriptors of their own: the worker opens them (a redirection of a
   # builtin below moves 1 and 2 for a moment)
-  exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}< <(:) || return 1
+  exec {_stax_tw_1}>&1 {_stax_tw_2}>&2 {_stax_tw_r}<<<'' || return 1
+  # a pipe of this job's: a here-string is one in bash >= 5.1 (no fork; its newline read
+  # here), in 5.0 a temporary file, then a process substitution's (one fork)
+  if [ -p "/proc/$BASHPID/fd/$_stax_tw_r" ]; then
+    IFS= read -r -u "$_stax_tw_r" _stax_tw_l
+  else
+    exec {_stax_tw_r}<&- && exec {_stax_tw_r}< <(:) || { _stax_tw_close; return 1; }
+  fi
   exec {_stax_tw_x}>"/proc/$BASHPID/fd/$_stax_tw_r" || { _stax_tw_close; return 1; }
   # the exported variables: their names by compgen -e (into the request file, read back: no
   # process), else every variable's name by its first character; NAME=VALUE written at once
@@ -514,15 +526,16 @@ _stax_tw_handover() {
          printf '%s\n' "$BASHPID" 1<>"$_stax_tw_b.fifo"; } 2>/dev/null; then
     rm -f -- "$_stax_tw_q"; _stax_tw_close; return 1
   fi
+  _stax_tw_p=
   while :; do
     if IFS= read -r -t 1 -u "$_stax_tw_r" _stax_tw_l; then
+      _stax_tw_l=$_stax_tw_p$_stax_tw_l _stax_tw_p=
       case $_stax_tw_l in
-        P*) _stax_tw_pid=${_stax_tw_l#P}  # it runs: its process group gets our signals
+        P*) _stax_tw_pid=${_stax_tw_l#P}  # it runs: the worker forwards our signals to it
             exec {_stax_tw_y}<"/proc/$BASHPID/fd/$_stax_tw_r" {_stax_tw_x}>&-
             exec {_stax_tw_r}<&- {_stax_tw_1}>&- {_stax_tw_2}>&-; _stax_tw_r=$_stax_tw_y
-            for _stax_tw_g in FORWARDED; do
-              trap "kill -s $_stax_tw_g -- -$_stax_tw_pid 2>/dev/null" "$_stax_tw_g"
-            done ;;
+            for _stax_tw_g in FORWARDED; do trap "_stax_tw_sig $_stax_tw_g" "$_stax_tw_g"; done
+            ;;
         X*) _stax_tw_rc=${_stax_tw_l#X}; break ;;
         *) _stax_tw_close; return 1 ;;  # declined: run it here
       esac
@@ -530,13 +543,18 @@ _stax_tw_handover() {
       echo "jupyter_stax: the task worker ended before the task (pid $_stax_tw_pid) did;" \
         "its exit status is unknown" >> /dev/stderr
       _stax_tw_rc=1; break
-    elif [ -z "$_stax_tw_pid" ] && ! { kill -0 "$_stax_tw_w" && [ -p "$_stax_tw_b.fifo" ]; } \
-        2>/dev/null; then  # not answered and the worker is gone: withdraw the request
-      if rm -- "$_stax_tw_q" 2>/dev/null; then
-        _stax_tw_close; return 1
-      elif ! kill -0 "$_stax_tw_w" 2>/dev/null; then  # taken, and no answer will come
-        echo "jupyter_stax: the task worker ended while taking the task" >> /dev/stderr
-        _stax_tw_rc=1; break
+    else
+      # timed out: what it read of a line is kept (bash reads a pipe byte by byte, and an
+      # answer cut by the timeout, "X" now and "0" next, must not read as a decline)
+      _stax_tw_p+=$_stax_tw_l
+      if [ -z "$_stax_tw_pid" ] && ! { kill -0 "$_stax_tw_w" && [ -p "$_stax_tw_b.fifo" ]; } \
+          2>/dev/null; then  # not answered and the worker is gone: withdraw the request
+        if rm -- "$_stax_tw_q" 2>/dev/null; then
+          _stax_tw_close; return 1
+        elif ! kill -0 "$_stax_tw_w" 2>/dev/null; then  # taken, and no answer will come
+          echo "jupyter_stax: the task worker ended while taking the task" >> /dev/stderr
+          _stax_tw_rc=1; break
+        fi
       fi
     fi
   done
@@ -548,7 +566,10 @@ _stax_tw_handover() {
 }
 if [ "${STAX_TASK_WORKER:-}" = 1 ] && [ "${BASH_VERSINFO[0]:-0}" -ge 5 ]; then
   # the worker of this source whose .id file is this job's interpreter identity
-  _stax_tw_d=${TMPDIR:-/tmp}/stax-taskworker-$UID _stax_tw_i=
+  _stax_tw_d=${TMPDIR:-/tmp} _stax_tw_i=  # as taskworker.worker_dir chooses
+  [ -n "${TMPDIR:-}" ] || ! [ -d /dev/shm ] || ! [ -w /dev/shm ] || ! [ -x /dev/shm ] ||
+    _stax_tw_d=/dev/shm
+  _stax_tw_d+=/stax-taskworker-$UID
   for _stax_tw_n in ${!LD_@} ${!PYTHON@}; do
     [[ ${!_stax_tw_n@a} != *x* ]] || _stax_tw_i+="$_stax_tw_n=${!_stax_tw_n}"$'\n'
   done

@@ -9,27 +9,57 @@ task's step script, see :func:`jupyter_stax.core.functask.render_task_step`, so 
 nothing of jupyter_stax where the task runs: the standard library only):
 
 * the hand-over, in the step script's bash part (rendered by ``render_task_step``, no
-  process started but one ``fork`` of bash for a pipe): when the job allows it
+  process started, no ``fork``: its pipe is a here-string's, a pipe in bash >= 5.1; in 5.0 a
+  process substitution's, one fork): when the job allows it
   (``STAX_TASK_WORKER=1``: function tasks on a cluster whose scheduler is ``local``, without
   an image) and this user's worker of this source runs, the job writes a request file into
   the worker's private directory (the job's directory, umask, script and exported
   environment, NUL-separated), writes its pid to the worker's FIFO, and waits on a pipe of its
-  own that the worker opens through ``/proc``: ``P<pid>`` once the task runs (the job then
-  forwards termination signals to the task's process group), ``X<code>`` when it ended,
-  ``R`` when the worker declines (the job then runs the task itself). The job exits with the
-  task's status.
+  own that the worker opens through ``/proc``: ``P<pid>`` once the task runs (the job's
+  termination signals then go to the worker, see below), ``X<code>`` when it ended, ``R``
+  when the worker declines (the job then runs the task itself). The job exits with the
+  task's status. (Its reads time out each second to check the worker is alive; what a timed
+  out read got of an answer is kept: a cut ``X``/``0`` read as a decline ran a task twice.)
 * the task's entry (:func:`task_entry`), in the job's Python started with ``-S`` when bash
   did not hand the task over. When the job allows the worker and none runs, it starts one for
   the next tasks (one per source: a lock), then runs the task itself: ``site`` first (as a
   normal start would), then the runner.
-* the worker (:func:`serve`), a detached process (its own session) that forks one child per
-  task. The child takes the job's environment, directory and umask, writes to the job's
-  stdout and stderr (opened through ``/proc/<job>/fd``, appending), and runs the task's body
-  as ``__main__`` would (the runner's part of it, the same in every task, the worker ran once
-  into a module the child takes as its ``__main__``; the call's text goes straight to the
-  runner's entry). When the job ends first (killed: a cancel, a time limit), the worker
-  kills the child's process group (it watches the job's pidfd). It exits after
-  ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, removing every file it made.
+* the worker (:func:`serve`), a detached process (its own session) whose children run the
+  tasks, many one after the other (:func:`child_loop`): an idle child is reused, a new one is
+  forked when all are busy (so tasks run as concurrently as with a fork per task), and up to
+  max(2, CPUs) idle ones are kept. For each task the child takes the job's environment (by
+  difference), directory and umask, writes to the job's stdout and stderr (opened by the
+  worker through ``/proc/<job>/fd`` and passed over the child's socket), and runs the task's
+  body in a fresh ``__main__`` (holding the names of a module in which the runner, the same
+  in every task, ran once; the call's text goes straight to the runner's entry). Afterwards
+  (:func:`run_task`, :class:`_Clean`) it flushes the output, lets go of the job's files,
+  restores what can be restored (``sys.stdout``/``stderr``/``stdin``, ``sys.path``,
+  ``sys.argv``, hooks, recursion limit, ``warnings`` filters), and ends instead of taking
+  another task when the task left what a later task would see: a thread, a changed signal
+  handler, mask or timer, a process (the child is a subreaper: orphans count), a file
+  descriptor, an exit function (run then, as at an exit), a trace function, a changed
+  priority or affinity, 256 MB of growth, an error while restoring, 500 tasks served, or a
+  job asking for a process of its own (``STAX_TASK_FRESH=1``). Imported modules and their
+  state persist between the tasks of one child (of one user and interpreter identity), as in
+  Parsl's workers. A signal the job gets is written by its trap to the worker's FIFO
+  (``S<job pid> <name>``) and the worker sends it to the task's process group only while that
+  child still runs that job's task: the worker alone knows, so a dying job's signal never
+  reaches a later task of the same child. When the job ends first (killed outright), the
+  worker kills the child's process group (it watches the job's pidfd). It exits after
+  ``STAX_TASK_WORKER_IDLE`` seconds (default 120) without tasks, its children with it,
+  removing every file it made.
+
+Why children that are reused (measured, bench/README.md "function_tasks"): a fork per task
+cost the worker ~2 ms (the page tables of a 17 MB interpreter) and the child ~4 ms (~600
+copy-on-write faults; the task's own Python was 21% of it); a reused child costs ~1 ms and
+no faults, the worker ~0.5 ms. The price is the isolation above (module state persists;
+anything else a task leaves ends its child), with ``STAX_TASK_FRESH=1`` for the old one. The
+bash hand-over's pipe came from a process substitution (``<(:)``, a fork: +0.46-0.76 ms CPU
+and ~85 page faults a job over ``bash -c true``); a here-string's pipe costs +0.0-0.1 ms and
+1 fault. A hand-over over ``/dev/tcp`` (a listening socket, a token) was measured too
+(+0.2-0.4 ms) and not built: it would not save more than the here-string does. The
+worker's directory is in ``/dev/shm`` when ``TMPDIR`` is unset: the request and
+``compgen``'s list written to ``/tmp`` on a disk cost the job's bash ~0.3-0.5 ms more.
 
 The task stays a real step: its job runs (the job's bash waits for it), writes its records and
 exits with the task's status. A worker serves only its own user (a private directory, owner and
@@ -65,8 +95,13 @@ FORWARDED = ("TERM", "INT", "HUP", "USR1", "USR2", "XCPU")
 
 # ---------------------------------------------------------------------- shared
 def worker_dir() -> str | None:
-    """This user's private directory of workers (None: it cannot be made or trusted)."""
-    base = os.environ.get("TMPDIR") or "/tmp"
+    """This user's private directory of workers (None: it cannot be made or trusted), in
+    ``$TMPDIR`` when set, else in ``/dev/shm`` (memory: a request written to ``/tmp`` on a
+    disk's file system cost the job's bash ~0.5 ms more), else in ``/tmp``; the job's bash
+    chooses the same way (:func:`jupyter_stax.core.functask.render_task_step`)."""
+    base = os.environ.get("TMPDIR") or (
+        "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK)
+        else "/tmp")
     d = os.path.join(base, f"stax-taskworker-{os.getuid()}")
     try:
         os.mkdir(d, 0o700)
@@ -276,19 +311,45 @@ def plain_call(call: str) -> str | None:
     return inner if raw and not raw.translate(None, _B64) else None
 
 
+#: a job's environment variable asking for a child of its own that ends with the task ("1")
+FRESH_ENV = "STAX_TASK_FRESH"
+#: tasks a child runs before it is replaced
+CHILD_TASKS = 500
+#: what a child says after the task of a job that asked for a process of its own
+FRESH_WHY = b"a process of its own asked for"
+#: how much a child may grow (resident memory over what it had when forked) and stay
+CHILD_GROWTH = 256 << 20
+
+
 class _Task:
-    def __init__(self, reply: int, job: int) -> None:
+    def __init__(self, reply: int, job: int, job_pid: int) -> None:
         self.reply = reply  # the job's pipe
         self.job = job  # the job's pidfd
-        self.pid = 0
-        self.pidfd = -1
+        self.job_pid = job_pid
+        self.child: _Child | None = None
+
+
+class _Child:
+    """A forked child of the worker: it runs tasks one after the other (see
+    :func:`child_loop`), each sent over its socket."""
+
+    def __init__(self, pid: int, pidfd: int, sock: object) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.sock = sock  # socket.socket: the task out, its report back
+        self.task: _Task | None = None
+        self.buf = b""
 
 
 def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate process
     """The worker's loop (it holds ``lock`` while it lives)."""
     import gc
     import importlib
+    import pickle
     import select
+    import signal
+    import socket
+    import struct
     import time
     import types
 
@@ -297,17 +358,22 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
         import base64  # noqa: F401  (the runner's imports)
         import io  # noqa: F401
         import json  # noqa: F401
-        import pickle  # noqa: F401
         import traceback  # noqa: F401
 
         import cloudpickle  # noqa: F401  (what by-value functions need: the point)
     except ImportError as e:
         print(f"jupyter_stax task worker: {e}; not serving", flush=True)
         return
-    if not hasattr(os, "pidfd_open"):
-        print("jupyter_stax task worker: no pidfd_open here; not serving", flush=True)
+    try:
+        import ctypes  # noqa: F401  (a child makes itself a subreaper with it)
+    except ImportError:
+        pass
+    if not hasattr(os, "pidfd_open") or not hasattr(socket, "send_fds"):
+        print("jupyter_stax task worker: no pidfd_open or send_fds here; not serving",
+              flush=True)
         return
     idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
+    spare = max(2, os.cpu_count() or 1)  # idle children kept
     me = identity(dict(os.environ))
     base = os.path.join(d, key)
     fifo, pid_file = base + ".fifo", base + ".pid"
@@ -327,19 +393,21 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     os.replace(pid_file + ".tmp", pid_file)  # a job reads it once the FIFO is there
     poll = select.poll()
     poll.register(ff, select.POLLIN)
-    children: dict[int, _Task] = {}  # the child's pidfd -> its task
+    children: dict[int, _Child] = {}  # the child's pidfd -> the child
+    socks: dict[int, _Child] = {}  # the child's socket -> the child
+    idlers: list[_Child] = []  # children waiting for a task
     jobs: dict[int, _Task] = {}  # the job's pidfd -> its task
+    running: dict[int, _Task] = {}  # the job's pid -> its task (its signals are forwarded)
     # the runner (the part of a body every task shares), compiled and run once into a
-    # ``__main__`` of its own: a child takes that module as its ``__main__`` (its own copy,
-    # being a fork) instead of defining the runner's functions again
+    # ``__main__`` of its own: a child copies that module's names into each task's fresh
+    # ``__main__`` instead of defining the runner's functions again
     prepared: dict[str, types.ModuleType] = {}
     pending = b""
     last = time.monotonic()
     closing = False
-    # the caches of the import system, invalidated here once and never filled again in this
-    # process (it imports nothing more; checked before each fork): each child starts with
-    # them invalidated, as if it had called importlib.invalidate_caches() itself (its ''
-    # on sys.path is the job's directory)
+    # the caches of the import system, invalidated here once (it imports nothing more;
+    # checked before each fork), and by each child before each task (its '' on sys.path is
+    # the job's directory)
     importlib.invalidate_caches()
     modules = len(sys.modules)
     gc.freeze()  # what is loaded now stays shared with the children (fewer pages copied)
@@ -351,9 +419,83 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
         except OSError:
             pass
 
+    def spawn() -> _Child:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if len(sys.modules) != modules:  # something was imported here after all
+            importlib.invalidate_caches()
+        try:
+            pid = os.fork()
+        except OSError:
+            mine.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            child_loop(theirs, prepared)
+        theirs.close()
+        c = _Child(pid, os.pidfd_open(pid), mine)
+        children[c.pidfd] = c
+        socks[mine.fileno()] = c
+        poll.register(c.pidfd, select.POLLIN)
+        poll.register(mine.fileno(), select.POLLIN)
+        return c
+
+    def retire(c: _Child) -> None:
+        """No more tasks for ``c``: its socket closed (an idle child then exits)."""
+        if c in idlers:
+            idlers.remove(c)
+        sock = c.sock
+        if sock is not None:
+            fno = sock.fileno()  # type: ignore[attr-defined]
+            if socks.pop(fno, None) is not None:
+                poll.unregister(fno)
+            sock.close()  # type: ignore[attr-defined]
+            c.sock = None
+
+    def finish(t: _Task, code: int) -> None:
+        """The task of ``t`` ended with ``code``: the job told, its files closed."""
+        send(t, b"X%d\n" % code)
+        os.close(t.reply)
+        if jobs.pop(t.job, None) is not None:
+            poll.unregister(t.job)
+            os.close(t.job)
+        if running.get(t.job_pid) is t:
+            del running[t.job_pid]
+        if t.child is not None and t.child.task is t:
+            t.child.task = None
+
+    def reports(c: _Child) -> None:
+        """Read what ``c`` reported (``X<status> <why it cannot go on, or ->``)."""
+        while c.sock is not None:
+            try:
+                more = c.sock.recv(4096, socket.MSG_DONTWAIT)  # type: ignore[attr-defined]
+            except BlockingIOError:
+                return
+            except OSError:
+                more = b""
+            if not more:  # the child is ending
+                retire(c)
+                return
+            c.buf += more
+            while b"\n" in c.buf:
+                line, _, c.buf = c.buf.partition(b"\n")
+                t = c.task
+                code, _, why = line[1:].partition(b" ")
+                if t is None or not line.startswith(b"X"):
+                    continue
+                finish(t, int(code))
+                if why != b"-" or closing or len(idlers) >= spare:
+                    if why not in (b"-", FRESH_WHY):
+                        print(f"child {c.pid} not reused: {why.decode(errors='replace')}",
+                              flush=True)
+                    retire(c)  # it ends by itself (why) or on its socket's end
+                else:
+                    idlers.append(c)
+
     def take(pid: int) -> None:
         """Take the request of job ``pid``: its file unlinked (the job can no longer withdraw
-        it), then declined (``R``) or run (``P``)."""
+        it), then declined (``R``) or run by a child (``P``)."""
         req = f"{base}.{pid}.req"
         try:
             data = read_file(req, 1 << 24, owned=True)
@@ -365,7 +507,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             reply = os.open(f"/proc/{pid}/fd/{int(fields[3])}", os.O_WRONLY | os.O_NONBLOCK)
         except (OSError, ValueError, IndexError):
             return  # the job is gone: nobody to answer
-        t = _Task(reply, -1)
+        t = _Task(reply, -1, pid)
         fds: list[int] = []
         try:
             r = Request(data)
@@ -377,12 +519,23 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                                    os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
             body = script_body(read_file(r.script))
             head, call = split_body(body)
-            main = prepared.get(head) if head else None
-            if head and main is None:
-                main = prepare(head)
+            if head and head not in prepared:
                 if len(prepared) > 16:
                     prepared.clear()
-                prepared[head] = main
+                prepared[head] = prepare(head)
+            fresh = r.env.get(FRESH_ENV.encode()) == b"1"
+            payload = pickle.dumps((data, head, call, fresh))
+            sizes = struct.pack("<Q", len(payload))
+            for _ in range(len(idlers) + 3):  # an idle child, else a new one
+                c = idlers.pop() if idlers and not fresh else spawn()
+                try:
+                    socket.send_fds(c.sock, [sizes], fds)  # type: ignore[arg-type]
+                    c.sock.sendall(payload)  # type: ignore[attr-defined]
+                    break
+                except OSError:  # it died meanwhile
+                    retire(c)
+            else:
+                raise OSError("no child of the worker took the task")
         except (OSError, ValueError, SyntaxError) as e:
             send(t, b"R %s\n" % str(e).encode(errors="replace")[:200])
             for f in fds:
@@ -391,33 +544,42 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                 os.close(t.job)
             os.close(reply)
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if len(sys.modules) != modules:  # something was imported here after all
-            importlib.invalidate_caches()
-        child = os.fork()
-        if child == 0:
-            run_child(r, fds, main, call)
         for f in fds:
             os.close(f)
-        t.pid = child
-        t.pidfd = os.pidfd_open(child)
-        children[t.pidfd] = t
+        t.child = c
+        c.task = t
         jobs[t.job] = t
-        poll.register(t.pidfd, select.POLLIN)
+        running[pid] = t
         poll.register(t.job, select.POLLIN)
-        send(t, b"P%d\n" % child)
+        send(t, b"P%d\n" % c.pid)
+
+    def forward(line: bytes) -> None:
+        """``S<job pid> <signal name>``: the job got that signal; its task's process group
+        gets it, if the task runs still (never a later task of the same child)."""
+        job, _, name = line[1:].partition(b" ")
+        t = running.get(int(job)) if job.isdigit() else None
+        try:
+            sig = signal.Signals["SIG" + name.decode()]
+        except (KeyError, UnicodeDecodeError):
+            return
+        if t is not None and t.child is not None and t.child.task is t:
+            try:
+                os.killpg(t.child.pid, sig)
+            except OSError:
+                pass
 
     while True:
-        if not children:
+        busy = bool(running) or any(c.task is not None for c in children.values())
+        if not busy:
             if closing:
-                try:
-                    more = os.read(ff, 65536)
-                except BlockingIOError:
-                    more = b""
-                if not more:
-                    break
-                pending += more
+                if not children:
+                    try:
+                        more = os.read(ff, 65536)
+                    except BlockingIOError:
+                        more = b""
+                    if not more:
+                        break
+                    pending += more
             elif time.monotonic() - last > idle:
                 # leave nothing behind: the files go while this worker still holds the lock
                 # (so none of them is another worker's yet), the lock file last; requests
@@ -437,8 +599,11 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                     except OSError:
                         pass
                 closing = True
+                for c in list(idlers):
+                    retire(c)  # they exit on their socket's end
                 continue
-        timeout = None if children else max(0.0, idle - (time.monotonic() - last)) * 1000 + 10
+        timeout = None if busy or closing else max(
+            0.0, idle - (time.monotonic() - last)) * 1000 + 10
         events = [] if b"\n" in pending else poll.poll(timeout)
         for fd, _ev in events:
             last = time.monotonic()
@@ -447,29 +612,33 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                     pending += os.read(ff, 65536)
                 except BlockingIOError:
                     pass
-            elif fd in children:
-                t = children.pop(fd)
+            elif fd in socks:
+                reports(socks[fd])
+            elif fd in children:  # a child ended
+                c = children.pop(fd)
+                reports(c)  # what it said before
+                retire(c)
                 poll.unregister(fd)
                 os.close(fd)
-                _, status = os.waitpid(t.pid, 0)
-                send(t, b"X%d\n" % os.waitstatus_to_exitcode(status))
-                os.close(t.reply)
-                if t.job in jobs:
-                    del jobs[t.job]
-                    poll.unregister(t.job)
-                    os.close(t.job)
-            elif fd in jobs:  # the job ended before its task: kill the task
+                _, status = os.waitpid(c.pid, 0)
+                if c.task is not None:  # killed while it ran the task (or it crashed)
+                    finish(c.task, os.waitstatus_to_exitcode(status))
+            elif fd in jobs:  # the job ended before its task: kill the task (and its child)
                 t = jobs.pop(fd)
                 poll.unregister(fd)
                 os.close(fd)
-                try:
-                    os.killpg(t.pid, 9)
-                except OSError:
-                    pass
+                t.job = -1
+                if t.child is not None and t.child.task is t:
+                    try:
+                        os.killpg(t.child.pid, 9)
+                    except OSError:
+                        pass
         while b"\n" in pending:
             line, _, pending = pending.partition(b"\n")
             if line.isdigit():
                 take(int(line))
+            elif line.startswith(b"S"):
+                forward(line)
     os.close(ff)
     print(f"jupyter_stax task worker {os.getpid()}: idle for {idle:g} s, exiting", flush=True)
 
@@ -485,20 +654,94 @@ def prepare(head: str) -> ModuleType:
     return main
 
 
-def run_child(  # pragma: no cover - forked
-    r: Request, fds: list[int], prepared: ModuleType | None, call: str
-) -> None:
-    """In the forked child: become the job's task (its environment, directory, umask, output),
-    run the body as ``__main__`` (``prepared``: the runner's part of it, run already), exit
-    with its status as the interpreter would."""
+# ---------------------------------------------------------------------- the worker's child
+def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma: no cover
+    """In a forked child: run the tasks the worker sends, one after the other, as long as
+    :class:`_Clean` finds nothing a task left that a later one could see; then exit."""
+    import pickle
+    import socket
+    import struct
+
+    keep = sock.fileno()  # type: ignore[attr-defined]
+    code = 1
+    try:
+        os.setsid()
+        # nothing of the worker's (its FIFO, lock, other jobs' pipes and children) stays here
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 1 << 20)
+        null = os.open(os.devnull, os.O_RDWR)
+        for n in (0, 1, 2):
+            os.dup2(null, n)
+        os.close(null)
+        sys.argv[:] = ["-c"]  # as in the job's own Python
+        try:  # orphaned descendants of a task become this child's: seen, not inherited
+            import ctypes
+
+            ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except Exception:
+            pass
+        clean = _Clean()
+        served = 0
+        while True:
+            head = socket.recv_fds(sock, 8, 2)  # type: ignore[arg-type]
+            msg, fds = head[0], head[1]
+            if not msg:
+                code = 0  # the worker is done with this child
+                break
+            while len(msg) < 8:
+                more = sock.recv(8 - len(msg))  # type: ignore[attr-defined]
+                if not more:
+                    break
+                msg += more
+            n = struct.unpack("<Q", msg)[0]
+            buf = bytearray(n)
+            view = memoryview(buf)
+            got = 0
+            while got < n:
+                k = sock.recv_into(view[got:])  # type: ignore[attr-defined]
+                if not k:
+                    raise EOFError("the worker's message ended early")
+                got += k
+            data, head_src, call, fresh = pickle.loads(buf)
+            del buf, view
+            if len(fds) != 2:
+                raise EOFError("the task's output descriptors did not come")
+            main = prepared.get(head_src) if head_src else None
+            if head_src and main is None:
+                if len(prepared) > 16:
+                    prepared.clear()
+                main = prepared[head_src] = prepare(head_src)
+            served += 1
+            code, why = run_task(Request(data), fds, main, call, clean,
+                                 FRESH_WHY.decode() if fresh else (
+                                     f"served {served} tasks" if served >= CHILD_TASKS
+                                     else ""))
+            sock.sendall(b"X%d %s\n" % (code, why.encode() if why else b"-"))  # type: ignore
+            if why:
+                break
+    except BaseException:
+        pass
+    os._exit(code)
+
+
+def run_task(  # pragma: no cover - forked
+    r: Request, fds: list[int], prepared: ModuleType | None, call: str, clean: _Clean,
+    why: str
+) -> tuple[int, str]:
+    """In the child: become the job's task (its environment, directory, umask, output), run
+    the body as ``__main__`` would (in a fresh ``__main__``: ``prepared``'s names, the runner
+    run already), then undo what it changed. Returns its exit status as the interpreter would
+    make it and why this child cannot take another task ("" when it can: ``why`` given, or
+    :meth:`_Clean.dirt` finds something; the exit functions then ran as at an exit)."""
     import atexit
     import builtins
+    import importlib
     import traceback
     import types
 
     rc = 1
+    me = os.getpid()
     try:
-        os.setsid()
         set_environ(os.environb, r.env)
         os.umask(r.umask)
         os.chdir(r.cwd)
@@ -507,17 +750,13 @@ def run_child(  # pragma: no cover - forked
         for fd in fds:
             if fd > 2:
                 os.close(fd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        sys.argv[:] = ["-c"]  # as in the job's own Python
-        # (the import system's caches: invalidated by the worker, see serve)
+        main = types.ModuleType("__main__")
         if prepared is None:
-            main = types.ModuleType("__main__")
             main.__dict__["__builtins__"] = builtins
         else:
-            main = prepared
+            main.__dict__.update(prepared.__dict__)
         sys.modules["__main__"] = main
+        importlib.invalidate_caches()  # another directory than the last task's, maybe
         try:
             text = plain_call(call) if prepared is not None else None
             if text is not None:
@@ -530,22 +769,163 @@ def run_child(  # pragma: no cover - forked
         except BaseException:
             traceback.print_exc()
             rc = 1
-        try:
-            threading = sys.modules.get("threading")
-            if threading is not None:
-                threading._shutdown()
-            atexit._run_exitfuncs()
-        except BaseException:
-            pass
-    except BaseException:
+        if os.getpid() != me:  # a process the task forked came back here: it ends as it
+            for stream in (sys.stdout, sys.stderr):  # would have at the end of a fork
+                try:
+                    stream.flush()
+                except BaseException:
+                    pass
+            os._exit(rc)
+        del main
+        threading = sys.modules.get("threading")
+        if threading is not None:  # as at an exit: the task's threads that are no daemons
+            me = threading.current_thread()
+            for th in threading.enumerate():
+                if th is not me and not th.daemon:
+                    th.join()
+    except BaseException as e:
         try:
             traceback.print_exc()
         except BaseException:
             pass
-    finally:
-        for stream in (sys.stdout, sys.stderr):
+        why = why or f"the task's start or end failed: {e!r}"[:200]
+    try:
+        clean.restore()
+        why = why or clean.dirt()
+    except BaseException as e:
+        why = why or f"what the task changed could not be undone: {e!r}"[:200]
+    if why:
+        try:  # as at an exit (the child ends after this task)
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    try:  # the job's files: no longer this child's (a job's pipe must see its end)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+        os.chdir("/")
+    except OSError:
+        why = why or "its output could not be detached"
+    return rc, why
+
+
+class _Clean:  # pragma: no cover - in a forked child
+    """What a child was before its first task: after each task, :meth:`dirt` says what the
+    task left that a later task would see (and that cannot be undone), :meth:`restore` undoes
+    what can be."""
+
+    def __init__(self) -> None:
+        import atexit
+        import signal
+
+        self.signals = self._signals()
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        self.fds = sorted(os.listdir("/proc/self/fd"))
+        self.atexit = atexit._ncallbacks()
+        self.rss = self._status()[1]
+        self.main = sys.modules["__main__"]
+        self.path = list(sys.path)
+        self.argv = list(sys.argv)
+        self.streams = (sys.stdin, sys.stdout, sys.stderr)
+        self.hooks = (sys.excepthook, sys.displayhook, sys.breakpointhook)
+        self.recursion = sys.getrecursionlimit()
+        self.switch = sys.getswitchinterval()
+        self.priority = os.getpriority(os.PRIO_PROCESS, 0)
+        self.cpus = os.sched_getaffinity(0)
+        warnings = sys.modules.get("warnings")
+        self.warnings = list(warnings.filters) if warnings is not None else None
+
+    @staticmethod
+    def _signals() -> list[object]:
+        import signal
+
+        return [signal.getsignal(s) for s in sorted(signal.valid_signals())]
+
+    @staticmethod
+    def _status() -> tuple[int, int]:
+        """This process's threads and resident kB (``/proc/self/status``)."""
+        with open("/proc/self/status", "rb") as f:
+            text = f.read()
+        threads = int(text.split(b"\nThreads:", 1)[1].split(None, 1)[0])
+        rss = int(text.split(b"\nVmRSS:", 1)[1].split(None, 1)[0])
+        return threads, rss
+
+    def dirt(self) -> str:
+        """What the task left behind that a later task would see ("" when nothing)."""
+        import atexit
+        import signal
+        import time
+
+        threads, rss = self._status()
+        for _ in range(40):  # a joined thread's system thread may be ending still
+            if threads == 1:
+                break
+            time.sleep(0.0005)
+            threads = self._status()[0]
+        else:
+            return "a thread left running"
+        if self._signals() != self.signals:
+            return "a signal handler changed"
+        if signal.pthread_sigmask(signal.SIG_BLOCK, ()) != self.mask:
+            return "the signal mask changed"
+        if any(signal.getitimer(w) != (0.0, 0.0) for w in (
+                signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)):
+            return "a timer (alarm) left set"
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass  # the task's ended processes that it did not wait for
+        except ChildProcessError:
+            pass
+        with open(f"/proc/self/task/{os.getpid()}/children", "rb") as f:
+            if f.read().strip():
+                return "a process it started runs still"
+        if sorted(os.listdir("/proc/self/fd")) != self.fds:
+            import gc
+
+            gc.collect()  # a file of the task's namespace, in a cycle (its functions')
+            if sorted(os.listdir("/proc/self/fd")) != self.fds:
+                return "a file descriptor left open"
+        if atexit._ncallbacks() != self.atexit:
+            return "an exit function registered"
+        if rss - self.rss > CHILD_GROWTH >> 10:
+            return f"it grew by {(rss - self.rss) >> 10} MB"
+        if sys.gettrace() is not None or sys.getprofile() is not None:
+            return "a trace or profile function set"
+        if os.getpriority(os.PRIO_PROCESS, 0) != self.priority:
+            return "its priority changed"
+        if os.sched_getaffinity(0) != self.cpus:
+            return "its CPU affinity changed"
+        return ""
+
+    def restore(self) -> None:
+        """Undo what a task may change of the interpreter's state (its ``__main__`` dropped)."""
+        sys.modules["__main__"] = self.main
+        for stream in (sys.stdout, sys.stderr):  # the task's own, if it replaced them
             try:
-                stream.flush()
+                if stream is not None:
+                    stream.flush()
             except BaseException:
                 pass
-        os._exit(rc)
+        sys.stdin, sys.stdout, sys.stderr = self.streams
+        sys.path[:] = self.path
+        sys.argv[:] = self.argv
+        sys.excepthook, sys.displayhook, sys.breakpointhook = self.hooks
+        if sys.getrecursionlimit() != self.recursion:
+            sys.setrecursionlimit(self.recursion)
+        if sys.getswitchinterval() != self.switch:
+            sys.setswitchinterval(self.switch)
+        warnings = sys.modules.get("warnings")
+        if warnings is not None and self.warnings is not None and \
+                warnings.filters != self.warnings:
+            warnings.filters[:] = self.warnings
+            warnings._filters_mutated()
+        import gc
+
+        if not gc.isenabled():
+            gc.enable()
