@@ -533,7 +533,9 @@ class SSHTransport(Transport):
         :class:`~jupyter_stax.engine.landing.Lander`: a ``dest_dir`` that does not exist yet
         is landed in a hidden sibling directory renamed into place once at the end. The files a
         cut fetch landed whole there are not fetched again once their sizes and sums match the
-        cluster's (:meth:`_check_landed`); a file whose fetch was cut continues from the bytes
+        cluster's (:meth:`_check_landed`), nor are the files already in place in an existing
+        ``dest_dir`` (:meth:`_check_present`: ``unchanged``; or ``kept`` when they differ and
+        not ``overwrite``); a file whose fetch was cut continues from the bytes
         kept here once their sha256 matches the cluster's first bytes of the file
         (:meth:`_resume`); the others come whole."""
         if not names:
@@ -543,6 +545,9 @@ class SSHTransport(Transport):
             whole = lander.landed_before(names)
             if whole:
                 self._check_landed(src_dir, whole, lander, out, progress)
+            present = lander.present([n for n in names if n not in out])
+            if present:
+                self._check_present(src_dir, present, lander, overwrite, out, progress)
             kept = lander.partials([n for n in names if n not in out])
             if kept:
                 self._resume(src_dir, kept, lander, overwrite, out, progress)
@@ -571,6 +576,33 @@ class SSHTransport(Transport):
                 lander.drop(name)
                 continue
             out[name] = Landed(lander.path_of(name), got[0], got[1], "new")
+            if progress is not None:
+                progress(got[0])
+
+    def _check_present(
+        self, src_dir: ClusterPath, present: Mapping[str, int], lander: landing.Lander,
+        overwrite: bool, out: dict[str, Landed], progress: Progress | None,
+    ) -> None:
+        """The files already in place in an existing destination (``present``: name -> size
+        here): ONE command gives their sizes and sha256 on the cluster; a file with the same
+        size and sum here is ``unchanged`` and not fetched (as rsync skips it); one that
+        differs is ``kept`` without fetching it unless ``overwrite`` (then it comes whole)."""
+        src = self.resolve(src_dir)
+        res = self._call(self.connection.exec(
+            files.sums_command(src), files.names_input(list(present)), retry=True,
+        ))
+        try:
+            there = files.parse_copy(res.stdout)
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking files in {src_dir}: {e}") from None
+        for name in present:
+            got = there.get(name)
+            if got is None:
+                continue  # not a regular file there: the stream says what it is
+            same = lander.same(name, *got)
+            if same is None and overwrite:
+                continue  # fetched, and replaces it
+            out[name] = same or Landed(lander.path_of(name), got[0], got[1], "kept")
             if progress is not None:
                 progress(got[0])
 
