@@ -65,5 +65,6 @@ def test_a_slow_fetch_reader_holds_about_one_window(
     assert (rc, err, got) == (0, b"", size)
     assert digest.hexdigest() == hashlib.sha256(bytes(size)).hexdigest()
     assert len(held) > 100  # it was sampled while the bytes moved
-    # one window (2 MiB) in the channel, HIGH (1 MiB) plus one window's flush in the session
-    assert max(held) <= 5 * MiB, f"held up to {max(held) / MiB:.1f} MiB"
+    # at most: one window (2 MiB) in the channel; in the session, LOW (256 KiB) plus what one
+    # resume's flush delivers (<= one window) plus one socket read (256 KiB); 4.2 MiB seen
+    assert max(held) <= 6 * MiB, f"held up to {max(held) / MiB:.1f} MiB"
