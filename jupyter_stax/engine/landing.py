@@ -567,6 +567,45 @@ class Lander:
                         out[rel] = sha256_of(Path(name), dir_fd=d)
         return out
 
+    def present(self, names: Iterable[str]) -> dict[str, int]:
+        """Of ``names``, those already at their place in an existing ``root`` (landing file
+        by file: a re-fetch, a cut one's next try, a missing subtree of it) as regular files:
+        their size (nothing is read or made; a link is never followed, unsafe names are left
+        out). The caller asks the source for its sizes and sums and skips the files that match
+        (:meth:`same`), as rsync does. Empty when landing in the hidden directory."""
+        if self._root_fd < 0:
+            with contextlib.suppress(OSError):
+                self._dir("", [], False)
+        if self._hidden is not None or self._root_fd < 0:
+            return {}
+        out: dict[str, int] = {}
+        for key, items in _by_dir(names).items():
+            try:
+                d = self._dir("/".join(key), list(key), False)
+            except (OSError, UnsafePath):
+                continue
+            for rel, name in items:
+                with contextlib.suppress(OSError):
+                    st = os.stat(name, dir_fd=d, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        out[rel] = st.st_size
+        return out
+
+    def same(self, rel: str, size: int, digest: str) -> Landed | None:
+        """``rel`` as it is at its place here, when it has ``size`` bytes and sha256
+        ``digest`` (hashed now, never through a link): ``unchanged``; else None."""
+        parts = check_relative(rel)
+        try:
+            d = self._dir(rel, parts[:-1], False)
+            st = os.stat(parts[-1], dir_fd=d, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                return None
+            if sha256_of(Path(parts[-1]), dir_fd=d) != (size, digest):
+                return None
+        except (OSError, UnsafePath):
+            return None
+        return Landed(self._dest(parts), size, digest, "unchanged")
+
     def drop(self, rel: str) -> None:
         """Remove ``rel`` from the hidden directory (it differs from the source now)."""
         if self._hidden is None:

@@ -17,6 +17,7 @@ either way).
 
 from __future__ import annotations
 
+import glob
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -572,7 +573,8 @@ class Execution:
             opts = self.model.options
             root = Path(opts.outputs_dir or Path(opts.base_dir or ".") / OUTPUTS_DIR)
             to = root / self.id / ".open" / step
-        res = self.fetch_result(step, path, to=to, overwrite=True)
+        # the name is literal: its glob characters ([, ], *, ?) match only themselves
+        res = self.fetch_result(step, glob.escape(path), to=to, overwrite=True)
         wanted = path.strip("/").removeprefix("./")
         for s in res.steps:
             for f in s.files:

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncssh
 
+from .asyncssh_pipe import PipeSession, open_pipe_session
 from .base import ByteStream, ChannelRefused, Raw, RunResult, SSHConnection
 from .errors import (
     AUTH_FIX,
@@ -245,12 +246,19 @@ class AsyncSSHConnection(SSHConnection):
         return RunResult(rc, bytes(out), bytes(err))  # type: ignore[arg-type]
 
     async def _open_stream(self, command: str, raw: Raw = None) -> ByteStream:
-        # ``raw`` is not possible here: the bytes are the loop's (see :mod:`.pump`)
+        """``raw="stdout"``: the command's stdout goes into a pipe that the caller reads
+        (:mod:`.asyncssh_pipe`); ``raw="stdin"`` is not possible here (the bytes a worker
+        sends are lent to the loop, see :mod:`.pump`)."""
         conn = self._conn
         if conn is None or not self._is_open():
             raise SSHConnectionLost(f"the connection to {self.target.destination} was lost",
                                     host=self.target.destination)
         try:
+            if raw == "stdout":
+                chan, session, r = await open_pipe_session(conn, command)
+                stream: ByteStream = _PipeStream(self, chan, session)
+                stream.stdout_fd = r
+                return stream
             proc = await conn.create_process(command, encoding=None)
         except asyncssh.ChannelOpenError as e:
             if self._client is not None and not self._client.lost:
@@ -338,3 +346,56 @@ class _Stream(ByteStream):
             self.proc.terminate()
         self.proc.close()
         self._err_task.cancel()
+
+
+class _PipeStream(ByteStream):
+    """A command whose stdout goes into :attr:`stdout_fd` (a pipe, see :mod:`.asyncssh_pipe`);
+    its stdin is written here, its stderr kept by the session."""
+
+    def __init__(self, owner: AsyncSSHConnection, chan: Any, session: PipeSession) -> None:
+        super().__init__()
+        self.owner, self.chan, self.session = owner, chan, session
+
+    def _lost(self, e: BaseException) -> SSHConnectionLost:
+        d = self.owner.target.destination
+        return SSHConnectionLost(f"the connection to {d} was lost during a transfer ({e})", host=d)
+
+    async def read(self, n: int) -> bytes:
+        raise RuntimeError("this stream's stdout is raw: read stdout_fd")
+
+    async def write(self, data: bytes, *, drain: bool = True) -> None:
+        try:
+            if data:
+                self.chan.write(data)
+            if drain:
+                await self.session.can_write.wait()
+        except (*_LOST, asyncssh.Error) as e:
+            raise self._lost(e) from None
+        if self.session.exc is not None:
+            raise self._lost(self.session.exc)
+
+    async def write_eof(self) -> None:
+        try:
+            self.chan.write_eof()
+        except (*_LOST, asyncssh.Error) as e:
+            raise self._lost(e) from None
+
+    async def _finish(self, timeout: float | None) -> tuple[int, bytes]:
+        try:
+            await asyncio.wait_for(self.session.closed.wait(), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            await self._abort()
+            d = self.owner.target.destination
+            raise SSHTimeout(
+                f"{d}: a transfer did not finish within {timeout:.0f} s", host=d
+            ) from None
+        status = self.chan.get_exit_status()
+        lost = self.owner._client is not None and self.owner._client.lost
+        if self.session.exc is not None or (status is None and lost):
+            raise self._lost(self.session.exc or EOFError("no exit status"))
+        return (status if status is not None else -1), bytes(self.session.err)
+
+    async def _abort(self) -> None:
+        self.session.close_fd()
+        with contextlib.suppress(Exception):
+            self.chan.close()

@@ -528,12 +528,14 @@ class SSHTransport(Transport):
         overwrite: bool = False, progress: Progress | None = None,
     ) -> dict[str, Landed]:
         """ONE tar stream out of ``src_dir``, read on this thread by :class:`.TarReader` from a
-        pipe: the ``ssh`` process's stdout (openssh client) or one the loop fills from the
-        channel (asyncssh, :func:`.pump.channel_to_pipe`); written by ONE
+        pipe: the ``ssh`` process's stdout (openssh client) or one the channel's session writes
+        (asyncssh, :mod:`.asyncssh_pipe`); written by ONE
         :class:`~jupyter_stax.engine.landing.Lander`: a ``dest_dir`` that does not exist yet
         is landed in a hidden sibling directory renamed into place once at the end. The files a
         cut fetch landed whole there are not fetched again once their sizes and sums match the
-        cluster's (:meth:`_check_landed`); a file whose fetch was cut continues from the bytes
+        cluster's (:meth:`_check_landed`), nor are the files already in place in an existing
+        ``dest_dir`` (:meth:`_check_present`: ``unchanged``; or ``kept`` when they differ and
+        not ``overwrite``); a file whose fetch was cut continues from the bytes
         kept here once their sha256 matches the cluster's first bytes of the file
         (:meth:`_resume`); the others come whole."""
         if not names:
@@ -543,6 +545,9 @@ class SSHTransport(Transport):
             whole = lander.landed_before(names)
             if whole:
                 self._check_landed(src_dir, whole, lander, out, progress)
+            present = lander.present([n for n in names if n not in out])
+            if present:
+                self._check_present(src_dir, present, lander, overwrite, out, progress)
             kept = lander.partials([n for n in names if n not in out])
             if kept:
                 self._resume(src_dir, kept, lander, overwrite, out, progress)
@@ -574,6 +579,33 @@ class SSHTransport(Transport):
             if progress is not None:
                 progress(got[0])
 
+    def _check_present(
+        self, src_dir: ClusterPath, present: Mapping[str, int], lander: landing.Lander,
+        overwrite: bool, out: dict[str, Landed], progress: Progress | None,
+    ) -> None:
+        """The files already in place in an existing destination (``present``: name -> size
+        here): ONE command gives their sizes and sha256 on the cluster; a file with the same
+        size and sum here is ``unchanged`` and not fetched (as rsync skips it); one that
+        differs is ``kept`` without fetching it unless ``overwrite`` (then it comes whole)."""
+        src = self.resolve(src_dir)
+        res = self._call(self.connection.exec(
+            files.sums_command(src), files.names_input(list(present)), retry=True,
+        ))
+        try:
+            there = files.parse_copy(res.stdout)
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking files in {src_dir}: {e}") from None
+        for name in present:
+            got = there.get(name)
+            if got is None:
+                continue  # not a regular file there: the stream says what it is
+            same = lander.same(name, *got)
+            if same is None and overwrite:
+                continue  # fetched, and replaces it
+            out[name] = same or Landed(lander.path_of(name), got[0], got[1], "kept")
+            if progress is not None:
+                progress(got[0])
+
     def _count(self, n: int) -> None:
         with self._received_lock:
             self.received += n
@@ -591,15 +623,11 @@ class SSHTransport(Transport):
         stream = self._call(self.connection.open_stream(
             files.pack_command(self.resolve(src_dir)), raw="stdout",
         ))
-        got: concurrent.futures.Future[int] | None = None
         reader: TarReader | None = None
         try:
             self._call(stream.write(files.names_input(names), drain=False))
             self._call(stream.write_eof())
-            r, stream.stdout_fd = stream.stdout_fd, None
-            if r is None:
-                r, w = pump.pipe()
-                got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
+            r = _raw_stdout(stream)
             reader = TarReader(r)
             try:
                 try:
@@ -608,8 +636,7 @@ class SSHTransport(Transport):
                 finally:
                     os.close(r)
             except (tarfile.TarError, EOFError) as e:
-                if got is not None:
-                    self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
+                # a dropped connection says so first (finish raises it)
                 rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
                 if not reader.received and rc not in (-1, 0, 255):  # it never started
                     raise StaxError(
@@ -619,12 +646,8 @@ class SSHTransport(Transport):
                 raise TransportError(
                     f"{self.where}: reading files from {src_dir} was cut off ({e}; exit {rc})"
                 ) from None
-            if got is not None:
-                self._result(got, TRANSFER_TIMEOUT)
             rc, err = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
-            if got is not None:
-                got.cancel()
             self._abort(stream)
             raise
         finally:
@@ -688,14 +711,10 @@ class SSHTransport(Transport):
         stream = self._call(self.connection.open_stream(
             files.tail_command(src, offset), raw="stdout",
         ))
-        got: concurrent.futures.Future[int] | None = None
         try:
             self._call(stream.write(files.names_input([name]), drain=False))
             self._call(stream.write_eof())
-            r, stream.stdout_fd = stream.stdout_fd, None
-            if r is None:
-                r, w = pump.pipe()
-                got = self._submit(pump.channel_to_pipe(stream, w))  # owns w
+            r = _raw_stdout(stream)
             try:
                 try:
                     landed = lander.land_rest(
@@ -706,19 +725,14 @@ class SSHTransport(Transport):
                 finally:
                     os.close(r)
             except EOFError:
-                if got is not None:
-                    self._result(got, TRANSFER_TIMEOUT)  # a dropped connection says so first
+                # a dropped connection says so first (finish raises it)
                 rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
                 raise TransportError(
                     f"{self.where}: reading {name!r} from {src} was cut off again (exit {rc}); "
                     "the bytes received are kept for the next try"
                 ) from None
-            if got is not None:
-                self._result(got, TRANSFER_TIMEOUT)
             rc, _ = self._call(stream.finish(TRANSFER_TIMEOUT))
         except BaseException:
-            if got is not None:
-                got.cancel()
             self._abort(stream)
             raise
         if rc == -1:
@@ -764,6 +778,14 @@ class SSHTransport(Transport):
     def _abort(self, stream: ByteStream) -> None:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stream.abort(), self._loop).result(10)
+
+
+def _raw_stdout(stream: ByteStream) -> int:
+    """The stream's stdout pipe, taken over by the caller (who closes it)."""
+    r, stream.stdout_fd = stream.stdout_fd, None
+    if r is None:
+        raise RuntimeError("the SSH client gave no stdout pipe for a fetch (open_stream raw)")
+    return r
 
 
 class _Push:
