@@ -98,20 +98,6 @@ class ByteStream(ABC):
     async def read(self, n: int) -> bytes:
         """Up to ``n`` bytes of the command's stdout (b"" at its end)."""
 
-    async def read_pieces(self, n: int) -> list[bytes]:
-        """About ``n`` bytes (fewer at the end), as the pieces the channel delivered: one round
-        trip to the caller's thread, which joins them (no big buffer is made on this loop's
-        thread to be freed on another)."""
-        parts: list[bytes] = []
-        got = 0
-        while got < n:
-            chunk = await self.read(min(n - got, 1 << 16))
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return parts
-
     @abstractmethod
     async def write(self, data: bytes, *, drain: bool = True) -> None:
         """Send ``data`` to the command's stdin (``drain``: wait until it was taken)."""
