@@ -149,18 +149,23 @@ fast_suite_on() {  # fast_suite_on 3.10
   fi
   t1=$SECONDS
   log "python $v: the fast part of the suite (--stax-part=fast, see tests/conftest.py)"
+  local rc=0
   (
     export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHONPATH="$PWD"
     python -m pytest -q -p no:cacheprovider --stax-part=fast --basetemp="/tmp/stax-pytest-py$v"
-  )
-  log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s)"
+  ) || rc=$?
+  log "python $v: done in $((SECONDS - t0)) s (venv $((t1 - t0)) s, tests $((SECONDS - t1)) s), exit status $rc"
+  # the status is pytest's (the caller runs this under `|| rc=$?`, where set -e does not act)
+  return "$rc"
 }
 fast_suite_here() {  # the fast part on $PY (the main pytest runs the rest)
   local t0=$SECONDS
   log "python $($PY -c 'import platform; print(platform.python_version())') ($PY): the fast part of the suite"
+  local rc=0
   $PY -m pytest -q -p no:cacheprovider --stax-part=fast --durations=10 \
-    --basetemp=/tmp/stax-pytest-fast --junitxml=/tmp/stax-pytest-fast.xml
-  log "python $PY: fast part done in $((SECONDS - t0)) s"
+    --basetemp=/tmp/stax-pytest-fast --junitxml=/tmp/stax-pytest-fast.xml || rc=$?
+  log "python $PY: fast part done in $((SECONDS - t0)) s, exit status $rc"
+  return "$rc"
 }
 [ -n "${STAX_OTHER_PYTHONS-x}" ] || log "STAX_OTHER_PYTHONS is empty: no fast suite on other Pythons"
 export CI=${CI:-}
@@ -245,6 +250,10 @@ fi
 # the run's closing lines: every background job's outcome, the main suite's count last
 for i in "${!bg_names[@]}"; do
   rc=$(cat "$bg_dir/$i.rc" 2>/dev/null || echo "no exit status")
+  # a summary that counts failures or errors fails the job whatever its exit status said
+  if [ "$rc" = 0 ] && grep -E '[0-9]+ passed' "${bg_logs[i]}" | tail -n 1 | grep -qE '[0-9]+ (failed|errors?)'; then
+    rc="0, but its summary counts failures"
+  fi
   if [ "$rc" = 0 ]; then
     log "${bg_names[i]}: passed ($(grep -E '[0-9]+ passed' "${bg_logs[i]}" | tail -n 1))"
   else
