@@ -32,6 +32,7 @@ from jupyter_stax.core.taskworker import (
     worker_name,
 )
 
+from ..proc import alive
 from ..waiting import wait_for
 
 
@@ -231,11 +232,8 @@ def test_a_real_warm_worker(tmp_path: Path) -> None:
                              stdout=subprocess.PIPE, text=True)
         return p, int(wait_for(lambda: mark.exists() and mark.read_text(), 30, "the task"))
 
-    def gone(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-        except FileNotFoundError:
-            return True
+    def gone(pid: int) -> bool:  # ended or a zombie (reading /proc of an ending one can fail)
+        return not alive(pid)
 
     # a signal to the job ends the task the same way (forwarded to its process group)
     job, task = hang(tmp_path / "h1")

@@ -22,6 +22,7 @@ from jupyter_stax.kernel import probe
 from jupyter_stax.kernel.api import set_service
 from jupyter_stax.service import LocalService
 
+from ..proc import alive
 from ..pythons import other_minor, same_minor_without_cloudpickle
 from ..server.real_server import RealServer, child_env
 from ..waiting import wait_for
@@ -474,14 +475,7 @@ def test_map_over_50_elements_and_the_warm_task_worker(store: Path, stax_env: Pa
         run = stax.futures_execution(h)
         run.cancel()
 
-        def gone() -> bool:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-
-        wait_for(gone, 60, f"the canceled task's process {pid} to end")
+        wait_for(lambda: not alive(pid), 60, f"the canceled task's process {pid} to end")
         assert run.refresh().step("hang").state.value == "canceled"
     finally:
         set_service(None)
