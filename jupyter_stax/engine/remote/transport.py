@@ -563,14 +563,7 @@ class SSHTransport(Transport):
         """The files a cut fetch landed whole (``whole``: name -> size and sha256 here): ONE
         command gives the size and sha256 of each on the cluster; those that match are kept
         (not fetched again), the others are dropped (fetched whole)."""
-        src = self.resolve(src_dir)
-        res = self._call(self.connection.exec(
-            files.sums_command(src), files.names_input(list(whole)), retry=True,
-        ))
-        try:
-            there = files.parse_copy(res.stdout)
-        except shell.ProtocolError as e:
-            raise TransportError(f"{self.where}: checking files in {src_dir}: {e}") from None
+        there = self._cluster_sums(src_dir, list(whole))
         for name, got in whole.items():
             if there.get(name) != got:
                 lander.drop(name)
@@ -578,6 +571,17 @@ class SSHTransport(Transport):
             out[name] = Landed(lander.path_of(name), got[0], got[1], "new")
             if progress is not None:
                 progress(got[0])
+
+    def _cluster_sums(self, src_dir: ClusterPath, names: list[str]) -> dict[str, tuple[int, str]]:
+        """The size and sha256 of each of ``names`` (relative to ``src_dir``) on the cluster, in
+        ONE command; a name absent there is absent here."""
+        res = self._call(self.connection.exec(
+            files.sums_command(self.resolve(src_dir)), files.names_input(names), retry=True,
+        ))
+        try:
+            return files.parse_copy(res.stdout)
+        except shell.ProtocolError as e:
+            raise TransportError(f"{self.where}: checking files in {src_dir}: {e}") from None
 
     def _check_present(
         self, src_dir: ClusterPath, present: Mapping[str, int], lander: landing.Lander,
@@ -587,14 +591,7 @@ class SSHTransport(Transport):
         here): ONE command gives their sizes and sha256 on the cluster; a file with the same
         size and sum here is ``unchanged`` and not fetched (as rsync skips it); one that
         differs is ``kept`` without fetching it unless ``overwrite`` (then it comes whole)."""
-        src = self.resolve(src_dir)
-        res = self._call(self.connection.exec(
-            files.sums_command(src), files.names_input(list(present)), retry=True,
-        ))
-        try:
-            there = files.parse_copy(res.stdout)
-        except shell.ProtocolError as e:
-            raise TransportError(f"{self.where}: checking files in {src_dir}: {e}") from None
+        there = self._cluster_sums(src_dir, list(present))
         for name in present:
             got = there.get(name)
             if got is None:
