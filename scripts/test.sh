@@ -186,14 +186,31 @@ install_tests() {
     --junitxml=/tmp/stax-pytest-install.xml "${INSTALL_TESTS[@]}"
 }
 
-# The background runs beside the main pytest in two lanes, each one job after the other, at a lower
-# CPU priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd, servers, the
-# browser), and the lanes soak up that idle CPU. Lane 1: the fast part on $PY, then the install
-# tests; lane 2: the fast part on each other Python. (With PYTEST_ARGS the main pytest runs
-# everything it selects and the background only the other Pythons.) Each job writes its own log,
-# printed whole after the main pytest; any failing fails the run. Measured on the 2-core CI machine:
-# one lane (3.10, 3.13, install tests) beside a main pytest of everything: 364 + 356 + 392 s of a
-# 29.4-minute run, the main pytest 27:08; the fast part on 3.11 took ~6 minutes of that main pytest.
+# --- the side part (tests/conftest.py's SIDE_FILES: servers, Labs, kernels and browsers on local, sshds
+# of their own, pure functions; nothing of the project's Slurm or Grid Engine, which the main pytest
+# stops for a while) runs beside the main pytest (`--stax-part=main`) as `--stax-part=side`, without
+# SLURM_CONF (a Slurm command of a side test that skipped the rule fails instead of racing the
+# main pytest's outages), with its own screenshots directory and basetemp.
+side_part() {
+  local t0=$SECONDS rc=0
+  log "the side part of the suite (--stax-part=side, see tests/conftest.py)"
+  STAX_SCREENSHOTS=/tmp/stax-screenshots/side env -u SLURM_CONF \
+    $PY -m pytest -q -p no:cacheprovider --stax-part=side --durations=10 \
+    --basetemp=/tmp/stax-pytest-side --junitxml=/tmp/stax-pytest-side.xml || rc=$?
+  log "the side part done in $((SECONDS - t0)) s, exit status $rc"
+  return "$rc"
+}
+
+# The background runs beside the main pytest in three lanes, each one job after the other, at a
+# lower CPU priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd, servers,
+# the browser), and so do the lanes (the fast part alone: 8:55 wall for 289 CPU-seconds, 54% of one
+# core), which soak up the idle CPU. Lane 1: the fast part on $PY, then the install tests; lane 2:
+# the fast part on each other Python; lane 3: the side part (from the start: 13 minutes on a machine
+# loaded by other work, 481 CPU-seconds). (With PYTEST_ARGS the main pytest runs everything it
+# selects and the background only the other Pythons.) Each job writes its own log, printed whole
+# after the main pytest; any failing fails the run. Measured on the 2-core CI machine with lanes 1
+# and 2 beside a main pytest of the main and side parts: 10:00 + 8:20 and 10:17 + 8:38, the main
+# pytest 27:07 of a 29.7-minute run, its last 8 minutes alone.
 bg_names=() bg_jobs=() bg_lanes=()
 if [ -z "${PYTEST_ARGS:-}" ]; then
   bg_names+=("the fast part on Python $($PY -c 'import platform; print(platform.python_version())')")
@@ -203,6 +220,9 @@ fi
 for v in ${STAX_OTHER_PYTHONS-3.10 3.13}; do
   bg_names+=("the fast part on Python $v") bg_jobs+=("$v") bg_lanes+=(2)
 done
+if [ -z "${PYTEST_ARGS:-}" ]; then
+  bg_names+=("the side part") bg_jobs+=(side) bg_lanes+=(3)
+fi
 bg_dir=$(mktemp -d /tmp/stax-background.XXXXXX)
 bg_logs=()
 for i in "${!bg_names[@]}"; do bg_logs+=("$bg_dir/$i.log"); done
@@ -215,6 +235,7 @@ background_lane() {  # background_lane N: the lane's jobs, one after the other
     case ${bg_jobs[i]} in
       here) (fast_suite_here) >"${bg_logs[i]}" 2>&1 || rc=$? ;;
       install) (install_tests) >"${bg_logs[i]}" 2>&1 || rc=$? ;;
+      side) (side_part) >"${bg_logs[i]}" 2>&1 || rc=$? ;;
       *) (fast_suite_on "${bg_jobs[i]}") >"${bg_logs[i]}" 2>&1 || rc=$? ;;
     esac
     echo "$rc" >"$bg_dir/$i.rc"
@@ -223,13 +244,16 @@ background_lane() {  # background_lane N: the lane's jobs, one after the other
 main_args=()
 bg_pids=()
 if [ ${#bg_names[@]} -gt 0 ]; then
-  for lane in 1 2; do
+  for lane in 1 2 3; do
     if printf '%s\n' "${bg_lanes[@]}" | grep -qx "$lane"; then background_lane "$lane" & bg_pids+=($!); fi
   done
-  log "in the background, in two lanes: $(IFS=,; echo "${bg_names[*]}" | sed 's/,/, /g') (logs follow the main pytest)"
+  log "in the background, in lanes: $(for l in 1 2 3; do
+    names=(); for i in "${!bg_names[@]}"; do [ "${bg_lanes[i]}" = "$l" ] && names+=("${bg_names[i]}"); done
+    [ ${#names[@]} -gt 0 ] && printf '%s(%s) ' "$l" "$(IFS=,; echo "${names[*]}" | sed 's/,/ then /g')"
+  done)(logs follow the main pytest)"
 fi
 if [ -z "${PYTEST_ARGS:-}" ]; then
-  main_args=("${INSTALL_TESTS[@]/#/--ignore=}" --stax-part=rest)
+  main_args=("${INSTALL_TESTS[@]/#/--ignore=}" --stax-part=main)
 fi
 
 log "pytest"

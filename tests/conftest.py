@@ -33,13 +33,13 @@ SGE_CLUSTER = (
 )
 
 
-# --- the two parts of the suite CI runs side by side (scripts/test.sh) ---------------------------
+# --- the parts of the suite CI runs side by side (scripts/test.sh) -------------------------------
 # FAST PART (the rule): every test under FAST_SUITE not marked with one of FAST_EXCLUDED_MARKS,
 # less the files that start a Jupyter server (FAST_SUITE_IGNORE). It needs no scheduler, no sshd and
 # no server, and stops nothing shared, so it can run beside the rest in another process: CI runs it
-# on Python 3.10, 3.11 and 3.13 beside `--stax-part=rest` (everything else) on 3.11. A new test in
-# those folders is in by itself; one that needs a scheduler or sshd carries its marker anyway; a new
-# file there that starts a server (uses real_server/RealServer) goes in FAST_SUITE_IGNORE.
+# on Python 3.10, 3.11 and 3.13 beside the main pytest on 3.11. A new test in those folders is in by
+# itself; one that needs a scheduler or sshd carries its marker anyway; a new file there that
+# starts a server (uses real_server/RealServer) goes in FAST_SUITE_IGNORE.
 FAST_SUITE = ("tests/core", "tests/engine", "tests/cli", "tests/kernel")
 FAST_SUITE_IGNORE = (
     "tests/cli/test_cli_server.py",
@@ -49,14 +49,87 @@ FAST_SUITE_IGNORE = (
 )
 FAST_EXCLUDED_MARKS = ("slurm", "sge", "ssh", "slow")
 
+# SIDE PART (the rule): the tests outside the fast part in a file of SIDE_FILES that use neither
+# the project's Slurm nor its Grid Engine: no `slurm` or `sge` fixture (directly or through another
+# fixture) and no slurm or sge mark (SHARED_SCHEDULER). The main pytest stops slurmctld and
+# sge_qmaster for a while (tests/engine/test_recovery.py's scheduler-down tests), counts the jobs
+# of the schedulers and kills its engines; none of that touches the side part, whose tests run on
+# `local` (in-process, or in a Jupyter server, Lab, kernel or browser of their own, on free ports
+# and their own store), on an sshd of their own (tests/ssh/conftest.py's own_sshd, which they may
+# stop) or on the shared login node's shell without a scheduler behind it (nothing in the main
+# pytest stops that sshd: its outage tests use their own). So CI runs it in a background process
+# beside the main pytest (`--stax-part=side`; the main one is `--stax-part=main`). A file lands
+# here only by being listed, with its reason: a new test file is in the main pytest by default.
+# Checked when it runs: in `--stax-part=side` the slurm and sge fixtures fail (a test that asks for
+# them at run time, request.getfixturevalue, belongs to the main part), and CI runs it without
+# SLURM_CONF, so a Slurm command run without the fixture fails too.
+SIDE_FILES = {
+    # a Jupyter server (in-process or its own process) or Lab on the `local` cluster
+    "tests/server/test_api.py": "in-process server; Slurm's answers come from fake commands",
+    "tests/server/test_auth.py": "in-process server",
+    "tests/server/test_builds_api.py": "in-process server, builds on local",
+    "tests/server/test_crate_api.py": "in-process server, runs on local",
+    "tests/server/test_events.py": "in-process server, runs on local",
+    "tests/server/test_lifecycle.py": "in-process server: start, stop, a broken clusters file",
+    "tests/server/test_notebook_api.py": "in-process server",
+    "tests/server/test_openapi.py": "the OpenAPI document",
+    "tests/server/test_schemathesis.py": "its own server process; submissions run on local",
+    "tests/server/test_step_files.py": "in-process server, runs on local",
+    "tests/server/test_sweep_api.py": "in-process server, runs on local",
+    "tests/server/test_units.py": "pure functions",
+    "tests/server/test_workflows_api.py": "in-process server, runs on local",
+    "tests/cli/test_cli_server.py": "the CLI through its own server process, runs on local",
+    "tests/cli/test_param_surfaces.py": "every surface on local, with its own server process",
+    "tests/cli/test_parity.py": "the local and REST services on local, its own server process",
+    "tests/kernel/test_monitor_server.py": "a kernel's monitor through its own server, on local",
+    "tests/kernel/test_notebook_magic.py": "a kernel of its own, on local",
+    "tests/engine/test_notebook_steps.py": "notebook steps on local (papermill kernels)",
+    "tests/test_demo.py": "the demo workflows and Lab on local",
+    "tests/ui/test_build_ui.py": "its own Lab and browser, a build on local",
+    "tests/ui/test_crate_ui.py": "its own Lab and browser, runs on local",
+    "tests/ui/test_notebook_run.py": "its own Lab and browser, runs on local",
+    # pure functions of the Grid Engine and SSH layers
+    "tests/sge/test_parse.py": "pure functions",
+    "tests/sge/test_scheduler.py": "pure functions",
+    "tests/sge/test_script.py": "pure functions",
+    "tests/sge/test_packaging.py": "the PSI/J entry point of the package, no Grid Engine",
+    "tests/ssh/test_shell.py": "pure functions",
+    "tests/ssh/test_shell_more.py": "pure functions",
+    "tests/ssh/test_target.py": "pure functions",
+    # an sshd of their own (own_sshd) or the shared login node's shell, no scheduler behind it
+    "tests/ssh/test_batches.py": "the shared login node's shell, its own remote directory",
+    "tests/ssh/test_connection.py": "own sshd (its sbatch test takes the slurm fixture: main)",
+    "tests/ssh/test_faults.py": "own sshd, which it cuts and stops",
+    "tests/ssh/test_relay.py": "own sshd behind a delaying relay",
+    "tests/ssh/test_remote_surfaces.py": "the shared login node's shell (the rest: main)",
+    "tests/ssh/test_remote_sweeps.py": "a workstation on the shared login node (the rest: main)",
+    "tests/ssh/test_run_faults.py": "a silent port (the rest: main)",
+    "tests/ssh/test_staging.py": "own sshd and the shared login node's shell (the rest: main)",
+    "tests/ssh/test_transfer_streams.py": "the shared login node's shell",
+    "tests/ssh/test_workstation.py": "a workstation on the shared login node (the rest: main)",
+}
+#: what a test of the side part must not use: the project's schedulers, which the main pytest stops
+SHARED_SCHEDULER = ("slurm", "sge")
+PARTS = ("all", "fast", "rest", "main", "side")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--stax-part",
-        choices=("all", "fast", "rest"),
+        choices=PARTS,
         default="all",
-        help="run only the fast part of the suite (see tests/conftest.py), only the rest, or all",
+        help="run only one part of the suite (see tests/conftest.py): fast, main or side "
+        "(rest: main and side), or all",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [f for f in (*FAST_SUITE_IGNORE, *SIDE_FILES) if not (ROOT / f).is_file()]
+    if missing:  # a renamed file would silently fall back to the main part
+        raise pytest.UsageError(
+            f"tests/conftest.py names test files that do not exist: {', '.join(missing)} "
+            "(renamed or removed? update FAST_SUITE_IGNORE or SIDE_FILES)"
+        )
 
 
 def _rel(path: Path) -> str:
@@ -72,14 +145,24 @@ def _in_fast_files(rel: str) -> bool:
     )
 
 
+def _on_the_way(rel: str, files: tuple[str, ...] | list[str]) -> bool:
+    """``rel`` is the suite's root, its conftest, or a folder holding one of ``files``."""
+    return rel in ("tests", "tests/conftest.py") or any(f.startswith(rel + "/") for f in files)
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """``--stax-part=fast`` does not even collect (import) the files outside the fast part."""
-    if config.getoption("--stax-part") != "fast":
-        return None
+    """``--stax-part=fast`` and ``side`` do not even collect (import) the files outside them."""
+    part = config.getoption("--stax-part")
     rel = _rel(collection_path)
-    if rel in ("tests", "tests/conftest.py") or any(d.startswith(rel + "/") for d in FAST_SUITE):
-        return None  # a folder on the way to a fast folder
-    return not _in_fast_files(rel) or None
+    if part == "fast":
+        if _on_the_way(rel, FAST_SUITE):
+            return None  # a folder on the way to a fast folder
+        return not _in_fast_files(rel) or None
+    if part == "side":
+        if _on_the_way(rel, list(SIDE_FILES)) or rel.endswith("/conftest.py"):
+            return None
+        return rel not in SIDE_FILES or None
+    return None
 
 
 def in_fast_part(item: pytest.Item) -> bool:
@@ -88,16 +171,42 @@ def in_fast_part(item: pytest.Item) -> bool:
     )
 
 
+def uses_shared_scheduler(item: pytest.Item) -> bool:
+    """The test asks for the project's Slurm or Grid Engine (a fixture, or a mark)."""
+    names = set(getattr(item, "fixturenames", ()))
+    return any(s in names or item.get_closest_marker(s) for s in SHARED_SCHEDULER)
+
+
+def part_of(item: pytest.Item) -> str:
+    """The part of the suite ``item`` is in: fast, side or main (the rules above)."""
+    if in_fast_part(item):
+        return "fast"
+    if _rel(item.path) in SIDE_FILES and not uses_shared_scheduler(item):
+        return "side"
+    return "main"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     part = config.getoption("--stax-part")
     if part == "all":
         return
+    wanted = {"fast": {"fast"}, "rest": {"main", "side"}}.get(part, {part})
     keep, drop = [], []
     for item in items:
-        (keep if in_fast_part(item) == (part == "fast") else drop).append(item)
+        (keep if part_of(item) in wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _not_in_the_side_part(request: pytest.FixtureRequest, what: str) -> None:
+    if request.config.getoption("--stax-part") == "side":
+        pytest.fail(
+            f"a test uses {what} in the side part of the suite, which runs beside "
+            "the main pytest while that one stops the schedulers: a test that needs it belongs to "
+            "the main part (take the fixture as an argument, or mark it, so tests/conftest.py's "
+            "rule keeps it there; see SIDE_FILES)"
+        )
 
 
 def slurm_problem() -> str | None:
@@ -116,8 +225,9 @@ def slurm_problem() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def slurm() -> str:
+def slurm(request: pytest.FixtureRequest) -> str:
     """The path of the real Slurm's slurm.conf; skips (or fails in CI) when it is not up."""
+    _not_in_the_side_part(request, "the project's Slurm")
     problem = slurm_problem()
     if problem:
         if os.environ.get("CI"):
@@ -152,8 +262,9 @@ def sge_problem() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def sge() -> str:
+def sge(request: pytest.FixtureRequest) -> str:
     """SGE_ROOT of the project's real Grid Engine; skips (or fails in CI) when it is not up."""
+    _not_in_the_side_part(request, "the project's Grid Engine")
     problem = sge_problem()
     if problem:
         if os.environ.get("CI"):

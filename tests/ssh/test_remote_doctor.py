@@ -47,8 +47,15 @@ def no_sbatch_key(sshd: Sshd, tmp_path: Path) -> Iterator[str]:
     try:
         yield str(key)
     finally:
+        # in one step (a new file renamed over it): the side part of the suite logs in to this
+        # account meanwhile, and must never find the file empty or half written
         lines = auth.read_text().splitlines(keepends=True)
-        auth.write_text("".join(ln for ln in lines if marker not in ln))
+        st = auth.stat()
+        tmp = auth.with_name(f".{auth.name}.{marker}")
+        tmp.write_text("".join(ln for ln in lines if marker not in ln))
+        os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, st.st_mode & 0o777)
+        os.replace(tmp, auth)
         shutil.rmtree(bindir, ignore_errors=True)
 
 
