@@ -9,7 +9,8 @@
 #   * runs ruff, mypy, lint-imports (the layering), the labextension's lint and unit tests
 #     (jlpm lint:check, jlpm test), and last pytest on everything, browser tests included (Slurm,
 #     SGE and SSH tests are required when CI is set); beside it, in the background, the fast local
-#     suite on Python 3.10 and 3.13, then the install tests (wheel, Binder, newcomer).
+#     suite on Python 3.11, 3.10 and 3.13, the install tests (wheel, Binder, newcomer) and the side
+#     part (the tests that need no scheduler of the project; tests/conftest.py has the rules).
 # Knobs: STAX_KEEP_SLURM=1 leaves Slurm running afterwards (faster reruns), STAX_KEEP_SGE=1 SGE,
 #        STAX_KEEP_SSHD=1 the test login node; STAX_OTHER_PYTHONS="3.10 3.13" (empty: none);
 #        PYTEST_ARGS="-k foo" narrows the last pytest run.
@@ -101,7 +102,7 @@ log "labextension: prettier, eslint, tsc, jest"
 # FAST PART (the rule lives in tests/conftest.py, `--stax-part=fast`): every test under tests/core,
 # tests/engine, tests/cli and tests/kernel that is not marked slurm, sge, ssh or slow, less the files
 # that start a Jupyter server. It needs no scheduler, sshd or server and stops nothing shared, so it
-# runs in the background beside the main pytest, which runs the rest (`--stax-part=rest`) on $PY.
+# runs in the background beside the main pytest (`--stax-part=main`, on $PY) and the side part.
 # Each other Python gets a venv under $STAX_PYVENVS, named by its version and a hash of pyproject.toml:
 # made once (pip install -e '.[test]', which also proves the test extra installs there), re-used
 # until pyproject.toml changes. The JupyterLab extension is not built for it (SKIP_JUPYTER_BUILDER=1,
