@@ -62,7 +62,8 @@ FAST_EXCLUDED_MARKS = ("slurm", "sge", "ssh", "slow")
 # here only by being listed, with its reason: a new test file is in the main pytest by default.
 # Checked when it runs: in `--stax-part=side` the slurm and sge fixtures fail (a test that asks for
 # them at run time, request.getfixturevalue, belongs to the main part), and CI runs it without
-# SLURM_CONF, so a Slurm command run without the fixture fails too.
+# SLURM_CONF, so a local Slurm command run without the fixture fails too (not one over the shared
+# login node, whose sessions get SLURM_CONF: a test that submits there takes the slurm fixture).
 SIDE_FILES = {
     # a Jupyter server (in-process or its own process) or Lab on the `local` cluster
     "tests/server/test_api.py": "in-process server; Slurm's answers come from fake commands",
