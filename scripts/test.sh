@@ -206,8 +206,9 @@ side_part() {
 # lower CPU priority (nice 10): the main suite mostly waits (on Slurm, Grid Engine, sshd, servers,
 # the browser), and so do the lanes (the fast part alone: 8:55 wall for 289 CPU-seconds, 54% of one
 # core), which soak up the idle CPU. Lane 1: the fast part on $PY, then the install tests; lane 2:
-# the fast part on each other Python; lane 3: the side part (from the start: 13 minutes on a machine
-# loaded by other work, 481 CPU-seconds). (With PYTEST_ARGS the main pytest runs everything it
+# the fast part on each other Python; lane 3: the side part (from the start; on this 2-core machine
+# loaded by other work, load 3.5-9: 13:00 and 11:25 wall, 481 and 365 CPU-seconds; its tests took
+# 418 s inside the main pytest of a 24-minute run). (With PYTEST_ARGS the main pytest runs everything it
 # selects and the background only the other Pythons.) Each job writes its own log, printed whole
 # after the main pytest; any failing fails the run. Measured on the 2-core CI machine with lanes 1
 # and 2 beside a main pytest of the main and side parts: 10:00 + 8:20 and 10:17 + 8:38, the main
