@@ -479,6 +479,7 @@ class Engine:
         if previous is not None and previous is not s.state:
             run.counts[previous] -= 1
             run.counts[s.state] += 1
+            run.changed()
         st = execution_state(run.counts, cancel_requested=run.ex.cancel_requested)
         ch = self._changes.get(run.id)
         if ch is None:

@@ -208,6 +208,14 @@ async def finalize(
             while recs.exit is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.25)
                 recs = await engine._records(s)
+        skipped = recs.exit is not None and recs.exit.attempt == attempt and recs.exit.skipped
+        # detached: the job found an upstream step not completed; its reason names that step,
+        # so it is decided once the upstream steps are (they may be being decided right now:
+        # their ends and this one's are often seen in the same poll)
+        if skipped and not await run.upstream_settled(
+            name, lambda: engine._runs.get(run.id) is run
+        ):
+            return
         if s.attempt != attempt or s.state.final:
             return
         tail = None

@@ -85,6 +85,16 @@ async def reattach(engine: Engine, run: Run, s: StepRun) -> None:
     key = JobKey.of(run.id, s)
     engine._watch(key)
     rec = (await engine._records(s)).exit
+    if rec is not None and rec.attempt == s.attempt and rec.skipped:
+        # decided once its upstream steps are (see Run.upstream_settled): not here, where a
+        # wait would hold up the engine's housekeeping
+        if run.unchecked is not None:
+            run.unchecked.add(s.name)
+        engine._spawn(
+            observing.finalize(engine, run, s.name, "record", None, None),
+            f"finalize {run.id}/{s.name}",
+        )
+        return
     if rec is not None and rec.attempt == s.attempt:
         await observing.finalize(engine, run, s.name, "record", None, None)
         return

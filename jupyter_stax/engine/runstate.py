@@ -7,7 +7,9 @@ Threading: a :class:`Run` is read and changed on the engine's event-loop thread 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -68,6 +70,9 @@ class Run:
     """step -> its attempt number when a retry was requested (automatic retries count from it)"""
     marking: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """steps being marked running (their outcome waits for it, so events keep their order)"""
+    state_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """set, then replaced by a fresh one, whenever a step's state changes (see
+    :meth:`upstream_settled`)"""
 
     @property
     def id(self) -> str:
@@ -90,6 +95,31 @@ class Run:
     def upstream(self, name: str) -> list[tuple[str, StepState]]:
         """The steps ``name`` comes after, with their states."""
         return [(d, self.steps[d].state) for d in self.defs[name].after]
+
+    def changed(self) -> None:
+        """A step's state changed: wake whoever waits in :meth:`upstream_settled`."""
+        self.state_changed.set()
+        self.state_changed = asyncio.Event()
+
+    async def upstream_settled(self, name: str, driven: Callable[[], bool]) -> bool:
+        """Wait until every step ``name`` comes after has settled its current attempt: final,
+        or sent back for another one (an automatic retry). A job whose exit record says it was
+        skipped (detached mode: an upstream step did not complete) is decided after this, so
+        that its reason names the upstream step whatever order the steps' ends are seen in (an
+        adopting engine reads them all at once). False, without waiting further, once
+        ``driven()`` says the run is no longer driven here."""
+        seen = {d: self.steps[d].attempt for d in self.defs[name].after}
+
+        def settled(d: str) -> bool:
+            s = self.steps[d]
+            return s.state.final or s.state is StepState.PENDING or s.attempt != seen[d]
+
+        while not all(settled(d) for d in seen):
+            if not driven():
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):  # (and look at driven() again)
+                await asyncio.wait_for(self.state_changed.wait(), 1.0)
+        return driven()
 
     def retries_left(self, name: str) -> int:
         """More attempts that the step's ``retries`` allow after its current one."""

@@ -731,6 +731,12 @@ async def _decide(engine: Engine, tr: Tracker) -> None:
         engine._schedule(run, [tr.name])
         return
     if set(failed) <= tr.skipped:  # detached: an upstream step did not complete
+        # named once the upstream steps are decided (an adopting engine's trackers decide in
+        # any order: the upstream step's may come after this one's)
+        if not await run.upstream_settled(tr.name, lambda: engine._runs.get(run.id) is run):
+            return
+        if s.state.final or s.attempt != tr.attempt:
+            return
         bad = [
             f"{a!r} {run.steps[a].state.value}"
             for a in run.defs[tr.name].after

@@ -311,9 +311,60 @@ def test_detached_failure_skips_dependants(
             return await eng.wait(eid, timeout=90)
 
     ex = arun(main())
-    got = [(s.name, s.state.value, s.exit_code) for s in ex.steps]  # type: ignore[attr-defined]
-    assert got == [("a", "failed", 5), ("b", "skipped", None), ("c", "skipped", None)]
+    got = [(s.name, s.state.value, s.exit_code, s.reason) for s in ex.steps]  # type: ignore[attr-defined]
+    assert got == [
+        ("a", "failed", 5, "exit code 5"),
+        ("b", "skipped", None, "not run: upstream step 'a' failed"),
+        ("c", "skipped", None, "not run: upstream step 'b' skipped"),
+    ]
     assert not Path(ex.work_dir, "b-ran").exists() and not Path(ex.work_dir, "c-ran").exists()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", DETACHED)
+def test_detached_skips_name_the_failed_upstream_when_every_end_is_seen_at_once(
+    name: str,
+    request: pytest.FixtureRequest,
+    engine_factory: Callable[..., Engine],
+    stax_env: Path,
+) -> None:
+    """A watching engine reads the records of a failed step and of the dependants that its
+    jobs skipped in one poll: the failed step's outcome waits for its stderr tail, the skips'
+    do not; their reasons still name the step that did not complete (not the general one)."""
+    from jupyter_stax.core.models import SubmitOptions
+    from jupyter_stax.engine import observing
+
+    use_scheduler(request, name)
+    clusters = stax_env / "clusters.yaml"  # no status poll after the first: records tell
+    clusters.write_text(clusters.read_text().replace("poll_interval: 1\n", "poll_interval: 3600\n"))
+    wf = {
+        "name": "detfail2",
+        "steps": [
+            {"name": "a", "run": "sleep 2; echo a broke >&2; exit 5"},
+            {"name": "b", "after": ["a"], "run": "echo never > ../b-ran"},
+            {"name": "c", "after": ["b"], "run": "echo never > ../c-ran"},
+        ],
+    }
+
+    async def main() -> Execution:
+        async with engine_factory(record_interval=3600.0) as eng:  # one records read, at start
+            ex = await eng.submit(wf, cluster=name, options=SubmitOptions(detached=True))
+            dirs = [Path(s.directory) for s in ex.steps]
+            await wait_for_async(
+                lambda: all((d / "stax.exit").exists() for d in dirs), 120,
+                f"{name} to end a, b and c",
+            )
+            assert not eng.get(ex.id).state.final  # nobody read a record yet
+            await observing.check_records(eng)  # the engine's records poll: all three ended
+            return await eng.wait(ex.id, timeout=60)
+
+    ex = arun(main())
+    got = [(s.name, s.state.value, s.reason) for s in ex.steps]
+    assert got == [
+        ("a", "failed", "exit code 5: a broke"),
+        ("b", "skipped", "not run: upstream step 'a' failed"),
+        ("c", "skipped", "not run: upstream step 'b' skipped"),
+    ]
+    assert not Path(ex.work_dir, "b-ran").exists() and not Path(ex.work_dir, "c-ran").exists()
 
 
 @pytest.mark.slurm

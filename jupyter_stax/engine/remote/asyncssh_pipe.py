@@ -36,7 +36,15 @@ ERR_KEPT = 1 << 16
 class PipeSession(asyncssh.SSHClientSession[bytes]):
     """Stdout into the pipe's write end ``fd`` (owned: closed at the end, always), stderr kept
     (its first :data:`ERR_KEPT` bytes), the exit status recorded. When the reader closed its
-    end first, the rest is read and dropped (the command ends and its status can be read)."""
+    end first, the rest is read and dropped (the command ends and its status can be read).
+
+    The pipe only ever gets the stream's bytes in order, without a gap: when the connection
+    drops, what is held here still goes to the pipe, then it ends; nothing delivered after the
+    drop is taken (asyncssh hands the session what a paused channel buffered if it is resumed
+    while it says the connection is lost). So a fetch cut by a dropped connection keeps the
+    file's first bytes, which the next try continues. (Dropping the held bytes and resuming
+    the channel there put its buffer into the pipe after a hole: the kept copy failed its
+    check and the whole file came again.)"""
 
     def __init__(self, fd: int) -> None:
         self.fd: int | None = fd
@@ -50,6 +58,7 @@ class PipeSession(asyncssh.SSHClientSession[bytes]):
         self.pause_asked = False
         self.eof = False
         self.reader_gone = False
+        self.lost = False  # the connection dropped: no byte is taken any more
         self.err = bytearray()
         self.exc: Exception | None = None
         self.closed = asyncio.Event()
@@ -67,7 +76,7 @@ class PipeSession(asyncssh.SSHClientSession[bytes]):
                 self.err += data
             return
         self.received += len(data)
-        if self.reader_gone or self.fd is None:
+        if self.reader_gone or self.lost or self.fd is None:
             return
         view = memoryview(data)
         if not self.held:
@@ -95,8 +104,8 @@ class PipeSession(asyncssh.SSHClientSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         self.exc = exc
         self.eof = True
-        if exc is not None:  # dropped: the reader sees the stream end early
-            self._drop_held()
+        if exc is not None:  # dropped: the reader gets what is held, then the end (early)
+            self.lost = True
         self._close_when_written()
         self.can_write.set()
         self.closed.set()
@@ -138,7 +147,7 @@ class PipeSession(asyncssh.SSHClientSession[bytes]):
             self._close_when_written()
         if self.paused and self.held_bytes < LOW:
             self.paused = False
-            if self.chan is not None:
+            if self.chan is not None and not self.lost:
                 self.chan.resume_reading()  # delivers what the channel buffered (may pause)
 
     def _pause(self) -> None:
@@ -148,9 +157,10 @@ class PipeSession(asyncssh.SSHClientSession[bytes]):
             self.chan.pause_reading()
 
     def _drop_held(self) -> None:
+        """The reader went away: drop what is held, read the rest (to drop it too)."""
         self.held.clear()
         self.held_bytes = 0
-        if self.paused and self.chan is not None:
+        if self.paused and self.chan is not None and not self.lost:
             self.paused = False
             self.chan.resume_reading()
 
