@@ -41,7 +41,11 @@ nothing of jupyter_stax where the task runs: the standard library only):
   priority or affinity, 256 MB of growth, an error while restoring, 500 tasks served, or a
   job asking for a process of its own (``STAX_TASK_FRESH=1``). Imported modules and their
   state persist between the tasks of one child (of one user and interpreter identity), as in
-  Parsl's workers. A signal the job gets is written by its trap to the worker's FIFO
+  Parsl's workers; a child whose tasks imported a module from outside the Python
+  installation (:func:`installed_roots`) tells the worker its file's mtime and size, and the
+  worker does not give that child another task once the file changed (:func:`stale_module`:
+  a new child reads the edited module). A signal the job gets is written by its trap to the
+  worker's FIFO
   (``S<job pid> <name>``) and the worker sends it to the task's process group only while that
   child still runs that job's task: the worker alone knows, so a dying job's signal never
   reaches a later task of the same child. When the job ends first (killed outright), the
@@ -339,10 +343,14 @@ class _Child:
         self.sock = sock  # socket.socket: the task out, its report back
         self.task: _Task | None = None
         self.buf = b""
+        #: the files of the modules from outside the Python installation that its tasks
+        #: imported: path -> (mtime_ns, size) as they were read (see :func:`stale_module`)
+        self.watch: dict[bytes, tuple[int, int]] = {}
 
 
 def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate process
     """The worker's loop (it holds ``lock`` while it lives)."""
+    import contextlib
     import gc
     import importlib
     import pickle
@@ -409,6 +417,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     # checked before each fork), and by each child before each task (its '' on sys.path is
     # the job's directory)
     importlib.invalidate_caches()
+    roots = installed_roots()
     modules = len(sys.modules)
     gc.freeze()  # what is loaded now stays shared with the children (fewer pages copied)
     print(f"jupyter_stax task worker {os.getpid()} serving {fifo}", flush=True)
@@ -432,7 +441,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             theirs.close()
             raise
         if pid == 0:
-            child_loop(theirs, prepared)
+            child_loop(theirs, prepared, roots)
         theirs.close()
         c = _Child(pid, os.pidfd_open(pid), mine)
         children[c.pidfd] = c
@@ -480,6 +489,12 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             c.buf += more
             while b"\n" in c.buf:
                 line, _, c.buf = c.buf.partition(b"\n")
+                if line.startswith(b"M"):  # a module file its task imported (see stale_module)
+                    path, _, stamp = line[1:].partition(b" ")
+                    mtime, _, size = stamp.partition(b" ")
+                    with contextlib.suppress(ValueError):
+                        c.watch[bytes.fromhex(path.decode())] = (int(mtime), int(size))
+                    continue
                 t = c.task
                 code, _, why = line[1:].partition(b" ")
                 if t is None or not line.startswith(b"X"):
@@ -528,6 +543,11 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             sizes = struct.pack("<Q", len(payload))
             for _ in range(len(idlers) + 3):  # an idle child, else a new one
                 c = idlers.pop() if idlers and not fresh else spawn()
+                changed = stale_module(c.watch)
+                if changed:  # it would run the task with the module as it was
+                    print(f"child {c.pid} not reused: {changed}", flush=True)
+                    retire(c)
+                    c = spawn()
                 try:
                     socket.send_fds(c.sock, [sizes], fds)  # type: ignore[arg-type]
                     c.sock.sendall(payload)  # type: ignore[attr-defined]
@@ -655,9 +675,15 @@ def prepare(head: str) -> ModuleType:
 
 
 # ---------------------------------------------------------------------- the worker's child
-def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma: no cover
+def child_loop(  # pragma: no cover
+    sock: object, prepared: dict[str, ModuleType], roots: tuple[str, ...]
+) -> None:
     """In a forked child: run the tasks the worker sends, one after the other, as long as
-    :class:`_Clean` finds nothing a task left that a later one could see; then exit."""
+    :class:`_Clean` finds nothing a task left that a later one could see; then exit. After
+    each task it tells the worker the files of the modules it imported from outside the
+    Python installation (``roots``; ``M<hex path> <mtime_ns> <size>`` lines before its ``X``
+    line): the worker does not give it another task once one of them changed
+    (:func:`stale_module`)."""
     import pickle
     import socket
     import struct
@@ -682,6 +708,8 @@ def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma
             pass
         clean = _Clean()
         served = 0
+        seen = set(sys.modules)  # the worker's modules (the installation's): never watched
+        known = len(sys.modules)
         while True:
             head = socket.recv_fds(sock, 8, 2)  # type: ignore[arg-type]
             msg, fds = head[0], head[1]
@@ -716,12 +744,74 @@ def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma
                                  FRESH_WHY.decode() if fresh else (
                                      f"served {served} tasks" if served >= CHILD_TASKS
                                      else ""))
-            sock.sendall(b"X%d %s\n" % (code, why.encode() if why else b"-"))  # type: ignore
+            report = b""
+            if len(sys.modules) != known:  # the task imported something
+                report = b"".join(b"M%s %d %d\n" % (f.hex().encode(), m, n)
+                                  for f, m, n in user_modules(roots, seen))
+                known = len(sys.modules)
+            report += b"X%d %s\n" % (code, why.encode() if why else b"-")
+            sock.sendall(report)  # type: ignore[attr-defined]
             if why:
                 break
     except BaseException:
         pass
     os._exit(code)
+
+
+def installed_roots() -> tuple[str, ...]:
+    """The directories of the Python installation (its standard library and site-packages,
+    of the environment and of its base, and the user's site-packages), each ending in ``/``:
+    a module under one is not watched for edits (:func:`user_modules`)."""
+    import site
+    import sysconfig
+
+    dirs: set[str] = set()
+    for base in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
+                      "installed_base": sys.base_prefix,
+                      "installed_platbase": sys.base_exec_prefix}):
+        paths = sysconfig.get_paths(vars=base)
+        dirs.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    try:
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except AttributeError:  # a virtualenv's old site module
+        pass
+    return tuple(sorted({os.path.join(os.path.realpath(d), "") for d in dirs if d}))
+
+
+def user_modules(roots: tuple[str, ...], seen: set[str]) -> list[tuple[bytes, int, int]]:
+    """The modules of ``sys.modules`` not in ``seen`` (added to it) whose file lies outside
+    ``roots`` (:func:`installed_roots`): their files' paths, mtimes (ns) and sizes now."""
+    out: list[tuple[bytes, int, int]] = []
+    for name, mod in list(sys.modules.items()):
+        if name in seen:
+            continue
+        seen.add(name)
+        f = getattr(mod, "__file__", None)
+        if not isinstance(f, str) or not f.startswith("/"):
+            continue
+        if os.path.realpath(f).startswith(roots):
+            continue
+        try:
+            st = os.stat(f)
+        except OSError:  # from a zip file, or gone already
+            continue
+        out.append((os.fsencode(f), st.st_mtime_ns, st.st_size))
+    return out
+
+
+def stale_module(watch: dict[bytes, tuple[int, int]]) -> str:
+    """Why a child whose tasks imported the modules of ``watch`` (their files' mtimes and
+    sizes as the child read them) must not take another task: a file changed or is gone
+    ("" when none is)."""
+    for path, (mtime, size) in watch.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"module file {os.fsdecode(path)} is gone"
+        if (st.st_mtime_ns, st.st_size) != (mtime, size):
+            return f"module file {os.fsdecode(path)} changed"
+    return ""
 
 
 def run_task(  # pragma: no cover - forked
