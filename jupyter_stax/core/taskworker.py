@@ -87,6 +87,9 @@ IDLE_ENV = "STAX_TASK_WORKER_IDLE"
 IDLE_SECONDS = 120.0
 #: the request's first field (the protocol's version)
 MAGIC = b"STAX-TASK 2"
+#: the first field of a request the engine writes itself (no job process: see
+#: :class:`Request` and ``jupyter_stax/engine/taskdirect.py``)
+DIRECT_MAGIC = b"STAX-TASK-DIRECT 1"
 #: the line from which on this file is the worker's alone (a task's entry compiles the part
 #: before it only)
 WORKER_PART = "# " + "-" * 70 + " the worker\n"
@@ -219,8 +222,16 @@ class Request:
     stderr, its umask (as ``umask`` prints it), then its exported environment as
     ``NAME=VALUE``."""
 
+    #: a direct request's (:data:`DIRECT_MAGIC`): the step's stdout and stderr paths, the
+    #: attempt and the native id its records carry
+    stdout = stderr = native = b""
+    attempt = 0
+
     def __init__(self, data: bytes) -> None:
         fields = data.split(b"\0")
+        if fields[0] == DIRECT_MAGIC:
+            self._direct(fields)
+            return
         if len(fields) < 8 or fields[0] != MAGIC or fields[-1] != b"":
             raise ValueError("not a task request")
         self.cwd = fields[1]
@@ -233,6 +244,27 @@ class Request:
             raise ValueError("not a task request")
         self.env: dict[bytes, bytes] = {}
         for item in fields[7:-1]:
+            k, sep, v = item.partition(b"=")
+            if sep and k:
+                self.env[k] = v
+
+    def _direct(self, fields: list[bytes]) -> None:
+        """The engine's request: ``DIRECT_MAGIC``, the engine's pid and its pipe's descriptor,
+        the step directory (the task's), its step script, stdout and stderr, the umask (octal),
+        the attempt, the native id, then the task's environment as ``NAME=VALUE``."""
+        if len(fields) < 11 or fields[-1] != b"":
+            raise ValueError("not a direct task request")
+        self.pipe_fd = int(fields[2])
+        self.out_fd = self.err_fd = -1
+        self.cwd, self.script, self.stdout, self.stderr = fields[3:7]
+        self.umask = int(fields[7], 8)
+        self.attempt = int(fields[8])
+        self.native = fields[9]
+        if not all(f.startswith(b"/") for f in fields[3:7]) or not 0 <= self.umask <= 0o777 \
+                or not self.native or any(c in self.native for c in b" \n"):
+            raise ValueError("not a direct task request")
+        self.env = {}
+        for item in fields[10:-1]:
             k, sep, v = item.partition(b"=")
             if sep and k:
                 self.env[k] = v
@@ -326,11 +358,24 @@ CHILD_GROWTH = 256 << 20
 
 
 class _Task:
-    def __init__(self, reply: int, job: int, job_pid: int) -> None:
-        self.reply = reply  # the job's pipe
-        self.job = job  # the job's pidfd
-        self.job_pid = job_pid
+    def __init__(self, reply: int, job: int, job_pid: int | str) -> None:
+        self.reply = reply  # the job's pipe (a direct task's: the engine's)
+        self.job = job  # the job's pidfd (-1: a direct task, which outlives the engine)
+        self.job_pid = job_pid  # its key in ``running``: the job's pid, a direct task's token
         self.child: _Child | None = None
+        #: a direct task's step directory and attempt: the worker writes its exit record
+        self.record: tuple[bytes, int] | None = None
+
+
+def write_record(step_dir: bytes, name: str, line: str) -> None:
+    """A record file of a direct task's step (``stax.start``, ``stax.exit``), as the job
+    script would write it (its reader takes a line without its newline as not written)."""
+    fd = os.open(os.path.join(step_dir, name.encode()),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 class _Child:
@@ -405,7 +450,9 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     socks: dict[int, _Child] = {}  # the child's socket -> the child
     idlers: list[_Child] = []  # children waiting for a task
     jobs: dict[int, _Task] = {}  # the job's pidfd -> its task
-    running: dict[int, _Task] = {}  # the job's pid -> its task (its signals are forwarded)
+    # the job's pid (a direct task's token) -> its task (its signals are forwarded)
+    running: dict[int | str, _Task] = {}
+    host = socket.gethostname()
     # the runner (the part of a body every task shares), compiled and run once into a
     # ``__main__`` of its own: a child copies that module's names into each task's fresh
     # ``__main__`` instead of defining the runner's functions again
@@ -463,7 +510,14 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             c.sock = None
 
     def finish(t: _Task, code: int) -> None:
-        """The task of ``t`` ended with ``code``: the job told, its files closed."""
+        """The task of ``t`` ended with ``code``: the job told, its files closed (a direct
+        task's exit record written first, with the status a job's bash would give it)."""
+        if t.record is not None:
+            try:
+                rc = code if code >= 0 else 128 - code
+                write_record(t.record[0], "stax.exit", f"{t.record[1]} {rc} {time.time():.6f}\n")
+            except OSError as e:
+                print(f"exit record of {t.job_pid} not written: {e}", flush=True)
         send(t, b"X%d\n" % code)
         os.close(t.reply)
         if jobs.pop(t.job, None) is not None:
@@ -508,10 +562,11 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                 else:
                     idlers.append(c)
 
-    def take(pid: int) -> None:
-        """Take the request of job ``pid``: its file unlinked (the job can no longer withdraw
-        it), then declined (``R``) or run by a child (``P``)."""
-        req = f"{base}.{pid}.req"
+    def take(pid: int, token: str = "") -> None:
+        """Take the request of job ``pid`` (``token``: the engine's direct request of that
+        name, ``pid`` its own): its file unlinked (the job can no longer withdraw it), then
+        declined (``R``) or run by a child (``P``)."""
+        req = f"{base}.d{token}.req" if token else f"{base}.{pid}.req"
         try:
             data = read_file(req, 1 << 24, owned=True)
             os.unlink(req)  # taken (the job withdraws a request by unlinking it)
@@ -519,19 +574,30 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             return  # withdrawn (the job runs the task itself) or not ours
         fields = data.split(b"\0")
         try:  # the job's pipe (fourth field), to answer even a request not understood
-            reply = os.open(f"/proc/{pid}/fd/{int(fields[3])}", os.O_WRONLY | os.O_NONBLOCK)
+            if token:
+                pid = int(fields[1])
+            n = int(fields[2] if token else fields[3])
+            reply = os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY | os.O_NONBLOCK)
         except (OSError, ValueError, IndexError):
             return  # the job is gone: nobody to answer
-        t = _Task(reply, -1, pid)
+        t = _Task(reply, -1, token or pid)
         fds: list[int] = []
         try:
             r = Request(data)
             if r.identity() != me:
                 raise ValueError("another Python or interpreter environment")
-            t.job = os.pidfd_open(pid)
-            for n in (r.out_fd, r.err_fd):
-                fds.append(os.open(f"/proc/{pid}/fd/{n}",
-                                   os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
+            if token:  # the task's own files; the task outlives the engine
+                if not r.script.startswith(r.cwd + b"/"):
+                    raise ValueError("the step script is not in the step directory")
+                for path in (r.stdout, r.stderr):
+                    fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                       | os.O_APPEND | os.O_NOCTTY, 0o666 & ~r.umask))
+                t.record = (r.cwd, r.attempt)
+            else:
+                t.job = os.pidfd_open(pid)
+                for n in (r.out_fd, r.err_fd):
+                    fds.append(os.open(f"/proc/{pid}/fd/{n}",
+                                       os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
             body = script_body(read_file(r.script))
             head, call = split_body(body)
             if head and head not in prepared:
@@ -568,16 +634,27 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             os.close(f)
         t.child = c
         c.task = t
-        jobs[t.job] = t
-        running[pid] = t
-        poll.register(t.job, select.POLLIN)
+        if t.job >= 0:
+            jobs[t.job] = t
+            poll.register(t.job, select.POLLIN)
+        running[t.job_pid] = t
+        if t.record is not None:  # as the job script's: the native id, the host, the time
+            try:
+                native = r.native.decode(errors="replace")
+                write_record(t.record[0], "stax.start",
+                             f"{t.record[1]} {native} {host} {time.time():.6f}\n")
+            except OSError as e:
+                print(f"start record of {token} not written: {e}", flush=True)
         send(t, b"P%d\n" % c.pid)
 
     def forward(line: bytes) -> None:
         """``S<job pid> <signal name>``: the job got that signal; its task's process group
-        gets it, if the task runs still (never a later task of the same child)."""
+        gets it, if the task runs still (never a later task of the same child); ``K<token>
+        <signal name>``: the engine's, for its direct task ``token`` (a cancel)."""
         job, _, name = line[1:].partition(b" ")
-        t = running.get(int(job)) if job.isdigit() else None
+        key: int | str = int(job) if job.isdigit() and line[:1] == b"S" else job.decode(
+            errors="replace")
+        t = running.get(key)
         try:
             sig = signal.Signals["SIG" + name.decode()]
         except (KeyError, UnicodeDecodeError):
@@ -657,7 +734,9 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             line, _, pending = pending.partition(b"\n")
             if line.isdigit():
                 take(int(line))
-            elif line.startswith(b"S"):
+            elif line.startswith(b"D") and line[1:].isalnum():
+                take(-1, line[1:].decode())
+            elif line.startswith((b"S", b"K")):
                 forward(line)
     os.close(ff)
     print(f"jupyter_stax task worker {os.getpid()}: idle for {idle:g} s, exiting", flush=True)
@@ -704,6 +783,9 @@ def child_loop(  # pragma: no cover
             import ctypes
 
             ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+            # it ends with the worker (killed): a task of a dead worker has nobody to report
+            # its end to, and its step fails as such (its process group is its own)
+            ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL
         except Exception:
             pass
         clean = _Clean()
