@@ -65,6 +65,17 @@ and ~85 page faults a job over ``bash -c true``); a here-string's pipe costs +0.
 worker's directory is in ``/dev/shm`` when ``TMPDIR`` is unset: the request and
 ``compgen``'s list written to ``/tmp`` on a disk cost the job's bash ~0.3-0.5 ms more.
 
+The engine's direct requests (``D<token>`` in the FIFO, :data:`DIRECT_MAGIC`; see
+``jupyter_stax/engine/taskdirect.py``): on ``local`` the engine itself writes the request of a
+function task whose worker runs, and no job process exists. The worker then opens the step's
+stdout and stderr by path, writes the step's start record (the native id ``tw:<worker
+pid>:<token>`` as its job id) when a child takes the task and its exit record (with the status
+a job's bash would give: 128 + signal for a killed task) before it answers ``X``; it does not
+watch the engine (the task outlives an engine restart, which settles the step from the
+records); ``K<token> <signal>`` signals the task's process group while its child still runs
+it (a cancel). Every child of the worker ends with it (``PR_SET_PDEATHSIG``): a task whose
+worker died has nobody to report its end to.
+
 The task stays a real step: its job runs (the job's bash waits for it), writes its records and
 exits with the task's status. A worker serves only its own user (a private directory, owner and
 mode of each file checked) and only jobs whose Python (``STAX_PYTHON``), ``PYTHON*`` and
