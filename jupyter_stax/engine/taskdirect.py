@@ -56,6 +56,7 @@ class _Watched:
     worker: int
     token: str
     fd: int = -1  # the pipe's read end (-1: adopted after a restart: no pipe)
+    buf: bytes = b""  # what came on it after the last whole line
 
 
 def is_direct(native_id: str | None) -> bool:
@@ -71,11 +72,21 @@ def parse_native(native_id: str) -> tuple[int, str]:
 
 
 def _alive(pid: int) -> bool:
+    """``pid`` is a task worker, running (not another process that got its pid)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+            if f.read().rpartition(b")")[2].split()[0] == b"Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"stax-taskworker-" in f.read()
     except (OSError, IndexError):
         return False
+
+
+def _final(code: int) -> tuple[str, int, None]:
+    """The update of a task that ended with ``code`` (negative: killed by that signal, as a
+    job's bash would report it: 128 + the signal)."""
+    return ("completed" if code == 0 else "failed", code if code >= 0 else 128 - code, None)
 
 
 class DirectTasks:
@@ -142,7 +153,7 @@ class DirectTasks:
             os.close(r)
             os.close(w)
             return None
-        answer = self._first_answer(r, req_path, worker)
+        answer, rest = self._first_answer(r, req_path, worker)
         os.close(w)  # the worker has its own copy now (or will never open it)
         if answer is None or not answer.startswith(b"P"):
             os.close(r)
@@ -151,12 +162,21 @@ class DirectTasks:
             return None
         self._on_update(native, key, "queued", None, None)
         self._on_update(native, key, "running", None, None)
-        self._add(_Watched(key, native, worker, token, r))
+        watched = _Watched(key, native, worker, token, r)
+        code = self._feed(watched, rest)  # its end may have come with the first answer
+        if code is not None:
+            os.close(r)
+            self._on_update(native, key, *_final(code))
+        else:
+            self._add(watched)
         return native
 
-    def _first_answer(self, r: int, req_path: str, worker: int) -> bytes | None:
+    def _first_answer(
+        self, r: int, req_path: str, worker: int
+    ) -> tuple[bytes | None, bytes]:
         """``P<pid>``, ``R...``, None (withdrawn: not taken in time, or the worker is gone)
-        or ``taken`` (taken by a worker that died before it answered)."""
+        or ``taken`` (taken by a worker that died before it answered); and what came after
+        that line (the task's end, when it was quick)."""
         deadline = time.monotonic() + ANSWER_SECONDS
         buf = b""
         while True:
@@ -165,16 +185,17 @@ class DirectTasks:
                 more = os.read(r, 256)
                 buf += more
                 if b"\n" in buf or not more:
-                    return buf.partition(b"\n")[0]
+                    line, _, rest = buf.partition(b"\n")
+                    return line, rest
                 continue
             if _alive(worker) and time.monotonic() < deadline:
                 continue
             try:
                 os.unlink(req_path)  # withdrawn: the worker never saw it
-                return None
+                return None, b""
             except FileNotFoundError:
                 if not _alive(worker):
-                    return b"taken"
+                    return b"taken", b""
                 deadline = time.monotonic() + ANSWER_SECONDS  # taken: the answer comes
 
     # ------------------------------------------------------------------ watch
@@ -227,13 +248,11 @@ class DirectTasks:
         """The answers of the live tasks' pipes; every half second, the workers of adopted
         tasks (a dead one without the task's exit record fails it)."""
         last = 0.0
-        buffers: dict[int, bytes] = {}
         while not self._closed:
             with self._lock:
                 by_fd = {w.fd: w for w in self._watched.values() if w.fd >= 0}
                 for fd in self._to_close:
                     by_fd.pop(fd, None)
-                    buffers.pop(fd, None)
                     with contextlib.suppress(OSError):
                         os.close(fd)
                 self._to_close.clear()
@@ -249,14 +268,9 @@ class DirectTasks:
                     more = os.read(fd, 4096)
                 except OSError:
                     more = b""
-                buf = buffers.get(fd, b"") + more
-                line, nl, rest = buf.partition(b"\n")
-                buffers[fd] = rest if nl else buf
-                if nl and line.startswith(b"X"):
-                    with contextlib.suppress(ValueError):
-                        code = int(line[1:])
-                        self._end(w, "completed" if code == 0 else "failed",
-                                  code if code >= 0 else 128 - code, None)
+                code = self._feed(w, more)
+                if code is not None:
+                    self._end(w, *_final(code))
                 elif not more:
                     self._end(w, "failed", None, self._gone(w))
             t = time.monotonic()
@@ -267,6 +281,17 @@ class DirectTasks:
                 for w in adopted:
                     if not _alive(w.worker):
                         self._end(w, "failed", None, self._gone(w))
+
+    @staticmethod
+    def _feed(w: _Watched, data: bytes) -> int | None:
+        """Take the worker's answers ``data`` for ``w``: the task's status once its end
+        (``X<status>``) came, else None."""
+        w.buf += data
+        while b"\n" in w.buf:
+            line, _, w.buf = w.buf.partition(b"\n")
+            if line.startswith(b"X") and line[1:].lstrip(b"-").isdigit():
+                return int(line[1:])
+        return None
 
     def _gone(self, w: _Watched) -> str:
         return (f"the task worker (pid {w.worker}) ended before the task did (killed?); the "
