@@ -27,7 +27,8 @@ nothing of jupyter_stax where the task runs: the standard library only):
 * the worker (:func:`serve`), a detached process (its own session) whose children run the
   tasks, many one after the other (:func:`child_loop`): an idle child is reused, a new one is
   forked when all are busy (so tasks run as concurrently as with a fork per task), and up to
-  max(2, CPUs) idle ones are kept. For each task the child takes the job's environment (by
+  max(2, CPUs) idle ones are kept (after a burst up to :data:`BURST_CHILDREN` for
+  :data:`BURST_IDLE` seconds). For each task the child takes the job's environment (by
   difference), directory and umask, writes to the job's stdout and stderr (opened by the
   worker through ``/proc/<job>/fd`` and passed over the child's socket), and runs the task's
   body in a fresh ``__main__`` (holding the names of a module in which the runner, the same
