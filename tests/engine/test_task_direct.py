@@ -41,6 +41,11 @@ def add(a, b):
 def boom():
     raise ValueError("bad input")
 
+def flaky():
+    if os.environ["STAX_ATTEMPT"] == "1":
+        raise RuntimeError("first attempt fails")
+    return "second"
+
 def hold(tag):
     here = os.environ["STAX_STEP_DIR"]
     with open(os.path.join(here, "..", "runs.log"), "a") as f:
@@ -61,12 +66,14 @@ def fn(name: str) -> Callable[..., Any]:
     return ns[name]  # type: ignore[no-any-return]
 
 
-def task(name: str, func: str, *args: object, after: tuple[str, ...] = ()) -> dict[str, Any]:
+def task(
+    name: str, func: str, *args: object, after: tuple[str, ...] = (), retries: int = 0
+) -> dict[str, Any]:
     call = call_header(name, None) + cloudpickle.dumps((fn(func), [(args, {})]))
     return {
         "name": name, "language": "python", "run": task_source(call, ref=True),
         "env": {"STAX_TASK_WORKER": "1", "STAX_PYTHON": sys.executable},
-        "after": list(after),
+        "after": list(after), "retries": retries,
     }
 
 
@@ -100,14 +107,15 @@ def test_direct_tasks_keep_what_a_step_has(
             first = await eng.wait(ex.id, timeout=120)
             pid_file = wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
             wf = {"name": "direct", "steps": [task("a", "add", 2, 3), task("b", "boom"),
-                                               task("c", "add", 10, 20, after=("a",))]}
+                                               task("c", "add", 10, 20, after=("a",)),
+                                               task("r", "flaky", retries=1)]}
             ex = await eng.submit(wf, cluster="local")
             return first, await eng.wait(ex.id, timeout=120), int(pid_file.read_text())
 
     first, ex, worker = arun(main())
     assert first.step("w").native_id.isdigit()  # no worker yet: a job
-    a, b, c = ex.step("a"), ex.step("b"), ex.step("c")
-    for s in (a, b, c):  # no job: the worker ran them
+    a, b, c, r = ex.step("a"), ex.step("b"), ex.step("c"), ex.step("r")
+    for s in (a, b, c, r):  # no job: the worker ran them
         assert s.native_id and parse_native(s.native_id)[0] == worker, s.native_id
     assert (a.state, a.exit_code, c.state) == (StepState.COMPLETED, 0, StepState.COMPLETED)
     assert (result(a.directory, "a"), result(c.directory, "c")) == (5, 30)
@@ -119,6 +127,12 @@ def test_direct_tasks_keep_what_a_step_has(
     assert (b.state, b.exit_code) == (StepState.FAILED, 1)
     assert "ValueError: bad input" in Path(b.stderr).read_text()
     assert "bad input" in (b.reason or "")
+    # retried: the first attempt's record and stderr kept, the second ran directly too
+    assert (r.state, r.attempt, result(r.directory, "r")) == (StepState.COMPLETED, 2, "second")
+    (first,) = r.history
+    assert (first.attempt, first.state, first.exit_code) == (1, StepState.FAILED, 1)
+    assert first.native_id and first.native_id.startswith("tw:") and first.native_id != r.native_id
+    assert "first attempt fails" in Path(r.directory, "stax.err.1").read_text()
 
 
 def test_kill9_engine_while_a_direct_task_runs(
