@@ -370,6 +370,8 @@ FRESH_WHY = b"a process of its own asked for"
 #: worker ~1-2 ms and the child ~3-4 ms of copy-on-write faults; an idle child ~4.5 MB)
 BURST_CHILDREN = 32
 BURST_IDLE = 10.0
+#: the worker's environment variable overriding :data:`BURST_IDLE` (seconds)
+BURST_IDLE_ENV = "STAX_TASK_WORKER_BURST_IDLE"
 #: how much a child may grow (resident memory over what it had when forked) and stay
 CHILD_GROWTH = 256 << 20
 
@@ -446,6 +448,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
     spare = max(2, os.cpu_count() or 1)  # idle children kept
     burst = max(spare, BURST_CHILDREN)  # ... and for BURST_IDLE seconds after a burst
+    burst_idle = float(os.environ.get(BURST_IDLE_ENV) or BURST_IDLE)
     me = identity(dict(os.environ))
     base = os.path.join(d, key)
     fifo, pid_file = base + ".fifo", base + ".pid"
@@ -720,12 +723,12 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                     retire(c)  # they exit on their socket's end
                 continue
         now = time.monotonic()
-        while len(idlers) > spare and now - idlers[0].idle_since > BURST_IDLE:
+        while len(idlers) > spare and now - idlers[0].idle_since > burst_idle:
             retire(idlers[0])  # the burst's extra children, the longest idle first
         timeout = None if busy or closing else max(
             0.0, idle - (now - last)) * 1000 + 10
         if len(idlers) > spare:
-            timeout = min(timeout if timeout is not None else 1e9, BURST_IDLE * 1000 / 2)
+            timeout = min(timeout if timeout is not None else 1e9, burst_idle * 1000 / 2)
         events = [] if b"\n" in pending else poll.poll(timeout)
         for fd, _ev in events:
             last = time.monotonic()

@@ -204,6 +204,41 @@ def test_an_edited_module_is_read_again(tmp_path: Path) -> None:
     jobs.end(worker, {int(str(x["pid"])) for x in (first, edited)})
 
 
+def test_a_bursts_children_serve_the_next_burst_then_go(tmp_path: Path) -> None:
+    """Tasks that run at once get children of their own; after the burst they stay idle (for
+    STAX_TASK_WORKER_BURST_IDLE seconds, here 2) and the next burst runs in them, no fork;
+    then all but max(2, CPUs) of them end."""
+    jobs = Jobs(tmp_path)
+    jobs.env["STAX_TASK_WORKER_BURST_IDLE"] = "2"
+    jobs.env["STAX_TASK_WORKER_IDLE"] = "6"  # it serves on meanwhile
+    worker = jobs.start()
+    spare = max(2, os.cpu_count() or 1)
+    n = spare + 3
+
+    def burst() -> set[int]:
+        procs = [subprocess.Popen(jobs.argv, cwd=jobs.step, text=True, stdout=subprocess.PIPE,
+                                  env={**jobs.env, "JOB": f"b{i}", "ACT": "sleep",
+                                       "SECONDS_": "1"}) for i in range(n)]
+        pids = set()
+        for p in procs:
+            out, _ = p.communicate(timeout=60)
+            assert p.returncode == 0, out
+            pids.add(int(json.loads(out.partition("\n")[0])["pid"]))
+        return pids
+
+    def children() -> set[int]:
+        text = Path(f"/proc/{worker}/task/{worker}/children").read_text()
+        return {int(x) for x in text.split()}
+
+    first = burst()
+    assert len(first) == n  # at once: a child each
+    second = burst()
+    assert second <= first, "the next burst forked children again"
+    wait_for(lambda: len(children()) <= spare, 5, f"the idle children to go down to {spare}")
+    assert alive(worker)
+    jobs.end(worker, first)
+
+
 def test_output_goes_to_each_jobs_own_files(tmp_path: Path) -> None:
     """Two jobs at once and one after the other: each one's stdout (a tail the task did not
     flush included) and stderr in its own files, never in another job's."""
