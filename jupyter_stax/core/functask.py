@@ -464,6 +464,11 @@ def _worker_source() -> tuple[str, str]:
 
 
 _WORKER: tuple[str, str] | None = None
+
+
+def worker_digest() -> str:
+    """The digest that names this version's task workers (their files' names begin with it)."""
+    return _worker_source()[1]
 #: the line after which a task's step script is Python (the shell never reads past ``exec``)
 _PY_MARK = "# ---- Python, read by the line above (the shell never gets here) ----"
 #: the line after which a task's step script carries :mod:`.taskworker` (the Python above

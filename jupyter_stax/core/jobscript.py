@@ -14,6 +14,7 @@ number, so a record left by an earlier attempt is never taken for the current on
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class JobRequest:
     custom_attributes: dict[str, str] = field(default_factory=dict)
     after_native_ids: tuple[str, ...] = ()
     """scheduler-native dependencies (detached mode): start only after these jobs succeeded"""
+    task_env: Mapping[str, str] | None = None
+    """a function task the engine may hand to the warm task worker itself: what its job
+    script would export (see :func:`direct_task_env`); None: a job"""
 
 
 #: variables the job script exports for every step (passed into containers by name)
@@ -281,6 +285,46 @@ def render_job_script(
         "",
     ]
     return "\n".join(lines)
+
+
+def direct_task_env(
+    *,
+    execution_id: str,
+    step: Step,
+    attempt: int,
+    cluster: Cluster,
+    params: Mapping[str, ParamValue],
+    step_dir: Path | str,
+    execution_dir: Path | str,
+    require_completed: Sequence[Path | tuple[Path, int]] = (),
+    container: ContainerPlan | None = None,
+) -> dict[str, str] | None:
+    """What the job script of a function task exports (over the engine's own environment,
+    which a ``local`` job inherits), when the engine may hand the task to the warm task
+    worker itself (``jupyter_stax/engine/taskdirect.py``): a function task on a ``local``
+    cluster (not remote), without image, cluster setup, upstream checks, sweep or launcher,
+    whose environment allows the worker (``STAX_TASK_WORKER=1``). None: it runs as a job."""
+    from .taskworker import WORKER_ENV
+
+    env = {**cluster.env, **step.env}
+    if (
+        cluster.scheduler != "local" or cluster.remote or container is not None
+        or cluster.setup or require_completed or step.sweep is not None
+        or step.notebook is not None or step.software is not None
+        or step.language != "python" or not step.run.startswith(TASK_MARK)
+        or effective_launcher(step, cluster) != "single" or env.get(WORKER_ENV) != "1"
+    ):
+        return None
+    from .params import param_env
+
+    out = {
+        "STAX_EXECUTION": execution_id, "STAX_STEP": step.name, "STAX_ATTEMPT": str(attempt),
+        "STAX_CLUSTER": cluster.name, "STAX_STEP_DIR": str(step_dir),
+        "STAX_EXECUTION_DIR": str(execution_dir), **env, **param_env(params),
+        PARAMS_JSON_ENV: json.dumps(dict(params), sort_keys=True),
+        "PWD": os.path.realpath(step_dir),  # the job script's `cd -P`
+    }
+    return out
 
 
 def walltime_seconds(step: Step, cluster: Cluster) -> int:

@@ -27,7 +27,8 @@ nothing of jupyter_stax where the task runs: the standard library only):
 * the worker (:func:`serve`), a detached process (its own session) whose children run the
   tasks, many one after the other (:func:`child_loop`): an idle child is reused, a new one is
   forked when all are busy (so tasks run as concurrently as with a fork per task), and up to
-  max(2, CPUs) idle ones are kept. For each task the child takes the job's environment (by
+  max(2, CPUs) idle ones are kept (after a burst up to :data:`BURST_CHILDREN` for
+  :data:`BURST_IDLE` seconds). For each task the child takes the job's environment (by
   difference), directory and umask, writes to the job's stdout and stderr (opened by the
   worker through ``/proc/<job>/fd`` and passed over the child's socket), and runs the task's
   body in a fresh ``__main__`` (holding the names of a module in which the runner, the same
@@ -41,7 +42,11 @@ nothing of jupyter_stax where the task runs: the standard library only):
   priority or affinity, 256 MB of growth, an error while restoring, 500 tasks served, or a
   job asking for a process of its own (``STAX_TASK_FRESH=1``). Imported modules and their
   state persist between the tasks of one child (of one user and interpreter identity), as in
-  Parsl's workers. A signal the job gets is written by its trap to the worker's FIFO
+  Parsl's workers; a child whose tasks imported a module from outside the Python
+  installation (:func:`installed_roots`) tells the worker its file's mtime and size, and the
+  worker does not give that child another task once the file changed (:func:`stale_module`:
+  a new child reads the edited module). A signal the job gets is written by its trap to the
+  worker's FIFO
   (``S<job pid> <name>``) and the worker sends it to the task's process group only while that
   child still runs that job's task: the worker alone knows, so a dying job's signal never
   reaches a later task of the same child. When the job ends first (killed outright), the
@@ -60,6 +65,17 @@ and ~85 page faults a job over ``bash -c true``); a here-string's pipe costs +0.
 (+0.2-0.4 ms) and not built: it would not save more than the here-string does. The
 worker's directory is in ``/dev/shm`` when ``TMPDIR`` is unset: the request and
 ``compgen``'s list written to ``/tmp`` on a disk cost the job's bash ~0.3-0.5 ms more.
+
+The engine's direct requests (``D<token>`` in the FIFO, :data:`DIRECT_MAGIC`; see
+``jupyter_stax/engine/taskdirect.py``): on ``local`` the engine itself writes the request of a
+function task whose worker runs, and no job process exists. The worker then opens the step's
+stdout and stderr by path, writes the step's start record (the native id ``tw:<worker
+pid>:<token>`` as its job id) when a child takes the task and its exit record (with the status
+a job's bash would give: 128 + signal for a killed task) before it answers ``X``; it does not
+watch the engine (the task outlives an engine restart, which settles the step from the
+records); ``K<token> <signal>`` signals the task's process group while its child still runs
+it (a cancel). Every child of the worker ends with it (``PR_SET_PDEATHSIG``): a task whose
+worker died has nobody to report its end to.
 
 The task stays a real step: its job runs (the job's bash waits for it), writes its records and
 exits with the task's status. A worker serves only its own user (a private directory, owner and
@@ -83,6 +99,9 @@ IDLE_ENV = "STAX_TASK_WORKER_IDLE"
 IDLE_SECONDS = 120.0
 #: the request's first field (the protocol's version)
 MAGIC = b"STAX-TASK 2"
+#: the first field of a request the engine writes itself (no job process: see
+#: :class:`Request` and ``jupyter_stax/engine/taskdirect.py``)
+DIRECT_MAGIC = b"STAX-TASK-DIRECT 1"
 #: the line from which on this file is the worker's alone (a task's entry compiles the part
 #: before it only)
 WORKER_PART = "# " + "-" * 70 + " the worker\n"
@@ -215,8 +234,16 @@ class Request:
     stderr, its umask (as ``umask`` prints it), then its exported environment as
     ``NAME=VALUE``."""
 
+    #: a direct request's (:data:`DIRECT_MAGIC`): the step's stdout and stderr paths, the
+    #: attempt and the native id its records carry
+    stdout = stderr = native = b""
+    attempt = 0
+
     def __init__(self, data: bytes) -> None:
         fields = data.split(b"\0")
+        if fields[0] == DIRECT_MAGIC:
+            self._direct(fields)
+            return
         if len(fields) < 8 or fields[0] != MAGIC or fields[-1] != b"":
             raise ValueError("not a task request")
         self.cwd = fields[1]
@@ -229,6 +256,27 @@ class Request:
             raise ValueError("not a task request")
         self.env: dict[bytes, bytes] = {}
         for item in fields[7:-1]:
+            k, sep, v = item.partition(b"=")
+            if sep and k:
+                self.env[k] = v
+
+    def _direct(self, fields: list[bytes]) -> None:
+        """The engine's request: ``DIRECT_MAGIC``, the engine's pid and its pipe's descriptor,
+        the step directory (the task's), its step script, stdout and stderr, the umask (octal),
+        the attempt, the native id, then the task's environment as ``NAME=VALUE``."""
+        if len(fields) < 11 or fields[-1] != b"":
+            raise ValueError("not a direct task request")
+        self.pipe_fd = int(fields[2])
+        self.out_fd = self.err_fd = -1
+        self.cwd, self.script, self.stdout, self.stderr = fields[3:7]
+        self.umask = int(fields[7], 8)
+        self.attempt = int(fields[8])
+        self.native = fields[9]
+        if not all(f.startswith(b"/") for f in fields[3:7]) or not 0 <= self.umask <= 0o777 \
+                or not self.native or any(c in self.native for c in b" \n"):
+            raise ValueError("not a direct task request")
+        self.env = {}
+        for item in fields[10:-1]:
             k, sep, v = item.partition(b"=")
             if sep and k:
                 self.env[k] = v
@@ -317,16 +365,36 @@ FRESH_ENV = "STAX_TASK_FRESH"
 CHILD_TASKS = 500
 #: what a child says after the task of a job that asked for a process of its own
 FRESH_WHY = b"a process of its own asked for"
+#: idle children kept for :data:`BURST_IDLE` seconds after a burst of tasks (beyond max(2,
+#: CPUs), which stay): a burst's next tasks, or the next burst, need no fork (a fork costs the
+#: worker ~1-2 ms and the child ~3-4 ms of copy-on-write faults; an idle child ~4.5 MB)
+BURST_CHILDREN = 32
+BURST_IDLE = 10.0
+#: the worker's environment variable overriding :data:`BURST_IDLE` (seconds)
+BURST_IDLE_ENV = "STAX_TASK_WORKER_BURST_IDLE"
 #: how much a child may grow (resident memory over what it had when forked) and stay
 CHILD_GROWTH = 256 << 20
 
 
 class _Task:
-    def __init__(self, reply: int, job: int, job_pid: int) -> None:
-        self.reply = reply  # the job's pipe
-        self.job = job  # the job's pidfd
-        self.job_pid = job_pid
+    def __init__(self, reply: int, job: int, job_pid: int | str) -> None:
+        self.reply = reply  # the job's pipe (a direct task's: the engine's)
+        self.job = job  # the job's pidfd (-1: a direct task, which outlives the engine)
+        self.job_pid = job_pid  # its key in ``running``: the job's pid, a direct task's token
         self.child: _Child | None = None
+        #: a direct task's step directory and attempt: the worker writes its exit record
+        self.record: tuple[bytes, int] | None = None
+
+
+def write_record(step_dir: bytes, name: str, line: str) -> None:
+    """A record file of a direct task's step (``stax.start``, ``stax.exit``), as the job
+    script would write it (its reader takes a line without its newline as not written)."""
+    fd = os.open(os.path.join(step_dir, name.encode()),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 class _Child:
@@ -339,10 +407,15 @@ class _Child:
         self.sock = sock  # socket.socket: the task out, its report back
         self.task: _Task | None = None
         self.buf = b""
+        self.idle_since = 0.0  # time.monotonic() of its last task's end
+        #: the files of the modules from outside the Python installation that its tasks
+        #: imported: path -> (mtime_ns, size) as they were read (see :func:`stale_module`)
+        self.watch: dict[bytes, tuple[int, int]] = {}
 
 
 def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate process
     """The worker's loop (it holds ``lock`` while it lives)."""
+    import contextlib
     import gc
     import importlib
     import pickle
@@ -374,6 +447,8 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
         return
     idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
     spare = max(2, os.cpu_count() or 1)  # idle children kept
+    burst = max(spare, BURST_CHILDREN)  # ... and for BURST_IDLE seconds after a burst
+    burst_idle = float(os.environ.get(BURST_IDLE_ENV) or BURST_IDLE)
     me = identity(dict(os.environ))
     base = os.path.join(d, key)
     fifo, pid_file = base + ".fifo", base + ".pid"
@@ -397,7 +472,9 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     socks: dict[int, _Child] = {}  # the child's socket -> the child
     idlers: list[_Child] = []  # children waiting for a task
     jobs: dict[int, _Task] = {}  # the job's pidfd -> its task
-    running: dict[int, _Task] = {}  # the job's pid -> its task (its signals are forwarded)
+    # the job's pid (a direct task's token) -> its task (its signals are forwarded)
+    running: dict[int | str, _Task] = {}
+    host = socket.gethostname()
     # the runner (the part of a body every task shares), compiled and run once into a
     # ``__main__`` of its own: a child copies that module's names into each task's fresh
     # ``__main__`` instead of defining the runner's functions again
@@ -409,6 +486,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
     # checked before each fork), and by each child before each task (its '' on sys.path is
     # the job's directory)
     importlib.invalidate_caches()
+    roots = installed_roots()
     modules = len(sys.modules)
     gc.freeze()  # what is loaded now stays shared with the children (fewer pages copied)
     print(f"jupyter_stax task worker {os.getpid()} serving {fifo}", flush=True)
@@ -432,7 +510,7 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             theirs.close()
             raise
         if pid == 0:
-            child_loop(theirs, prepared)
+            child_loop(theirs, prepared, roots)
         theirs.close()
         c = _Child(pid, os.pidfd_open(pid), mine)
         children[c.pidfd] = c
@@ -454,7 +532,14 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             c.sock = None
 
     def finish(t: _Task, code: int) -> None:
-        """The task of ``t`` ended with ``code``: the job told, its files closed."""
+        """The task of ``t`` ended with ``code``: the job told, its files closed (a direct
+        task's exit record written first, with the status a job's bash would give it)."""
+        if t.record is not None:
+            try:
+                rc = code if code >= 0 else 128 - code
+                write_record(t.record[0], "stax.exit", f"{t.record[1]} {rc} {time.time():.6f}\n")
+            except OSError as e:
+                print(f"exit record of {t.job_pid} not written: {e}", flush=True)
         send(t, b"X%d\n" % code)
         os.close(t.reply)
         if jobs.pop(t.job, None) is not None:
@@ -480,23 +565,31 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             c.buf += more
             while b"\n" in c.buf:
                 line, _, c.buf = c.buf.partition(b"\n")
+                if line.startswith(b"M"):  # a module file its task imported (see stale_module)
+                    path, _, stamp = line[1:].partition(b" ")
+                    mtime, _, size = stamp.partition(b" ")
+                    with contextlib.suppress(ValueError):
+                        c.watch[bytes.fromhex(path.decode())] = (int(mtime), int(size))
+                    continue
                 t = c.task
                 code, _, why = line[1:].partition(b" ")
                 if t is None or not line.startswith(b"X"):
                     continue
                 finish(t, int(code))
-                if why != b"-" or closing or len(idlers) >= spare:
+                if why != b"-" or closing or len(idlers) >= burst:
                     if why not in (b"-", FRESH_WHY):
                         print(f"child {c.pid} not reused: {why.decode(errors='replace')}",
                               flush=True)
                     retire(c)  # it ends by itself (why) or on its socket's end
                 else:
+                    c.idle_since = time.monotonic()
                     idlers.append(c)
 
-    def take(pid: int) -> None:
-        """Take the request of job ``pid``: its file unlinked (the job can no longer withdraw
-        it), then declined (``R``) or run by a child (``P``)."""
-        req = f"{base}.{pid}.req"
+    def take(pid: int, token: str = "") -> None:
+        """Take the request of job ``pid`` (``token``: the engine's direct request of that
+        name, ``pid`` its own): its file unlinked (the job can no longer withdraw it), then
+        declined (``R``) or run by a child (``P``)."""
+        req = f"{base}.d{token}.req" if token else f"{base}.{pid}.req"
         try:
             data = read_file(req, 1 << 24, owned=True)
             os.unlink(req)  # taken (the job withdraws a request by unlinking it)
@@ -504,19 +597,30 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             return  # withdrawn (the job runs the task itself) or not ours
         fields = data.split(b"\0")
         try:  # the job's pipe (fourth field), to answer even a request not understood
-            reply = os.open(f"/proc/{pid}/fd/{int(fields[3])}", os.O_WRONLY | os.O_NONBLOCK)
+            if token:
+                pid = int(fields[1])
+            n = int(fields[2] if token else fields[3])
+            reply = os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY | os.O_NONBLOCK)
         except (OSError, ValueError, IndexError):
             return  # the job is gone: nobody to answer
-        t = _Task(reply, -1, pid)
+        t = _Task(reply, -1, token or pid)
         fds: list[int] = []
         try:
             r = Request(data)
             if r.identity() != me:
                 raise ValueError("another Python or interpreter environment")
-            t.job = os.pidfd_open(pid)
-            for n in (r.out_fd, r.err_fd):
-                fds.append(os.open(f"/proc/{pid}/fd/{n}",
-                                   os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
+            if token:  # the task's own files; the task outlives the engine
+                if not r.script.startswith(r.cwd + b"/"):
+                    raise ValueError("the step script is not in the step directory")
+                for path in (r.stdout, r.stderr):
+                    fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                       | os.O_APPEND | os.O_NOCTTY, 0o666 & ~r.umask))
+                t.record = (r.cwd, r.attempt)
+            else:
+                t.job = os.pidfd_open(pid)
+                for n in (r.out_fd, r.err_fd):
+                    fds.append(os.open(f"/proc/{pid}/fd/{n}",
+                                       os.O_WRONLY | os.O_APPEND | os.O_NOCTTY))
             body = script_body(read_file(r.script))
             head, call = split_body(body)
             if head and head not in prepared:
@@ -528,6 +632,11 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             sizes = struct.pack("<Q", len(payload))
             for _ in range(len(idlers) + 3):  # an idle child, else a new one
                 c = idlers.pop() if idlers and not fresh else spawn()
+                changed = stale_module(c.watch)
+                if changed:  # it would run the task with the module as it was
+                    print(f"child {c.pid} not reused: {changed}", flush=True)
+                    retire(c)
+                    c = spawn()
                 try:
                     socket.send_fds(c.sock, [sizes], fds)  # type: ignore[arg-type]
                     c.sock.sendall(payload)  # type: ignore[attr-defined]
@@ -548,16 +657,27 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             os.close(f)
         t.child = c
         c.task = t
-        jobs[t.job] = t
-        running[pid] = t
-        poll.register(t.job, select.POLLIN)
+        if t.job >= 0:
+            jobs[t.job] = t
+            poll.register(t.job, select.POLLIN)
+        running[t.job_pid] = t
+        if t.record is not None:  # as the job script's: the native id, the host, the time
+            try:
+                native = r.native.decode(errors="replace")
+                write_record(t.record[0], "stax.start",
+                             f"{t.record[1]} {native} {host} {time.time():.6f}\n")
+            except OSError as e:
+                print(f"start record of {token} not written: {e}", flush=True)
         send(t, b"P%d\n" % c.pid)
 
     def forward(line: bytes) -> None:
         """``S<job pid> <signal name>``: the job got that signal; its task's process group
-        gets it, if the task runs still (never a later task of the same child)."""
+        gets it, if the task runs still (never a later task of the same child); ``K<token>
+        <signal name>``: the engine's, for its direct task ``token`` (a cancel)."""
         job, _, name = line[1:].partition(b" ")
-        t = running.get(int(job)) if job.isdigit() else None
+        key: int | str = int(job) if job.isdigit() and line[:1] == b"S" else job.decode(
+            errors="replace")
+        t = running.get(key)
         try:
             sig = signal.Signals["SIG" + name.decode()]
         except (KeyError, UnicodeDecodeError):
@@ -602,8 +722,13 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
                 for c in list(idlers):
                     retire(c)  # they exit on their socket's end
                 continue
+        now = time.monotonic()
+        while len(idlers) > spare and now - idlers[0].idle_since > burst_idle:
+            retire(idlers[0])  # the burst's extra children, the longest idle first
         timeout = None if busy or closing else max(
-            0.0, idle - (time.monotonic() - last)) * 1000 + 10
+            0.0, idle - (now - last)) * 1000 + 10
+        if len(idlers) > spare:
+            timeout = min(timeout if timeout is not None else 1e9, burst_idle * 1000 / 2)
         events = [] if b"\n" in pending else poll.poll(timeout)
         for fd, _ev in events:
             last = time.monotonic()
@@ -637,7 +762,9 @@ def serve(d: str, key: str, lock: int) -> None:  # pragma: no cover - a separate
             line, _, pending = pending.partition(b"\n")
             if line.isdigit():
                 take(int(line))
-            elif line.startswith(b"S"):
+            elif line.startswith(b"D") and line[1:].isalnum():
+                take(-1, line[1:].decode())
+            elif line.startswith((b"S", b"K")):
                 forward(line)
     os.close(ff)
     print(f"jupyter_stax task worker {os.getpid()}: idle for {idle:g} s, exiting", flush=True)
@@ -655,9 +782,15 @@ def prepare(head: str) -> ModuleType:
 
 
 # ---------------------------------------------------------------------- the worker's child
-def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma: no cover
+def child_loop(  # pragma: no cover
+    sock: object, prepared: dict[str, ModuleType], roots: tuple[str, ...]
+) -> None:
     """In a forked child: run the tasks the worker sends, one after the other, as long as
-    :class:`_Clean` finds nothing a task left that a later one could see; then exit."""
+    :class:`_Clean` finds nothing a task left that a later one could see; then exit. After
+    each task it tells the worker the files of the modules it imported from outside the
+    Python installation (``roots``; ``M<hex path> <mtime_ns> <size>`` lines before its ``X``
+    line): the worker does not give it another task once one of them changed
+    (:func:`stale_module`)."""
     import pickle
     import socket
     import struct
@@ -678,10 +811,15 @@ def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma
             import ctypes
 
             ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+            # it ends with the worker (killed): a task of a dead worker has nobody to report
+            # its end to, and its step fails as such (its process group is its own)
+            ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL
         except Exception:
             pass
         clean = _Clean()
         served = 0
+        seen = set(sys.modules)  # the worker's modules (the installation's): never watched
+        known = len(sys.modules)
         while True:
             head = socket.recv_fds(sock, 8, 2)  # type: ignore[arg-type]
             msg, fds = head[0], head[1]
@@ -716,12 +854,74 @@ def child_loop(sock: object, prepared: dict[str, ModuleType]) -> None:  # pragma
                                  FRESH_WHY.decode() if fresh else (
                                      f"served {served} tasks" if served >= CHILD_TASKS
                                      else ""))
-            sock.sendall(b"X%d %s\n" % (code, why.encode() if why else b"-"))  # type: ignore
+            report = b""
+            if len(sys.modules) != known:  # the task imported something
+                report = b"".join(b"M%s %d %d\n" % (f.hex().encode(), m, n)
+                                  for f, m, n in user_modules(roots, seen))
+                known = len(sys.modules)
+            report += b"X%d %s\n" % (code, why.encode() if why else b"-")
+            sock.sendall(report)  # type: ignore[attr-defined]
             if why:
                 break
     except BaseException:
         pass
     os._exit(code)
+
+
+def installed_roots() -> tuple[str, ...]:
+    """The directories of the Python installation (its standard library and site-packages,
+    of the environment and of its base, and the user's site-packages), each ending in ``/``:
+    a module under one is not watched for edits (:func:`user_modules`)."""
+    import site
+    import sysconfig
+
+    dirs: set[str] = set()
+    for base in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
+                      "installed_base": sys.base_prefix,
+                      "installed_platbase": sys.base_exec_prefix}):
+        paths = sysconfig.get_paths(vars=base)
+        dirs.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    try:
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except AttributeError:  # a virtualenv's old site module
+        pass
+    return tuple(sorted({os.path.join(os.path.realpath(d), "") for d in dirs if d}))
+
+
+def user_modules(roots: tuple[str, ...], seen: set[str]) -> list[tuple[bytes, int, int]]:
+    """The modules of ``sys.modules`` not in ``seen`` (added to it) whose file lies outside
+    ``roots`` (:func:`installed_roots`): their files' paths, mtimes (ns) and sizes now."""
+    out: list[tuple[bytes, int, int]] = []
+    for name, mod in list(sys.modules.items()):
+        if name in seen:
+            continue
+        seen.add(name)
+        f = getattr(mod, "__file__", None)
+        if not isinstance(f, str) or not f.startswith("/"):
+            continue
+        if os.path.realpath(f).startswith(roots):
+            continue
+        try:
+            st = os.stat(f)
+        except OSError:  # from a zip file, or gone already
+            continue
+        out.append((os.fsencode(f), st.st_mtime_ns, st.st_size))
+    return out
+
+
+def stale_module(watch: dict[bytes, tuple[int, int]]) -> str:
+    """Why a child whose tasks imported the modules of ``watch`` (their files' mtimes and
+    sizes as the child read them) must not take another task: a file changed or is gone
+    ("" when none is)."""
+    for path, (mtime, size) in watch.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"module file {os.fsdecode(path)} is gone"
+        if (st.st_mtime_ns, st.st_size) != (mtime, size):
+            return f"module file {os.fsdecode(path)} changed"
+    return ""
 
 
 def run_task(  # pragma: no cover - forked

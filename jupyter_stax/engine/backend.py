@@ -281,6 +281,12 @@ class Backend:
         if Path(transport.aux_dir) != self.state_dir:
             transport.make_dirs([transport.aux_dir])
         self._executor = self._make_executor()
+        #: function tasks handed to the warm task worker without a job (``local`` only)
+        self._direct: Any = None
+        if self.scheduler == "local" and not cluster.remote:
+            from .taskdirect import DirectTasks
+
+            self._direct = DirectTasks(self._direct_update)
 
     # ------------------------------------------------------------------ setup
     def _make_executor(self) -> Any:
@@ -335,6 +341,11 @@ class Backend:
         return link
 
     # ------------------------------------------------------------------ jobs
+    def _direct_update(
+        self, native: str, key: JobKey, state: str, code: int | None, message: str | None
+    ) -> None:
+        self.on_update(JobUpdate(key, state, code, message, time.time()))
+
     def _job(self, key: JobKey, spec: Any = None) -> Any:
         import psij
 
@@ -370,6 +381,15 @@ class Backend:
             found = self._lost_submission(key, req)
             if found is not None:
                 return found
+        if self._direct is not None and req.task_env is not None:
+            from .taskdirect import WorkerLost
+
+            try:
+                native = self._direct.submit(key, req, req.task_env)
+            except WorkerLost as e:
+                raise SubmitError(str(e), transient=False) from None
+            if native is not None:
+                return str(native)
         return self._run_submit(key, req, self._new_job(key, req))
 
     def submit_many(
@@ -569,6 +589,12 @@ class Backend:
 
     def attach(self, key: JobKey, native_id: str) -> None:
         """Watch a job submitted earlier (by this or another process). Blocking."""
+        if self._direct is not None and _is_direct(native_id):
+            try:
+                self._direct.attach(key, native_id)
+            except ValueError:
+                raise JobGone(f"job {native_id} is not a task of a worker") from None
+            return
         job = self._job(key)
         try:
             self._executor.attach(job, native_id)
@@ -581,6 +607,10 @@ class Backend:
         """Cancel a job. Blocking. Raises SchedulerUnavailable when the scheduler did not answer."""
         import psij
 
+        if self._direct is not None and _is_direct(native_id):
+            with contextlib.suppress(ValueError):
+                self._direct.cancel(native_id)
+            return
         with self._lock:
             job = self._jobs.get(key)
         try:
@@ -628,6 +658,8 @@ class Backend:
         """Drop a finished job and PSI/J's leftover files of it."""
         with self._lock:
             job = self._jobs.pop(key, None)
+        if self._direct is not None:
+            self._direct.forget(key)
         if native_id and self.scheduler != "local":
             wd = Path(getattr(self._executor, "work_directory", self.state_dir))
             aux = Path(self.transport.aux_dir)
@@ -662,9 +694,17 @@ class Backend:
         return self.health.waiting_elements(native_id)
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         with self._lock:
             self._jobs.clear()
         psij_compat.stop_polling(self._executor)
+
+
+def _is_direct(native_id: str) -> bool:
+    from .taskdirect import is_direct
+
+    return is_direct(native_id)
 
 
 def _outcome(fn: Callable[..., str], *args: Any) -> str | Exception:

@@ -740,6 +740,7 @@ class Engine:
                 account=cluster.account,
                 after_native_ids=after,
                 custom_attributes=written.directives,
+                task_env=written.task_env,
             )
             s.attempt, s.job_name = attempt, req.job_name
             self._set(

@@ -304,6 +304,28 @@ def attempt_files(
     }
 
 
+def direct_task_env(
+    ex: Execution,
+    step: Step,
+    cluster: Cluster,
+    attempt: int,
+    plan: js.ContainerPlan | None,
+    require_completed: Sequence[Path | tuple[Path, int]],
+    step_dir: Path,
+) -> dict[str, str] | None:
+    """A function task's environment when the engine may hand it to the warm task worker
+    itself (see :func:`~..core.jobscript.direct_task_env`), None otherwise."""
+    from .taskdirect import DirectTasks
+
+    if not DirectTasks.enabled():
+        return None
+    return js.direct_task_env(
+        execution_id=ex.id, step=step, attempt=attempt, cluster=cluster,
+        params=bound_params(ex.workflow, ex.params, step), step_dir=step_dir,
+        execution_dir=Path(ex.work_dir), require_completed=require_completed, container=plan,
+    )
+
+
 def required_upstream(ex: Execution, step: Step) -> list[Path | tuple[Path, int]]:
     """What a detached step's job checks before it runs (see ``require_completed`` of
     :func:`~..core.jobscript.render_job_script`): each upstream step's directory, or for a

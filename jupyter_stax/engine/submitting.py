@@ -49,6 +49,9 @@ class Written:
     job_script: Path
     directives: dict[str, str]
     staged: StepFiles | None
+    task_env: dict[str, str] | None = None
+    """a function task the engine may hand to the warm task worker (see
+    :func:`~..core.jobscript.direct_task_env`)"""
 
 
 def write_attempts(engine: Engine, items: list[Attempt]) -> list[Written | Exception]:
@@ -75,7 +78,10 @@ def write_attempts(engine: Engine, items: list[Attempt]) -> list[Written | Excep
             required = planning.required_upstream(a.run.ex, step) if a.guarded else ()
             mine = planning.attempt_files(a.run.ex, step, a.s, a.cluster, a.attempt, plan,
                                           required)
-            out.append(Written(d / js.JOB_SCRIPT, planning.directives(plan, step), None))
+            direct = planning.direct_task_env(a.run.ex, step, a.cluster, a.attempt, plan,
+                                              required, d)
+            out.append(Written(d / js.JOB_SCRIPT, planning.directives(plan, step), None,
+                               direct))
         except Exception as e:  # this step's set-up is broken: its own failure
             out.append(e)
             continue

@@ -27,7 +27,8 @@ BODY = TASK_MARK + r"""
 import json, os, signal, string, subprocess, sys, threading, time
 import __main__
 act = os.environ.get("ACT", "")
-print(json.dumps(dict(
+user = __import__("stax_user_mod").VALUE if act == "import" else None
+print(json.dumps(dict(user=user,
     pid=os.getpid(), ppid=os.getppid(), cwd=os.getcwd(), left=os.environ.get("LEFT"),
     usr1=signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
     module=getattr(string, "stax_left", None), main=getattr(__main__, "stax_left", None),
@@ -180,6 +181,62 @@ def test_children_reused_and_what_a_task_leaves(tmp_path: Path) -> None:
         assert after["ppid"] == worker
         pids.add(int(str(after["pid"])))
     jobs.end(worker, pids)
+
+
+def test_an_edited_module_is_read_again(tmp_path: Path) -> None:
+    """A module imported from outside the Python installation (here: the job's directory)
+    and edited after a task imported it: the next task gets a child that reads it again
+    (the reused child would run it with the old module); unedited, the child is reused."""
+    jobs = Jobs(tmp_path)
+    worker = jobs.start()
+    mod = jobs.step / "stax_user_mod.py"
+    mod.write_text("VALUE = 1\n")
+    first, _ = jobs.run(ACT="import")
+    assert (first["user"], first["ppid"]) == (1, worker)
+    again, _ = jobs.run(ACT="import")
+    assert (again["user"], again["pid"]) == (1, first["pid"])  # reused: nothing changed
+    mod.write_text("VALUE = 22\n")
+    edited, _ = jobs.run(ACT="import")
+    assert edited["user"] == 22 and edited["pid"] != first["pid"]
+    wait_for(lambda: gone(int(str(first["pid"]))), 30, "the child with the old module to end")
+    after, _ = jobs.run(ACT="import")
+    assert (after["user"], after["pid"]) == (22, edited["pid"])
+    jobs.end(worker, {int(str(x["pid"])) for x in (first, edited)})
+
+
+def test_a_bursts_children_serve_the_next_burst_then_go(tmp_path: Path) -> None:
+    """Tasks that run at once get children of their own; after the burst they stay idle (for
+    STAX_TASK_WORKER_BURST_IDLE seconds, here 2) and the next burst runs in them, no fork;
+    then all but max(2, CPUs) of them end."""
+    jobs = Jobs(tmp_path)
+    jobs.env["STAX_TASK_WORKER_BURST_IDLE"] = "2"
+    jobs.env["STAX_TASK_WORKER_IDLE"] = "6"  # it serves on meanwhile
+    worker = jobs.start()
+    spare = max(2, os.cpu_count() or 1)
+    n = spare + 3
+
+    def burst() -> set[int]:
+        procs = [subprocess.Popen(jobs.argv, cwd=jobs.step, text=True, stdout=subprocess.PIPE,
+                                  env={**jobs.env, "JOB": f"b{i}", "ACT": "sleep",
+                                       "SECONDS_": "1"}) for i in range(n)]
+        pids = set()
+        for p in procs:
+            out, _ = p.communicate(timeout=60)
+            assert p.returncode == 0, out
+            pids.add(int(json.loads(out.partition("\n")[0])["pid"]))
+        return pids
+
+    def children() -> set[int]:
+        text = Path(f"/proc/{worker}/task/{worker}/children").read_text()
+        return {int(x) for x in text.split()}
+
+    first = burst()
+    assert len(first) == n  # at once: a child each
+    second = burst()
+    assert second <= first, "the next burst forked children again"
+    wait_for(lambda: len(children()) <= spare, 5, f"the idle children to go down to {spare}")
+    assert alive(worker)
+    jobs.end(worker, first)
 
 
 def test_output_goes_to_each_jobs_own_files(tmp_path: Path) -> None:
