@@ -231,7 +231,7 @@ async def finalize(
                 said=said,
                 exit=recs.exit,
                 start=recs.start,
-                started=s.started_at is not None,
+                started_at=s.started_at.timestamp() if s.started_at else None,
                 exit_code=exit_code,
                 message=message,
                 gone=gone,

@@ -32,8 +32,9 @@ class Facts:
     """the step's exit record, of whatever attempt (None: none, or not completely written)"""
     start: StartRecord | None = None
     """the step's start record, of whatever attempt"""
-    started: bool = False
-    """the step already has a start time"""
+    started_at: float | None = None
+    """the start time the step already has (None: none yet); it may come from the scheduler's
+    "running" update, which a loaded engine can see after the job ended"""
     exit_code: int | None = None
     """the scheduler's exit code (PSI/J's)"""
     message: str | None = None
@@ -73,8 +74,8 @@ def decide(f: Facts) -> Outcome:
     """The outcome of attempt ``f.attempt`` (see the module docstring)."""
     rec = f.exit if f.exit is not None and f.exit.attempt == f.attempt else None
     started_at = None
-    if f.start is not None and f.start.attempt == f.attempt and not f.started:
-        started_at = f.start.time
+    if f.start is not None and f.start.attempt == f.attempt and f.start.time != f.started_at:
+        started_at = f.start.time  # the job's own record: its start, whatever was guessed
     exit_code = finished_at = None
     if rec is not None and rec.exit_code is None:
         state, reason = StepState.SKIPPED, skipped_or_canceled(f.upstream)
