@@ -79,11 +79,13 @@ def task(
 
 @pytest.fixture
 def warm(stax_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A private worker directory (``TMPDIR``); the worker exits 3 s after its last task."""
+    """A private worker directory (``TMPDIR``); the worker serves 60 s after its last task (a
+    loaded machine took more than 3 s to start the next engine: the worker had gone, the task ran
+    as a job; seen in CI) and is killed at the end."""
     tmp = stax_env / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setenv("STAX_TASK_WORKER_IDLE", "3")
+    monkeypatch.setenv("STAX_TASK_WORKER_IDLE", "60")
     monkeypatch.delenv("STAX_TASK_DIRECT", raising=False)
     yield tmp / f"stax-taskworker-{os.getuid()}"
     for pid_file in (tmp / f"stax-taskworker-{os.getuid()}").glob("*.pid"):
