@@ -26,7 +26,7 @@ from jupyter_stax.engine.engine import Engine
 from jupyter_stax.engine.taskdirect import parse_native
 
 from ..proc import alive
-from ..waiting import wait_for
+from ..waiting import wait_for, wait_for_async
 from .conftest import arun
 from .test_recovery import _start_engine_proc, _wait_store
 
@@ -99,20 +99,57 @@ def result(step_dir: str, name: str) -> object:
     return pickle.loads(Path(step_dir, result_file(name)).read_bytes())
 
 
+async def warm_up(eng: Engine, warm: Path) -> tuple[Any, int]:
+    """One task, run as a job (no worker yet), which starts the worker: its execution when it
+    ended, and the worker's pid (from its pid file)."""
+    ex = await eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]}, cluster="local")
+    done = await eng.wait(ex.id, timeout=120)
+    pid_file = await wait_for_async(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
+    return done, int(pid_file.read_text())
+
+
+async def held_task(eng: Engine) -> tuple[Any, int]:
+    """A task ``h`` that runs until ``go`` exists: its execution and its process id."""
+    ex = await eng.submit({"name": "held", "steps": [task("h", "hold", "h")]}, cluster="local")
+    pid_file = Path(ex.step("h").directory, "pid")
+    await wait_for_async(pid_file.exists, 60, "the task to run")
+    return ex, int(pid_file.read_text())
+
+
+def held_with_its_engine_killed(
+    engine_factory: Callable[..., Engine], warm: Path, store_path: Path
+) -> Any:
+    """The worker warmed up by one engine; then an engine process of its own hands ``h`` to
+    the worker directly and is killed (-9) while ``h`` runs: the execution as it was left."""
+
+    async def first() -> None:
+        async with engine_factory() as eng:
+            await warm_up(eng, warm)
+
+    arun(first())
+    proc, eid = _start_engine_proc("local", {"name": "held", "steps": [task("h", "hold", "h")]})
+    try:
+        ex = _wait_store(store_path, eid, lambda ex: ex.step("h").state is StepState.RUNNING
+                         and Path(ex.step("h").directory, "pid").exists(), 60, "h to run")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    native = ex.step("h").native_id
+    assert native and native.startswith("tw:")
+    return ex
+
+
 def test_direct_tasks_keep_what_a_step_has(
     engine_factory: Callable[..., Engine], warm: Path
 ) -> None:
     async def main() -> tuple[Any, Any, int]:
         async with engine_factory() as eng:
-            ex = await eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]},
-                                  cluster="local")
-            first = await eng.wait(ex.id, timeout=120)
-            pid_file = wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
+            first, worker = await warm_up(eng, warm)
             wf = {"name": "direct", "steps": [task("a", "add", 2, 3), task("b", "boom"),
                                                task("c", "add", 10, 20, after=("a",)),
                                                task("r", "flaky", retries=1)]}
             ex = await eng.submit(wf, cluster="local")
-            return first, await eng.wait(ex.id, timeout=120), int(pid_file.read_text())
+            return first, await eng.wait(ex.id, timeout=120), worker
 
     first, ex, worker = arun(main())
     assert first.step("w").native_id.isdigit()  # no worker yet: a job
@@ -140,24 +177,8 @@ def test_direct_tasks_keep_what_a_step_has(
 def test_kill9_engine_while_a_direct_task_runs(
     engine_factory: Callable[..., Engine], warm: Path, store_path: Path
 ) -> None:
-    async def first() -> None:
-        async with engine_factory() as eng:
-            start_worker_async = eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]},
-                                            cluster="local")
-            ex = await start_worker_async
-            await eng.wait(ex.id, timeout=120)
-
-    arun(first())
-    wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
-    proc, eid = _start_engine_proc("local", {"name": "held", "steps": [task("h", "hold", "h")]})
-    try:
-        ex = _wait_store(store_path, eid, lambda ex: ex.step("h").state is StepState.RUNNING
-                         and Path(ex.step("h").directory, "pid").exists(), 60, "h to run")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    h = ex.step("h")
-    assert h.native_id and h.native_id.startswith("tw:")
+    ex = held_with_its_engine_killed(engine_factory, warm, store_path)
+    eid, h = ex.id, ex.step("h")
     task_pid = int(Path(h.directory, "pid").read_text())
     assert alive(task_pid)  # the engine's end does not end the task
     Path(ex.work_dir, "go").touch()
@@ -176,15 +197,8 @@ def test_kill9_engine_while_a_direct_task_runs(
 def test_cancel_of_a_direct_task(engine_factory: Callable[..., Engine], warm: Path) -> None:
     async def main() -> tuple[Any, int, Any]:
         async with engine_factory() as eng:
-            ex = await eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]},
-                                  cluster="local")
-            await eng.wait(ex.id, timeout=120)
-            wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
-            ex = await eng.submit({"name": "held", "steps": [task("h", "hold", "h")]},
-                                  cluster="local")
-            pid_file = Path(ex.step("h").directory, "pid")
-            await wait_async(lambda: pid_file.exists(), "the task to run")
-            task_pid = int(pid_file.read_text())
+            await warm_up(eng, warm)
+            ex, task_pid = await held_task(eng)
             await eng.cancel(ex.id)
             canceled = await eng.wait(ex.id, timeout=60)
             again = await eng.submit({"name": "after", "steps": [task("a", "add", 4, 4)]},
@@ -201,30 +215,13 @@ def test_cancel_of_a_direct_task(engine_factory: Callable[..., Engine], warm: Pa
     assert result(a.directory, "a") == 8
 
 
-async def wait_async(pred: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def test_worker_killed_while_its_direct_task_runs(
     engine_factory: Callable[..., Engine], warm: Path
 ) -> None:
     async def main() -> tuple[Any, int]:
         async with engine_factory() as eng:
-            ex = await eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]},
-                                  cluster="local")
-            await eng.wait(ex.id, timeout=120)
-            wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
-            ex = await eng.submit({"name": "held", "steps": [task("h", "hold", "h")]},
-                                  cluster="local")
-            pid_file = Path(ex.step("h").directory, "pid")
-            await wait_async(lambda: pid_file.exists(), "the task to run")
-            task_pid = int(pid_file.read_text())
+            await warm_up(eng, warm)
+            ex, task_pid = await held_task(eng)
             native = eng.get(ex.id).step("h").native_id
             assert native and native.startswith("tw:")
             os.kill(parse_native(native)[0], signal.SIGKILL)
@@ -241,23 +238,8 @@ def test_worker_killed_while_its_direct_task_runs(
 def test_worker_killed_while_the_engine_is_down(
     engine_factory: Callable[..., Engine], warm: Path, store_path: Path
 ) -> None:
-    async def first() -> None:
-        async with engine_factory() as eng:
-            ex = await eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]},
-                                  cluster="local")
-            await eng.wait(ex.id, timeout=120)
-
-    arun(first())
-    wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
-    proc, eid = _start_engine_proc("local", {"name": "held", "steps": [task("h", "hold", "h")]})
-    try:
-        ex = _wait_store(store_path, eid, lambda ex: ex.step("h").state is StepState.RUNNING
-                         and Path(ex.step("h").directory, "pid").exists(), 60, "h to run")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    h = ex.step("h")
-    assert h.native_id and h.native_id.startswith("tw:")
+    ex = held_with_its_engine_killed(engine_factory, warm, store_path)
+    eid, h = ex.id, ex.step("h")
     os.kill(parse_native(h.native_id)[0], signal.SIGKILL)
 
     async def second() -> Any:
@@ -275,10 +257,7 @@ def test_no_direct_path_when_turned_off(
 ) -> None:
     async def main() -> Any:
         async with engine_factory() as eng:
-            ex = await eng.submit({"name": "warm", "steps": [task("w", "add", 1, 1)]},
-                                  cluster="local")
-            await eng.wait(ex.id, timeout=120)
-            wait_for(lambda: next(iter(warm.glob("*.pid")), None), 30, "the worker")
+            await warm_up(eng, warm)
             monkeypatch.setenv("STAX_TASK_DIRECT", "0")
             ex = await eng.submit({"name": "job", "steps": [task("a", "add", 1, 2)]},
                                   cluster="local")
