@@ -348,6 +348,16 @@ class _Stream(ByteStream):
         self._err_task.cancel()
 
 
+def _remote_ended(owner: AsyncSSHConnection, e: BaseException) -> bool:
+    """A write refused because the remote command already ended and closed its channel (a
+    ``tar`` that could not start), the connection still up: not a lost connection. What it
+    would not read is dropped, and its exit status and stderr (``finish``) say how it went, as
+    with the OpenSSH client (seen in CI under load: a get from a missing directory reported
+    "the connection ... was lost (Channel not open for sending)" instead of tar's reason)."""
+    client = owner._client
+    return isinstance(e, BrokenPipeError) and client is not None and not client.lost
+
+
 class _PipeStream(ByteStream):
     """A command whose stdout goes into :attr:`stdout_fd` (a pipe, see :mod:`.asyncssh_pipe`);
     its stdin is written here, its stderr kept by the session."""
@@ -370,6 +380,8 @@ class _PipeStream(ByteStream):
             if drain:
                 await self.session.can_write.wait()
         except (*_LOST, asyncssh.Error) as e:
+            if _remote_ended(self.owner, e):
+                return
             raise self._lost(e) from None
         if self.session.exc is not None:
             raise self._lost(self.session.exc)
@@ -378,6 +390,8 @@ class _PipeStream(ByteStream):
         try:
             self.chan.write_eof()
         except (*_LOST, asyncssh.Error) as e:
+            if _remote_ended(self.owner, e):
+                return
             raise self._lost(e) from None
 
     async def _finish(self, timeout: float | None) -> tuple[int, bytes]:
